@@ -1,0 +1,375 @@
+#include "mf2/heap.h"
+
+#include <cerrno>
+#include <initializer_list>
+
+#include "mf2/heap_registry.h"
+#include "mf2/large.h"
+#include "mf2/policy.h"
+
+namespace mf2 {
+
+Heap::Heap(PageSource* source, HeapRegistry* registry, uint32_t id)
+    : source_(source), registry_(registry), id_(id) {}
+
+// ------------------------------------------------------------------------------------------
+// Allocation slow path (Route S). Out of line: the fast path in heap.h stays a few instructions.
+
+void* Heap::AllocateSlow(uint32_t k) {
+  MF2_STAT_INC(stats_, slow_allocs);
+  Page* page = nullptr;
+  // 1. The must-reuse gate: pages of our own that other threads freed into come first.
+  if ((page = TakeFromPending(k, GetPolicy().pending_budget)) != nullptr) {
+    MF2_STAT_INC(stats_, mustreuse_hit);
+  } else if ((page = CollectActive(k)) != nullptr) {  // 2. the active page's remote frees
+    MF2_STAT_INC(stats_, active_drain_hit);
+  } else if ((page = partial_[k].front()) != nullptr) {  // 3. the partial list
+    MF2_STAT_INC(stats_, partial_hit);
+  } else if ((page = TakeFromPending(k, UINT32_MAX)) != nullptr) {  // the gate, exhaustive
+    MF2_STAT_INC(stats_, mustreuse_hit);
+  } else if ((page = AdoptAbandoned(k)) != nullptr) {  // 4. an exited thread's page
+    MF2_STAT_INC(stats_, abandoned_adopt_hit);
+  } else {  // 5. nothing reusable exists
+    page = NewPage(k);
+    if (page == nullptr) {
+      errno = ENOMEM;
+      return nullptr;
+    }
+    MF2_STAT_INC(stats_, new_pages);
+    SetActive(k, page);
+    return page->Pop();
+  }
+  MF2_STAT_INC(stats_, page_reuses);
+  SetActive(k, page);
+  Block* b = page->Pop();
+  MF2_DCHECK(b != nullptr, "a reused page has a free block");
+  MF2_EXPENSIVE_DCHECK((CheckInvariants(false), true), "heap invariants");
+  return b;
+}
+
+// Pops up to `budget` pages off the pending queue (refilling the private backlog with one
+// pop-all when it runs dry), drains each, and returns the first of class k with a free block.
+Page* Heap::TakeFromPending(uint32_t k, uint32_t budget) {
+  for (uint32_t n = 0; n < budget; ++n) {
+    if (backlog_ == nullptr) {
+      backlog_ = pending_.PopAll();
+      if (backlog_ == nullptr) return nullptr;
+    }
+    Page* page = backlog_;
+    backlog_ = page->pending_next();  // hazard 5: read the link before the flag is cleared
+    DrainDequeued(page);
+    if (Page* hit = FilePage(page, k)) return hit;
+  }
+  return nullptr;
+}
+
+// A page just taken off a pending queue: take its remote stack and clear its flag in one step.
+void Heap::DrainDequeued(Page* page) {
+  MF2_CHECK(page->owner_relaxed() == this, "a page is only ever queued on its owner's queue");
+  page->DebugNoteDequeued();
+  RemoteWord taken = page->remote().TakeAll();
+  MF2_CHECK(taken.pending(), "a queued page has in_remote_pending set");
+  MF2_STAT_INC(stats_, pending_drained);
+  MF2_STAT_INC(stats_, drain_attempts);
+  uint32_t moved = page->AbsorbRemote(taken);
+  if (moved > 0) MF2_STAT_INC(stats_, drain_successes);
+  MF2_STAT_ADD(stats_, remote_blocks_drained, moved);
+}
+
+// Puts a drained page where it belongs. Returns it if it can serve class k now.
+Page* Heap::FilePage(Page* page, uint32_t k) {
+  const uint32_t c = page->size_class();
+  if (page->where == Page::Where::kActive) {
+    return c == k && page->HasFree() ? page : nullptr;
+  }
+  if (page->used() == 0 && TryRelease(page)) return nullptr;
+  if (!page->HasFree()) return nullptr;
+  if (c == k) return page;  // SetActive unlinks it from the partial list if it is there
+  if (page->where == Page::Where::kNowhere) {
+    page->where = Page::Where::kPartial;
+    partial_[c].PushFront(page);
+  }
+  return nullptr;
+}
+
+Page* Heap::CollectActive(uint32_t k) {
+  Page* page = active_[k];
+  if (page == nullptr || page->remote().Peek().count() == 0) return nullptr;
+  MF2_STAT_INC(stats_, drain_attempts);
+  uint32_t moved = page->AbsorbRemote(page->remote().TakeBlocksKeepFlag());
+  if (moved > 0) MF2_STAT_INC(stats_, drain_successes);
+  MF2_STAT_ADD(stats_, remote_blocks_drained, moved);
+  return page->HasFree() ? page : nullptr;
+}
+
+Page* Heap::AdoptAbandoned(uint32_t k) {
+  if (registry_ == nullptr) return nullptr;
+  Heap* dead = registry_->ClaimIdleHeap(this);
+  if (dead == nullptr) return nullptr;
+  dead->ProcessAllPending();
+  Page* page = dead->GiveUpPage(k, this);
+  dead->ReleaseClaimAndRecheck();
+  if (page == nullptr) return nullptr;
+  ++page_count_;
+  // We hold the page's flag (GiveUpPage) and are its owner now: take what arrived and clear the
+  // flag, which publishes the new owner to the next 0->1 edge winner.
+  RemoteWord taken = page->remote().TakeAll();
+  MF2_STAT_INC(stats_, drain_attempts);
+  uint32_t moved = page->AbsorbRemote(taken);
+  if (moved > 0) MF2_STAT_INC(stats_, drain_successes);
+  MF2_STAT_ADD(stats_, remote_blocks_drained, moved);
+  return page;
+}
+
+Page* Heap::NewPage(uint32_t k) {
+  Page* page = source_->AllocateSpan(ClassInfo(k).slices);
+  if (page == nullptr) return nullptr;
+  Segment* s = SegmentOf(page);
+  page->InitForClass(k, s->slice_start(s->slice_index(page)), this);
+  ++page_count_;
+  return page;
+}
+
+void Heap::SetActive(uint32_t k, Page* page) {
+  Page* old = active_[k];
+  if (old == page) return;
+  if (page->where == Page::Where::kPartial) partial_[k].Remove(page);
+  page->where = Page::Where::kActive;
+  active_[k] = page;
+  if (old != nullptr) {
+    old->where = Page::Where::kNowhere;
+    if (old->HasFree()) PageGainedFree(old);
+  }
+}
+
+// ------------------------------------------------------------------------------------------
+// Free paths.
+
+void Heap::PageGainedFree(Page* page) {
+  if (page->used() == 0 && TryRelease(page)) return;
+  if (page->where == Page::Where::kNowhere) {
+    page->where = Page::Where::kPartial;
+    partial_[page->size_class()].PushFront(page);
+  }
+}
+
+// Releases an empty page unless it is flagged (queued, or about to be): a flagged page goes back
+// when it is dequeued. Invariant 11: never released while flagged, queued or holding remotes.
+bool Heap::TryRelease(Page* page) {
+  if (page->where == Page::Where::kActive || page->remote().Peek().raw() != 0) return false;
+  if (page->where == Page::Where::kPartial) partial_[page->size_class()].Remove(page);
+  page->where = Page::Where::kNowhere;
+  page->Retire();
+  --page_count_;
+  MF2_STAT_INC(stats_, pages_released);
+  source_->FreeSpan(page);
+  return true;
+}
+
+void Heap::FreeRemote(Page* page, Block* b) {
+  PoisonMemory(b, page->block_size());
+  MF2_STAT_INC(stats_, remote_frees);
+  if (!page->remote().Push_mt(b)) return;  // already flagged: queued, or being queued
+  // This free turned in_remote_pending 0->1: queue the page on its owner, exactly once. The
+  // owner cannot release the page until it dequeues it, so the page stays valid meanwhile.
+  Heap* owner = page->owner_mt();
+  page->DebugNoteEnqueued_mt();
+  owner->pending_.Push_mt(page);
+  MF2_STAT_INC(stats_, pending_enqueued);
+  // seq_cst: pairs with Abandon's store (see PendingQueue::Push_mt). A dead owner never drains
+  // its queue, so the thread that queued the page does.
+  if (owner->xabandoned_.load(std::memory_order_seq_cst)) owner->ReclaimAbandoned_mt();
+}
+
+void Heap::FreeUnusual(void* p) {
+  if (p == nullptr) return;
+  if (InSegment(p)) {
+    internal::ReportError(ErrorKind::kNotABlock, p,
+                          "inside MF2 memory but not in a page that serves blocks");
+    return;
+  }
+  if (LargeFree(p)) return;
+  internal::ReportError(ErrorKind::kForeignPointer, p,
+                        "not from MF2 (another allocator's pointer, a stack or static address)");
+}
+
+void Heap::ReportBadFree(Page* page, void* p, bool block_start) {
+  if (!block_start) {
+    internal::ReportError(ErrorKind::kNotABlock, p,
+                          "interior pointer (not the start of a block), or in a page's tail");
+  } else {
+    internal::ReportError(ErrorKind::kDoubleFree, p,
+                          "block is not allocated (freed before, or never handed out)");
+  }
+  (void)page;
+}
+
+size_t Heap::UsableSize(const void* p) {
+  Page* page = PageOf(p);
+  if (page != nullptr && page->in_use()) {
+    bool exact;
+    uint32_t idx = page->BlockIndex(p, &exact);
+    if (exact && idx < page->capacity() && page->IsLive(idx)) return page->block_size();
+    internal::ReportError(ErrorKind::kNotABlock, p, "usable size of a pointer that is not live");
+    return 0;
+  }
+  if (size_t n = LargeUsableSize(p)) return n;
+  internal::ReportError(InSegment(p) ? ErrorKind::kNotABlock : ErrorKind::kForeignPointer, p,
+                        "usable size of a pointer MF2 did not hand out");
+  return 0;
+}
+
+void* Heap::AllocateLarge(size_t size, size_t alignment) {
+  MF2_STAT_INC(stats_, large_allocs);
+  return LargeAllocate(size, alignment);
+}
+
+void* Heap::AllocateAligned(size_t alignment, size_t size) {
+  if (alignment == 0 || (alignment & (alignment - 1)) != 0) {
+    errno = EINVAL;
+    return nullptr;
+  }
+  if (alignment <= kMinAlign) return Allocate(size);
+  // Span starts are slice-aligned, so every block of a class whose size is a multiple of the
+  // alignment is aligned. Powers of two are classes, so such a class always exists below 64 KiB.
+  if (alignment <= kSliceSize && size <= kMaxClassSize) {
+    size_t rounded = size < alignment ? alignment : (size + alignment - 1) & ~(alignment - 1);
+    if (rounded <= kMaxClassSize) {
+      for (uint32_t k = SizeToClass(rounded); k < kNumClasses; ++k) {
+        if (ClassInfo(k).size % alignment == 0) return Allocate(ClassInfo(k).size);
+      }
+    }
+  }
+  return AllocateLarge(size, alignment);
+}
+
+// ------------------------------------------------------------------------------------------
+// Lifecycle: claims, abandonment and the dead-owner hand-off.
+
+bool Heap::TryClaim() {
+  uint32_t expected = 0;
+  // seq_cst: acquire (the previous holder's writes to owner-only state) and the total order the
+  // abandoned-heap hand-off relies on (see ReleaseClaimAndRecheck).
+  return xclaim_.compare_exchange_strong(expected, 1, std::memory_order_seq_cst,
+                                         std::memory_order_relaxed);
+}
+
+void Heap::Abandon() {
+  // seq_cst: orders this store before the pop-alls below, against producers' "push; load
+  // abandoned" (PendingQueue::Push_mt): either we see their page or they see the flag.
+  xabandoned_.store(true, std::memory_order_seq_cst);
+  for (uint32_t k = 1; k < kNumClasses; ++k) {
+    Page* page = active_[k];
+    if (page == nullptr) continue;
+    active_[k] = nullptr;
+    page->where = Page::Where::kNowhere;
+    uint32_t moved = page->AbsorbRemote(page->remote().TakeBlocksKeepFlag());
+    MF2_STAT_ADD(stats_, remote_blocks_drained, moved);
+    if (page->HasFree()) PageGainedFree(page);
+  }
+  ProcessAllPending();
+  MF2_STAT_INC(stats_, heaps_abandoned);
+}
+
+void Heap::TakeOver() {
+  // Relaxed: we hold the claim; producers that still see `true` only fail to claim.
+  xabandoned_.store(false, std::memory_order_relaxed);
+  MF2_STAT_INC(stats_, heaps_reused);
+}
+
+void Heap::ProcessAllPending() {
+  for (;;) {
+    if (backlog_ == nullptr) {
+      backlog_ = pending_.PopAllSeqCst();
+      if (backlog_ == nullptr) return;
+    }
+    Page* page = backlog_;
+    backlog_ = page->pending_next();  // hazard 5: link first
+    DrainDequeued(page);
+    FilePage(page, 0);  // class 0 matches nothing: just file or release the page
+  }
+}
+
+void Heap::ReleaseClaimAndRecheck() {
+  for (;;) {
+    // seq_cst store, then seq_cst load of the queue: a producer that pushed a page and then
+    // failed to claim (because we held the claim) is seen here, and we drain for it.
+    xclaim_.store(0, std::memory_order_seq_cst);
+    if (!xabandoned_.load(std::memory_order_seq_cst) || pending_.EmptySeqCst()) return;
+    if (!TryClaim()) return;  // whoever holds it now inherits this duty
+    if (abandoned()) ProcessAllPending();
+  }
+}
+
+void Heap::ReclaimAbandoned_mt() {
+  if (!TryClaim()) return;  // the holder will see our page when it releases (see above)
+  if (abandoned()) {
+    ProcessAllPending();
+    MF2_STAT_INC(stats_, dead_owner_reclaims);
+  }
+  ReleaseClaimAndRecheck();
+}
+
+Page* Heap::GiveUpPage(uint32_t k, Heap* adopter) {
+  MF2_CHECK(abandoned(), "pages are given up only by abandoned heaps (Route S)");
+  int scanned = 0;
+  for (Page* page = partial_[k].front(); page != nullptr && scanned < 8;
+       page = page->next, ++scanned) {
+    if (!page->remote().TryAcquireFlag()) continue;  // queued or being queued: leave it
+    partial_[k].Remove(page);
+    page->where = Page::Where::kNowhere;
+    --page_count_;
+    // Still under our claim, so nobody can see the page as ours after this store.
+    page->SetOwner(adopter);
+    return page;
+  }
+  return nullptr;
+}
+
+// ------------------------------------------------------------------------------------------
+// Invariants.
+
+bool Heap::PendingContains(const Page* page) const {
+  for (Page* p = pending_.PeekRelaxed(); p != nullptr; p = p->pending_next()) {
+    if (p == page) return true;
+  }
+  for (Page* p = backlog_; p != nullptr; p = p->pending_next()) {
+    if (p == page) return true;
+  }
+  return false;
+}
+
+void Heap::CheckInvariants(bool quiescent) const {
+  for (uint32_t k = 1; k < kNumClasses; ++k) {
+    if (Page* a = active_[k]) {
+      MF2_CHECK(!abandoned(), "an abandoned heap has no active pages");
+      MF2_CHECK(a->size_class() == k && a->where == Page::Where::kActive &&
+                    a->owner_relaxed() == this,
+                "active_[k]: class k, where == kActive, owner == this");
+    }
+    size_t n = 0;
+    for (Page* p = partial_[k].front(); p != nullptr; p = p->next) {
+      MF2_CHECK(p->size_class() == k && p->where == Page::Where::kPartial &&
+                    p->owner_relaxed() == this && p->HasFree(),
+                "partial_[k]: class k, where == kPartial, owner == this, HasFree()");
+      MF2_CHECK(p->next == nullptr || p->next->prev == p, "partial list links");
+      MF2_CHECK(++n <= partial_[k].size(), "partial list longer than its size (cycle?)");
+    }
+    MF2_CHECK(n == partial_[k].size(), "partial list size");
+  }
+  if (!quiescent) return;
+  size_t queued = 0;
+  for (const Page* chain : {static_cast<const Page*>(pending_.PeekRelaxed()),
+                            static_cast<const Page*>(backlog_)}) {
+    for (const Page* p = chain; p != nullptr; p = p->pending_next()) {
+      MF2_CHECK(p->owner_relaxed() == this, "a page is queued only on its owner (invariant 6)");
+      MF2_CHECK(p->remote().Peek().pending(), "a queued page has in_remote_pending set");
+#if MF2_DEBUG_BUILD
+      MF2_CHECK(p->debug_queued() == 1, "queued exactly once (invariant 5)");
+#endif
+      MF2_CHECK(++queued <= page_count_, "pending queue longer than the heap's pages (cycle?)");
+    }
+  }
+}
+
+}  // namespace mf2

@@ -1,0 +1,171 @@
+// Heap: the set of pages one thread owns, and MF2's allocation algorithm.
+//
+// ---- Map of the algorithm ----------------------------------------------------------------
+// Allocate (owner):    class k = SizeToClass(size); pop the active page's local free list, or
+//                      carve the next never-used block. No atomics, no locks.
+// AllocateSlow (owner), Route S, in this order (the must-reuse gate):
+//   1. own pending queue: pop pages that received remote frees (pop-all into a private backlog,
+//      at most Policy::pending_budget per call), drain each; the first with a free block of
+//      class k wins; others are filed on their class's partial list or released if empty.
+//   2. the active page's remote frees: collect them directly (the flag stays as it is).
+//   3. the partial list of class k: pages with free blocks, O(1).
+//   -  the rest of the pending queue, unbounded: no new page while a reusable page is queued.
+//   4. a page of class k from a heap whose thread exited (the only adoption in Route S).
+//   5. only now a new span from the page source.
+// Free (any thread):   locate page and block in O(1), validate (MF2 pointer, block start, live).
+//   owner == this heap: push on the local free list (no atomics). A page that has become empty
+//                       and is not queued goes back to the page source.
+//   otherwise (_mt):    push on the page's remote stack (one CAS: block, count, flag). The
+//                       thread that turns in_remote_pending 0->1 pushes the page once on the
+//                       owner's pending queue; if the owner has exited, it drains that heap.
+// Thread exit:         Abandon(): collect everything, release empty pages, and leave the heap
+//                      (with its pages) to the registry. A new thread takes such a heap over
+//                      whole; a live thread adopts single pages from it (step 4).
+// ---------------------------------------------------------------------------------------------
+//
+// Concurrency. A heap is owned by whoever holds its claim (`xclaim_`): its thread while alive,
+// briefly a reclaiming or adopting thread once abandoned. Every owner-only field below is touched
+// only by the claim holder. Other threads use only pending_ (push), xabandoned_ (read) and the
+// claim (try).
+//
+// Invariants (CheckInvariants):
+//   active_[k] == nullptr or (active_[k]->size_class() == k, where == kActive, owner == this)
+//   every page on partial_[k]: class k, where == kPartial, owner == this, HasFree()
+//   every page on the pending queue or backlog_: owner == this, in_remote_pending set,
+//     at most once (quiescent: debug_queued() == 1)
+//   page_count_ == pages whose owner is this heap (checked globally, registry.h)
+//   abandoned heap: active_[k] == nullptr for all k
+#ifndef MF2_HEAP_H_
+#define MF2_HEAP_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "mf2/check.h"
+#include "mf2/page.h"
+#include "mf2/page_list.h"
+#include "mf2/page_source.h"
+#include "mf2/pending_queue.h"
+#include "mf2/segment.h"
+#include "mf2/size_class.h"
+#include "mf2/stats.h"
+
+namespace mf2 {
+
+class HeapRegistry;
+
+class Heap {
+ public:
+  Heap(PageSource* source, HeapRegistry* registry, uint32_t id);
+  Heap(const Heap&) = delete;
+  Heap& operator=(const Heap&) = delete;
+
+  // ---- Owner (claim holder) ----
+  // nullptr with errno = ENOMEM when memory is exhausted or `size` is absurd.
+  MF2_ALWAYS_INLINE void* Allocate(size_t size) {
+    if (MF2_PREDICT_TRUE(size <= kMaxClassSize)) {
+      uint32_t k = SizeToClass(size);
+      Page* page = active_[k];
+      if (MF2_PREDICT_TRUE(page != nullptr)) {
+        if (Block* b = page->Pop()) return b;
+      }
+      return AllocateSlow(k);
+    }
+    return AllocateLarge(size, kMinAlign);
+  }
+  // `alignment` must be a power of two (else nullptr, errno = EINVAL).
+  void* AllocateAligned(size_t alignment, size_t size);
+  // Frees `p` (from any heap; nullptr is ignored). Misuse is reported, never absorbed.
+  MF2_ALWAYS_INLINE void Free(void* p) {
+    Page* page = PageOf(p);
+    if (MF2_PREDICT_FALSE(page == nullptr || !page->in_use())) return FreeUnusual(p);
+    bool exact;
+    uint32_t idx = page->BlockIndex(p, &exact);
+    if (MF2_PREDICT_FALSE(!exact || idx >= page->capacity() || !page->IsLive(idx))) {
+      return ReportBadFree(page, p, exact && idx < page->capacity());
+    }
+    Block* b = static_cast<Block*>(p);
+    if (MF2_PREDICT_TRUE(page->owner_relaxed() == this)) {
+      page->PushLocal(b, idx);
+      if (MF2_PREDICT_FALSE(page->where != Page::Where::kActive)) PageGainedFree(page);
+      return;
+    }
+    FreeRemote(page, b);
+  }
+
+  // ---- Any thread ----
+  // The usable size of a live block (its class size), or 0 after reporting misuse.
+  static size_t UsableSize(const void* p);
+
+  // ---- Lifecycle (see HeapRegistry) ----
+  bool TryClaim();
+  // Owner at thread exit: collect, release empty pages, mark abandoned. Keeps the claim.
+  void Abandon();
+  // A new owner that claimed an abandoned heap takes it over.
+  void TakeOver();
+  // Releases the claim of an abandoned heap; if pages were queued meanwhile, drains them.
+  void ReleaseClaimAndRecheck();
+  // A remote freer that queued a page on this (abandoned) heap: drain it if nobody else is.
+  void ReclaimAbandoned_mt();
+  // Claim holder of an abandoned heap: drain the whole pending queue.
+  void ProcessAllPending();
+  // Claim holder of an abandoned heap: unlink a page of class k with free blocks whose
+  // in_remote_pending flag could be taken (so no producer queues it while it changes owner),
+  // and hand it to `adopter`.
+  Page* GiveUpPage(uint32_t k, Heap* adopter);
+
+  bool abandoned() const { return xabandoned_.load(std::memory_order_relaxed); }
+  uint32_t id() const { return id_; }
+  size_t page_count() const { return page_count_; }
+  PageSource* source() const { return source_; }
+  const HeapStats& stats() const { return stats_; }
+  HeapStats& mutable_stats() { return stats_; }
+  Page* active_page(uint32_t k) const { return active_[k]; }
+  const PageList& partial(uint32_t k) const { return partial_[k]; }
+
+  // Checks the heap's equations; `quiescent` also walks the pending queue and backlog.
+  void CheckInvariants(bool quiescent) const;
+  // Whether `page` is on this heap's pending queue or backlog. Quiescent only.
+  bool PendingContains(const Page* page) const;
+
+  // Registry links (under the registry's lock).
+  Heap* all_next = nullptr;
+  Heap* idle_next = nullptr;
+
+ private:
+  MF2_NOINLINE void* AllocateSlow(uint32_t k);
+  void* AllocateLarge(size_t size, size_t alignment);
+  MF2_NOINLINE void FreeRemote(Page* page, Block* b);
+  MF2_NOINLINE void FreeUnusual(void* p);
+  MF2_NOINLINE void ReportBadFree(Page* page, void* p, bool block_start);
+  MF2_NOINLINE void PageGainedFree(Page* page);
+
+  Page* TakeFromPending(uint32_t k, uint32_t budget);
+  void DrainDequeued(Page* page);
+  Page* FilePage(Page* page, uint32_t k);
+  Page* CollectActive(uint32_t k);
+  Page* AdoptAbandoned(uint32_t k);
+  Page* NewPage(uint32_t k);
+  void SetActive(uint32_t k, Page* page);
+  bool TryRelease(Page* page);
+
+  // ---- Owner-only (claim holder) ----
+  Page* active_[kNumClasses] = {};
+  PageList partial_[kNumClasses];
+  Page* backlog_ = nullptr;  // popped from pending_, not yet drained; linked by pending_next
+  size_t page_count_ = 0;
+  HeapStats stats_;
+  PageSource* const source_;
+  HeapRegistry* const registry_;
+  const uint32_t id_;
+
+  // ---- Shared ----
+  alignas(64) PendingQueue pending_;
+  std::atomic<uint32_t> xclaim_{0};
+  std::atomic<bool> xabandoned_{false};
+};
+
+}  // namespace mf2
+
+#endif  // MF2_HEAP_H_

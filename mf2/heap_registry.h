@@ -1,0 +1,67 @@
+// HeapRegistry: every heap ever created (heaps are never freed, so a pointer to one stays valid
+// for remote freers forever), and the idle list of heaps whose thread exited.
+//
+// A new thread (or a test's logical thread) takes an idle heap over whole when one can be
+// claimed, pages and all, so the pages of an exited thread are reused by its successor at once
+// (Larson's thread churn). Otherwise a new heap is mapped. A live thread that would take a new
+// page first claims an idle heap and adopts one of its pages (Heap::AdoptAbandoned).
+//
+// Invariants (CheckAll): every page in use is owned by a registered heap; per heap, the number
+// of pages it owns equals its page_count(); at quiescence, a page's in_remote_pending flag is set
+// exactly when it is on its owner's pending queue, and a page with remote blocks is queued.
+#ifndef MF2_HEAP_REGISTRY_H_
+#define MF2_HEAP_REGISTRY_H_
+
+#include <atomic>
+#include <cstdint>
+
+#include "absl/base/thread_annotations.h"
+#include "mf2/heap.h"
+#include "mf2/mutex.h"
+#include "mf2/page_source.h"
+#include "mf2/stats.h"
+
+namespace mf2 {
+
+class HeapRegistry {
+ public:
+  constexpr HeapRegistry() = default;
+
+  // A claimed heap for a new owner drawing spans from `source`: an idle one taken over, or new.
+  // nullptr only when memory for a heap cannot be mapped.
+  Heap* AcquireHeap(PageSource* source);
+  // The owner is done (thread exit, or a test's logical thread ending): abandons the heap.
+  void ReleaseHeap(Heap* heap);
+  // Claims an idle heap other than `self` with the same page source, or nullptr.
+  Heap* ClaimIdleHeap(Heap* self);
+
+  // Merged counters of every heap plus the global page source.
+  Stats CollectStats();
+  // Checks every page and heap. The caller guarantees that no other thread is inside MF2 (all
+  // threads joined or parked). `quiescent`: in addition, no remote free is half done (the
+  // multi-actor fuzzer parks them between steps and passes false), so the cross-thread
+  // equations must hold exactly.
+  void CheckAll(bool quiescent);
+  // Heaps that exist, and how many are idle.
+  uint32_t heap_count();
+  uint32_t idle_count() { return idle_count_.load(std::memory_order_relaxed); }
+
+  // fork(): hold the lock across fork.
+  void PrepareFork() ABSL_NO_THREAD_SAFETY_ANALYSIS { mu_.Lock(); }
+  void ParentAfterFork() ABSL_NO_THREAD_SAFETY_ANALYSIS { mu_.Unlock(); }
+  void ChildAfterFork() { mu_.ResetAfterFork(); }
+
+  static HeapRegistry& Global();
+
+ private:
+  Mutex mu_;
+  Heap* all_ ABSL_GUARDED_BY(mu_) = nullptr;
+  Heap* idle_ ABSL_GUARDED_BY(mu_) = nullptr;
+  uint32_t heap_count_ ABSL_GUARDED_BY(mu_) = 0;
+  // Relaxed reads skip the lock when no heap is idle (the common case on the slow path).
+  std::atomic<uint32_t> idle_count_{0};
+};
+
+}  // namespace mf2
+
+#endif  // MF2_HEAP_REGISTRY_H_

@@ -1,0 +1,363 @@
+// Deterministic tests of the heap: the Route S slow-path order (the must-reuse gate), thread
+// exit, adoption of an exited thread's page, and misuse reports. One OS thread plays several
+// logical threads through explicit heaps.
+#include "mf2/heap.h"
+
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "mf2/heap_registry.h"
+#include "mf2/policy.h"
+#include "mf2/testing/test_heaps.h"
+
+namespace mf2 {
+namespace {
+
+using testing::TestHeaps;
+
+constexpr size_t kSize = 2048;
+const uint32_t kClass = SizeToClass(kSize);
+const uint32_t kCap = ClassInfo(kClass).capacity;
+
+class HeapTest : public ::testing::Test {
+ protected:
+  void SetUp() override { SetPolicyForTesting(Policy()); }
+  void TearDown() override { SetPolicyForTesting(Policy()); }
+
+  // Allocates until `heap`'s active page of kClass is full; returns its blocks.
+  static std::vector<void*> FillActivePage(Heap* heap) {
+    std::vector<void*> blocks;
+    blocks.push_back(heap->Allocate(kSize));
+    Page* page = heap->active_page(kClass);
+    while (page->HasFree()) blocks.push_back(heap->Allocate(kSize));
+    EXPECT_EQ(blocks.size(), page->carved());
+    return blocks;
+  }
+  static uint64_t Stat(Heap* h, HeapStats::Counter c) { return h->stats().Get(c); }
+};
+
+TEST_F(HeapTest, LocalRoundTripAndEmptyAfterRelease) {
+  TestHeaps heaps;
+  Heap* a = heaps.Acquire();
+  std::vector<void*> blocks;
+  for (size_t s : {1, 16, 17, 100, 128, 129, 1000, 2048, 4000, 33000, 52 * 1024, 65536}) {
+    for (int i = 0; i < 20; ++i) {
+      void* p = a->Allocate(s);
+      ASSERT_NE(p, nullptr);
+      ASSERT_EQ(reinterpret_cast<uintptr_t>(p) % kMinAlign, 0u);
+      ASSERT_GE(Heap::UsableSize(p), s);
+      std::memset(p, 0xab, s);
+      blocks.push_back(p);
+    }
+  }
+  a->CheckInvariants(true);
+  for (void* p : blocks) a->Free(p);
+  a->CheckInvariants(true);
+  HeapRegistry::Global().CheckAll(true);
+  heaps.Release(a);
+  EXPECT_EQ(heaps.source().outstanding(), 0u) << "every page goes back once nothing is live";
+}
+
+TEST_F(HeapTest, GateReusesPendingPageInsteadOfNewPage) {
+  TestHeaps heaps;
+  Heap* owner = heaps.Acquire();
+  Heap* other = heaps.Acquire();
+  std::vector<void*> blocks = FillActivePage(owner);
+  const uint64_t spans = heaps.source().allocated();
+  other->Free(blocks[3]);  // remote free: 0->1 edge, page queued on owner
+  Page* page = PageOf(blocks[3]);
+  EXPECT_TRUE(page->remote().Peek().pending());
+  EXPECT_TRUE(owner->PendingContains(page));
+  HeapRegistry::Global().CheckAll(true);
+
+  void* p = owner->Allocate(kSize);
+  EXPECT_EQ(p, blocks[3]) << "the remotely freed block is reused";
+  EXPECT_EQ(heaps.source().allocated(), spans) << "no new page while a reusable one is queued";
+  EXPECT_EQ(Stat(owner, HeapStats::k_mustreuse_hit), 1u);
+  EXPECT_EQ(Stat(owner, HeapStats::k_new_pages), 1u);  // only the first page
+  EXPECT_FALSE(page->remote().Peek().pending());
+  HeapRegistry::Global().CheckAll(true);
+  blocks[3] = p;
+  for (void* b : blocks) owner->Free(b);
+}
+
+TEST_F(HeapTest, GateDrainsWholeQueueBeforeNewPageEvenPastBudget) {
+  Policy policy;
+  policy.pending_budget = 1;
+  SetPolicyForTesting(policy);
+  TestHeaps heaps;
+  Heap* owner = heaps.Acquire();
+  Heap* other = heaps.Acquire();
+  std::vector<void*> mine = FillActivePage(owner);
+  std::vector<void*> active = FillActivePage(owner);  // `mine` is no longer the active page
+  // Three pages of other classes, each with a remote free queued after ours (LIFO: popped first).
+  std::vector<void*> others;
+  for (size_t s : {64, 512, 8192}) {
+    void* p = owner->Allocate(s);
+    others.push_back(p);
+  }
+  other->Free(mine[0]);
+  for (void* p : others) other->Free(p);
+  const uint64_t spans = heaps.source().allocated();
+  void* p = owner->Allocate(kSize);
+  EXPECT_EQ(p, mine[0]);
+  EXPECT_EQ(heaps.source().allocated(), spans);
+  EXPECT_EQ(Stat(owner, HeapStats::k_mustreuse_hit), 1u);
+  EXPECT_EQ(Stat(owner, HeapStats::k_pending_drained), 4u);
+  HeapRegistry::Global().CheckAll(true);
+  mine[0] = p;
+  for (void* b : mine) owner->Free(b);
+  for (void* b : active) owner->Free(b);
+  for (void* b : others) owner->Free(owner->Allocate(b == others[0] ? 64 : 512));
+  HeapRegistry::Global().CheckAll(true);
+}
+
+TEST_F(HeapTest, ActivePageRemoteFreesAreCollectedWhenBudgetIsSpent) {
+  Policy policy;
+  policy.pending_budget = 1;
+  SetPolicyForTesting(policy);
+  TestHeaps heaps;
+  Heap* owner = heaps.Acquire();
+  Heap* other = heaps.Acquire();
+  std::vector<void*> mine = FillActivePage(owner);
+  void* small = owner->Allocate(64);
+  other->Free(mine[5]);  // our active page: queued first
+  other->Free(small);    // another page: queued last, popped first, uses the budget
+  void* p = owner->Allocate(kSize);
+  EXPECT_EQ(p, mine[5]);
+  EXPECT_EQ(Stat(owner, HeapStats::k_active_drain_hit), 1u);
+  // The active page is still queued with its flag set; draining it later finds nothing lost.
+  Page* page = PageOf(p);
+  EXPECT_TRUE(page->remote().Peek().pending());
+  EXPECT_TRUE(owner->PendingContains(page));
+  HeapRegistry::Global().CheckAll(true);
+  mine[5] = p;
+  for (void* b : mine) owner->Free(b);
+  HeapRegistry::Global().CheckAll(true);
+}
+
+TEST_F(HeapTest, PartialListServesBeforeNewPage) {
+  TestHeaps heaps;
+  Heap* owner = heaps.Acquire();
+  std::vector<void*> first = FillActivePage(owner);
+  std::vector<void*> second = FillActivePage(owner);  // first page is now full, not active
+  owner->Free(first[2]);                             // local free: first page -> partial
+  EXPECT_EQ(owner->partial(kClass).size(), 1u);
+  const uint64_t spans = heaps.source().allocated();
+  void* p = owner->Allocate(kSize);  // second page full: slow path
+  EXPECT_EQ(p, first[2]);
+  EXPECT_EQ(heaps.source().allocated(), spans);
+  EXPECT_EQ(Stat(owner, HeapStats::k_partial_hit), 1u);
+  owner->CheckInvariants(true);
+  first[2] = p;
+  for (void* b : first) owner->Free(b);
+  for (void* b : second) owner->Free(b);
+}
+
+TEST_F(HeapTest, EmptyNonActivePageGoesBackToTheSource) {
+  TestHeaps heaps;
+  Heap* owner = heaps.Acquire();
+  std::vector<void*> first = FillActivePage(owner);
+  std::vector<void*> second = FillActivePage(owner);
+  const uint64_t freed = heaps.source().freed();
+  for (void* b : first) owner->Free(b);
+  EXPECT_EQ(heaps.source().freed(), freed + 1);
+  EXPECT_EQ(Stat(owner, HeapStats::k_pages_released), 1u);
+  for (void* b : second) owner->Free(b);  // active: kept
+  EXPECT_EQ(heaps.source().freed(), freed + 1);
+  owner->CheckInvariants(true);
+}
+
+TEST_F(HeapTest, ExitedOwnersPagesAreDrainedByTheirFreersAndReleased) {
+  TestHeaps heaps;
+  Heap* dying = heaps.Acquire();
+  Heap* freer = heaps.Acquire();
+  std::vector<void*> blocks;
+  for (int i = 0; i < 3 * static_cast<int>(kCap); ++i) blocks.push_back(dying->Allocate(kSize));
+  heaps.Release(dying);  // thread exit with live blocks
+  EXPECT_TRUE(dying->abandoned());
+  HeapRegistry::Global().CheckAll(true);
+  for (void* b : blocks) freer->Free(b);  // every free lands in a dead owner's page
+  HeapRegistry::Global().CheckAll(true);
+  EXPECT_GT(Stat(dying, HeapStats::k_dead_owner_reclaims), 0u);
+  EXPECT_EQ(dying->page_count(), 0u) << "pages with nothing live went back to the source";
+}
+
+TEST_F(HeapTest, LiveThreadAdoptsAnExitedThreadsPartialPage) {
+  TestHeaps heaps;
+  Heap* dying = heaps.Acquire();
+  Heap* worker = heaps.Acquire();
+  void* keep = dying->Allocate(kSize);  // one live block keeps the page from being released
+  heaps.Release(dying);
+  const uint64_t spans = heaps.source().allocated();
+  void* p = worker->Allocate(kSize);
+  EXPECT_EQ(PageOf(p), PageOf(keep)) << "the exited thread's page is reused";
+  EXPECT_EQ(heaps.source().allocated(), spans);
+  EXPECT_EQ(Stat(worker, HeapStats::k_abandoned_adopt_hit), 1u);
+  EXPECT_EQ(PageOf(p)->owner_relaxed(), worker);
+  HeapRegistry::Global().CheckAll(true);
+  worker->Free(keep);  // now a local free: the page is ours
+  worker->Free(p);
+  HeapRegistry::Global().CheckAll(true);
+}
+
+TEST_F(HeapTest, NewOwnerTakesOverAnIdleHeapWhole) {
+  TestHeaps heaps;
+  Heap* a = heaps.Acquire();
+  void* p = a->Allocate(100);
+  heaps.Release(a);
+  Heap* b = heaps.Acquire();
+  EXPECT_EQ(a, b) << "the idle heap is taken over, pages and all";
+  EXPECT_FALSE(b->abandoned());
+  b->Free(p);  // local again
+  b->CheckInvariants(true);
+}
+
+TEST_F(HeapTest, OutOfMemoryReturnsNullWithErrno) {
+  TestHeaps heaps;
+  Heap* a = heaps.Acquire();
+  heaps.source().set_fail(true);
+  errno = 0;
+  EXPECT_EQ(a->Allocate(kSize), nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+  heaps.source().set_fail(false);
+  void* p = a->Allocate(kSize);
+  ASSERT_NE(p, nullptr);
+  a->Free(p);
+}
+
+TEST_F(HeapTest, AlignedAllocationsAreAlignedAndBadAlignmentIsRejected) {
+  TestHeaps heaps;
+  Heap* a = heaps.Acquire();
+  std::vector<void*> blocks;
+  for (size_t align = 1; align <= (size_t{1} << 20); align <<= 1) {
+    for (size_t size : {size_t{1}, align - 1 + 1, align + 1, size_t{3000}}) {
+      void* p = a->AllocateAligned(align, size);
+      ASSERT_NE(p, nullptr) << align << " " << size;
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % align, 0u) << align << " " << size;
+      EXPECT_GE(Heap::UsableSize(p), size);
+      blocks.push_back(p);
+    }
+  }
+  errno = 0;
+  EXPECT_EQ(a->AllocateAligned(24, 100), nullptr);
+  EXPECT_EQ(errno, EINVAL);
+  for (void* p : blocks) a->Free(p);
+}
+
+// Misuse in report mode: every bad free is reported with its pointer and kind, and nothing is
+// absorbed into a free list (the invariants still hold afterwards).
+std::vector<ErrorReport>* g_reports = nullptr;
+void Capture(const ErrorReport& r) { g_reports->push_back(r); }
+
+class MisuseTest : public HeapTest {
+ protected:
+  void SetUp() override {
+    HeapTest::SetUp();
+    g_reports = &reports_;
+    previous_ = SetErrorHandler(&Capture);
+  }
+  void TearDown() override {
+    SetErrorHandler(previous_);
+    g_reports = nullptr;
+    HeapTest::TearDown();
+  }
+  std::vector<ErrorReport> reports_;
+  ErrorHandler previous_ = nullptr;
+};
+
+TEST_F(MisuseTest, LocalDoubleFree) {
+  TestHeaps heaps;
+  Heap* a = heaps.Acquire();
+  void* p = a->Allocate(kSize);
+  void* q = a->Allocate(kSize);
+  a->Free(p);
+  a->Free(p);
+  ASSERT_EQ(reports_.size(), 1u);
+  EXPECT_EQ(reports_[0].kind, ErrorKind::kDoubleFree);
+  EXPECT_EQ(reports_[0].pointer, p);
+  a->CheckInvariants(true);
+  EXPECT_EQ(a->Allocate(kSize), p);
+  EXPECT_NE(a->Allocate(kSize), p) << "the block was on the free list once, not twice";
+  a->Free(q);
+}
+
+TEST_F(MisuseTest, RemoteDoubleFreeIsCaughtAtTheFreeOrAtTheDrain) {
+  TestHeaps heaps;
+  Heap* owner = heaps.Acquire();
+  Heap* other = heaps.Acquire();
+  std::vector<void*> blocks = FillActivePage(owner);
+  other->Free(blocks[1]);
+  other->Free(blocks[1]);  // still live-marked until drained: caught when the owner drains
+  void* p = owner->Allocate(kSize);
+  ASSERT_EQ(reports_.size(), 1u);
+  EXPECT_EQ(reports_[0].kind, ErrorKind::kDoubleFree);
+  EXPECT_EQ(reports_[0].pointer, blocks[1]);
+  EXPECT_EQ(p, blocks[1]);
+  other->Free(p);  // a correct remote free now
+  owner->Free(owner->Allocate(kSize));
+  other->Free(blocks[2]);
+  void* q = owner->Allocate(kSize);
+  EXPECT_NE(q, nullptr);
+  owner->Free(q);
+  other->Free(q);  // drained already: caught at once by the live bit
+  ASSERT_EQ(reports_.size(), 2u);
+  EXPECT_EQ(reports_[1].kind, ErrorKind::kDoubleFree);
+  HeapRegistry::Global().CheckAll(true);
+}
+
+TEST_F(MisuseTest, InteriorForeignAndHeaderPointers) {
+  TestHeaps heaps;
+  Heap* a = heaps.Acquire();
+  char* p = static_cast<char*>(a->Allocate(kSize));
+  int on_stack = 0;
+  static int in_data = 0;
+  a->Free(p + 16);
+  a->Free(&on_stack);
+  a->Free(&in_data);
+  a->Free(SegmentOf(p));  // the segment header
+  ASSERT_EQ(reports_.size(), 4u);
+  EXPECT_EQ(reports_[0].kind, ErrorKind::kNotABlock);
+  EXPECT_EQ(reports_[0].pointer, p + 16);
+  EXPECT_EQ(reports_[1].kind, ErrorKind::kForeignPointer);
+  EXPECT_EQ(reports_[2].kind, ErrorKind::kForeignPointer);
+  EXPECT_EQ(reports_[3].kind, ErrorKind::kNotABlock);
+  a->CheckInvariants(true);
+  a->Free(p);
+  EXPECT_EQ(reports_.size(), 4u);
+}
+
+TEST_F(MisuseTest, LargeAllocationsAreTrackedAndMisuseReported) {
+  TestHeaps heaps;
+  Heap* a = heaps.Acquire();
+  char* p = static_cast<char*>(a->Allocate(1 << 20));
+  ASSERT_NE(p, nullptr);
+  EXPECT_GE(Heap::UsableSize(p), size_t{1} << 20);
+  std::memset(p, 1, 1 << 20);
+  a->Free(p + 4096);
+  ASSERT_EQ(reports_.size(), 1u);
+  EXPECT_EQ(reports_[0].kind, ErrorKind::kForeignPointer);
+  a->Free(p);
+  a->Free(p);
+  ASSERT_EQ(reports_.size(), 2u);
+  errno = 0;
+  EXPECT_EQ(a->Allocate(size_t{1} << 62), nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+}
+
+TEST(MisuseDeathTest, DefaultHandlerAbortsWithPointerAndReason) {
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  TestHeaps heaps;
+  Heap* a = heaps.Acquire();
+  void* p = a->Allocate(64);
+  a->Free(p);
+  EXPECT_DEATH(a->Free(p), "mf2: double free of 0x[0-9a-f]+");
+  int x;
+  EXPECT_DEATH(a->Free(&x), "mf2: free of a pointer MF2 never handed out");
+}
+
+}  // namespace
+}  // namespace mf2

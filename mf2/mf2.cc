@@ -1,0 +1,152 @@
+// Thread-local heaps and the public API.
+//
+// Each thread's heap pointer lives in initial-exec TLS (one load on the fast path). A pthread key
+// whose destructor runs at thread exit hands the heap back to the registry; a thread that
+// allocates again during later TLS destructors gets a heap again and the key is re-armed, so the
+// destructor runs again (POSIX repeats destructors while values are set).
+#include "mf2/mf2.h"
+
+#include <pthread.h>
+
+#include <cerrno>
+#include <cstdlib>
+
+#include "mf2/heap.h"
+#include "mf2/heap_registry.h"
+#include "mf2/page_source.h"
+#include "mf2/policy.h"
+
+namespace mf2 {
+namespace {
+
+__attribute__((tls_model("initial-exec"))) thread_local Heap* t_heap = nullptr;
+
+pthread_key_t g_key;
+pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
+
+void PrintStatsAtExit() { PrintStats(2); }
+
+void ThreadExit(void* arg) {
+  Heap* heap = static_cast<Heap*>(arg);
+  if (heap == nullptr || heap != t_heap) return;
+  t_heap = nullptr;
+  HeapRegistry::Global().ReleaseHeap(heap);
+}
+
+void InitOnce() {
+  MF2_CHECK(pthread_key_create(&g_key, &ThreadExit) == 0, "pthread_key_create");
+  if (GetPolicy().stats_at_exit) std::atexit(&PrintStatsAtExit);
+}
+
+MF2_NOINLINE Heap* InitThreadHeap() {
+  pthread_once(&g_key_once, &InitOnce);
+  Heap* heap = HeapRegistry::Global().AcquireHeap(&OsPageSource::Global());
+  if (heap == nullptr) return nullptr;
+  t_heap = heap;
+  pthread_setspecific(g_key, heap);
+  return heap;
+}
+
+MF2_ALWAYS_INLINE Heap* ThreadHeap() {
+  Heap* heap = t_heap;
+  if (MF2_PREDICT_FALSE(heap == nullptr)) heap = InitThreadHeap();
+  return heap;
+}
+
+// Sizes beyond this are certainly unsatisfiable; rejecting them early avoids overflow in any
+// rounding below.
+constexpr size_t kMaxRequest = size_t{1} << 46;
+
+}  // namespace
+
+void* Allocate(size_t size) noexcept {
+  Heap* heap = ThreadHeap();
+  if (MF2_PREDICT_FALSE(heap == nullptr || size > kMaxRequest)) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  return heap->Allocate(size);
+}
+
+void Free(void* p) noexcept {
+  if (p == nullptr) return;
+  Heap* heap = ThreadHeap();
+  if (MF2_PREDICT_FALSE(heap == nullptr)) {
+    // No heap could be mapped for this thread: the free cannot be local, and leaking one block
+    // beats crashing. Reported so it is not silent.
+    internal::ReportError(ErrorKind::kForeignPointer, p, "no heap for the freeing thread");
+    return;
+  }
+  heap->Free(p);
+}
+
+size_t UsableSize(const void* p) noexcept {
+  if (p == nullptr) return 0;
+  return Heap::UsableSize(p);
+}
+
+void* AllocateAligned(size_t alignment, size_t size) noexcept {
+  Heap* heap = ThreadHeap();
+  if (MF2_PREDICT_FALSE(heap == nullptr || size > kMaxRequest)) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  return heap->AllocateAligned(alignment, size);
+}
+
+Stats GetStats() noexcept { return HeapRegistry::Global().CollectStats(); }
+
+void PrintStats(int fd) noexcept {
+  Stats s = GetStats();
+  char buf[256];
+#define MF2_PRINT_FIELD(name, desc)                                                      \
+  internal::WriteAll(fd, buf,                                                            \
+                     internal::FormatTo(buf, sizeof(buf), "mf2_stats: %-22s %12llu  %s\n", \
+                                        #name, static_cast<unsigned long long>(s.name), desc));
+  MF2_COUNTERS(MF2_PRINT_FIELD)
+#undef MF2_PRINT_FIELD
+  size_t n = internal::FormatTo(
+      buf, sizeof(buf),
+      "mf2_stats: reuse_rate=%.4f new_pages=%llu page_reuses=%llu segments_mapped=%llu "
+      "spans_returned_to_os=%llu\n",
+      s.reuse_rate(), static_cast<unsigned long long>(s.new_pages),
+      static_cast<unsigned long long>(s.page_reuses),
+      static_cast<unsigned long long>(s.segments_mapped),
+      static_cast<unsigned long long>(s.spans_returned_to_os));
+  internal::WriteAll(fd, buf, n);
+}
+
+void ReleaseThreadHeap() noexcept {
+  Heap* heap = t_heap;
+  if (heap == nullptr) return;
+  t_heap = nullptr;
+  pthread_setspecific(g_key, nullptr);
+  HeapRegistry::Global().ReleaseHeap(heap);
+}
+
+}  // namespace mf2
+
+extern "C" {
+
+void* mf2_malloc(size_t size) { return mf2::Allocate(size); }
+void mf2_free(void* p) { mf2::Free(p); }
+size_t mf2_usable_size(const void* p) { return mf2::UsableSize(p); }
+void* mf2_aligned_alloc(size_t alignment, size_t size) {
+  return mf2::AllocateAligned(alignment, size);
+}
+void mf2_get_stats(mf2_stats* out) {
+  mf2::Stats s = mf2::GetStats();
+  out->new_pages = s.new_pages;
+  out->page_reuses = s.page_reuses;
+  out->mustreuse_hit = s.mustreuse_hit;
+  out->active_drain_hit = s.active_drain_hit;
+  out->partial_hit = s.partial_hit;
+  out->abandoned_adopt_hit = s.abandoned_adopt_hit;
+  out->remote_frees = s.remote_frees;
+  out->pending_enqueued = s.pending_enqueued;
+  out->pending_drained = s.pending_drained;
+  out->reuse_rate = s.reuse_rate();
+}
+void mf2_print_stats(int fd) { mf2::PrintStats(fd); }
+
+}  // extern "C"

@@ -1,0 +1,177 @@
+// Page (the design note's MidPage): the descriptor of one span serving one size class.
+//
+// Descriptors live in their segment's header (segment.h), one per 64 KiB slice; a span's first
+// slice holds the real descriptor and the others point back to it. Ownership is per heap: the
+// page belongs to `xowner_`, and only the holder of that heap's claim (its thread while alive)
+// touches the owner-only fields. Any other thread reaches the page only through the remote
+// stack, the pending-queue link and the read-only class fields.
+//
+// Invariants, as equations (checked by CheckInvariants; "quiescent" ones only when no other
+// thread is mid-operation):
+//   carved_ <= capacity_
+//   carved_ == used_ + |local_free_|                     every carved block is live-or-remote or free
+//   used_ == popcount(live_)                               a block's live bit is set from allocation
+//                                                          until the owner drains or frees it locally
+//   remote.count == |remote.head chain|                    (always: one CAS changes both)
+//   every block on local_free_: carved, aligned, not live
+//   every block on the remote stack: live (freed by another thread, not yet drained)
+//   where_ == kPartial  =>  HasFree()
+//   xqueued_ in {0, 1}                                     a page is never enqueued twice
+//   quiescent: remote.pending == (xqueued_ == 1)           flag set exactly when queued
+//   quiescent: remote.count > 0  =>  remote.pending        no stranded remote frees
+// Capacity conservation follows: capacity_ == (capacity_ - carved_) + |local_free_|
+//                                            + (live blocks) + remote.count
+#ifndef MF2_PAGE_H_
+#define MF2_PAGE_H_
+
+#include <atomic>
+#include <cstdint>
+
+#include "mf2/block.h"
+#include "mf2/check.h"
+#include "mf2/remote_stack.h"
+#include "mf2/size_class.h"
+
+namespace mf2 {
+
+class Heap;
+
+class Page {
+ public:
+  enum class Where : uint8_t { kNowhere, kActive, kPartial };  // owner's lists
+
+  // ---- Set by the page source under its lock (span bookkeeping) ----
+  uint8_t span_slices = 0;  // on a span's first slice: span length; 0 elsewhere
+  uint8_t head_offset = 0;  // on other slices of a span: distance back to the first slice
+  bool cached = false;      // a free span kept resident in the page source's cache
+
+  // Prepares a span's head descriptor to serve `size_class` for `owner`. Owner only.
+  void InitForClass(uint32_t size_class, char* start, Heap* owner);
+  // Resets the class fields before the span goes back to the page source. Owner only.
+  void Retire();
+
+  // ---- Read-only while the page serves a class (any thread) ----
+  uint32_t size_class() const { return size_class_; }
+  uint32_t block_size() const { return block_size_; }
+  uint32_t capacity() const { return capacity_; }
+  char* start() const { return start_; }
+  bool in_use() const { return size_class_ != 0; }
+
+  // Index of the block containing `p`; sets *exact when p is a block start. Any thread.
+  uint32_t BlockIndex(const void* p, bool* exact) const {
+    uint64_t offset = static_cast<uint64_t>(static_cast<const char*>(p) - start_);
+    uint32_t idx = static_cast<uint32_t>((offset * magic_) >> kIndexShift);
+    *exact = uint64_t{idx} * block_size_ == offset;
+    return idx;
+  }
+  // Whether block `idx` is handed out (or freed remotely and not yet drained). Any thread.
+  bool IsLive(uint32_t idx) const {
+    // Relaxed: a hint for misuse detection; the owner makes the authoritative check when it
+    // drains. Legitimate frees happen after the allocation that set the bit (user's ordering).
+    return (live_[idx >> 6].load(std::memory_order_relaxed) >> (idx & 63)) & 1;
+  }
+
+  // ---- Owner only ----
+  MF2_ALWAYS_INLINE Block* Pop() {
+    Block* b = local_free_;
+    if (MF2_PREDICT_TRUE(b != nullptr)) {
+      local_free_ = LoadNext(b);
+      bool exact;
+      SetLive(BlockIndex(b, &exact));
+    } else if (carved_ < capacity_) {
+      b = reinterpret_cast<Block*>(start_ + size_t{carved_} * block_size_);
+      SetLive(carved_);
+      ++carved_;
+    } else {
+      return nullptr;
+    }
+    ++used_;
+    UnpoisonMemory(b, block_size_);
+    return b;
+  }
+  // Local free of a live block `b` with index `idx`.
+  MF2_ALWAYS_INLINE void PushLocal(Block* b, uint32_t idx) {
+    ClearLive(idx);
+    StoreNext(b, local_free_);
+    PoisonMemory(b, block_size_);
+    local_free_ = b;
+    --used_;
+  }
+  bool HasFree() const { return local_free_ != nullptr || carved_ < capacity_; }
+  uint32_t used() const { return used_; }
+  uint32_t carved() const { return carved_; }
+  // Moves the blocks of a taken remote stack to the local free list after validating each one
+  // (inside the page, a block start, live, at most `count` of them). A list that is not well
+  // formed is reported and cut at the first bad node, never absorbed. Returns blocks moved.
+  uint32_t AbsorbRemote(RemoteWord taken);
+
+  Where where = Where::kNowhere;
+  Page* prev = nullptr;  // partial list links
+  Page* next = nullptr;
+
+  // ---- Shared with other threads ----
+  RemoteStack& remote() { return remote_; }
+  const RemoteStack& remote() const { return remote_; }
+  // Relaxed: compared against the caller's own heap on the free path (only that heap's claim
+  // holder ever stores its own address here); remote freers re-read it after winning the flag.
+  Heap* owner_relaxed() const { return xowner_.load(std::memory_order_relaxed); }
+  // The edge winner (holding in_remote_pending) reads the owner whose queue gets the page.
+  // Acquire pairs with the release store in SetOwner (also ordered by the flag's acq_rel).
+  Heap* owner_mt() const { return xowner_.load(std::memory_order_acquire); }
+  // Owner or flag-holding adopter: publishes the new owner.
+  void SetOwner(Heap* h) { xowner_.store(h, std::memory_order_release); }
+
+  // Pending-queue link, written by the enqueuing thread before its publishing CAS and read by the
+  // consumer after its acquiring pop. Relaxed: ordered by the queue head's release/acquire.
+  Page* pending_next() const { return xpending_next_.load(std::memory_order_relaxed); }
+  void set_pending_next(Page* p) { xpending_next_.store(p, std::memory_order_relaxed); }
+
+  // Debug bookkeeping for invariants 5 and 14 (never enqueued twice; per-page enqueue sequence
+  // drained in order, each once). Active in debug builds; compiled out with NDEBUG.
+  void DebugNoteEnqueued_mt();  // by the 0->1 edge winner, before pushing the page
+  void DebugNoteDequeued();     // by the consumer, before TakeAll clears the flag
+  uint32_t debug_queued() const { return xqueued_.load(std::memory_order_relaxed); }
+
+  // Checks the equations in the header comment. `quiescent` adds the cross-thread ones.
+  void CheckInvariants(bool quiescent) const;
+
+ private:
+  void SetLive(uint32_t idx) {
+    // Relaxed load and store: the owner is the only writer; readers only read.
+    std::atomic<uint64_t>& w = live_[idx >> 6];
+    w.store(w.load(std::memory_order_relaxed) | (uint64_t{1} << (idx & 63)),
+            std::memory_order_relaxed);
+  }
+  void ClearLive(uint32_t idx) {
+    // Relaxed: as SetLive.
+    std::atomic<uint64_t>& w = live_[idx >> 6];
+    w.store(w.load(std::memory_order_relaxed) & ~(uint64_t{1} << (idx & 63)),
+            std::memory_order_relaxed);
+  }
+
+  // Class fields: written by InitForClass before any block is handed out.
+  uint32_t size_class_ = 0;
+  uint32_t block_size_ = 0;
+  uint32_t capacity_ = 0;
+  uint64_t magic_ = 0;
+  char* start_ = nullptr;
+
+  // Owner-only state.
+  Block* local_free_ = nullptr;
+  uint32_t used_ = 0;
+  uint32_t carved_ = 0;
+  uint64_t drained_seq_ = 0;  // debug: last enqueue sequence number drained
+
+  std::atomic<uint64_t> live_[kMaxBlocksPerSpan / 64] = {};
+
+  // Producer-facing fields on their own cache line, away from the owner's hot fields.
+  alignas(64) RemoteStack remote_;
+  std::atomic<Page*> xpending_next_{nullptr};
+  std::atomic<Heap*> xowner_{nullptr};
+  std::atomic<uint32_t> xqueued_{0};      // debug: 1 while on a pending queue
+  std::atomic<uint64_t> xenqueue_seq_{0};  // debug: bumped by each 0->1 edge winner
+};
+
+}  // namespace mf2
+
+#endif  // MF2_PAGE_H_

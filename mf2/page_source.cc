@@ -1,0 +1,223 @@
+#include "mf2/page_source.h"
+
+#include <sys/mman.h>
+
+#include <cerrno>
+#include <new>
+
+#include "mf2/policy.h"
+
+namespace mf2 {
+namespace {
+
+constexpr uint64_t kHeaderBit = 1;
+
+uint64_t RunMask(uint32_t first, uint32_t slices) {
+  uint64_t ones = slices == 64 ? ~uint64_t{0} : (uint64_t{1} << slices) - 1;
+  return ones << first;
+}
+
+// First slice index of a run of `slices` free slices in `used`, or 0 if none (slice 0 is the
+// header and never free).
+uint32_t FindRun(uint64_t used, uint32_t slices) {
+  for (uint32_t i = 1; i + slices <= kSlicesPerSegment; ++i) {
+    if ((used & RunMask(i, slices)) == 0) return i;
+  }
+  return 0;
+}
+
+}  // namespace
+
+OsPageSource& OsPageSource::Global() {
+  // Never destroyed: blocks are freed by static destructors and after them.
+  alignas(OsPageSource) static unsigned char storage[sizeof(OsPageSource)];
+  static OsPageSource* source = new (storage) OsPageSource();
+  return *source;
+}
+
+Segment* OsPageSource::MapSegment() {
+  // Map twice the size and trim to a 4 MiB-aligned segment.
+  size_t map_size = 2 * kSegmentSize;
+  void* raw = mmap(nullptr, map_size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (raw == MAP_FAILED) return nullptr;
+  uintptr_t base = reinterpret_cast<uintptr_t>(raw);
+  uintptr_t aligned = (base + kSegmentSize - 1) & ~(kSegmentSize - 1);
+  if (aligned > base) munmap(raw, aligned - base);
+  uintptr_t end = base + map_size;
+  if (end > aligned + kSegmentSize) {
+    munmap(reinterpret_cast<void*>(aligned + kSegmentSize), end - (aligned + kSegmentSize));
+  }
+  MF2_CHECK(aligned + kSegmentSize <= kUserAddressLimit, "segment above the 47-bit limit");
+  Segment* s = new (reinterpret_cast<void*>(aligned)) Segment();
+  s->cookie = kSegmentCookie;
+  s->used_slices = kHeaderBit;
+  s->next = segments_;
+  segments_ = s;
+  ++segments_mapped_;
+  ++empty_segments_;
+  segment_map::Insert(s);
+  return s;
+}
+
+Page* OsPageSource::CarveSpan(Segment* s, uint32_t first, uint32_t slices) {
+  if (s->used_slices == kHeaderBit) --empty_segments_;
+  s->used_slices |= RunMask(first, slices);
+  Page* head = &s->pages[first];
+  head->span_slices = static_cast<uint8_t>(slices);
+  head->head_offset = 0;
+  for (uint32_t i = 1; i < slices; ++i) {
+    s->pages[first + i].span_slices = 0;
+    s->pages[first + i].head_offset = static_cast<uint8_t>(i);
+  }
+  return head;
+}
+
+Page* OsPageSource::AllocateSpan(uint32_t slices) {
+  MF2_CHECK(slices >= 1 && slices <= kMaxSlicesPerSpan, "span length out of range");
+  MutexLock lock(&mu_);
+  Page* head = cache_[slices];
+  if (head != nullptr) {
+    cache_[slices] = head->next;
+    head->next = nullptr;
+    head->cached = false;
+    cached_bytes_ -= slices * kSliceSize;
+  } else {
+    for (Segment* s = segments_; s != nullptr && head == nullptr; s = s->next) {
+      uint32_t first = FindRun(s->used_slices, slices);
+      if (first != 0) head = CarveSpan(s, first, slices);
+    }
+    if (head == nullptr) {
+      Segment* s = MapSegment();
+      if (s == nullptr) {
+        errno = ENOMEM;
+        return nullptr;
+      }
+      head = CarveSpan(s, 1, slices);
+    }
+  }
+  in_use_bytes_ += slices * kSliceSize;
+  return head;
+}
+
+void OsPageSource::ReturnSpanToSegment(Page* head) {
+  Segment* s = SegmentOf(head);
+  uint32_t first = s->slice_index(head);
+  uint32_t slices = head->span_slices;
+  madvise(s->slice_start(first), slices * kSliceSize, MADV_DONTNEED);
+  ++spans_returned_;
+  for (uint32_t i = 0; i < slices; ++i) {
+    s->pages[first + i].span_slices = 0;
+    s->pages[first + i].head_offset = 0;
+  }
+  s->used_slices &= ~RunMask(first, slices);
+  if (s->used_slices == kHeaderBit) {
+    ++empty_segments_;
+    MaybeUnmap(s);
+  }
+}
+
+void OsPageSource::MaybeUnmap(Segment* s) {
+  if (empty_segments_ <= GetPolicy().retained_segments) return;
+  Segment** link = &segments_;
+  while (*link != s) link = &(*link)->next;
+  *link = s->next;
+  --empty_segments_;
+  ++segments_unmapped_;
+  segment_map::Erase(s);
+  munmap(s, kSegmentSize);
+}
+
+void OsPageSource::FreeSpan(Page* head) {
+  MF2_CHECK(!head->in_use() && head->span_slices > 0, "FreeSpan of a span still in use");
+  uint32_t slices = head->span_slices;
+  MutexLock lock(&mu_);
+  in_use_bytes_ -= slices * kSliceSize;
+  if (cached_bytes_ + slices * kSliceSize <= GetPolicy().page_cache_bytes) {
+    head->cached = true;
+    head->next = cache_[slices];
+    cache_[slices] = head;
+    cached_bytes_ += slices * kSliceSize;
+    return;
+  }
+  ReturnSpanToSegment(head);
+}
+
+void OsPageSource::ReleaseCache() {
+  MutexLock lock(&mu_);
+  for (uint32_t n = 1; n <= kMaxSlicesPerSpan; ++n) {
+    while (Page* head = cache_[n]) {
+      cache_[n] = head->next;
+      head->next = nullptr;
+      head->cached = false;
+      cached_bytes_ -= n * kSliceSize;
+      ReturnSpanToSegment(head);
+    }
+  }
+}
+
+void OsPageSource::AddTo(Stats* st) {
+  MutexLock lock(&mu_);
+  st->segments_mapped += segments_mapped_;
+  st->segments_unmapped += segments_unmapped_;
+  st->spans_returned_to_os += spans_returned_;
+  st->bytes_in_use_spans += in_use_bytes_;
+  st->bytes_cached_spans += cached_bytes_;
+}
+
+void OsPageSource::ForEachSpanInUse(void (*fn)(Page*, void*), void* arg) {
+  MutexLock lock(&mu_);
+  for (Segment* s = segments_; s != nullptr; s = s->next) {
+    for (uint32_t i = 1; i < kSlicesPerSegment;) {
+      Page* p = &s->pages[i];
+      if ((s->used_slices >> i) & 1 && p->span_slices > 0) {
+        if (!p->cached) fn(p, arg);
+        i += p->span_slices;
+      } else {
+        ++i;
+      }
+    }
+  }
+}
+
+void OsPageSource::CheckInvariants() {
+  MutexLock lock(&mu_);
+  size_t cached = 0;
+  for (uint32_t n = 1; n <= kMaxSlicesPerSpan; ++n) {
+    for (Page* p = cache_[n]; p != nullptr; p = p->next) {
+      MF2_CHECK(p->cached && p->span_slices == n && !p->in_use(), "cache list corrupt");
+      cached += n * kSliceSize;
+    }
+  }
+  MF2_CHECK(cached == cached_bytes_, "cached_bytes_ == sum of cached spans");
+  MF2_CHECK(cached_bytes_ <= GetPolicy().page_cache_bytes, "cache within its bound");
+  uint32_t empty = 0;
+  size_t spans_bytes = 0;
+  for (Segment* s = segments_; s != nullptr; s = s->next) {
+    MF2_CHECK(s->cookie == kSegmentCookie && segment_map::Contains(reinterpret_cast<uintptr_t>(s)),
+              "segment header corrupt or unregistered");
+    MF2_CHECK(s->used_slices & kHeaderBit, "header slice marked used");
+    if (s->used_slices == kHeaderBit) ++empty;
+    for (uint32_t i = 1; i < kSlicesPerSegment;) {
+      Page* p = &s->pages[i];
+      if (!((s->used_slices >> i) & 1)) {
+        MF2_CHECK(!p->in_use(), "free slice with a page in use");
+        ++i;
+        continue;
+      }
+      uint32_t n = p->span_slices;
+      MF2_CHECK(n >= 1 && n <= kMaxSlicesPerSpan && i + n <= kSlicesPerSegment,
+                "span head with bad length");
+      for (uint32_t j = 1; j < n; ++j) {
+        MF2_CHECK(s->pages[i + j].head_offset == j && ((s->used_slices >> (i + j)) & 1),
+                  "span continuation slice does not point back to its head");
+      }
+      spans_bytes += n * kSliceSize;
+      i += n;
+    }
+  }
+  MF2_CHECK(empty == empty_segments_, "empty segment count");
+  MF2_CHECK(spans_bytes == in_use_bytes_ + cached_bytes_, "span bytes == in use + cached");
+}
+
+}  // namespace mf2

@@ -1,0 +1,83 @@
+// Where pages come from and go back to.
+//
+// PageSource is the seam between heaps and the operating system: heaps ask for spans of 1..8
+// slices and give back spans whose blocks are all free. Tests wrap the real source to count or
+// fail span allocations deterministically (mf2/testing/counting_page_source.h).
+//
+// OsPageSource, the real one, maps 4 MiB segments and carves spans from them (first fit in a
+// 64-bit slice mask). A freed span first goes to a cache, kept resident for the next request of
+// the same length, bounded by Policy::page_cache_bytes; beyond the bound its memory is returned
+// with madvise(MADV_DONTNEED) and its slices become free in the segment; a segment whose slices
+// are all free is unmapped once more than Policy::retained_segments such segments exist. So
+// steady-state RSS follows live data plus the cache bound. One mutex guards it all: spans are
+// taken and returned only on slow paths, never per allocation.
+#ifndef MF2_PAGE_SOURCE_H_
+#define MF2_PAGE_SOURCE_H_
+
+#include <cstddef>
+#include <cstdint>
+
+#include "absl/base/thread_annotations.h"
+#include "mf2/mutex.h"
+#include "mf2/segment.h"
+#include "mf2/stats.h"
+
+namespace mf2 {
+
+class PageSource {
+ public:
+  virtual ~PageSource() = default;
+  // A span of `slices` slices: its head descriptor (span_slices set, class fields clear), or
+  // nullptr when memory is exhausted. Thread-safe.
+  virtual Page* AllocateSpan(uint32_t slices) = 0;
+  // Returns a span whose page was retired (no live block, no remote state). Thread-safe.
+  virtual void FreeSpan(Page* head) = 0;
+  // Adds the source's figures to `s`.
+  virtual void AddTo(Stats* s) = 0;
+};
+
+class OsPageSource final : public PageSource {
+ public:
+  constexpr OsPageSource() = default;
+
+  Page* AllocateSpan(uint32_t slices) override;
+  void FreeSpan(Page* head) override;
+  void AddTo(Stats* s) override;
+
+  // Calls fn(page, arg) for every span currently handed to a heap. Holds the lock: fn must not
+  // allocate spans. For invariant checks and tests.
+  void ForEachSpanInUse(void (*fn)(Page*, void*), void* arg);
+  // Returns every cached span to the OS (tests; and a future background reclaimer).
+  void ReleaseCache();
+  // Span bookkeeping checks: masks, back-offsets and cache lists agree.
+  void CheckInvariants();
+
+  // fork(): hold the lock across fork so the child's copy is consistent.
+  void PrepareFork() ABSL_NO_THREAD_SAFETY_ANALYSIS { mu_.Lock(); }
+  void ParentAfterFork() ABSL_NO_THREAD_SAFETY_ANALYSIS { mu_.Unlock(); }
+  void ChildAfterFork() { mu_.ResetAfterFork(); }
+
+  // The process-wide source used by thread heaps.
+  static OsPageSource& Global();
+
+ private:
+  Segment* MapSegment() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Page* CarveSpan(Segment* s, uint32_t first, uint32_t slices) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ReturnSpanToSegment(Page* head) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void MaybeUnmap(Segment* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  Mutex mu_;
+  Segment* segments_ ABSL_GUARDED_BY(mu_) = nullptr;
+  // Cached free spans by length, linked through Page::next.
+  Page* cache_[kMaxSlicesPerSpan + 1] ABSL_GUARDED_BY(mu_) = {};
+  size_t cached_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t in_use_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  uint32_t empty_segments_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t segments_mapped_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t segments_unmapped_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t spans_returned_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace mf2
+
+#endif  // MF2_PAGE_SOURCE_H_

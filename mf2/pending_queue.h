@@ -1,0 +1,60 @@
+// A heap's pending queue: the pages of this heap that received a remote free since the owner
+// last drained them. A lock-free multi-producer stack (Treiber) whose consumer takes everything
+// at once.
+//
+// Producers: the thread that won a page's 0->1 in_remote_pending edge pushes it, once.
+// Consumer: the holder of the heap's claim pops ALL pages with one exchange. Pop-all has no ABA
+// problem whatever the number of consumers (protocol-hazards.md, hazard 4: a single-pop CAS does,
+// as soon as anyone but the owner pops), so Route P's adopters can use it too.
+// Walking a popped chain: read a page's pending_next BEFORE draining it (hazard 5: once the flag
+// is cleared a producer may re-push the page and overwrite the link).
+#ifndef MF2_PENDING_QUEUE_H_
+#define MF2_PENDING_QUEUE_H_
+
+#include <atomic>
+
+#include "mf2/page.h"
+
+namespace mf2 {
+
+class PendingQueue {
+ public:
+  // Any thread (the edge winner of `page`).
+  void Push_mt(Page* page) {
+    // Relaxed load: a guess for the CAS; the link is rewritten on each retry.
+    Page* head = head_.load(std::memory_order_relaxed);
+    do {
+      page->set_pending_next(head);
+      // seq_cst on success. Release would publish the link and page; seq_cst also orders this
+      // push before the caller's following load of the owner's `abandoned` flag, against the
+      // exiting owner's "store abandoned; pop all" (the store-buffering shape: at least one of
+      // the two sees the other, so a page pushed onto a dying heap is never stranded).
+    } while (!head_.compare_exchange_weak(head, page, std::memory_order_seq_cst,
+                                          std::memory_order_relaxed));
+  }
+
+  // The claim holder of a live heap: takes the whole chain (linked by pending_next, most recent
+  // first). A page pushed concurrently is seen on a later call.
+  Page* PopAll() {
+    // Relaxed check first: skip the locked exchange when empty (the common case).
+    if (head_.load(std::memory_order_relaxed) == nullptr) return nullptr;
+    // Acquire: see the links and pages pushed (pairs with the producers' CAS).
+    return head_.exchange(nullptr, std::memory_order_acquire);
+  }
+
+  // The claim holder of an abandoned (or abandoning) heap: as PopAll, but seq_cst and without the
+  // relaxed shortcut, for the ordering described in Push_mt.
+  Page* PopAllSeqCst() { return head_.exchange(nullptr, std::memory_order_seq_cst); }
+
+  // seq_cst: used in the abandoned-heap hand-off after releasing the claim (see Heap).
+  bool EmptySeqCst() const { return head_.load(std::memory_order_seq_cst) == nullptr; }
+  // Relaxed: a snapshot for statistics and quiescent invariant checks.
+  Page* PeekRelaxed() const { return head_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<Page*> head_{nullptr};
+};
+
+}  // namespace mf2
+
+#endif  // MF2_PENDING_QUEUE_H_

@@ -1,0 +1,69 @@
+// Segments: 4 MiB-aligned regions of 64 slices of 64 KiB. Slice 0 holds the segment header with
+// one Page descriptor per slice; spans of 1..8 slices serve size classes.
+//
+// Pointer to page in O(1), with no lock: the segment is `p & ~(4 MiB - 1)`; a process-wide bitmap
+// with one bit per 4 MiB of address space says whether that is an MF2 segment (so pointers MF2
+// never handed out are recognised without touching unmapped memory); the slice index selects the
+// descriptor, and a descriptor inside a span points back to the span's first slice.
+#ifndef MF2_SEGMENT_H_
+#define MF2_SEGMENT_H_
+
+#include <cstddef>
+#include <cstdint>
+
+#include "mf2/page.h"
+#include "mf2/size_class.h"
+
+namespace mf2 {
+
+inline constexpr size_t kSegmentShift = 22;
+inline constexpr size_t kSegmentSize = size_t{1} << kSegmentShift;  // 4 MiB
+inline constexpr uint32_t kSlicesPerSegment = kSegmentSize / kSliceSize;  // 64
+inline constexpr uint64_t kSegmentCookie = 0x4d46325345474d54ull;      // "MF2SEGMT"
+inline constexpr uintptr_t kUserAddressLimit = uintptr_t{1} << 47;
+
+struct Segment {
+  uint64_t cookie;
+  Segment* next;         // page source's list of segments (under its lock)
+  uint64_t used_slices;  // bit i: slice i belongs to a span or the header (under its lock)
+  Page pages[kSlicesPerSegment];  // pages[0] is never used: slice 0 is this header
+
+  char* slice_start(uint32_t i) { return reinterpret_cast<char*>(this) + i * kSliceSize; }
+  uint32_t slice_index(const Page* p) const { return static_cast<uint32_t>(p - pages); }
+};
+
+static_assert(sizeof(Segment) <= kSliceSize, "the segment header must fit in slice 0");
+static_assert(kSlicesPerSegment == 64, "used_slices is one 64-bit mask");
+
+// The process-wide segment bitmap.
+namespace segment_map {
+void Insert(const Segment* s);
+void Erase(const Segment* s);
+bool Contains(uintptr_t segment_base);
+}  // namespace segment_map
+
+inline Segment* SegmentOf(const void* p) {
+  return reinterpret_cast<Segment*>(reinterpret_cast<uintptr_t>(p) & ~(kSegmentSize - 1));
+}
+
+// The span head descriptor for `p`, or nullptr when p is not inside a span of an MF2 segment
+// (foreign pointer, segment header, or a slice that belongs to no span). Any thread, no lock.
+inline Page* PageOf(const void* p) {
+  uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  if (a >= kUserAddressLimit || !segment_map::Contains(a & ~(kSegmentSize - 1))) return nullptr;
+  Segment* s = SegmentOf(p);
+  uint32_t slice = static_cast<uint32_t>((a & (kSegmentSize - 1)) >> kSliceShift);
+  if (slice == 0) return nullptr;
+  Page* page = &s->pages[slice];
+  return page - page->head_offset;
+}
+
+// Whether `p` lies inside some MF2 segment (header included). Any thread.
+inline bool InSegment(const void* p) {
+  uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  return a < kUserAddressLimit && segment_map::Contains(a & ~(kSegmentSize - 1));
+}
+
+}  // namespace mf2
+
+#endif  // MF2_SEGMENT_H_

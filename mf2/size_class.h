@@ -1,0 +1,111 @@
+// The size-class table: which block size serves a request, and how large a span each class uses.
+//
+// Classes (1-based; 0 means "no class"):
+//   1..8    16, 32, ..., 128 bytes           (step 16: the alignment quantum)
+//   9..80   8 classes per power of two above 128: m * 2^e for m = 9..16,
+//           i.e. 144..256 step 16, 288..512 step 32, ..., 36 KiB..64 KiB step 4 KiB.
+// Eight classes per doubling bound internal fragmentation: a request s above 128 B lands in a
+// class c with (c - s) / s < 1/8 (the worst case is s one byte above the previous class
+// c' = 8u, c = 9u). Below 128 B the 16-byte alignment quantum dominates (waste < 16 B).
+// The mid range of the design note (2, 4, 8, 16, 32, 40 and 52 KiB) is contained exactly.
+//
+// Spans: a span is 1..8 contiguous 64 KiB slices. Each class takes the smallest span that holds
+// at least kMinBlocksPerSpan blocks (or as many as one slice allows) with an unusable tail of at
+// most 1/8 of the span. kSizeClassTable below is computed at compile time and static_asserted.
+// Requests above kMaxClassSize (64 KiB) are large allocations served directly by the OS.
+#ifndef MF2_SIZE_CLASS_H_
+#define MF2_SIZE_CLASS_H_
+
+#include <cstddef>
+#include <cstdint>
+
+namespace mf2 {
+
+inline constexpr size_t kSliceShift = 16;
+inline constexpr size_t kSliceSize = size_t{1} << kSliceShift;  // 64 KiB
+inline constexpr uint32_t kMaxSlicesPerSpan = 8;                 // 512 KiB
+inline constexpr size_t kMinAlign = 16;
+inline constexpr size_t kMaxClassSize = 64 * 1024;
+inline constexpr uint32_t kNumClasses = 81;  // classes 1..80; index 0 unused
+inline constexpr uint32_t kMinBlocksPerSpan = 8;
+// Block indexes are computed as (offset * magic) >> kIndexShift; exact for every offset inside
+// a span (< 2^19) and every block size < 2^21 (error < offset / 2^40 < 1 / size).
+inline constexpr uint32_t kIndexShift = 40;
+// Largest number of blocks in one span (16-byte blocks in one slice).
+inline constexpr uint32_t kMaxBlocksPerSpan = kSliceSize / kMinAlign;  // 4096
+
+struct SizeClassInfo {
+  uint32_t size;      // block size in bytes
+  uint32_t slices;    // span length in 64 KiB slices
+  uint32_t capacity;  // blocks per span
+  uint64_t magic;     // ceil(2^kIndexShift / size), for BlockIndex
+};
+
+namespace internal {
+
+constexpr uint32_t ClassSizeOf(uint32_t k) {
+  if (k <= 8) return 16 * k;
+  uint32_t group = (k - 9) / 8;  // 0: 144..256, 1: 288..512, ...
+  uint32_t m = 9 + (k - 9) % 8;
+  return m << (4 + group);
+}
+
+constexpr SizeClassInfo MakeInfo(uint32_t k) {
+  if (k == 0) return SizeClassInfo{0, 0, 0, 0};
+  uint32_t size = ClassSizeOf(k);
+  uint32_t slices = 1;
+  for (; slices < kMaxSlicesPerSpan; ++slices) {
+    size_t span = slices * kSliceSize;
+    size_t cap = span / size;
+    size_t tail = span - cap * size;
+    if (cap >= kMinBlocksPerSpan && tail * 8 <= span) break;
+  }
+  uint32_t capacity = static_cast<uint32_t>(slices * kSliceSize / size);
+  uint64_t magic = ((uint64_t{1} << kIndexShift) + size - 1) / size;
+  return SizeClassInfo{size, slices, capacity, magic};
+}
+
+struct Table {
+  SizeClassInfo info[kNumClasses];
+};
+
+constexpr Table MakeTable() {
+  Table t{};
+  for (uint32_t k = 0; k < kNumClasses; ++k) t.info[k] = MakeInfo(k);
+  return t;
+}
+
+constexpr bool TableIsSound(const Table& t) {
+  for (uint32_t k = 1; k < kNumClasses; ++k) {
+    const SizeClassInfo& c = t.info[k];
+    size_t span = c.slices * kSliceSize;
+    if (c.size % kMinAlign != 0) return false;
+    if (k > 1 && c.size <= t.info[k - 1].size) return false;
+    if (c.capacity == 0 || c.capacity > kMaxBlocksPerSpan) return false;
+    if ((span - size_t{c.capacity} * c.size) * 8 > span) return false;  // tail <= 12.5%
+    if (c.slices > kMaxSlicesPerSpan) return false;
+  }
+  return t.info[kNumClasses - 1].size == kMaxClassSize;
+}
+
+}  // namespace internal
+
+inline constexpr internal::Table kSizeClassTable = internal::MakeTable();
+static_assert(internal::TableIsSound(kSizeClassTable), "size-class table violates its bounds");
+
+inline const SizeClassInfo& ClassInfo(uint32_t k) { return kSizeClassTable.info[k]; }
+
+// The class serving a request of `size` bytes (1..kMaxClassSize; 0 is served as 1).
+// Branch-light and table-free above 128 bytes: class size = m << shift with m = 9..16.
+inline uint32_t SizeToClass(size_t size) {
+  if (size <= 128) return size == 0 ? 1 : static_cast<uint32_t>((size + 15) >> 4);
+  size_t s = size - 1;
+  uint32_t b = 63 - static_cast<uint32_t>(__builtin_clzll(s));  // 2^b <= s < 2^(b+1), b >= 7
+  uint32_t shift = b - 3;
+  uint32_t m = static_cast<uint32_t>(s >> shift) + 1;  // 9..16
+  return 8 + (b - 7) * 8 + (m - 8);
+}
+
+}  // namespace mf2
+
+#endif  // MF2_SIZE_CLASS_H_

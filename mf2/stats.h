@@ -1,0 +1,87 @@
+// MF2's counters, defined once (the MF2_COUNTERS X-macro). Each heap owns a HeapStats written
+// only by the holder of the heap's claim; readers merge all heaps with relaxed loads. Counting
+// compiles to nothing when MF2_STATS is 0 (`--copt=-DMF2_STATS=0`).
+#ifndef MF2_STATS_H_
+#define MF2_STATS_H_
+
+#include <atomic>
+#include <cstdint>
+
+#ifndef MF2_STATS
+#define MF2_STATS 1
+#endif
+
+// X(name, description). Slow-path and remote-path events only: the fast paths stay uncounted.
+#define MF2_COUNTERS(X)                                                                        \
+  X(slow_allocs, "allocations that entered the slow path")                                    \
+  X(mustreuse_hit, "slow path served from a page popped off the own pending queue")           \
+  X(active_drain_hit, "slow path served by collecting the active page's remote frees")        \
+  X(partial_hit, "slow path served from the partial list")                                    \
+  X(abandoned_adopt_hit, "slow path served by adopting a page of an exited thread's heap")    \
+  X(new_pages, "slow path forced to take a new page (no reusable page existed)")              \
+  X(page_reuses, "slow path served by an existing page (sum of the four hit counters)")       \
+  X(pending_enqueued, "pages pushed on an owner's pending queue (0->1 edges won)")             \
+  X(pending_drained, "pages popped from a pending queue and drained")                         \
+  X(drain_attempts, "remote stacks taken (pending drains and direct collections)")            \
+  X(drain_successes, "remote stacks taken that held at least one block")                      \
+  X(remote_blocks_drained, "blocks moved from remote stacks to local free lists")             \
+  X(remote_frees, "frees of blocks owned by another heap")                                    \
+  X(pages_released, "empty pages returned to the page source")                                \
+  X(heaps_abandoned, "heaps abandoned by exiting threads")                                    \
+  X(heaps_reused, "abandoned heaps taken over whole by a new thread")                         \
+  X(dead_owner_reclaims, "remote freers that drained an abandoned heap's queue")              \
+  X(large_allocs, "allocations above the largest class, served by the OS")
+
+namespace mf2 {
+
+// A snapshot of merged counters, plus derived figures.
+struct Stats {
+#define MF2_STATS_FIELD(name, desc) uint64_t name = 0;
+  MF2_COUNTERS(MF2_STATS_FIELD)
+#undef MF2_STATS_FIELD
+  // Page source figures (not per heap).
+  uint64_t segments_mapped = 0;
+  uint64_t segments_unmapped = 0;
+  uint64_t spans_returned_to_os = 0;
+  uint64_t bytes_in_use_spans = 0;   // bytes of spans handed to heaps right now
+  uint64_t bytes_cached_spans = 0;   // bytes of free spans kept resident
+  // page_reuses / (page_reuses + new_pages), in [0, 1]; 0 when no page was ever needed.
+  double reuse_rate() const {
+    uint64_t total = page_reuses + new_pages;
+    return total == 0 ? 0.0 : static_cast<double>(page_reuses) / static_cast<double>(total);
+  }
+};
+
+// Per-heap counters. Single writer (the claim holder): increments are a relaxed load and store,
+// not a locked RMW; concurrent readers see a value at most one increment old.
+class HeapStats {
+ public:
+  enum Counter {
+#define MF2_STATS_ENUM(name, desc) k_##name,
+    MF2_COUNTERS(MF2_STATS_ENUM)
+#undef MF2_STATS_ENUM
+        kNumCounters
+  };
+
+  void Inc(Counter c, uint64_t n = 1) {
+    // Relaxed: single writer; the value is a statistic, ordered with nothing else.
+    v_[c].store(v_[c].load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  uint64_t Get(Counter c) const { return v_[c].load(std::memory_order_relaxed); }
+  void AddTo(Stats* s) const;
+
+ private:
+  std::atomic<uint64_t> v_[kNumCounters] = {};
+};
+
+}  // namespace mf2
+
+#if MF2_STATS
+#define MF2_STAT_INC(stats, name) (stats).Inc(::mf2::HeapStats::k_##name)
+#define MF2_STAT_ADD(stats, name, n) (stats).Inc(::mf2::HeapStats::k_##name, (n))
+#else
+#define MF2_STAT_INC(stats, name) static_cast<void>(0)
+#define MF2_STAT_ADD(stats, name, n) static_cast<void>(true || (n))
+#endif
+
+#endif  // MF2_STATS_H_
