@@ -166,16 +166,22 @@ bool Heap::TryRelease(Page* page) {
   return true;
 }
 
-void Heap::FreeRemote(Page* page, Block* b) {
+bool Heap::PushRemote_mt(Page* page, Block* b) {
   PoisonMemory(b, page->block_size());
   MF2_STAT_INC(stats_, remote_frees);
-  if (!page->remote().Push_mt(b)) return;  // already flagged: queued, or being queued
+  // After this push the owner may drain `b` at once; we touch neither again unless we won the
+  // edge, and then the flag keeps the page from being released until we have queued it.
+  const bool won = page->remote().Push_mt(b);
+  if (won) MF2_STAT_INC(stats_, pending_enqueued);  // this free queues the page (next step)
+  return won;
+}
+
+void Heap::QueueWonPage_mt(Page* page) {
   // This free turned in_remote_pending 0->1: queue the page on its owner, exactly once. The
-  // owner cannot release the page until it dequeues it, so the page stays valid meanwhile.
+  // owner pointer is read only now, while we hold the flag (owners change only under it).
   Heap* owner = page->owner_mt();
   page->DebugNoteEnqueued_mt();
   owner->pending_.Push_mt(page);
-  MF2_STAT_INC(stats_, pending_enqueued);
   // seq_cst: pairs with Abandon's store (see PendingQueue::Push_mt). A dead owner never drains
   // its queue, so the thread that queued the page does.
   if (owner->xabandoned_.load(std::memory_order_seq_cst)) owner->ReclaimAbandoned_mt();

@@ -98,6 +98,14 @@ class Heap {
   // The usable size of a live block (its class size), or 0 after reporting misuse.
   static size_t UsableSize(const void* p);
 
+  // A remote free is two steps, exposed so the multi-actor fuzzer can interleave them with other
+  // heaps' operations; Free() runs exactly these. Step 1: push `b` (a validated live block of
+  // `page`, owned by another heap) on the page's remote stack; returns whether this push won the
+  // in_remote_pending 0->1 edge. Step 2, only if it did: queue the page on its owner's pending
+  // queue and, if the owner has exited, drain that queue.
+  bool PushRemote_mt(Page* page, Block* b);
+  static void QueueWonPage_mt(Page* page);
+
   // ---- Lifecycle (see HeapRegistry) ----
   bool TryClaim();
   // Owner at thread exit: collect, release empty pages, mark abandoned. Keeps the claim.
@@ -136,7 +144,9 @@ class Heap {
  private:
   MF2_NOINLINE void* AllocateSlow(uint32_t k);
   void* AllocateLarge(size_t size, size_t alignment);
-  MF2_NOINLINE void FreeRemote(Page* page, Block* b);
+  MF2_NOINLINE void FreeRemote(Page* page, Block* b) {
+    if (PushRemote_mt(page, b)) QueueWonPage_mt(page);
+  }
   MF2_NOINLINE void FreeUnusual(void* p);
   MF2_NOINLINE void ReportBadFree(Page* page, void* p, bool block_start);
   MF2_NOINLINE void PageGainedFree(Page* page);
