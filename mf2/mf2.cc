@@ -9,7 +9,6 @@
 #include <pthread.h>
 
 #include <cerrno>
-#include <cstdlib>
 
 #include "mf2/heap.h"
 #include "mf2/heap_registry.h"
@@ -24,7 +23,13 @@ __attribute__((tls_model("initial-exec"))) thread_local Heap* t_heap = nullptr;
 pthread_key_t g_key;
 pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
 
-void PrintStatsAtExit() { PrintStats(2); }
+// Prints the counters at exit when MF2_STATS=1: a static destructor rather than atexit(),
+// which may allocate and would re-enter malloc during the first allocation.
+struct StatsAtExit {
+  ~StatsAtExit() {
+    if (GetPolicy().stats_at_exit) PrintStats(2);
+  }
+} g_stats_at_exit;
 
 void ThreadExit(void* arg) {
   Heap* heap = static_cast<Heap*>(arg);
@@ -35,7 +40,6 @@ void ThreadExit(void* arg) {
 
 void InitOnce() {
   MF2_CHECK(pthread_key_create(&g_key, &ThreadExit) == 0, "pthread_key_create");
-  if (GetPolicy().stats_at_exit) std::atexit(&PrintStatsAtExit);
 }
 
 MF2_NOINLINE Heap* InitThreadHeap() {

@@ -160,7 +160,7 @@ class Page {
   Block* local_free_ = nullptr;
   uint32_t used_ = 0;
   uint32_t carved_ = 0;
-  uint64_t drained_seq_ = 0;  // debug: last enqueue sequence number drained
+  [[maybe_unused]] uint64_t drained_seq_ = 0;  // debug: last enqueue sequence number drained
 
   std::atomic<uint64_t> live_[kMaxBlocksPerSpan / 64] = {};
 
@@ -169,7 +169,7 @@ class Page {
   std::atomic<Page*> xpending_next_{nullptr};
   std::atomic<Heap*> xowner_{nullptr};
   std::atomic<uint32_t> xqueued_{0};      // debug: 1 while on a pending queue
-  std::atomic<uint64_t> xenqueue_seq_{0};  // debug: bumped by each 0->1 edge winner
+  [[maybe_unused]] std::atomic<uint64_t> xenqueue_seq_{0};  // debug: bumped by each 0->1 edge winner
 };
 
 }  // namespace mf2

@@ -15,19 +15,26 @@ MF2_COPTS = [
     "-Wno-missing-field-initializers",
 ]
 
+# Our code is optimised lightly outside -c opt (sanitizer runs and stress tests stay fast);
+# -c opt keeps the toolchain's -O2.
+_OPT = select({
+    "//tools:opt": [],
+    "//conditions:default": ["-O1"],
+})
+
 _TEST_DATA = ["//tsan:tsan_suppressions.txt"]
 
 def mf2_cc_library(name, copts = [], **kwargs):
-    native.cc_library(name = name, copts = MF2_COPTS + copts, **kwargs)
+    native.cc_library(name = name, copts = MF2_COPTS + _OPT + copts, **kwargs)
 
 def mf2_cc_binary(name, copts = [], **kwargs):
-    native.cc_binary(name = name, copts = MF2_COPTS + copts, **kwargs)
+    native.cc_binary(name = name, copts = MF2_COPTS + _OPT + copts, **kwargs)
 
 def mf2_cc_test(name, copts = [], data = [], deps = [], gtest = True, **kwargs):
     """A cc_test with MF2's warnings, linked against gtest_main unless gtest = False."""
     native.cc_test(
         name = name,
-        copts = MF2_COPTS + copts,
+        copts = MF2_COPTS + _OPT + copts,
         data = data + _TEST_DATA,
         deps = deps + (["@com_google_googletest//:gtest_main"] if gtest else []),
         **kwargs
@@ -47,7 +54,7 @@ def mf2_cc_fuzz(name, srcs, corpus, deps = [], copts = [], tags = [], **kwargs):
     native.cc_binary(
         name = name,
         srcs = srcs,
-        copts = MF2_COPTS + copts,
+        copts = MF2_COPTS + _OPT + copts,
         deps = deps + select({
             "//tools:fuzz": [],
             "//conditions:default": [driver],
@@ -62,7 +69,7 @@ def mf2_cc_fuzz(name, srcs, corpus, deps = [], copts = [], tags = [], **kwargs):
     native.cc_test(
         name = name + "_corpus_test",
         srcs = srcs,
-        copts = MF2_COPTS + copts,
+        copts = MF2_COPTS + _OPT + copts,
         deps = deps + [driver],
         data = corpus_files + _TEST_DATA,
         args = ["$(location %s)" % f for f in corpus_files],
