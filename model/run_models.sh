@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Runs every spin model of MF2's remote-free protocol and checks the expected outcome:
+#   verify  -> spin's exhaustive search completes with "errors: 0"
+#   mutant  -> spin finds a counterexample, and the violated assertion is the expected one
+# Usage: bash model/run_models.sh            (from any directory)
+#        bazel test //model:spin_models_test
+# Needs spin (Debian package `spin`), gcc (spin preprocesses with it) and cc on PATH.
+set -u
+
+# ---- locate the .pml files: next to this script, or in the Bazel runfiles tree ----
+find_model_dir() {
+  local d
+  for d in "$(dirname "${BASH_SOURCE[0]}")" \
+           "${RUNFILES_DIR:-/nonexistent}/mf2/model" \
+           "${TEST_SRCDIR:-/nonexistent}/mf2/model" \
+           "$PWD/model"; do
+    if [[ -f "$d/remote_free.pml" ]]; then (cd "$d" && pwd -P); return 0; fi
+  done
+  return 1
+}
+MODEL_DIR="$(find_model_dir)" || { echo "FAIL cannot find remote_free.pml"; echo "0 passed, 1 failed"; exit 1; }
+
+for tool in spin gcc cc; do
+  command -v "$tool" >/dev/null || { echo "FAIL '$tool' not on PATH"; echo "0 passed, 1 failed"; exit 1; }
+done
+
+WORK_ROOT="${TEST_TMPDIR:-}"
+OWN_WORK_ROOT=0
+if [[ -z "$WORK_ROOT" ]]; then
+  WORK_ROOT="$(mktemp -d)"
+  OWN_WORK_ROOT=1
+fi
+
+# Compile flags for pan: safety properties only (assertions, invalid end states), exhaustive
+# search with state compression. -m is the depth bound; every model's depth is far below it and a
+# verify run that hits it fails (the search would be incomplete).
+PAN_CFLAGS=(-w -O0 -DSAFETY -DCOLLAPSE)   # -O0: pan.c compiles 10x faster, runs ~1.5x slower
+PAN_RUNFLAGS=(-m20000 -w22)
+
+# ---- the table: kind | name | model | -D defines | expected assertion (regex) | reason ----
+# For mutants the regex must match the text of the assertion spin reports, so a mutant is only
+# "caught" for the intended reason.
+MODELS=(
+  "verify|remote_free|remote_free.pml|||"
+  "verify|remote_free_split_flag_first|remote_free.pml|-DSPLIT_FLAG_FIRST||"
+  "verify|pending_queue_popall_1consumer|pending_queue.pml|||"
+  "verify|pending_queue_popall_2consumers|pending_queue.pml|-DTWO_CONSUMERS||"
+  "verify|pending_queue_singlepop_owner_only|pending_queue.pml|-DSINGLE_POP||"
+  "verify|adoption_route_p_claim|adoption.pml|||"
+  "verify|adoption_route_s_abandoned|adoption.pml|-DROUTE_S||"
+  "mutant|M1|remote_free.pml|-DMUTANT_M1|xhead\[p\]==0\)|stack taken before flag cleared: a block is stranded (flag clear, page not queued; inv 8)"
+  "mutant|M2|remote_free.pml|-DMUTANT_M2|queued\[p\]<=1|no flag, enqueue on empty->non-empty edge + direct collection: page enqueued twice (inv 5)"
+  "mutant|M3|adoption.pml|-DMUTANT_M3|drainers\[.*\]<=1|adoption without per-page claim: two drainers at once (inv 13)"
+  "mutant|M4|pending_queue.pml|-DMUTANT_M4|occ==queued\[p\]|single-pop CAS with two consumers: ABA installs a stale next, a queued page is lost (inv 5/7)"
+  "mutant|M5|remote_free.pml|-DMUTANT_M5|occ==queued\[p\]|page drained before reading pending_next: a re-push rewrites next, the walk leaves its chain and drains a page still queued (inv 5/7)"
+  "mutant|M5_queue|pending_queue.pml|-DMUTANT_M5|h==0|same hazard on the bare queue: the walk follows a rewritten next into the live queue, which ends up with a cycle (inv 12)"
+  "mutant|M6|adoption.pml|-DMUTANT_M6|o==owner\[1\]|Route P: owner changed after the exchange: page pushed on the old owner's queue (inv 6)"
+  "mutant|M7|adoption.pml|-DMUTANT_M7|queued\[1\]<=1|Route S: page taken without holding the flag: the adopter clears a flag a producer won, page enqueued twice (inv 5)"
+  "mutant|M8|remote_free.pml|-DMUTANT_M8|queued\[[p0-9]\]==0|page released when its remote stack is empty but its flag is set: released while queued (inv 11)"
+)
+
+# How to print the counterexample of a failed run (pan writes <model>.pml.trail in the run dir).
+replay_hint() {
+  echo "    replay: cd $dir && spin $defines -t -k $pml.trail -p $MODEL_DIR/$pml"
+}
+
+passed=0
+failed=0
+i=0
+for row in "${MODELS[@]}"; do
+  IFS='|' read -r kind name pml defines expect reason <<<"$row"
+  i=$((i + 1))
+  dir="$WORK_ROOT/run$i-$name"
+  rm -rf "$dir" && mkdir -p "$dir"
+  out="$dir/pan.out"
+  # shellcheck disable=SC2086  # $defines is a word list
+  if ! (cd "$dir" && spin $defines -a "$MODEL_DIR/$pml" >spin.out 2>&1); then
+    echo "FAIL $kind $name: spin -a failed:"; sed 's/^/    /' "$dir/spin.out"
+    failed=$((failed + 1)); continue
+  fi
+  if ! (cd "$dir" && cc "${PAN_CFLAGS[@]}" -o pan pan.c >cc.out 2>&1); then
+    echo "FAIL $kind $name: cc pan.c failed:"; sed 's/^/    /' "$dir/cc.out"
+    failed=$((failed + 1)); continue
+  fi
+  (cd "$dir" && ./pan "${PAN_RUNFLAGS[@]}" >"$out" 2>&1)
+
+  errors="$(sed -n 's/.*errors: \([0-9][0-9]*\).*/\1/p' "$out" | head -n1)"
+  states="$(sed -n 's/^ *\([0-9][0-9]*\) states, stored.*/\1/p' "$out" | head -n1)"
+  secs="$(sed -n 's/^pan: elapsed time \([0-9.e+-]*\) seconds.*/\1/p' "$out" | head -n1)"
+  stats="states=${states:-?}, time=${secs:-?}s"
+  if [[ -z "$errors" ]]; then
+    echo "FAIL $kind $name: no 'errors:' line from pan:"; sed 's/^/    /' "$out"
+    failed=$((failed + 1)); continue
+  fi
+
+  if [[ "$kind" == verify ]]; then
+    if [[ "$errors" == 0 ]] && ! grep -qE 'max search depth too small|Search not completed|out of memory|MEMLIM' "$out"; then
+      echo "PASS verify $name ($stats)"
+      passed=$((passed + 1))
+    else
+      echo "FAIL verify $name: errors=$errors or search incomplete ($stats):"
+      grep -E 'pan:|error|assert|depth' "$out" | sed 's/^/    /'
+      replay_hint
+      failed=$((failed + 1))
+    fi
+  else
+    violation="$(grep -m1 -E '^pan:[0-9]+: ' "$out" | sed 's/^pan:[0-9]*: *//')"
+    if [[ "$errors" -gt 0 ]] && grep -qE "$expect" <<<"$violation"; then
+      echo "PASS mutant $name caught: $reason [$violation; $stats]"
+      passed=$((passed + 1))
+    elif [[ "$errors" -gt 0 ]]; then
+      echo "FAIL mutant $name caught for an unexpected reason: '$violation' (expected /$expect/)"
+      replay_hint
+      failed=$((failed + 1))
+    else
+      echo "FAIL mutant $name NOT caught: spin found no error ($stats)"
+      failed=$((failed + 1))
+    fi
+  fi
+done
+
+if [[ "$OWN_WORK_ROOT" -eq 1 ]]; then
+  if [[ "$failed" -eq 0 ]]; then rm -rf "$WORK_ROOT"; else echo "run directories kept in $WORK_ROOT"; fi
+fi
+echo "$passed passed, $failed failed"
+[[ "$failed" -eq 0 && "$passed" -eq "${#MODELS[@]}" ]]
