@@ -25,6 +25,7 @@
 #define MF2_PAGE_H_
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 
 #include "mf2/block.h"
@@ -36,14 +37,37 @@ namespace mf2 {
 
 class Heap;
 
-class Page {
+// alignas(64): the first cache line of every descriptor starts on a line boundary.
+class alignas(64) Page {
  public:
   enum class Where : uint8_t { kNowhere, kActive, kPartial };  // owner's lists
 
-  // ---- Set by the page source under its lock (span bookkeeping) ----
+  // ---- Data, in layout order: the first 56 bytes hold everything a free reads and the owner's
+  // hot fields; partial-list links follow; the live bitmap; then, on their own line, the fields
+  // other threads write. ----
+
+  // Set by the page source under its lock (span bookkeeping).
   uint8_t span_slices = 0;  // on a span's first slice: span length; 0 elsewhere
   uint8_t head_offset = 0;  // on other slices of a span: distance back to the first slice
   bool cached = false;      // a free span kept resident in the page source's cache
+  // Owner's lists.
+  Where where = Where::kNowhere;
+
+ private:
+  uint32_t size_class_ = 0;
+  std::atomic<Heap*> xowner_{nullptr};  // read on every free; changes only under the flag
+  uint32_t block_size_ = 0;
+  uint32_t capacity_ = 0;
+  uint32_t used_ = 0;    // owner
+  uint32_t carved_ = 0;  // owner
+  uint64_t magic_ = 0;
+  char* start_ = nullptr;
+  Block* local_free_ = nullptr;  // owner
+
+ public:
+  Page* prev = nullptr;  // partial list links (owner)
+  Page* next = nullptr;
+
 
   // Prepares a span's head descriptor to serve `size_class` for `owner`. Owner only.
   void InitForClass(uint32_t size_class, char* start, Heap* owner);
@@ -105,10 +129,6 @@ class Page {
   // formed is reported and cut at the first bad node, never absorbed. Returns blocks moved.
   uint32_t AbsorbRemote(RemoteWord taken);
 
-  Where where = Where::kNowhere;
-  Page* prev = nullptr;  // partial list links
-  Page* next = nullptr;
-
   // ---- Shared with other threads ----
   RemoteStack& remote() { return remote_; }
   const RemoteStack& remote() const { return remote_; }
@@ -149,26 +169,13 @@ class Page {
             std::memory_order_relaxed);
   }
 
-  // Class fields: written by InitForClass before any block is handed out.
-  uint32_t size_class_ = 0;
-  uint32_t block_size_ = 0;
-  uint32_t capacity_ = 0;
-  uint64_t magic_ = 0;
-  char* start_ = nullptr;
-
-  // Owner-only state.
-  Block* local_free_ = nullptr;
-  uint32_t used_ = 0;
-  uint32_t carved_ = 0;
-  [[maybe_unused]] uint64_t drained_seq_ = 0;  // debug: last enqueue sequence number drained
-
   std::atomic<uint64_t> live_[kMaxBlocksPerSpan / 64] = {};
 
   // Producer-facing fields on their own cache line, away from the owner's hot fields.
   alignas(64) RemoteStack remote_;
   std::atomic<Page*> xpending_next_{nullptr};
-  std::atomic<Heap*> xowner_{nullptr};
   std::atomic<uint32_t> xqueued_{0};      // debug: 1 while on a pending queue
+  [[maybe_unused]] uint64_t drained_seq_ = 0;  // debug, owner: last enqueue sequence drained
   [[maybe_unused]] std::atomic<uint64_t> xenqueue_seq_{0};  // debug: bumped by each 0->1 edge winner
 };
 

@@ -35,6 +35,42 @@ OsPageSource& OsPageSource::Global() {
   return *source;
 }
 
+void OsPageSource::Unlink(Segment* s) {
+  if (s->prev != nullptr) {
+    s->prev->next = s->next;
+  } else {
+    segments_ = s->next;
+  }
+  if (s->next != nullptr) {
+    s->next->prev = s->prev;
+  } else {
+    segments_tail_ = s->prev;
+  }
+  s->next = s->prev = nullptr;
+}
+
+void OsPageSource::PushFront(Segment* s) {
+  s->prev = nullptr;
+  s->next = segments_;
+  if (segments_ != nullptr) {
+    segments_->prev = s;
+  } else {
+    segments_tail_ = s;
+  }
+  segments_ = s;
+}
+
+void OsPageSource::PushBack(Segment* s) {
+  s->next = nullptr;
+  s->prev = segments_tail_;
+  if (segments_tail_ != nullptr) {
+    segments_tail_->next = s;
+  } else {
+    segments_ = s;
+  }
+  segments_tail_ = s;
+}
+
 Segment* OsPageSource::MapSegment() {
   // Map twice the size and trim to a 4 MiB-aligned segment.
   size_t map_size = 2 * kSegmentSize;
@@ -52,8 +88,7 @@ Segment* OsPageSource::MapSegment() {
   Segment* s = new (reinterpret_cast<void*>(aligned)) Segment();
   s->cookie = kSegmentCookie;
   s->used_slices = kHeaderBit;
-  s->next = segments_;
-  segments_ = s;
+  PushFront(s);
   ++segments_mapped_;
   ++empty_segments_;
   segment_map::Insert(s);
@@ -63,6 +98,10 @@ Segment* OsPageSource::MapSegment() {
 Page* OsPageSource::CarveSpan(Segment* s, uint32_t first, uint32_t slices) {
   if (s->used_slices == kHeaderBit) --empty_segments_;
   s->used_slices |= RunMask(first, slices);
+  if (s->used_slices == ~uint64_t{0}) {  // full: behind every segment with a free slice
+    Unlink(s);
+    PushBack(s);
+  }
   Page* head = &s->pages[first];
   head->span_slices = static_cast<uint8_t>(slices);
   head->head_offset = 0;
@@ -83,7 +122,10 @@ Page* OsPageSource::AllocateSpan(uint32_t slices) {
     head->cached = false;
     cached_bytes_ -= slices * kSliceSize;
   } else {
-    for (Segment* s = segments_; s != nullptr && head == nullptr; s = s->next) {
+    int scanned = 0;
+    for (Segment* s = segments_; s != nullptr && head == nullptr && scanned < kMaxSegmentScan;
+         s = s->next, ++scanned) {
+      if (s->used_slices == ~uint64_t{0}) break;  // only full segments from here on
       uint32_t first = FindRun(s->used_slices, slices);
       if (first != 0) head = CarveSpan(s, first, slices);
     }
@@ -110,7 +152,12 @@ void OsPageSource::ReturnSpanToSegment(Page* head) {
     s->pages[first + i].span_slices = 0;
     s->pages[first + i].head_offset = 0;
   }
+  const bool was_full = s->used_slices == ~uint64_t{0};
   s->used_slices &= ~RunMask(first, slices);
+  if (was_full) {  // has a free slice again: to the front
+    Unlink(s);
+    PushFront(s);
+  }
   if (s->used_slices == kHeaderBit) {
     ++empty_segments_;
     MaybeUnmap(s);
@@ -119,9 +166,7 @@ void OsPageSource::ReturnSpanToSegment(Page* head) {
 
 void OsPageSource::MaybeUnmap(Segment* s) {
   if (empty_segments_ <= GetPolicy().retained_segments) return;
-  Segment** link = &segments_;
-  while (*link != s) link = &(*link)->next;
-  *link = s->next;
+  Unlink(s);
   --empty_segments_;
   ++segments_unmapped_;
   segment_map::Erase(s);
@@ -193,7 +238,13 @@ void OsPageSource::CheckInvariants() {
   MF2_CHECK(cached_bytes_ <= GetPolicy().page_cache_bytes, "cache within its bound");
   uint32_t empty = 0;
   size_t spans_bytes = 0;
+  bool seen_full = false;
   for (Segment* s = segments_; s != nullptr; s = s->next) {
+    MF2_CHECK(s->next != nullptr || s == segments_tail_, "segment list tail");
+    MF2_CHECK(s->next == nullptr || s->next->prev == s, "segment list links");
+    const bool full = s->used_slices == ~uint64_t{0};
+    MF2_CHECK(full || !seen_full, "segments with a free slice precede full ones");
+    seen_full = seen_full || full;
     MF2_CHECK(s->cookie == kSegmentCookie && segment_map::Contains(reinterpret_cast<uintptr_t>(s)),
               "segment header corrupt or unregistered");
     MF2_CHECK(s->used_slices & kHeaderBit, "header slice marked used");

@@ -38,6 +38,8 @@ class PageSource {
 
 class OsPageSource final : public PageSource {
  public:
+  static constexpr int kMaxSegmentScan = 16;
+
   constexpr OsPageSource() = default;
 
   Page* AllocateSpan(uint32_t slices) override;
@@ -65,9 +67,15 @@ class OsPageSource final : public PageSource {
   Page* CarveSpan(Segment* s, uint32_t first, uint32_t slices) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReturnSpanToSegment(Page* head) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MaybeUnmap(Segment* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Unlink(Segment* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PushFront(Segment* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PushBack(Segment* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Mutex mu_;
+  // Segments with at least one free slice come first, so a search for a free run stops at the
+  // first full segment (and after kMaxSegmentScan candidates: then a new segment is mapped).
   Segment* segments_ ABSL_GUARDED_BY(mu_) = nullptr;
+  Segment* segments_tail_ ABSL_GUARDED_BY(mu_) = nullptr;
   // Cached free spans by length, linked through Page::next.
   Page* cache_[kMaxSlicesPerSpan + 1] ABSL_GUARDED_BY(mu_) = {};
   size_t cached_bytes_ ABSL_GUARDED_BY(mu_) = 0;

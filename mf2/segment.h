@@ -24,7 +24,9 @@ inline constexpr uintptr_t kUserAddressLimit = uintptr_t{1} << 47;
 
 struct Segment {
   uint64_t cookie;
-  Segment* next;         // page source's list of segments (under its lock)
+  Segment* next;         // page source's list of segments (under its lock): segments with a
+  Segment* prev;         //   free slice first, full ones after
+
   uint64_t used_slices;  // bit i: slice i belongs to a span or the header (under its lock)
   Page pages[kSlicesPerSegment];  // pages[0] is never used: slice 0 is this header
 
