@@ -82,13 +82,9 @@ Page* Heap::FilePage(Page* page, uint32_t k) {
   if (page->where == Page::Where::kActive) {
     return c == k && page->HasFree() ? page : nullptr;
   }
-  if (page->used() == 0 && TryRelease(page)) return nullptr;
   if (!page->HasFree()) return nullptr;
   if (c == k) return page;  // SetActive unlinks it from the partial list if it is there
-  if (page->where == Page::Where::kNowhere) {
-    page->where = Page::Where::kPartial;
-    partial_[c].PushFront(page);
-  }
+  PageGainedFree(page);
   return nullptr;
 }
 
@@ -136,6 +132,7 @@ void Heap::SetActive(uint32_t k, Page* page) {
   if (page->where == Page::Where::kPartial) partial_[k].Remove(page);
   page->where = Page::Where::kActive;
   active_[k] = page;
+  Unretain(page);
   if (old != nullptr) {
     old->where = Page::Where::kNowhere;
     if (old->HasFree()) PageGainedFree(old);
@@ -145,12 +142,26 @@ void Heap::SetActive(uint32_t k, Page* page) {
 // ------------------------------------------------------------------------------------------
 // Free paths.
 
+// A page that is not active has a free block: it belongs on the partial list. An empty one is
+// kept there for reuse while the heap's retained empty bytes stay within the policy's bound, and
+// otherwise goes back to the page source.
 void Heap::PageGainedFree(Page* page) {
-  if (page->used() == 0 && TryRelease(page)) return;
+  if (page->used() == 0 && !page->retained_empty) {
+    const size_t bytes = page->span_slices * kSliceSize;
+    if (empty_bytes_ + bytes > GetPolicy().heap_empty_bytes && TryRelease(page)) return;
+    page->retained_empty = true;
+    empty_bytes_ += bytes;
+  }
   if (page->where == Page::Where::kNowhere) {
     page->where = Page::Where::kPartial;
     partial_[page->size_class()].PushFront(page);
   }
+}
+
+void Heap::Unretain(Page* page) {
+  if (!page->retained_empty) return;
+  page->retained_empty = false;
+  empty_bytes_ -= page->span_slices * kSliceSize;
 }
 
 // Releases an empty page unless it is flagged (queued, or about to be): a flagged page goes back
@@ -158,6 +169,7 @@ void Heap::PageGainedFree(Page* page) {
 bool Heap::TryRelease(Page* page) {
   if (page->where == Page::Where::kActive || page->remote().Peek().raw() != 0) return false;
   if (page->where == Page::Where::kPartial) partial_[page->size_class()].Remove(page);
+  Unretain(page);
   page->where = Page::Where::kNowhere;
   page->Retire();
   --page_count_;
@@ -274,7 +286,19 @@ void Heap::Abandon() {
     if (page->HasFree()) PageGainedFree(page);
   }
   ProcessAllPending();
+  ReleaseRetainedEmpties();
   MF2_STAT_INC(stats_, heaps_abandoned);
+}
+
+// An idle heap keeps no spare memory: its retained empty pages go back to the page source.
+void Heap::ReleaseRetainedEmpties() {
+  for (uint32_t k = 1; k < kNumClasses && empty_bytes_ > 0; ++k) {
+    for (Page* page = partial_[k].front(); page != nullptr;) {
+      Page* next = page->next;
+      if (page->retained_empty) TryRelease(page);
+      page = next;
+    }
+  }
 }
 
 void Heap::TakeOver() {
@@ -293,6 +317,7 @@ void Heap::ProcessAllPending() {
     backlog_ = page->pending_next();  // hazard 5: link first
     DrainDequeued(page);
     FilePage(page, 0);  // class 0 matches nothing: just file or release the page
+    if (abandoned() && page->retained_empty) TryRelease(page);  // idle heaps keep no spares
   }
 }
 
@@ -363,6 +388,16 @@ void Heap::CheckInvariants(bool quiescent) const {
     }
     MF2_CHECK(n == partial_[k].size(), "partial list size");
   }
+  size_t retained = 0;
+  for (uint32_t k = 1; k < kNumClasses; ++k) {
+    for (Page* p = partial_[k].front(); p != nullptr; p = p->next) {
+      if (!p->retained_empty) continue;
+      MF2_CHECK(p->used() == 0, "a retained empty page is empty");
+      retained += p->span_slices * kSliceSize;
+    }
+  }
+  MF2_CHECK(retained == empty_bytes_, "empty_bytes_ == bytes of retained empty pages");
+  MF2_CHECK(empty_bytes_ <= GetPolicy().heap_empty_bytes, "retained empties within the bound");
   if (!quiescent) return;
   size_t queued = 0;
   for (const Page* chain : {static_cast<const Page*>(pending_.PeekRelaxed()),

@@ -34,6 +34,8 @@
 //   every page on the pending queue or backlog_: owner == this, in_remote_pending set,
 //     at most once (quiescent: debug_queued() == 1)
 //   page_count_ == pages whose owner is this heap (checked globally, registry.h)
+//   empty_bytes_ == sum of spans of partial pages with retained_empty (each has used() == 0)
+//                <= Policy::heap_empty_bytes; an abandoned heap retains none
 //   abandoned heap: active_[k] == nullptr for all k
 #ifndef MF2_HEAP_H_
 #define MF2_HEAP_H_
@@ -159,12 +161,15 @@ class Heap {
   Page* NewPage(uint32_t k);
   void SetActive(uint32_t k, Page* page);
   bool TryRelease(Page* page);
+  void Unretain(Page* page);
+  void ReleaseRetainedEmpties();
 
   // ---- Owner-only (claim holder) ----
   Page* active_[kNumClasses] = {};
   PageList partial_[kNumClasses];
   Page* backlog_ = nullptr;  // popped from pending_, not yet drained; linked by pending_next
   size_t page_count_ = 0;
+  size_t empty_bytes_ = 0;  // spans of empty pages kept on partial lists for reuse
   HeapStats stats_;
   PageSource* const source_;
   HeapRegistry* const registry_;

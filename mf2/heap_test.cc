@@ -158,6 +158,9 @@ TEST_F(HeapTest, PartialListServesBeforeNewPage) {
 }
 
 TEST_F(HeapTest, EmptyNonActivePageGoesBackToTheSource) {
+  Policy policy;
+  policy.heap_empty_bytes = 0;  // keep no empty page for reuse
+  SetPolicyForTesting(policy);
   TestHeaps heaps;
   Heap* owner = heaps.Acquire();
   std::vector<void*> first = FillActivePage(owner);
@@ -169,6 +172,31 @@ TEST_F(HeapTest, EmptyNonActivePageGoesBackToTheSource) {
   for (void* b : second) owner->Free(b);  // active: kept
   EXPECT_EQ(heaps.source().freed(), freed + 1);
   owner->CheckInvariants(true);
+}
+
+TEST_F(HeapTest, EmptyPagesAreKeptForReuseWithinTheBoundAndReleasedAtExit) {
+  Policy policy;
+  policy.heap_empty_bytes = 2 * ClassInfo(kClass).slices * kSliceSize;  // two empty pages
+  SetPolicyForTesting(policy);
+  TestHeaps heaps;
+  Heap* owner = heaps.Acquire();
+  std::vector<std::vector<void*>> pages;
+  for (int i = 0; i < 4; ++i) pages.push_back(FillActivePage(owner));
+  const uint64_t freed = heaps.source().freed();
+  for (int i = 0; i < 3; ++i) {
+    for (void* b : pages[i]) owner->Free(b);
+  }
+  EXPECT_EQ(heaps.source().freed(), freed + 1) << "two empties kept, the third released";
+  EXPECT_EQ(owner->partial(kClass).size(), 2u);
+  owner->CheckInvariants(true);
+  const uint64_t spans = heaps.source().allocated();
+  std::vector<void*> again;
+  for (uint32_t i = 0; i < 2 * kCap; ++i) again.push_back(owner->Allocate(kSize));
+  EXPECT_EQ(heaps.source().allocated(), spans) << "the kept empty pages are reused";
+  for (void* b : again) owner->Free(b);
+  for (void* b : pages[3]) owner->Free(b);
+  heaps.Release(owner);
+  EXPECT_EQ(heaps.source().outstanding(), 0u) << "an idle heap keeps no empty pages";
 }
 
 TEST_F(HeapTest, ExitedOwnersPagesAreDrainedByTheirFreersAndReleased) {

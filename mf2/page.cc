@@ -17,6 +17,7 @@ void Page::InitForClass(uint32_t size_class, char* start, Heap* owner) {
   used_ = 0;
   carved_ = 0;
   where = Where::kNowhere;
+  retained_empty = false;
   prev = next = nullptr;
   for (auto& w : live_) w.store(0, std::memory_order_relaxed);  // Relaxed: no reader yet.
   SetOwner(owner);

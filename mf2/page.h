@@ -52,6 +52,7 @@ class alignas(64) Page {
   bool cached = false;      // a free span kept resident in the page source's cache
   // Owner's lists.
   Where where = Where::kNowhere;
+  bool retained_empty = false;  // an empty page the owner keeps on its partial list for reuse
 
  private:
   uint32_t size_class_ = 0;

@@ -7,6 +7,8 @@
 //   MF2_PENDING_BUDGET=8       pending pages examined per slow-path call before falling back to
 //                              the active page and partial list (the gate still drains the whole
 //                              queue before it ever takes a new page).
+//   MF2_HEAP_EMPTY_KB=2048     empty pages a heap keeps on its partial lists for reuse instead of
+//                              returning them to the page source (per heap; idle heaps keep none).
 //   MF2_PAGE_CACHE_MB=32       free spans kept resident for reuse; beyond it spans are returned to
 //                              the OS with madvise(MADV_DONTNEED).
 //   MF2_RETAINED_SEGMENTS=2    completely free 4 MiB segments kept mapped; beyond, munmap.
@@ -32,6 +34,7 @@ enum class OnError : uint8_t { kAbort, kReport };
 struct Policy {
   Route route = Route::kRouteS;
   uint32_t pending_budget = 8;
+  size_t heap_empty_bytes = size_t{2} << 20;
   size_t page_cache_bytes = size_t{32} << 20;
   uint32_t retained_segments = 2;
   OnError on_error = OnError::kAbort;

@@ -1,0 +1,117 @@
+// The page source: spans carved from segments, the bounded cache, memory returned to the OS,
+// and empty segments unmapped beyond the retained reserve.
+#include "mf2/page_source.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "mf2/policy.h"
+
+namespace mf2 {
+namespace {
+
+class PageSourceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    Policy p;
+    p.page_cache_bytes = 4 * kSliceSize;
+    p.retained_segments = 1;
+    SetPolicyForTesting(p);
+  }
+  void TearDown() override { SetPolicyForTesting(Policy()); }
+  OsPageSource source_;  // a private source: its counters start at zero
+};
+
+// Whether the first page of `p` is resident.
+bool Resident(const void* p) {
+  unsigned char vec = 0;
+  void* page = reinterpret_cast<void*>(reinterpret_cast<uintptr_t>(p) & ~uintptr_t{4095});
+  EXPECT_EQ(mincore(page, 4096, &vec), 0);
+  return vec & 1;
+}
+
+char* SpanStart(Page* head) {
+  Segment* s = SegmentOf(head);
+  return s->slice_start(s->slice_index(head));
+}
+
+TEST_F(PageSourceTest, SpansAreDisjointAndFoundFromAnyInteriorAddress) {
+  std::vector<Page*> spans;
+  for (uint32_t n = 1; n <= kMaxSlicesPerSpan; ++n) {
+    for (int i = 0; i < 5; ++i) {
+      Page* p = source_.AllocateSpan(n);
+      ASSERT_NE(p, nullptr);
+      EXPECT_EQ(p->span_slices, n);
+      char* start = SpanStart(p);
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(start) % kSliceSize, 0u);
+      // Every slice of the span maps back to its head in O(1).
+      for (uint32_t j = 0; j < n; ++j) {
+        EXPECT_EQ(PageOf(start + j * kSliceSize + 123), p);
+      }
+      spans.push_back(p);
+    }
+  }
+  source_.CheckInvariants();
+  Stats st;
+  source_.AddTo(&st);
+  EXPECT_EQ(st.bytes_in_use_spans, 5 * 36 * kSliceSize);  // 5 x (1 + 2 + ... + 8) slices
+  for (Page* p : spans) source_.FreeSpan(p);
+  source_.CheckInvariants();
+}
+
+TEST_F(PageSourceTest, CacheIsBoundedAndBeyondItMemoryGoesBackToTheOs) {
+  std::vector<Page*> spans;
+  for (int i = 0; i < 12; ++i) {
+    Page* p = source_.AllocateSpan(1);
+    memset(SpanStart(p), 1, kSliceSize);  // make it resident
+    spans.push_back(p);
+  }
+  for (Page* p : spans) source_.FreeSpan(p);
+  Stats st;
+  source_.AddTo(&st);
+  EXPECT_EQ(st.bytes_cached_spans, 4 * kSliceSize) << "cache holds exactly its bound";
+  EXPECT_EQ(st.spans_returned_to_os, 8u);
+  // The spans beyond the bound are no longer resident.
+  int resident = 0;
+  for (Page* p : spans) resident += Resident(SpanStart(p));
+  EXPECT_EQ(resident, 4);
+  source_.CheckInvariants();
+  // A cached span is reused first (still resident: no page fault for the next owner).
+  Page* again = source_.AllocateSpan(1);
+  EXPECT_TRUE(Resident(SpanStart(again)));
+  source_.FreeSpan(again);
+}
+
+TEST_F(PageSourceTest, EmptySegmentsBeyondTheReserveAreUnmapped) {
+  std::vector<Page*> spans;
+  // Three segments' worth of 8-slice spans (7 per segment: 63 usable slices).
+  for (int i = 0; i < 21; ++i) spans.push_back(source_.AllocateSpan(8));
+  Stats st;
+  source_.AddTo(&st);
+  EXPECT_EQ(st.segments_mapped, 3u);
+  for (Page* p : spans) source_.FreeSpan(p);
+  source_.ReleaseCache();
+  Stats after;
+  source_.AddTo(&after);
+  EXPECT_EQ(after.segments_unmapped, 2u) << "one empty segment is retained";
+  EXPECT_EQ(after.bytes_in_use_spans, 0u);
+  EXPECT_EQ(after.bytes_cached_spans, 0u);
+  source_.CheckInvariants();
+}
+
+TEST_F(PageSourceTest, SegmentHeadersAndFreeSlicesAreNotPages) {
+  Page* p = source_.AllocateSpan(2);
+  Segment* s = SegmentOf(p);
+  EXPECT_EQ(PageOf(s), nullptr) << "slice 0 is the header";
+  EXPECT_TRUE(InSegment(s));
+  int on_stack = 0;
+  EXPECT_EQ(PageOf(&on_stack), nullptr);
+  EXPECT_FALSE(InSegment(&on_stack));
+  source_.FreeSpan(p);
+}
+
+}  // namespace
+}  // namespace mf2
