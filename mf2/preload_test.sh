@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Runs real programs with MF2 preloaded as their malloc and compares each output with the same
+# program on glibc. None may crash or differ; misuse must be reported with the pointer.
+set -uo pipefail
+
+lib="$PWD/mf2/libmf2_malloc.so"
+td="$PWD/mf2/testdata"
+[ -f "$lib" ] || { echo "missing $lib"; exit 1; }
+passed=0
+failed=0
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+pass() { echo "PASS $1"; passed=$((passed + 1)); }
+fail() { echo "FAIL $1"; failed=$((failed + 1)); }
+
+# same NAME CMD...: output under MF2 equals output under glibc, both exit 0.
+same() {
+  local name=$1
+  shift
+  "$@" >"$tmp/glibc.out" 2>"$tmp/glibc.err"
+  local rc_glibc=$?
+  LD_PRELOAD="$lib" MF2_STATS=1 "$@" >"$tmp/mf2.out" 2>"$tmp/mf2.err"
+  local rc_mf2=$?
+  if [ $rc_glibc -ne 0 ] || [ $rc_mf2 -ne 0 ]; then
+    fail "$name (exit glibc=$rc_glibc mf2=$rc_mf2)"
+    tail -n 20 "$tmp/mf2.err"
+    return
+  fi
+  if ! cmp -s "$tmp/glibc.out" "$tmp/mf2.out"; then
+    fail "$name (output differs)"
+    diff "$tmp/glibc.out" "$tmp/mf2.out" | head -n 20
+    return
+  fi
+  if ! grep -q '^mf2_stats: reuse_rate=' "$tmp/mf2.err"; then
+    fail "$name (MF2 was not the allocator: no stats at exit)"
+    return
+  fi
+  pass "$name ($(wc -l <"$tmp/mf2.out") lines identical; $(grep -o 'reuse_rate=[0-9.]*' "$tmp/mf2.err" | tail -n1))"
+}
+
+# Python: dicts, lists, strings, json, sorting, a generator pipeline, gc.
+cat >"$tmp/work.py" <<'PY'
+import json, hashlib, gc, collections
+d = {}
+for i in range(200000):
+    d["k%d" % i] = [i, str(i) * (i % 7), {"x": i}]
+s = json.dumps({k: v for k, v in list(d.items())[:20000]})
+obj = json.loads(s)
+words = collections.Counter(w for v in obj.values() for w in v[1])
+lst = sorted((str(i)[::-1] for i in range(300000)))
+del d
+gc.collect()
+h = hashlib.sha256()
+h.update(s.encode()); h.update("".join(lst[:1000]).encode()); h.update(repr(sorted(words.items())).encode())
+print(len(s), len(obj), len(lst), h.hexdigest())
+PY
+same python3 /usr/bin/python3 "$tmp/work.py"
+
+# sqlite3: a few thousand inserts and queries.
+cat >"$tmp/work.sql" <<'SQL'
+CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, v REAL, blob BLOB);
+WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 5000)
+INSERT INTO t(name, v, blob) SELECT printf('name-%d', x), x * 1.5, randomblob(x % 500) FROM c;
+CREATE INDEX t_name ON t(name);
+SELECT count(*), sum(v), sum(length(blob)) FROM t;
+SELECT name FROM t WHERE name LIKE 'name-42%' ORDER BY name;
+UPDATE t SET name = name || '-x' WHERE id % 3 = 0;
+DELETE FROM t WHERE id % 5 = 0;
+SELECT count(*), min(name), max(name) FROM t;
+SELECT id % 10 AS k, count(*), avg(v) FROM t GROUP BY k ORDER BY k;
+SQL
+same sqlite3 /usr/bin/sqlite3 :memory: ".read $tmp/work.sql"
+
+same handoff "$td/handoff"
+same fork_while_allocating "$td/fork_while_allocating"
+
+# MF2's own test binaries, their allocations (gtest, std::) served by the preloaded MF2.
+for t in size_class_test page_source_test heap_test mf2_test; do
+  if LD_PRELOAD="$lib" "$PWD/mf2/$t" >"$tmp/$t.log" 2>&1; then
+    pass "$t under MF2"
+  else
+    fail "$t under MF2"
+    tail -n 30 "$tmp/$t.log"
+  fi
+done
+
+# Misuse is reported with the pointer and the reason, and aborts by default.
+expect_report() {
+  local mode=$1 pattern=$2
+  LD_PRELOAD="$lib" "$td/misuse" "$mode" >"$tmp/misuse.out" 2>&1
+  local rc=$?
+  if [ $rc -ne 0 ] && grep -Eq "$pattern" "$tmp/misuse.out"; then
+    pass "misuse $mode reported: $(grep -m1 '^mf2:' "$tmp/misuse.out")"
+  else
+    fail "misuse $mode (exit $rc)"
+    cat "$tmp/misuse.out"
+  fi
+}
+expect_report double "^mf2: double free of 0x[0-9a-f]+"
+expect_report stack "^mf2: free of a pointer MF2 never handed out of 0x[0-9a-f]+"
+expect_report interior "^mf2: free of a pointer that is not the start of a block of 0x[0-9a-f]+"
+# With MF2_ON_ERROR=report the program goes on.
+if LD_PRELOAD="$lib" MF2_ON_ERROR=report "$td/misuse" double >"$tmp/m.out" 2>&1 &&
+    grep -q "^mf2: double free" "$tmp/m.out"; then
+  pass "misuse double with MF2_ON_ERROR=report continues"
+else
+  fail "misuse double with MF2_ON_ERROR=report"
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
