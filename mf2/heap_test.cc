@@ -10,6 +10,7 @@
 
 #include "gtest/gtest.h"
 #include "mf2/heap_registry.h"
+#include "mf2/large.h"
 #include "mf2/policy.h"
 #include "mf2/testing/test_heaps.h"
 
@@ -374,6 +375,26 @@ TEST_F(MisuseTest, LargeAllocationsAreTrackedAndMisuseReported) {
   errno = 0;
   EXPECT_EQ(a->Allocate(size_t{1} << 62), nullptr);
   EXPECT_EQ(errno, ENOMEM);
+}
+
+TEST_F(HeapTest, FreedLargeMappingsAreReusedWithinTheCacheBound) {
+  Policy policy;
+  policy.large_cache_bytes = 8 << 20;
+  SetPolicyForTesting(policy);
+  TestHeaps heaps;
+  Heap* a = heaps.Acquire();
+  const size_t cached = LargeCachedBytes();
+  void* p = a->Allocate(1 << 20);
+  a->Free(p);
+  EXPECT_EQ(LargeCachedBytes(), cached + (1 << 20));
+  void* q = a->Allocate((1 << 20) - 5000);  // fits the cached mapping
+  EXPECT_EQ(q, p);
+  EXPECT_EQ(LargeCachedBytes(), cached);
+  void* big = a->Allocate(4 << 20);  // above a quarter of the bound: never cached
+  a->Free(big);
+  EXPECT_EQ(LargeCachedBytes(), cached);
+  a->Free(q);
+  EXPECT_LE(LargeCachedBytes(), size_t{8} << 20);
 }
 
 TEST(MisuseDeathTest, DefaultHandlerAbortsWithPointerAndReason) {

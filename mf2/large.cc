@@ -10,6 +10,7 @@
 #include "absl/base/thread_annotations.h"
 #include "mf2/check.h"
 #include "mf2/mutex.h"
+#include "mf2/policy.h"
 
 namespace mf2 {
 namespace {
@@ -79,6 +80,42 @@ class LargeTable {
 
 LargeTable g_table;
 
+// Freed mappings kept for reuse (most recent first), bounded by Policy::large_cache_bytes, so
+// programs that allocate and free the same large buffers repeatedly do not pay mmap + munmap +
+// page faults each time. Resident memory stays within the bound.
+struct CachedMapping {
+  uintptr_t base;
+  size_t len;
+};
+constexpr int kMaxCached = 16;
+CachedMapping g_cached[kMaxCached] ABSL_GUARDED_BY(g_table.mu);
+int g_num_cached ABSL_GUARDED_BY(g_table.mu) = 0;
+size_t g_cached_bytes ABSL_GUARDED_BY(g_table.mu) = 0;
+
+// The smallest cached mapping of at least `len` and at most twice that, removed from the cache;
+// {0, 0} if none.
+CachedMapping TakeCached(size_t len) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_table.mu) {
+  int best = -1;
+  for (int i = 0; i < g_num_cached; ++i) {
+    const size_t l = g_cached[i].len;
+    if (l >= len && l <= 2 * len && (best < 0 || l < g_cached[best].len)) best = i;
+  }
+  if (best < 0) return CachedMapping{0, 0};
+  CachedMapping m = g_cached[best];
+  g_cached_bytes -= m.len;
+  g_cached[best] = g_cached[--g_num_cached];
+  return m;
+}
+
+// Keeps [base, base + len) for reuse if it fits the bound; returns false if the caller must unmap.
+bool PutCached(uintptr_t base, size_t len) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_table.mu) {
+  const size_t bound = GetPolicy().large_cache_bytes;
+  if (len > bound / 4 || g_num_cached == kMaxCached || g_cached_bytes + len > bound) return false;
+  g_cached[g_num_cached++] = CachedMapping{base, len};
+  g_cached_bytes += len;
+  return true;
+}
+
 }  // namespace
 
 void* LargeAllocate(size_t size, size_t alignment) {
@@ -88,6 +125,17 @@ void* LargeAllocate(size_t size, size_t alignment) {
   }
   if (size == 0) size = 1;
   size_t len = (size + kPage - 1) & ~(kPage - 1);
+  if (alignment <= kPage) {
+    MutexLock lock(&g_table.mu);
+    CachedMapping m = TakeCached(len);
+    if (m.base != 0) {
+      // The whole mapping is usable and is unmapped whole.
+      if (g_table.Insert(Entry{m.base, m.len, m.base, m.len})) {
+        return reinterpret_cast<void*>(m.base);
+      }
+      munmap(reinterpret_cast<void*>(m.base), m.len);
+    }
+  }
   size_t extra = alignment > kPage ? alignment - kPage : 0;
   void* raw = mmap(nullptr, len + extra, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
                    -1, 0);
@@ -120,6 +168,7 @@ bool LargeFree(void* p) {
     if (found == nullptr) return false;
     e = *found;
     g_table.Erase(found);
+    if (PutCached(e.map_base, e.map_len)) return true;
   }
   munmap(reinterpret_cast<void*>(e.map_base), e.map_len);
   return true;
@@ -129,6 +178,11 @@ size_t LargeUsableSize(const void* p) {
   MutexLock lock(&g_table.mu);
   Entry* found = g_table.Find(reinterpret_cast<uintptr_t>(p));
   return found == nullptr ? 0 : found->size;
+}
+
+size_t LargeCachedBytes() {
+  MutexLock lock(&g_table.mu);
+  return g_cached_bytes;
 }
 
 size_t LargeLiveCount() {

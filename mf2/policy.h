@@ -11,6 +11,7 @@
 //                              returning them to the page source (per heap; idle heaps keep none).
 //   MF2_PAGE_CACHE_MB=32       free spans kept resident for reuse; beyond it spans are returned to
 //                              the OS with madvise(MADV_DONTNEED).
+//   MF2_LARGE_CACHE_MB=64      freed large mappings (> 64 KiB) kept for reuse.
 //   MF2_RETAINED_SEGMENTS=2    completely free 4 MiB segments kept mapped; beyond, munmap.
 //   MF2_ON_ERROR=abort|report  on misuse (double free, foreign pointer): abort (default) or
 //                              report and ignore the call.
@@ -36,6 +37,7 @@ struct Policy {
   uint32_t pending_budget = 8;
   size_t heap_empty_bytes = size_t{2} << 20;
   size_t page_cache_bytes = size_t{32} << 20;
+  size_t large_cache_bytes = size_t{64} << 20;
   uint32_t retained_segments = 2;
   OnError on_error = OnError::kAbort;
   bool stats_at_exit = false;
