@@ -383,7 +383,9 @@ TEST_F(HeapTest, FreedLargeMappingsAreReusedWithinTheCacheBound) {
   SetPolicyForTesting(policy);
   TestHeaps heaps;
   Heap* a = heaps.Acquire();
+  LargeReleaseCache();
   const size_t cached = LargeCachedBytes();
+  EXPECT_EQ(cached, 0u);
   void* p = a->Allocate(1 << 20);
   a->Free(p);
   EXPECT_EQ(LargeCachedBytes(), cached + (1 << 20));

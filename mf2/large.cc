@@ -180,6 +180,15 @@ size_t LargeUsableSize(const void* p) {
   return found == nullptr ? 0 : found->size;
 }
 
+void LargeReleaseCache() {
+  MutexLock lock(&g_table.mu);
+  while (g_num_cached > 0) {
+    CachedMapping m = g_cached[--g_num_cached];
+    g_cached_bytes -= m.len;
+    munmap(reinterpret_cast<void*>(m.base), m.len);
+  }
+}
+
 size_t LargeCachedBytes() {
   MutexLock lock(&g_table.mu);
   return g_cached_bytes;

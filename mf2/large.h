@@ -21,6 +21,8 @@ size_t LargeUsableSize(const void* p);
 // Number of live large allocations, and bytes of freed mappings kept for reuse (tests).
 size_t LargeLiveCount();
 size_t LargeCachedBytes();
+// Unmaps every cached mapping (tests; a future background reclaimer).
+void LargeReleaseCache();
 
 // fork(): hold the table lock across fork.
 void LargePrepareFork();
