@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <new>
 
+#include "mf2/block.h"
 #include "mf2/policy.h"
 
 namespace mf2 {
@@ -170,6 +171,8 @@ void OsPageSource::MaybeUnmap(Segment* s) {
   --empty_segments_;
   ++segments_unmapped_;
   segment_map::Erase(s);
+  // Free spans stay poisoned for ASan; the next mapping at this address must not inherit that.
+  UnpoisonMemory(s, kSegmentSize);
   munmap(s, kSegmentSize);
 }
 
