@@ -1,0 +1,253 @@
+// Shared pieces of MF2's fuzz targets: a byte reader for operation schedules, the oracle check,
+// the permanent page source every iteration draws from, the size choices (class boundaries), and
+// payload stamps.
+//
+// Every target is an operation sequence over a State whose destructor frees everything and then
+// asserts the allocator is empty (style.md item 13). Inputs are schedules: one op byte, then
+// that op's argument bytes; a missing argument byte reads as 0 and ends the schedule.
+#ifndef MF2_FUZZ_FUZZ_UTIL_H_
+#define MF2_FUZZ_FUZZ_UTIL_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <iterator>
+#include <map>
+#include <new>
+
+#include "mf2/heap.h"
+#include "mf2/heap_registry.h"
+#include "mf2/large.h"
+#include "mf2/policy.h"
+#include "mf2/size_class.h"
+#include "mf2/testing/counting_page_source.h"
+
+// An oracle failure: the allocator broke an invariant the harness checks. Aborts, so libFuzzer
+// reports a crash and the replay test fails.
+#define FUZZ_CHECK(cond, msg)                                                 \
+  do {                                                                        \
+    if (__builtin_expect(!(cond), 0))                                         \
+      ::mf2_fuzz::OracleFailed(__FILE__, __LINE__, #cond, (msg));             \
+  } while (0)
+
+namespace mf2_fuzz {
+
+[[noreturn]] inline void OracleFailed(const char* file, int line, const char* cond,
+                                      const char* msg) {
+  std::fprintf(stderr, "fuzz oracle failed at %s:%d: %s (%s)\n", file, line, cond, msg);
+  std::abort();
+}
+
+// Reads a schedule front to back. Past the end every read yields 0 and sets `done`.
+class Reader {
+ public:
+  Reader(const uint8_t* data, size_t size) : p_(data), end_(data + size) {}
+  bool done() const { return done_ || p_ == end_; }
+  uint8_t Byte() {
+    if (p_ == end_) {
+      done_ = true;
+      return 0;
+    }
+    return *p_++;
+  }
+  uint16_t U16() {  // little endian
+    uint16_t lo = Byte();
+    return static_cast<uint16_t>(lo | (uint16_t{Byte()} << 8));
+  }
+
+ private:
+  const uint8_t* p_;
+  const uint8_t* end_;
+  bool done_ = false;
+};
+
+// The one page source of the whole fuzzer process. Heaps are never destroyed and keep pointing
+// at their source, so it must outlive everything; one source for all iterations lets each
+// iteration take over the idle heaps the previous one left (and keeps TestHeaps' pool of 256
+// sources from running out). Only the fuzzer draws from it, so outstanding() must be 0 between
+// iterations.
+inline mf2::testing::CountingPageSource& Source() {
+  alignas(mf2::testing::CountingPageSource) static unsigned char storage[sizeof(
+      mf2::testing::CountingPageSource)];
+  static mf2::testing::CountingPageSource* source =
+      new (storage) mf2::testing::CountingPageSource();
+  return *source;
+}
+
+inline mf2::Heap* AcquireHeap() {
+  mf2::Heap* h = mf2::HeapRegistry::Global().AcquireHeap(&Source());
+  FUZZ_CHECK(h != nullptr, "AcquireHeap");
+  return h;
+}
+
+inline void SetBudget(uint32_t budget) {
+  mf2::Policy p;
+  p.pending_budget = budget;
+  mf2::SetPolicyForTesting(p);
+}
+
+// A request size from one byte, concentrated on class boundaries:
+//   0..239    class k = b % 80 + 1, size = ClassInfo(k).size - 1, + 0 or + 1 (b / 80)
+//   240       0 bytes
+//   241..243  large: 64 KiB + 1, 100000, 1 MiB
+//   244..255  small odd sizes 1, 8, 15, ...
+inline size_t SizeFromByte(uint8_t b) {
+  if (b < 240) {
+    uint32_t k = b % 80 + 1;
+    return mf2::ClassInfo(k).size + (b / 80) - 1;
+  }
+  switch (b) {
+    case 240: return 0;
+    case 241: return mf2::kMaxClassSize + 1;
+    case 242: return 100000;
+    case 243: return size_t{1} << 20;
+    default: return 1 + size_t{b - 244u} * 7;
+  }
+}
+inline bool IsLargeSize(size_t n) { return n > mf2::kMaxClassSize; }
+
+// Payload stamps: a block's bytes are a function of its stamp (e.g. actor and sequence number)
+// and offset. Written over the first 1 KiB and the last 64 bytes of the usable size (so the
+// whole usable size is exercised on small blocks, and both ends on large ones), verified at free:
+// a block handed out twice, or memory written by the allocator while live, shows up as a
+// mismatch (invariant 4).
+inline uint8_t StampByte(uint64_t stamp, size_t i) {
+  uint64_t x = (stamp + 1) * 0x9E3779B97F4A7C15ull + i * 0xBF58476D1CE4E5B9ull;
+  x ^= x >> 29;
+  return static_cast<uint8_t>(x ^ (x >> 17));
+}
+
+template <typename Fn>
+void ForStampedBytes(size_t usable, Fn fn) {
+  const size_t head = usable < 1024 ? usable : 1024;
+  for (size_t i = 0; i < head; ++i) fn(i);
+  size_t tail = usable > 64 ? usable - 64 : 0;
+  if (tail < head) tail = head;
+  for (size_t i = tail; i < usable; ++i) fn(i);
+}
+
+inline void Stamp(void* p, size_t usable, uint64_t stamp) {
+  auto* b = static_cast<uint8_t*>(p);
+  ForStampedBytes(usable, [&](size_t i) { b[i] = StampByte(stamp, i); });
+}
+
+inline void VerifyStamp(const void* p, size_t usable, uint64_t stamp) {
+  const auto* b = static_cast<const uint8_t*>(p);
+  ForStampedBytes(usable, [&](size_t i) {
+    if (b[i] != StampByte(stamp, i)) {
+      std::fprintf(stderr, "block %p (usable %zu, stamp %llx): byte %zu is %02x, expected %02x\n",
+                   p, usable, static_cast<unsigned long long>(stamp), i, b[i],
+                   StampByte(stamp, i));
+      OracleFailed(__FILE__, __LINE__, "payload", "a live block's payload changed (invariant 4)");
+    }
+  });
+}
+
+// Address ranges [p, p + usable) of live blocks; inserting one that overlaps a live range (or
+// repeats a live pointer) is the "handed out twice" oracle (invariant 3/4).
+class RangeSet {
+ public:
+  void Insert(const void* p, size_t usable) {
+    const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+    const uintptr_t e = a + (usable == 0 ? 1 : usable);
+    auto next = ranges_.lower_bound(a);
+    FUZZ_CHECK(next == ranges_.end() || next->first >= e,
+               "a new block overlaps a live block (handed out twice)");
+    if (next != ranges_.begin()) {
+      auto prev = std::prev(next);
+      FUZZ_CHECK(prev->second <= a, "a new block overlaps a live block (handed out twice)");
+    }
+    ranges_.emplace(a, e);
+  }
+  void Erase(const void* p) {
+    FUZZ_CHECK(ranges_.erase(reinterpret_cast<uintptr_t>(p)) == 1, "shadow range missing");
+  }
+  size_t size() const { return ranges_.size(); }
+
+ private:
+  std::map<uintptr_t, uintptr_t> ranges_;  // start -> end
+};
+
+// Invariant 2 (no remote free lost): every remote push is either drained or still on a page's
+// remote stack. Counts are deltas against the start of the iteration (heaps and their
+// counters outlive iterations).
+class RemoteLedger {
+ public:
+  RemoteLedger() : base_(Measure()) {}
+  void Check() const {
+    const Totals now = Measure();
+    const uint64_t pushed = now.pushed - base_.pushed;
+    const uint64_t drained = now.drained - base_.drained;
+    FUZZ_CHECK(pushed == drained + now.on_stacks - base_.on_stacks,
+               "remote pushes == drained + still on remote stacks (invariant 2)");
+  }
+  // After a final drain: nothing is left on any remote stack.
+  void CheckEmpty() const {
+    Check();
+    FUZZ_CHECK(Measure().on_stacks == 0, "zero residual on remote stacks (invariant 2/9)");
+  }
+
+ private:
+  struct Totals {
+    uint64_t pushed = 0;
+    uint64_t drained = 0;
+    uint64_t on_stacks = 0;
+  };
+  static void AddPage(mf2::Page* page, void* arg) {
+    if (page->in_use()) static_cast<Totals*>(arg)->on_stacks += page->remote().Peek().count();
+  }
+  static Totals Measure() {
+    Totals t;
+    mf2::Stats s = mf2::HeapRegistry::Global().CollectStats();
+    t.pushed = s.remote_frees;
+    t.drained = s.remote_blocks_drained;
+    mf2::OsPageSource::Global().ForEachSpanInUse(&AddPage, &t);
+    return t;
+  }
+  Totals base_;
+};
+
+// Iteration frame: the page source and the large-allocation table must be back where they were
+// when the iteration ends (everything freed leaves the allocator empty, invariant 9).
+class EmptinessCheck {
+ public:
+  EmptinessCheck() : large_(mf2::LargeLiveCount()) {
+    FUZZ_CHECK(Source().outstanding() == 0, "an iteration starts with no span outstanding");
+  }
+  void Check() const {
+    FUZZ_CHECK(Source().outstanding() == 0,
+               "freeing every live block and releasing every heap returns every span");
+    FUZZ_CHECK(mf2::LargeLiveCount() == large_, "every large allocation was unmapped");
+  }
+
+ private:
+  size_t large_;
+};
+
+// Trace output for checking what a seed reaches: set MF2_FUZZ_TRACE=1.
+inline bool Tracing() {
+  static const bool on = std::getenv("MF2_FUZZ_TRACE") != nullptr;
+  return on;
+}
+
+inline void TraceStats(const char* target) {
+  if (!Tracing()) return;
+  mf2::Stats s = mf2::HeapRegistry::Global().CollectStats();
+  std::fprintf(stderr,
+               "%s: slow=%llu mustreuse=%llu active_drain=%llu partial=%llu adopt=%llu "
+               "new_pages=%llu enq=%llu drained=%llu remote_frees=%llu released=%llu "
+               "abandoned=%llu reused=%llu dead_reclaims=%llu large=%llu\n",
+               target, (unsigned long long)s.slow_allocs, (unsigned long long)s.mustreuse_hit,
+               (unsigned long long)s.active_drain_hit, (unsigned long long)s.partial_hit,
+               (unsigned long long)s.abandoned_adopt_hit, (unsigned long long)s.new_pages,
+               (unsigned long long)s.pending_enqueued, (unsigned long long)s.pending_drained,
+               (unsigned long long)s.remote_frees, (unsigned long long)s.pages_released,
+               (unsigned long long)s.heaps_abandoned, (unsigned long long)s.heaps_reused,
+               (unsigned long long)s.dead_owner_reclaims, (unsigned long long)s.large_allocs);
+}
+
+}  // namespace mf2_fuzz
+
+#endif  // MF2_FUZZ_FUZZ_UTIL_H_

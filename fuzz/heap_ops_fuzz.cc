@@ -1,0 +1,286 @@
+// heap_ops_fuzz: one heap against a shadow model.
+//
+// Schedule: a sequence of ops, each an op byte (value % kNumOps) followed by its arguments:
+//   0 ALLOC        size                 allocate SizeFromByte(size) (class boundaries, 0, large)
+//   1 ALLOC_N      size count           allocate 1 + count % 64 blocks of that size
+//   2 ALIGNED      align size           AllocateAligned(1 << align % 21, size)
+//   3 FREE         idx16                free live block idx % live (oldest first)
+//   4 FREE_RUN     idx16 count          free 1 + count % 64 consecutive live blocks from idx
+//   5 USABLE       idx16                UsableSize of a live block == recorded, >= requested
+//   6 EXIT         -                    thread exit and a new thread (takes the heap over whole)
+//   7 MISUSE       kind idx16           report mode: interior / double / foreign free; reported,
+//                                       nothing absorbed
+//   8 ALLOC_OOM    size                 allocate while the page source fails: nullptr + ENOMEM,
+//                                       or a block from a page the heap already holds
+//   9 POLICY       b                    span cache = (b & 7) MiB, retained empty segments =
+//                                       (b >> 3) % 3: exercises madvise and segment unmapping
+// After every op: Heap::CheckInvariants(true), and HeapRegistry::CheckAll(true) (after every op
+// for the first 256, then every 8th: it walks every page, which dominates long schedules).
+// The State destructor frees every live block (verifying stamps), releases the heap and checks
+// that every span went back (invariant 9).
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "fuzz/fuzz_util.h"
+#include "mf2/check.h"
+#include "mf2/heap.h"
+#include "mf2/heap_registry.h"
+#include "mf2/segment.h"
+
+namespace mf2_fuzz {
+namespace {
+
+using mf2::Heap;
+
+constexpr int kNumOps = 10;
+constexpr size_t kMaxLive = 4096;
+constexpr size_t kMaxLiveBytes = size_t{48} << 20;
+constexpr int kMaxOps = 4096;
+
+struct Live {
+  void* p;
+  size_t requested;
+  size_t usable;
+  uint64_t stamp;
+  bool large;  // a large allocation (mapped by the OS, no page)
+};
+
+// Misuse reports captured in report mode (MISUSE only).
+std::vector<mf2::ErrorReport>* g_reports = nullptr;
+void Capture(const mf2::ErrorReport& r) { g_reports->push_back(r); }
+
+class State {
+ public:
+  State() : heap_(AcquireHeap()) { SetBudget(8); }
+  ~State() {
+    for (const Live& b : live_) FreeBlock(b);
+    live_.clear();
+    mf2::HeapRegistry::Global().ReleaseHeap(heap_);
+    mf2::HeapRegistry::Global().CheckAll(true);
+    ledger_.CheckEmpty();
+    empty_.Check();
+    SetBudget(8);  // default policy for the next iteration
+  }
+
+  void Run(Reader& in) {
+    for (int n = 0; n < kMaxOps && !in.done(); ++n) {
+      Step(in);
+      heap_->CheckInvariants(true);
+      // The whole-registry walk costs a pass over every page; on long schedules every 8th op.
+      if (n < 256 || n % 8 == 0) mf2::HeapRegistry::Global().CheckAll(true);
+    }
+    mf2::HeapRegistry::Global().CheckAll(true);
+    TraceStats("heap_ops_fuzz");
+  }
+
+ private:
+  void Step(Reader& in) {
+    switch (in.Byte() % kNumOps) {
+      case 0: Allocate(SizeFromByte(in.Byte())); break;
+      case 1: {
+        size_t size = SizeFromByte(in.Byte());
+        int count = 1 + in.Byte() % 64;
+        for (int i = 0; i < count; ++i) Allocate(size);
+        break;
+      }
+      case 2: {
+        size_t align = size_t{1} << (in.Byte() % 21);
+        AllocateAligned(align, SizeFromByte(in.Byte()));
+        break;
+      }
+      case 3: {
+        uint16_t idx = in.U16();
+        if (!live_.empty()) Free(idx % live_.size());
+        break;
+      }
+      case 4: {
+        uint16_t idx = in.U16();
+        int count = 1 + in.Byte() % 64;
+        for (int i = 0; i < count && !live_.empty(); ++i) Free(idx % live_.size());
+        break;
+      }
+      case 5: {
+        uint16_t idx = in.U16();
+        if (live_.empty()) break;
+        const Live& b = live_[idx % live_.size()];
+        FUZZ_CHECK(Heap::UsableSize(b.p) == b.usable, "UsableSize is stable while live");
+        break;
+      }
+      case 6:
+        mf2::HeapRegistry::Global().ReleaseHeap(heap_);
+        mf2::HeapRegistry::Global().CheckAll(true);
+        heap_ = AcquireHeap();
+        break;
+      case 7: {
+        uint8_t kind = in.Byte();
+        Misuse(kind, in.U16());
+        break;
+      }
+      case 8: {
+        size_t size = SizeFromByte(in.Byte());
+        if (IsLargeSize(size)) break;  // large allocations do not use the page source
+        Source().set_fail(true);
+        errno = 0;
+        void* p = heap_->Allocate(size);
+        Source().set_fail(false);
+        if (p == nullptr) {
+          FUZZ_CHECK(errno == ENOMEM, "a failed allocation sets ENOMEM");
+        } else {
+          Record(p, size, 1);
+        }
+        break;
+      }
+      case 9: {
+        uint8_t b = in.Byte();
+        mf2::Policy p;
+        p.page_cache_bytes = size_t{b & 7u} << 20;
+        p.retained_segments = (b >> 3) % 3;
+        mf2::SetPolicyForTesting(p);
+        break;
+      }
+    }
+  }
+
+  bool Full(size_t size) const {
+    return live_.size() >= kMaxLive || live_bytes_ + size > kMaxLiveBytes;
+  }
+
+  void Allocate(size_t size) {
+    if (Full(size)) return;
+    void* p = heap_->Allocate(size);
+    FUZZ_CHECK(p != nullptr, "allocation succeeds");
+    Record(p, size, 1);
+  }
+
+  void AllocateAligned(size_t align, size_t size) {
+    if (Full(size + align)) return;
+    void* p = heap_->AllocateAligned(align, size);
+    FUZZ_CHECK(p != nullptr, "aligned allocation succeeds");
+    FUZZ_CHECK(reinterpret_cast<uintptr_t>(p) % align == 0, "aligned allocation is aligned");
+    Record(p, size, align);
+  }
+
+  // Mirrors AllocateAligned: small alignments are plain allocations; up to a slice, a class
+  // whose size is a multiple of the alignment serves any request that fits once rounded up.
+  static bool ExpectLarge(size_t size, size_t align) {
+    if (size > mf2::kMaxClassSize) return true;
+    if (align <= mf2::kMinAlign) return false;
+    if (align > mf2::kSliceSize) return true;
+    const size_t rounded = size < align ? align : (size + align - 1) & ~(align - 1);
+    return rounded > mf2::kMaxClassSize;
+  }
+
+  void Record(void* p, size_t size, size_t align) {
+    const bool exact_class = align <= mf2::kMinAlign;
+    FUZZ_CHECK(reinterpret_cast<uintptr_t>(p) % mf2::kMinAlign == 0, "16-byte alignment");
+    const size_t usable = Heap::UsableSize(p);
+    FUZZ_CHECK(usable >= size, "usable size >= requested");
+    mf2::Page* page = mf2::PageOf(p);
+    const bool large = page == nullptr;
+    if (Tracing()) std::fprintf(stderr, "alloc %p size %zu align %zu usable %zu%s\n", p, size,
+                                align, usable, large ? " large" : "");
+    FUZZ_CHECK(large || page->in_use(), "a class block lies in a page in use");
+    FUZZ_CHECK(large == ExpectLarge(size, align),
+               "large exactly for requests above 64 KiB, or aligned beyond what a class can");
+    if (!large) {
+      FUZZ_CHECK(usable == page->block_size(), "usable size is the class size");
+      const uint32_t k = mf2::SizeToClass(size);
+      FUZZ_CHECK(exact_class ? k == page->size_class() : k <= page->size_class(),
+                 "the block's class serves the request (the smallest for Allocate)");
+      FUZZ_CHECK(page->owner_relaxed() == heap_, "a new block comes from a page of this heap");
+    }
+    ranges_.Insert(p, usable);
+    const uint64_t stamp = ++seq_;
+    Stamp(p, usable, stamp);
+    live_.push_back(Live{p, size, usable, stamp, large});
+    live_bytes_ += usable;
+  }
+
+  void FreeBlock(const Live& b) {
+    VerifyStamp(b.p, b.usable, b.stamp);
+    FUZZ_CHECK(Heap::UsableSize(b.p) == b.usable, "UsableSize is stable while live");
+    ranges_.Erase(b.p);
+    heap_->Free(b.p);
+  }
+
+  void Free(size_t i) {
+    Live b = live_[i];
+    live_.erase(live_.begin() + static_cast<long>(i));
+    live_bytes_ -= b.usable;
+    FreeBlock(b);
+  }
+
+  // Report-mode misuse: each call must be reported exactly once with the right kind, and must
+  // change nothing (no block absorbed: the invariant checks after the op would see it).
+  void Misuse(uint8_t kind, uint16_t idx) {
+    std::vector<mf2::ErrorReport> reports;
+    g_reports = &reports;
+    mf2::ErrorHandler previous = mf2::SetErrorHandler(&Capture);
+    mf2::ErrorKind expected = mf2::ErrorKind::kForeignPointer;
+    const void* bad = nullptr;
+    switch (kind % 3) {
+      case 0: {  // interior pointer of a live block
+        if (live_.empty()) break;
+        const Live& b = live_[idx % live_.size()];
+        if (b.large) break;  // inside a large mapping: reported as foreign
+        // Offsets 8, 24, 40, ...: inside the block, never a block start.
+        bad = static_cast<char*>(b.p) + 8 + 16 * (idx % (b.usable / 16));
+        expected = mf2::ErrorKind::kNotABlock;
+        heap_->Free(const_cast<void*>(bad));
+        break;
+      }
+      case 1: {  // double free of a block just freed
+        if (live_.empty()) break;
+        size_t i = idx % live_.size();
+        void* p = live_[i].p;
+        const bool large = live_[i].large;
+        Free(i);
+        bad = p;
+        // A large mapping is gone (foreign now); a page whose last block this was went back to
+        // the source (not a block any more); otherwise the block is simply not live.
+        mf2::Page* page = mf2::PageOf(p);
+        expected = large                                ? mf2::ErrorKind::kForeignPointer
+                   : page == nullptr || !page->in_use() ? mf2::ErrorKind::kNotABlock
+                                                        : mf2::ErrorKind::kDoubleFree;
+        heap_->Free(p);
+        break;
+      }
+      case 2: {  // a pointer MF2 never handed out
+        static int not_ours;
+        bad = &not_ours;
+        heap_->Free(&not_ours);
+        break;
+      }
+    }
+    mf2::SetErrorHandler(previous);
+    g_reports = nullptr;
+    if (bad == nullptr) return;
+    FUZZ_CHECK(reports.size() == 1, "misuse is reported exactly once");
+    FUZZ_CHECK(reports[0].pointer == bad, "the report names the pointer");
+    if (reports[0].kind != expected) {
+      std::fprintf(stderr, "misuse %d of %p: reported %s, expected %s\n", kind % 3, bad,
+                   mf2::ErrorKindName(reports[0].kind), mf2::ErrorKindName(expected));
+      OracleFailed(__FILE__, __LINE__, "kind", "the report has the right kind");
+    }
+  }
+
+  Heap* heap_;
+  EmptinessCheck empty_;
+  RemoteLedger ledger_;
+  RangeSet ranges_;
+  std::vector<Live> live_;
+  size_t live_bytes_ = 0;
+  uint64_t seq_ = 0;
+};
+
+}  // namespace
+}  // namespace mf2_fuzz
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  mf2_fuzz::Reader in(data, size);
+  mf2_fuzz::State state;
+  state.Run(in);
+  return 0;
+}

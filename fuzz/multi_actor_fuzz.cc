@@ -1,0 +1,311 @@
+// multi_actor_fuzz: 2..4 logical threads (explicit heaps) on one OS thread, with every remote
+// free split into its two steps so the input decides when the page gets queued.
+//
+// Schedule: a config byte (actors = 2 + b % 3, pending budget = 1 + (b / 3) % 8), then ops.
+// Each op byte names an actor (high nibble % actors) and an op (low nibble % kNumOps):
+//   0 ALLOC        size                 actor allocates SizeFromByte(size)
+//   1 ALLOC_N      size count           1 + count % 32 of them
+//   2 FREE         idx16                actor frees live block idx % live with Free() (local if
+//                                       the actor owns its page, a complete remote free if not)
+//   3 REMOTE1      idx16                step 1 of a remote free (PushRemote_mt) of the first live
+//                                       block from idx on a page another heap owns; if it won the
+//                                       in_remote_pending edge, the page is held "in flight"
+//   4 STEP2        idx8                 step 2 (QueueWonPage_mt) of in-flight op idx % in-flight
+//   5 EXIT         -                    actor's thread exits (ReleaseHeap), live blocks stay
+//   6 START        -                    actor's thread starts (AcquireHeap: takes an idle heap
+//                                       over whole, or a new one)
+//   7 BUDGET       b                    Policy::pending_budget = 1 + b % 8
+//   8 FREE_PAGE    idx16                actor frees every live block on that block's page
+//   9 REMOTE1_PAGE idx16                step 1 for every live block on that block's page (if
+//                                       another heap owns it): the first wins, the rest pile up
+//  10 ALIGNED      align size           AllocateAligned(1 << align % 17, size)
+// Ops of an actor whose thread is not running are skipped (their arguments still consumed).
+//
+// Oracles after every op: HeapRegistry::CheckAll(no op in flight) (invariants 1, 5-8, 11, 12);
+// remote pushes == drained + on stacks (2); per page at most one won-but-not-queued op, its page
+// still in use, flagged and on no queue (5, 11); a push that did not win the edge found the page
+// queued on its owner or held by an in-flight winner (7 while not quiescent); no block handed out
+// twice, payloads stamped with (actor, sequence) and verified at free (3, 4). At the end every
+// in-flight step completes, every live block is freed, every heap released, and every span is
+// back in the page source (9).
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <vector>
+
+#include "fuzz/fuzz_util.h"
+#include "mf2/check.h"
+#include "mf2/heap.h"
+#include "mf2/heap_registry.h"
+#include "mf2/page.h"
+#include "mf2/segment.h"
+
+namespace mf2_fuzz {
+namespace {
+
+using mf2::Block;
+using mf2::Heap;
+using mf2::Page;
+
+constexpr int kMaxActors = 4;
+constexpr int kNumOps = 11;
+constexpr size_t kMaxLive = 4096;
+constexpr size_t kMaxLiveBytes = size_t{48} << 20;
+constexpr int kMaxOps = 4096;
+
+struct Live {
+  void* p;
+  size_t usable;
+  uint64_t stamp;  // (actor << 56) | sequence
+};
+
+class State {
+ public:
+  explicit State(uint8_t config) : actors_(2 + config % 3) {
+    SetBudget(1 + (config / 3) % 8);
+    for (int a = 0; a < actors_; ++a) heap_[a] = AcquireHeap();
+  }
+
+  ~State() {
+    while (!in_flight_.empty()) CompleteStep2(0);
+    int running[kMaxActors];
+    int n = 0;
+    for (int a = 0; a < actors_; ++a) {
+      if (heap_[a] != nullptr) running[n++] = a;
+    }
+    if (n == 0) {
+      heap_[0] = AcquireHeap();
+      running[n++] = 0;
+    }
+    // Alternate the freeing actor: some frees are local, some remote (into live or dead owners).
+    for (size_t i = 0; i < live_.size(); ++i) FreeBlock(heap_[running[i % n]], live_[i]);
+    live_.clear();
+    mf2::HeapRegistry::Global().CheckAll(true);
+    for (int a = 0; a < actors_; ++a) {
+      if (heap_[a] != nullptr) mf2::HeapRegistry::Global().ReleaseHeap(heap_[a]);
+    }
+    mf2::HeapRegistry::Global().CheckAll(true);
+    ledger_.CheckEmpty();
+    empty_.Check();
+    SetBudget(8);
+  }
+
+  void Run(Reader& in) {
+    for (int n = 0; n < kMaxOps && !in.done(); ++n) {
+      Step(in);
+      CheckAfterStep();
+    }
+    TraceStats("multi_actor_fuzz");
+  }
+
+ private:
+  void Step(Reader& in) {
+    const uint8_t op = in.Byte();
+    const int a = (op >> 4) % actors_;
+    Heap* h = heap_[a];
+    switch ((op & 15) % kNumOps) {
+      case 0: {
+        size_t size = SizeFromByte(in.Byte());
+        if (h != nullptr) Allocate(a, size);
+        break;
+      }
+      case 1: {
+        size_t size = SizeFromByte(in.Byte());
+        int count = 1 + in.Byte() % 32;
+        for (int i = 0; h != nullptr && i < count; ++i) Allocate(a, size);
+        break;
+      }
+      case 2: {
+        uint16_t idx = in.U16();
+        if (h != nullptr && !live_.empty()) Free(h, idx % live_.size());
+        break;
+      }
+      case 3: {
+        uint16_t idx = in.U16();
+        if (h == nullptr || live_.empty()) break;
+        for (size_t n = 0; n < live_.size(); ++n) {
+          size_t i = (idx + n) % live_.size();
+          if (RemoteCandidate(h, live_[i].p)) {
+            RemoteStep1(h, i);
+            break;
+          }
+        }
+        break;
+      }
+      case 4: {
+        uint8_t idx = in.Byte();
+        if (!in_flight_.empty()) CompleteStep2(idx % in_flight_.size());
+        break;
+      }
+      case 5:
+        if (h != nullptr) {
+          mf2::HeapRegistry::Global().ReleaseHeap(h);
+          heap_[a] = nullptr;
+        }
+        break;
+      case 6:
+        if (h == nullptr) heap_[a] = AcquireHeap();
+        break;
+      case 7: SetBudget(1 + in.Byte() % 8); break;
+      case 8: {
+        uint16_t idx = in.U16();
+        if (h == nullptr || live_.empty()) break;
+        Page* page = ClassPage(live_[idx % live_.size()].p);
+        if (page == nullptr) {
+          Free(h, idx % live_.size());
+          break;
+        }
+        for (size_t i = live_.size(); i-- > 0;) {
+          if (mf2::PageOf(live_[i].p) == page) Free(h, i);
+        }
+        break;
+      }
+      case 9: {
+        uint16_t idx = in.U16();
+        if (h == nullptr || live_.empty()) break;
+        void* first = live_[idx % live_.size()].p;
+        if (!RemoteCandidate(h, first)) break;
+        Page* page = mf2::PageOf(first);
+        for (size_t i = live_.size(); i-- > 0;) {
+          if (mf2::PageOf(live_[i].p) == page) RemoteStep1(h, i);
+        }
+        break;
+      }
+      case 10: {
+        size_t align = size_t{1} << (in.Byte() % 17);
+        size_t size = SizeFromByte(in.Byte());
+        if (h == nullptr || Full(size + align)) break;
+        void* p = h->AllocateAligned(align, size);
+        FUZZ_CHECK(p != nullptr, "aligned allocation succeeds");
+        FUZZ_CHECK(reinterpret_cast<uintptr_t>(p) % align == 0, "aligned");
+        Record(a, p, size);
+        break;
+      }
+    }
+  }
+
+  static Page* ClassPage(const void* p) {
+    Page* page = mf2::PageOf(p);
+    return page != nullptr && page->in_use() ? page : nullptr;
+  }
+
+  // A live block whose page another heap owns: the only blocks step 1 may be applied to.
+  static bool RemoteCandidate(Heap* freer, const void* p) {
+    Page* page = ClassPage(p);
+    return page != nullptr && page->owner_relaxed() != freer;
+  }
+
+  bool Full(size_t size) const {
+    return live_.size() >= kMaxLive || live_bytes_ + size > kMaxLiveBytes;
+  }
+
+  void Allocate(int a, size_t size) {
+    if (Full(size)) return;
+    void* p = heap_[a]->Allocate(size);
+    FUZZ_CHECK(p != nullptr, "allocation succeeds");
+    Record(a, p, size);
+  }
+
+  void Record(int a, void* p, size_t size) {
+    const size_t usable = Heap::UsableSize(p);
+    FUZZ_CHECK(usable >= size, "usable size >= requested");
+    if (Page* page = ClassPage(p)) {
+      FUZZ_CHECK(page->owner_relaxed() == heap_[a], "a new block comes from the actor's page");
+      FUZZ_CHECK(won_.count(page) == 0 || page->remote().Peek().pending(),
+                 "a page with an in-flight winner keeps its flag");
+    }
+    ranges_.Insert(p, usable);  // never handed out twice
+    const uint64_t stamp = (uint64_t(a) << 56) | ++seq_;
+    Stamp(p, usable, stamp);
+    live_.push_back(Live{p, usable, stamp});
+    live_bytes_ += usable;
+  }
+
+  // Removes live block i from the shadow after verifying it; returns it.
+  Live TakeLive(size_t i) {
+    Live b = live_[i];
+    live_.erase(live_.begin() + static_cast<long>(i));
+    live_bytes_ -= b.usable;
+    VerifyStamp(b.p, b.usable, b.stamp);
+    FUZZ_CHECK(Heap::UsableSize(b.p) == b.usable, "UsableSize is stable while live");
+    ranges_.Erase(b.p);
+    return b;
+  }
+
+  void FreeBlock(Heap* h, const Live& b) {
+    VerifyStamp(b.p, b.usable, b.stamp);
+    ranges_.Erase(b.p);
+    h->Free(b.p);
+  }
+
+  void Free(Heap* h, size_t i) { h->Free(TakeLive(i).p); }
+
+  // Step 1 of a remote free, exactly as Free runs it.
+  void RemoteStep1(Heap* freer, size_t i) {
+    Page* page = mf2::PageOf(live_[i].p);
+    Live b = TakeLive(i);
+    const bool flagged_before = page->remote().Peek().pending();
+    const bool won = freer->PushRemote_mt(page, static_cast<Block*>(b.p));
+    FUZZ_CHECK(won != flagged_before, "the push wins the edge exactly when the flag was clear");
+    FUZZ_CHECK(page->remote().Peek().pending(), "a pushed page is flagged");
+    if (won) {
+      FUZZ_CHECK(++won_[page] == 1, "at most one won-but-not-queued op per page (invariant 5)");
+      in_flight_.push_back(page);
+    } else {
+      FUZZ_CHECK(won_.count(page) == 1 || page->owner_relaxed()->PendingContains(page),
+                 "a flagged page is held by an in-flight winner or queued on its owner (7)");
+    }
+  }
+
+  // Step 2: queue the page on its owner (draining it if the owner exited).
+  void CompleteStep2(size_t i) {
+    Page* page = in_flight_[i];
+    in_flight_.erase(in_flight_.begin() + static_cast<long>(i));
+    auto it = won_.find(page);
+    FUZZ_CHECK(it != won_.end() && it->second == 1, "in-flight bookkeeping");
+    won_.erase(it);
+    CheckHeldPage(page);
+    Heap::QueueWonPage_mt(page);
+  }
+
+  // A page whose edge winner has not queued it yet.
+  static void CheckHeldPage(Page* page) {
+    FUZZ_CHECK(page->in_use(), "a flagged page is never released (invariant 11)");
+    FUZZ_CHECK(page->remote().Peek().pending(), "the winner's flag stays set until queued");
+    FUZZ_CHECK(!page->owner_relaxed()->PendingContains(page),
+               "a won page is not queued before step 2 (invariant 5)");
+#if MF2_DEBUG_BUILD
+    FUZZ_CHECK(page->debug_queued() == 0, "a won page is not queued before step 2 (5)");
+#endif
+  }
+
+  void CheckAfterStep() {
+    mf2::HeapRegistry::Global().CheckAll(in_flight_.empty());
+    for (int a = 0; a < actors_; ++a) {
+      if (heap_[a] != nullptr) heap_[a]->CheckInvariants(in_flight_.empty());
+    }
+    for (Page* page : in_flight_) CheckHeldPage(page);
+    ledger_.Check();
+  }
+
+  const int actors_;
+  Heap* heap_[kMaxActors] = {};
+  EmptinessCheck empty_;
+  RemoteLedger ledger_;
+  RangeSet ranges_;
+  std::vector<Live> live_;
+  size_t live_bytes_ = 0;
+  uint64_t seq_ = 0;
+  std::vector<Page*> in_flight_;  // pages whose step 2 is pending, oldest first
+  std::map<Page*, int> won_;      // won-but-not-queued ops per page
+};
+
+}  // namespace
+}  // namespace mf2_fuzz
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  mf2_fuzz::Reader in(data, size);
+  mf2_fuzz::State state(in.Byte());
+  state.Run(in);
+  return 0;
+}

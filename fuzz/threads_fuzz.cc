@@ -1,0 +1,295 @@
+// threads_fuzz: 2..3 real worker threads, each with its own heap, driven in lock-step.
+//
+// The driver hands each step to the worker the input names and waits until it is done (mutex
+// and condition variable: every hand-off is visible to TSan), so a schedule replays exactly.
+// BURST is the exception: it releases every worker at once on disjoint work, so TSan also sees
+// the remote-free protocol under real concurrency (the shadow outcome is still deterministic).
+//
+// Schedule: a config byte (workers = 2 + b % 2, pending budget = 1 + (b / 2) % 8), then ops.
+// Each op byte names a worker (high nibble % workers) and an op (low nibble % kNumOps):
+//   0 ALLOC   size count    worker allocates 1 + count % 16 blocks of SizeFromByte(size)
+//   1 FREE    idx16         worker frees live block idx % live, whoever allocated it (a block
+//                           of another worker's page is a remote free; of an exited one, a
+//                           dead-owner drain)
+//   2 EXIT    -             worker's thread exits (its heap is released with its live blocks)
+//   3 BURST   count         all running workers at once: the r-th running worker frees every
+//                           live block at index i with i % (2 * running) == r (blocks of all
+//                           owners), then allocates count % 16 blocks
+//   4 BUDGET  b             Policy::pending_budget = 1 + b % 8 (all workers parked)
+//   5 START   -             a new thread in the worker's slot (takes an idle heap over whole, or
+//                           maps a new one); while the slot is empty, idle heaps are adopted from
+// Ops of a worker whose thread is not running are skipped (their arguments still consumed).
+// After every op, with all workers parked: HeapRegistry::CheckAll(true) (invariants 1, 5-8, 11,
+// 12) and the remote ledger (2). Payloads are stamped by the allocating worker and verified by
+// the freeing one (4). At the end every live block is freed by the workers, every thread exits,
+// and every span must be back in the page source (9).
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "fuzz/fuzz_util.h"
+#include "mf2/heap.h"
+#include "mf2/heap_registry.h"
+
+namespace mf2_fuzz {
+namespace {
+
+using mf2::Heap;
+
+constexpr int kMaxWorkers = 3;
+constexpr int kNumOps = 6;
+constexpr size_t kMaxLive = 2048;
+constexpr size_t kMaxLiveBytes = size_t{32} << 20;
+constexpr int kMaxOps = 1024;
+
+struct Live {
+  void* p;
+  size_t usable;
+  uint64_t stamp;
+};
+
+// One OS thread owning one heap; runs the tasks it is given until told to stop.
+class Worker {
+ public:
+  // Returns once the thread has its heap, so the driver's checks never overlap AcquireHeap.
+  Worker() : thread_([this] { Loop(); }) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [this] { return started_; });
+  }
+  ~Worker() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+  // Hands `task` to the worker; Wait() returns once it has run.
+  void Post(std::function<void(Heap*)> task) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      task_ = std::move(task);
+      has_task_ = true;
+    }
+    cv_.notify_all();
+  }
+  void Wait() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [this] { return !has_task_; });
+  }
+  void Run(std::function<void(Heap*)> task) {
+    Post(std::move(task));
+    Wait();
+  }
+
+ private:
+  void Loop() {
+    Heap* heap = AcquireHeap();  // thread start
+    std::unique_lock<std::mutex> lock(mu_);
+    started_ = true;
+    cv_.notify_all();
+    for (;;) {
+      cv_.wait(lock, [this] { return has_task_ || stop_; });
+      if (has_task_) {
+        task_(heap);
+        task_ = nullptr;
+        has_task_ = false;
+        cv_.notify_all();
+        continue;
+      }
+      break;  // stop_
+    }
+    lock.unlock();
+    mf2::HeapRegistry::Global().ReleaseHeap(heap);  // thread exit
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::function<void(Heap*)> task_;
+  bool has_task_ = false;
+  bool stop_ = false;
+  bool started_ = false;
+  std::thread thread_;  // last: starts after the fields above exist
+};
+
+// Runs on a worker: allocates `count` blocks of `size`, stamps them, appends them to `out`.
+void AllocateOn(Heap* heap, size_t size, int count, uint64_t first_stamp, std::vector<Live>* out) {
+  for (int i = 0; i < count; ++i) {
+    void* p = heap->Allocate(size);
+    FUZZ_CHECK(p != nullptr, "allocation succeeds");
+    const size_t usable = Heap::UsableSize(p);
+    FUZZ_CHECK(usable >= size, "usable size >= requested");
+    if (mf2::Page* page = mf2::PageOf(p)) {
+      FUZZ_CHECK(!page->in_use() || page->owner_relaxed() == heap,
+                 "a new block comes from a page of the allocating heap");
+    }
+    Stamp(p, usable, first_stamp + static_cast<uint64_t>(i));
+    out->push_back(Live{p, usable, first_stamp + static_cast<uint64_t>(i)});
+  }
+}
+
+// Runs on a worker: verifies and frees `blocks`.
+void FreeOn(Heap* heap, const std::vector<Live>& blocks) {
+  for (const Live& b : blocks) {
+    VerifyStamp(b.p, b.usable, b.stamp);
+    FUZZ_CHECK(Heap::UsableSize(b.p) == b.usable, "UsableSize is stable while live");
+    heap->Free(b.p);
+  }
+}
+
+class State {
+ public:
+  explicit State(uint8_t config) : n_(2 + config % 2) {
+    SetBudget(1 + (config / 2) % 8);
+    for (int w = 0; w < n_; ++w) workers_[w] = new Worker();
+  }
+
+  ~State() {
+    // Every worker frees a share of what is left (local and remote frees), then all exit.
+    for (int w = 0; w < n_; ++w) {
+      if (workers_[w] == nullptr) workers_[w] = new Worker();
+    }
+    std::vector<std::vector<Live>> share(n_);
+    for (size_t i = 0; i < live_.size(); ++i) share[i % n_].push_back(live_[i]);
+    for (const Live& b : live_) ranges_.Erase(b.p);
+    live_.clear();
+    for (int w = 0; w < n_; ++w) {
+      workers_[w]->Post([&share, w](Heap* h) { FreeOn(h, share[w]); });
+    }
+    for (int w = 0; w < n_; ++w) workers_[w]->Wait();
+    for (int w = 0; w < n_; ++w) delete workers_[w];
+    mf2::HeapRegistry::Global().CheckAll(true);
+    ledger_.CheckEmpty();
+    empty_.Check();
+    SetBudget(8);
+  }
+
+  void Run(Reader& in) {
+    for (int n = 0; n < kMaxOps && !in.done(); ++n) {
+      Step(in);
+      mf2::HeapRegistry::Global().CheckAll(true);  // workers parked
+      ledger_.Check();
+    }
+    TraceStats("threads_fuzz");
+  }
+
+ private:
+  void Step(Reader& in) {
+    const uint8_t op = in.Byte();
+    const int w = (op >> 4) % n_;
+    Worker* worker = workers_[w];
+    switch ((op & 15) % kNumOps) {
+      case 0: {
+        size_t size = SizeFromByte(in.Byte());
+        int count = 1 + in.Byte() % 16;
+        if (worker == nullptr || Full(size * static_cast<size_t>(count))) break;
+        std::vector<Live> got;
+        const uint64_t stamp = NextStamps(w, count);
+        workers_[w]->Run([&](Heap* h) { AllocateOn(h, size, count, stamp, &got); });
+        Adopt(got);
+        break;
+      }
+      case 1: {
+        uint16_t idx = in.U16();
+        if (worker == nullptr || live_.empty()) break;
+        std::vector<Live> one{Take(idx % live_.size())};
+        workers_[w]->Run([&](Heap* h) { FreeOn(h, one); });
+        break;
+      }
+      case 2:
+        delete worker;
+        workers_[w] = nullptr;
+        break;
+      case 3: Burst(in.Byte() % 16); break;
+      case 4: SetBudget(1 + in.Byte() % 8); break;
+      case 5:
+        if (worker == nullptr) workers_[w] = new Worker();
+        break;
+    }
+  }
+
+  void Burst(int count) {
+    std::vector<Worker*> running;
+    for (int w = 0; w < n_; ++w) {
+      if (workers_[w] != nullptr) running.push_back(workers_[w]);
+    }
+    const size_t n = running.size();
+    if (n == 0) return;
+    std::vector<std::vector<Live>> frees(n);
+    std::vector<Live> keep;
+    for (size_t i = 0; i < live_.size(); ++i) {
+      const size_t slot = i % (2 * n);
+      if (slot < n) {
+        frees[slot].push_back(live_[i]);
+        ranges_.Erase(live_[i].p);
+        live_bytes_ -= live_[i].usable;
+      } else {
+        keep.push_back(live_[i]);
+      }
+    }
+    live_ = std::move(keep);
+    const size_t size = SizeFromByte(static_cast<uint8_t>(count * 37 + 5));
+    const bool alloc = count > 0 && !Full(size * static_cast<size_t>(count) * n);
+    std::vector<std::vector<Live>> got(n);
+    std::vector<uint64_t> stamps(n);
+    for (size_t r = 0; r < n; ++r) stamps[r] = NextStamps(static_cast<int>(r), count);
+    for (size_t r = 0; r < n; ++r) {
+      running[r]->Post([&, r](Heap* h) {
+        FreeOn(h, frees[r]);
+        if (alloc) AllocateOn(h, size, count, stamps[r], &got[r]);
+      });
+    }
+    for (Worker* worker : running) worker->Wait();
+    for (size_t r = 0; r < n; ++r) Adopt(got[r]);
+  }
+
+  uint64_t NextStamps(int w, int count) {
+    const uint64_t first = (uint64_t(w) << 56) | (seq_ + 1);
+    seq_ += static_cast<uint64_t>(count);
+    return first;
+  }
+
+  bool Full(size_t bytes) const {
+    return live_.size() >= kMaxLive || live_bytes_ + bytes > kMaxLiveBytes;
+  }
+
+  void Adopt(const std::vector<Live>& got) {
+    for (const Live& b : got) {
+      ranges_.Insert(b.p, b.usable);  // never handed out twice
+      live_.push_back(b);
+      live_bytes_ += b.usable;
+    }
+  }
+
+  Live Take(size_t i) {
+    Live b = live_[i];
+    live_.erase(live_.begin() + static_cast<long>(i));
+    ranges_.Erase(b.p);
+    live_bytes_ -= b.usable;
+    return b;
+  }
+
+  const int n_;
+  Worker* workers_[kMaxWorkers] = {};
+  EmptinessCheck empty_;
+  RemoteLedger ledger_;
+  RangeSet ranges_;
+  std::vector<Live> live_;
+  size_t live_bytes_ = 0;
+  uint64_t seq_ = 0;
+};
+
+}  // namespace
+}  // namespace mf2_fuzz
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  mf2_fuzz::Reader in(data, size);
+  mf2_fuzz::State state(in.Byte());
+  state.Run(in);
+  return 0;
+}
