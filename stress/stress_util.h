@@ -1,0 +1,202 @@
+// Helpers shared by the stress tests: iteration scaling per build configuration, payload
+// cookies (invariant 4 of protocol-hazards.md), a shadow set of live pointers (invariant 3), a
+// small random generator and a blocking queue for hand-offs between threads.
+#ifndef MF2_STRESS_STRESS_UTIL_H_
+#define MF2_STRESS_STRESS_UTIL_H_
+
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <unordered_set>
+
+#include "gtest/gtest.h"
+#include "mf2/check.h"
+
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define MF2_STRESS_TSAN 1
+#endif
+#if __has_feature(address_sanitizer)
+#define MF2_STRESS_ASAN 1
+#endif
+#endif
+#if !defined(MF2_STRESS_TSAN) && defined(__SANITIZE_THREAD__)
+#define MF2_STRESS_TSAN 1
+#endif
+#if !defined(MF2_STRESS_ASAN) && defined(__SANITIZE_ADDRESS__)
+#define MF2_STRESS_ASAN 1
+#endif
+
+namespace mf2 {
+namespace stress {
+
+// Divisor for iteration counts: sanitizers and MF2's expensive checks (--config=debug, a
+// whole-page walk on every slow path) run the same tests with less work, never skip them.
+constexpr uint64_t kSlowdown =
+#if defined(MF2_STRESS_TSAN)
+    4;
+#elif defined(MF2_STRESS_ASAN)
+    4;
+#elif MF2_EXPENSIVE
+    4;
+#else
+    1;
+#endif
+
+constexpr uint64_t Scaled(uint64_t n) { return n / kSlowdown > 0 ? n / kSlowdown : 1; }
+
+// xorshift64*: deterministic per thread, no locks, no allocation.
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) : s_(seed * 0x9E3779B97F4A7C15ull + 1) {}
+  uint64_t Next() {
+    s_ ^= s_ >> 12;
+    s_ ^= s_ << 25;
+    s_ ^= s_ >> 27;
+    return s_ * 0x2545F4914F6CDD1Dull;
+  }
+  uint64_t Below(uint64_t n) { return Next() % n; }
+  bool OneIn(uint64_t n) { return Below(n) == 0; }
+
+ private:
+  uint64_t s_;
+};
+
+// A size mix: mostly small, some mid-size (several pages per class), rarely beyond the largest
+// class (large allocations, served by the OS).
+inline size_t RandomSize(Rng& rng, bool allow_large = true) {
+  const uint64_t r = rng.Below(1000);
+  if (r < 700) return 1 + rng.Below(256);
+  if (r < 950) return 257 + rng.Below(4096);
+  if (r < 998 || !allow_large) return 4353 + rng.Below(60 * 1024);
+  return 65 * 1024 + rng.Below(64 * 1024);
+}
+
+// Payload cookie, written at allocation and verified at free: a header naming the allocating
+// (thread, sequence) and a byte pattern derived from it over the first kPatternBytes. A block
+// handed out twice, or written by the allocator while live, fails the check.
+struct Cookie {
+  uint64_t tag;    // thread << 40 | sequence
+  uint64_t check;  // Mix(tag, size)
+  uint64_t size;   // requested size
+};
+constexpr size_t kPatternBytes = 256;
+constexpr size_t kMinCookieSize = sizeof(Cookie);
+
+inline uint64_t Mix(uint64_t a, uint64_t b) {
+  uint64_t x = a * 0xBF58476D1CE4E5B9ull ^ (b + 0x94D049BB133111EBull);
+  x ^= x >> 31;
+  return x * 0x9E3779B97F4A7C15ull;
+}
+
+inline uint64_t MakeTag(uint32_t thread, uint64_t seq) {
+  return (uint64_t{thread} << 40) | (seq & ((uint64_t{1} << 40) - 1));
+}
+
+// `size` >= kMinCookieSize.
+inline void Stamp(void* p, size_t size, uint64_t tag) {
+  Cookie c{tag, Mix(tag, size), size};
+  std::memcpy(p, &c, sizeof(c));
+  unsigned char* bytes = static_cast<unsigned char*>(p);
+  const size_t end = size < kPatternBytes ? size : kPatternBytes;
+  const unsigned char fill = static_cast<unsigned char>(Mix(tag, 7));
+  for (size_t i = sizeof(Cookie); i < end; ++i) bytes[i] = static_cast<unsigned char>(fill + i);
+}
+
+// Returns whether the cookie is intact; on success *size and *tag hold what Stamp wrote.
+inline bool Verify(const void* p, size_t* size, uint64_t* tag) {
+  Cookie c;
+  std::memcpy(&c, p, sizeof(c));
+  if (c.check != Mix(c.tag, c.size) || c.size < kMinCookieSize) return false;
+  const unsigned char* bytes = static_cast<const unsigned char*>(p);
+  const size_t end = c.size < kPatternBytes ? c.size : kPatternBytes;
+  const unsigned char fill = static_cast<unsigned char>(Mix(c.tag, 7));
+  for (size_t i = sizeof(Cookie); i < end; ++i) {
+    if (bytes[i] != static_cast<unsigned char>(fill + i)) return false;
+  }
+  *size = c.size;
+  *tag = c.tag;
+  return true;
+}
+
+// Every pointer the harness holds live, sharded under mutexes. Insert after allocating (fails
+// if the allocator handed out a live block again: invariant 4), erase before freeing (fails on a
+// harness double free, so a failure in MF2's own checks is never the harness's fault).
+class ShadowSet {
+ public:
+  bool Insert(const void* p) {
+    Shard& s = shards_[Hash(p)];
+    std::lock_guard<std::mutex> lock(s.mu);
+    return s.set.insert(p).second;
+  }
+  bool Erase(const void* p) {
+    Shard& s = shards_[Hash(p)];
+    std::lock_guard<std::mutex> lock(s.mu);
+    return s.set.erase(p) == 1;
+  }
+  size_t Size() {
+    size_t n = 0;
+    for (Shard& s : shards_) {
+      std::lock_guard<std::mutex> lock(s.mu);
+      n += s.set.size();
+    }
+    return n;
+  }
+
+ private:
+  static constexpr size_t kShards = 64;
+  static size_t Hash(const void* p) {
+    return static_cast<size_t>(Mix(reinterpret_cast<uintptr_t>(p), 0) >> 58) % kShards;
+  }
+  struct Shard {
+    std::mutex mu;
+    std::unordered_set<const void*> set;
+  };
+  Shard shards_[kShards];
+};
+
+// A blocking multi-producer multi-consumer queue with a capacity bound; Close() wakes every
+// consumer, and Pop() returns false once the queue is closed and empty. The mutex is the
+// user-level hand-off of a message pointer between threads.
+template <typename T>
+class BlockingQueue {
+ public:
+  explicit BlockingQueue(size_t capacity) : capacity_(capacity) {}
+
+  void Push(T v) {
+    std::unique_lock<std::mutex> lock(mu_);
+    not_full_.wait(lock, [&] { return items_.size() < capacity_; });
+    items_.push_back(v);
+    not_empty_.notify_one();
+  }
+  bool Pop(T* out) {
+    std::unique_lock<std::mutex> lock(mu_);
+    not_empty_.wait(lock, [&] { return !items_.empty() || closed_; });
+    if (items_.empty()) return false;
+    *out = items_.front();
+    items_.pop_front();
+    not_full_.notify_one();
+    return true;
+  }
+  void Close() {
+    std::lock_guard<std::mutex> lock(mu_);
+    closed_ = true;
+    not_empty_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable not_empty_;
+  std::condition_variable not_full_;
+  std::deque<T> items_;
+  const size_t capacity_;
+  bool closed_ = false;
+};
+
+}  // namespace stress
+}  // namespace mf2
+
+#endif  // MF2_STRESS_STRESS_UTIL_H_
