@@ -250,7 +250,7 @@ class State {
     FUZZ_CHECK(page->remote().Peek().pending(), "a pushed page is flagged");
     if (won) {
       FUZZ_CHECK(++won_[page] == 1, "at most one won-but-not-queued op per page (invariant 5)");
-      in_flight_.push_back(page);
+      in_flight_.push_back(InFlight{page, freer});
     } else {
       FUZZ_CHECK(won_.count(page) == 1 || page->owner_relaxed()->PendingContains(page),
                  "a flagged page is held by an in-flight winner or queued on its owner (7)");
@@ -259,13 +259,18 @@ class State {
 
   // Step 2: queue the page on its owner (draining it if the owner exited).
   void CompleteStep2(size_t i) {
-    Page* page = in_flight_[i];
+    Page* page = in_flight_[i].page;
+    Heap* freer = in_flight_[i].freer;
     in_flight_.erase(in_flight_.begin() + static_cast<long>(i));
     auto it = won_.find(page);
     FUZZ_CHECK(it != won_.end() && it->second == 1, "in-flight bookkeeping");
     won_.erase(it);
     CheckHeldPage(page);
-    Heap::QueueWonPage_mt(page);
+    // A real thread finishes its free before it can exit; here the freer's heap may have been
+    // released meanwhile, and then nobody adopts the dead owner's pages in this step.
+    bool freer_alive = false;
+    for (int a = 0; a < actors_; ++a) freer_alive = freer_alive || heap_[a] == freer;
+    Heap::QueueWonPage_mt(page, freer_alive ? freer : nullptr);
   }
 
   // A page whose edge winner has not queued it yet.
@@ -284,7 +289,7 @@ class State {
     for (int a = 0; a < actors_; ++a) {
       if (heap_[a] != nullptr) heap_[a]->CheckInvariants(in_flight_.empty());
     }
-    for (Page* page : in_flight_) CheckHeldPage(page);
+    for (const InFlight& op : in_flight_) CheckHeldPage(op.page);
     ledger_.Check();
   }
 
@@ -296,7 +301,11 @@ class State {
   std::vector<Live> live_;
   size_t live_bytes_ = 0;
   uint64_t seq_ = 0;
-  std::vector<Page*> in_flight_;  // pages whose step 2 is pending, oldest first
+  struct InFlight {
+    Page* page;
+    Heap* freer;
+  };
+  std::vector<InFlight> in_flight_;  // remote frees whose step 2 is pending, oldest first
   std::map<Page*, int> won_;      // won-but-not-queued ops per page
 };
 

@@ -102,11 +102,16 @@ Page* Heap::AdoptAbandoned(uint32_t k) {
   if (registry_ == nullptr) return nullptr;
   Heap* dead = registry_->ClaimIdleHeap(this);
   if (dead == nullptr) return nullptr;
-  dead->ProcessAllPending();
+  dead->ProcessAllPending(this);  // queued pages join us; one of them may serve class k
   Page* page = dead->GiveUpPage(k, this);
-  dead->ReleaseClaimAndRecheck();
+  dead->ReleaseClaimAndRecheck(this);
+  if (page == nullptr) {
+    page = active_[k] != nullptr && active_[k]->HasFree() ? active_[k] : partial_[k].front();
+    return page;
+  }
   if (page == nullptr) return nullptr;
   ++page_count_;
+  MF2_STAT_INC(stats_, pages_adopted);
   // We hold the page's flag (GiveUpPage) and are its owner now: take what arrived and clear the
   // flag, which publishes the new owner to the next 0->1 edge winner.
   RemoteWord taken = page->remote().TakeAll();
@@ -188,7 +193,7 @@ bool Heap::PushRemote_mt(Page* page, Block* b) {
   return won;
 }
 
-void Heap::QueueWonPage_mt(Page* page) {
+void Heap::QueueWonPage_mt(Page* page, Heap* adopter) {
   // This free turned in_remote_pending 0->1: queue the page on its owner, exactly once. The
   // owner pointer is read only now, while we hold the flag (owners change only under it).
   Heap* owner = page->owner_mt();
@@ -196,7 +201,7 @@ void Heap::QueueWonPage_mt(Page* page) {
   owner->pending_.Push_mt(page);
   // seq_cst: pairs with Abandon's store (see PendingQueue::Push_mt). A dead owner never drains
   // its queue, so the thread that queued the page does.
-  if (owner->xabandoned_.load(std::memory_order_seq_cst)) owner->ReclaimAbandoned_mt();
+  if (owner->xabandoned_.load(std::memory_order_seq_cst)) owner->ReclaimAbandoned_mt(adopter);
 }
 
 void Heap::FreeUnusual(void* p) {
@@ -307,7 +312,9 @@ void Heap::TakeOver() {
   MF2_STAT_INC(stats_, heaps_reused);
 }
 
-void Heap::ProcessAllPending() {
+void Heap::ProcessAllPending(Heap* adopter) {
+  const bool hand_over =
+      adopter != nullptr && adopter != this && abandoned() && adopter->source_ == source_;
   for (;;) {
     if (backlog_ == nullptr) {
       backlog_ = pending_.PopAllSeqCst();
@@ -315,30 +322,62 @@ void Heap::ProcessAllPending() {
     }
     Page* page = backlog_;
     backlog_ = page->pending_next();  // hazard 5: link first
+    if (hand_over) {
+      HandOverDequeued(page, adopter);
+      continue;
+    }
     DrainDequeued(page);
     FilePage(page, 0);  // class 0 matches nothing: just file or release the page
     if (abandoned() && page->retained_empty) TryRelease(page);  // idle heaps keep no spares
   }
 }
 
-void Heap::ReleaseClaimAndRecheck() {
+void Heap::ReleaseClaimAndRecheck(Heap* adopter) {
   for (;;) {
     // seq_cst store, then seq_cst load of the queue: a producer that pushed a page and then
     // failed to claim (because we held the claim) is seen here, and we drain for it.
     xclaim_.store(0, std::memory_order_seq_cst);
     if (!xabandoned_.load(std::memory_order_seq_cst) || pending_.EmptySeqCst()) return;
     if (!TryClaim()) return;  // whoever holds it now inherits this duty
-    if (abandoned()) ProcessAllPending();
+    if (abandoned()) ProcessAllPending(adopter);
   }
 }
 
-void Heap::ReclaimAbandoned_mt() {
+void Heap::ReclaimAbandoned_mt(Heap* adopter) {
   if (!TryClaim()) return;  // the holder will see our page when it releases (see above)
   if (abandoned()) {
-    ProcessAllPending();
+    ProcessAllPending(adopter);
     MF2_STAT_INC(stats_, dead_owner_reclaims);
   }
-  ReleaseClaimAndRecheck();
+  ReleaseClaimAndRecheck(adopter);
+}
+
+// Claim holder of this abandoned heap: `page` was just popped off our queue, so its
+// in_remote_pending flag is set and nobody can queue it again until it is cleared. The owner
+// changes while the flag is held (spin model, mutant M6: never after the drain), then the
+// adopter's TakeAll clears the flag and publishes the new owner to the next edge winner.
+void Heap::HandOverDequeued(Page* page, Heap* adopter) {
+  MF2_CHECK(page->owner_relaxed() == this, "a page is only ever queued on its owner's queue");
+  page->DebugNoteDequeued();
+  if (page->where == Page::Where::kPartial) partial_[page->size_class()].Remove(page);
+  Unretain(page);
+  page->where = Page::Where::kNowhere;
+  --page_count_;
+  page->SetOwner(adopter);
+  adopter->AcceptPage(page);
+}
+
+// Owner: a page handed over by an exited thread's heap, flag still set.
+void Heap::AcceptPage(Page* page) {
+  ++page_count_;
+  MF2_STAT_INC(stats_, pages_adopted);
+  RemoteWord taken = page->remote().TakeAll();
+  MF2_CHECK(taken.pending(), "a handed-over page arrives with its flag held");
+  MF2_STAT_INC(stats_, drain_attempts);
+  uint32_t moved = page->AbsorbRemote(taken);
+  if (moved > 0) MF2_STAT_INC(stats_, drain_successes);
+  MF2_STAT_ADD(stats_, remote_blocks_drained, moved);
+  if (page->HasFree()) PageGainedFree(page);
 }
 
 Page* Heap::GiveUpPage(uint32_t k, Heap* adopter) {

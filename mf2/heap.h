@@ -104,9 +104,10 @@ class Heap {
   // heaps' operations; Free() runs exactly these. Step 1: push `b` (a validated live block of
   // `page`, owned by another heap) on the page's remote stack; returns whether this push won the
   // in_remote_pending 0->1 edge. Step 2, only if it did: queue the page on its owner's pending
-  // queue and, if the owner has exited, drain that queue.
+  // queue and, if the owner has exited, drain that queue and hand its pages to `adopter` (the
+  // freer's own heap, owned by the calling thread; nullptr to adopt nothing).
   bool PushRemote_mt(Page* page, Block* b);
-  static void QueueWonPage_mt(Page* page);
+  static void QueueWonPage_mt(Page* page, Heap* adopter);
 
   // ---- Lifecycle (see HeapRegistry) ----
   bool TryClaim();
@@ -114,12 +115,17 @@ class Heap {
   void Abandon();
   // A new owner that claimed an abandoned heap takes it over.
   void TakeOver();
-  // Releases the claim of an abandoned heap; if pages were queued meanwhile, drains them.
-  void ReleaseClaimAndRecheck();
-  // A remote freer that queued a page on this (abandoned) heap: drain it if nobody else is.
-  void ReclaimAbandoned_mt();
-  // Claim holder of an abandoned heap: drain the whole pending queue.
-  void ProcessAllPending();
+  // Releases the claim of an abandoned heap; if pages were queued meanwhile, processes them
+  // (handing them to `adopter` if not null).
+  void ReleaseClaimAndRecheck(Heap* adopter = nullptr);
+  // A remote freer whose own heap is `adopter` queued a page on this (abandoned) heap: unless
+  // someone else holds the claim, process the queue, handing every queued page to `adopter`.
+  void ReclaimAbandoned_mt(Heap* adopter);
+  // Claim holder: process the whole pending queue. On an abandoned heap with an `adopter` (a
+  // live heap of the same page source, owned by the caller), each dequeued page changes owner
+  // while its in_remote_pending flag is still held, then joins the adopter; otherwise pages are
+  // drained and filed here.
+  void ProcessAllPending(Heap* adopter = nullptr);
   // Claim holder of an abandoned heap: unlink a page of class k with free blocks whose
   // in_remote_pending flag could be taken (so no producer queues it while it changes owner),
   // and hand it to `adopter`.
@@ -147,7 +153,7 @@ class Heap {
   MF2_NOINLINE void* AllocateSlow(uint32_t k);
   void* AllocateLarge(size_t size, size_t alignment);
   MF2_NOINLINE void FreeRemote(Page* page, Block* b) {
-    if (PushRemote_mt(page, b)) QueueWonPage_mt(page);
+    if (PushRemote_mt(page, b)) QueueWonPage_mt(page, this);
   }
   MF2_NOINLINE void FreeUnusual(void* p);
   MF2_NOINLINE void ReportBadFree(Page* page, void* p, bool block_start);
@@ -159,6 +165,8 @@ class Heap {
   Page* CollectActive(uint32_t k);
   Page* AdoptAbandoned(uint32_t k);
   Page* NewPage(uint32_t k);
+  void HandOverDequeued(Page* page, Heap* adopter);
+  void AcceptPage(Page* page);
   void SetActive(uint32_t k, Page* page);
   bool TryRelease(Page* page);
   void Unretain(Page* page);

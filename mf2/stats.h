@@ -30,6 +30,7 @@
   X(heaps_abandoned, "heaps abandoned by exiting threads")                                    \
   X(heaps_reused, "abandoned heaps taken over whole by a new thread")                         \
   X(dead_owner_reclaims, "remote freers that drained an abandoned heap's queue")              \
+  X(pages_adopted, "pages of exited threads' heaps taken over by a freeing or allocating thread") \
   X(large_allocs, "allocations above the largest class, served by the OS")
 
 namespace mf2 {
