@@ -181,7 +181,19 @@ void OsPageSource::FreeSpan(Page* head) {
   uint32_t slices = head->span_slices;
   MutexLock lock(&mu_);
   in_use_bytes_ -= slices * kSliceSize;
-  if (cached_bytes_ + slices * kSliceSize <= GetPolicy().page_cache_bytes) {
+  // The bound may have been lowered since spans were cached: trim to it first.
+  cache_bound_ = GetPolicy().page_cache_bytes;
+  for (uint32_t n = kMaxSlicesPerSpan; n >= 1 && cached_bytes_ > cache_bound_; --n) {
+    while (cache_[n] != nullptr && cached_bytes_ > cache_bound_) {
+      Page* victim = cache_[n];
+      cache_[n] = victim->next;
+      victim->next = nullptr;
+      victim->cached = false;
+      cached_bytes_ -= n * kSliceSize;
+      ReturnSpanToSegment(victim);
+    }
+  }
+  if (cached_bytes_ + slices * kSliceSize <= cache_bound_) {
     head->cached = true;
     head->next = cache_[slices];
     cache_[slices] = head;
@@ -238,7 +250,7 @@ void OsPageSource::CheckInvariants() {
     }
   }
   MF2_CHECK(cached == cached_bytes_, "cached_bytes_ == sum of cached spans");
-  MF2_CHECK(cached_bytes_ <= GetPolicy().page_cache_bytes, "cache within its bound");
+  MF2_CHECK(cached_bytes_ <= cache_bound_, "cache within the bound last enforced");
   uint32_t empty = 0;
   size_t spans_bytes = 0;
   bool seen_full = false;

@@ -79,6 +79,7 @@ class OsPageSource final : public PageSource {
   // Cached free spans by length, linked through Page::next.
   Page* cache_[kMaxSlicesPerSpan + 1] ABSL_GUARDED_BY(mu_) = {};
   size_t cached_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t cache_bound_ ABSL_GUARDED_BY(mu_) = 0;  // Policy::page_cache_bytes at the last FreeSpan
   size_t in_use_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   uint32_t empty_segments_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t segments_mapped_ ABSL_GUARDED_BY(mu_) = 0;

@@ -85,6 +85,21 @@ TEST_F(PageSourceTest, CacheIsBoundedAndBeyondItMemoryGoesBackToTheOs) {
   source_.FreeSpan(again);
 }
 
+TEST_F(PageSourceTest, LoweringTheCacheBoundTrimsTheCacheOnTheNextFree) {
+  // Found by heap_ops_fuzz: a policy change left more cached than the new bound allowed.
+  std::vector<Page*> spans;
+  for (int i = 0; i < 5; ++i) spans.push_back(source_.AllocateSpan(1));
+  for (int i = 0; i < 4; ++i) source_.FreeSpan(spans[i]);  // cache full at 4 slices
+  Policy lower = GetPolicy();
+  lower.page_cache_bytes = kSliceSize;
+  SetPolicyForTesting(lower);
+  source_.FreeSpan(spans[4]);
+  Stats st;
+  source_.AddTo(&st);
+  EXPECT_LE(st.bytes_cached_spans, kSliceSize);
+  source_.CheckInvariants();
+}
+
 TEST_F(PageSourceTest, EmptySegmentsBeyondTheReserveAreUnmapped) {
   std::vector<Page*> spans;
   // Three segments' worth of 8-slice spans (7 per segment: 63 usable slices).

@@ -51,9 +51,13 @@ fuzz_smoke() {
     work=$(mktemp -d)
     cp -r "fuzz/corpus/$t/." "$work/"
     echo "fuzz smoke: $t for ${FUZZ_SECONDS}s"
-    if ! "bazel-bin/fuzz/$t" -max_total_time="$FUZZ_SECONDS" -timeout=60 -print_final_stats=1 \
-        "$work" 2>&1 | tail -n 15; then
-      echo "fuzz smoke: $t FAILED"
+    local out="$log_dir/fuzz-$t.log"
+    if "bazel-bin/fuzz/$t" -max_total_time="$FUZZ_SECONDS" -timeout=60 -print_final_stats=1 \
+        "$work" >"$out" 2>&1; then
+      grep -E "^#[0-9]+.*(DONE|pulse)|stat::" "$out" | tail -n 8
+    else
+      echo "fuzz smoke: $t FAILED (full log: $out)"
+      grep -E -m1 -A25 "CHECK failed|FUZZ_CHECK|ERROR|runtime error|^mf2:" "$out"
       rc=1
     fi
     rm -rf "$work"
