@@ -28,6 +28,7 @@
 // Output: the peers' line `Throughput = N operations per second, relative time: Xs.` followed by
 // `relative_time = X`, `thread_generations = K` (threads started for workers, including the first
 // `threads`), `elapsed_seconds` and `peak_rss_kib` (see bench_util.h).
+#include <dlfcn.h>
 #include <pthread.h>
 #include <sched.h>
 
@@ -170,6 +171,20 @@ int main(int argc, char** argv) {
     std::free(g_blocks[victim]);
     g_blocks[victim] = static_cast<char*>(
         mf2_bench::CheckedMalloc(RandomSize(rng, static_cast<uint64_t>(min_size), range)));
+  }
+
+  // Measurement aid, off by default: LARSON_RELEASE_MAIN_HEAP=1 makes the main thread hand its
+  // heap back after the warm-up when the allocator offers `mf2_release_thread_heap` (MF2 does),
+  // as if it had exited. The difference in peak RSS against a normal run is the memory an idle
+  // live owner strands under Route S (its pages fill with remote frees nobody drains).
+  if (const char* v = std::getenv("LARSON_RELEASE_MAIN_HEAP"); v != nullptr && v[0] == '1') {
+    using ReleaseFn = void (*)();
+    if (auto fn = reinterpret_cast<ReleaseFn>(dlsym(RTLD_DEFAULT, "mf2_release_thread_heap"))) {
+      fn();
+    } else {
+      std::fprintf(stderr, "larson: LARSON_RELEASE_MAIN_HEAP set but the allocator has no "
+                           "mf2_release_thread_heap\n");
+    }
   }
 
   // 2. One slot per worker, each with its slice and a generator seeded from the main generator.

@@ -153,9 +153,14 @@ void Heap::SetActive(uint32_t k, Page* page) {
 void Heap::PageGainedFree(Page* page) {
   if (page->used() == 0 && !page->retained_empty) {
     const size_t bytes = page->span_slices * kSliceSize;
-    if (empty_bytes_ + bytes > GetPolicy().heap_empty_bytes && TryRelease(page)) return;
-    page->retained_empty = true;
-    empty_bytes_ += bytes;
+    // Idle heaps keep no spares. After a successful TryRelease the page (and possibly its whole
+    // segment) is gone: nothing may touch it again.
+    const bool keep = !abandoned() && empty_bytes_ + bytes <= GetPolicy().heap_empty_bytes;
+    if (!keep && TryRelease(page)) return;
+    if (keep) {
+      page->retained_empty = true;
+      empty_bytes_ += bytes;
+    }
   }
   if (page->where == Page::Where::kNowhere) {
     page->where = Page::Where::kPartial;
@@ -327,8 +332,7 @@ void Heap::ProcessAllPending(Heap* adopter) {
       continue;
     }
     DrainDequeued(page);
-    FilePage(page, 0);  // class 0 matches nothing: just file or release the page
-    if (abandoned() && page->retained_empty) TryRelease(page);  // idle heaps keep no spares
+    FilePage(page, 0);  // class 0 matches nothing: file or release it (then it is gone)
   }
 }
 

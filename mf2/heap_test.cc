@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <new>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -198,6 +199,36 @@ TEST_F(HeapTest, EmptyPagesAreKeptForReuseWithinTheBoundAndReleasedAtExit) {
   for (void* b : pages[3]) owner->Free(b);
   heaps.Release(owner);
   EXPECT_EQ(heaps.source().outstanding(), 0u) << "an idle heap keeps no empty pages";
+}
+
+// Regression (Larson, 4 threads, -c opt): while an exiting heap drained its queue, a page it
+// released took its segment with it (unmapped), and the drain loop then read the page.
+TEST_F(HeapTest, ExitWhileDrainingReleasesPagesWithoutTouchingThemAfterwards) {
+  Policy policy;
+  policy.heap_empty_bytes = 8 * kSliceSize;  // one 512 KiB span
+  policy.page_cache_bytes = 0;              // released spans go straight back to the OS
+  policy.retained_segments = 0;             // and empty segments are unmapped at once
+  SetPolicyForTesting(policy);
+  // A private source: its segments hold only this test's spans, so unmapping is certain.
+  alignas(OsPageSource) static unsigned char storage[sizeof(OsPageSource)];
+  static OsPageSource* source = new (storage) OsPageSource();
+  Heap* owner = HeapRegistry::Global().AcquireHeap(source);
+  Heap* freer = HeapRegistry::Global().AcquireHeap(source);
+  const size_t big = 64 * 1024;  // 8-slice spans: 7 per segment
+  ASSERT_EQ(ClassInfo(SizeToClass(big)).slices, 8u);
+  const uint32_t cap = ClassInfo(SizeToClass(big)).capacity;
+  std::vector<void*> blocks;
+  for (uint32_t i = 0; i < 9 * cap; ++i) blocks.push_back(owner->Allocate(big));
+  // The first page becomes an empty retained spare; the others drain empty from the queue.
+  for (uint32_t i = 0; i < cap; ++i) owner->Free(blocks[i]);
+  for (size_t i = cap; i < blocks.size(); ++i) freer->Free(blocks[i]);
+  HeapRegistry::Global().ReleaseHeap(owner);  // drains its queue, releasing and unmapping
+  Stats st;
+  source->AddTo(&st);
+  EXPECT_EQ(st.bytes_in_use_spans, 0u);
+  EXPECT_GE(st.segments_unmapped, 1u);
+  HeapRegistry::Global().CheckAll(true);
+  HeapRegistry::Global().ReleaseHeap(freer);
 }
 
 TEST_F(HeapTest, ExitedOwnersPagesAreDrainedByTheirFreersAndReleased) {

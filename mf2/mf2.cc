@@ -152,5 +152,6 @@ void mf2_get_stats(mf2_stats* out) {
   out->reuse_rate = s.reuse_rate();
 }
 void mf2_print_stats(int fd) { mf2::PrintStats(fd); }
+void mf2_release_thread_heap(void) { mf2::ReleaseThreadHeap(); }
 
 }  // extern "C"

@@ -55,6 +55,8 @@ size_t mf2_usable_size(const void* p);
 void* mf2_aligned_alloc(size_t alignment, size_t size);
 void mf2_get_stats(mf2_stats* out);
 void mf2_print_stats(int fd);
+// The calling thread's heap is abandoned now, as at thread exit (see mf2::ReleaseThreadHeap).
+void mf2_release_thread_heap(void);
 
 #ifdef __cplusplus
 }  // extern "C"
