@@ -1,5 +1,6 @@
 #include "mf2/heap.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <initializer_list>
 
@@ -110,7 +111,7 @@ Page* Heap::AdoptAbandoned(uint32_t k) {
     return page;
   }
   if (page == nullptr) return nullptr;
-  ++page_count_;
+  CountPage(page, +1);
   MF2_STAT_INC(stats_, pages_adopted);
   // We hold the page's flag (GiveUpPage) and are its owner now: take what arrived and clear the
   // flag, which publishes the new owner to the next 0->1 edge winner.
@@ -127,7 +128,7 @@ Page* Heap::NewPage(uint32_t k) {
   if (page == nullptr) return nullptr;
   Segment* s = SegmentOf(page);
   page->InitForClass(k, s->slice_start(s->slice_index(page)), this);
-  ++page_count_;
+  CountPage(page, +1);
   return page;
 }
 
@@ -147,6 +148,18 @@ void Heap::SetActive(uint32_t k, Page* page) {
 // ------------------------------------------------------------------------------------------
 // Free paths.
 
+void Heap::CountPage(const Page* page, int delta) {
+  const size_t bytes = page->span_slices * kSliceSize;
+  page_count_ += delta;
+  page_bytes_ = delta > 0 ? page_bytes_ + bytes : page_bytes_ - bytes;
+}
+
+// Empty pages a heap may keep for reuse: the policy's floor, or an eighth of what the heap holds,
+// whichever is larger, so the spare memory stays proportional to the heap's footprint.
+size_t Heap::EmptyBudget() const {
+  return std::max(GetPolicy().heap_empty_bytes, page_bytes_ / 8);
+}
+
 // A page that is not active has a free block: it belongs on the partial list. An empty one is
 // kept there for reuse while the heap's retained empty bytes stay within the policy's bound, and
 // otherwise goes back to the page source.
@@ -155,7 +168,7 @@ void Heap::PageGainedFree(Page* page) {
     const size_t bytes = page->span_slices * kSliceSize;
     // Idle heaps keep no spares. After a successful TryRelease the page (and possibly its whole
     // segment) is gone: nothing may touch it again.
-    const bool keep = !abandoned() && empty_bytes_ + bytes <= GetPolicy().heap_empty_bytes;
+    const bool keep = !abandoned() && empty_bytes_ + bytes <= EmptyBudget();
     if (!keep && TryRelease(page)) return;
     if (keep) {
       page->retained_empty = true;
@@ -182,7 +195,7 @@ bool Heap::TryRelease(Page* page) {
   Unretain(page);
   page->where = Page::Where::kNowhere;
   page->Retire();
-  --page_count_;
+  CountPage(page, -1);
   MF2_STAT_INC(stats_, pages_released);
   source_->FreeSpan(page);
   return true;
@@ -366,14 +379,14 @@ void Heap::HandOverDequeued(Page* page, Heap* adopter) {
   if (page->where == Page::Where::kPartial) partial_[page->size_class()].Remove(page);
   Unretain(page);
   page->where = Page::Where::kNowhere;
-  --page_count_;
+  CountPage(page, -1);
   page->SetOwner(adopter);
   adopter->AcceptPage(page);
 }
 
 // Owner: a page handed over by an exited thread's heap, flag still set.
 void Heap::AcceptPage(Page* page) {
-  ++page_count_;
+  CountPage(page, +1);
   MF2_STAT_INC(stats_, pages_adopted);
   RemoteWord taken = page->remote().TakeAll();
   MF2_CHECK(taken.pending(), "a handed-over page arrives with its flag held");
@@ -392,7 +405,7 @@ Page* Heap::GiveUpPage(uint32_t k, Heap* adopter) {
     if (!page->remote().TryAcquireFlag()) continue;  // queued or being queued: leave it
     partial_[k].Remove(page);
     page->where = Page::Where::kNowhere;
-    --page_count_;
+    CountPage(page, -1);
     // Still under our claim, so nobody can see the page as ours after this store.
     page->SetOwner(adopter);
     return page;
@@ -440,7 +453,7 @@ void Heap::CheckInvariants(bool quiescent) const {
     }
   }
   MF2_CHECK(retained == empty_bytes_, "empty_bytes_ == bytes of retained empty pages");
-  MF2_CHECK(empty_bytes_ <= GetPolicy().heap_empty_bytes, "retained empties within the bound");
+  MF2_CHECK(empty_bytes_ <= page_bytes_, "retained empties are part of the heap's pages");
   if (!quiescent) return;
   size_t queued = 0;
   for (const Page* chain : {static_cast<const Page*>(pending_.PeekRelaxed()),

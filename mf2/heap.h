@@ -34,8 +34,9 @@
 //   every page on the pending queue or backlog_: owner == this, in_remote_pending set,
 //     at most once (quiescent: debug_queued() == 1)
 //   page_count_ == pages whose owner is this heap (checked globally, registry.h)
-//   empty_bytes_ == sum of spans of partial pages with retained_empty (each has used() == 0)
-//                <= Policy::heap_empty_bytes; an abandoned heap retains none
+//   empty_bytes_ == sum of spans of partial pages with retained_empty (each has used() == 0);
+//     a page is retained only while empty_bytes_ stays within EmptyBudget() =
+//     max(Policy::heap_empty_bytes, page_bytes_ / 8); an abandoned heap retains none
 //   abandoned heap: active_[k] == nullptr for all k
 #ifndef MF2_HEAP_H_
 #define MF2_HEAP_H_
@@ -170,6 +171,8 @@ class Heap {
   void SetActive(uint32_t k, Page* page);
   bool TryRelease(Page* page);
   void Unretain(Page* page);
+  void CountPage(const Page* page, int delta);
+  size_t EmptyBudget() const;
   void ReleaseRetainedEmpties();
 
   // ---- Owner-only (claim holder) ----
@@ -177,6 +180,7 @@ class Heap {
   PageList partial_[kNumClasses];
   Page* backlog_ = nullptr;  // popped from pending_, not yet drained; linked by pending_next
   size_t page_count_ = 0;
+  size_t page_bytes_ = 0;   // span bytes of the pages this heap owns
   size_t empty_bytes_ = 0;  // spans of empty pages kept on partial lists for reuse
   HeapStats stats_;
   PageSource* const source_;

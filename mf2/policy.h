@@ -8,7 +8,8 @@
 //                              the active page and partial list (the gate still drains the whole
 //                              queue before it ever takes a new page).
 //   MF2_HEAP_EMPTY_KB=2048     empty pages a heap keeps on its partial lists for reuse instead of
-//                              returning them to the page source (per heap; idle heaps keep none).
+//                              returning them to the page source: this much, or an eighth of the
+//                              heap's own pages if more (per heap; idle heaps keep none).
 //   MF2_PAGE_CACHE_MB=32       free spans kept resident for reuse; beyond it spans are returned to
 //                              the OS with madvise(MADV_DONTNEED).
 //   MF2_LARGE_CACHE_MB=64      freed large mappings (> 64 KiB) kept for reuse.
