@@ -82,9 +82,16 @@ inline mf2::Heap* AcquireHeap() {
   return h;
 }
 
-inline void SetBudget(uint32_t budget) {
+inline void SetBudget(uint32_t budget, bool tight_memory = false) {
   mf2::Policy p;
   p.pending_budget = budget;
+  if (tight_memory) {
+    // Every released page goes straight back to the OS and empty segments are unmapped at
+    // once, so a use of a page after its release faults instead of passing silently.
+    p.heap_empty_bytes = 0;
+    p.page_cache_bytes = 0;
+    p.retained_segments = 0;
+  }
   mf2::SetPolicyForTesting(p);
 }
 

@@ -336,6 +336,20 @@ def multi_actor_seeds():
         s.free(B, l)  # every free lands on a dead owner's page; the page goes back
     seeds["owner_exit_with_in_flight"] = s
 
+    # Regression (found by Larson at 4 threads, -c opt): an exiting owner drains its queue and
+    # releases pages whose segments are then unmapped (tight-memory policy: no spares, no span
+    # cache, no retained segments); the drain loop must never touch a released page.
+    s = Multi(2, 8)
+    s.budget(16)               # op byte 15: budget 8, tight-memory bit set
+    p = s.alloc_n(A, S64K, 31, "p")  # 8-slice spans: 4 pages, most of a segment
+    q = s.alloc_n(A, S64K, 31, "q")  # and a second segment
+    for l in list(p) + list(q):
+        s.free(B, l)           # complete remote frees: every page queued on A, all empty
+    s.exit(A)                  # Abandon drains the queue, releasing and unmapping
+    s.start(A)
+    s.alloc_n(A, S64K, 3, "r")
+    seeds["exit_drain_unmaps_segments"] = s
+
     # Owner exits with a free in flight, a new thread takes the heap over before step 2.
     s = Multi(3, 8)
     p = s.alloc_n(A, S8K, 8, "p")

@@ -14,7 +14,9 @@
 //   5 EXIT         -                    actor's thread exits (ReleaseHeap), live blocks stay
 //   6 START        -                    actor's thread starts (AcquireHeap: takes an idle heap
 //                                       over whole, or a new one)
-//   7 BUDGET       b                    Policy::pending_budget = 1 + b % 8
+//   7 BUDGET       b                    Policy::pending_budget = 1 + b % 8; bit 3 of b selects a
+//                                       tight-memory policy (no empty-page retention, no span
+//                                       cache, empty segments unmapped at once)
 //   8 FREE_PAGE    idx16                actor frees every live block on that block's page
 //   9 REMOTE1_PAGE idx16                step 1 for every live block on that block's page (if
 //                                       another heap owns it): the first wins, the rest pile up
@@ -146,7 +148,11 @@ class State {
       case 6:
         if (h == nullptr) heap_[a] = AcquireHeap();
         break;
-      case 7: SetBudget(1 + in.Byte() % 8); break;
+      case 7: {
+        const uint8_t b = in.Byte();
+        SetBudget(1 + b % 8, (b & 8) != 0);
+        break;
+      }
       case 8: {
         uint16_t idx = in.U16();
         if (h == nullptr || live_.empty()) break;
