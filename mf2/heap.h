@@ -91,7 +91,12 @@ class Heap {
     Block* b = static_cast<Block*>(p);
     if (MF2_PREDICT_TRUE(page->owner_relaxed() == this)) {
       page->PushLocal(b, idx);
-      if (MF2_PREDICT_FALSE(page->where != Page::Where::kActive)) PageGainedFree(page);
+      // A partial page that still has live blocks needs nothing more; a full page joins the
+      // partial list and an empty one is kept or released (out of line).
+      if (MF2_PREDICT_FALSE(page->where == Page::Where::kNowhere || page->used() == 0) &&
+          page->where != Page::Where::kActive) {
+        PageGainedFree(page);
+      }
       return;
     }
     FreeRemote(page, b);

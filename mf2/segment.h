@@ -8,6 +8,7 @@
 #ifndef MF2_SEGMENT_H_
 #define MF2_SEGMENT_H_
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
@@ -37,11 +38,23 @@ struct Segment {
 static_assert(sizeof(Segment) <= kSliceSize, "the segment header must fit in slice 0");
 static_assert(kSlicesPerSegment == 64, "used_slices is one 64-bit mask");
 
-// The process-wide segment bitmap.
+// The process-wide segment bitmap: one bit per 4 MiB of the 47-bit user address space, 2^25
+// bits in 4 MiB of zero-initialised .bss (resident only where a word is touched).
 namespace segment_map {
+
+inline constexpr size_t kBits = kUserAddressLimit >> kSegmentShift;
+extern std::atomic<uint64_t> g_bits[kBits / 64];
+
 void Insert(const Segment* s);
 void Erase(const Segment* s);
-bool Contains(uintptr_t segment_base);
+
+// On every free: inline, one load.
+inline bool Contains(uintptr_t segment_base) {
+  uintptr_t i = segment_base >> kSegmentShift;
+  // Acquire: a set bit implies the header it guards is initialised (pairs with Insert).
+  return (g_bits[i / 64].load(std::memory_order_acquire) >> (i % 64)) & 1;
+}
+
 }  // namespace segment_map
 
 inline Segment* SegmentOf(const void* p) {
