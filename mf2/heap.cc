@@ -71,10 +71,16 @@ void Heap::DrainDequeued(Page* page) {
   RemoteWord taken = page->remote().TakeAll();
   MF2_CHECK(taken.pending(), "a queued page has in_remote_pending set");
   MF2_STAT_INC(stats_, pending_drained);
+  Absorb(page, taken);
+}
+
+// Moves the blocks of a taken remote stack onto the page's local free list, counting the drain.
+uint32_t Heap::Absorb(Page* page, RemoteWord taken) {
   MF2_STAT_INC(stats_, drain_attempts);
-  uint32_t moved = page->AbsorbRemote(taken);
+  const uint32_t moved = page->AbsorbRemote(taken);
   if (moved > 0) MF2_STAT_INC(stats_, drain_successes);
   MF2_STAT_ADD(stats_, remote_blocks_drained, moved);
+  return moved;
 }
 
 // Puts a drained page where it belongs. Returns it if it can serve class k now.
@@ -92,10 +98,7 @@ Page* Heap::FilePage(Page* page, uint32_t k) {
 Page* Heap::CollectActive(uint32_t k) {
   Page* page = active_[k];
   if (page == nullptr || page->remote().Peek().count() == 0) return nullptr;
-  MF2_STAT_INC(stats_, drain_attempts);
-  uint32_t moved = page->AbsorbRemote(page->remote().TakeBlocksKeepFlag());
-  if (moved > 0) MF2_STAT_INC(stats_, drain_successes);
-  MF2_STAT_ADD(stats_, remote_blocks_drained, moved);
+  Absorb(page, page->remote().TakeBlocksKeepFlag());
   return page->HasFree() ? page : nullptr;
 }
 
@@ -115,11 +118,7 @@ Page* Heap::AdoptAbandoned(uint32_t k) {
   MF2_STAT_INC(stats_, pages_adopted);
   // We hold the page's flag (GiveUpPage) and are its owner now: take what arrived and clear the
   // flag, which publishes the new owner to the next 0->1 edge winner.
-  RemoteWord taken = page->remote().TakeAll();
-  MF2_STAT_INC(stats_, drain_attempts);
-  uint32_t moved = page->AbsorbRemote(taken);
-  if (moved > 0) MF2_STAT_INC(stats_, drain_successes);
-  MF2_STAT_ADD(stats_, remote_blocks_drained, moved);
+  Absorb(page, page->remote().TakeAll());
   return page;
 }
 
@@ -304,8 +303,7 @@ void Heap::Abandon() {
     if (page == nullptr) continue;
     active_[k] = nullptr;
     page->where = Page::Where::kNowhere;
-    uint32_t moved = page->AbsorbRemote(page->remote().TakeBlocksKeepFlag());
-    MF2_STAT_ADD(stats_, remote_blocks_drained, moved);
+    Absorb(page, page->remote().TakeBlocksKeepFlag());
     if (page->HasFree()) PageGainedFree(page);
   }
   ProcessAllPending();
@@ -390,10 +388,7 @@ void Heap::AcceptPage(Page* page) {
   MF2_STAT_INC(stats_, pages_adopted);
   RemoteWord taken = page->remote().TakeAll();
   MF2_CHECK(taken.pending(), "a handed-over page arrives with its flag held");
-  MF2_STAT_INC(stats_, drain_attempts);
-  uint32_t moved = page->AbsorbRemote(taken);
-  if (moved > 0) MF2_STAT_INC(stats_, drain_successes);
-  MF2_STAT_ADD(stats_, remote_blocks_drained, moved);
+  Absorb(page, taken);
   if (page->HasFree()) PageGainedFree(page);
 }
 

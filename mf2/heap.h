@@ -167,6 +167,7 @@ class Heap {
 
   Page* TakeFromPending(uint32_t k, uint32_t budget);
   void DrainDequeued(Page* page);
+  uint32_t Absorb(Page* page, RemoteWord taken);
   Page* FilePage(Page* page, uint32_t k);
   Page* CollectActive(uint32_t k);
   Page* AdoptAbandoned(uint32_t k);
