@@ -74,6 +74,7 @@ same sqlite3 /usr/bin/sqlite3 :memory: ".read $tmp/work.sql"
 
 same handoff "$td/handoff"
 same fork_while_allocating "$td/fork_while_allocating"
+same tls_teardown "$td/tls_teardown"
 
 # MF2's own test binaries, their allocations (gtest, std::) served by the preloaded MF2.
 for t in size_class_test page_source_test heap_test mf2_test; do
