@@ -6,21 +6,26 @@
 // AllocateSlow (owner), Route S, in this order (the must-reuse gate):
 //   1. own pending queue: pop pages that received remote frees (pop-all into a private backlog,
 //      at most Policy::pending_budget per call), drain each; the first with a free block of
-//      class k wins; others are filed on their class's partial list or released if empty.
+//      class k wins; others are filed on their class's partial list (empty ones are kept within
+//      EmptyBudget() for reuse, beyond it released).
 //   2. the active page's remote frees: collect them directly (the flag stays as it is).
 //   3. the partial list of class k: pages with free blocks, O(1).
 //   -  the rest of the pending queue, unbounded: no new page while a reusable page is queued.
-//   4. a page of class k from a heap whose thread exited (the only adoption in Route S).
+//   4. a heap whose thread exited: its queued pages join us, then a page of class k from its
+//      partial list (the only adoption in Route S: a live owner's page is never taken).
 //   5. only now a new span from the page source.
 // Free (any thread):   locate page and block in O(1), validate (MF2 pointer, block start, live).
 //   owner == this heap: push on the local free list (no atomics). A page that has become empty
-//                       and is not queued goes back to the page source.
+//                       is kept within EmptyBudget() or, if not queued, goes back to the source.
 //   otherwise (_mt):    push on the page's remote stack (one CAS: block, count, flag). The
 //                       thread that turns in_remote_pending 0->1 pushes the page once on the
-//                       owner's pending queue; if the owner has exited, it drains that heap.
-// Thread exit:         Abandon(): collect everything, release empty pages, and leave the heap
-//                      (with its pages) to the registry. A new thread takes such a heap over
-//                      whole; a live thread adopts single pages from it (step 4).
+//                       owner's pending queue; if the owner has exited, it drains that heap and
+//                       takes over the pages it dequeues (owner changed while the flag is held),
+//                       so its later frees into them are local.
+// Thread exit:         Abandon(): collect everything, release every empty page (to the page
+//                      cache), and leave the heap with its pages to the registry. A new thread
+//                      takes such a heap over whole; live threads adopt its pages (step 4 and
+//                      the dead-owner drain above).
 // ---------------------------------------------------------------------------------------------
 //
 // Concurrency. A heap is owned by whoever holds its claim (`xclaim_`): its thread while alive,
