@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <initializer_list>
 
+#include "mf2/adoption.h"
 #include "mf2/heap_registry.h"
 #include "mf2/large.h"
 #include "mf2/policy.h"
@@ -18,9 +19,15 @@ Heap::Heap(PageSource* source, HeapRegistry* registry, uint32_t id)
 
 void* Heap::AllocateSlow(uint32_t k) {
   MF2_STAT_INC(stats_, slow_allocs);
+  // Relaxed load and store (single writer): others only watch it change (OwnerIdle_mt).
+  xslow_epoch_.store(xslow_epoch_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  const Route route = CurrentRoute();
   Page* page = nullptr;
-  // 1. The must-reuse gate: pages of our own that other threads freed into come first.
-  if ((page = TakeFromPending(k, GetPolicy().pending_budget)) != nullptr) {
+  // The control: the design note's consumer-driven adoption, first and ungated.
+  if (route == Route::kCda && (page = AdoptFromPending(k, route)) != nullptr) {
+    MF2_STAT_INC(stats_, adopt_allowed);
+    // 1. The must-reuse gate: pages of our own that other threads freed into come first.
+  } else if ((page = TakeFromPending(k, GetPolicy().pending_budget)) != nullptr) {
     MF2_STAT_INC(stats_, mustreuse_hit);
   } else if ((page = CollectActive(k)) != nullptr) {  // 2. the active page's remote frees
     MF2_STAT_INC(stats_, active_drain_hit);
@@ -30,6 +37,8 @@ void* Heap::AllocateSlow(uint32_t k) {
     MF2_STAT_INC(stats_, mustreuse_hit);
   } else if ((page = AdoptAbandoned(k)) != nullptr) {  // 4. an exited thread's page
     MF2_STAT_INC(stats_, abandoned_adopt_hit);
+  } else if (route == Route::kRouteP && (page = AdoptFromPending(k, route)) != nullptr) {
+    MF2_STAT_INC(stats_, adopt_allowed);  // Route P: one gated adoption from an idle owner
   } else {  // 5. nothing reusable exists
     page = NewPage(k);
     if (page == nullptr) {
@@ -67,7 +76,11 @@ Page* Heap::TakeFromPending(uint32_t k, uint32_t budget) {
 // A page just taken off a pending queue: take its remote stack and clear its flag in one step.
 void Heap::DrainDequeued(Page* page) {
   MF2_CHECK(page->owner_relaxed() == this, "a page is only ever queued on its owner's queue");
+  AdoptionBoard::Global().UncountDequeued(page);
   page->DebugNoteDequeued();
+  // A detached page is ours to change only while we hold its flag: make it private before the
+  // TakeAll below releases the flag (FilePage files or detaches it again).
+  if (page->where() == Page::Where::kDetached) page->set_where(Page::Where::kNowhere);
   RemoteWord taken = page->remote().TakeAll();
   MF2_CHECK(taken.pending(), "a queued page has in_remote_pending set");
   MF2_STAT_INC(stats_, pending_drained);
@@ -86,10 +99,13 @@ uint32_t Heap::Absorb(Page* page, RemoteWord taken) {
 // Puts a drained page where it belongs. Returns it if it can serve class k now.
 Page* Heap::FilePage(Page* page, uint32_t k) {
   const uint32_t c = page->size_class();
-  if (page->where == Page::Where::kActive) {
+  if (page->where() == Page::Where::kActive) {
     return c == k && page->HasFree() ? page : nullptr;
   }
-  if (!page->HasFree()) return nullptr;
+  if (!page->HasFree()) {
+    if (page->where() == Page::Where::kNowhere) Detach(page);
+    return nullptr;
+  }
   if (c == k) return page;  // SetActive unlinks it from the partial list if it is there
   PageGainedFree(page);
   return nullptr;
@@ -113,7 +129,6 @@ Page* Heap::AdoptAbandoned(uint32_t k) {
     page = active_[k] != nullptr && active_[k]->HasFree() ? active_[k] : partial_[k].front();
     return page;
   }
-  if (page == nullptr) return nullptr;
   CountPage(page, +1);
   MF2_STAT_INC(stats_, pages_adopted);
   // We hold the page's flag (GiveUpPage) and are its owner now: take what arrived and clear the
@@ -134,13 +149,50 @@ Page* Heap::NewPage(uint32_t k) {
 void Heap::SetActive(uint32_t k, Page* page) {
   Page* old = active_[k];
   if (old == page) return;
-  if (page->where == Page::Where::kPartial) partial_[k].Remove(page);
-  page->where = Page::Where::kActive;
+  if (page->where() == Page::Where::kPartial) PartialRemove(page);
+  page->set_where(Page::Where::kActive);
   active_[k] = page;
   Unretain(page);
   if (old != nullptr) {
-    old->where = Page::Where::kNowhere;
-    if (old->HasFree()) PageGainedFree(old);
+    if (old->HasFree()) {
+      old->set_where(Page::Where::kNowhere);
+      PageGainedFree(old);
+    } else {
+      Detach(old);
+    }
+  }
+}
+
+// A full page that we hold privately goes on no list: publish it as detached. The release store
+// is our last touch (page.h, "Detached pages"): from now on only its flag holder changes it.
+void Heap::Detach(Page* page) {
+  MF2_DCHECK(!page->HasFree() && (page->where() == Page::Where::kNowhere ||
+                                   page->where() == Page::Where::kActive),
+             "detach a full page that is on no list");
+  page->set_where(Page::Where::kDetached);
+}
+
+void Heap::PartialPush(Page* page) {
+  const uint32_t k = page->size_class();
+  page->set_where(Page::Where::kPartial);
+  partial_[k].PushFront(page);
+  if (partial_[k].size() == 1) {
+    std::atomic<uint64_t>& m = partial_mask_[k / 64];
+    // Relaxed load and store: single writer (the claim holder); readers use it as a gate.
+    m.store(m.load(std::memory_order_relaxed) | (uint64_t{1} << (k % 64)),
+            std::memory_order_relaxed);
+  }
+}
+
+void Heap::PartialRemove(Page* page) {
+  const uint32_t k = page->size_class();
+  partial_[k].Remove(page);
+  page->set_where(Page::Where::kNowhere);
+  if (partial_[k].empty()) {
+    std::atomic<uint64_t>& m = partial_mask_[k / 64];
+    // Relaxed: as PartialPush.
+    m.store(m.load(std::memory_order_relaxed) & ~(uint64_t{1} << (k % 64)),
+            std::memory_order_relaxed);
   }
 }
 
@@ -149,14 +201,20 @@ void Heap::SetActive(uint32_t k, Page* page) {
 
 void Heap::CountPage(const Page* page, int delta) {
   const size_t bytes = page->span_slices * kSliceSize;
-  page_count_ += delta;
-  page_bytes_ = delta > 0 ? page_bytes_ + bytes : page_bytes_ - bytes;
+  // Relaxed RMWs: another heap's adopter may subtract concurrently; nothing is ordered by them.
+  if (delta > 0) {
+    page_count_.fetch_add(1, std::memory_order_relaxed);
+    page_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+  } else {
+    page_count_.fetch_sub(1, std::memory_order_relaxed);
+    page_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
+  }
 }
 
 // Empty pages a heap may keep for reuse: the policy's floor, or an eighth of what the heap holds,
 // whichever is larger, so the spare memory stays proportional to the heap's footprint.
 size_t Heap::EmptyBudget() const {
-  return std::max(GetPolicy().heap_empty_bytes, page_bytes_ / 8);
+  return std::max(GetPolicy().heap_empty_bytes, page_bytes_.load(std::memory_order_relaxed) / 8);
 }
 
 // A page that is not active has a free block: it belongs on the partial list. An empty one is
@@ -174,10 +232,7 @@ void Heap::PageGainedFree(Page* page) {
       empty_bytes_ += bytes;
     }
   }
-  if (page->where == Page::Where::kNowhere) {
-    page->where = Page::Where::kPartial;
-    partial_[page->size_class()].PushFront(page);
-  }
+  if (page->where() == Page::Where::kNowhere) PartialPush(page);
 }
 
 void Heap::Unretain(Page* page) {
@@ -189,10 +244,10 @@ void Heap::Unretain(Page* page) {
 // Releases an empty page unless it is flagged (queued, or about to be): a flagged page goes back
 // when it is dequeued. Invariant 11: never released while flagged, queued or holding remotes.
 bool Heap::TryRelease(Page* page) {
-  if (page->where == Page::Where::kActive || page->remote().Peek().raw() != 0) return false;
-  if (page->where == Page::Where::kPartial) partial_[page->size_class()].Remove(page);
+  if (page->where() == Page::Where::kActive || page->remote().Peek().raw() != 0) return false;
+  MF2_DCHECK(page->where() != Page::Where::kDetached, "a detached page is full");
+  if (page->where() == Page::Where::kPartial) PartialRemove(page);
   Unretain(page);
-  page->where = Page::Where::kNowhere;
   page->Retire();
   CountPage(page, -1);
   MF2_STAT_INC(stats_, pages_released);
@@ -200,12 +255,12 @@ bool Heap::TryRelease(Page* page) {
   return true;
 }
 
-bool Heap::PushRemote_mt(Page* page, Block* b) {
+bool Heap::PushRemote_mt(Page* page, Block* b, uint32_t* count_after) {
   PoisonMemory(b, page->block_size());
   MF2_STAT_INC(stats_, remote_frees);
   // After this push the owner may drain `b` at once; we touch neither again unless we won the
   // edge, and then the flag keeps the page from being released until we have queued it.
-  const bool won = page->remote().Push_mt(b);
+  const bool won = page->remote().Push_mt(b, count_after);
   if (won) MF2_STAT_INC(stats_, pending_enqueued);  // this free queues the page (next step)
   return won;
 }
@@ -214,11 +269,210 @@ void Heap::QueueWonPage_mt(Page* page, Heap* adopter) {
   // This free turned in_remote_pending 0->1: queue the page on its owner, exactly once. The
   // owner pointer is read only now, while we hold the flag (owners change only under it).
   Heap* owner = page->owner_mt();
+  const Route route = CurrentRoute();
+  const uint32_t k = page->size_class();  // read now: once queued the page may be gone
+  if (route != Route::kRouteS) {
+    // Still under the flag: the adoption bookkeeping travels with the page (adoption.h).
+    if (route == Route::kRouteP) page->rfr_deadline_ns = NowNs() + GetPolicy().rfr_window_ns;
+    AdoptionBoard::Global().CountQueued(page);
+  }
   page->DebugNoteEnqueued_mt();
   owner->pending_.Push_mt(page);
+  if (route != Route::kRouteS) AdoptionBoard::Global().MarkReady(k, owner->id_);
   // seq_cst: pairs with Abandon's store (see PendingQueue::Push_mt). A dead owner never drains
   // its queue, so the thread that queued the page does.
   if (owner->xabandoned_.load(std::memory_order_seq_cst)) owner->ReclaimAbandoned_mt(adopter);
+}
+
+void Heap::FreeRemote(Page* page, Block* b) {
+  // Read before the push: afterwards the page may be drained and released at once.
+  Heap* owner = page->owner_relaxed();
+  const uint32_t capacity = page->capacity();
+  uint32_t count_after = 0;
+  if (PushRemote_mt(page, b, &count_after)) QueueWonPage_mt(page, this);
+  // Every block of the page is now on its remote stack: it came back whole.
+  if (count_after == capacity && owner != nullptr && GetPolicy().reclaim_idle) {
+    ReclaimIdleOwner_mt(owner);
+  }
+}
+
+// The owner frees into one of its detached (full) pages: only the flag holder may touch such a
+// page (page.h), so take the flag; if it is taken, the page is queued or held by a consumer,
+// and the block goes on the remote stack for that consumer to find.
+void Heap::FreeDetached(Page* page, Block* b, uint32_t idx) {
+  if (!page->remote().TryAcquireFlag()) return FreeRemote(page, b);
+  // The CAS acquired: an adopter's change of owner (made under the flag) is visible now.
+  if (page->owner_relaxed() != this || page->where() != Page::Where::kDetached) {
+    // Adopted between our check and the flag. We hold its flag, so we are its edge winner.
+    PushRemote_mt(page, b);
+    QueueWonPage_mt(page, this);
+    return;
+  }
+  MF2_STAT_INC(stats_, detached_frees);
+  page->PushLocal(b, idx);
+  PartialPush(page);  // attached again before the flag is released below
+  // Blocks freed by other threads while we held the flag; clears it.
+  Absorb(page, page->remote().TakeAll());
+  if (page->used() == 0) PageGainedFree(page);  // keep it as a spare or release it
+}
+
+// ------------------------------------------------------------------------------------------
+// Route P, cda and idle reclamation.
+
+bool Heap::OwnerIdle_mt(uint64_t now_ns, uint64_t threshold_ns) {
+  constexpr uint64_t kTimeMask = (uint64_t{1} << 40) - 1;
+  // Relaxed loads and stores: a heuristic; racing observers at worst restart the clock.
+  const uint64_t epoch = xslow_epoch_.load(std::memory_order_relaxed) & 0xffffff;
+  const uint64_t now_us = (now_ns / 1000) & kTimeMask;
+  const uint64_t probe = xidle_probe_.load(std::memory_order_relaxed);
+  if (probe == 0 || (probe >> 40) != epoch) {
+    // First sight of this epoch: the owner has been idle at most since now.
+    xidle_probe_.store((epoch << 40) | now_us | (probe == 0 && now_us == 0 ? 1 : 0),
+                       std::memory_order_relaxed);
+    return threshold_ns == 0;
+  }
+  return ((now_us - (probe & kTimeMask)) & kTimeMask) * 1000 >= threshold_ns;
+}
+
+// Pops `owner`'s queue (the caller holds then the flag of every page on it) and, per page,
+// asks `take(page)` whether to keep it; the others go back with one CAS. Returns nothing: `take`
+// does the work. Afterwards the chain is not touched (the owner may release those pages).
+template <typename Take>
+static void SweepQueue(PendingQueue* queue, Take take, uint32_t* left_of_class, uint32_t k) {
+  Page* first = nullptr;
+  Page* last = nullptr;
+  for (Page* p = queue->PopAll(); p != nullptr;) {
+    Page* next = p->pending_next();  // hazard 5: the link before anything else
+    if (!take(p)) {
+      if (last == nullptr) {
+        first = p;
+      } else {
+        last->set_pending_next(p);
+      }
+      last = p;
+      if (p->size_class() == k) ++*left_of_class;
+    }
+    p = next;
+  }
+  if (first != nullptr) queue->PushChain_mt(first, last);
+}
+
+Page* Heap::AdoptFromPending(uint32_t k, Route route) {
+  AdoptionBoard& board = AdoptionBoard::Global();
+  Heap* owner = board.PickReady(
+      k, &rotor_, [this](Heap* h) { return h != this && h->source_ == source_; });
+  if (owner == nullptr) return nullptr;
+  const uint32_t id = owner->id_;
+  if (owner->abandoned()) {
+    // Exited owners' pages are reclaimed by Route S (AdoptAbandoned, the dead-owner drain).
+    board.ClearReady(k, id);
+    return nullptr;
+  }
+  const Policy& policy = GetPolicy();
+  const uint64_t now = NowNs();
+  if (route == Route::kRouteP) {
+    if (!owner->OwnerIdle_mt(now, policy.idle_threshold_ns)) {
+      MF2_STAT_INC(stats_, adopt_blocked_owner_active);
+      return nullptr;
+    }
+    if (!owner->PartialEmpty_mt(k)) {
+      MF2_STAT_INC(stats_, adopt_blocked_owner_partial);
+      return nullptr;
+    }
+    if (board.adoptable(k) <= policy.adopt_pressure) {
+      MF2_STAT_INC(stats_, adopt_blocked_pressure);
+      return nullptr;
+    }
+  }
+  board.ClearReady(k, id);  // before the pop: see adoption.h
+  Page* chosen = nullptr;
+  bool blocked_deadline = false;
+  bool blocked_remote = false;
+  uint32_t left = 0;
+  SweepQueue(
+      &owner->pending_,
+      [&](Page* p) {
+        // We hold p's flag. Only a detached page (full, on none of the owner's lists) may move.
+        if (chosen != nullptr || p->size_class() != k ||
+            p->where_acquire() != Page::Where::kDetached) {
+          return false;
+        }
+        if (route == Route::kRouteP) {
+          const uint32_t min_remote = std::min(policy.adopt_min_remote, p->capacity());
+          if (now < p->rfr_deadline_ns) {
+            blocked_deadline = true;
+            return false;
+          }
+          if (p->remote().Peek().count() < min_remote) {
+            blocked_remote = true;
+            return false;
+          }
+        }
+        chosen = p;
+        return true;
+      },
+      &left, k);
+  if (left > 0) board.MarkReady(k, id);
+  // seq_cst: as in QueueWonPage_mt, pages given back to an owner that has just exited are
+  // drained by us.
+  if (owner->xabandoned_.load(std::memory_order_seq_cst)) owner->ReclaimAbandoned_mt(this);
+  if (chosen == nullptr) {
+    if (blocked_deadline) {
+      MF2_STAT_INC(stats_, adopt_blocked_deadline);
+    } else if (blocked_remote) {
+      MF2_STAT_INC(stats_, adopt_blocked_remote_count);
+    } else {
+      MF2_STAT_INC(stats_, adopt_no_candidate);
+    }
+    return nullptr;
+  }
+  board.UncountDequeued(chosen);
+  chosen->DebugNoteDequeued();
+  TakeOverHeld(chosen, owner);
+  // Clears the flag: publishes the new owner to the next edge winner (and to the old owner's
+  // FreeDetached).
+  Absorb(chosen, chosen->remote().TakeAll());
+  if (!chosen->HasFree()) {  // only if the remote list was corrupt (reported in Absorb)
+    Detach(chosen);
+    return nullptr;
+  }
+  return chosen;
+}
+
+void Heap::ReclaimIdleOwner_mt(Heap* owner) {
+  if (owner == this || owner->source_ != source_ || owner->abandoned()) return;
+  if (!owner->OwnerIdle_mt(NowNs(), GetPolicy().idle_threshold_ns)) {
+    MF2_STAT_INC(stats_, reclaim_blocked_owner_active);
+    return;
+  }
+  MF2_STAT_INC(stats_, idle_reclaims);
+  AdoptionBoard& board = AdoptionBoard::Global();
+  uint32_t unused = 0;
+  SweepQueue(
+      &owner->pending_,
+      [&](Page* p) {
+        // A detached page whose every block is on its remote stack: nobody can allocate from it
+        // and no legitimate free can still arrive. Take it over (as an adopter would) and
+        // release it through the ordinary owner path, which re-validates every block.
+        if (p->where_acquire() != Page::Where::kDetached ||
+            p->remote().Peek().count() != p->capacity()) {
+          return false;
+        }
+        board.UncountDequeued(p);
+        p->DebugNoteDequeued();
+        TakeOverHeld(p, owner);
+        Absorb(p, p->remote().TakeAll());
+        if (p->used() == 0 && TryRelease(p)) {
+          MF2_STAT_INC(stats_, pages_reclaimed);
+        } else if (p->HasFree()) {
+          PageGainedFree(p);
+        } else {
+          Detach(p);
+        }
+        return true;
+      },
+      &unused, 0);
+  if (owner->xabandoned_.load(std::memory_order_seq_cst)) owner->ReclaimAbandoned_mt(this);
 }
 
 void Heap::FreeUnusual(void* p) {
@@ -302,9 +556,13 @@ void Heap::Abandon() {
     Page* page = active_[k];
     if (page == nullptr) continue;
     active_[k] = nullptr;
-    page->where = Page::Where::kNowhere;
+    page->set_where(Page::Where::kNowhere);
     Absorb(page, page->remote().TakeBlocksKeepFlag());
-    if (page->HasFree()) PageGainedFree(page);
+    if (page->HasFree()) {
+      PageGainedFree(page);
+    } else {
+      Detach(page);
+    }
   }
   ProcessAllPending();
   ReleaseRetainedEmpties();
@@ -373,23 +631,35 @@ void Heap::ReclaimAbandoned_mt(Heap* adopter) {
 // adopter's TakeAll clears the flag and publishes the new owner to the next edge winner.
 void Heap::HandOverDequeued(Page* page, Heap* adopter) {
   MF2_CHECK(page->owner_relaxed() == this, "a page is only ever queued on its owner's queue");
+  AdoptionBoard::Global().UncountDequeued(page);
   page->DebugNoteDequeued();
-  if (page->where == Page::Where::kPartial) partial_[page->size_class()].Remove(page);
+  if (page->where() == Page::Where::kPartial) PartialRemove(page);
   Unretain(page);
-  page->where = Page::Where::kNowhere;
-  CountPage(page, -1);
-  page->SetOwner(adopter);
+  adopter->TakeOverHeld(page, this);
   adopter->AcceptPage(page);
+}
+
+// We hold `page`'s flag and it is on none of `from`'s lists: it becomes ours. The owner changes
+// before `where` (Free reads them in the opposite order; page.h) and while the flag is held
+// (spin model, mutant M6); the TakeAll that follows publishes both to the next edge winner.
+void Heap::TakeOverHeld(Page* page, Heap* from) {
+  from->CountPage(page, -1);
+  page->SetOwner(this);
+  page->set_where(Page::Where::kNowhere);
+  CountPage(page, +1);
+  MF2_STAT_INC(stats_, pages_adopted);
 }
 
 // Owner: a page handed over by an exited thread's heap, flag still set.
 void Heap::AcceptPage(Page* page) {
-  CountPage(page, +1);
-  MF2_STAT_INC(stats_, pages_adopted);
   RemoteWord taken = page->remote().TakeAll();
   MF2_CHECK(taken.pending(), "a handed-over page arrives with its flag held");
   Absorb(page, taken);
-  if (page->HasFree()) PageGainedFree(page);
+  if (page->HasFree()) {
+    PageGainedFree(page);
+  } else {
+    Detach(page);
+  }
 }
 
 Page* Heap::GiveUpPage(uint32_t k, Heap* adopter) {
@@ -398,10 +668,10 @@ Page* Heap::GiveUpPage(uint32_t k, Heap* adopter) {
   for (Page* page = partial_[k].front(); page != nullptr && scanned < 8;
        page = page->next, ++scanned) {
     if (!page->remote().TryAcquireFlag()) continue;  // queued or being queued: leave it
-    partial_[k].Remove(page);
-    page->where = Page::Where::kNowhere;
+    PartialRemove(page);
+    Unretain(page);
+    // Still under our claim, so nobody can see the page as ours after this.
     CountPage(page, -1);
-    // Still under our claim, so nobody can see the page as ours after this store.
     page->SetOwner(adopter);
     return page;
   }
@@ -421,23 +691,37 @@ bool Heap::PendingContains(const Page* page) const {
   return false;
 }
 
+void Heap::CheckAdoptionBookkeeping(uint32_t* counted) const {
+  for (const Page* p = pending_.PeekRelaxed(); p != nullptr; p = p->pending_next()) {
+    if (!p->adopt_counted) continue;
+    ++counted[p->size_class()];
+    MF2_CHECK(id_ >= AdoptionBoard::kMaxHeaps ||
+                  AdoptionBoard::Global().IsReady(p->size_class(), id_),
+              "a counted page on a pending queue has its owner's ready bit set");
+  }
+  for (const Page* p = backlog_; p != nullptr; p = p->pending_next()) {
+    if (p->adopt_counted) ++counted[p->size_class()];
+  }
+}
+
 void Heap::CheckInvariants(bool quiescent) const {
   for (uint32_t k = 1; k < kNumClasses; ++k) {
     if (Page* a = active_[k]) {
       MF2_CHECK(!abandoned(), "an abandoned heap has no active pages");
-      MF2_CHECK(a->size_class() == k && a->where == Page::Where::kActive &&
+      MF2_CHECK(a->size_class() == k && a->where() == Page::Where::kActive &&
                     a->owner_relaxed() == this,
                 "active_[k]: class k, where == kActive, owner == this");
     }
     size_t n = 0;
     for (Page* p = partial_[k].front(); p != nullptr; p = p->next) {
-      MF2_CHECK(p->size_class() == k && p->where == Page::Where::kPartial &&
+      MF2_CHECK(p->size_class() == k && p->where() == Page::Where::kPartial &&
                     p->owner_relaxed() == this && p->HasFree(),
                 "partial_[k]: class k, where == kPartial, owner == this, HasFree()");
       MF2_CHECK(p->next == nullptr || p->next->prev == p, "partial list links");
       MF2_CHECK(++n <= partial_[k].size(), "partial list longer than its size (cycle?)");
     }
     MF2_CHECK(n == partial_[k].size(), "partial list size");
+    MF2_CHECK(PartialEmpty_mt(k) == partial_[k].empty(), "partial_mask_ bit k == !partial_[k].empty()");
   }
   size_t retained = 0;
   for (uint32_t k = 1; k < kNumClasses; ++k) {
@@ -448,7 +732,8 @@ void Heap::CheckInvariants(bool quiescent) const {
     }
   }
   MF2_CHECK(retained == empty_bytes_, "empty_bytes_ == bytes of retained empty pages");
-  MF2_CHECK(empty_bytes_ <= page_bytes_, "retained empties are part of the heap's pages");
+  MF2_CHECK(empty_bytes_ <= page_bytes_.load(std::memory_order_relaxed),
+            "retained empties are part of the heap's pages");
   if (!quiescent) return;
   size_t queued = 0;
   for (const Page* chain : {static_cast<const Page*>(pending_.PeekRelaxed()),
@@ -459,7 +744,7 @@ void Heap::CheckInvariants(bool quiescent) const {
 #if MF2_DEBUG_BUILD
       MF2_CHECK(p->debug_queued() == 1, "queued exactly once (invariant 5)");
 #endif
-      MF2_CHECK(++queued <= page_count_, "pending queue longer than the heap's pages (cycle?)");
+      MF2_CHECK(++queued <= page_count(), "pending queue longer than the heap's pages (cycle?)");
     }
   }
 }

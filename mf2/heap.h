@@ -55,6 +55,7 @@
 #include "mf2/page_list.h"
 #include "mf2/page_source.h"
 #include "mf2/pending_queue.h"
+#include "mf2/policy.h"
 #include "mf2/segment.h"
 #include "mf2/size_class.h"
 #include "mf2/stats.h"
@@ -94,12 +95,15 @@ class Heap {
       return ReportBadFree(page, p, exact && idx < page->capacity());
     }
     Block* b = static_cast<Block*>(p);
+    // where before owner (page.h, "Detached pages"): if we see our own address as owner, the
+    // where we saw is ours too, or kDetached.
+    const Page::Where where = page->where_acquire();
     if (MF2_PREDICT_TRUE(page->owner_relaxed() == this)) {
+      if (MF2_PREDICT_FALSE(where == Page::Where::kDetached)) return FreeDetached(page, b, idx);
       page->PushLocal(b, idx);
-      // A partial page that still has live blocks needs nothing more; a full page joins the
-      // partial list and an empty one is kept or released (out of line).
-      if (MF2_PREDICT_FALSE(page->where == Page::Where::kNowhere || page->used() == 0) &&
-          page->where != Page::Where::kActive) {
+      // A partial page that still has live blocks needs nothing more; an empty one is kept or
+      // released (out of line).
+      if (MF2_PREDICT_FALSE(page->used() == 0) && where == Page::Where::kPartial) {
         PageGainedFree(page);
       }
       return;
@@ -117,8 +121,21 @@ class Heap {
   // in_remote_pending 0->1 edge. Step 2, only if it did: queue the page on its owner's pending
   // queue and, if the owner has exited, drain that queue and hand its pages to `adopter` (the
   // freer's own heap, owned by the calling thread; nullptr to adopt nothing).
-  bool PushRemote_mt(Page* page, Block* b);
+  bool PushRemote_mt(Page* page, Block* b, uint32_t* count_after = nullptr);
   static void QueueWonPage_mt(Page* page, Heap* adopter);
+
+  // ---- Route P, cda and idle reclamation (any thread, about another heap) ----
+  // Whether the owner has not entered its allocation slow path for `threshold_ns`, as observed
+  // by callers (the first observation of a new slow-path epoch starts the clock: never early).
+  bool OwnerIdle_mt(uint64_t now_ns, uint64_t threshold_ns);
+  // Whether the owner's partial list for class k is empty (an atomic mirror of partial_[k]).
+  bool PartialEmpty_mt(uint32_t k) const {
+    // Relaxed: a gate, re-decided on every attempt; the page itself is taken under its flag.
+    return ((partial_mask_[k / 64].load(std::memory_order_relaxed) >> (k % 64)) & 1) == 0;
+  }
+  // The calling thread (owner of this heap) freed the last remote block of a page of `owner`:
+  // if `owner` is idle, release every completely free detached page on its pending queue.
+  void ReclaimIdleOwner_mt(Heap* owner);
 
   // ---- Lifecycle (see HeapRegistry) ----
   bool TryClaim();
@@ -144,7 +161,7 @@ class Heap {
 
   bool abandoned() const { return xabandoned_.load(std::memory_order_relaxed); }
   uint32_t id() const { return id_; }
-  size_t page_count() const { return page_count_; }
+  size_t page_count() const { return page_count_.load(std::memory_order_relaxed); }
   PageSource* source() const { return source_; }
   const HeapStats& stats() const { return stats_; }
   HeapStats& mutable_stats() { return stats_; }
@@ -153,6 +170,9 @@ class Heap {
 
   // Checks the heap's equations; `quiescent` also walks the pending queue and backlog.
   void CheckInvariants(bool quiescent) const;
+  // Quiescent: adds this heap's queued pages that are counted as adoptable to `counted[k]`, and
+  // checks that each one on the pending queue has its ready bit set (adoption.h).
+  void CheckAdoptionBookkeeping(uint32_t* counted) const;
   // Whether `page` is on this heap's pending queue or backlog. Quiescent only.
   bool PendingContains(const Page* page) const;
 
@@ -163,9 +183,8 @@ class Heap {
  private:
   MF2_NOINLINE void* AllocateSlow(uint32_t k);
   void* AllocateLarge(size_t size, size_t alignment);
-  MF2_NOINLINE void FreeRemote(Page* page, Block* b) {
-    if (PushRemote_mt(page, b)) QueueWonPage_mt(page, this);
-  }
+  MF2_NOINLINE void FreeRemote(Page* page, Block* b);
+  MF2_NOINLINE void FreeDetached(Page* page, Block* b, uint32_t idx);
   MF2_NOINLINE void FreeUnusual(void* p);
   MF2_NOINLINE void ReportBadFree(Page* page, void* p, bool block_start);
   MF2_NOINLINE void PageGainedFree(Page* page);
@@ -176,6 +195,11 @@ class Heap {
   Page* FilePage(Page* page, uint32_t k);
   Page* CollectActive(uint32_t k);
   Page* AdoptAbandoned(uint32_t k);
+  Page* AdoptFromPending(uint32_t k, Route route);
+  void TakeOverHeld(Page* page, Heap* from);
+  void Detach(Page* page);
+  void PartialPush(Page* page);
+  void PartialRemove(Page* page);
   Page* NewPage(uint32_t k);
   void HandOverDequeued(Page* page, Heap* adopter);
   void AcceptPage(Page* page);
@@ -190,8 +214,7 @@ class Heap {
   Page* active_[kNumClasses] = {};
   PageList partial_[kNumClasses];
   Page* backlog_ = nullptr;  // popped from pending_, not yet drained; linked by pending_next
-  size_t page_count_ = 0;
-  size_t page_bytes_ = 0;   // span bytes of the pages this heap owns
+  uint32_t rotor_ = 0;       // where AdoptFromPending starts looking in the ready bitmap
   size_t empty_bytes_ = 0;  // spans of empty pages kept on partial lists for reuse
   HeapStats stats_;
   PageSource* const source_;
@@ -199,6 +222,15 @@ class Heap {
   const uint32_t id_;
 
   // ---- Shared ----
+  // Pages and span bytes this heap owns. Atomic: an adopter or reclaimer that takes a page
+  // subtracts it from the previous owner (relaxed RMWs: counts, ordered by nothing).
+  std::atomic<size_t> page_count_{0};
+  std::atomic<size_t> page_bytes_{0};
+  // Owner writes (relaxed load+store, single writer); others read for the gates.
+  std::atomic<uint64_t> xslow_epoch_{0};   // bumped on every allocation slow path
+  std::atomic<uint64_t> partial_mask_[2] = {};  // bit k: partial_[k] non-empty
+  // Observers' probe: (low 24 bits of the epoch seen) << 40 | (time seen, microseconds, 40 bits).
+  std::atomic<uint64_t> xidle_probe_{0};
   alignas(64) PendingQueue pending_;
   std::atomic<uint32_t> xclaim_{0};
   std::atomic<bool> xabandoned_{false};

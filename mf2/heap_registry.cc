@@ -4,6 +4,8 @@
 
 #include <new>
 
+#include "mf2/adoption.h"
+
 namespace mf2 {
 
 HeapRegistry& HeapRegistry::Global() {
@@ -34,6 +36,7 @@ Heap* HeapRegistry::AcquireHeap(PageSource* source) {
   MutexLock lock(&mu_);
   Heap* h = new (mem) Heap(source, this, heap_count_++);
   MF2_CHECK(h->TryClaim(), "a new heap is unclaimed");
+  AdoptionBoard::Global().RegisterHeap(h, h->id());
   h->all_next = all_;
   all_ = h;
   return h;
@@ -100,6 +103,8 @@ void CheckOnePage(Page* page, void* arg) {
   if (!page->in_use()) return;
   Heap* owner = page->owner_relaxed();
   MF2_CHECK(owner != nullptr, "a page in use has an owner");
+  MF2_CHECK(page->where() != Page::Where::kNowhere,
+            "between operations every page in use is active, partial or detached");
   uint32_t i = 0;
   while (i < pc->n && pc->heaps[i] != owner) ++i;
   MF2_CHECK(i < pc->n, "a page's owner is a registered heap");
@@ -132,6 +137,13 @@ void HeapRegistry::CheckAll(bool quiescent) {
   }
   OsPageSource::Global().ForEachSpanInUse(&CheckOnePage, &pc);
   OsPageSource::Global().CheckInvariants();
+  if (quiescent) {
+    // Adoption bookkeeping (adoption.h): exact counts, and no lost ready hint.
+    static uint32_t counted[kNumClasses];
+    for (uint32_t& c : counted) c = 0;
+    for (uint32_t i = 0; i < pc.n; ++i) pc.heaps[i]->CheckAdoptionBookkeeping(counted);
+    AdoptionBoard::Global().CheckInvariants(counted);
+  }
   for (uint32_t i = 0; i < pc.n; ++i) {
     MF2_CHECK(pc.counts[i] == pc.heaps[i]->page_count(),
               "a heap's page_count() equals the pages it owns");

@@ -10,6 +10,7 @@
 
 #include "gtest/gtest.h"
 #include "mf2/heap_registry.h"
+#include "mf2/testing/scoped_policy.h"
 
 namespace mf2 {
 namespace {
@@ -39,7 +40,13 @@ TEST(Api, OverflowingSizesFailWithEnomem) {
   EXPECT_EQ(errno, EINVAL);
 }
 
+// Route S's must-reuse gate. Idle reclamation is off: it would release the pages that come back
+// whole while this thread waits in join() (the next test shows that).
 TEST(Api, BlocksFreedByOtherThreadsAreReusedAndCounted) {
+  testing::ScopedPolicy policy([](Policy* p) {
+    p->route = Route::kRouteS;
+    p->reclaim_idle = false;
+  });
   std::vector<void*> blocks;
   for (int i = 0; i < 200; ++i) blocks.push_back(Allocate(2048 + (i % 7) * 1000));
   Stats before = GetStats();
@@ -56,6 +63,32 @@ TEST(Api, BlocksFreedByOtherThreadsAreReusedAndCounted) {
   EXPECT_GT(after.mustreuse_hit, before.mustreuse_hit);
   EXPECT_EQ(after.new_pages, before.new_pages) << "no new page while our pages were queued";
   for (void* p : again) Free(p);
+}
+
+// Idle reclamation: the pages of an owner that stopped allocating come back whole through
+// another thread's frees, and that thread releases them instead of leaving them queued.
+TEST(Api, WholePagesOfAnIdleOwnerAreReleasedByTheFreeingThread) {
+  testing::ScopedPolicy policy([](Policy* p) {
+    p->reclaim_idle = true;
+    p->idle_threshold_ns = 0;  // every observation finds the owner idle: deterministic
+  });
+  std::vector<void*> blocks;
+  for (int i = 0; i < 400; ++i) blocks.push_back(Allocate(4096));  // 16 per page: 25 pages
+  Stats before = GetStats();
+  std::thread t([&] {
+    for (void* p : blocks) Free(p);
+  });
+  t.join();
+  Stats after = GetStats();
+  // The active page stays ours (never taken from its owner); every full page is released.
+  EXPECT_GE(after.pages_reclaimed - before.pages_reclaimed, 23u);
+  EXPECT_GT(after.idle_reclaims, before.idle_reclaims);
+  EXPECT_LE(after.bytes_in_use_spans, before.bytes_in_use_spans - 23 * 65536);
+  HeapRegistry::Global().CheckAll(true);
+  // This thread allocates again as if nothing happened.
+  for (int i = 0; i < 400; ++i) blocks[i] = Allocate(4096);
+  for (void* p : blocks) Free(p);
+  HeapRegistry::Global().CheckAll(true);
 }
 
 TEST(Api, ThreadExitWithLiveBlocksLeaksNothing) {

@@ -16,7 +16,9 @@ void Page::InitForClass(uint32_t size_class, char* start, Heap* owner) {
   local_free_ = nullptr;
   used_ = 0;
   carved_ = 0;
-  where = Where::kNowhere;
+  set_where(Where::kNowhere);
+  adopt_counted = false;
+  rfr_deadline_ns = 0;
   retained_empty = false;
   prev = next = nullptr;
   for (auto& w : live_) w.store(0, std::memory_order_relaxed);  // Relaxed: no reader yet.
@@ -28,7 +30,7 @@ void Page::Retire() {
   MF2_CHECK(used_ == 0, "a page is released only when no block is live");
   MF2_CHECK(remote_.Peek().raw() == 0,
             "a page is never released while flagged, queued or holding remote blocks");
-  MF2_CHECK(where != Where::kActive && where != Where::kPartial, "unlink before release");
+  MF2_CHECK(where() == Where::kNowhere, "unlink before release");
   PoisonMemory(start_, size_t{capacity_} * block_size_);
   size_class_ = 0;
   block_size_ = 0;
@@ -116,7 +118,8 @@ void Page::CheckInvariants(bool quiescent) const {
     ++local;
   }
   MF2_CHECK(carved_ == used_ + local, "carved_ == used_ + |local_free_|");
-  MF2_CHECK(where != Where::kPartial || HasFree(), "where_ == kPartial => HasFree()");
+  MF2_CHECK(where() != Where::kPartial || HasFree(), "where_ == kPartial => HasFree()");
+  MF2_CHECK(where() != Where::kDetached || !HasFree(), "where_ == kDetached => !HasFree()");
   uint32_t queued = xqueued_.load(std::memory_order_relaxed);
   MF2_CHECK(queued <= 1, "xqueued_ in {0, 1}");
   if (!quiescent) return;

@@ -16,11 +16,22 @@
 //   every block on local_free_: carved, aligned, not live
 //   every block on the remote stack: live (freed by another thread, not yet drained)
 //   where_ == kPartial  =>  HasFree()
+//   where_ == kDetached =>  !HasFree() (a full page on none of its owner's lists)
 //   xqueued_ in {0, 1}                                     a page is never enqueued twice
 //   quiescent: remote.pending == (xqueued_ == 1)           flag set exactly when queued
 //   quiescent: remote.count > 0  =>  remote.pending        no stranded remote frees
 // Capacity conservation follows: capacity_ == (capacity_ - carved_) + |local_free_|
 //                                            + (live blocks) + remote.count
+//
+// Detached pages (Route P adoption and idle reclamation). A full page that leaves its owner's
+// active slot is published as kDetached with a release store, the owner's last touch. From then
+// on it belongs to whoever holds its in_remote_pending flag: the consumer that popped it from a
+// pending queue (its owner, an adopter or a reclaimer), which may change its owner while holding
+// the flag. Even the owner frees into a detached page only after taking the flag
+// (Heap::FreeDetached); a flag it cannot take means the page is queued or held, and the free
+// goes through the remote stack like any other thread's. Pages in any other state are touched
+// only by their owner. Free() loads where (acquire) before owner: a where value stored by a new
+// owner implies the new owner pointer is visible, so a stale owner match is always kDetached.
 #ifndef MF2_PAGE_H_
 #define MF2_PAGE_H_
 
@@ -40,7 +51,8 @@ class Heap;
 // alignas(64): the first cache line of every descriptor starts on a line boundary.
 class alignas(64) Page {
  public:
-  enum class Where : uint8_t { kNowhere, kActive, kPartial };  // owner's lists
+  // kNowhere: on no list, held privately by the owner (transient) or retired.
+  enum class Where : uint8_t { kNowhere, kActive, kPartial, kDetached };
 
   // ---- Data, in layout order: the first 56 bytes hold everything a free reads and the owner's
   // hot fields; partial-list links follow; the live bitmap; then, on their own line, the fields
@@ -50,8 +62,8 @@ class alignas(64) Page {
   uint8_t span_slices = 0;  // on a span's first slice: span length; 0 elsewhere
   uint8_t head_offset = 0;  // on other slices of a span: distance back to the first slice
   bool cached = false;      // a free span kept resident in the page source's cache
-  // Owner's lists.
-  Where where = Where::kNowhere;
+  // Owner's lists; see "Detached pages" above.
+  std::atomic<Where> xwhere_{Where::kNowhere};
   bool retained_empty = false;  // an empty page the owner keeps on its partial list for reuse
 
  private:
@@ -74,6 +86,14 @@ class alignas(64) Page {
   void InitForClass(uint32_t size_class, char* start, Heap* owner);
   // Resets the class fields before the span goes back to the page source. Owner only.
   void Retire();
+
+  // The owner's (or flag holder's) view. Relaxed: it wrote the value itself.
+  Where where() const { return xwhere_.load(std::memory_order_relaxed); }
+  // Free() and flag holders: acquire pairs with set_where's release (see Detached pages).
+  Where where_acquire() const { return xwhere_.load(std::memory_order_acquire); }
+  // Release: the owner's (or flag holder's) earlier writes to the page, and the owner pointer,
+  // are visible to whoever acquires this value. A plain store on x86.
+  void set_where(Where w) { xwhere_.store(w, std::memory_order_release); }
 
   // ---- Read-only while the page serves a class (any thread) ----
   uint32_t size_class() const { return size_class_; }
@@ -176,6 +196,14 @@ class alignas(64) Page {
   alignas(64) RemoteStack remote_;
   std::atomic<Page*> xpending_next_{nullptr};
   std::atomic<uint32_t> xqueued_{0};      // debug: 1 while on a pending queue
+
+ public:
+  // Adoption bookkeeping, protected by in_remote_pending: written by the 0->1 edge winner before
+  // it queues the page, read and cleared by the thread that pops it (adoption.h).
+  bool adopt_counted = false;     // counted in the class's adoptable-page total
+  uint64_t rfr_deadline_ns = 0;   // Route P: no adoption before this time (owner's window)
+
+ private:
   [[maybe_unused]] uint64_t drained_seq_ = 0;  // debug, owner: last enqueue sequence drained
   [[maybe_unused]] std::atomic<uint64_t> xenqueue_seq_{0};  // debug: bumped by each 0->1 edge winner
 };

@@ -3,9 +3,11 @@
 // at once.
 //
 // Producers: the thread that won a page's 0->1 in_remote_pending edge pushes it, once.
-// Consumer: the holder of the heap's claim pops ALL pages with one exchange. Pop-all has no ABA
-// problem whatever the number of consumers (protocol-hazards.md, hazard 4: a single-pop CAS does,
-// as soon as anyone but the owner pops), so Route P's adopters can use it too.
+// Consumers: the holder of the heap's claim pops ALL pages with one exchange; so do Route P / cda
+// adopters and idle reclaimers (Heap::AdoptFromPending, ReclaimIdleOwner_mt), which give back
+// what they do not take with one PushChain_mt. Pop-all has no ABA problem whatever the number of
+// consumers (protocol-hazards.md, hazard 4: a single-pop CAS does, as soon as anyone but the
+// owner pops; spin model pending_queue.pml checks two pop-all consumers).
 // Walking a popped chain: read a page's pending_next BEFORE draining it (hazard 5: once the flag
 // is cleared a producer may re-push the page and overwrite the link).
 #ifndef MF2_PENDING_QUEUE_H_
@@ -20,16 +22,20 @@ namespace mf2 {
 class PendingQueue {
  public:
   // Any thread (the edge winner of `page`).
-  void Push_mt(Page* page) {
+  void Push_mt(Page* page) { PushChain_mt(page, page); }
+
+  // Any thread holding the flags of a chain first..last (linked by pending_next): an adopter
+  // giving back what it popped and did not take. One CAS whatever the length.
+  void PushChain_mt(Page* first, Page* last) {
     // Relaxed load: a guess for the CAS; the link is rewritten on each retry.
     Page* head = head_.load(std::memory_order_relaxed);
     do {
-      page->set_pending_next(head);
+      last->set_pending_next(head);
       // seq_cst on success. Release would publish the link and page; seq_cst also orders this
       // push before the caller's following load of the owner's `abandoned` flag, against the
       // exiting owner's "store abandoned; pop all" (the store-buffering shape: at least one of
       // the two sees the other, so a page pushed onto a dying heap is never stranded).
-    } while (!head_.compare_exchange_weak(head, page, std::memory_order_seq_cst,
+    } while (!head_.compare_exchange_weak(head, first, std::memory_order_seq_cst,
                                           std::memory_order_relaxed));
   }
 

@@ -1,7 +1,11 @@
 #include "mf2/policy.h"
 
+#include "mf2/check.h"
+
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 
 namespace mf2 {
 namespace {
@@ -29,11 +33,44 @@ Policy& Storage() {
   return policy;
 }
 
+// The route in force; kUnset until first read (constant-initialised, so a malloc that runs
+// before static constructors sees a valid state). Relaxed: an independent setting read once per
+// slow path; no data is published through it.
+constexpr uint8_t kUnset = 0xff;
+std::atomic<uint8_t> g_route{kUnset};
+
 }  // namespace
+
+const char* RouteName(Route r) {
+  switch (r) {
+    case Route::kRouteS: return "route_s";
+    case Route::kRouteP: return "route_p";
+    case Route::kCda: return "cda";
+  }
+  return nullptr;
+}
+
+bool ParseRoute(const char* name, Route* out) {
+  if (name == nullptr) return false;
+  for (Route r : {Route::kRouteS, Route::kRouteP, Route::kCda}) {
+    if (std::strcmp(name, RouteName(r)) == 0) {
+      *out = r;
+      return true;
+    }
+  }
+  return false;
+}
 
 Policy PolicyFromEnvironment() {
   Policy p;
   uint64_t n;
+  Route r;
+  if (ParseRoute(std::getenv("MF2_ROUTE"), &r)) p.route = r;
+  if (EnvUnsigned("MF2_IDLE_US", &n)) p.idle_threshold_ns = n * 1000;
+  if (EnvUnsigned("MF2_ADOPT_PRESSURE", &n)) p.adopt_pressure = static_cast<uint32_t>(n);
+  if (EnvUnsigned("MF2_ADOPT_MIN_REMOTE", &n)) p.adopt_min_remote = static_cast<uint32_t>(n);
+  if (EnvUnsigned("MF2_RFR_US", &n)) p.rfr_window_ns = n * 1000;
+  if (EnvIs("MF2_RECLAIM_IDLE", "0")) p.reclaim_idle = false;
   if (EnvUnsigned("MF2_PENDING_BUDGET", &n) && n > 0) p.pending_budget = static_cast<uint32_t>(n);
   if (EnvUnsigned("MF2_HEAP_EMPTY_KB", &n)) p.heap_empty_bytes = static_cast<size_t>(n) << 10;
   if (EnvUnsigned("MF2_PAGE_CACHE_MB", &n)) p.page_cache_bytes = static_cast<size_t>(n) << 20;
@@ -46,6 +83,23 @@ Policy PolicyFromEnvironment() {
 
 const Policy& GetPolicy() { return Storage(); }
 
-void SetPolicyForTesting(const Policy& policy) { Storage() = policy; }
+void SetPolicyForTesting(const Policy& policy) {
+  Storage() = policy;
+  SetRoute(policy.route);
+}
+
+Route CurrentRoute() {
+  uint8_t r = g_route.load(std::memory_order_relaxed);
+  if (MF2_PREDICT_FALSE(r == kUnset)) {
+    // First use: the environment's route. A concurrent SetRoute wins (compare-exchange).
+    uint8_t expected = kUnset;
+    g_route.compare_exchange_strong(expected, static_cast<uint8_t>(Storage().route),
+                                    std::memory_order_relaxed);
+    r = g_route.load(std::memory_order_relaxed);
+  }
+  return static_cast<Route>(r);
+}
+
+void SetRoute(Route r) { g_route.store(static_cast<uint8_t>(r), std::memory_order_relaxed); }
 
 }  // namespace mf2

@@ -1,9 +1,24 @@
 // Every runtime policy of MF2 in one place, read once from the environment.
 //
-//   MF2_ROUTE=route_s          slow-path policy. Route S (owner priority, the only one today):
-//                              a live owner's pages are never taken; only pages of heaps whose
-//                              thread has exited are adopted. Route P (gated adoption from idle
-//                              owners) will plug in here as another value of Route.
+//   MF2_ROUTE=route_s          slow-path policy (also mf2_set_route() at run time):
+//                              route_s  owner priority: a live owner's pages are never taken;
+//                                       only pages of heaps whose thread exited are adopted.
+//                              route_p  Route S, then, before a new page, at most one adoption of
+//                                       a full page from an IDLE owner's pending queue, allowed
+//                                       only when every gate below passes.
+//                              cda      the design note's failed consumer-driven adoption, kept as
+//                                       a control: adopt from any pending queue first, no gates.
+//   Route P gates (all must hold; each refusal is counted, see stats.h):
+//   MF2_IDLE_US=150            the owner has not entered its allocation slow path for this long
+//                              (as observed by other threads: conservative, never early)
+//                              (and the owner's partial list for the class is empty)
+//   MF2_ADOPT_PRESSURE=4       more than this many pages of the class wait on pending queues
+//   MF2_ADOPT_MIN_REMOTE=8     the page holds at least this many remote frees (or is full of
+//                              them, for classes with fewer blocks)
+//   MF2_RFR_US=200             right of first refusal: the owner's window after the 0->1 edge
+//   MF2_RECLAIM_IDLE=1         a thread whose free returns the last block of a full page of an
+//                              owner idle for MF2_IDLE_US releases that owner's completely free
+//                              full pages to the page source (every route; 0 = off).
 //   MF2_PENDING_BUDGET=8       pending pages examined per slow-path call before falling back to
 //                              the active page and partial list (the gate still drains the whole
 //                              queue before it ever takes a new page).
@@ -29,12 +44,23 @@ namespace mf2 {
 
 enum class Route : uint8_t {
   kRouteS,  // owner priority: drain own pending queue, active page, partial list, then new page
+  kRouteP,  // Route S, then one gated adoption from an idle owner before a new page
+  kCda,     // control: ungated adoption from any pending queue at the start of the slow path
 };
+
+// "route_s", "route_p", "cda"; nullptr for anything else.
+const char* RouteName(Route r);
+bool ParseRoute(const char* name, Route* out);
 
 enum class OnError : uint8_t { kAbort, kReport };
 
 struct Policy {
-  Route route = Route::kRouteS;
+  Route route = Route::kRouteS;  // initial route; CurrentRoute() is the one in force
+  uint64_t idle_threshold_ns = 150'000;
+  uint32_t adopt_pressure = 4;
+  uint32_t adopt_min_remote = 8;
+  uint64_t rfr_window_ns = 200'000;
+  bool reclaim_idle = true;
   uint32_t pending_budget = 8;
   size_t heap_empty_bytes = size_t{2} << 20;
   size_t page_cache_bytes = size_t{32} << 20;
@@ -46,6 +72,11 @@ struct Policy {
 
 // The policy in force: defaults overridden by MF2_* environment variables, read on first call.
 const Policy& GetPolicy();
+
+// The route in force. Relaxed atomic: switching at run time is safe (pages carry their own
+// adoption bookkeeping); a thread may finish a slow path under the previous route.
+Route CurrentRoute();
+void SetRoute(Route r);
 
 // Replaces the policy (tests only; not thread-safe against concurrent allocation).
 void SetPolicyForTesting(const Policy& policy);

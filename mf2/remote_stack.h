@@ -54,7 +54,8 @@ class RemoteStack {
   // Any non-owner thread: pushes `b` (already poisoned; its link is written here), counts it and
   // sets in_remote_pending. Returns true when this push set the flag (the 0->1 edge): the caller
   // must then push the page on its owner's pending queue, exactly once.
-  bool Push_mt(Block* b) {
+  // `count_after` (optional) receives remote_count after this push.
+  bool Push_mt(Block* b, uint32_t* count_after = nullptr) {
     // Relaxed: the old head is only stored into b's link, never dereferenced here.
     uint64_t old = word_.load(std::memory_order_relaxed);
     for (;;) {
@@ -66,6 +67,7 @@ class RemoteStack {
       // adopter) wrote it before releasing the flag with TakeAll.
       if (word_.compare_exchange_weak(old, next.raw(), std::memory_order_acq_rel,
                                       std::memory_order_relaxed)) {
+        if (count_after != nullptr) *count_after = next.count();
         return !w.pending();
       }
     }

@@ -19,7 +19,7 @@
   X(partial_hit, "slow path served from the partial list")                                    \
   X(abandoned_adopt_hit, "slow path served by adopting a page of an exited thread's heap")    \
   X(new_pages, "slow path forced to take a new page (no reusable page existed)")              \
-  X(page_reuses, "slow path served by an existing page (sum of the four hit counters)")       \
+  X(page_reuses, "slow path served by an existing page (sum of the hit counters)")       \
   X(pending_enqueued, "pages pushed on an owner's pending queue (0->1 edges won)")             \
   X(pending_drained, "pages popped from a pending queue and drained")                         \
   X(drain_attempts, "remote stacks taken (pending drains and direct collections)")            \
@@ -30,7 +30,18 @@
   X(heaps_abandoned, "heaps abandoned by exiting threads")                                    \
   X(heaps_reused, "abandoned heaps taken over whole by a new thread")                         \
   X(dead_owner_reclaims, "remote freers that drained an abandoned heap's queue")              \
-  X(pages_adopted, "pages of exited threads' heaps taken over by a freeing or allocating thread") \
+  X(pages_adopted, "pages taken over from another heap (exited owners, route_p, cda, reclaim)") \
+  X(adopt_allowed, "route_p/cda: slow path served by adopting a page from a live owner's queue") \
+  X(adopt_blocked_owner_active, "route_p: no adoption, the owner allocated too recently")    \
+  X(adopt_blocked_owner_partial, "route_p: no adoption, the owner has partial pages of the class") \
+  X(adopt_blocked_pressure, "route_p: no adoption, too few pages of the class are queued")    \
+  X(adopt_blocked_deadline, "route_p: no adoption, the page's first-refusal window is open") \
+  X(adopt_blocked_remote_count, "route_p: no adoption, the page holds too few remote frees")  \
+  X(adopt_no_candidate, "route_p/cda: queue popped, no full page of the class in it")         \
+  X(reclaim_blocked_owner_active, "a page came back whole but its owner was not idle yet")    \
+  X(idle_reclaims, "sweeps of an idle owner's queue for pages that came back whole")          \
+  X(pages_reclaimed, "completely free pages of idle owners released by the freeing thread")   \
+  X(detached_frees, "owner frees into one of its full (detached) pages, under the page flag") \
   X(large_allocs, "allocations above the largest class, served by the OS")
 
 namespace mf2 {

@@ -1,0 +1,76 @@
+#include "mf2/adoption.h"
+
+#include <new>
+
+#include "mf2/check.h"
+
+namespace mf2 {
+
+AdoptionBoard& AdoptionBoard::Global() {
+  // Constant-initialised, never destroyed (threads free memory after static destructors run).
+  alignas(AdoptionBoard) static unsigned char storage[sizeof(AdoptionBoard)];
+  static AdoptionBoard* board = new (storage) AdoptionBoard();
+  return *board;
+}
+
+void AdoptionBoard::RegisterHeap(Heap* heap, uint32_t id) {
+  if (id >= kMaxHeaps) return;
+  // Release: an adopter that finds the heap by id (acquire) sees it constructed.
+  heaps_[id].store(heap, std::memory_order_release);
+}
+
+Heap* AdoptionBoard::HeapById(uint32_t id) const {
+  // Acquire: pairs with RegisterHeap.
+  return id < kMaxHeaps ? heaps_[id].load(std::memory_order_acquire) : nullptr;
+}
+
+void AdoptionBoard::CountQueued(Page* page) {
+  MF2_DCHECK(!page->adopt_counted, "a page is counted once per queueing");
+  page->adopt_counted = true;
+  // Relaxed: a gauge read by the pressure gate; it orders nothing.
+  classes_[page->size_class()].adoptable.fetch_add(1, std::memory_order_relaxed);
+}
+
+void AdoptionBoard::UncountDequeued(Page* page) {
+  if (!page->adopt_counted) return;
+  page->adopt_counted = false;
+  // Relaxed: as CountQueued.
+  classes_[page->size_class()].adoptable.fetch_sub(1, std::memory_order_relaxed);
+}
+
+uint32_t AdoptionBoard::adoptable(uint32_t k) const {
+  // Relaxed: a gauge.
+  return classes_[k].adoptable.load(std::memory_order_relaxed);
+}
+
+void AdoptionBoard::MarkReady(uint32_t k, uint32_t id) {
+  if (id >= kMaxHeaps) return;
+  std::atomic<uint64_t>& w = classes_[k].ready[id / 64];
+  const uint64_t bit = uint64_t{1} << (id % 64);
+  // Relaxed load to skip the locked RMW when the bit is already set (the common case).
+  if (w.load(std::memory_order_relaxed) & bit) return;
+  // Release: an adopter whose ClearReady reads this value sees the page we queued before.
+  w.fetch_or(bit, std::memory_order_release);
+}
+
+void AdoptionBoard::ClearReady(uint32_t k, uint32_t id) {
+  if (id >= kMaxHeaps) return;
+  // acq_rel: acquire pairs with MarkReady's release (see the header); release is not needed for
+  // data but keeps the RMW chain simple to reason about.
+  classes_[k].ready[id / 64].fetch_and(~(uint64_t{1} << (id % 64)), std::memory_order_acq_rel);
+}
+
+bool AdoptionBoard::IsReady(uint32_t k, uint32_t id) const {
+  // Relaxed: a snapshot for checks.
+  return id < kMaxHeaps &&
+         ((classes_[k].ready[id / 64].load(std::memory_order_relaxed) >> (id % 64)) & 1);
+}
+
+void AdoptionBoard::CheckInvariants(const uint32_t* queued_counted) const {
+  for (uint32_t k = 1; k < kNumClasses; ++k) {
+    MF2_CHECK(adoptable(k) == queued_counted[k],
+              "adoptable[k] == queued pages of class k that were counted");
+  }
+}
+
+}  // namespace mf2
