@@ -82,7 +82,13 @@ inline mf2::Heap* AcquireHeap() {
   return h;
 }
 
-inline void SetBudget(uint32_t budget, bool tight_memory = false) {
+// The policy a fuzz input runs under. Deterministic: thresholds measured in time are either 0
+// (always passed) or an hour (never), so a replay takes the same decisions.
+//   route byte r: r % 4 selects route_s, route_p with every gate open, route_p with the gates
+//   closed by bits 2..5 (idle, pressure, min remote 8, first-refusal window), or cda; bit 6 turns
+//   idle reclamation off; bit 7 makes owners idle for reclamation (else never idle).
+inline mf2::Policy FuzzPolicy(uint32_t budget, bool tight_memory, uint8_t route_byte) {
+  constexpr uint64_t kHour = uint64_t{3600} * 1000 * 1000 * 1000;
   mf2::Policy p;
   p.pending_budget = budget;
   if (tight_memory) {
@@ -92,7 +98,23 @@ inline void SetBudget(uint32_t budget, bool tight_memory = false) {
     p.page_cache_bytes = 0;
     p.retained_segments = 0;
   }
-  mf2::SetPolicyForTesting(p);
+  static constexpr mf2::Route kRoutes[] = {mf2::Route::kRouteS, mf2::Route::kRouteP,
+                                           mf2::Route::kRouteP, mf2::Route::kCda};
+  p.route = kRoutes[route_byte % 4];
+  const bool closable = route_byte % 4 == 2;
+  p.idle_threshold_ns = (route_byte & 0x80) ? 0 : kHour;
+  if (p.route == mf2::Route::kRouteP) {
+    if (!(closable && (route_byte & 4))) p.idle_threshold_ns = 0;
+    p.adopt_pressure = closable && (route_byte & 8) ? 1000 : 0;
+    p.adopt_min_remote = closable && (route_byte & 16) ? 8 : 1;
+    p.rfr_window_ns = closable && (route_byte & 32) ? kHour : 0;
+  }
+  p.reclaim_idle = (route_byte & 0x40) == 0;
+  return p;
+}
+
+inline void SetBudget(uint32_t budget, bool tight_memory = false, uint8_t route_byte = 0) {
+  mf2::SetPolicyForTesting(FuzzPolicy(budget, tight_memory, route_byte));
 }
 
 // A request size from one byte, concentrated on class boundaries:
@@ -242,17 +264,12 @@ inline bool Tracing() {
 inline void TraceStats(const char* target) {
   if (!Tracing()) return;
   mf2::Stats s = mf2::HeapRegistry::Global().CollectStats();
-  std::fprintf(stderr,
-               "%s: slow=%llu mustreuse=%llu active_drain=%llu partial=%llu adopt=%llu "
-               "new_pages=%llu enq=%llu drained=%llu remote_frees=%llu released=%llu "
-               "abandoned=%llu reused=%llu dead_reclaims=%llu large=%llu\n",
-               target, (unsigned long long)s.slow_allocs, (unsigned long long)s.mustreuse_hit,
-               (unsigned long long)s.active_drain_hit, (unsigned long long)s.partial_hit,
-               (unsigned long long)s.abandoned_adopt_hit, (unsigned long long)s.new_pages,
-               (unsigned long long)s.pending_enqueued, (unsigned long long)s.pending_drained,
-               (unsigned long long)s.remote_frees, (unsigned long long)s.pages_released,
-               (unsigned long long)s.heaps_abandoned, (unsigned long long)s.heaps_reused,
-               (unsigned long long)s.dead_owner_reclaims, (unsigned long long)s.large_allocs);
+  std::fprintf(stderr, "%s:", target);
+#define MF2_FUZZ_TRACE_FIELD(name, desc) \
+  if (s.name != 0) std::fprintf(stderr, " %s=%llu", #name, static_cast<unsigned long long>(s.name));
+  MF2_COUNTERS(MF2_FUZZ_TRACE_FIELD)
+#undef MF2_FUZZ_TRACE_FIELD
+  std::fprintf(stderr, "\n");
 }
 
 }  // namespace mf2_fuzz

@@ -278,6 +278,90 @@ class Multi(Schedule):
         self.op(a, 10, shift, sb)
         return self.labels(tag, 1)[0]
 
+    def route(self, r):
+        """fuzz_util.h FuzzPolicy: r % 4 = route_s, route_p (gates open), route_p (gates closed
+        by bits 2..5), cda; bit 6 = no idle reclamation; bit 7 = owners idle for reclamation."""
+        self.op(0, 11, r)
+
+    def sweep(self, a, label):
+        self.op(a, 12)
+        self.u16(self.index(label))
+
+
+ROUTE_S, ROUTE_P_OPEN, ROUTE_P_GATED, CDA = 0, 1, 2, 3
+IDLE_OWNERS = 0x80
+
+
+def adoption_seeds():
+    """Route P, cda and idle reclamation (multi_actor_fuzz ops 11, 12)."""
+    seeds = {}
+    A, B, C = 0, 1, 2
+
+    def owner_with_queued_pages(route, actors=2):
+        s = Multi(actors, 8)
+        s.route(route)
+        pages = [s.alloc_n(A, S8K, 8, "a%d_" % i) for i in range(3)]  # 3 full pages
+        s.alloc(A, S8K, "a_active")                                   # they are detached now
+        s.alloc_n(B, S8K, 8, "b")                                      # B's own page is full
+        for blocks in pages:
+            s.remote1(B, blocks[0], wins=True)
+            s.step2()
+            s.free(B, blocks[1])
+        return s, pages
+
+    # Route P, gates open: B's slow path adopts one of A's full pages; A then frees a block of it
+    # (a remote free now), and frees into its other queued pages (through the remote stack).
+    s, pages = owner_with_queued_pages(ROUTE_P_OPEN)
+    s.alloc_n(B, S8K, 3, "adopted")
+    s.free(A, pages[0][2])
+    s.free(A, pages[1][2])
+    s.free(A, pages[2][2])
+    s.alloc_n(B, S8K, 6, "more")
+    s.alloc_n(A, S8K, 9, "a_more")
+    seeds["route_p_adopts_from_idle_owner"] = s
+
+    # Each Route P gate closed on its own (idle, pressure, min remote, first-refusal window).
+    for bit, name in ((4, "idle"), (8, "pressure"), (16, "min_remote"), (32, "deadline")):
+        s, pages = owner_with_queued_pages(ROUTE_P_GATED | bit)
+        s.alloc_n(B, S8K, 3, "b2")
+        s.alloc_n(A, S8K, 9, "a_more")
+        seeds["route_p_gate_%s_closed" % name] = s
+
+    # cda: three actors adopting from each other's queues at the start of every slow path.
+    s, pages = owner_with_queued_pages(CDA, actors=3)
+    s.alloc_n(C, S8K, 9, "c")
+    s.alloc_n(B, S8K, 9, "b2")
+    s.alloc_n(A, S8K, 9, "a2")
+    seeds["cda_adopts_everything"] = s
+
+    # Idle reclamation: B frees whole pages of an idle A (complete frees release them), with an
+    # edge left in flight while another page comes back whole; then an explicit sweep.
+    s = Multi(2, 8)
+    s.route(ROUTE_S | IDLE_OWNERS)
+    pages = [s.alloc_n(A, S8K, 8, "a%d_" % i) for i in range(3)]
+    active = s.alloc(A, S8K, "a_active")
+    s.free_page(B, pages[0])
+    s.remote1(B, pages[1][0], wins=True)   # in flight: queued late
+    for l in pages[1][1:]:
+        s.free(B, l)                       # the last one completes the page before it is queued
+    s.step2()
+    s.sweep(B, active)
+    s.free_page(B, pages[2])
+    seeds["idle_owner_pages_reclaimed"] = s
+
+    # The owner frees into its own detached page (under the flag, back to the partial list).
+    s = Multi(2, 8)
+    s.route(ROUTE_P_OPEN | IDLE_OWNERS)
+    p = s.alloc_n(A, S8K, 8, "p")
+    s.alloc(A, S8K, "a_active")
+    s.free(A, p[0])
+    s.remote1(B, p[1], wins=True)
+    s.free(A, p[2])  # flag held by B's in-flight edge: through the remote stack
+    s.step2()
+    s.alloc_n(A, S8K, 9, "q")
+    seeds["owner_frees_into_detached_page"] = s
+    return seeds
+
 
 def multi_actor_seeds():
     seeds = {}
@@ -448,6 +532,7 @@ def multi_actor_seeds():
     s.step2()
     s.alloc_n(B, S64, 40, "y")
     seeds["mixed_sizes"] = s
+    seeds.update(adoption_seeds())
     return seeds
 
 
@@ -486,8 +571,8 @@ class Threads(Schedule):
             for w in range(n):
                 self.labels("%s_w%d_" % (tag, w), count % 16)
 
-    def budget(self, b):
-        self.op(0, 4, b - 1)
+    def budget(self, b, route=0):
+        self.op(0, 4, b - 1, route)
 
 
 def threads_seeds():
@@ -572,6 +657,28 @@ def threads_seeds():
     s.alloc(1, S8K, 9, "c")
     s.start(0)
     seeds["page_freed_remotely_then_exit"] = s
+
+    # Route P (gates open) and idle reclamation with real threads: worker 1 adopts worker 0's
+    # full pages while worker 0 frees into them, in bursts.
+    s = Threads(3, 8)
+    s.budget(8, 1 | 0x80)
+    a = s.alloc(0, S8K, 15, "a")
+    s.alloc(1, S8K, 8, "b")
+    for l in a[:8:2]:
+        s.free(2, l)
+    s.burst(8, "q")
+    s.alloc(1, S8K, 12, "c")
+    s.burst(3, "r")
+    seeds["route_p_adoption_with_threads"] = s
+
+    s = Threads(2, 4)  # cda between two threads
+    s.budget(4, 3)
+    a = s.alloc(0, S4K, 15, "a")
+    for l in a[:10]:
+        s.free(1, l)
+    s.alloc(1, S4K, 15, "b")
+    s.burst(9, "q")
+    seeds["cda_with_threads"] = s
     return seeds
 
 

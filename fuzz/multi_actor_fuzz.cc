@@ -21,6 +21,11 @@
 //   9 REMOTE1_PAGE idx16                step 1 for every live block on that block's page (if
 //                                       another heap owns it): the first wins, the rest pile up
 //  10 ALIGNED      align size           AllocateAligned(1 << align % 17, size)
+//  11 ROUTE        r                    route and Route P gates (fuzz_util.h FuzzPolicy): the
+//                                       actors' slow paths then adopt (route_p, cda) from other
+//                                       actors' queues, and remote frees reclaim idle owners
+//  12 SWEEP        idx16                actor sweeps the owner of that block's page for pages
+//                                       that came back whole (ReclaimIdleOwner_mt), at any time
 // Ops of an actor whose thread is not running are skipped (their arguments still consumed).
 //
 // Oracles after every op: HeapRegistry::CheckAll(no op in flight) (invariants 1, 5-8, 11, 12);
@@ -50,7 +55,7 @@ using mf2::Heap;
 using mf2::Page;
 
 constexpr int kMaxActors = 4;
-constexpr int kNumOps = 11;
+constexpr int kNumOps = 13;
 constexpr size_t kMaxLive = 4096;
 constexpr size_t kMaxLiveBytes = size_t{48} << 20;
 constexpr int kMaxOps = 4096;
@@ -64,7 +69,8 @@ struct Live {
 class State {
  public:
   explicit State(uint8_t config) : actors_(2 + config % 3) {
-    SetBudget(1 + (config / 3) % 8);
+    budget_ = 1 + (config / 3) % 8;
+    SetBudget(budget_, tight_, route_);
     for (int a = 0; a < actors_; ++a) heap_[a] = AcquireHeap();
   }
 
@@ -150,7 +156,21 @@ class State {
         break;
       case 7: {
         const uint8_t b = in.Byte();
-        SetBudget(1 + b % 8, (b & 8) != 0);
+        budget_ = 1 + b % 8;
+        tight_ = (b & 8) != 0;
+        SetBudget(budget_, tight_, route_);
+        break;
+      }
+      case 11:
+        route_ = in.Byte();
+        SetBudget(budget_, tight_, route_);
+        break;
+      case 12: {
+        uint16_t idx = in.U16();
+        if (h == nullptr || live_.empty()) break;
+        Page* page = ClassPage(live_[idx % live_.size()].p);
+        if (page == nullptr || won_.count(page) != 0) break;
+        h->ReclaimIdleOwner_mt(page->owner_relaxed());
         break;
       }
       case 8: {
@@ -300,6 +320,9 @@ class State {
   }
 
   const int actors_;
+  uint32_t budget_ = 8;
+  bool tight_ = false;
+  uint8_t route_ = 0;
   Heap* heap_[kMaxActors] = {};
   EmptinessCheck empty_;
   RemoteLedger ledger_;

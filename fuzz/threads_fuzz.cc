@@ -15,7 +15,9 @@
 //   3 BURST   count         all running workers at once: the r-th running worker frees every
 //                           live block at index i with i % (2 * running) == r (blocks of all
 //                           owners), then allocates count % 16 blocks
-//   4 BUDGET  b             Policy::pending_budget = 1 + b % 8 (all workers parked)
+//   4 BUDGET  b r           Policy::pending_budget = 1 + b % 8, route and gates from r
+//                           (fuzz_util.h FuzzPolicy: route_p / cda adoption between workers,
+//                           idle reclamation), all workers parked
 //   5 START   -             a new thread in the worker's slot (takes an idle heap over whole, or
 //                           maps a new one); while the slot is empty, idle heaps are adopted from
 // Ops of a worker whose thread is not running are skipped (their arguments still consumed).
@@ -206,7 +208,11 @@ class State {
         workers_[w] = nullptr;
         break;
       case 3: Burst(in.Byte() % 16); break;
-      case 4: SetBudget(1 + in.Byte() % 8); break;
+      case 4: {
+        const uint8_t b = in.Byte();
+        SetBudget(1 + b % 8, false, in.Byte());
+        break;
+      }
       case 5:
         if (worker == nullptr) workers_[w] = new Worker();
         break;

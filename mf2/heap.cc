@@ -288,10 +288,21 @@ void Heap::FreeRemote(Page* page, Block* b) {
   // Read before the push: afterwards the page may be drained and released at once.
   Heap* owner = page->owner_relaxed();
   const uint32_t capacity = page->capacity();
+  const bool reclaim = owner != nullptr && GetPolicy().reclaim_idle;
+  // seq_cst, as the re-read below: see ReclaimIdleOwner_mt ("a page being queued").
+  const uint64_t whole_before = reclaim ? owner->whole_events_mt() : 0;
   uint32_t count_after = 0;
-  if (PushRemote_mt(page, b, &count_after)) QueueWonPage_mt(page, this);
-  // Every block of the page is now on its remote stack: it came back whole.
-  if (count_after == capacity && owner != nullptr && GetPolicy().reclaim_idle) {
+  const bool won = PushRemote_mt(page, b, &count_after);
+  if (won) QueueWonPage_mt(page, this);
+  if (!reclaim) return;
+  if (count_after == capacity) {
+    // Every block of the page is on its remote stack: it came back whole. seq_cst: ordered
+    // before our sweep's pop, against a concurrent edge winner's "queue; re-read" below.
+    owner->xwhole_events_.fetch_add(1, std::memory_order_seq_cst);
+    ReclaimIdleOwner_mt(owner);
+  } else if (won && owner->whole_events_mt() != whole_before) {
+    // A page came back whole while we were queueing ours: if it was ours, its completer's sweep
+    // may have run before our push. Sweep again.
     ReclaimIdleOwner_mt(owner);
   }
 }
@@ -385,6 +396,7 @@ Page* Heap::AdoptFromPending(uint32_t k, Route route) {
     }
   }
   board.ClearReady(k, id);  // before the pop: see adoption.h
+  const uint64_t whole_before = owner->whole_events_mt();  // see ReclaimIdleOwner_mt
   Page* chosen = nullptr;
   bool blocked_deadline = false;
   bool blocked_remote = false;
@@ -416,6 +428,10 @@ Page* Heap::AdoptFromPending(uint32_t k, Route route) {
   // seq_cst: as in QueueWonPage_mt, pages given back to an owner that has just exited are
   // drained by us.
   if (owner->xabandoned_.load(std::memory_order_seq_cst)) owner->ReclaimAbandoned_mt(this);
+  // A page may have come back whole while we held the chain: its completer's sweep missed it.
+  if (policy.reclaim_idle && owner->whole_events_mt() != whole_before) {
+    ReclaimIdleOwner_mt(owner);
+  }
   if (chosen == nullptr) {
     if (blocked_deadline) {
       MF2_STAT_INC(stats_, adopt_blocked_deadline);
@@ -439,12 +455,39 @@ Page* Heap::AdoptFromPending(uint32_t k, Route route) {
   return chosen;
 }
 
+// Who sweeps, and why no page that came back whole is missed while its owner is idle:
+//  - the thread whose free completed the page (xwhole_events_ + 1, then a sweep);
+//  - a sweep already running (xsweeping_) owes another pass when asked (xsweep_wanted_): the
+//    page may have been in its popped chain, checked before it was complete;
+//  - a page being queued: its edge winner read xwhole_events_ before its push and re-reads it
+//    after queueing (seq_cst): if the completer's pop came before the queueing push, the
+//    increment before that pop is visible to the re-read, and the edge winner sweeps;
+//  - a page held by an adopter's pop: the adopter does the same check around its pop.
+// While the owner is not yet idle nothing is swept: its own slow path drains its queue, and a
+// page that comes back whole just before the owner goes idle stays queued until the owner's
+// next slow path or the next completion of one of its pages (bench/RESULTS.md measures it).
 void Heap::ReclaimIdleOwner_mt(Heap* owner) {
   if (owner == this || owner->source_ != source_ || owner->abandoned()) return;
   if (!owner->OwnerIdle_mt(NowNs(), GetPolicy().idle_threshold_ns)) {
     MF2_STAT_INC(stats_, reclaim_blocked_owner_active);
     return;
   }
+  // seq_cst store, CAS, store and load: the try-lock-and-recheck handshake described above.
+  owner->xsweep_wanted_.store(true, std::memory_order_seq_cst);
+  for (;;) {
+    bool expected = false;
+    if (!owner->xsweeping_.compare_exchange_strong(expected, true, std::memory_order_seq_cst,
+                                                   std::memory_order_relaxed)) {
+      return;  // the sweeper re-checks xsweep_wanted_ after it finishes
+    }
+    owner->xsweep_wanted_.store(false, std::memory_order_seq_cst);
+    SweepIdleOwner(owner);
+    owner->xsweeping_.store(false, std::memory_order_seq_cst);
+    if (!owner->xsweep_wanted_.load(std::memory_order_seq_cst)) return;
+  }
+}
+
+void Heap::SweepIdleOwner(Heap* owner) {
   MF2_STAT_INC(stats_, idle_reclaims);
   AdoptionBoard& board = AdoptionBoard::Global();
   uint32_t unused = 0;

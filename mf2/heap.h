@@ -136,6 +136,8 @@ class Heap {
   // The calling thread (owner of this heap) freed the last remote block of a page of `owner`:
   // if `owner` is idle, release every completely free detached page on its pending queue.
   void ReclaimIdleOwner_mt(Heap* owner);
+  // The pages of this heap that came back whole so far (see FreeRemote).
+  uint64_t whole_events_mt() const { return xwhole_events_.load(std::memory_order_seq_cst); }
 
   // ---- Lifecycle (see HeapRegistry) ----
   bool TryClaim();
@@ -196,6 +198,7 @@ class Heap {
   Page* CollectActive(uint32_t k);
   Page* AdoptAbandoned(uint32_t k);
   Page* AdoptFromPending(uint32_t k, Route route);
+  void SweepIdleOwner(Heap* owner);
   void TakeOverHeld(Page* page, Heap* from);
   void Detach(Page* page);
   void PartialPush(Page* page);
@@ -231,6 +234,11 @@ class Heap {
   std::atomic<uint64_t> partial_mask_[2] = {};  // bit k: partial_[k] non-empty
   // Observers' probe: (low 24 bits of the epoch seen) << 40 | (time seen, microseconds, 40 bits).
   std::atomic<uint64_t> xidle_probe_{0};
+  // Idle reclamation (ReclaimIdleOwner_mt). On a line of their own: read by every remote free
+  // into this heap's pages, written only when a page comes back whole.
+  alignas(64) std::atomic<uint64_t> xwhole_events_{0};  // pages that came back whole, ever
+  std::atomic<bool> xsweep_wanted_{false};  // a sweep is owed (by whoever holds xsweeping_)
+  std::atomic<bool> xsweeping_{false};      // one sweeper at a time
   alignas(64) PendingQueue pending_;
   std::atomic<uint32_t> xclaim_{0};
   std::atomic<bool> xabandoned_{false};
