@@ -111,10 +111,12 @@ void PrintStats(int fd) noexcept {
 #undef MF2_PRINT_FIELD
   size_t n = internal::FormatTo(
       buf, sizeof(buf),
-      "mf2_stats: reuse_rate=%.4f new_pages=%llu page_reuses=%llu segments_mapped=%llu "
-      "spans_returned_to_os=%llu\n",
-      s.reuse_rate(), static_cast<unsigned long long>(s.new_pages),
+      "mf2_stats: route=%s reuse_rate=%.4f new_pages=%llu page_reuses=%llu adoptions=%llu "
+      "pages_reclaimed=%llu segments_mapped=%llu spans_returned_to_os=%llu\n",
+      RouteName(CurrentRoute()), s.reuse_rate(), static_cast<unsigned long long>(s.new_pages),
       static_cast<unsigned long long>(s.page_reuses),
+      static_cast<unsigned long long>(s.adopt_allowed),
+      static_cast<unsigned long long>(s.pages_reclaimed),
       static_cast<unsigned long long>(s.segments_mapped),
       static_cast<unsigned long long>(s.spans_returned_to_os));
   internal::WriteAll(fd, buf, n);
@@ -150,7 +152,20 @@ void mf2_get_stats(mf2_stats* out) {
   out->pending_enqueued = s.pending_enqueued;
   out->pending_drained = s.pending_drained;
   out->reuse_rate = s.reuse_rate();
+  out->adopt_allowed = s.adopt_allowed;
+  out->pages_adopted = s.pages_adopted;
+  out->pages_reclaimed = s.pages_reclaimed;
 }
+int mf2_set_route(const char* name) {
+  mf2::Route r;
+  if (!mf2::ParseRoute(name, &r)) {
+    errno = EINVAL;
+    return -1;
+  }
+  mf2::SetRoute(r);
+  return 0;
+}
+const char* mf2_get_route(void) { return mf2::RouteName(mf2::CurrentRoute()); }
 void mf2_print_stats(int fd) { mf2::PrintStats(fd); }
 void mf2_release_thread_heap(void) { mf2::ReleaseThreadHeap(); }
 

@@ -47,6 +47,9 @@ typedef struct mf2_stats {
   uint64_t pending_enqueued;
   uint64_t pending_drained;
   double reuse_rate;
+  uint64_t adopt_allowed;    // route_p / cda adoptions from live owners
+  uint64_t pages_adopted;    // pages that changed owner (exited owners, adoption, reclamation)
+  uint64_t pages_reclaimed;  // idle owners' whole pages released by the freeing thread
 } mf2_stats;
 
 void* mf2_malloc(size_t size);
@@ -57,6 +60,11 @@ void mf2_get_stats(mf2_stats* out);
 void mf2_print_stats(int fd);
 // The calling thread's heap is abandoned now, as at thread exit (see mf2::ReleaseThreadHeap).
 void mf2_release_thread_heap(void);
+// Switches the slow-path route at run time: "route_s", "route_p" or "cda" (see policy.h; the
+// environment's MF2_ROUTE sets the initial one). Returns 0, or -1 with errno = EINVAL.
+int mf2_set_route(const char* name);
+// The route in force ("route_s", "route_p" or "cda").
+const char* mf2_get_route(void);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -129,6 +130,20 @@ TEST(Api, CFace) {
   EXPECT_GE(s.reuse_rate, 0.0);
   EXPECT_LE(s.reuse_rate, 1.0);
   EXPECT_GT(s.new_pages + s.page_reuses, 0u);
+}
+
+TEST(Api, RouteIsSelectableAtRunTime) {
+  const std::string before = mf2_get_route();
+  EXPECT_EQ(mf2_set_route("route_p"), 0);
+  EXPECT_STREQ(mf2_get_route(), "route_p");
+  EXPECT_EQ(mf2_set_route("cda"), 0);
+  EXPECT_STREQ(mf2_get_route(), "cda");
+  errno = 0;
+  EXPECT_EQ(mf2_set_route("route_x"), -1);
+  EXPECT_EQ(errno, EINVAL);
+  EXPECT_EQ(mf2_set_route(nullptr), -1);
+  EXPECT_STREQ(mf2_get_route(), "cda") << "a bad name changes nothing";
+  EXPECT_EQ(mf2_set_route(before.c_str()), 0);
 }
 
 }  // namespace

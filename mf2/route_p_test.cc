@@ -4,6 +4,8 @@
 // is followed by the global invariant check (ownership, page counts, flags, queues, adoption
 // bookkeeping).
 #include <cstdint>
+#include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -279,6 +281,35 @@ TEST_F(RoutePTest, ABusyOwnersWholePagesStayQueuedForTheOwner) {
   }
   HeapRegistry::Global().CheckAll(true);
   FreeEverything();
+}
+
+TEST(RoutePolicy, EnvironmentSelectsRouteAndGates) {
+  setenv("MF2_ROUTE", "route_p", 1);
+  setenv("MF2_IDLE_US", "250", 1);
+  setenv("MF2_ADOPT_PRESSURE", "6", 1);
+  setenv("MF2_ADOPT_MIN_REMOTE", "3", 1);
+  setenv("MF2_RFR_US", "1000", 1);
+  setenv("MF2_RECLAIM_IDLE", "0", 1);
+  Policy p = PolicyFromEnvironment();
+  EXPECT_EQ(p.route, Route::kRouteP);
+  EXPECT_EQ(p.idle_threshold_ns, 250'000u);
+  EXPECT_EQ(p.adopt_pressure, 6u);
+  EXPECT_EQ(p.adopt_min_remote, 3u);
+  EXPECT_EQ(p.rfr_window_ns, 1'000'000u);
+  EXPECT_FALSE(p.reclaim_idle);
+  setenv("MF2_ROUTE", "bogus", 1);  // an unknown route keeps the default
+  EXPECT_EQ(PolicyFromEnvironment().route, Route::kRouteS);
+  for (const char* v : {"MF2_ROUTE", "MF2_IDLE_US", "MF2_ADOPT_PRESSURE", "MF2_ADOPT_MIN_REMOTE",
+                        "MF2_RFR_US", "MF2_RECLAIM_IDLE"}) {
+    unsetenv(v);
+  }
+  Policy d = PolicyFromEnvironment();
+  EXPECT_EQ(d.route, Route::kRouteS);
+  EXPECT_EQ(d.idle_threshold_ns, 150'000u);
+  EXPECT_EQ(d.adopt_pressure, 4u);
+  EXPECT_EQ(d.adopt_min_remote, 8u);
+  EXPECT_EQ(d.rfr_window_ns, 200'000u);
+  EXPECT_TRUE(d.reclaim_idle);
 }
 
 }  // namespace
