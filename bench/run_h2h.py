@@ -46,6 +46,19 @@ PEER_PACKAGES = {
     "tcmalloc": "libtcmalloc-minimal4",
 }
 MF2 = "mf2"
+# MF2 under each slow-path policy (mf2/policy.h), selected with --allocators. "mf2" alone runs
+# with the environment's (default) policy.
+MF2_VARIANTS = {
+    "mf2-route_s": {"MF2_ROUTE": "route_s", "MF2_RECLAIM_IDLE": "0"},  # the design note's Route S
+    "mf2-route_s+reclaim": {"MF2_ROUTE": "route_s", "MF2_RECLAIM_IDLE": "1"},
+    "mf2-route_p": {"MF2_ROUTE": "route_p", "MF2_RECLAIM_IDLE": "1"},
+    "mf2-cda": {"MF2_ROUTE": "cda", "MF2_RECLAIM_IDLE": "1"},
+}
+MF2_ENV_KEYS = ("MF2_ROUTE", "MF2_RECLAIM_IDLE")
+
+
+def is_mf2(name):
+    return name == MF2 or name in MF2_VARIANTS
 BASELINE = "mimalloc"
 
 # Where `bazel build -c opt //mf2:libmf2_malloc.so` puts the library, best first.
@@ -178,7 +191,7 @@ def parse_mf2_stats(stderr_text):
 TIME = "/usr/bin/time"
 
 
-def run_one(cmd, preload, is_mf2, timeout_s):
+def run_one(cmd, preload, mf2_env, timeout_s):
     """Runs one benchmark process; returns a dict of what it reported.
 
     Peak RSS: Linux keeps a process's ru_maxrss across exec, so a program started straight from
@@ -189,8 +202,11 @@ def run_one(cmd, preload, is_mf2, timeout_s):
     env = dict(os.environ)
     env.pop("LD_PRELOAD", None)
     env.pop("MF2_STATS", None)
-    if is_mf2:
+    if mf2_env is not None:
         env["MF2_STATS"] = "1"
+        for key in MF2_ENV_KEYS:
+            env.pop(key, None)
+        env.update(mf2_env)
     inner = ["env"] + (["LD_PRELOAD=" + preload] if preload else []) + cmd
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
             tempfile.NamedTemporaryFile(mode="r", suffix=".rss") as rss_file:
@@ -230,7 +246,7 @@ def run_one(cmd, preload, is_mf2, timeout_s):
     m = GENERATIONS_RE.search(stdout)
     result["generations"] = int(m.group(1)) if m else None
     result["mf2_raw"], result["mf2_reuse"], result["mf2_new_pages"] = (
-        parse_mf2_stats(stderr) if is_mf2 else (None, None, None))
+        parse_mf2_stats(stderr) if mf2_env is not None else (None, None, None))
     if timed_out:
         result["status"] = "timeout"
     elif proc.returncode > 128:  # GNU time exits 128+N when the program died of signal N
@@ -278,6 +294,8 @@ def summarize(rows, workloads, allocators):
                 "mf2_reuse": None,
                 "mf2_new_pages": None,
                 "mf2_raw": None,
+                "mf2_adoptions": None,
+                "mf2_reclaimed": None,
             }
             stats = [r for r in ok if r.get("mf2_raw")]
             if stats:
@@ -286,6 +304,10 @@ def summarize(rows, workloads, allocators):
                 s["mf2_reuse"] = pick["mf2_reuse"]
                 s["mf2_new_pages"] = pick["mf2_new_pages"]
                 s["mf2_raw"] = pick["mf2_raw"]
+                m = re.search(r"adoptions=(\d+)", pick["mf2_raw"])
+                s["mf2_adoptions"] = m.group(1) if m else None
+                m = re.search(r"pages_reclaimed=(\d+)", pick["mf2_raw"])
+                s["mf2_reclaimed"] = m.group(1) if m else None
             summary[(wl.label, name)] = s
         base = summary.get((wl.label, BASELINE))
         for name in allocators:
@@ -327,15 +349,18 @@ def markdown_tables(summary, workloads, allocators, mf2_in_run):
         cells = [fmt_mib(summary[(wl.label, name)]["rss_median"]) for name in allocators]
         lines.append("| %s | %s |" % (wl.label, " | ".join(cells)))
     lines.append("")
-    if mf2_in_run:
+    mf2_names = [a for a in allocators if is_mf2(a)]
+    if mf2_names:
         lines.append("### MF2 stats (MF2_STATS=1, run nearest the median)")
         lines.append("")
-        lines.append("| workload | reuse rate | new pages |")
-        lines.append("|---|---|---|")
+        lines.append("| workload | variant | reuse rate | new pages | adoptions | pages reclaimed |")
+        lines.append("|---|---|---|---|---|---|")
         for wl in workloads:
-            s = summary[(wl.label, MF2)]
-            lines.append("| %s | %s | %s |" % (wl.label, s["mf2_reuse"] or "n/a",
-                                               s["mf2_new_pages"] or "n/a"))
+            for name in mf2_names:
+                s = summary[(wl.label, name)]
+                lines.append("| %s | %s | %s | %s | %s | %s |" % (
+                    wl.label, name, s["mf2_reuse"] or "n/a", s["mf2_new_pages"] or "n/a",
+                    s["mf2_adoptions"] or "n/a", s["mf2_reclaimed"] or "n/a"))
         lines.append("")
     return "\n".join(lines)
 
@@ -420,7 +445,8 @@ def main():
     parser.add_argument("--larson-seconds", type=float,
                         help="Larson sleep_seconds (default 2, quick 1; the peers use 5)")
     parser.add_argument("--allocators",
-                        help="comma list among glibc,mimalloc,jemalloc,tcmalloc,mf2")
+                        help="comma list among glibc,mimalloc,jemalloc,tcmalloc,mf2 and the MF2 "
+                             "policy variants " + ",".join(MF2_VARIANTS))
     parser.add_argument("--only", help="regex: run only workloads whose label matches")
     parser.add_argument("--mf2-lib", help="MF2 preload library (default: found under bazel-out)")
     parser.add_argument("--out", help="results folder (default bench/results/<timestamp>)")
@@ -443,9 +469,13 @@ def main():
         warnings.append(mf2_warning)
     if mf2_path:
         allocators.append((MF2, mf2_path))
+        for variant in MF2_VARIANTS:
+            allocators.append((variant, mf2_path))
     if opts.allocators:
         wanted = opts.allocators.split(",")
         allocators = [a for a in allocators if a[0] in wanted]
+    else:
+        allocators = [a for a in allocators if a[0] not in MF2_VARIANTS]
     names = [a[0] for a in allocators]
     if not allocators:
         sys.exit("no allocator to run")
@@ -493,7 +523,8 @@ def main():
                 for name, path in order:
                     n += 1
                     cmd = wl.command(opts.bin_dir)
-                    res = run_one(cmd, path, name == MF2, 3 * wl.expected_s + 20)
+                    mf2_env = MF2_VARIANTS.get(name, {}) if is_mf2(name) else None
+                    res = run_one(cmd, path, mf2_env, 3 * wl.expected_s + 20)
                     if res["status"] == "ok":
                         shown = "%.2f M%s/s" % (res["throughput"] / 1e6, wl.unit)
                     else:
@@ -513,12 +544,14 @@ def main():
                         "thread_generations": res["generations"],
                         "mf2_reuse": res["mf2_reuse"], "mf2_new_pages": res["mf2_new_pages"],
                         "mf2_stats": res["mf2_raw"],
-                        "command": ("LD_PRELOAD=%s " % path if path else "") + " ".join(
+                        "command": "".join("%s=%s " % kv for kv in sorted(
+                            (MF2_VARIANTS.get(name) or {}).items())) +
+                        ("LD_PRELOAD=%s " % path if path else "") + " ".join(
                             [os.path.basename(cmd[0])] + cmd[1:]),
                     }
                     writer.writerow(row)
                     raw_file.flush()
-                    if name == MF2 or res["status"] != "ok":
+                    if is_mf2(name) or res["status"] != "ok":
                         # Full output of MF2 runs (all stats counters) and of every failed run.
                         log_dir = os.path.join(out_dir, "logs")
                         os.makedirs(log_dir, exist_ok=True)
@@ -545,7 +578,7 @@ def main():
                             s["mf2_new_pages"]])
 
     chart_problem = write_chart(out_dir, summary, workloads, names)
-    tables = markdown_tables(summary, workloads, names, MF2 in names)
+    tables = markdown_tables(summary, workloads, names, any(is_mf2(n) for n in names))
     header = [
         "# Head-to-head results %s" % stamp,
         "",
@@ -557,8 +590,9 @@ def main():
             "n/a" if busy_start is None else "%.0f%%" % (100 * busy_start)),
     ]
     for name, path in allocators:
-        if name == MF2:
-            header.append("- mf2: LD_PRELOAD=%s" % path)
+        if is_mf2(name):
+            header.append("- %s: %sLD_PRELOAD=%s" % (name, "".join(
+                "%s=%s " % kv for kv in sorted((MF2_VARIANTS.get(name) or {}).items())), path))
         elif path:
             header.append("- %s %s: LD_PRELOAD=%s" % (name, package_version(PEER_PACKAGES[name]),
                                                        path))

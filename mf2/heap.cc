@@ -27,13 +27,16 @@ void* Heap::AllocateSlow(uint32_t k) {
   if (route == Route::kCda && (page = AdoptFromPending(k, route)) != nullptr) {
     MF2_STAT_INC(stats_, adopt_allowed);
     // 1. The must-reuse gate: pages of our own that other threads freed into come first.
-  } else if ((page = TakeFromPending(k, GetPolicy().pending_budget)) != nullptr) {
+    // The control has no must-reuse gate (the note's flaw 3): its own queue is left to adopters.
+  } else if (route != Route::kCda &&
+             (page = TakeFromPending(k, GetPolicy().pending_budget)) != nullptr) {
     MF2_STAT_INC(stats_, mustreuse_hit);
   } else if ((page = CollectActive(k)) != nullptr) {  // 2. the active page's remote frees
     MF2_STAT_INC(stats_, active_drain_hit);
   } else if ((page = partial_[k].front()) != nullptr) {  // 3. the partial list
     MF2_STAT_INC(stats_, partial_hit);
-  } else if ((page = TakeFromPending(k, UINT32_MAX)) != nullptr) {  // the gate, exhaustive
+  } else if (route != Route::kCda &&
+             (page = TakeFromPending(k, UINT32_MAX)) != nullptr) {  // the gate, exhaustive
     MF2_STAT_INC(stats_, mustreuse_hit);
   } else if ((page = AdoptAbandoned(k)) != nullptr) {  // 4. an exited thread's page
     MF2_STAT_INC(stats_, abandoned_adopt_hit);
@@ -345,13 +348,15 @@ bool Heap::OwnerIdle_mt(uint64_t now_ns, uint64_t threshold_ns) {
   return ((now_us - (probe & kTimeMask)) & kTimeMask) * 1000 >= threshold_ns;
 }
 
-// Pops `owner`'s queue (the caller holds then the flag of every page on it) and, per page,
-// asks `take(page)` whether to keep it; the others go back with one CAS. Returns nothing: `take`
-// does the work. Afterwards the chain is not touched (the owner may release those pages).
+// Pops `owner`'s queue (the caller then holds the flag of every page on it) and, per page, asks
+// `take(page)` whether to keep it; the others go back with one CAS, and the ready bits of their
+// classes are set again (another sweeper may have cleared one while we held its pages: adoption.h).
+// Afterwards the chain is not touched (the owner may drain and release those pages at once).
 template <typename Take>
-static void SweepQueue(PendingQueue* queue, Take take, uint32_t* left_of_class, uint32_t k) {
+static void SweepQueue(Heap* owner, PendingQueue* queue, Take take) {
   Page* first = nullptr;
   Page* last = nullptr;
+  uint64_t classes[2] = {0, 0};  // classes of the counted pages given back
   for (Page* p = queue->PopAll(); p != nullptr;) {
     Page* next = p->pending_next();  // hazard 5: the link before anything else
     if (!take(p)) {
@@ -361,11 +366,18 @@ static void SweepQueue(PendingQueue* queue, Take take, uint32_t* left_of_class, 
         last->set_pending_next(p);
       }
       last = p;
-      if (p->size_class() == k) ++*left_of_class;
+      if (p->adopt_counted) classes[p->size_class() / 64] |= uint64_t{1} << (p->size_class() % 64);
     }
     p = next;
   }
-  if (first != nullptr) queue->PushChain_mt(first, last);
+  if (first == nullptr) return;
+  queue->PushChain_mt(first, last);
+  for (uint32_t w = 0; w < 2; ++w) {
+    for (uint64_t bits = classes[w]; bits != 0; bits &= bits - 1) {
+      AdoptionBoard::Global().MarkReady(w * 64 + static_cast<uint32_t>(__builtin_ctzll(bits)),
+                                        owner->id());
+    }
+  }
 }
 
 Page* Heap::AdoptFromPending(uint32_t k, Route route) {
@@ -400,9 +412,8 @@ Page* Heap::AdoptFromPending(uint32_t k, Route route) {
   Page* chosen = nullptr;
   bool blocked_deadline = false;
   bool blocked_remote = false;
-  uint32_t left = 0;
   SweepQueue(
-      &owner->pending_,
+      owner, &owner->pending_,
       [&](Page* p) {
         // We hold p's flag. Only a detached page (full, on none of the owner's lists) may move.
         if (chosen != nullptr || p->size_class() != k ||
@@ -422,9 +433,7 @@ Page* Heap::AdoptFromPending(uint32_t k, Route route) {
         }
         chosen = p;
         return true;
-      },
-      &left, k);
-  if (left > 0) board.MarkReady(k, id);
+      });
   // seq_cst: as in QueueWonPage_mt, pages given back to an owner that has just exited are
   // drained by us.
   if (owner->xabandoned_.load(std::memory_order_seq_cst)) owner->ReclaimAbandoned_mt(this);
@@ -490,9 +499,8 @@ void Heap::ReclaimIdleOwner_mt(Heap* owner) {
 void Heap::SweepIdleOwner(Heap* owner) {
   MF2_STAT_INC(stats_, idle_reclaims);
   AdoptionBoard& board = AdoptionBoard::Global();
-  uint32_t unused = 0;
   SweepQueue(
-      &owner->pending_,
+      owner, &owner->pending_,
       [&](Page* p) {
         // A detached page whose every block is on its remote stack: nobody can allocate from it
         // and no legitimate free can still arrive. Take it over (as an adopter would) and
@@ -513,8 +521,7 @@ void Heap::SweepIdleOwner(Heap* owner) {
           Detach(p);
         }
         return true;
-      },
-      &unused, 0);
+      });
   if (owner->xabandoned_.load(std::memory_order_seq_cst)) owner->ReclaimAbandoned_mt(this);
 }
 

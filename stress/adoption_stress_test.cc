@@ -63,16 +63,24 @@ void VerifyAndFree(Heap* heap, void* p, Shared* s) {
   heap->Free(p);
 }
 
-class AdoptionStress : public ::testing::TestWithParam<Route> {};
+struct Variant {
+  Route route;
+  bool reclaim;
+};
+
+class AdoptionStress : public ::testing::TestWithParam<Variant> {};
 
 TEST_P(AdoptionStress, OwnerFreesAndAllocatesWhileItsPagesAreAdopted) {
   testing::ScopedPolicy policy([](Policy* p) {
-    p->route = GetParam();
+    p->route = GetParam().route;
     p->idle_threshold_ns = 0;
     p->adopt_pressure = 0;
     p->adopt_min_remote = 1;
     p->rfr_window_ns = 0;
-    p->reclaim_idle = true;
+    p->reclaim_idle = GetParam().reclaim;
+    // No spare empty pages: an adopter whose blocks all came back has no page of its own left,
+    // so its next page comes from Route P (or the page source), not from its partial list.
+    p->heap_empty_bytes = 0;
   });
   testing::CountingPageSource* source = testing::NewPermanentSource();
   Shared shared;
@@ -94,7 +102,10 @@ TEST_P(AdoptionStress, OwnerFreesAndAllocatesWhileItsPagesAreAdopted) {
           const uint32_t k = SizeToClass(size);
           for (size_t i = 0; i < kPagesPerClass * ClassInfo(k).capacity; ++i) {
             void* p = NewStamped(heap, size, 0, seq++, &shared);
-            if (rng.OneIn(4)) {
+            // The owner frees some of its own blocks in the two smaller-capacity classes only:
+            // such a free puts the page back on its partial list, which closes Route P's
+            // owner-partial gate for that class; the other classes stay adoptable.
+            if (size >= 2048 && rng.OneIn(4)) {
               shared.owner_own.push_back(p);
             } else {
               shared.given[rng.Below(kFreers)].push_back(p);
@@ -109,7 +120,9 @@ TEST_P(AdoptionStress, OwnerFreesAndAllocatesWhileItsPagesAreAdopted) {
         // allocate now and then (our drain competes with the adopters' pops).
         for (void* p : shared.owner_own) {
           VerifyAndFree(heap, p, &shared);
-          if (rng.OneIn(8)) mine.push_back(NewStamped(heap, kSizes[rng.Below(4)], tid, seq++, &shared));
+          // Odd rounds only: in even rounds the owner is idle apart from its frees, so its
+          // queued pages wait for the adopters (in odd rounds its own drain races them).
+          if (r % 2 == 1 && rng.OneIn(8)) mine.push_back(NewStamped(heap, kSizes[rng.Below(4)], tid, seq++, &shared));
         }
       } else if (id <= kFreers) {
         for (void* p : shared.given[static_cast<size_t>(id - 1)]) VerifyAndFree(heap, p, &shared);
@@ -117,7 +130,10 @@ TEST_P(AdoptionStress, OwnerFreesAndAllocatesWhileItsPagesAreAdopted) {
         // Adopters: allocate in the owner's classes while its pages fill with remote frees.
         for (int i = 0; i < 600; ++i) {
           mine.push_back(NewStamped(heap, kSizes[rng.Below(4)], tid, seq++, &shared));
-          if (mine.size() > 64) {
+          // Odd rounds: keep at most 64 blocks (local frees, so the adopter's own partial
+          // pages serve it). Even rounds: keep all, so every page it fills sends its slow path
+          // past its own pages to Route P.
+          if (r % 2 == 1 && mine.size() > 64) {
             size_t victim = rng.Below(mine.size());
             VerifyAndFree(heap, mine[victim], &shared);
             mine[victim] = mine.back();
@@ -149,17 +165,28 @@ TEST_P(AdoptionStress, OwnerFreesAndAllocatesWhileItsPagesAreAdopted) {
   for (Heap* h : heaps) adopted += h->stats().Get(HeapStats::k_adopt_allowed);
   const uint64_t detached = heaps[0]->stats().Get(HeapStats::k_detached_frees) +
                             heaps[0]->stats().Get(HeapStats::k_remote_frees);
-  EXPECT_GT(adopted, 0u) << "no page was ever adopted: the test did not exercise adoption";
+  uint64_t reclaimed = 0;
+  for (Heap* h : heaps) reclaimed += h->stats().Get(HeapStats::k_pages_reclaimed);
+  if (GetParam().reclaim) {
+    // Whole pages go to the freers' sweeps first, so adoption is rarer: either must happen.
+    EXPECT_GT(adopted + reclaimed, 0u) << "neither adoption nor reclamation was exercised";
+  } else {
+    EXPECT_GT(adopted, 0u) << "no page was ever adopted: the test did not exercise adoption";
+  }
   EXPECT_GT(detached, 0u) << "the owner never freed into a detached page";
   EXPECT_EQ(source->outstanding(), 0u) << "every span went back to the page source";
-  std::printf("adoptions %llu, owner frees into detached pages %llu\n",
-              static_cast<unsigned long long>(adopted), static_cast<unsigned long long>(detached));
+  std::printf("adoptions %llu, pages reclaimed %llu, owner frees into detached pages %llu\n",
+              static_cast<unsigned long long>(adopted), static_cast<unsigned long long>(reclaimed),
+              static_cast<unsigned long long>(detached));
 }
 
 INSTANTIATE_TEST_SUITE_P(Routes, AdoptionStress,
-                         ::testing::Values(Route::kRouteP, Route::kCda),
-                         [](const ::testing::TestParamInfo<Route>& info) {
-                           return std::string(RouteName(info.param));
+                         ::testing::Values(Variant{Route::kRouteP, false},
+                                           Variant{Route::kRouteP, true},
+                                           Variant{Route::kCda, true}),
+                         [](const ::testing::TestParamInfo<Variant>& info) {
+                           return std::string(RouteName(info.param.route)) +
+                                  (info.param.reclaim ? "_reclaim" : "");
                          });
 
 TEST(IdleProducerStress, ConsumersReleaseAnIdleProducersPagesAsTheyComeBackWhole) {
