@@ -86,7 +86,8 @@ inline mf2::Heap* AcquireHeap() {
 // (always passed) or an hour (never), so a replay takes the same decisions.
 //   route byte r: r % 4 selects route_s, route_p with every gate open, route_p with the gates
 //   closed by bits 2..5 (idle, pressure, min remote 8, first-refusal window), or cda; bit 6 turns
-//   idle reclamation off; bit 7 makes owners idle for reclamation (else never idle).
+//   idle reclamation off; bit 7 makes owners idle for reclamation (else never idle). The
+//   reclamation batch is 1 + budget % 3.
 inline mf2::Policy FuzzPolicy(uint32_t budget, bool tight_memory, uint8_t route_byte) {
   constexpr uint64_t kHour = uint64_t{3600} * 1000 * 1000 * 1000;
   mf2::Policy p;
@@ -110,6 +111,7 @@ inline mf2::Policy FuzzPolicy(uint32_t budget, bool tight_memory, uint8_t route_
     p.rfr_window_ns = closable && (route_byte & 32) ? kHour : 0;
   }
   p.reclaim_idle = (route_byte & 0x40) == 0;
+  p.reclaim_batch = 1 + budget % 3;  // 1 sweeps at every whole page; 2, 3 leave some queued
   return p;
 }
 

@@ -312,6 +312,7 @@ class State {
 
   void CheckAfterStep() {
     mf2::HeapRegistry::Global().CheckAll(in_flight_.empty());
+    mf2::HeapRegistry::Global().CheckWholeCounts();
     for (int a = 0; a < actors_; ++a) {
       if (heap_[a] != nullptr) heap_[a]->CheckInvariants(in_flight_.empty());
     }

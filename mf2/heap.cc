@@ -87,6 +87,7 @@ void Heap::DrainDequeued(Page* page) {
   RemoteWord taken = page->remote().TakeAll();
   MF2_CHECK(taken.pending(), "a queued page has in_remote_pending set");
   MF2_STAT_INC(stats_, pending_drained);
+  NoteTaken(page, taken);
   Absorb(page, taken);
 }
 
@@ -117,7 +118,9 @@ Page* Heap::FilePage(Page* page, uint32_t k) {
 Page* Heap::CollectActive(uint32_t k) {
   Page* page = active_[k];
   if (page == nullptr || page->remote().Peek().count() == 0) return nullptr;
-  Absorb(page, page->remote().TakeBlocksKeepFlag());
+  const RemoteWord taken = page->remote().TakeBlocksKeepFlag();
+  NoteTaken(page, taken);
+  Absorb(page, taken);
   return page->HasFree() ? page : nullptr;
 }
 
@@ -136,7 +139,9 @@ Page* Heap::AdoptAbandoned(uint32_t k) {
   MF2_STAT_INC(stats_, pages_adopted);
   // We hold the page's flag (GiveUpPage) and are its owner now: take what arrived and clear the
   // flag, which publishes the new owner to the next 0->1 edge winner.
-  Absorb(page, page->remote().TakeAll());
+  const RemoteWord taken = page->remote().TakeAll();
+  dead->NoteTaken(page, taken);
+  Absorb(page, taken);
   return page;
 }
 
@@ -258,12 +263,24 @@ bool Heap::TryRelease(Page* page) {
   return true;
 }
 
-bool Heap::PushRemote_mt(Page* page, Block* b, uint32_t* count_after) {
+bool Heap::PushRemote_mt(Page* page, Block* b, bool* completed) {
   PoisonMemory(b, page->block_size());
   MF2_STAT_INC(stats_, remote_frees);
+  // Read before the push (see below). A page whose owner changes after this read has its
+  // stack taken by the new owner, so it cannot come back whole with our push in the same run,
+  // except for a page whose every block is freed within that window (then the count errs by 1).
+  Heap* owner = page->owner_relaxed();
+  const uint32_t capacity = page->capacity();
+  uint32_t count_after = 0;
   // After this push the owner may drain `b` at once; we touch neither again unless we won the
   // edge, and then the flag keeps the page from being released until we have queued it.
-  const bool won = page->remote().Push_mt(b, count_after);
+  const bool won = page->remote().Push_mt(b, &count_after);
+  if (count_after == capacity && owner != nullptr) {
+    // Every block of the page is on its remote stack: it came back whole. seq_cst: see
+    // ReclaimIdleOwner_mt ("a page being queued").
+    owner->xwhole_unswept_.fetch_add(1, std::memory_order_seq_cst);
+    if (completed != nullptr) *completed = true;
+  }
   if (won) MF2_STAT_INC(stats_, pending_enqueued);  // this free queues the page (next step)
   return won;
 }
@@ -290,23 +307,30 @@ void Heap::QueueWonPage_mt(Page* page, Heap* adopter) {
 void Heap::FreeRemote(Page* page, Block* b) {
   // Read before the push: afterwards the page may be drained and released at once.
   Heap* owner = page->owner_relaxed();
-  const uint32_t capacity = page->capacity();
-  const bool reclaim = owner != nullptr && GetPolicy().reclaim_idle;
-  // seq_cst, as the re-read below: see ReclaimIdleOwner_mt ("a page being queued").
-  const uint64_t whole_before = reclaim ? owner->whole_events_mt() : 0;
-  uint32_t count_after = 0;
-  const bool won = PushRemote_mt(page, b, &count_after);
+  bool completed = false;
+  const bool won = PushRemote_mt(page, b, &completed);
   if (won) QueueWonPage_mt(page, this);
-  if (!reclaim) return;
-  if (count_after == capacity) {
-    // Every block of the page is on its remote stack: it came back whole. seq_cst: ordered
-    // before our sweep's pop, against a concurrent edge winner's "queue; re-read" below.
-    owner->xwhole_events_.fetch_add(1, std::memory_order_seq_cst);
+  if (owner == nullptr) return;
+  const Policy& policy = GetPolicy();
+  int64_t unswept;
+  if (completed) {
+    unswept = owner->whole_unswept_mt();
+  } else if (won) {
+    // We queued a page: a completer's sweep may have missed it while we held it.
+    unswept = owner->whole_unswept_mt();
+  } else {
+    return;
+  }
+  if (policy.reclaim_idle && unswept >= static_cast<int64_t>(policy.reclaim_batch)) {
     ReclaimIdleOwner_mt(owner);
-  } else if (won && owner->whole_events_mt() != whole_before) {
-    // A page came back whole while we were queueing ours: if it was ours, its completer's sweep
-    // may have run before our push. Sweep again.
-    ReclaimIdleOwner_mt(owner);
+  }
+}
+
+// A remote stack was taken off `page` while this heap owned it: one whole page fewer to sweep.
+void Heap::NoteTaken(const Page* page, RemoteWord taken) {
+  if (taken.count() == page->capacity()) {
+    // seq_cst: as the increment in FreeRemote.
+    xwhole_unswept_.fetch_sub(1, std::memory_order_seq_cst);
   }
 }
 
@@ -408,7 +432,6 @@ Page* Heap::AdoptFromPending(uint32_t k, Route route) {
     }
   }
   board.ClearReady(k, id);  // before the pop: see adoption.h
-  const uint64_t whole_before = owner->whole_events_mt();  // see ReclaimIdleOwner_mt
   Page* chosen = nullptr;
   bool blocked_deadline = false;
   bool blocked_remote = false;
@@ -438,7 +461,8 @@ Page* Heap::AdoptFromPending(uint32_t k, Route route) {
   // drained by us.
   if (owner->xabandoned_.load(std::memory_order_seq_cst)) owner->ReclaimAbandoned_mt(this);
   // A page may have come back whole while we held the chain: its completer's sweep missed it.
-  if (policy.reclaim_idle && owner->whole_events_mt() != whole_before) {
+  if (policy.reclaim_idle &&
+      owner->whole_unswept_mt() >= static_cast<int64_t>(policy.reclaim_batch)) {
     ReclaimIdleOwner_mt(owner);
   }
   if (chosen == nullptr) {
@@ -456,7 +480,9 @@ Page* Heap::AdoptFromPending(uint32_t k, Route route) {
   TakeOverHeld(chosen, owner);
   // Clears the flag: publishes the new owner to the next edge winner (and to the old owner's
   // FreeDetached).
-  Absorb(chosen, chosen->remote().TakeAll());
+  const RemoteWord taken = chosen->remote().TakeAll();
+  owner->NoteTaken(chosen, taken);
+  Absorb(chosen, taken);
   if (!chosen->HasFree()) {  // only if the remote list was corrupt (reported in Absorb)
     Detach(chosen);
     return nullptr;
@@ -464,17 +490,20 @@ Page* Heap::AdoptFromPending(uint32_t k, Route route) {
   return chosen;
 }
 
-// Who sweeps, and why no page that came back whole is missed while its owner is idle:
-//  - the thread whose free completed the page (xwhole_events_ + 1, then a sweep);
+// Who sweeps. A sweep walks the owner's whole queue, so sweeps are batched: xwhole_unswept_
+// counts the owner's pages that came back whole and were not taken yet (NoteTaken at every take
+// of a remote stack), and a sweep starts once it reaches Policy::reclaim_batch. So an idle owner
+// keeps fewer than reclaim_batch whole pages (plus the miscounts noted at xwhole_unswept_), and
+// the sweep cost per reclaimed page is the queue length / reclaim_batch. Triggers:
+//  - the thread whose free completed a page (count + 1, then a sweep if due);
 //  - a sweep already running (xsweeping_) owes another pass when asked (xsweep_wanted_): the
 //    page may have been in its popped chain, checked before it was complete;
-//  - a page being queued: its edge winner read xwhole_events_ before its push and re-reads it
-//    after queueing (seq_cst): if the completer's pop came before the queueing push, the
-//    increment before that pop is visible to the re-read, and the edge winner sweeps;
-//  - a page held by an adopter's pop: the adopter does the same check around its pop.
+//  - a page being queued: its edge winner re-reads the count after queueing (seq_cst): if the
+//    completer's pop came before the queueing push, the increment before that pop is visible;
+//  - a page held by an adopter's pop: the adopter re-reads the count after giving pages back.
 // While the owner is not yet idle nothing is swept: its own slow path drains its queue, and a
 // page that comes back whole just before the owner goes idle stays queued until the owner's
-// next slow path or the next completion of one of its pages (bench/RESULTS.md measures it).
+// next slow path or a later completion triggers a sweep (bench/RESULTS.md measures it).
 void Heap::ReclaimIdleOwner_mt(Heap* owner) {
   if (owner == this || owner->source_ != source_ || owner->abandoned()) return;
   if (!owner->OwnerIdle_mt(NowNs(), GetPolicy().idle_threshold_ns)) {
@@ -512,7 +541,9 @@ void Heap::SweepIdleOwner(Heap* owner) {
         board.UncountDequeued(p);
         p->DebugNoteDequeued();
         TakeOverHeld(p, owner);
-        Absorb(p, p->remote().TakeAll());
+        const RemoteWord taken = p->remote().TakeAll();
+        owner->NoteTaken(p, taken);
+        Absorb(p, taken);
         if (p->used() == 0 && TryRelease(p)) {
           MF2_STAT_INC(stats_, pages_reclaimed);
         } else if (p->HasFree()) {
@@ -607,7 +638,9 @@ void Heap::Abandon() {
     if (page == nullptr) continue;
     active_[k] = nullptr;
     page->set_where(Page::Where::kNowhere);
-    Absorb(page, page->remote().TakeBlocksKeepFlag());
+    const RemoteWord taken = page->remote().TakeBlocksKeepFlag();
+    NoteTaken(page, taken);
+    Absorb(page, taken);
     if (page->HasFree()) {
       PageGainedFree(page);
     } else {
@@ -686,7 +719,7 @@ void Heap::HandOverDequeued(Page* page, Heap* adopter) {
   if (page->where() == Page::Where::kPartial) PartialRemove(page);
   Unretain(page);
   adopter->TakeOverHeld(page, this);
-  adopter->AcceptPage(page);
+  adopter->AcceptPage(page, this);
 }
 
 // We hold `page`'s flag and it is on none of `from`'s lists: it becomes ours. The owner changes
@@ -701,9 +734,10 @@ void Heap::TakeOverHeld(Page* page, Heap* from) {
 }
 
 // Owner: a page handed over by an exited thread's heap, flag still set.
-void Heap::AcceptPage(Page* page) {
+void Heap::AcceptPage(Page* page, Heap* from) {
   RemoteWord taken = page->remote().TakeAll();
   MF2_CHECK(taken.pending(), "a handed-over page arrives with its flag held");
+  from->NoteTaken(page, taken);
   Absorb(page, taken);
   if (page->HasFree()) {
     PageGainedFree(page);

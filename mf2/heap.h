@@ -121,7 +121,9 @@ class Heap {
   // in_remote_pending 0->1 edge. Step 2, only if it did: queue the page on its owner's pending
   // queue and, if the owner has exited, drain that queue and hand its pages to `adopter` (the
   // freer's own heap, owned by the calling thread; nullptr to adopt nothing).
-  bool PushRemote_mt(Page* page, Block* b, uint32_t* count_after = nullptr);
+  // `completed` (optional) is set when this push brought the page back whole (every block on
+  // its remote stack; counted in the owner's whole_unswept_mt()).
+  bool PushRemote_mt(Page* page, Block* b, bool* completed = nullptr);
   static void QueueWonPage_mt(Page* page, Heap* adopter);
 
   // ---- Route P, cda and idle reclamation (any thread, about another heap) ----
@@ -136,8 +138,8 @@ class Heap {
   // The calling thread (owner of this heap) freed the last remote block of a page of `owner`:
   // if `owner` is idle, release every completely free detached page on its pending queue.
   void ReclaimIdleOwner_mt(Heap* owner);
-  // The pages of this heap that came back whole so far (see FreeRemote).
-  uint64_t whole_events_mt() const { return xwhole_events_.load(std::memory_order_seq_cst); }
+  // Pages of this heap that came back whole and were not taken yet (see FreeRemote).
+  int64_t whole_unswept_mt() const { return xwhole_unswept_.load(std::memory_order_seq_cst); }
 
   // ---- Lifecycle (see HeapRegistry) ----
   bool TryClaim();
@@ -199,13 +201,14 @@ class Heap {
   Page* AdoptAbandoned(uint32_t k);
   Page* AdoptFromPending(uint32_t k, Route route);
   void SweepIdleOwner(Heap* owner);
+  void NoteTaken(const Page* page, RemoteWord taken);
   void TakeOverHeld(Page* page, Heap* from);
   void Detach(Page* page);
   void PartialPush(Page* page);
   void PartialRemove(Page* page);
   Page* NewPage(uint32_t k);
   void HandOverDequeued(Page* page, Heap* adopter);
-  void AcceptPage(Page* page);
+  void AcceptPage(Page* page, Heap* from);
   void SetActive(uint32_t k, Page* page);
   bool TryRelease(Page* page);
   void Unretain(Page* page);
@@ -234,9 +237,11 @@ class Heap {
   std::atomic<uint64_t> partial_mask_[2] = {};  // bit k: partial_[k] non-empty
   // Observers' probe: (low 24 bits of the epoch seen) << 40 | (time seen, microseconds, 40 bits).
   std::atomic<uint64_t> xidle_probe_{0};
-  // Idle reclamation (ReclaimIdleOwner_mt). On a line of their own: read by every remote free
-  // into this heap's pages, written only when a page comes back whole.
-  alignas(64) std::atomic<uint64_t> xwhole_events_{0};  // pages that came back whole, ever
+  // Idle reclamation (ReclaimIdleOwner_mt). On a line of their own: read by edge winners,
+  // written only when a page comes back whole or such a page is taken off a remote stack.
+  // Pages of this heap that came back whole and are still queued (approximate: a page adopted
+  // between its completion and its take is counted on one heap and discounted on another).
+  alignas(64) std::atomic<int64_t> xwhole_unswept_{0};
   std::atomic<bool> xsweep_wanted_{false};  // a sweep is owed (by whoever holds xsweeping_)
   std::atomic<bool> xsweeping_{false};      // one sweeper at a time
   alignas(64) PendingQueue pending_;

@@ -150,4 +150,37 @@ void HeapRegistry::CheckAll(bool quiescent) {
   }
 }
 
+namespace {
+
+struct WholeCount {
+  Heap* heaps[4096];
+  int64_t whole[4096];
+  uint32_t n;
+};
+
+void CountWhole(Page* page, void* arg) {
+  auto* wc = static_cast<WholeCount*>(arg);
+  if (!page->in_use() || page->remote().Peek().count() != page->capacity()) return;
+  for (uint32_t i = 0; i < wc->n; ++i) {
+    if (wc->heaps[i] == page->owner_relaxed()) ++wc->whole[i];
+  }
+}
+
+}  // namespace
+
+void HeapRegistry::CheckWholeCounts() {
+  static WholeCount wc;  // static: the check does not allocate
+  MutexLock lock(&mu_);
+  wc.n = 0;
+  for (Heap* h = all_; h != nullptr && wc.n < 4096; h = h->all_next) {
+    wc.heaps[wc.n] = h;
+    wc.whole[wc.n++] = 0;
+  }
+  OsPageSource::Global().ForEachSpanInUse(&CountWhole, &wc);
+  for (uint32_t i = 0; i < wc.n; ++i) {
+    MF2_CHECK(wc.heaps[i]->whole_unswept_mt() == wc.whole[i],
+              "a heap's count of pages that came back whole matches its pages");
+  }
+}
+
 }  // namespace mf2

@@ -42,6 +42,10 @@ class HeapRegistry {
   // multi-actor fuzzer parks them between steps and passes false), so the cross-thread
   // equations must hold exactly.
   void CheckAll(bool quiescent);
+  // Single-threaded harnesses only (no remote free half done, no other thread in MF2): every
+  // heap's whole_unswept_mt() equals the number of its pages that came back whole (all blocks
+  // on the remote stack). Not exact under real concurrency (see Heap::PushRemote_mt).
+  void CheckWholeCounts();
   // Heaps that exist, and how many are idle.
   uint32_t heap_count();
   uint32_t idle_count() { return idle_count_.load(std::memory_order_relaxed); }

@@ -72,6 +72,7 @@ TEST(Api, WholePagesOfAnIdleOwnerAreReleasedByTheFreeingThread) {
   testing::ScopedPolicy policy([](Policy* p) {
     p->reclaim_idle = true;
     p->idle_threshold_ns = 0;  // every observation finds the owner idle: deterministic
+    p->reclaim_batch = 1;      // sweep at every page that comes back whole
   });
   std::vector<void*> blocks;
   for (int i = 0; i < 400; ++i) blocks.push_back(Allocate(4096));  // 16 per page: 25 pages

@@ -71,6 +71,7 @@ Policy PolicyFromEnvironment() {
   if (EnvUnsigned("MF2_ADOPT_MIN_REMOTE", &n)) p.adopt_min_remote = static_cast<uint32_t>(n);
   if (EnvUnsigned("MF2_RFR_US", &n)) p.rfr_window_ns = n * 1000;
   if (EnvIs("MF2_RECLAIM_IDLE", "0")) p.reclaim_idle = false;
+  if (EnvUnsigned("MF2_RECLAIM_BATCH", &n) && n > 0) p.reclaim_batch = static_cast<uint32_t>(n);
   if (EnvUnsigned("MF2_PENDING_BUDGET", &n) && n > 0) p.pending_budget = static_cast<uint32_t>(n);
   if (EnvUnsigned("MF2_HEAP_EMPTY_KB", &n)) p.heap_empty_bytes = static_cast<size_t>(n) << 10;
   if (EnvUnsigned("MF2_PAGE_CACHE_MB", &n)) p.page_cache_bytes = static_cast<size_t>(n) << 20;

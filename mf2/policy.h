@@ -19,6 +19,9 @@
 //   MF2_RECLAIM_IDLE=1         a thread whose free returns the last block of a full page of an
 //                              owner idle for MF2_IDLE_US releases that owner's completely free
 //                              full pages to the page source (every route; 0 = off).
+//   MF2_RECLAIM_BATCH=32       a sweep of an idle owner's queue starts once this many of its
+//                              pages came back whole (a sweep walks the whole queue): an idle
+//                              owner keeps fewer than this many whole pages resident.
 //   MF2_PENDING_BUDGET=8       pending pages examined per slow-path call before falling back to
 //                              the active page and partial list (the gate still drains the whole
 //                              queue before it ever takes a new page).
@@ -61,6 +64,7 @@ struct Policy {
   uint32_t adopt_min_remote = 8;
   uint64_t rfr_window_ns = 200'000;
   bool reclaim_idle = true;
+  uint32_t reclaim_batch = 32;
   uint32_t pending_budget = 8;
   size_t heap_empty_bytes = size_t{2} << 20;
   size_t page_cache_bytes = size_t{32} << 20;

@@ -36,6 +36,7 @@ Policy OpenGates(Route route) {
   p.adopt_min_remote = 1;
   p.rfr_window_ns = 0;
   p.reclaim_idle = false;
+  p.reclaim_batch = 1;
   return p;
 }
 

@@ -24,6 +24,8 @@
  *      owner == me otherwise -> local push; owner != me -> remote free. It also drains its own
  *      queue up to ROUNDS_O times (pop-all; DrainDequeued: kDetached -> kNowhere, TakeAll,
  *      absorb; FilePage: partial list, kept/released if empty, or detached again if full).
+ *      O does not allocate: FilePage never hands the page back for a class (as ProcessAllPending,
+ *      FilePage(page, 0)), so the page does not become O's active page again.
  *   A: up to ROUNDS_A operations, each any of
  *      - sweep H's queue (SweepQueue: pop-all; the page is on H's queue so it holds its flag):
  *        if where (acquire) == kDetached it may adopt it (TakeOverHeld: owner = A, where =
@@ -31,6 +33,7 @@
  *        (ReclaimIdleOwner_mt: take over, TakeAll, absorb, release); otherwise (not detached, or
  *        a Route P gate says no) it pushes the page back on H's queue with one CAS;
  *      - drain its own queue (same code as O);
+ *      - collect its active page directly (CollectActive: TakeBlocksKeepFlag, the flag stays);
  *      - allocate a block from the page if it is A's active or partial page (SetActive + Pop);
  *      - free a block it allocated (Heap::Free, as O);
  *      - replace its active page: a full one is detached (the release store that is the owner's
@@ -51,7 +54,7 @@
  *       every block is FREE and in the local free list exactly once, used == 0.
  *   F   only the flag holder (ghost fholder) runs TakeAll and queues the page; an edge winner
  *       had no holder before it.
- *   4   the owner changes only while the changer holds the flag.
+ *   OC  the owner changes only while the changer holds the flag.
  *   5/6 the page is queued at most once, only on its owner's queue, and is found only there.
  *   7,8 at quiescence: flag <=> queued; non-empty remote stack => flag.
  *  11   a released page is not touched again, and is released only with xremote == 0.
@@ -61,10 +64,13 @@
  *
  * Variants (-D):
  *   (none)     the protocol as implemented                                        -> verifies
- *   MUTANT_MA  Free into an own kDetached page without the flag: plain local push -> ME
- *   MUTANT_MB  FreeDetached does not re-check owner/where after taking the flag   -> ME or BA
+ *   MUTANT_MA  Free into an own kDetached page without the flag: local push, then
+ *              PartialPush like any page that gained a free block                 -> ME
+ *   MUTANT_MB  FreeDetached does not re-check owner/where after taking the flag   -> L (the old
+ *              owner links the adopter's page on its own partial list; ME is reachable too)
  *   MUTANT_MC  the adopter stores where = kNowhere BEFORE P.owner = A             -> ME
- *   MUTANT_MD  the owner's drain leaves where == kDetached during TakeAll/filing  -> ME
+ *   MUTANT_MD  the owner's drain stores kNowhere only AFTER TakeAll (the page is still
+ *              kDetached while the flag is clear)                                 -> ME
  */
 
 #ifndef NB
@@ -129,15 +135,9 @@ inline push_local(b) {
   used--
 }
 
-/* TakeAll = exchange(P.xremote, 0), by the flag holder; then Absorb (owner-only). */
-inline take_all_absorb(me) {
+/* AbsorbRemote of a privately held list (taken, tcnt) into the local free list. Owner-only. */
+inline absorb() {
   atomic {
-    assert(!released);
-    assert(xflag == 1 && fholder == me);          /* F: only the flag holder takes all */
-    taken = xhead; tcnt = xcnt;
-    xhead = 0; xcnt = 0; xflag = 0; fholder = T_NONE
-  };
-  atomic {                                          /* AbsorbRemote */
     n = 0;
     do
     :: taken != 0 ->
@@ -153,6 +153,17 @@ inline take_all_absorb(me) {
     assert(n == tcnt);                              /* BA: count field == list length */
     tcnt = 0
   }
+}
+
+/* TakeAll = exchange(P.xremote, 0), by the flag holder; then Absorb (owner-only). */
+inline take_all_absorb(me) {
+  atomic {
+    assert(!released);
+    assert(xflag == 1 && fholder == me);          /* F: only the flag holder takes all */
+    taken = xhead; tcnt = xcnt;
+    xhead = 0; xcnt = 0; xflag = 0; fholder = T_NONE
+  };
+  absorb()
 }
 
 /* Push_mt: load, then CAS; won = this push set the flag. */
@@ -252,7 +263,7 @@ inline file_page(myh) {
   :: where == ACTIVE -> CS_EXIT
   :: where != ACTIVE && lfree == 0 ->
      if
-     :: where == NOWHERE -> atomic { where = DETACHED; CS_EXIT }   /* Detach: last touch */
+     :: where == NOWHERE -> atomic { assert(lfree == 0); where = DETACHED; CS_EXIT }   /* Detach */
      :: else -> CS_EXIT
      fi
   :: where != ACTIVE && lfree != 0 ->
@@ -319,7 +330,7 @@ inline free_detached(b, me, myh) {
 
 /* Heap::Free of live block b by thread me of heap myh. */
 inline free_block(b, me, myh) {
-  w = where;                                        /* where_acquire() ... */
+  atomic { assert(!released); w = where };          /* where_acquire() ... */
   o = owner;                                        /* ... THEN owner_relaxed() */
   if
   :: o == myh && w == DETACHED ->
@@ -365,11 +376,11 @@ proctype Owner() {
 inline take_over() {
 #ifdef MUTANT_MC
   atomic { CS_ENTER; where = NOWHERE };             /* MC: where first ... */
-  atomic { assert(xflag == 1 && fholder == T_A);    /* 4 */
+  atomic { assert(xflag == 1 && fholder == T_A);    /* OC */
            pcount[H]--; owner = HA; pcount[HA]++ }  /* ... then the owner */
 #else
   atomic { CS_ENTER;
-           assert(xflag == 1 && fholder == T_A);    /* 4: owner changes only under the flag */
+           assert(xflag == 1 && fholder == T_A);    /* OC: owner changes only under the flag */
            pcount[H]--; owner = HA; pcount[HA]++ };
   where = NOWHERE;
 #endif
@@ -397,7 +408,7 @@ proctype Adopter() {
               :: lfree != 0 ->                      /* SetActive */
                  atomic { where = ACTIVE; isactive[HA] = 1; CS_EXIT }
               :: else ->                            /* (corrupt remote list only) */
-                 atomic { where = DETACHED; CS_EXIT }
+                 atomic { assert(lfree == 0); where = DETACHED; CS_EXIT }
               fi
            :: w == DETACHED && xcnt == NB ->        /* ReclaimIdleOwner_mt */
               take_over();
@@ -422,9 +433,15 @@ proctype Adopter() {
      :: HOLDS_ANY ->         /* free a block A allocated */
         atomic { b = 1; do :: !mine[b] -> b++ :: else -> break od; mine[b] = 0 };
         free_block(b, T_A, HA)
+     :: isactive[HA] && xcnt != 0 ->                /* CollectActive: TakeBlocksKeepFlag */
+        atomic { CS_ENTER; assert(owner == HA && where == ACTIVE);
+                 taken = xhead; tcnt = xcnt; xhead = 0; xcnt = 0 };   /* the flag stays */
+        absorb();
+        CS_EXIT
      :: isactive[HA] ->                             /* SetActive(another page): the old one ... */
         if
-        :: lfree == 0 -> atomic { isactive[HA] = 0; where = DETACHED }   /* ... Detach */
+        :: lfree == 0 ->                            /* ... Detach: the last touch */
+           atomic { assert(lfree == 0 && where == ACTIVE); isactive[HA] = 0; where = DETACHED }
         :: else ->                                  /* ... PageGainedFree */
            atomic { CS_ENTER; isactive[HA] = 0; where = NOWHERE };
            page_gained_free(HA);
@@ -469,7 +486,8 @@ init {
        assert(where != DETACHED || lfree == 0);     /* L */
        assert(onpartial[owner] == (where == PARTIAL) && onpartial[1 - owner] == 0);
        assert(isactive[owner] == (where == ACTIVE) && isactive[1 - owner] == 0);
-       assert(where != PARTIAL || lfree != 0)
+       assert(where != PARTIAL || lfree != 0);
+       assert(where != NOWHERE)                     /* L: kNowhere is transient */
     fi
   };
 

@@ -48,6 +48,7 @@ MODELS=(
   "verify|pending_queue_singlepop_owner_only|pending_queue.pml|-DSINGLE_POP||"
   "verify|adoption_route_p_claim|adoption.pml|||"
   "verify|adoption_route_s_abandoned|adoption.pml|-DROUTE_S||"
+  "verify|detached|detached.pml|||"
   "mutant|M1|remote_free.pml|-DMUTANT_M1|xhead\[p\]==0\)|stack taken before flag cleared: a block is stranded (flag clear, page not queued; inv 8)"
   "mutant|M2|remote_free.pml|-DMUTANT_M2|queued\[p\]<=1|no flag, enqueue on empty->non-empty edge + direct collection: page enqueued twice (inv 5)"
   "mutant|M3|adoption.pml|-DMUTANT_M3|drainers\[.*\]<=1|adoption without per-page claim: two drainers at once (inv 13)"
@@ -57,6 +58,10 @@ MODELS=(
   "mutant|M6|adoption.pml|-DMUTANT_M6|o==owner\[1\]|Route P: owner changed after the exchange: page pushed on the old owner's queue (inv 6)"
   "mutant|M7|adoption.pml|-DMUTANT_M7|queued\[1\]<=1|Route S: page taken without holding the flag: the adopter clears a flag a producer won, page enqueued twice (inv 5)"
   "mutant|M8|remote_free.pml|-DMUTANT_M8|queued\[[p0-9]\]==0|page released when its remote stack is empty but its flag is set: released while queued (inv 11)"
+  "mutant|M_a|detached.pml|-DMUTANT_MA|incs<=1|owner frees into its detached page without the flag: its local push overlaps an adopter's take-over (mutual exclusion)"
+  "mutant|M_b|detached.pml|-DMUTANT_MB|onpartial\[owner\]==|FreeDetached does not re-check the owner under the flag: the old owner pushes locally into the adopter's page and links it on its own partial list (ownership of the lists; the mutual-exclusion violation is reachable too)"
+  "mutant|M_c|detached.pml|-DMUTANT_MC|incs<=1|adopter stores where before the owner: Free sees where=kNowhere with its own owner id and pushes locally (mutual exclusion)"
+  "mutant|M_d|detached.pml|-DMUTANT_MD|incs<=1|owner's drain runs TakeAll while the page is still kDetached: an adopter adopts it while the owner absorbs/files it (mutual exclusion)"
 )
 
 # How to print the counterexample of a failed run (pan writes <model>.pml.trail in the run dir).

@@ -193,6 +193,7 @@ TEST(IdleProducerStress, ConsumersReleaseAnIdleProducersPagesAsTheyComeBackWhole
   testing::ScopedPolicy policy([](Policy* p) {
     p->reclaim_idle = true;
     p->idle_threshold_ns = 0;  // the producer is idle from its last slow path on
+    p->reclaim_batch = 1;      // every page that comes back whole is swept at once
   });
   testing::CountingPageSource* source = testing::NewPermanentSource();
   Shared shared;

@@ -1,0 +1,170 @@
+// An idle producer: does the allocator give memory back when the thread that allocated it stops
+// allocating and another thread frees it?
+//
+//   idle_producer total_mib keep_percent rounds
+//   e.g. idle_producer 256 10 3
+//
+// Each round: the producer thread allocates `total_mib` MiB of messages (sizes 16..4096 bytes,
+// fixed seed), hands them all to the consumer thread, and stops allocating (it waits for the next
+// round; it is alive, not exited). The consumer frees them in the order they were made, except
+// the newest `keep_percent` percent, which it keeps (live data, as a cache keeps its newest
+// entries). Right after the consumer's last free, and again 10 ms and 100 ms later, the program
+// reads the process's resident set size (/proc/self/statm) and reports it against the live bytes.
+// The kept messages are freed by the consumer before the next round. After the last round the
+// process sleeps 1 s and reports the CPU time it used meanwhile (an allocator polling in the
+// background would show here).
+//
+// Output per round:  round=R live_mib=L rss0_mib=A rss10_mib=B rss100_mib=C
+// Then: Throughput = <messages freed per second by the consumer>, idle_cpu_ms, the footer.
+// The headline figure is the last round's rss100 / live ratio (the first round also pays for
+// first-touch page faults of every allocator's metadata).
+#include <pthread.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <vector>
+
+#include "bench/bench_util.h"
+
+namespace {
+
+using mf2_bench::SplitMix64;
+
+double RssMib() {
+  FILE* f = std::fopen("/proc/self/statm", "r");
+  if (f == nullptr) return -1;
+  long pages_total = 0, pages_resident = 0;
+  const int n = std::fscanf(f, "%ld %ld", &pages_total, &pages_resident);
+  std::fclose(f);
+  if (n != 2) return -1;
+  return static_cast<double>(pages_resident) * static_cast<double>(sysconf(_SC_PAGESIZE)) /
+         (1024.0 * 1024.0);
+}
+
+double CpuSeconds() {
+  rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         1e-6 * static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
+struct Message {
+  void* p;
+  size_t size;
+};
+
+// A one-slot hand-off between the two threads (a whole round's batch at a time).
+struct Exchange {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<Message>* batch = nullptr;  // producer -> consumer
+  bool batch_done = true;                 // consumer -> producer
+  bool stop = false;
+};
+
+struct Args {
+  size_t total_bytes;
+  int keep_percent;
+  int rounds;
+  Exchange* ex;
+};
+
+void* Producer(void* arg) {
+  Args* a = static_cast<Args*>(arg);
+  SplitMix64 rng(4141);
+  std::vector<Message> batches[2];
+  for (int r = 0; r < a->rounds; ++r) {
+    std::vector<Message>& batch = batches[r % 2];
+    batch.clear();
+    size_t bytes = 0;
+    while (bytes < a->total_bytes) {
+      const size_t size = 16 + rng.Next() % 4081;
+      char* p = static_cast<char*>(std::malloc(size));
+      if (p == nullptr) {
+        std::fprintf(stderr, "malloc(%zu) failed\n", size);
+        std::exit(1);
+      }
+      p[0] = static_cast<char>(size);
+      p[size - 1] = static_cast<char>(size);
+      batch.push_back(Message{p, size});
+      bytes += size;
+    }
+    std::unique_lock<std::mutex> lock(a->ex->mu);
+    a->ex->cv.wait(lock, [&] { return a->ex->batch_done; });
+    a->ex->batch = &batch;
+    a->ex->batch_done = false;
+    a->ex->cv.notify_all();
+    // From here the producer allocates nothing until the consumer is done with the batch.
+    a->ex->cv.wait(lock, [&] { return a->ex->batch_done; });
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const double total_mib = mf2_bench::ArgOr(argc, argv, 1, 256);
+  const int keep_percent = static_cast<int>(mf2_bench::ArgOr(argc, argv, 2, 10));
+  const int rounds = static_cast<int>(mf2_bench::ArgOr(argc, argv, 3, 3));
+  Exchange ex;
+  Args args{static_cast<size_t>(total_mib * 1024 * 1024), keep_percent, rounds, &ex};
+  pthread_t producer;
+  pthread_create(&producer, nullptr, &Producer, &args);
+
+  uint64_t freed = 0;
+  double free_seconds = 0;
+  double last_ratio = 0;
+  for (int r = 0; r < rounds; ++r) {
+    std::vector<Message>* batch;
+    {
+      std::unique_lock<std::mutex> lock(ex.mu);
+      ex.cv.wait(lock, [&] { return ex.batch != nullptr; });
+      batch = ex.batch;
+      ex.batch = nullptr;
+    }
+    const size_t keep_from = batch->size() - batch->size() * static_cast<size_t>(keep_percent) / 100;
+    size_t live = 0;
+    for (size_t i = keep_from; i < batch->size(); ++i) live += (*batch)[i].size;
+    const double t0 = mf2_bench::NowSeconds();
+    for (size_t i = 0; i < keep_from; ++i) {
+      const Message& m = (*batch)[i];
+      if (static_cast<char*>(m.p)[0] != static_cast<char>(m.size)) {
+        std::fprintf(stderr, "message corrupted\n");
+        return 1;
+      }
+      std::free(m.p);
+    }
+    free_seconds += mf2_bench::NowSeconds() - t0;
+    freed += keep_from;
+    const double rss0 = RssMib();
+    mf2_bench::SleepSeconds(0.010);
+    const double rss10 = RssMib();
+    mf2_bench::SleepSeconds(0.090);
+    const double rss100 = RssMib();
+    const double live_mib = static_cast<double>(live) / (1024.0 * 1024.0);
+    last_ratio = rss100 / live_mib;
+    std::printf("round=%d live_mib=%.1f rss0_mib=%.1f rss10_mib=%.1f rss100_mib=%.1f "
+                "rss100_over_live=%.2f\n",
+                r, live_mib, rss0, rss10, rss100, last_ratio);
+    for (size_t i = keep_from; i < batch->size(); ++i) std::free((*batch)[i].p);
+    std::lock_guard<std::mutex> lock(ex.mu);
+    ex.batch_done = true;
+    ex.cv.notify_all();
+  }
+  pthread_join(producer, nullptr);
+  const double cpu0 = CpuSeconds();
+  mf2_bench::SleepSeconds(1.0);
+  const double idle_cpu_ms = 1000 * (CpuSeconds() - cpu0);
+  std::printf("rss100_over_live_last=%.2f\n", last_ratio);
+  std::printf("idle_cpu_ms=%.1f\n", idle_cpu_ms);
+  std::printf("Throughput = %.0f frees per second\n",
+              free_seconds > 0 ? static_cast<double>(freed) / free_seconds : 0.0);
+  std::printf("elapsed_seconds = %.3f\n", free_seconds);
+  std::printf("peak_rss_kib = %ld\n", mf2_bench::PeakRssKib());
+  return 0;
+}
