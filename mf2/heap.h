@@ -13,25 +13,35 @@
 //   -  the rest of the pending queue, unbounded: no new page while a reusable page is queued.
 //   4. a heap whose thread exited: its queued pages join us, then a page of class k from its
 //      partial list (the only adoption in Route S: a live owner's page is never taken).
+//   P. route_p only: one gated adoption of a detached page of class k from an idle owner's
+//      pending queue (AdoptFromPending; gates in policy.h, ready bitmap in adoption.h).
 //   5. only now a new span from the page source.
+//   cda (the control) instead adopts ungated before step 1 and skips the own-queue steps.
 // Free (any thread):   locate page and block in O(1), validate (MF2 pointer, block start, live).
 //   owner == this heap: push on the local free list (no atomics). A page that has become empty
 //                       is kept within EmptyBudget() or, if not queued, goes back to the source.
+//                       A full (detached) page is touched only under its flag (FreeDetached).
 //   otherwise (_mt):    push on the page's remote stack (one CAS: block, count, flag). The
 //                       thread that turns in_remote_pending 0->1 pushes the page once on the
 //                       owner's pending queue; if the owner has exited, it drains that heap and
 //                       takes over the pages it dequeues (owner changed while the flag is held),
-//                       so its later frees into them are local.
+//                       so its later frees into them are local. The push that brings a page
+//                       back whole counts it; once an idle owner has reclaim_batch such pages,
+//                       the freer sweeps that owner's queue and releases them (ReclaimIdleOwner_mt).
 // Thread exit:         Abandon(): collect everything, release every empty page (to the page
 //                      cache), and leave the heap with its pages to the registry. A new thread
 //                      takes such a heap over whole; live threads adopt its pages (step 4 and
 //                      the dead-owner drain above).
+// Pages a thread does not own move only while their in_remote_pending flag is held, and only
+// when detached (full, on none of the owner's lists): see page.h, "Detached pages".
 // ---------------------------------------------------------------------------------------------
 //
 // Concurrency. A heap is owned by whoever holds its claim (`xclaim_`): its thread while alive,
 // briefly a reclaiming or adopting thread once abandoned. Every owner-only field below is touched
-// only by the claim holder. Other threads use only pending_ (push), xabandoned_ (read) and the
-// claim (try).
+// only by the claim holder. Other threads use pending_ (push; pop-all by Route P / cda adopters
+// and idle reclaimers, who then hold the flags of what they popped), xabandoned_ (read), the
+// claim (try), and the atomic gauges: page counts, slow-path epoch, partial mask, whole-page
+// count and the sweep handshake.
 //
 // Invariants (CheckInvariants):
 //   active_[k] == nullptr or (active_[k]->size_class() == k, where == kActive, owner == this)
@@ -43,6 +53,9 @@
 //     a page is retained only while empty_bytes_ stays within EmptyBudget() =
 //     max(Policy::heap_empty_bytes, page_bytes_ / 8); an abandoned heap retains none
 //   abandoned heap: active_[k] == nullptr for all k
+//   partial_mask_ bit k == !partial_[k].empty()
+//   single-threaded harnesses: whole_unswept_mt() == pages of this heap with every block on the
+//     remote stack (HeapRegistry::CheckWholeCounts)
 #ifndef MF2_HEAP_H_
 #define MF2_HEAP_H_
 
