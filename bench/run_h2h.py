@@ -53,8 +53,11 @@ MF2_VARIANTS = {
     "mf2-route_s+reclaim": {"MF2_ROUTE": "route_s", "MF2_RECLAIM_IDLE": "1"},
     "mf2-route_p": {"MF2_ROUTE": "route_p", "MF2_RECLAIM_IDLE": "1"},
     "mf2-cda": {"MF2_ROUTE": "cda", "MF2_RECLAIM_IDLE": "1"},
+    # Route P without the owner-partial gate (an experiment, see mf2/policy.h).
+    "mf2-route_p-nopartial": {"MF2_ROUTE": "route_p", "MF2_RECLAIM_IDLE": "1",
+                              "MF2_ADOPT_PARTIAL_GATE": "0"},
 }
-MF2_ENV_KEYS = ("MF2_ROUTE", "MF2_RECLAIM_IDLE")
+MF2_ENV_KEYS = ("MF2_ROUTE", "MF2_RECLAIM_IDLE", "MF2_ADOPT_PARTIAL_GATE")
 
 
 def is_mf2(name):

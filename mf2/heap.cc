@@ -422,7 +422,7 @@ Page* Heap::AdoptFromPending(uint32_t k, Route route) {
       MF2_STAT_INC(stats_, adopt_blocked_owner_active);
       return nullptr;
     }
-    if (!owner->PartialEmpty_mt(k)) {
+    if (policy.adopt_partial_gate && !owner->PartialEmpty_mt(k)) {
       MF2_STAT_INC(stats_, adopt_blocked_owner_partial);
       return nullptr;
     }

@@ -67,6 +67,7 @@ Policy PolicyFromEnvironment() {
   Route r;
   if (ParseRoute(std::getenv("MF2_ROUTE"), &r)) p.route = r;
   if (EnvUnsigned("MF2_IDLE_US", &n)) p.idle_threshold_ns = n * 1000;
+  if (EnvIs("MF2_ADOPT_PARTIAL_GATE", "0")) p.adopt_partial_gate = false;
   if (EnvUnsigned("MF2_ADOPT_PRESSURE", &n)) p.adopt_pressure = static_cast<uint32_t>(n);
   if (EnvUnsigned("MF2_ADOPT_MIN_REMOTE", &n)) p.adopt_min_remote = static_cast<uint32_t>(n);
   if (EnvUnsigned("MF2_RFR_US", &n)) p.rfr_window_ns = n * 1000;

@@ -11,7 +11,9 @@
 //   Route P gates (all must hold; each refusal is counted, see stats.h):
 //   MF2_IDLE_US=150            the owner has not entered its allocation slow path for this long
 //                              (as observed by other threads: conservative, never early)
-//                              (and the owner's partial list for the class is empty)
+//   MF2_ADOPT_PARTIAL_GATE=1   the owner's partial list for the class is empty (0: skip this
+//                              gate; an experiment: Larson's idle main thread keeps partial pages
+//                              from its warm-up, and this gate then refuses every adoption)
 //   MF2_ADOPT_PRESSURE=4       more than this many pages of the class wait on pending queues
 //   MF2_ADOPT_MIN_REMOTE=8     the page holds at least this many remote frees (or is full of
 //                              them, for classes with fewer blocks)
@@ -60,6 +62,7 @@ enum class OnError : uint8_t { kAbort, kReport };
 struct Policy {
   Route route = Route::kRouteS;  // initial route; CurrentRoute() is the one in force
   uint64_t idle_threshold_ns = 150'000;
+  bool adopt_partial_gate = true;
   uint32_t adopt_pressure = 4;
   uint32_t adopt_min_remote = 8;
   uint64_t rfr_window_ns = 200'000;

@@ -291,7 +291,9 @@ TEST(RoutePolicy, EnvironmentSelectsRouteAndGates) {
   setenv("MF2_ADOPT_MIN_REMOTE", "3", 1);
   setenv("MF2_RFR_US", "1000", 1);
   setenv("MF2_RECLAIM_IDLE", "0", 1);
+  setenv("MF2_ADOPT_PARTIAL_GATE", "0", 1);
   Policy p = PolicyFromEnvironment();
+  EXPECT_FALSE(p.adopt_partial_gate);
   EXPECT_EQ(p.route, Route::kRouteP);
   EXPECT_EQ(p.idle_threshold_ns, 250'000u);
   EXPECT_EQ(p.adopt_pressure, 6u);
@@ -301,7 +303,7 @@ TEST(RoutePolicy, EnvironmentSelectsRouteAndGates) {
   setenv("MF2_ROUTE", "bogus", 1);  // an unknown route keeps the default
   EXPECT_EQ(PolicyFromEnvironment().route, Route::kRouteS);
   for (const char* v : {"MF2_ROUTE", "MF2_IDLE_US", "MF2_ADOPT_PRESSURE", "MF2_ADOPT_MIN_REMOTE",
-                        "MF2_RFR_US", "MF2_RECLAIM_IDLE"}) {
+                        "MF2_RFR_US", "MF2_RECLAIM_IDLE", "MF2_ADOPT_PARTIAL_GATE"}) {
     unsetenv(v);
   }
   Policy d = PolicyFromEnvironment();
@@ -311,6 +313,7 @@ TEST(RoutePolicy, EnvironmentSelectsRouteAndGates) {
   EXPECT_EQ(d.adopt_min_remote, 8u);
   EXPECT_EQ(d.rfr_window_ns, 200'000u);
   EXPECT_TRUE(d.reclaim_idle);
+  EXPECT_TRUE(d.adopt_partial_gate);
 }
 
 }  // namespace
