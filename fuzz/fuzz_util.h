@@ -104,6 +104,7 @@ inline mf2::Policy FuzzPolicy(uint32_t budget, bool tight_memory, uint8_t route_
   p.route = kRoutes[route_byte % 4];
   const bool closable = route_byte % 4 == 2;
   p.idle_threshold_ns = (route_byte & 0x80) ? 0 : kHour;
+  p.reclaim_after_ns = p.idle_threshold_ns;
   if (p.route == mf2::Route::kRouteP) {
     if (!(closable && (route_byte & 4))) p.idle_threshold_ns = 0;
     p.adopt_pressure = closable && (route_byte & 8) ? 1000 : 0;

@@ -24,23 +24,25 @@ Heap* AdoptionBoard::HeapById(uint32_t id) const {
   return id < kMaxHeaps ? heaps_[id].load(std::memory_order_acquire) : nullptr;
 }
 
-void AdoptionBoard::CountQueued(Page* page) {
+void AdoptionBoard::CountQueued(Page* page, uint32_t owner_id) {
   MF2_DCHECK(!page->adopt_counted, "a page is counted once per queueing");
   page->adopt_counted = true;
   // Relaxed: a gauge read by the pressure gate; it orders nothing.
-  classes_[page->size_class()].adoptable.fetch_add(1, std::memory_order_relaxed);
+  shards_[owner_id % kShards].adoptable[page->size_class()].fetch_add(1, std::memory_order_relaxed);
 }
 
-void AdoptionBoard::UncountDequeued(Page* page) {
+void AdoptionBoard::UncountDequeued(Page* page, uint32_t owner_id) {
   if (!page->adopt_counted) return;
   page->adopt_counted = false;
   // Relaxed: as CountQueued.
-  classes_[page->size_class()].adoptable.fetch_sub(1, std::memory_order_relaxed);
+  shards_[owner_id % kShards].adoptable[page->size_class()].fetch_sub(1, std::memory_order_relaxed);
 }
 
 uint32_t AdoptionBoard::adoptable(uint32_t k) const {
-  // Relaxed: a gauge.
-  return classes_[k].adoptable.load(std::memory_order_relaxed);
+  int64_t n = 0;
+  // Relaxed: a gauge. A page moving between counts mid-sum may be missed or seen twice.
+  for (const Shard& s : shards_) n += s.adoptable[k].load(std::memory_order_relaxed);
+  return n > 0 ? static_cast<uint32_t>(n) : 0;
 }
 
 void AdoptionBoard::MarkReady(uint32_t k, uint32_t id) {

@@ -8,10 +8,12 @@
 //                  class-k page is left there afterwards, so a hint is never lost: an edge
 //                  winner's set either comes after our clear (the bit stays set) or before it (its
 //                  release and our acq_rel RMW make its queued page visible to our pop).
-//   adoptable_[k]  the number of counted class-k pages waiting on pending queues (Route P's
+//   adoptable(k)   the number of counted class-k pages waiting on pending queues (Route P's
 //                  pressure gate). The edge winner counts a page (Page::adopt_counted, protected
 //                  by the page's flag) and whoever pops it uncounts it, so the total stays exact
-//                  whatever the route was when the page was queued.
+//                  whatever the route was when the page was queued. Sharded by the owner's id
+//                  (kShards lines), so threads queueing pages of different owners do not contend
+//                  on one counter; the gate sums the shards.
 // Heaps with ids >= kMaxHeaps are never marked ready: their pages are not adopted by Route P
 // (Route S applies to them unchanged).
 //
@@ -52,10 +54,10 @@ class AdoptionBoard {
   void RegisterHeap(Heap* heap, uint32_t id);
   Heap* HeapById(uint32_t id) const;
 
-  // The edge winner, holding the page's flag, before queueing it on its owner.
-  void CountQueued(Page* page);
-  // Whoever popped the page (still holding its flag).
-  void UncountDequeued(Page* page);
+  // The edge winner, holding the page's flag, before queueing it on its owner `owner_id`.
+  void CountQueued(Page* page, uint32_t owner_id);
+  // Whoever popped the page off owner `owner_id`'s queue (still holding its flag).
+  void UncountDequeued(Page* page, uint32_t owner_id);
   uint32_t adoptable(uint32_t k) const;
 
   // The edge winner, after queueing a class-k page on heap `id`.
@@ -88,11 +90,15 @@ class AdoptionBoard {
   void CheckInvariants(const uint32_t* queued_counted) const;
 
  private:
+  static constexpr uint32_t kShards = 4;
   struct alignas(64) PerClass {
     std::atomic<uint64_t> ready[kWords] = {};
-    std::atomic<uint32_t> adoptable{0};
+  };
+  struct alignas(64) Shard {
+    std::atomic<int32_t> adoptable[kNumClasses] = {};
   };
   PerClass classes_[kNumClasses];
+  Shard shards_[kShards];
   std::atomic<Heap*> heaps_[kMaxHeaps] = {};
 };
 

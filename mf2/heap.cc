@@ -79,7 +79,7 @@ Page* Heap::TakeFromPending(uint32_t k, uint32_t budget) {
 // A page just taken off a pending queue: take its remote stack and clear its flag in one step.
 void Heap::DrainDequeued(Page* page) {
   MF2_CHECK(page->owner_relaxed() == this, "a page is only ever queued on its owner's queue");
-  AdoptionBoard::Global().UncountDequeued(page);
+  AdoptionBoard::Global().UncountDequeued(page, id_);
   page->DebugNoteDequeued();
   // A detached page is ours to change only while we hold its flag: make it private before the
   // TakeAll below releases the flag (FilePage files or detaches it again).
@@ -177,6 +177,9 @@ void Heap::Detach(Page* page) {
   MF2_DCHECK(!page->HasFree() && (page->where() == Page::Where::kNowhere ||
                                    page->where() == Page::Where::kActive),
              "detach a full page that is on no list");
+  // Read before the release store below: if adoption is armed now, every later free of ours
+  // into this page sees it armed too (sticky flag, coherence) and takes the page's flag.
+  page->adoptable_detach = AdoptionArmed();
   page->set_where(Page::Where::kDetached);
 }
 
@@ -294,7 +297,7 @@ void Heap::QueueWonPage_mt(Page* page, Heap* adopter) {
   if (route != Route::kRouteS) {
     // Still under the flag: the adoption bookkeeping travels with the page (adoption.h).
     if (route == Route::kRouteP) page->rfr_deadline_ns = NowNs() + GetPolicy().rfr_window_ns;
-    AdoptionBoard::Global().CountQueued(page);
+    AdoptionBoard::Global().CountQueued(page, owner->id_);
   }
   page->DebugNoteEnqueued_mt();
   owner->pending_.Push_mt(page);
@@ -338,6 +341,15 @@ void Heap::NoteTaken(const Page* page, RemoteWord taken) {
 // page (page.h), so take the flag; if it is taken, the page is queued or held by a consumer,
 // and the block goes on the remote stack for that consumer to find.
 void Heap::FreeDetached(Page* page, Block* b, uint32_t idx) {
+  if (!page->adoptable_detach) {
+    // Detached while adoption was not armed: no adopter may take it, and an idle reclaimer
+    // takes only pages with every block on the remote stack, which excludes the live block we
+    // are freeing. So it is ours alone, as before Route P existed: no flag, no atomic RMW.
+    page->PushLocal(b, idx);
+    page->set_where(Page::Where::kNowhere);
+    PageGainedFree(page);
+    return;
+  }
   if (!page->remote().TryAcquireFlag()) return FreeRemote(page, b);
   // The CAS acquired: an adopter's change of owner (made under the flag) is visible now.
   if (page->owner_relaxed() != this || page->where() != Page::Where::kDetached) {
@@ -440,7 +452,7 @@ Page* Heap::AdoptFromPending(uint32_t k, Route route) {
       [&](Page* p) {
         // We hold p's flag. Only a detached page (full, on none of the owner's lists) may move.
         if (chosen != nullptr || p->size_class() != k ||
-            p->where_acquire() != Page::Where::kDetached) {
+            p->where_acquire() != Page::Where::kDetached || !p->adoptable_detach) {
           return false;
         }
         if (route == Route::kRouteP) {
@@ -475,7 +487,7 @@ Page* Heap::AdoptFromPending(uint32_t k, Route route) {
     }
     return nullptr;
   }
-  board.UncountDequeued(chosen);
+  board.UncountDequeued(chosen, owner->id_);
   chosen->DebugNoteDequeued();
   TakeOverHeld(chosen, owner);
   // Clears the flag: publishes the new owner to the next edge winner (and to the old owner's
@@ -506,7 +518,7 @@ Page* Heap::AdoptFromPending(uint32_t k, Route route) {
 // next slow path or a later completion triggers a sweep (bench/RESULTS.md measures it).
 void Heap::ReclaimIdleOwner_mt(Heap* owner) {
   if (owner == this || owner->source_ != source_ || owner->abandoned()) return;
-  if (!owner->OwnerIdle_mt(NowNs(), GetPolicy().idle_threshold_ns)) {
+  if (!owner->OwnerIdle_mt(NowNs(), GetPolicy().reclaim_after_ns)) {
     MF2_STAT_INC(stats_, reclaim_blocked_owner_active);
     return;
   }
@@ -538,7 +550,7 @@ void Heap::SweepIdleOwner(Heap* owner) {
             p->remote().Peek().count() != p->capacity()) {
           return false;
         }
-        board.UncountDequeued(p);
+        board.UncountDequeued(p, owner->id_);
         p->DebugNoteDequeued();
         TakeOverHeld(p, owner);
         const RemoteWord taken = p->remote().TakeAll();
@@ -714,7 +726,7 @@ void Heap::ReclaimAbandoned_mt(Heap* adopter) {
 // adopter's TakeAll clears the flag and publishes the new owner to the next edge winner.
 void Heap::HandOverDequeued(Page* page, Heap* adopter) {
   MF2_CHECK(page->owner_relaxed() == this, "a page is only ever queued on its owner's queue");
-  AdoptionBoard::Global().UncountDequeued(page);
+  AdoptionBoard::Global().UncountDequeued(page, id_);
   page->DebugNoteDequeued();
   if (page->where() == Page::Where::kPartial) PartialRemove(page);
   Unretain(page);

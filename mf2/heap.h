@@ -245,11 +245,10 @@ class Heap {
   // subtracts it from the previous owner (relaxed RMWs: counts, ordered by nothing).
   std::atomic<size_t> page_count_{0};
   std::atomic<size_t> page_bytes_{0};
-  // Owner writes (relaxed load+store, single writer); others read for the gates.
-  std::atomic<uint64_t> xslow_epoch_{0};   // bumped on every allocation slow path
+  // Owner writes (relaxed load+store, single writer); others read for the gates. Their own line,
+  // which no other thread writes often (only an adopter's page-count decrement).
+  alignas(64) std::atomic<uint64_t> xslow_epoch_{0};   // bumped on every allocation slow path
   std::atomic<uint64_t> partial_mask_[2] = {};  // bit k: partial_[k] non-empty
-  // Observers' probe: (low 24 bits of the epoch seen) << 40 | (time seen, microseconds, 40 bits).
-  std::atomic<uint64_t> xidle_probe_{0};
   // Idle reclamation (ReclaimIdleOwner_mt). On a line of their own: read by edge winners,
   // written only when a page comes back whole or such a page is taken off a remote stack.
   // Pages of this heap that came back whole and are still queued (approximate: a page adopted
@@ -257,6 +256,9 @@ class Heap {
   alignas(64) std::atomic<int64_t> xwhole_unswept_{0};
   std::atomic<bool> xsweep_wanted_{false};  // a sweep is owed (by whoever holds xsweeping_)
   std::atomic<bool> xsweeping_{false};      // one sweeper at a time
+  // Observers' probe (OwnerIdle_mt), written by other threads, so away from the owner's lines:
+  // (low 24 bits of the epoch seen) << 40 | (time seen, microseconds, 40 bits).
+  std::atomic<uint64_t> xidle_probe_{0};
   alignas(64) PendingQueue pending_;
   std::atomic<uint32_t> xclaim_{0};
   std::atomic<bool> xabandoned_{false};

@@ -276,6 +276,27 @@ TEST_F(HeapTest, NewOwnerTakesOverAnIdleHeapWhole) {
   b->CheckInvariants(true);
 }
 
+// This binary never selects route_p or cda, so adoption is never armed: an owner frees into its
+// full (detached) pages without taking their flag, as Route S always did.
+TEST_F(HeapTest, UnarmedOwnerFreesIntoItsFullPagesWithoutTheFlag) {
+  ASSERT_FALSE(AdoptionArmed()) << "a test in this binary selected route_p or cda";
+  TestHeaps heaps;
+  Heap* owner = heaps.Acquire();
+  std::vector<void*> blocks = FillActivePage(owner);
+  Page* page = PageOf(blocks[0]);
+  void* next = owner->Allocate(kSize);  // the full page leaves the active slot: detached
+  ASSERT_EQ(page->where(), Page::Where::kDetached);
+  EXPECT_FALSE(page->adoptable_detach);
+  owner->Free(blocks[5]);
+  EXPECT_EQ(page->where(), Page::Where::kPartial);
+  EXPECT_EQ(page->remote().Peek().raw(), 0u) << "the flag was never taken";
+  EXPECT_EQ(Stat(owner, HeapStats::k_detached_frees), 0u);
+  EXPECT_EQ(Stat(owner, HeapStats::k_remote_frees), 0u);
+  HeapRegistry::Global().CheckAll(true);
+  blocks[5] = next;
+  for (void* b : blocks) owner->Free(b);
+}
+
 TEST_F(HeapTest, OutOfMemoryReturnsNullWithErrno) {
   TestHeaps heaps;
   Heap* a = heaps.Acquire();

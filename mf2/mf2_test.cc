@@ -71,7 +71,7 @@ TEST(Api, BlocksFreedByOtherThreadsAreReusedAndCounted) {
 TEST(Api, WholePagesOfAnIdleOwnerAreReleasedByTheFreeingThread) {
   testing::ScopedPolicy policy([](Policy* p) {
     p->reclaim_idle = true;
-    p->idle_threshold_ns = 0;  // every observation finds the owner idle: deterministic
+    p->reclaim_after_ns = 0;  // every observation finds the owner idle: deterministic
     p->reclaim_batch = 1;      // sweep at every page that comes back whole
   });
   std::vector<void*> blocks;

@@ -18,6 +18,7 @@ void Page::InitForClass(uint32_t size_class, char* start, Heap* owner) {
   carved_ = 0;
   set_where(Where::kNowhere);
   adopt_counted = false;
+  adoptable_detach = false;
   rfr_deadline_ns = 0;
   retained_empty = false;
   prev = next = nullptr;

@@ -29,8 +29,12 @@
 // pending queue (its owner, an adopter or a reclaimer), which may change its owner while holding
 // the flag. Even the owner frees into a detached page only after taking the flag
 // (Heap::FreeDetached); a flag it cannot take means the page is queued or held, and the free
-// goes through the remote stack like any other thread's. Pages in any other state are touched
-// only by their owner. Free() loads where (acquire) before owner: a where value stored by a new
+// goes through the remote stack like any other thread's. That costs two atomic RMWs per
+// full->partial transition, so it is paid only for pages detached while adoption was armed
+// (adoptable_detach; AdoptionArmed() in policy.h), the only pages an adopter may take. An idle
+// reclaimer needs no flag from the owner: it takes only pages with every block on the remote
+// stack, and an owner freeing a live block into a page proves that page is not one of them.
+// Pages in any other state are touched only by their owner. Free() loads where (acquire) before owner: a where value stored by a new
 // owner implies the new owner pointer is visible, so a stale owner match is always kDetached.
 #ifndef MF2_PAGE_H_
 #define MF2_PAGE_H_
@@ -201,6 +205,9 @@ class alignas(64) Page {
   // Adoption bookkeeping, protected by in_remote_pending: written by the 0->1 edge winner before
   // it queues the page, read and cleared by the thread that pops it (adoption.h).
   bool adopt_counted = false;     // counted in the class's adoptable-page total
+  // Written by the owner in Heap::Detach, before its release store of kDetached: whether
+  // adoption was armed then (so the owner's frees into this page take its flag).
+  bool adoptable_detach = false;
   uint64_t rfr_deadline_ns = 0;   // Route P: no adoption before this time (owner's window)
 
  private:

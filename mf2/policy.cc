@@ -38,6 +38,16 @@ Policy& Storage() {
 // slow path; no data is published through it.
 constexpr uint8_t kUnset = 0xff;
 std::atomic<uint8_t> g_route{kUnset};
+// Sticky. Relaxed is enough: a thread that has read `true` reads `true` ever after (read-read
+// coherence), which is all the detached-page protocol relies on (Heap::Detach), and a thread
+// that takes over a heap does so after a claim acquire that follows the previous owner's reads.
+std::atomic<bool> g_adoption_armed{false};
+
+void NoteRoute(Route r) {
+  if (r != Route::kRouteS && !g_adoption_armed.load(std::memory_order_relaxed)) {
+    g_adoption_armed.store(true, std::memory_order_relaxed);
+  }
+}
 
 }  // namespace
 
@@ -72,6 +82,7 @@ Policy PolicyFromEnvironment() {
   if (EnvUnsigned("MF2_ADOPT_MIN_REMOTE", &n)) p.adopt_min_remote = static_cast<uint32_t>(n);
   if (EnvUnsigned("MF2_RFR_US", &n)) p.rfr_window_ns = n * 1000;
   if (EnvIs("MF2_RECLAIM_IDLE", "0")) p.reclaim_idle = false;
+  if (EnvUnsigned("MF2_RECLAIM_AFTER_US", &n)) p.reclaim_after_ns = n * 1000;
   if (EnvUnsigned("MF2_RECLAIM_BATCH", &n) && n > 0) p.reclaim_batch = static_cast<uint32_t>(n);
   if (EnvUnsigned("MF2_PENDING_BUDGET", &n) && n > 0) p.pending_budget = static_cast<uint32_t>(n);
   if (EnvUnsigned("MF2_HEAP_EMPTY_KB", &n)) p.heap_empty_bytes = static_cast<size_t>(n) << 10;
@@ -98,10 +109,19 @@ Route CurrentRoute() {
     g_route.compare_exchange_strong(expected, static_cast<uint8_t>(Storage().route),
                                     std::memory_order_relaxed);
     r = g_route.load(std::memory_order_relaxed);
+    NoteRoute(static_cast<Route>(r));
   }
   return static_cast<Route>(r);
 }
 
-void SetRoute(Route r) { g_route.store(static_cast<uint8_t>(r), std::memory_order_relaxed); }
+void SetRoute(Route r) {
+  NoteRoute(r);  // armed before any slow path can run under the new route
+  g_route.store(static_cast<uint8_t>(r), std::memory_order_relaxed);
+}
+
+bool AdoptionArmed() {
+  if (MF2_PREDICT_FALSE(g_route.load(std::memory_order_relaxed) == kUnset)) CurrentRoute();
+  return g_adoption_armed.load(std::memory_order_relaxed);
+}
 
 }  // namespace mf2

@@ -21,6 +21,9 @@
 //   MF2_RECLAIM_IDLE=1         a thread whose free returns the last block of a full page of an
 //                              owner idle for MF2_IDLE_US releases that owner's completely free
 //                              full pages to the page source (every route; 0 = off).
+//   MF2_RECLAIM_AFTER_US=10000 "idle" for reclamation: no slow path for this long (longer than
+//                              Route P's MF2_IDLE_US: a thread that is merely descheduled for a
+//                              time slice must not have its whole pages released under it)
 //   MF2_RECLAIM_BATCH=32       a sweep of an idle owner's queue starts once this many of its
 //                              pages came back whole (a sweep walks the whole queue): an idle
 //                              owner keeps fewer than this many whole pages resident.
@@ -67,6 +70,7 @@ struct Policy {
   uint32_t adopt_min_remote = 8;
   uint64_t rfr_window_ns = 200'000;
   bool reclaim_idle = true;
+  uint64_t reclaim_after_ns = 10'000'000;
   uint32_t reclaim_batch = 32;
   uint32_t pending_budget = 8;
   size_t heap_empty_bytes = size_t{2} << 20;
@@ -79,6 +83,11 @@ struct Policy {
 
 // The policy in force: defaults overridden by MF2_* environment variables, read on first call.
 const Policy& GetPolicy();
+
+// Whether a live owner's pages may ever be adopted in this process: true from the moment a route
+// other than route_s is first in force (environment or SetRoute), and never false again. While
+// false, an owner frees into its full pages without taking their flag (page.h, "Detached pages").
+bool AdoptionArmed();
 
 // The route in force. Relaxed atomic: switching at run time is safe (pages carry their own
 // adoption bookkeeping); a thread may finish a slow path under the previous route.

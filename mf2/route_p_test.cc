@@ -32,6 +32,7 @@ Policy OpenGates(Route route) {
   Policy p;
   p.route = route;
   p.idle_threshold_ns = 0;
+  p.reclaim_after_ns = 0;
   p.adopt_pressure = 0;
   p.adopt_min_remote = 1;
   p.rfr_window_ns = 0;
@@ -226,7 +227,10 @@ TEST_F(RoutePTest, CdaAdoptsAtOnceWhateverTheGatesSay) {
 }
 
 TEST_F(RoutePTest, OwnerFreeIntoItsQueuedFullPageGoesThroughTheRemoteStack) {
-  SetPolicyForTesting(OpenGates(Route::kRouteS));
+  // Route P armed (so the page is detached as adoptable), no adoption (pressure gate closed).
+  Policy policy = OpenGates(Route::kRouteP);
+  policy.adopt_pressure = 1000;
+  SetPolicyForTesting(policy);
   FillPages(1);
   RemoteFree(1);  // queued: the flag is set
   Page* page = PageOf(pages[0][0]);
@@ -260,7 +264,7 @@ TEST_F(RoutePTest, IdleOwnersWholePagesAreReleasedByTheLastFreer) {
 TEST_F(RoutePTest, ABusyOwnersWholePagesStayQueuedForTheOwner) {
   Policy policy = OpenGates(Route::kRouteS);
   policy.reclaim_idle = true;
-  policy.idle_threshold_ns = kHour;
+  policy.reclaim_after_ns = kHour;
   SetPolicyForTesting(policy);
   FillPages(1);
   Page* page = PageOf(pages[0][0]);
@@ -292,7 +296,9 @@ TEST(RoutePolicy, EnvironmentSelectsRouteAndGates) {
   setenv("MF2_RFR_US", "1000", 1);
   setenv("MF2_RECLAIM_IDLE", "0", 1);
   setenv("MF2_ADOPT_PARTIAL_GATE", "0", 1);
+  setenv("MF2_RECLAIM_AFTER_US", "20000", 1);
   Policy p = PolicyFromEnvironment();
+  EXPECT_EQ(p.reclaim_after_ns, 20'000'000u);
   EXPECT_FALSE(p.adopt_partial_gate);
   EXPECT_EQ(p.route, Route::kRouteP);
   EXPECT_EQ(p.idle_threshold_ns, 250'000u);
@@ -303,12 +309,13 @@ TEST(RoutePolicy, EnvironmentSelectsRouteAndGates) {
   setenv("MF2_ROUTE", "bogus", 1);  // an unknown route keeps the default
   EXPECT_EQ(PolicyFromEnvironment().route, Route::kRouteS);
   for (const char* v : {"MF2_ROUTE", "MF2_IDLE_US", "MF2_ADOPT_PRESSURE", "MF2_ADOPT_MIN_REMOTE",
-                        "MF2_RFR_US", "MF2_RECLAIM_IDLE", "MF2_ADOPT_PARTIAL_GATE"}) {
+                        "MF2_RFR_US", "MF2_RECLAIM_IDLE", "MF2_ADOPT_PARTIAL_GATE", "MF2_RECLAIM_AFTER_US"}) {
     unsetenv(v);
   }
   Policy d = PolicyFromEnvironment();
   EXPECT_EQ(d.route, Route::kRouteS);
   EXPECT_EQ(d.idle_threshold_ns, 150'000u);
+  EXPECT_EQ(d.reclaim_after_ns, 10'000'000u);
   EXPECT_EQ(d.adopt_pressure, 4u);
   EXPECT_EQ(d.adopt_min_remote, 8u);
   EXPECT_EQ(d.rfr_window_ns, 200'000u);

@@ -74,6 +74,7 @@ TEST_P(AdoptionStress, OwnerFreesAndAllocatesWhileItsPagesAreAdopted) {
   testing::ScopedPolicy policy([](Policy* p) {
     p->route = GetParam().route;
     p->idle_threshold_ns = 0;
+    p->reclaim_after_ns = 0;
     p->adopt_pressure = 0;
     p->adopt_min_remote = 1;
     p->rfr_window_ns = 0;
@@ -192,7 +193,7 @@ INSTANTIATE_TEST_SUITE_P(Routes, AdoptionStress,
 TEST(IdleProducerStress, ConsumersReleaseAnIdleProducersPagesAsTheyComeBackWhole) {
   testing::ScopedPolicy policy([](Policy* p) {
     p->reclaim_idle = true;
-    p->idle_threshold_ns = 0;  // the producer is idle from its last slow path on
+    p->reclaim_after_ns = 0;  // the producer is idle from its last slow path on
     p->reclaim_batch = 1;      // every page that comes back whole is swept at once
   });
   testing::CountingPageSource* source = testing::NewPermanentSource();
