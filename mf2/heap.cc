@@ -154,7 +154,7 @@ Page* Heap::NewPage(uint32_t k) {
   return page;
 }
 
-void Heap::SetActive(uint32_t k, Page* page) {
+MF2_ALWAYS_INLINE void Heap::SetActive(uint32_t k, Page* page) {
   Page* old = active_[k];
   if (old == page) return;
   if (page->where() == Page::Where::kPartial) PartialRemove(page);
@@ -232,6 +232,9 @@ size_t Heap::EmptyBudget() const {
 // kept there for reuse while the heap's retained empty bytes stay within the policy's bound, and
 // otherwise goes back to the page source.
 void Heap::PageGainedFree(Page* page) {
+  // A detached page reaching here was detached while adoption was not armed (Free): no other
+  // thread may take it (page.h), so it is private again.
+  if (page->where() == Page::Where::kDetached) page->set_where(Page::Where::kNowhere);
   if (page->used() == 0 && !page->retained_empty) {
     const size_t bytes = page->span_slices * kSliceSize;
     // Idle heaps keep no spares. After a successful TryRelease the page (and possibly its whole
@@ -341,15 +344,8 @@ void Heap::NoteTaken(const Page* page, RemoteWord taken) {
 // page (page.h), so take the flag; if it is taken, the page is queued or held by a consumer,
 // and the block goes on the remote stack for that consumer to find.
 void Heap::FreeDetached(Page* page, Block* b, uint32_t idx) {
-  if (!page->adoptable_detach) {
-    // Detached while adoption was not armed: no adopter may take it, and an idle reclaimer
-    // takes only pages with every block on the remote stack, which excludes the live block we
-    // are freeing. So it is ours alone, as before Route P existed: no flag, no atomic RMW.
-    page->PushLocal(b, idx);
-    page->set_where(Page::Where::kNowhere);
-    PageGainedFree(page);
-    return;
-  }
+  MF2_DCHECK(page->adoptable_detach, "pages detached while adoption was not armed are freed "
+             "into without the flag (Heap::Free)");
   if (!page->remote().TryAcquireFlag()) return FreeRemote(page, b);
   // The CAS acquired: an adopter's change of owner (made under the flag) is visible now.
   if (page->owner_relaxed() != this || page->where() != Page::Where::kDetached) {

@@ -112,11 +112,14 @@ class Heap {
     // where we saw is ours too, or kDetached.
     const Page::Where where = page->where_acquire();
     if (MF2_PREDICT_TRUE(page->owner_relaxed() == this)) {
-      if (MF2_PREDICT_FALSE(where == Page::Where::kDetached)) return FreeDetached(page, b, idx);
+      if (MF2_PREDICT_FALSE(where == Page::Where::kDetached) && page->adoptable_detach) {
+        return FreeDetached(page, b, idx);  // adoption armed: only under the page's flag
+      }
       page->PushLocal(b, idx);
-      // A partial page that still has live blocks needs nothing more; an empty one is kept or
-      // released (out of line).
-      if (MF2_PREDICT_FALSE(page->used() == 0) && where == Page::Where::kPartial) {
+      // A partial page that still has live blocks needs nothing more; a full (detached) one
+      // joins the partial list and an empty one is kept or released (out of line).
+      if (MF2_PREDICT_FALSE(where != Page::Where::kActive) &&
+          (where == Page::Where::kDetached || page->used() == 0)) {
         PageGainedFree(page);
       }
       return;
@@ -222,7 +225,7 @@ class Heap {
   Page* NewPage(uint32_t k);
   void HandOverDequeued(Page* page, Heap* adopter);
   void AcceptPage(Page* page, Heap* from);
-  void SetActive(uint32_t k, Page* page);
+  MF2_ALWAYS_INLINE void SetActive(uint32_t k, Page* page);
   bool TryRelease(Page* page);
   void Unretain(Page* page);
   void CountPage(const Page* page, int delta);

@@ -69,6 +69,10 @@ class alignas(64) Page {
   // Owner's lists; see "Detached pages" above.
   std::atomic<Where> xwhere_{Where::kNowhere};
   bool retained_empty = false;  // an empty page the owner keeps on its partial list for reuse
+  // Written by the owner in Heap::Detach, before its release store of kDetached: whether
+  // adoption was armed then (so the owner's frees into this page take its flag). Here, in the
+  // first line's padding, not on the producers' line: it is written at every page switch.
+  bool adoptable_detach = false;
 
  private:
   uint32_t size_class_ = 0;
@@ -205,9 +209,6 @@ class alignas(64) Page {
   // Adoption bookkeeping, protected by in_remote_pending: written by the 0->1 edge winner before
   // it queues the page, read and cleared by the thread that pops it (adoption.h).
   bool adopt_counted = false;     // counted in the class's adoptable-page total
-  // Written by the owner in Heap::Detach, before its release store of kDetached: whether
-  // adoption was armed then (so the owner's frees into this page take its flag).
-  bool adoptable_detach = false;
   uint64_t rfr_deadline_ns = 0;   // Route P: no adoption before this time (owner's window)
 
  private:

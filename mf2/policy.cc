@@ -26,22 +26,9 @@ bool EnvIs(const char* name, const char* value) {
   return v != nullptr && std::strcmp(v, value) == 0;
 }
 
-// A function-local static: initialised exactly once even if two threads race to the first call
-// (the guard is a futex, no allocation).
-Policy& Storage() {
-  static Policy policy = PolicyFromEnvironment();
-  return policy;
-}
-
-// The route in force; kUnset until first read (constant-initialised, so a malloc that runs
-// before static constructors sees a valid state). Relaxed: an independent setting read once per
-// slow path; no data is published through it.
-constexpr uint8_t kUnset = 0xff;
-std::atomic<uint8_t> g_route{kUnset};
-// Sticky. Relaxed is enough: a thread that has read `true` reads `true` ever after (read-read
-// coherence), which is all the detached-page protocol relies on (Heap::Detach), and a thread
-// that takes over a heap does so after a claim acquire that follows the previous owner's reads.
-std::atomic<bool> g_adoption_armed{false};
+using policy_internal::g_adoption_armed;
+using policy_internal::g_route;
+using policy_internal::kUnset;
 
 void NoteRoute(Route r) {
   if (r != Route::kRouteS && !g_adoption_armed.load(std::memory_order_relaxed)) {
@@ -94,24 +81,32 @@ Policy PolicyFromEnvironment() {
   return p;
 }
 
-const Policy& GetPolicy() { return Storage(); }
+const Policy& policy_internal::InitPolicy() {
+  // A function-local static: runs exactly once even if two threads race to the first call (the
+  // guard is a futex, no allocation). Release: GetPolicy's acquire sees the filled policy.
+  static const bool done = [] {
+    g_policy = PolicyFromEnvironment();
+    g_policy_ready.store(true, std::memory_order_release);
+    return true;
+  }();
+  (void)done;
+  return g_policy;
+}
 
 void SetPolicyForTesting(const Policy& policy) {
-  Storage() = policy;
+  policy_internal::InitPolicy();
+  policy_internal::g_policy = policy;
   SetRoute(policy.route);
 }
 
-Route CurrentRoute() {
-  uint8_t r = g_route.load(std::memory_order_relaxed);
-  if (MF2_PREDICT_FALSE(r == kUnset)) {
-    // First use: the environment's route. A concurrent SetRoute wins (compare-exchange).
-    uint8_t expected = kUnset;
-    g_route.compare_exchange_strong(expected, static_cast<uint8_t>(Storage().route),
-                                    std::memory_order_relaxed);
-    r = g_route.load(std::memory_order_relaxed);
-    NoteRoute(static_cast<Route>(r));
-  }
-  return static_cast<Route>(r);
+Route policy_internal::InitRoute() {
+  // First use: the environment's route. A concurrent SetRoute wins (compare-exchange).
+  uint8_t expected = kUnset;
+  g_route.compare_exchange_strong(expected, static_cast<uint8_t>(GetPolicy().route),
+                                  std::memory_order_relaxed);
+  const Route r = static_cast<Route>(g_route.load(std::memory_order_relaxed));
+  NoteRoute(r);
+  return r;
 }
 
 void SetRoute(Route r) {
@@ -119,9 +114,5 @@ void SetRoute(Route r) {
   g_route.store(static_cast<uint8_t>(r), std::memory_order_relaxed);
 }
 
-bool AdoptionArmed() {
-  if (MF2_PREDICT_FALSE(g_route.load(std::memory_order_relaxed) == kUnset)) CurrentRoute();
-  return g_adoption_armed.load(std::memory_order_relaxed);
-}
 
 }  // namespace mf2

@@ -45,8 +45,11 @@
 #ifndef MF2_POLICY_H_
 #define MF2_POLICY_H_
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
+
+#include "mf2/check.h"
 
 namespace mf2 {
 
@@ -82,16 +85,50 @@ struct Policy {
 };
 
 // The policy in force: defaults overridden by MF2_* environment variables, read on first call.
-const Policy& GetPolicy();
+namespace policy_internal {
+// The policy in force, read on slow paths, so the accessors below are inline (a load and a
+// predictable branch, no call). Defaults until InitPolicy() has read the environment.
+inline Policy g_policy;
+inline std::atomic<bool> g_policy_ready{false};
+const Policy& InitPolicy();
+// The route in force; kUnset until first read (constant-initialised, so a malloc that runs
+// before static constructors sees a valid state). Relaxed: an independent setting read once per
+// slow path; no data is published through it.
+inline constexpr uint8_t kUnset = 0xff;
+inline std::atomic<uint8_t> g_route{kUnset};
+// Sticky. Relaxed is enough: a thread that has read `true` reads `true` ever after (read-read
+// coherence), which is all the detached-page protocol relies on (Heap::Detach), and a thread
+// that takes over a heap does so after a claim acquire that follows the previous owner's reads.
+inline std::atomic<bool> g_adoption_armed{false};
+Route InitRoute();
+}  // namespace policy_internal
+
+inline const Policy& GetPolicy() {
+  // Acquire: pairs with the release in InitPolicy() after the environment was read.
+  if (MF2_PREDICT_TRUE(policy_internal::g_policy_ready.load(std::memory_order_acquire))) {
+    return policy_internal::g_policy;
+  }
+  return policy_internal::InitPolicy();
+}
 
 // Whether a live owner's pages may ever be adopted in this process: true from the moment a route
 // other than route_s is first in force (environment or SetRoute), and never false again. While
 // false, an owner frees into its full pages without taking their flag (page.h, "Detached pages").
-bool AdoptionArmed();
+inline bool AdoptionArmed() {
+  if (MF2_PREDICT_FALSE(policy_internal::g_route.load(std::memory_order_relaxed) ==
+                        policy_internal::kUnset)) {
+    policy_internal::InitRoute();
+  }
+  return policy_internal::g_adoption_armed.load(std::memory_order_relaxed);
+}
 
 // The route in force. Relaxed atomic: switching at run time is safe (pages carry their own
 // adoption bookkeeping); a thread may finish a slow path under the previous route.
-Route CurrentRoute();
+inline Route CurrentRoute() {
+  const uint8_t r = policy_internal::g_route.load(std::memory_order_relaxed);
+  if (MF2_PREDICT_FALSE(r == policy_internal::kUnset)) return policy_internal::InitRoute();
+  return static_cast<Route>(r);
+}
 void SetRoute(Route r);
 
 // Replaces the policy (tests only; not thread-safe against concurrent allocation).
