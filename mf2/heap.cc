@@ -483,14 +483,7 @@ Page* Heap::AdoptFromPending(uint32_t k, Route route) {
     }
     return nullptr;
   }
-  board.UncountDequeued(chosen, owner->id_);
-  chosen->DebugNoteDequeued();
-  TakeOverHeld(chosen, owner);
-  // Clears the flag: publishes the new owner to the next edge winner (and to the old owner's
-  // FreeDetached).
-  const RemoteWord taken = chosen->remote().TakeAll();
-  owner->NoteTaken(chosen, taken);
-  Absorb(chosen, taken);
+  TakePopped(chosen, owner);
   if (!chosen->HasFree()) {  // only if the remote list was corrupt (reported in Absorb)
     Detach(chosen);
     return nullptr;
@@ -512,6 +505,19 @@ Page* Heap::AdoptFromPending(uint32_t k, Route route) {
 // While the owner is not yet idle nothing is swept: its own slow path drains its queue, and a
 // page that comes back whole just before the owner goes idle stays queued until the owner's
 // next slow path or a later completion triggers a sweep (bench/RESULTS.md measures it).
+// A detached page we popped off `owner`'s queue (so we hold its flag) becomes ours: off the
+// adoption count, owner changed under the flag, then TakeAll clears the flag, which publishes
+// the new owner to the next edge winner (and to the old owner's FreeDetached), and its blocks
+// join our free list.
+void Heap::TakePopped(Page* page, Heap* owner) {
+  AdoptionBoard::Global().UncountDequeued(page, owner->id_);
+  page->DebugNoteDequeued();
+  TakeOverHeld(page, owner);
+  const RemoteWord taken = page->remote().TakeAll();
+  owner->NoteTaken(page, taken);
+  Absorb(page, taken);
+}
+
 void Heap::ReclaimIdleOwner_mt(Heap* owner) {
   if (owner == this || owner->source_ != source_ || owner->abandoned()) return;
   if (!owner->OwnerIdle_mt(NowNs(), GetPolicy().reclaim_after_ns)) {
@@ -535,7 +541,6 @@ void Heap::ReclaimIdleOwner_mt(Heap* owner) {
 
 void Heap::SweepIdleOwner(Heap* owner) {
   MF2_STAT_INC(stats_, idle_reclaims);
-  AdoptionBoard& board = AdoptionBoard::Global();
   SweepQueue(
       owner, &owner->pending_,
       [&](Page* p) {
@@ -546,12 +551,7 @@ void Heap::SweepIdleOwner(Heap* owner) {
             p->remote().Peek().count() != p->capacity()) {
           return false;
         }
-        board.UncountDequeued(p, owner->id_);
-        p->DebugNoteDequeued();
-        TakeOverHeld(p, owner);
-        const RemoteWord taken = p->remote().TakeAll();
-        owner->NoteTaken(p, taken);
-        Absorb(p, taken);
+        TakePopped(p, owner);
         if (p->used() == 0 && TryRelease(p)) {
           MF2_STAT_INC(stats_, pages_reclaimed);
         } else if (p->HasFree()) {

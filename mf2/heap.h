@@ -219,6 +219,7 @@ class Heap {
   void SweepIdleOwner(Heap* owner);
   void NoteTaken(const Page* page, RemoteWord taken);
   void TakeOverHeld(Page* page, Heap* from);
+  void TakePopped(Page* page, Heap* owner);
   void Detach(Page* page);
   void PartialPush(Page* page);
   void PartialRemove(Page* page);
