@@ -33,7 +33,8 @@
 //                      takes such a heap over whole; live threads adopt its pages (step 4 and
 //                      the dead-owner drain above).
 // Pages a thread does not own move only while their in_remote_pending flag is held, and only
-// when detached (full, on none of the owner's lists): see page.h, "Detached pages".
+// when detached (full, on none of the owner's lists): see page.h, "Detached pages". The code
+// acting on another live heap's queue (Route P, cda, idle sweeps) is in heap_adopt.cc.
 // ---------------------------------------------------------------------------------------------
 //
 // Concurrency. A heap is owned by whoever holds its claim (`xclaim_`): its thread while alive,

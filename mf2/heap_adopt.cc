@@ -1,0 +1,213 @@
+// Route P, the cda control and idle reclamation: the Heap methods that act on ANOTHER live
+// heap's pending queue. Every page they move is detached and held by its in_remote_pending flag
+// (page.h, "Detached pages"); the queue is popped whole and what is not taken goes back with one
+// CAS (pending_queue.h). Gates and switches: policy.h; ready bitmap and counts: adoption.h.
+#include <algorithm>
+#include <cstdint>
+
+#include "mf2/adoption.h"
+#include "mf2/heap.h"
+#include "mf2/policy.h"
+
+namespace mf2 {
+
+bool Heap::OwnerIdle_mt(uint64_t now_ns, uint64_t threshold_ns) {
+  constexpr uint64_t kTimeMask = (uint64_t{1} << 40) - 1;
+  // Relaxed loads and stores: a heuristic; racing observers at worst restart the clock.
+  const uint64_t epoch = xslow_epoch_.load(std::memory_order_relaxed) & 0xffffff;
+  const uint64_t now_us = (now_ns / 1000) & kTimeMask;
+  const uint64_t probe = xidle_probe_.load(std::memory_order_relaxed);
+  if (probe == 0 || (probe >> 40) != epoch) {
+    // First sight of this epoch: the owner has been idle at most since now.
+    xidle_probe_.store((epoch << 40) | now_us | (probe == 0 && now_us == 0 ? 1 : 0),
+                       std::memory_order_relaxed);
+    return threshold_ns == 0;
+  }
+  return ((now_us - (probe & kTimeMask)) & kTimeMask) * 1000 >= threshold_ns;
+}
+
+// Pops `owner`'s queue (the caller then holds the flag of every page on it) and, per page, asks
+// `take(page)` whether to keep it; the others go back with one CAS, and the ready bits of their
+// classes are set again (another sweeper may have cleared one while we held its pages: adoption.h).
+// Afterwards the chain is not touched (the owner may drain and release those pages at once).
+template <typename Take>
+static void SweepQueue(Heap* owner, PendingQueue* queue, Take take) {
+  Page* first = nullptr;
+  Page* last = nullptr;
+  uint64_t classes[2] = {0, 0};  // classes of the counted pages given back
+  for (Page* p = queue->PopAll(); p != nullptr;) {
+    Page* next = p->pending_next();  // hazard 5: the link before anything else
+    if (!take(p)) {
+      if (last == nullptr) {
+        first = p;
+      } else {
+        last->set_pending_next(p);
+      }
+      last = p;
+      if (p->adopt_counted) classes[p->size_class() / 64] |= uint64_t{1} << (p->size_class() % 64);
+    }
+    p = next;
+  }
+  if (first == nullptr) return;
+  queue->PushChain_mt(first, last);
+  for (uint32_t w = 0; w < 2; ++w) {
+    for (uint64_t bits = classes[w]; bits != 0; bits &= bits - 1) {
+      AdoptionBoard::Global().MarkReady(w * 64 + static_cast<uint32_t>(__builtin_ctzll(bits)),
+                                        owner->id());
+    }
+  }
+}
+
+Page* Heap::AdoptFromPending(uint32_t k, Route route) {
+  AdoptionBoard& board = AdoptionBoard::Global();
+  Heap* owner = board.PickReady(
+      k, &rotor_, [this](Heap* h) { return h != this && h->source_ == source_; });
+  if (owner == nullptr) return nullptr;
+  const uint32_t id = owner->id_;
+  if (owner->abandoned()) {
+    // Exited owners' pages are reclaimed by Route S (AdoptAbandoned, the dead-owner drain).
+    board.ClearReady(k, id);
+    return nullptr;
+  }
+  const Policy& policy = GetPolicy();
+  const uint64_t now = NowNs();
+  if (route == Route::kRouteP) {
+    if (!owner->OwnerIdle_mt(now, policy.idle_threshold_ns)) {
+      MF2_STAT_INC(stats_, adopt_blocked_owner_active);
+      return nullptr;
+    }
+    if (policy.adopt_partial_gate && !owner->PartialEmpty_mt(k)) {
+      MF2_STAT_INC(stats_, adopt_blocked_owner_partial);
+      return nullptr;
+    }
+    if (board.adoptable(k) <= policy.adopt_pressure) {
+      MF2_STAT_INC(stats_, adopt_blocked_pressure);
+      return nullptr;
+    }
+  }
+  board.ClearReady(k, id);  // before the pop: see adoption.h
+  Page* chosen = nullptr;
+  bool blocked_deadline = false;
+  bool blocked_remote = false;
+  SweepQueue(
+      owner, &owner->pending_,
+      [&](Page* p) {
+        // We hold p's flag. Only a detached page (full, on none of the owner's lists) may move.
+        if (chosen != nullptr || p->size_class() != k ||
+            p->where_acquire() != Page::Where::kDetached || !p->adoptable_detach) {
+          return false;
+        }
+        if (route == Route::kRouteP) {
+          const uint32_t min_remote = std::min(policy.adopt_min_remote, p->capacity());
+          if (now < p->rfr_deadline_ns) {
+            blocked_deadline = true;
+            return false;
+          }
+          if (p->remote().Peek().count() < min_remote) {
+            blocked_remote = true;
+            return false;
+          }
+        }
+        chosen = p;
+        return true;
+      });
+  // seq_cst: as in QueueWonPage_mt, pages given back to an owner that has just exited are
+  // drained by us.
+  if (owner->xabandoned_.load(std::memory_order_seq_cst)) owner->ReclaimAbandoned_mt(this);
+  // A page may have come back whole while we held the chain: its completer's sweep missed it.
+  if (policy.reclaim_idle &&
+      owner->whole_unswept_mt() >= static_cast<int64_t>(policy.reclaim_batch)) {
+    ReclaimIdleOwner_mt(owner);
+  }
+  if (chosen == nullptr) {
+    if (blocked_deadline) {
+      MF2_STAT_INC(stats_, adopt_blocked_deadline);
+    } else if (blocked_remote) {
+      MF2_STAT_INC(stats_, adopt_blocked_remote_count);
+    } else {
+      MF2_STAT_INC(stats_, adopt_no_candidate);
+    }
+    return nullptr;
+  }
+  TakePopped(chosen, owner);
+  if (!chosen->HasFree()) {  // only if the remote list was corrupt (reported in Absorb)
+    Detach(chosen);
+    return nullptr;
+  }
+  return chosen;
+}
+
+// Who sweeps. A sweep walks the owner's whole queue, so sweeps are batched: xwhole_unswept_
+// counts the owner's pages that came back whole and were not taken yet (NoteTaken at every take
+// of a remote stack), and a sweep starts once it reaches Policy::reclaim_batch. So an idle owner
+// keeps fewer than reclaim_batch whole pages (plus the miscounts noted at xwhole_unswept_), and
+// the sweep cost per reclaimed page is the queue length / reclaim_batch. Triggers:
+//  - the thread whose free completed a page (count + 1, then a sweep if due);
+//  - a sweep already running (xsweeping_) owes another pass when asked (xsweep_wanted_): the
+//    page may have been in its popped chain, checked before it was complete;
+//  - a page being queued: its edge winner re-reads the count after queueing (seq_cst): if the
+//    completer's pop came before the queueing push, the increment before that pop is visible;
+//  - a page held by an adopter's pop: the adopter re-reads the count after giving pages back.
+// While the owner is not yet idle nothing is swept: its own slow path drains its queue, and a
+// page that comes back whole just before the owner goes idle stays queued until the owner's
+// next slow path or a later completion triggers a sweep (bench/RESULTS.md measures it).
+// A detached page we popped off `owner`'s queue (so we hold its flag) becomes ours: off the
+// adoption count, owner changed under the flag, then TakeAll clears the flag, which publishes
+// the new owner to the next edge winner (and to the old owner's FreeDetached), and its blocks
+// join our free list.
+void Heap::TakePopped(Page* page, Heap* owner) {
+  AdoptionBoard::Global().UncountDequeued(page, owner->id_);
+  page->DebugNoteDequeued();
+  TakeOverHeld(page, owner);
+  const RemoteWord taken = page->remote().TakeAll();
+  owner->NoteTaken(page, taken);
+  Absorb(page, taken);
+}
+
+void Heap::ReclaimIdleOwner_mt(Heap* owner) {
+  if (owner == this || owner->source_ != source_ || owner->abandoned()) return;
+  if (!owner->OwnerIdle_mt(NowNs(), GetPolicy().reclaim_after_ns)) {
+    MF2_STAT_INC(stats_, reclaim_blocked_owner_active);
+    return;
+  }
+  // seq_cst store, CAS, store and load: the try-lock-and-recheck handshake described above.
+  owner->xsweep_wanted_.store(true, std::memory_order_seq_cst);
+  for (;;) {
+    bool expected = false;
+    if (!owner->xsweeping_.compare_exchange_strong(expected, true, std::memory_order_seq_cst,
+                                                   std::memory_order_relaxed)) {
+      return;  // the sweeper re-checks xsweep_wanted_ after it finishes
+    }
+    owner->xsweep_wanted_.store(false, std::memory_order_seq_cst);
+    SweepIdleOwner(owner);
+    owner->xsweeping_.store(false, std::memory_order_seq_cst);
+    if (!owner->xsweep_wanted_.load(std::memory_order_seq_cst)) return;
+  }
+}
+
+void Heap::SweepIdleOwner(Heap* owner) {
+  MF2_STAT_INC(stats_, idle_reclaims);
+  SweepQueue(
+      owner, &owner->pending_,
+      [&](Page* p) {
+        // A detached page whose every block is on its remote stack: nobody can allocate from it
+        // and no legitimate free can still arrive. Take it over (as an adopter would) and
+        // release it through the ordinary owner path, which re-validates every block.
+        if (p->where_acquire() != Page::Where::kDetached ||
+            p->remote().Peek().count() != p->capacity()) {
+          return false;
+        }
+        TakePopped(p, owner);
+        if (p->used() == 0 && TryRelease(p)) {
+          MF2_STAT_INC(stats_, pages_reclaimed);
+        } else if (p->HasFree()) {
+          PageGainedFree(p);
+        } else {
+          Detach(p);
+        }
+        return true;
+      });
+  if (owner->xabandoned_.load(std::memory_order_seq_cst)) owner->ReclaimAbandoned_mt(this);
+}
+
+}  // namespace mf2
