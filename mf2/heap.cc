@@ -87,12 +87,17 @@ void Heap::DrainDequeued(Page* page) {
   RemoteWord taken = page->remote().TakeAll();
   MF2_CHECK(taken.pending(), "a queued page has in_remote_pending set");
   MF2_STAT_INC(stats_, pending_drained);
-  NoteTaken(page, taken);
-  Absorb(page, taken);
+  Absorb(page, taken, this);
 }
 
-// Moves the blocks of a taken remote stack onto the page's local free list, counting the drain.
-uint32_t Heap::Absorb(Page* page, RemoteWord taken) {
+// Moves the blocks of a remote stack taken off `page` while `taken_from` owned it onto the
+// page's local free list, counting the drain. A stack holding every block of the page was a
+// page that came back whole: one fewer for taken_from's sweeps to find (FreeRemote).
+uint32_t Heap::Absorb(Page* page, RemoteWord taken, Heap* taken_from) {
+  if (taken.count() == page->capacity()) {
+    // seq_cst: as the increment in PushRemote_mt.
+    taken_from->xwhole_unswept_.fetch_sub(1, std::memory_order_seq_cst);
+  }
   MF2_STAT_INC(stats_, drain_attempts);
   const uint32_t moved = page->AbsorbRemote(taken);
   if (moved > 0) MF2_STAT_INC(stats_, drain_successes);
@@ -118,9 +123,7 @@ Page* Heap::FilePage(Page* page, uint32_t k) {
 Page* Heap::CollectActive(uint32_t k) {
   Page* page = active_[k];
   if (page == nullptr || page->remote().Peek().count() == 0) return nullptr;
-  const RemoteWord taken = page->remote().TakeBlocksKeepFlag();
-  NoteTaken(page, taken);
-  Absorb(page, taken);
+  Absorb(page, page->remote().TakeBlocksKeepFlag(), this);
   return page->HasFree() ? page : nullptr;
 }
 
@@ -139,9 +142,7 @@ Page* Heap::AdoptAbandoned(uint32_t k) {
   MF2_STAT_INC(stats_, pages_adopted);
   // We hold the page's flag (GiveUpPage) and are its owner now: take what arrived and clear the
   // flag, which publishes the new owner to the next 0->1 edge winner.
-  const RemoteWord taken = page->remote().TakeAll();
-  dead->NoteTaken(page, taken);
-  Absorb(page, taken);
+  Absorb(page, page->remote().TakeAll(), dead);
   return page;
 }
 
@@ -316,27 +317,13 @@ void Heap::FreeRemote(Page* page, Block* b) {
   bool completed = false;
   const bool won = PushRemote_mt(page, b, &completed);
   if (won) QueueWonPage_mt(page, this);
-  if (owner == nullptr) return;
+  // The page came back whole, or we queued a page that a completer's sweep may have missed
+  // while we held it: sweep if the owner has a batch of whole pages waiting (and is idle).
+  if (!(completed || won) || owner == nullptr) return;
   const Policy& policy = GetPolicy();
-  int64_t unswept;
-  if (completed) {
-    unswept = owner->whole_unswept_mt();
-  } else if (won) {
-    // We queued a page: a completer's sweep may have missed it while we held it.
-    unswept = owner->whole_unswept_mt();
-  } else {
-    return;
-  }
-  if (policy.reclaim_idle && unswept >= static_cast<int64_t>(policy.reclaim_batch)) {
+  if (policy.reclaim_idle &&
+      owner->whole_unswept_mt() >= static_cast<int64_t>(policy.reclaim_batch)) {
     ReclaimIdleOwner_mt(owner);
-  }
-}
-
-// A remote stack was taken off `page` while this heap owned it: one whole page fewer to sweep.
-void Heap::NoteTaken(const Page* page, RemoteWord taken) {
-  if (taken.count() == page->capacity()) {
-    // seq_cst: as the increment in FreeRemote.
-    xwhole_unswept_.fetch_sub(1, std::memory_order_seq_cst);
   }
 }
 
@@ -358,7 +345,7 @@ void Heap::FreeDetached(Page* page, Block* b, uint32_t idx) {
   page->PushLocal(b, idx);
   PartialPush(page);  // attached again before the flag is released below
   // Blocks freed by other threads while we held the flag; clears it.
-  Absorb(page, page->remote().TakeAll());
+  Absorb(page, page->remote().TakeAll(), this);
   if (page->used() == 0) PageGainedFree(page);  // keep it as a spare or release it
 }
 
@@ -444,9 +431,7 @@ void Heap::Abandon() {
     if (page == nullptr) continue;
     active_[k] = nullptr;
     page->set_where(Page::Where::kNowhere);
-    const RemoteWord taken = page->remote().TakeBlocksKeepFlag();
-    NoteTaken(page, taken);
-    Absorb(page, taken);
+    Absorb(page, page->remote().TakeBlocksKeepFlag(), this);
     if (page->HasFree()) {
       PageGainedFree(page);
     } else {
@@ -543,8 +528,7 @@ void Heap::TakeOverHeld(Page* page, Heap* from) {
 void Heap::AcceptPage(Page* page, Heap* from) {
   RemoteWord taken = page->remote().TakeAll();
   MF2_CHECK(taken.pending(), "a handed-over page arrives with its flag held");
-  from->NoteTaken(page, taken);
-  Absorb(page, taken);
+  Absorb(page, taken, from);
   if (page->HasFree()) {
     PageGainedFree(page);
   } else {

@@ -181,6 +181,8 @@ class Heap {
   Page* GiveUpPage(uint32_t k, Heap* adopter);
 
   bool abandoned() const { return xabandoned_.load(std::memory_order_relaxed); }
+  // seq_cst: for the push-then-check hand-off with an exiting owner (PendingQueue::Push_mt).
+  bool abandoned_seq_cst() const { return xabandoned_.load(std::memory_order_seq_cst); }
   uint32_t id() const { return id_; }
   size_t page_count() const { return page_count_.load(std::memory_order_relaxed); }
   PageSource* source() const { return source_; }
@@ -212,13 +214,12 @@ class Heap {
 
   Page* TakeFromPending(uint32_t k, uint32_t budget);
   void DrainDequeued(Page* page);
-  uint32_t Absorb(Page* page, RemoteWord taken);
+  uint32_t Absorb(Page* page, RemoteWord taken, Heap* taken_from);
   Page* FilePage(Page* page, uint32_t k);
   Page* CollectActive(uint32_t k);
   Page* AdoptAbandoned(uint32_t k);
   Page* AdoptFromPending(uint32_t k, Route route);
   void SweepIdleOwner(Heap* owner);
-  void NoteTaken(const Page* page, RemoteWord taken);
   void TakeOverHeld(Page* page, Heap* from);
   void TakePopped(Page* page, Heap* owner);
   void Detach(Page* page);

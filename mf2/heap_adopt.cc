@@ -30,8 +30,10 @@ bool Heap::OwnerIdle_mt(uint64_t now_ns, uint64_t threshold_ns) {
 // `take(page)` whether to keep it; the others go back with one CAS, and the ready bits of their
 // classes are set again (another sweeper may have cleared one while we held its pages: adoption.h).
 // Afterwards the chain is not touched (the owner may drain and release those pages at once).
+// Pages given back to an owner that has exited meanwhile are drained by `self` (as in
+// QueueWonPage_mt: a dead owner never drains its queue).
 template <typename Take>
-static void SweepQueue(Heap* owner, PendingQueue* queue, Take take) {
+static void SweepQueue(Heap* self, Heap* owner, PendingQueue* queue, Take take) {
   Page* first = nullptr;
   Page* last = nullptr;
   uint64_t classes[2] = {0, 0};  // classes of the counted pages given back
@@ -56,6 +58,9 @@ static void SweepQueue(Heap* owner, PendingQueue* queue, Take take) {
                                         owner->id());
     }
   }
+  // seq_cst (inside abandoned_seq_cst): ordered after the seq_cst push above, against the
+  // exiting owner's "store abandoned; pop all" (PendingQueue::Push_mt).
+  if (owner->abandoned_seq_cst()) owner->ReclaimAbandoned_mt(self);
 }
 
 Page* Heap::AdoptFromPending(uint32_t k, Route route) {
@@ -90,7 +95,7 @@ Page* Heap::AdoptFromPending(uint32_t k, Route route) {
   bool blocked_deadline = false;
   bool blocked_remote = false;
   SweepQueue(
-      owner, &owner->pending_,
+      this, owner, &owner->pending_,
       [&](Page* p) {
         // We hold p's flag. Only a detached page (full, on none of the owner's lists) may move.
         if (chosen != nullptr || p->size_class() != k ||
@@ -111,9 +116,6 @@ Page* Heap::AdoptFromPending(uint32_t k, Route route) {
         chosen = p;
         return true;
       });
-  // seq_cst: as in QueueWonPage_mt, pages given back to an owner that has just exited are
-  // drained by us.
-  if (owner->xabandoned_.load(std::memory_order_seq_cst)) owner->ReclaimAbandoned_mt(this);
   // A page may have come back whole while we held the chain: its completer's sweep missed it.
   if (policy.reclaim_idle &&
       owner->whole_unswept_mt() >= static_cast<int64_t>(policy.reclaim_batch)) {
@@ -138,8 +140,8 @@ Page* Heap::AdoptFromPending(uint32_t k, Route route) {
 }
 
 // Who sweeps. A sweep walks the owner's whole queue, so sweeps are batched: xwhole_unswept_
-// counts the owner's pages that came back whole and were not taken yet (NoteTaken at every take
-// of a remote stack), and a sweep starts once it reaches Policy::reclaim_batch. So an idle owner
+// counts the owner's pages that came back whole and were not taken yet (Absorb discounts them
+// at every take of a remote stack), and a sweep starts once it reaches Policy::reclaim_batch. So an idle owner
 // keeps fewer than reclaim_batch whole pages (plus the miscounts noted at xwhole_unswept_), and
 // the sweep cost per reclaimed page is the queue length / reclaim_batch. Triggers:
 //  - the thread whose free completed a page (count + 1, then a sweep if due);
@@ -159,9 +161,7 @@ void Heap::TakePopped(Page* page, Heap* owner) {
   AdoptionBoard::Global().UncountDequeued(page, owner->id_);
   page->DebugNoteDequeued();
   TakeOverHeld(page, owner);
-  const RemoteWord taken = page->remote().TakeAll();
-  owner->NoteTaken(page, taken);
-  Absorb(page, taken);
+  Absorb(page, page->remote().TakeAll(), owner);
 }
 
 void Heap::ReclaimIdleOwner_mt(Heap* owner) {
@@ -188,7 +188,7 @@ void Heap::ReclaimIdleOwner_mt(Heap* owner) {
 void Heap::SweepIdleOwner(Heap* owner) {
   MF2_STAT_INC(stats_, idle_reclaims);
   SweepQueue(
-      owner, &owner->pending_,
+      this, owner, &owner->pending_,
       [&](Page* p) {
         // A detached page whose every block is on its remote stack: nobody can allocate from it
         // and no legitimate free can still arrive. Take it over (as an adopter would) and
@@ -207,7 +207,6 @@ void Heap::SweepIdleOwner(Heap* owner) {
         }
         return true;
       });
-  if (owner->xabandoned_.load(std::memory_order_seq_cst)) owner->ReclaimAbandoned_mt(this);
 }
 
 }  // namespace mf2
