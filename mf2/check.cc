@@ -15,8 +15,9 @@ namespace {
 
 void DefaultHandler(const ErrorReport& report) {
   char buf[256];
-  size_t n = internal::FormatTo(buf, sizeof(buf), "mf2: %s of %p: %s\n",
-                                ErrorKindName(report.kind), report.pointer, report.detail);
+  size_t n = internal::FormatTo(buf, sizeof(buf), "mf2: %s of %p: %s (in %s)\n",
+                                ErrorKindName(report.kind), report.pointer, report.detail,
+                                report.call);
   internal::WriteAll(2, buf, n);
   if (GetPolicy().on_error == OnError::kAbort) std::abort();
 }
@@ -71,8 +72,8 @@ void CheckFailed(const char* file, int line, const char* cond, const char* msg) 
   std::abort();
 }
 
-void ReportError(ErrorKind kind, const void* pointer, const char* detail) {
-  ErrorReport report{kind, pointer, detail};
+void ReportError(ErrorKind kind, const char* call, const void* pointer, const char* detail) {
+  ErrorReport report{kind, call, pointer, detail};
   ErrorHandler handler = g_handler.load(std::memory_order_relaxed);
   if (handler != nullptr) {
     handler(report);

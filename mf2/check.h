@@ -54,6 +54,7 @@ const char* ErrorKindName(ErrorKind kind);
 
 struct ErrorReport {
   ErrorKind kind;
+  const char* call;    // the entry point that received the pointer ("free", "realloc", ...)
   const void* pointer;
   const char* detail;  // static text, never null
 };
@@ -71,7 +72,8 @@ namespace internal {
 [[noreturn]] void CheckFailed(const char* file, int line, const char* cond, const char* msg);
 
 // Reports misuse through the installed handler.
-MF2_NOINLINE void ReportError(ErrorKind kind, const void* pointer, const char* detail);
+MF2_NOINLINE void ReportError(ErrorKind kind, const char* call, const void* pointer,
+                              const char* detail);
 
 // Formats into `buf` like snprintf, without allocating; returns the length written.
 size_t FormatTo(char* buf, size_t cap, const char* fmt, ...)

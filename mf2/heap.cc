@@ -352,21 +352,21 @@ void Heap::FreeDetached(Page* page, Block* b, uint32_t idx) {
 void Heap::FreeUnusual(void* p) {
   if (p == nullptr) return;
   if (InSegment(p)) {
-    internal::ReportError(ErrorKind::kNotABlock, p,
+    internal::ReportError(ErrorKind::kNotABlock, "free", p,
                           "inside MF2 memory but not in a page that serves blocks");
     return;
   }
   if (LargeFree(p)) return;
-  internal::ReportError(ErrorKind::kForeignPointer, p,
+  internal::ReportError(ErrorKind::kForeignPointer, "free", p,
                         "not from MF2 (another allocator's pointer, a stack or static address)");
 }
 
 void Heap::ReportBadFree(Page* page, void* p, bool block_start) {
   if (!block_start) {
-    internal::ReportError(ErrorKind::kNotABlock, p,
+    internal::ReportError(ErrorKind::kNotABlock, "free", p,
                           "interior pointer (not the start of a block), or in a page's tail");
   } else {
-    internal::ReportError(ErrorKind::kDoubleFree, p,
+    internal::ReportError(ErrorKind::kDoubleFree, "free", p,
                           "block is not allocated (freed before, or never handed out)");
   }
   (void)page;
@@ -378,11 +378,13 @@ size_t Heap::UsableSize(const void* p) {
     bool exact;
     uint32_t idx = page->BlockIndex(p, &exact);
     if (exact && idx < page->capacity() && page->IsLive(idx)) return page->block_size();
-    internal::ReportError(ErrorKind::kNotABlock, p, "usable size of a pointer that is not live");
+    internal::ReportError(ErrorKind::kNotABlock, "malloc_usable_size", p,
+                          "usable size of a pointer that is not live");
     return 0;
   }
   if (size_t n = LargeUsableSize(p)) return n;
-  internal::ReportError(InSegment(p) ? ErrorKind::kNotABlock : ErrorKind::kForeignPointer, p,
+  internal::ReportError(InSegment(p) ? ErrorKind::kNotABlock : ErrorKind::kForeignPointer,
+                        "malloc_usable_size", p,
                         "usable size of a pointer MF2 did not hand out");
   return 0;
 }

@@ -16,58 +16,14 @@
 
 #include <new>
 
-#include "mf2/heap_registry.h"
-#include "mf2/large.h"
 #include "mf2/mf2.h"
-#include "mf2/page_source.h"
+#include "mf2/resize.h"
 
 #define MF2_EXPORT extern "C" __attribute__((visibility("default")))
 
 namespace {
 
 constexpr size_t kOsPage = 4096;
-
-bool MulOverflows(size_t a, size_t b, size_t* out) { return __builtin_mul_overflow(a, b, out); }
-
-void* Realloc(void* p, size_t size) {
-  if (p == nullptr) return mf2::Allocate(size);
-  if (size == 0) {
-    mf2::Free(p);
-    return nullptr;
-  }
-  size_t old_size = mf2::UsableSize(p);
-  if (old_size == 0) return nullptr;  // misuse, already reported
-  // In place when the block already fits and is not more than twice too large.
-  if (size <= old_size && size >= old_size / 2) return p;
-  void* q = mf2::Allocate(size);
-  if (q == nullptr) return nullptr;  // p stays valid, as C requires
-  memcpy(q, p, old_size < size ? old_size : size);
-  mf2::Free(p);
-  return q;
-}
-
-// fork(): no MF2 lock may be held by another thread at the moment of fork, or the child would
-// inherit it locked forever. Lock order: registry, page source, large table.
-void PrepareFork() {
-  mf2::HeapRegistry::Global().PrepareFork();
-  mf2::OsPageSource::Global().PrepareFork();
-  mf2::LargePrepareFork();
-}
-void ParentAfterFork() {
-  mf2::LargeParentAfterFork();
-  mf2::OsPageSource::Global().ParentAfterFork();
-  mf2::HeapRegistry::Global().ParentAfterFork();
-}
-void ChildAfterFork() {
-  mf2::LargeChildAfterFork();
-  mf2::OsPageSource::Global().ChildAfterFork();
-  mf2::HeapRegistry::Global().ChildAfterFork();
-}
-
-// Registered at load time, outside any malloc call (pthread_atfork may itself allocate).
-__attribute__((constructor)) void RegisterForkHandlers() {
-  pthread_atfork(&PrepareFork, &ParentAfterFork, &ChildAfterFork);
-}
 
 void* AlignedOrNull(size_t alignment, size_t size) {
   return mf2::AllocateAligned(alignment, size);
@@ -97,26 +53,17 @@ MF2_EXPORT void* malloc(size_t size) { return mf2::Allocate(size); }
 MF2_EXPORT void free(void* p) { mf2::Free(p); }
 MF2_EXPORT void cfree(void* p) { mf2::Free(p); }
 
-MF2_EXPORT void* calloc(size_t n, size_t size) {
-  size_t total;
-  if (MulOverflows(n, size, &total)) {
-    errno = ENOMEM;
-    return nullptr;
-  }
-  void* p = mf2::Allocate(total);
-  if (p != nullptr) memset(p, 0, total);
-  return p;
-}
+MF2_EXPORT void* calloc(size_t n, size_t size) { return mf2::AllocateZeroed(n, size); }
 
-MF2_EXPORT void* realloc(void* p, size_t size) { return Realloc(p, size); }
+MF2_EXPORT void* realloc(void* p, size_t size) { return mf2::Reallocate(p, size, "realloc"); }
 
 MF2_EXPORT void* reallocarray(void* p, size_t n, size_t size) {
   size_t total;
-  if (MulOverflows(n, size, &total)) {
+  if (__builtin_mul_overflow(n, size, &total)) {
     errno = ENOMEM;
     return nullptr;
   }
-  return Realloc(p, total);
+  return mf2::Reallocate(p, total, "reallocarray");
 }
 
 MF2_EXPORT int posix_memalign(void** out, size_t alignment, size_t size) {

@@ -1,27 +1,15 @@
-// Thread-local heaps and the public API.
-//
-// Each thread's heap pointer lives in initial-exec TLS (one load on the fast path). A pthread key
-// whose destructor runs at thread exit hands the heap back to the registry; a thread that
-// allocates again during later TLS destructors gets a heap again and the key is re-armed, so the
-// destructor runs again (POSIX repeats destructors while values are set).
+// The public API (mf2.h) over thread-local heaps (thread_heap.h).
 #include "mf2/mf2.h"
-
-#include <pthread.h>
 
 #include <cerrno>
 
 #include "mf2/heap.h"
 #include "mf2/heap_registry.h"
-#include "mf2/page_source.h"
 #include "mf2/policy.h"
+#include "mf2/thread_heap.h"
 
 namespace mf2 {
 namespace {
-
-__attribute__((tls_model("initial-exec"))) thread_local Heap* t_heap = nullptr;
-
-pthread_key_t g_key;
-pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
 
 // Prints the counters at exit when MF2_STATS=1: a static destructor rather than atexit(),
 // which may allocate and would re-enter malloc during the first allocation.
@@ -30,32 +18,6 @@ struct StatsAtExit {
     if (GetPolicy().stats_at_exit) PrintStats(2);
   }
 } g_stats_at_exit;
-
-void ThreadExit(void* arg) {
-  Heap* heap = static_cast<Heap*>(arg);
-  if (heap == nullptr || heap != t_heap) return;
-  t_heap = nullptr;
-  HeapRegistry::Global().ReleaseHeap(heap);
-}
-
-void InitOnce() {
-  MF2_CHECK(pthread_key_create(&g_key, &ThreadExit) == 0, "pthread_key_create");
-}
-
-MF2_NOINLINE Heap* InitThreadHeap() {
-  pthread_once(&g_key_once, &InitOnce);
-  Heap* heap = HeapRegistry::Global().AcquireHeap(&OsPageSource::Global());
-  if (heap == nullptr) return nullptr;
-  t_heap = heap;
-  pthread_setspecific(g_key, heap);
-  return heap;
-}
-
-MF2_ALWAYS_INLINE Heap* ThreadHeap() {
-  Heap* heap = t_heap;
-  if (MF2_PREDICT_FALSE(heap == nullptr)) heap = InitThreadHeap();
-  return heap;
-}
 
 // Sizes beyond this are certainly unsatisfiable; rejecting them early avoids overflow in any
 // rounding below.
@@ -78,7 +40,8 @@ void Free(void* p) noexcept {
   if (MF2_PREDICT_FALSE(heap == nullptr)) {
     // No heap could be mapped for this thread: the free cannot be local, and leaking one block
     // beats crashing. Reported so it is not silent.
-    internal::ReportError(ErrorKind::kForeignPointer, p, "no heap for the freeing thread");
+    internal::ReportError(ErrorKind::kForeignPointer, "free", p,
+                          "no heap for the freeing thread");
     return;
   }
   heap->Free(p);
@@ -122,13 +85,7 @@ void PrintStats(int fd) noexcept {
   internal::WriteAll(fd, buf, n);
 }
 
-void ReleaseThreadHeap() noexcept {
-  Heap* heap = t_heap;
-  if (heap == nullptr) return;
-  t_heap = nullptr;
-  pthread_setspecific(g_key, nullptr);
-  HeapRegistry::Global().ReleaseHeap(heap);
-}
+void ReleaseThreadHeap() noexcept { ReleaseThreadHeapNow(); }
 
 }  // namespace mf2
 

@@ -52,13 +52,13 @@ uint32_t Page::AbsorbRemote(RemoteWord taken) {
     const bool inside = p >= start_ && p < start_ + size_t{carved_} * block_size_;
     if (inside) idx = BlockIndex(b, &exact);
     if (moved == count || !inside || !exact) {
-      internal::ReportError(ErrorKind::kCorruptFreeList, b,
+      internal::ReportError(ErrorKind::kCorruptFreeList, "malloc", b,
                             "remote free list is longer than its count or leaves the page; "
                             "the rest of the list is dropped, not reused");
       break;
     }
     if (!IsLive(idx)) {
-      internal::ReportError(ErrorKind::kDoubleFree, b,
+      internal::ReportError(ErrorKind::kDoubleFree, "malloc", b,
                             "block freed twice (found on a remote free list); the duplicate is "
                             "dropped, not reused");
       break;
