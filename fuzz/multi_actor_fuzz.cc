@@ -38,6 +38,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <set>
 #include <vector>
 
 #include "fuzz/fuzz_util.h"
@@ -91,6 +92,7 @@ class State {
     mf2::HeapRegistry::Global().CheckAll(true);
     for (int a = 0; a < actors_; ++a) {
       if (heap_[a] != nullptr) mf2::HeapRegistry::Global().ReleaseHeap(heap_[a]);
+      if (heap_[a] != nullptr) maybe_cached_.erase(heap_[a]);
     }
     mf2::HeapRegistry::Global().CheckAll(true);
     ledger_.CheckEmpty();
@@ -147,7 +149,8 @@ class State {
       }
       case 5:
         if (h != nullptr) {
-          mf2::HeapRegistry::Global().ReleaseHeap(h);
+          mf2::HeapRegistry::Global().ReleaseHeap(h);  // flushes its cache
+          maybe_cached_.erase(h);
           heap_[a] = nullptr;
         }
         break;
@@ -235,8 +238,13 @@ class State {
   void Record(int a, void* p, size_t size) {
     const size_t usable = Heap::UsableSize(p);
     FUZZ_CHECK(usable >= size, "usable size >= requested");
+    const bool was_cached = maybe_cached_[heap_[a]].count(p) != 0;
+    for (auto& entry : maybe_cached_) entry.second.erase(p);
     if (Page* page = ClassPage(p)) {
-      FUZZ_CHECK(page->owner_relaxed() == heap_[a], "a new block comes from the actor's page");
+      // A block freed into the actor's cache while it owned the page may come back after the
+      // page moved to another heap (adoption): caches keep such blocks valid (heap.h).
+      FUZZ_CHECK(page->owner_relaxed() == heap_[a] || was_cached,
+                 "a new block comes from the actor's page or its cache");
       FUZZ_CHECK(won_.count(page) == 0 || page->remote().Peek().pending(),
                  "a page with an in-flight winner keeps its flag");
     }
@@ -261,10 +269,22 @@ class State {
   void FreeBlock(Heap* h, const Live& b) {
     VerifyStamp(b.p, b.usable, b.stamp);
     ranges_.Erase(b.p);
+    NoteFree(h, b.p);
     h->Free(b.p);
   }
 
-  void Free(Heap* h, size_t i) { h->Free(TakeLive(i).p); }
+  void Free(Heap* h, size_t i) {
+    void* p = TakeLive(i).p;
+    NoteFree(h, p);
+    h->Free(p);
+  }
+
+  // A free by the page's owner may put the block in the owner's cache.
+  void NoteFree(Heap* h, void* p) {
+    if (Page* page = ClassPage(p)) {
+      if (page->owner_relaxed() == h) maybe_cached_[h].insert(p);
+    }
+  }
 
   // Step 1 of a remote free, exactly as Free runs it.
   void RemoteStep1(Heap* freer, size_t i) {
@@ -337,6 +357,7 @@ class State {
   };
   std::vector<InFlight> in_flight_;  // remote frees whose step 2 is pending, oldest first
   std::map<Page*, int> won_;      // won-but-not-queued ops per page
+  std::map<Heap*, std::set<void*>> maybe_cached_;  // freed by their page's owner, not reused
 };
 
 }  // namespace

@@ -1,13 +1,34 @@
-// A free block's only field, and the sanitizer hooks for block memory.
+// A block's two allocator words while it is free, and the sanitizer hooks for block memory.
 //
-// Under AddressSanitizer, every block MF2 does not currently hand out is poisoned, so a
-// use-after-free of an MF2 block is caught by ASan exactly like one of a malloc block. The
-// allocator itself reaches the `next` link of a poisoned block only through LoadNext/StoreNext,
-// which are not instrumented.
+// Every block is at least 16 bytes. While MF2 holds a block (on a page's free list, on a remote
+// stack, or in a thread's cache) it uses the block's first two words:
+//   word 0  the link of the list it is on (page free lists and remote stacks; unused in caches)
+//   word 1  a canary: Canary(address, where) = address ^ key ^ where, with `key` a secret random
+//           per process and `where` one of the BlockState values below.
+// A block handed out to the program has word 1 cleared, so a canary in word 1 means "free" and
+// says where it went. Every transition checks the canary it expects and writes the next one:
+//   free by the owner        expects no canary        writes kInCache    (thread cache)
+//   free by another thread   expects no canary        writes kOnRemote   (remote stack)
+//   cache flush to the page  expects kInCache         writes kOnPage     (page free list)
+//   remote drain             expects kOnRemote        writes kOnPage
+//   cache refill             expects kOnPage (or new) writes kInCache
+//   allocation (cache pop)   expects kInCache         clears word 1
+// So a double free is seen at the second free, whichever threads free (a canary is there), and a
+// block that a concurrent double free put on two lists is handed out at most once: the first
+// hand-out clears the canary and every later copy fails its check (heap.h, "Double frees").
+// A program's own data matches a canary with probability 2^-64 per free (the key is secret).
+//
+// Under AddressSanitizer every block MF2 holds is poisoned, so a use-after-free of an MF2 block
+// is caught by ASan exactly like one of a malloc block. The allocator reaches the two words of a
+// poisoned block only through the accessors below, which are not instrumented. The canary word is
+// a relaxed atomic: a racing double free of the same block (a program bug) must stay defined
+// behaviour for the allocator, and TSan must see it as such.
 #ifndef MF2_BLOCK_H_
 #define MF2_BLOCK_H_
 
+#include <atomic>
 #include <cstddef>
+#include <cstdint>
 
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer)
@@ -26,7 +47,34 @@ namespace mf2 {
 
 struct Block {
   Block* next;
+  uint64_t canary;
 };
+static_assert(sizeof(Block) == 16, "a block's allocator words fit the smallest class");
+
+enum BlockState : uint64_t {
+  kInCache = 0,   // in its thread's cache (Heap's magazines)
+  kOnPage = 1,    // on its page's local free list
+  kOnRemote = 2,  // on its page's remote stack (or in flight to it)
+};
+inline constexpr uint64_t kNumBlockStates = 3;
+
+namespace block_internal {
+// The process's canary key: 0 until InitCanaryKey() sets it, once, before the first heap and the
+// first segment exist (so before any block). Each heap keeps a copy for its fast paths.
+inline std::atomic<uint64_t> g_canary_key{0};
+uint64_t InitCanaryKeySlow();
+}  // namespace block_internal
+
+// The key (set on first use). Relaxed: a value written once and never changed; a thread that
+// reads 0 sets it itself, and the compare-exchange makes every thread agree on one value.
+inline uint64_t CanaryKey() {
+  const uint64_t key = block_internal::g_canary_key.load(std::memory_order_relaxed);
+  return key != 0 ? key : block_internal::InitCanaryKeySlow();
+}
+
+inline uint64_t Canary(const void* b, BlockState where) {
+  return reinterpret_cast<uintptr_t>(b) ^ CanaryKey() ^ where;
+}
 
 __attribute__((no_sanitize("address"))) inline Block* LoadNext(const Block* b) {
   return b->next;
@@ -34,6 +82,25 @@ __attribute__((no_sanitize("address"))) inline Block* LoadNext(const Block* b) {
 
 __attribute__((no_sanitize("address"))) inline void StoreNext(Block* b, Block* next) {
   b->next = next;
+}
+
+// Relaxed atomic accesses (see the header comment): no ordering is published through the canary;
+// the lists and the program's own synchronisation order every legitimate access.
+__attribute__((no_sanitize("address"))) inline uint64_t LoadCanary(const void* b) {
+  return __atomic_load_n(&static_cast<const Block*>(b)->canary, __ATOMIC_RELAXED);
+}
+__attribute__((no_sanitize("address"))) inline void StoreCanary(void* b, uint64_t v) {
+  __atomic_store_n(&static_cast<Block*>(b)->canary, v, __ATOMIC_RELAXED);
+}
+
+// Whether word 1 holds a canary of any state (the block is free somewhere).
+inline bool HasAnyCanary(const void* b) {
+  return (LoadCanary(b) ^ reinterpret_cast<uintptr_t>(b) ^ CanaryKey()) < kNumBlockStates;
+}
+// The state a canary names, or kNumBlockStates when word 1 holds no canary.
+inline uint64_t CanaryState(const void* b) {
+  const uint64_t s = LoadCanary(b) ^ reinterpret_cast<uintptr_t>(b) ^ CanaryKey();
+  return s < kNumBlockStates ? s : kNumBlockStates;
 }
 
 inline void PoisonMemory(const void* p, size_t n) {

@@ -12,17 +12,148 @@
 namespace mf2 {
 
 Heap::Heap(PageSource* source, HeapRegistry* registry, uint32_t id)
-    : source_(source), registry_(registry), id_(id) {}
+    : key_(CanaryKey()), source_(source), registry_(registry), id_(id) {
+  for (uint32_t i = 0; i <= kSmallMax / kMinAlign; ++i) direct_[i] = &cache_[kSmallClass.k[i]];
+  ConfigureCaches();
+}
+
+// Each class caches at most Policy::cache_class_bytes of blocks (at least 2 blocks, at most
+// kCacheSlots; 0 bytes turns caching off), so a heap's caches hold at most the sum over the
+// classes, a bound fixed when the heap is taken (bench/RESULTS.md gives the figure).
+void Heap::ConfigureCaches() {
+  const size_t bytes = GetPolicy().cache_class_bytes;
+  for (uint32_t k = 1; k < kNumClasses; ++k) {
+    MF2_CHECK(cache_[k].n == 0, "caches are configured empty");
+    const size_t fit = bytes / ClassInfo(k).size;
+    cache_[k].cap = bytes == 0 ? 0
+                               : static_cast<uint32_t>(std::min<size_t>(
+                                     kCacheSlots, std::max<size_t>(2, fit)));
+  }
+}
 
 // ------------------------------------------------------------------------------------------
-// Allocation slow path (Route S). Out of line: the fast path in heap.h stays a few instructions.
+// Allocation slow path: the class's cache is empty. Out of line: the fast path in heap.h stays a
+// few instructions.
 
-void* Heap::AllocateSlow(uint32_t k) {
+void* Heap::AllocateSlow(Magazine* m) {
+  const uint32_t k = ClassOf(m);
+  if (MF2_PREDICT_FALSE(is_sentinel())) return sentinel_allocate_(k);
   MF2_STAT_INC(stats_, slow_allocs);
   // Relaxed load and store (single writer): others only watch it change (OwnerIdle_mt).
   xslow_epoch_.store(xslow_epoch_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  Page* page = FindPage(k);
+  if (MF2_PREDICT_FALSE(page == nullptr)) {
+    // The page source is out of memory: give back what this heap keeps and try once more. (The
+    // source itself releases its caches and the large-mapping cache before it fails.)
+    FlushCaches();
+    ReleaseRetainedEmpties();
+    page = FindPage(k);
+    if (page == nullptr) {
+      errno = ENOMEM;
+      return nullptr;
+    }
+  }
+  // Refill half the cache (one block when caching is off) from the page; hand out the top.
+  void* one[1];
+  void** out = m->cap == 0 ? one : m->slot;
+  const uint32_t want = m->cap == 0 ? 1 : std::max<uint32_t>(1, m->cap / 2);
+  const uint32_t got = page->PopBatch(out, want);
+  MF2_DCHECK(got > 0, "the page found has a free block");
+  std::reverse(out, out + got);  // the first block popped (warmest, or lowest address) on top
+  MF2_STAT_INC(stats_, cache_refills);
+  MF2_STAT_ADD(stats_, blocks_refilled, got);
+  void* p = out[got - 1];
+  if (m->cap != 0) m->n = got - 1;
+  StoreCanary(p, 0);
+  UnpoisonMemory(p, ClassInfo(k).size);
+  MF2_EXPENSIVE_DCHECK((CheckInvariants(false), true), "heap invariants");
+  return p;
+}
+
+// A block popped off a cache does not carry the cache's canary: it was freed a second time
+// concurrently (another thread put it on its page's remote stack, or it was drained or flushed
+// to its page's free list meanwhile), or the program wrote into it after freeing it. Either way it
+// is not handed out (block.h, heap.h "Double frees"); it stays counted as handed out of its page.
+void* Heap::CachedBlockBad(Magazine* m, void* p) {
+  const uint64_t state = CanaryState(p);
+  MF2_STAT_INC(stats_, cache_drops);
+  if (state == kOnPage || state == kOnRemote) {
+    internal::ReportError(ErrorKind::kDoubleFree, "malloc", p,
+                          "a block in this thread's cache was also freed by another thread (a "
+                          "concurrent double free); it is not handed out twice");
+  } else {
+    internal::ReportError(ErrorKind::kCorruptFreeList, "malloc", p,
+                          "a free block in this thread's cache was written to after it was "
+                          "freed (use after free): it is not reused");
+  }
+  return Allocate(ClassInfo(ClassOf(m)).size);
+}
+
+// The class's cache is full: its older half goes back to the pages, then `p` is cached.
+void Heap::FreeToFullCache(Magazine* m, void* p) {
+  if (m->cap == 0) return ReturnBlock(static_cast<Block*>(p));
+  const uint32_t half = std::max<uint32_t>(1, m->cap / 2);
+  for (uint32_t i = 0; i < half; ++i) FlushOne(m->slot[i]);
+  m->n -= half;
+  for (uint32_t i = 0; i < m->n; ++i) m->slot[i] = m->slot[i + half];
+  MF2_STAT_INC(stats_, cache_flushes);
+  MF2_STAT_ADD(stats_, blocks_flushed, half);
+  m->slot[m->n++] = p;
+  StoreCanary(p, Canary(p, kInCache));
+  PoisonMemory(p, ClassInfo(ClassOf(m)).size);
+}
+
+void Heap::FlushCaches() {
+  for (uint32_t k = 1; k < kNumClasses; ++k) {
+    Magazine& m = cache_[k];
+    if (m.n == 0) continue;
+    for (uint32_t i = 0; i < m.n; ++i) FlushOne(m.slot[i]);
+    MF2_STAT_INC(stats_, cache_flushes);
+    MF2_STAT_ADD(stats_, blocks_flushed, m.n);
+    m.n = 0;
+  }
+}
+
+void Heap::FlushOne(void* p) {
+  if (MF2_PREDICT_FALSE(LoadCanary(p) != Canary(p, kInCache))) {
+    MF2_STAT_INC(stats_, cache_drops);
+    internal::ReportError(CanaryState(p) < kNumBlockStates ? ErrorKind::kDoubleFree
+                                                           : ErrorKind::kCorruptFreeList,
+                          "free", p,
+                          "a block in this thread's cache was freed again concurrently or "
+                          "written to after it was freed: it is not reused");
+    return;
+  }
+  ReturnBlock(static_cast<Block*>(p));
+}
+
+// A block leaves this heap's hands for its page. Where before owner (page.h, "Detached pages"): if
+// we see our own address as owner, the where we saw is ours too, or kDetached.
+void Heap::ReturnBlock(Block* b) {
+  Page* page = PageOf(b);
+  const Page::Where where = page->where_acquire();
+  if (MF2_PREDICT_FALSE(page->owner_relaxed() != this)) {
+    // The page changed owner while the block sat in our cache (adopted): a remote free now.
+    return ReturnRemote(page, b);
+  }
+  if (MF2_PREDICT_FALSE(where == Page::Where::kDetached) && page->adoptable_detach) {
+    return FreeDetached(page, b);  // adoption armed: only under the page's flag
+  }
+  page->PushLocal(b);
+  // A partial page that still has live blocks needs nothing more; a full (detached) one joins
+  // the partial list and an empty one is kept or released.
+  if (where != Page::Where::kActive && (where == Page::Where::kDetached || page->used() == 0)) {
+    PageGainedFree(page);
+  }
+}
+
+// Route S's order (heap.h): a page of class k with a free block, made active, or nullptr when
+// the page source is out of memory.
+Page* Heap::FindPage(uint32_t k) {
+  // 0. The active page still has blocks the cache did not take (a refill takes half a cache).
+  Page* page = active_[k];
+  if (page != nullptr && page->HasFree()) return page;
   const Route route = CurrentRoute();
-  Page* page = nullptr;
   // The control: the design note's consumer-driven adoption, first and ungated.
   if (route == Route::kCda && (page = AdoptFromPending(k, route)) != nullptr) {
     MF2_STAT_INC(stats_, adopt_allowed);
@@ -44,36 +175,51 @@ void* Heap::AllocateSlow(uint32_t k) {
     MF2_STAT_INC(stats_, adopt_allowed);  // Route P: one gated adoption from an idle owner
   } else {  // 5. nothing reusable exists
     page = NewPage(k);
-    if (page == nullptr) {
-      errno = ENOMEM;
-      return nullptr;
-    }
+    if (page == nullptr) return nullptr;
     MF2_STAT_INC(stats_, new_pages);
     SetActive(k, page);
-    return page->Pop();
+    return page;
   }
   MF2_STAT_INC(stats_, page_reuses);
   SetActive(k, page);
-  Block* b = page->Pop();
-  MF2_DCHECK(b != nullptr, "a reused page has a free block");
-  MF2_EXPENSIVE_DCHECK((CheckInvariants(false), true), "heap invariants");
-  return b;
+  MF2_DCHECK(page->HasFree(), "a reused page has a free block");
+  return page;
 }
 
-// Pops up to `budget` pages off the pending queue (refilling the private backlog with one
-// pop-all when it runs dry), drains each, and returns the first of class k with a free block.
+// Pops the pending queue (one pop-all), drains up to `budget` of its pages and returns the first
+// of class k with a free block; the pages not drained go back on the queue at once, so they stay
+// visible to idle sweeps and adopters (an owner that goes idle after this slow path strands
+// nothing).
 Page* Heap::TakeFromPending(uint32_t k, uint32_t budget) {
-  for (uint32_t n = 0; n < budget; ++n) {
-    if (backlog_ == nullptr) {
-      backlog_ = pending_.PopAll();
-      if (backlog_ == nullptr) return nullptr;
-    }
-    Page* page = backlog_;
-    backlog_ = page->pending_next();  // hazard 5: read the link before the flag is cleared
+  Page* chain = pending_.PopAll();
+  Page* hit = nullptr;
+  for (uint32_t n = 0; chain != nullptr && hit == nullptr && n < budget; ++n) {
+    Page* page = chain;
+    chain = page->pending_next();  // hazard 5: read the link before the flag is cleared
     DrainDequeued(page);
-    if (Page* hit = FilePage(page, k)) return hit;
+    hit = FilePage(page, k);
   }
-  return nullptr;
+  if (chain != nullptr) GiveBack(chain);
+  return hit;
+}
+
+// Pages popped off our queue and not drained (we hold their flags) go back with one CAS. Their
+// ready bits are set again, as after any pop (adoption.h: an adopter may have cleared one while
+// we held the pages).
+void Heap::GiveBack(Page* chain) {
+  Page* last = chain;
+  uint64_t classes[2] = {0, 0};
+  for (Page* p = chain;; p = p->pending_next()) {
+    if (p->adopt_counted) classes[p->size_class() / 64] |= uint64_t{1} << (p->size_class() % 64);
+    last = p;
+    if (p->pending_next() == nullptr) break;
+  }
+  pending_.PushChain_mt(chain, last);
+  for (uint32_t w = 0; w < 2; ++w) {
+    for (uint64_t bits = classes[w]; bits != 0; bits &= bits - 1) {
+      AdoptionBoard::Global().MarkReady(w * 64 + static_cast<uint32_t>(__builtin_ctzll(bits)), id_);
+    }
+  }
 }
 
 // A page just taken off a pending queue: take its remote stack and clear its flag in one step.
@@ -149,8 +295,7 @@ Page* Heap::AdoptAbandoned(uint32_t k) {
 Page* Heap::NewPage(uint32_t k) {
   Page* page = source_->AllocateSpan(ClassInfo(k).slices);
   if (page == nullptr) return nullptr;
-  Segment* s = SegmentOf(page);
-  page->InitForClass(k, s->slice_start(s->slice_index(page)), this);
+  page->InitForClass(k, this);
   CountPage(page, +1);
   return page;
 }
@@ -271,6 +416,8 @@ bool Heap::TryRelease(Page* page) {
 }
 
 bool Heap::PushRemote_mt(Page* page, Block* b, bool* completed) {
+  // Before the push: afterwards the owner may drain `b` at once, and checks this canary.
+  StoreCanary(b, Canary(b, kOnRemote));
   PoisonMemory(b, page->block_size());
   MF2_STAT_INC(stats_, remote_frees);
   // Read before the push (see below). A page whose owner changes after this read has its
@@ -311,12 +458,20 @@ void Heap::QueueWonPage_mt(Page* page, Heap* adopter) {
   if (owner->xabandoned_.load(std::memory_order_seq_cst)) owner->ReclaimAbandoned_mt(adopter);
 }
 
-void Heap::FreeRemote(Page* page, Block* b) {
+void Heap::FreeRemote(Page* page, void* p, const char* call) {
+  // A canary of any state in word 1: the block is free already (block.h).
+  if (MF2_PREDICT_FALSE(HasAnyCanary(p))) return ReportDoubleFree(page, p, call);
+  ReturnRemote(page, static_cast<Block*>(p));
+}
+
+// A block we do not own (any more) goes back through its page's remote stack.
+void Heap::ReturnRemote(Page* page, Block* b) {
   // Read before the push: afterwards the page may be drained and released at once.
   Heap* owner = page->owner_relaxed();
   bool completed = false;
   const bool won = PushRemote_mt(page, b, &completed);
-  if (won) QueueWonPage_mt(page, this);
+  // A sentinel (a thread without a heap) adopts nothing: pages go to no heap of its own.
+  if (won) QueueWonPage_mt(page, is_sentinel() ? nullptr : this);
   // The page came back whole, or we queued a page that a completer's sweep may have missed
   // while we held it: sweep if the owner has a batch of whole pages waiting (and is idle).
   if (!(completed || won) || owner == nullptr) return;
@@ -330,10 +485,10 @@ void Heap::FreeRemote(Page* page, Block* b) {
 // The owner frees into one of its detached (full) pages: only the flag holder may touch such a
 // page (page.h), so take the flag; if it is taken, the page is queued or held by a consumer,
 // and the block goes on the remote stack for that consumer to find.
-void Heap::FreeDetached(Page* page, Block* b, uint32_t idx) {
+void Heap::FreeDetached(Page* page, Block* b) {
   MF2_DCHECK(page->adoptable_detach, "pages detached while adoption was not armed are freed "
              "into without the flag (Heap::Free)");
-  if (!page->remote().TryAcquireFlag()) return FreeRemote(page, b);
+  if (!page->remote().TryAcquireFlag()) return ReturnRemote(page, b);
   // The CAS acquired: an adopter's change of owner (made under the flag) is visible now.
   if (page->owner_relaxed() != this || page->where() != Page::Where::kDetached) {
     // Adopted between our check and the flag. We hold its flag, so we are its edge winner.
@@ -342,50 +497,73 @@ void Heap::FreeDetached(Page* page, Block* b, uint32_t idx) {
     return;
   }
   MF2_STAT_INC(stats_, detached_frees);
-  page->PushLocal(b, idx);
+  page->PushLocal(b);
   PartialPush(page);  // attached again before the flag is released below
   // Blocks freed by other threads while we held the flag; clears it.
   Absorb(page, page->remote().TakeAll(), this);
   if (page->used() == 0) PageGainedFree(page);  // keep it as a spare or release it
 }
 
-void Heap::FreeUnusual(void* p) {
+void Heap::FreeUnusual(void* p, const char* call) {
   if (p == nullptr) return;
-  if (InSegment(p)) {
-    internal::ReportError(ErrorKind::kNotABlock, "free", p,
-                          "inside MF2 memory but not in a page that serves blocks");
-    return;
-  }
   if (LargeFree(p)) return;
-  internal::ReportError(ErrorKind::kForeignPointer, "free", p,
+  internal::ReportError(ErrorKind::kForeignPointer, call, p,
                         "not from MF2 (another allocator's pointer, a stack or static address)");
 }
 
-void Heap::ReportBadFree(Page* page, void* p, bool block_start) {
-  if (!block_start) {
-    internal::ReportError(ErrorKind::kNotABlock, "free", p,
-                          "interior pointer (not the start of a block), or in a page's tail");
+// `p` is inside an MF2 segment but is not the start of one of its span's blocks.
+void Heap::ReportBadFree(Page* slice, void* p, const char* call) {
+  if (slice->in_use()) {
+    internal::ReportError(ErrorKind::kNotABlock, call, p,
+                          "interior pointer: inside a block, not its start (or in a span's "
+                          "unused tail)");
   } else {
-    internal::ReportError(ErrorKind::kDoubleFree, "free", p,
-                          "block is not allocated (freed before, or never handed out)");
+    internal::ReportError(ErrorKind::kNotABlock, call, p,
+                          "inside MF2 memory but not in a page that serves blocks (a segment "
+                          "header, a free span, or a block of a page released since)");
   }
-  (void)page;
 }
 
-size_t Heap::UsableSize(const void* p) {
-  Page* page = PageOf(p);
-  if (page != nullptr && page->in_use()) {
-    bool exact;
-    uint32_t idx = page->BlockIndex(p, &exact);
-    if (exact && idx < page->capacity() && page->IsLive(idx)) return page->block_size();
-    internal::ReportError(ErrorKind::kNotABlock, "malloc_usable_size", p,
-                          "usable size of a pointer that is not live");
-    return 0;
+// `p` is a block start whose canary says it is free already (block.h).
+void Heap::ReportDoubleFree(Page* slice, void* p, const char* call) {
+  (void)slice;
+  switch (CanaryState(p)) {
+    case kInCache:
+      internal::ReportError(ErrorKind::kDoubleFree, call, p,
+                            "block freed twice: it is already free, in a thread's cache");
+      break;
+    case kOnPage:
+      internal::ReportError(ErrorKind::kDoubleFree, call, p,
+                            "block freed twice: it is already free, on its page's free list");
+      break;
+    default:
+      internal::ReportError(ErrorKind::kDoubleFree, call, p,
+                            "block freed twice: it was already freed by a thread that does not "
+                            "own it and is on its way back to its page");
+      break;
+  }
+}
+
+size_t Heap::UsableSize(const void* p, const char* call) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  Page* d = SliceOf(a);
+  if (d != nullptr) {
+    if (!d->IsBlockStart(a)) {
+      internal::ReportError(ErrorKind::kNotABlock, call, p,
+                            "not the start of a block (an interior pointer, or MF2 memory that "
+                            "holds no block)");
+      return 0;
+    }
+    if (HasAnyCanary(p)) {
+      internal::ReportError(ErrorKind::kDoubleFree, call, p,
+                            "the block was freed (use after free)");
+      return 0;
+    }
+    return d->block_size();
   }
   if (size_t n = LargeUsableSize(p)) return n;
-  internal::ReportError(InSegment(p) ? ErrorKind::kNotABlock : ErrorKind::kForeignPointer,
-                        "malloc_usable_size", p,
-                        "usable size of a pointer MF2 did not hand out");
+  internal::ReportError(ErrorKind::kForeignPointer, call, p,
+                        "not from MF2 (another allocator's pointer, a stack or static address)");
   return 0;
 }
 
@@ -425,6 +603,8 @@ bool Heap::TryClaim() {
 }
 
 void Heap::Abandon() {
+  // The caches first: their blocks go back to the pages while we still own them all.
+  FlushCaches();
   // seq_cst: orders this store before the pop-alls below, against producers' "push; load
   // abandoned" (PendingQueue::Push_mt): either we see their page or they see the flag.
   xabandoned_.store(true, std::memory_order_seq_cst);
@@ -457,6 +637,7 @@ void Heap::ReleaseRetainedEmpties() {
 }
 
 void Heap::TakeOver() {
+  ConfigureCaches();
   // Relaxed: we hold the claim; producers that still see `true` only fail to claim.
   xabandoned_.store(false, std::memory_order_relaxed);
   MF2_STAT_INC(stats_, heaps_reused);
@@ -465,19 +646,18 @@ void Heap::TakeOver() {
 void Heap::ProcessAllPending(Heap* adopter) {
   const bool hand_over =
       adopter != nullptr && adopter != this && abandoned() && adopter->source_ == source_;
-  for (;;) {
-    if (backlog_ == nullptr) {
-      backlog_ = pending_.PopAllSeqCst();
-      if (backlog_ == nullptr) return;
+  for (Page* chain = pending_.PopAllSeqCst(); chain != nullptr;
+       chain = pending_.PopAllSeqCst()) {
+    while (chain != nullptr) {
+      Page* page = chain;
+      chain = page->pending_next();  // hazard 5: link first
+      if (hand_over) {
+        HandOverDequeued(page, adopter);
+        continue;
+      }
+      DrainDequeued(page);
+      FilePage(page, 0);  // class 0 matches nothing: file or release it (then it is gone)
     }
-    Page* page = backlog_;
-    backlog_ = page->pending_next();  // hazard 5: link first
-    if (hand_over) {
-      HandOverDequeued(page, adopter);
-      continue;
-    }
-    DrainDequeued(page);
-    FilePage(page, 0);  // class 0 matches nothing: file or release it (then it is gone)
   }
 }
 
@@ -561,9 +741,6 @@ bool Heap::PendingContains(const Page* page) const {
   for (Page* p = pending_.PeekRelaxed(); p != nullptr; p = p->pending_next()) {
     if (p == page) return true;
   }
-  for (Page* p = backlog_; p != nullptr; p = p->pending_next()) {
-    if (p == page) return true;
-  }
   return false;
 }
 
@@ -575,12 +752,26 @@ void Heap::CheckAdoptionBookkeeping(uint32_t* counted) const {
                   AdoptionBoard::Global().IsReady(p->size_class(), id_),
               "a counted page on a pending queue has its owner's ready bit set");
   }
-  for (const Page* p = backlog_; p != nullptr; p = p->pending_next()) {
-    if (p->adopt_counted) ++counted[p->size_class()];
-  }
 }
 
 void Heap::CheckInvariants(bool quiescent) const {
+  for (uint32_t i = 0; i <= kSmallMax / kMinAlign; ++i) {
+    MF2_CHECK(direct_[i] == &cache_[kSmallClass.k[i]], "direct_[i] == &cache_[kSmallClass.k[i]]");
+  }
+  for (uint32_t k = 1; k < kNumClasses; ++k) {
+    const Magazine& m = cache_[k];
+    MF2_CHECK(m.n <= m.cap && m.cap <= kCacheSlots, "0 <= n <= cap <= kCacheSlots");
+    MF2_CHECK(!abandoned() || m.n == 0, "an abandoned heap caches nothing");
+    for (uint32_t i = 0; i < m.n; ++i) {
+      const void* b = m.slot[i];
+      const Page* d = SliceOf(reinterpret_cast<uintptr_t>(b));
+      MF2_CHECK(d != nullptr && d->IsBlockStart(reinterpret_cast<uintptr_t>(b)) &&
+                    d->size_class() == k,
+                "a cached block is a block start of a page in use of its class");
+      MF2_CHECK(LoadCanary(b) == Canary(b, kInCache), "a cached block has canary kInCache");
+      MF2_CHECK(d->head()->used() > 0, "a cached block is counted in its page's used()");
+    }
+  }
   for (uint32_t k = 1; k < kNumClasses; ++k) {
     if (Page* a = active_[k]) {
       MF2_CHECK(!abandoned(), "an abandoned heap has no active pages");
@@ -608,20 +799,18 @@ void Heap::CheckInvariants(bool quiescent) const {
     }
   }
   MF2_CHECK(retained == empty_bytes_, "empty_bytes_ == bytes of retained empty pages");
+  MF2_CHECK(key_ == CanaryKey(), "key_ == CanaryKey()");
   MF2_CHECK(empty_bytes_ <= page_bytes_.load(std::memory_order_relaxed),
             "retained empties are part of the heap's pages");
   if (!quiescent) return;
   size_t queued = 0;
-  for (const Page* chain : {static_cast<const Page*>(pending_.PeekRelaxed()),
-                            static_cast<const Page*>(backlog_)}) {
-    for (const Page* p = chain; p != nullptr; p = p->pending_next()) {
-      MF2_CHECK(p->owner_relaxed() == this, "a page is queued only on its owner (invariant 6)");
-      MF2_CHECK(p->remote().Peek().pending(), "a queued page has in_remote_pending set");
+  for (const Page* p = pending_.PeekRelaxed(); p != nullptr; p = p->pending_next()) {
+    MF2_CHECK(p->owner_relaxed() == this, "a page is queued only on its owner (invariant 6)");
+    MF2_CHECK(p->remote().Peek().pending(), "a queued page has in_remote_pending set");
 #if MF2_DEBUG_BUILD
-      MF2_CHECK(p->debug_queued() == 1, "queued exactly once (invariant 5)");
+    MF2_CHECK(p->debug_queued() == 1, "queued exactly once (invariant 5)");
 #endif
-      MF2_CHECK(++queued <= page_count(), "pending queue longer than the heap's pages (cycle?)");
-    }
+    MF2_CHECK(++queued <= page_count(), "pending queue longer than the heap's pages (cycle?)");
   }
 }
 

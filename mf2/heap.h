@@ -1,13 +1,30 @@
-// Heap: the set of pages one thread owns, and MF2's allocation algorithm.
+// Heap: the set of pages one thread owns, its per-class block cache, and MF2's algorithm.
 //
 // ---- Map of the algorithm ----------------------------------------------------------------
-// Allocate (owner):    class k = SizeToClass(size); pop the active page's local free list, or
-//                      carve the next never-used block. No atomics, no locks.
-// AllocateSlow (owner), Route S, in this order (the must-reuse gate):
-//   1. own pending queue: pop pages that received remote frees (pop-all into a private backlog,
-//      at most Policy::pending_budget per call), drain each; the first with a free block of
-//      class k wins; others are filed on their class's partial list (empty ones are kept within
-//      EmptyBudget() for reuse, beyond it released).
+// Allocate (owner):    class k from the size (a byte table up to 1 KiB); pop the top of the
+//                      class's cache (a LIFO array of free blocks, the "magazine"): the block
+//                      freed last is handed out first, cache-warm. No atomics, no locks.
+// Free (any thread):   the slice descriptor of p by a mask and an index (segment.h); one multiply
+//                      proves p is a block start (page.h); word 1 of the block holds no canary
+//                      (else a double free, reported here whichever thread frees; block.h).
+//   owner == this heap: push on the class's cache. No atomics.
+//   otherwise (_mt):    push on the page's remote stack (one CAS: block, count, flag). The
+//                       thread that turns in_remote_pending 0->1 pushes the page once on the
+//                       owner's pending queue; if the owner has exited, it drains that heap and
+//                       takes over the pages it dequeues. The push that brings a page back whole
+//                       counts it; once an idle owner has reclaim_batch such pages, the freer
+//                       sweeps that owner's queue and releases them (ReclaimIdleOwner_mt), and
+//                       the background reclaimer (reclaimer.h) does the same for owners that
+//                       stay idle with fewer.
+// Cache full (FreeToFullCache): the older half goes back to its pages (ReturnBlock: local free
+//                      list, page state changes: full -> partial, empty -> kept or released).
+// Cache empty (AllocateSlow): one page with a free block is found in Route S's order, and up to
+//                      half the cache is refilled from it (its free list, then never-used
+//                      blocks). Route S, in this order (the must-reuse gate):
+//   1. own pending queue: pop pages that received remote frees (pop-all, at most
+//      Policy::pending_budget drained per call, the rest given back at once), drain each; the
+//      first with a free block of class k wins; others are filed on their class's partial list
+//      (empty ones are kept within EmptyBudget() for reuse, beyond it released).
 //   2. the active page's remote frees: collect them directly (the flag stays as it is).
 //   3. the partial list of class k: pages with free blocks, O(1).
 //   -  the rest of the pending queue, unbounded: no new page while a reusable page is queued.
@@ -15,27 +32,27 @@
 //      partial list (the only adoption in Route S: a live owner's page is never taken).
 //   P. route_p only: one gated adoption of a detached page of class k from an idle owner's
 //      pending queue (AdoptFromPending; gates in policy.h, ready bitmap in adoption.h).
-//   5. only now a new span from the page source.
+//   5. only now a new span from the page source (under memory pressure: every cache of this
+//      heap flushed, spare pages released, and the source's caches given back first).
 //   cda (the control) instead adopts ungated before step 1 and skips the own-queue steps.
-// Free (any thread):   locate page and block in O(1), validate (MF2 pointer, block start, live).
-//   owner == this heap: push on the local free list (no atomics). A page that has become empty
-//                       is kept within EmptyBudget() or, if not queued, goes back to the source.
-//                       A full (detached) page is touched only under its flag (FreeDetached).
-//   otherwise (_mt):    push on the page's remote stack (one CAS: block, count, flag). The
-//                       thread that turns in_remote_pending 0->1 pushes the page once on the
-//                       owner's pending queue; if the owner has exited, it drains that heap and
-//                       takes over the pages it dequeues (owner changed while the flag is held),
-//                       so its later frees into them are local. The push that brings a page
-//                       back whole counts it; once an idle owner has reclaim_batch such pages,
-//                       the freer sweeps that owner's queue and releases them (ReclaimIdleOwner_mt).
-// Thread exit:         Abandon(): collect everything, release every empty page (to the page
-//                      cache), and leave the heap with its pages to the registry. A new thread
-//                      takes such a heap over whole; live threads adopt its pages (step 4 and
-//                      the dead-owner drain above).
+// Thread exit:         Abandon(): the caches go back to their pages, everything is collected,
+//                      every empty page released (to the page cache), and the heap with its
+//                      pages left to the registry. A new thread takes such a heap over whole;
+//                      live threads adopt its pages (step 4 and the dead-owner drain above).
 // Pages a thread does not own move only while their in_remote_pending flag is held, and only
 // when detached (full, on none of the owner's lists): see page.h, "Detached pages". The code
 // acting on another live heap's queue (Route P, cda, idle sweeps) is in heap_adopt.cc.
 // ---------------------------------------------------------------------------------------------
+//
+// Double frees. Block canaries (block.h) make a second free of a block visible at that free,
+// whichever threads free it, while the first copy is still free anywhere. Concurrent double frees
+// (a program freeing one block from two threads at once) can put a block on two lists; every
+// move re-checks the canary it expects, so the block is handed out at most once: a cached block
+// whose canary says "on its page" or "on a remote stack" was freed elsewhere too and is dropped
+// from the cache (reported), and a remote block whose canary says anything but "on a remote
+// stack" is dropped at the drain. A refill happens only when the class's cache is empty and a
+// flush re-checks every block, so a stale cached copy is always checked before the page's copy
+// can reach the cache again.
 //
 // Concurrency. A heap is owned by whoever holds its claim (`xclaim_`): its thread while alive,
 // briefly a reclaiming or adopting thread once abandoned. Every owner-only field below is touched
@@ -45,15 +62,20 @@
 // count and the sweep handshake.
 //
 // Invariants (CheckInvariants):
+//   caches: 0 <= n <= cap <= kCacheSlots for every class; each cached block is a block start of
+//     a page in use of its class, with canary kInCache, counted in that page's used()
+//     (HeapRegistry::CheckAll also checks no block is cached twice, in one heap or two)
+//   direct_[i] == &cache_[kSmallClass.k[i]]; key_ == CanaryKey() (0 in a sentinel, which
+//     caches nothing and owns no page, so its fast paths never compare a canary)
 //   active_[k] == nullptr or (active_[k]->size_class() == k, where == kActive, owner == this)
 //   every page on partial_[k]: class k, where == kPartial, owner == this, HasFree()
-//   every page on the pending queue or backlog_: owner == this, in_remote_pending set,
-//     at most once (quiescent: debug_queued() == 1)
+//   every page on the pending queue: owner == this, in_remote_pending set, at most once
+//     (quiescent: debug_queued() == 1)
 //   page_count_ == pages whose owner is this heap (checked globally, registry.h)
 //   empty_bytes_ == sum of spans of partial pages with retained_empty (each has used() == 0);
 //     a page is retained only while empty_bytes_ stays within EmptyBudget() =
 //     max(Policy::heap_empty_bytes, page_bytes_ / 8); an abandoned heap retains none
-//   abandoned heap: active_[k] == nullptr for all k
+//   abandoned heap: active_[k] == nullptr and cache n == 0 for all k
 //   partial_mask_ bit k == !partial_[k].empty()
 //   single-threaded harnesses: whole_unswept_mt() == pages of this heap with every block on the
 //     remote stack (HeapRegistry::CheckWholeCounts)
@@ -64,6 +86,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "mf2/block.h"
 #include "mf2/check.h"
 #include "mf2/page.h"
 #include "mf2/page_list.h"
@@ -80,6 +103,28 @@ class HeapRegistry;
 
 class Heap {
  public:
+  // A class's cache: a LIFO array of free blocks (canary kInCache), slot[0..n), top at n - 1.
+  static constexpr uint32_t kCacheSlots = 63;
+  struct Magazine {
+    uint32_t n = 0;
+    uint32_t cap = 0;  // 0: caching off for the class (every free returns to the page)
+    void* slot[kCacheSlots] = {};
+  };
+  static_assert(sizeof(Magazine) == 512, "a power of two: the class index scales by a shift");
+
+  // A heap that owns nothing, for threads that have none (thread_heap.h): every cache is empty
+  // with capacity 0, so an allocation calls `on_allocate(class)` and a free goes the remote way
+  // (no page is ever owned by it). Constant-initialised: usable before any constructor runs.
+  struct SentinelTag {};
+  using SentinelAllocate = void* (*)(uint32_t size_class);
+  constexpr Heap(SentinelTag, SentinelAllocate on_allocate)
+      : sentinel_allocate_(on_allocate),
+        stats_(/*shared=*/true),
+        source_(nullptr),
+        registry_(nullptr),
+        id_(~0u) {
+    for (uint32_t i = 0; i <= kSmallMax / kMinAlign; ++i) direct_[i] = &cache_[kSmallClass.k[i]];
+  }
   Heap(PageSource* source, HeapRegistry* registry, uint32_t id);
   Heap(const Heap&) = delete;
   Heap& operator=(const Heap&) = delete;
@@ -87,57 +132,68 @@ class Heap {
   // ---- Owner (claim holder) ----
   // nullptr with errno = ENOMEM when memory is exhausted or `size` is absurd.
   MF2_ALWAYS_INLINE void* Allocate(size_t size) {
-    if (MF2_PREDICT_TRUE(size <= kMaxClassSize)) {
-      uint32_t k = SizeToClass(size);
-      Page* page = active_[k];
-      if (MF2_PREDICT_TRUE(page != nullptr)) {
-        if (Block* b = page->Pop()) return b;
-      }
-      return AllocateSlow(k);
+    Magazine* m;
+    if (MF2_PREDICT_TRUE(size <= kSmallMax)) {
+      m = direct_[(size + kMinAlign - 1) / kMinAlign];
+    } else if (MF2_PREDICT_TRUE(size <= kMaxClassSize)) {
+      m = &cache_[internal::SlowSizeToClass(size)];
+    } else {
+      return AllocateLarge(size, kMinAlign);
     }
-    return AllocateLarge(size, kMinAlign);
+    const uint32_t n = m->n;
+    if (MF2_PREDICT_FALSE(n == 0)) return AllocateSlow(m);
+    void* p = m->slot[n - 1];
+    m->n = n - 1;
+    if (MF2_PREDICT_FALSE(LoadCanary(p) != (reinterpret_cast<uintptr_t>(p) ^ key_))) {
+      return CachedBlockBad(m, p);  // not the kInCache canary: freed twice, or written to
+    }
+    StoreCanary(p, 0);
+#ifdef MF2_ASAN
+    UnpoisonMemory(p, ClassInfo(ClassOf(m)).size);
+#endif
+    return p;
   }
   // `alignment` must be a power of two (else nullptr, errno = EINVAL).
   void* AllocateAligned(size_t alignment, size_t size);
-  // Frees `p` (from any heap; nullptr is ignored). Misuse is reported, never absorbed.
-  MF2_ALWAYS_INLINE void Free(void* p) {
-    Page* page = PageOf(p);
-    if (MF2_PREDICT_FALSE(page == nullptr || !page->in_use())) return FreeUnusual(p);
-    bool exact;
-    uint32_t idx = page->BlockIndex(p, &exact);
-    if (MF2_PREDICT_FALSE(!exact || idx >= page->capacity() || !page->IsLive(idx))) {
-      return ReportBadFree(page, p, exact && idx < page->capacity());
+  // Frees `p` (from any heap; nullptr is ignored). Misuse is reported, never absorbed; `call`
+  // names the entry point in the report.
+  MF2_ALWAYS_INLINE void Free(void* p, const char* call = "free") {
+    const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+    Page* d = SliceOf(a);
+    if (MF2_PREDICT_FALSE(d == nullptr)) return FreeUnusual(p, call);
+    if (MF2_PREDICT_FALSE(!d->IsBlockStart(a))) return ReportBadFree(d, p, call);
+    const uint32_t k = d->size_class();
+    if (MF2_PREDICT_FALSE(d->owner_relaxed() != this)) return FreeRemote(d->head(), p, call);
+    // A canary of any state in word 1: the block is free already (block.h).
+    const uint64_t canary = a ^ key_;  // kInCache's
+    if (MF2_PREDICT_FALSE((LoadCanary(p) ^ canary) < kNumBlockStates)) {
+      return ReportDoubleFree(d, p, call);
     }
-    Block* b = static_cast<Block*>(p);
-    // where before owner (page.h, "Detached pages"): if we see our own address as owner, the
-    // where we saw is ours too, or kDetached.
-    const Page::Where where = page->where_acquire();
-    if (MF2_PREDICT_TRUE(page->owner_relaxed() == this)) {
-      if (MF2_PREDICT_FALSE(where == Page::Where::kDetached) && page->adoptable_detach) {
-        return FreeDetached(page, b, idx);  // adoption armed: only under the page's flag
-      }
-      page->PushLocal(b, idx);
-      // A partial page that still has live blocks needs nothing more; a full (detached) one
-      // joins the partial list and an empty one is kept or released (out of line).
-      if (MF2_PREDICT_FALSE(where != Page::Where::kActive) &&
-          (where == Page::Where::kDetached || page->used() == 0)) {
-        PageGainedFree(page);
-      }
-      return;
-    }
-    FreeRemote(page, b);
+    Magazine* m = &cache_[k];
+    const uint32_t n = m->n;
+    if (MF2_PREDICT_FALSE(n >= m->cap)) return FreeToFullCache(m, p);
+    m->slot[n] = p;
+    m->n = n + 1;
+    StoreCanary(p, canary);
+#ifdef MF2_ASAN
+    PoisonMemory(p, ClassInfo(k).size);
+#endif
   }
 
+  // Returns every cached block to its page (thread exit, memory pressure, tests, mf2_collect).
+  void FlushCaches();
+
   // ---- Any thread ----
-  // The usable size of a live block (its class size), or 0 after reporting misuse.
-  static size_t UsableSize(const void* p);
+  // The usable size of a live block (its class size), or 0 after reporting misuse (`call`
+  // names the entry point).
+  static size_t UsableSize(const void* p, const char* call = "malloc_usable_size");
 
   // A remote free is two steps, exposed so the multi-actor fuzzer can interleave them with other
-  // heaps' operations; Free() runs exactly these. Step 1: push `b` (a validated live block of
-  // `page`, owned by another heap) on the page's remote stack; returns whether this push won the
-  // in_remote_pending 0->1 edge. Step 2, only if it did: queue the page on its owner's pending
-  // queue and, if the owner has exited, drain that queue and hand its pages to `adopter` (the
-  // freer's own heap, owned by the calling thread; nullptr to adopt nothing).
+  // heaps' operations; Free() runs exactly these. Step 1: push `b` (a validated block start of
+  // `page`, with no canary, owned by another heap) on the page's remote stack; returns whether
+  // this push won the in_remote_pending 0->1 edge. Step 2, only if it did: queue the page on its
+  // owner's pending queue and, if the owner has exited, drain that queue and hand its pages to
+  // `adopter` (the freer's own heap, owned by the calling thread; nullptr to adopt nothing).
   // `completed` (optional) is set when this push brought the page back whole (every block on
   // its remote stack; counted in the owner's whole_unswept_mt()).
   bool PushRemote_mt(Page* page, Block* b, bool* completed = nullptr);
@@ -160,9 +216,11 @@ class Heap {
 
   // ---- Lifecycle (see HeapRegistry) ----
   bool TryClaim();
-  // Owner at thread exit: collect, release empty pages, mark abandoned. Keeps the claim.
+  // Owner at thread exit: flush the caches, collect, release empty pages, mark abandoned. Keeps
+  // the claim.
   void Abandon();
-  // A new owner that claimed an abandoned heap takes it over.
+  // A new owner that claimed an abandoned heap (or a new heap's creator) takes it over: caches
+  // sized from the policy in force.
   void TakeOver();
   // Releases the claim of an abandoned heap; if pages were queued meanwhile, processes them
   // (handing them to `adopter` if not null).
@@ -183,6 +241,8 @@ class Heap {
   bool abandoned() const { return xabandoned_.load(std::memory_order_relaxed); }
   // seq_cst: for the push-then-check hand-off with an exiting owner (PendingQueue::Push_mt).
   bool abandoned_seq_cst() const { return xabandoned_.load(std::memory_order_seq_cst); }
+  // A sentinel heap owns nothing (thread_heap.h).
+  bool is_sentinel() const { return source_ == nullptr; }
   uint32_t id() const { return id_; }
   size_t page_count() const { return page_count_.load(std::memory_order_relaxed); }
   PageSource* source() const { return source_; }
@@ -190,13 +250,14 @@ class Heap {
   HeapStats& mutable_stats() { return stats_; }
   Page* active_page(uint32_t k) const { return active_[k]; }
   const PageList& partial(uint32_t k) const { return partial_[k]; }
+  const Magazine& cache(uint32_t k) const { return cache_[k]; }
 
-  // Checks the heap's equations; `quiescent` also walks the pending queue and backlog.
+  // Checks the heap's equations; `quiescent` also walks the pending queue.
   void CheckInvariants(bool quiescent) const;
   // Quiescent: adds this heap's queued pages that are counted as adoptable to `counted[k]`, and
   // checks that each one on the pending queue has its ready bit set (adoption.h).
   void CheckAdoptionBookkeeping(uint32_t* counted) const;
-  // Whether `page` is on this heap's pending queue or backlog. Quiescent only.
+  // Whether `page` is on this heap's pending queue. Quiescent only.
   bool PendingContains(const Page* page) const;
 
   // Registry links (under the registry's lock).
@@ -204,15 +265,27 @@ class Heap {
   Heap* idle_next = nullptr;
 
  private:
-  MF2_NOINLINE void* AllocateSlow(uint32_t k);
-  void* AllocateLarge(size_t size, size_t alignment);
-  MF2_NOINLINE void FreeRemote(Page* page, Block* b);
-  MF2_NOINLINE void FreeDetached(Page* page, Block* b, uint32_t idx);
-  MF2_NOINLINE void FreeUnusual(void* p);
-  MF2_NOINLINE void ReportBadFree(Page* page, void* p, bool block_start);
-  MF2_NOINLINE void PageGainedFree(Page* page);
+  uint32_t ClassOf(const Magazine* m) const { return static_cast<uint32_t>(m - cache_); }
 
+  MF2_NOINLINE void* AllocateSlow(Magazine* m);
+  MF2_NOINLINE void* CachedBlockBad(Magazine* m, void* p);
+  MF2_NOINLINE void FreeToFullCache(Magazine* m, void* p);
+  MF2_NOINLINE void FreeRemote(Page* page, void* p, const char* call);
+  void ReturnRemote(Page* page, Block* b);
+  MF2_NOINLINE void FreeUnusual(void* p, const char* call);
+  MF2_NOINLINE void ReportBadFree(Page* slice, void* p, const char* call);
+  MF2_NOINLINE void ReportDoubleFree(Page* slice, void* p, const char* call);
+  MF2_NOINLINE void* AllocateLarge(size_t size, size_t alignment);
+  void FreeDetached(Page* page, Block* b);
+  void PageGainedFree(Page* page);
+
+  // A block leaving a cache (canary kInCache checked by FlushOne) goes back to its page.
+  void ReturnBlock(Block* b);
+  void FlushOne(void* p);
+  void ConfigureCaches();
+  Page* FindPage(uint32_t k);
   Page* TakeFromPending(uint32_t k, uint32_t budget);
+  void GiveBack(Page* chain);
   void DrainDequeued(Page* page);
   uint32_t Absorb(Page* page, RemoteWord taken, Heap* taken_from);
   Page* FilePage(Page* page, uint32_t k);
@@ -235,10 +308,14 @@ class Heap {
   size_t EmptyBudget() const;
   void ReleaseRetainedEmpties();
 
-  // ---- Owner-only (claim holder) ----
+  // ---- Owner-only (claim holder); the fast paths' fields first ----
+  // The process's canary key (block.h), copied here so the fast paths load it next to the cache.
+  uint64_t key_ = 0;
+  Magazine* direct_[kSmallMax / kMinAlign + 1] = {};  // by (size + 15) / 16: &cache_[class]
+  Magazine cache_[kNumClasses];
+  const SentinelAllocate sentinel_allocate_ = nullptr;
   Page* active_[kNumClasses] = {};
   PageList partial_[kNumClasses];
-  Page* backlog_ = nullptr;  // popped from pending_, not yet drained; linked by pending_next
   uint32_t rotor_ = 0;       // where AdoptFromPending starts looking in the ready bitmap
   size_t empty_bytes_ = 0;  // spans of empty pages kept on partial lists for reuse
   HeapStats stats_;

@@ -7,6 +7,7 @@
 
 #include "mf2/adoption.h"
 #include "mf2/heap.h"
+#include "mf2/heap_registry.h"
 #include "mf2/policy.h"
 
 namespace mf2 {
@@ -165,6 +166,16 @@ void Heap::TakePopped(Page* page, Heap* owner) {
 }
 
 void Heap::ReclaimIdleOwner_mt(Heap* owner) {
+  if (is_sentinel()) {
+    // A thread without a heap (thread_heap.h) cannot take pages over: it sweeps through a heap
+    // taken for the sweep only (sweeps are rare: one per reclaim_batch whole pages).
+    if (owner->abandoned()) return;
+    Heap* helper = owner->registry_->AcquireHeap(owner->source_);
+    if (helper == nullptr) return;
+    helper->ReclaimIdleOwner_mt(owner);
+    owner->registry_->ReleaseHeap(helper);
+    return;
+  }
   if (owner == this || owner->source_ != source_ || owner->abandoned()) return;
   if (!owner->OwnerIdle_mt(NowNs(), GetPolicy().reclaim_after_ns)) {
     MF2_STAT_INC(stats_, reclaim_blocked_owner_active);

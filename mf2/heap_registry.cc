@@ -77,11 +77,25 @@ uint32_t HeapRegistry::heap_count() {
   return heap_count_;
 }
 
+void HeapRegistry::AddStatsSource(const Heap* heap) {
+  MutexLock lock(&mu_);
+  for (const Heap*& slot : extra_stats_) {
+    if (slot == nullptr || slot == heap) {
+      slot = heap;
+      return;
+    }
+  }
+  MF2_CHECK(false, "HeapRegistry::kMaxExtraStats");
+}
+
 Stats HeapRegistry::CollectStats() {
   Stats s;
   {
     MutexLock lock(&mu_);
     for (Heap* h = all_; h != nullptr; h = h->all_next) h->stats().AddTo(&s);
+    for (const Heap* h : extra_stats_) {
+      if (h != nullptr) h->stats().AddTo(&s);
+    }
   }
   OsPageSource::Global().AddTo(&s);
   return s;

@@ -37,6 +37,9 @@ class HeapRegistry {
 
   // Merged counters of every heap plus the global page source.
   Stats CollectStats();
+  // Heaps outside the registry whose counters CollectStats merges too (the sentinels of
+  // thread_heap.h, whose remote frees count there). At most kMaxExtraStats; no allocation.
+  void AddStatsSource(const Heap* heap);
   // Checks every page and heap. The caller guarantees that no other thread is inside MF2 (all
   // threads joined or parked). `quiescent`: in addition, no remote free is half done (the
   // multi-actor fuzzer parks them between steps and passes false), so the cross-thread
@@ -61,6 +64,8 @@ class HeapRegistry {
   Mutex mu_;
   Heap* all_ ABSL_GUARDED_BY(mu_) = nullptr;
   Heap* idle_ ABSL_GUARDED_BY(mu_) = nullptr;
+  static constexpr int kMaxExtraStats = 4;
+  const Heap* extra_stats_[kMaxExtraStats] ABSL_GUARDED_BY(mu_) = {};
   uint32_t heap_count_ ABSL_GUARDED_BY(mu_) = 0;
   // Relaxed reads skip the lock when no heap is idle (the common case on the slow path).
   std::atomic<uint32_t> idle_count_{0};

@@ -20,13 +20,21 @@ namespace {
 
 using testing::TestHeaps;
 
+// These tests are about pages: the per-thread caches are off, so every allocation and free reaches
+// a page (cache_test.cc covers the caches in front of them).
+Policy PagePolicy() {
+  Policy p;
+  p.cache_class_bytes = 0;
+  return p;
+}
+
 constexpr size_t kSize = 2048;
 const uint32_t kClass = SizeToClass(kSize);
 const uint32_t kCap = ClassInfo(kClass).capacity;
 
 class HeapTest : public ::testing::Test {
  protected:
-  void SetUp() override { SetPolicyForTesting(Policy()); }
+  void SetUp() override { SetPolicyForTesting(PagePolicy()); }
   void TearDown() override { SetPolicyForTesting(Policy()); }
 
   // Allocates until `heap`'s active page of kClass is full; returns its blocks.
@@ -87,7 +95,7 @@ TEST_F(HeapTest, GateReusesPendingPageInsteadOfNewPage) {
 }
 
 TEST_F(HeapTest, GateDrainsWholeQueueBeforeNewPageEvenPastBudget) {
-  Policy policy;
+  Policy policy = PagePolicy();
   policy.pending_budget = 1;
   SetPolicyForTesting(policy);
   TestHeaps heaps;
@@ -118,7 +126,7 @@ TEST_F(HeapTest, GateDrainsWholeQueueBeforeNewPageEvenPastBudget) {
 }
 
 TEST_F(HeapTest, ActivePageRemoteFreesAreCollectedWhenBudgetIsSpent) {
-  Policy policy;
+  Policy policy = PagePolicy();
   policy.pending_budget = 1;
   SetPolicyForTesting(policy);
   TestHeaps heaps;
@@ -160,7 +168,7 @@ TEST_F(HeapTest, PartialListServesBeforeNewPage) {
 }
 
 TEST_F(HeapTest, EmptyNonActivePageGoesBackToTheSource) {
-  Policy policy;
+  Policy policy = PagePolicy();
   policy.heap_empty_bytes = 0;  // keep no empty page for reuse
   SetPolicyForTesting(policy);
   TestHeaps heaps;
@@ -177,7 +185,7 @@ TEST_F(HeapTest, EmptyNonActivePageGoesBackToTheSource) {
 }
 
 TEST_F(HeapTest, EmptyPagesAreKeptForReuseWithinTheBoundAndReleasedAtExit) {
-  Policy policy;
+  Policy policy = PagePolicy();
   policy.heap_empty_bytes = 2 * ClassInfo(kClass).slices * kSliceSize;  // two empty pages
   SetPolicyForTesting(policy);
   TestHeaps heaps;
@@ -204,7 +212,7 @@ TEST_F(HeapTest, EmptyPagesAreKeptForReuseWithinTheBoundAndReleasedAtExit) {
 // Regression (Larson, 4 threads, -c opt): while an exiting heap drained its queue, a page it
 // released took its segment with it (unmapped), and the drain loop then read the page.
 TEST_F(HeapTest, ExitWhileDrainingReleasesPagesWithoutTouchingThemAfterwards) {
-  Policy policy;
+  Policy policy = PagePolicy();
   policy.heap_empty_bytes = 8 * kSliceSize;  // one 512 KiB span
   policy.page_cache_bytes = 0;              // released spans go straight back to the OS
   policy.retained_segments = 0;             // and empty segments are unmapped at once
@@ -430,7 +438,7 @@ TEST_F(MisuseTest, LargeAllocationsAreTrackedAndMisuseReported) {
 }
 
 TEST_F(HeapTest, FreedLargeMappingsAreReusedWithinTheCacheBound) {
-  Policy policy;
+  Policy policy = PagePolicy();
   policy.large_cache_bytes = 8 << 20;
   SetPolicyForTesting(policy);
   TestHeaps heaps;

@@ -18,6 +18,7 @@
 
 #include "mf2/mf2.h"
 #include "mf2/resize.h"
+#include "mf2/thread_heap.h"
 
 #define MF2_EXPORT extern "C" __attribute__((visibility("default")))
 
@@ -25,22 +26,32 @@ namespace {
 
 constexpr size_t kOsPage = 4096;
 
+// The fast paths are inlined into each entry point (heap.h): one TLS load, then the heap.
+MF2_ALWAYS_INLINE void* Malloc(size_t size) { return mf2::ThreadHeap()->Allocate(size); }
+MF2_ALWAYS_INLINE void Free(void* p, const char* call) { mf2::ThreadHeap()->Free(p, call); }
+
 void* AlignedOrNull(size_t alignment, size_t size) {
-  return mf2::AllocateAligned(alignment, size);
+  return mf2::ThreadHeap()->AllocateAligned(alignment, size);
 }
 
-void* NewOrThrow(size_t size) {
+// operator new failed: call the new-handler until it gives up, then throw.
+MF2_NOINLINE void* NewSlow(size_t size) {
   for (;;) {
-    if (void* p = mf2::Allocate(size)) return p;
+    if (void* p = Malloc(size)) return p;
     std::new_handler handler = std::get_new_handler();
     if (handler == nullptr) throw std::bad_alloc();
     handler();
   }
 }
 
+MF2_ALWAYS_INLINE void* NewOrThrow(size_t size) {
+  if (void* p = Malloc(size)) return p;
+  return NewSlow(size);
+}
+
 void* NewAlignedOrThrow(size_t size, std::align_val_t al) {
   for (;;) {
-    if (void* p = mf2::AllocateAligned(static_cast<size_t>(al), size)) return p;
+    if (void* p = AlignedOrNull(static_cast<size_t>(al), size)) return p;
     std::new_handler handler = std::get_new_handler();
     if (handler == nullptr) throw std::bad_alloc();
     handler();
@@ -49,9 +60,9 @@ void* NewAlignedOrThrow(size_t size, std::align_val_t al) {
 
 }  // namespace
 
-MF2_EXPORT void* malloc(size_t size) { return mf2::Allocate(size); }
-MF2_EXPORT void free(void* p) { mf2::Free(p); }
-MF2_EXPORT void cfree(void* p) { mf2::Free(p); }
+MF2_EXPORT void* malloc(size_t size) { return Malloc(size); }
+MF2_EXPORT void free(void* p) { Free(p, "free"); }
+MF2_EXPORT void cfree(void* p) { Free(p, "cfree"); }
 
 MF2_EXPORT void* calloc(size_t n, size_t size) { return mf2::AllocateZeroed(n, size); }
 
@@ -94,68 +105,46 @@ MF2_EXPORT void* pvalloc(size_t size) {
   return AlignedOrNull(kOsPage, rounded == 0 ? kOsPage : rounded);
 }
 
-MF2_EXPORT size_t malloc_usable_size(void* p) { return p == nullptr ? 0 : mf2::UsableSize(p); }
+MF2_EXPORT size_t malloc_usable_size(void* p) {
+  return p == nullptr ? 0 : mf2::Heap::UsableSize(p, "malloc_usable_size");
+}
 
 // ---- C++ ----
-__attribute__((visibility("default"))) void* operator new(size_t n) { return NewOrThrow(n); }
-__attribute__((visibility("default"))) void* operator new[](size_t n) { return NewOrThrow(n); }
-__attribute__((visibility("default"))) void* operator new(size_t n, const std::nothrow_t&) noexcept {
-  return mf2::Allocate(n);
-}
-__attribute__((visibility("default"))) void* operator new[](size_t n,
-                                                            const std::nothrow_t&) noexcept {
-  return mf2::Allocate(n);
-}
-__attribute__((visibility("default"))) void* operator new(size_t n, std::align_val_t al) {
+#define MF2_CXX_EXPORT __attribute__((visibility("default")))
+
+MF2_CXX_EXPORT void* operator new(size_t n) { return NewOrThrow(n); }
+MF2_CXX_EXPORT void* operator new[](size_t n) { return NewOrThrow(n); }
+MF2_CXX_EXPORT void* operator new(size_t n, const std::nothrow_t&) noexcept { return Malloc(n); }
+MF2_CXX_EXPORT void* operator new[](size_t n, const std::nothrow_t&) noexcept { return Malloc(n); }
+MF2_CXX_EXPORT void* operator new(size_t n, std::align_val_t al) {
   return NewAlignedOrThrow(n, al);
 }
-__attribute__((visibility("default"))) void* operator new[](size_t n, std::align_val_t al) {
+MF2_CXX_EXPORT void* operator new[](size_t n, std::align_val_t al) {
   return NewAlignedOrThrow(n, al);
 }
-__attribute__((visibility("default"))) void* operator new(size_t n, std::align_val_t al,
-                                                          const std::nothrow_t&) noexcept {
-  return mf2::AllocateAligned(static_cast<size_t>(al), n);
+MF2_CXX_EXPORT void* operator new(size_t n, std::align_val_t al, const std::nothrow_t&) noexcept {
+  return AlignedOrNull(static_cast<size_t>(al), n);
 }
-__attribute__((visibility("default"))) void* operator new[](size_t n, std::align_val_t al,
-                                                            const std::nothrow_t&) noexcept {
-  return mf2::AllocateAligned(static_cast<size_t>(al), n);
+MF2_CXX_EXPORT void* operator new[](size_t n, std::align_val_t al,
+                                    const std::nothrow_t&) noexcept {
+  return AlignedOrNull(static_cast<size_t>(al), n);
 }
 
-__attribute__((visibility("default"))) void operator delete(void* p) noexcept { mf2::Free(p); }
-__attribute__((visibility("default"))) void operator delete[](void* p) noexcept { mf2::Free(p); }
-__attribute__((visibility("default"))) void operator delete(void* p, size_t) noexcept {
-  mf2::Free(p);
-}
-__attribute__((visibility("default"))) void operator delete[](void* p, size_t) noexcept {
-  mf2::Free(p);
-}
-__attribute__((visibility("default"))) void operator delete(void* p,
-                                                            const std::nothrow_t&) noexcept {
-  mf2::Free(p);
-}
-__attribute__((visibility("default"))) void operator delete[](void* p,
-                                                              const std::nothrow_t&) noexcept {
-  mf2::Free(p);
-}
-__attribute__((visibility("default"))) void operator delete(void* p, std::align_val_t) noexcept {
-  mf2::Free(p);
-}
-__attribute__((visibility("default"))) void operator delete[](void* p, std::align_val_t) noexcept {
-  mf2::Free(p);
-}
-__attribute__((visibility("default"))) void operator delete(void* p, size_t,
-                                                            std::align_val_t) noexcept {
-  mf2::Free(p);
-}
-__attribute__((visibility("default"))) void operator delete[](void* p, size_t,
-                                                              std::align_val_t) noexcept {
-  mf2::Free(p);
-}
-__attribute__((visibility("default"))) void operator delete(void* p, std::align_val_t,
-                                                            const std::nothrow_t&) noexcept {
-  mf2::Free(p);
-}
-__attribute__((visibility("default"))) void operator delete[](void* p, std::align_val_t,
-                                                              const std::nothrow_t&) noexcept {
-  mf2::Free(p);
-}
+// Every delete frees the same way; the size and alignment arguments are not needed (a block's
+// class and page come from its address), and a size that disagrees with the block is not misuse
+// MF2 can see.
+MF2_CXX_EXPORT void operator delete(void* p) noexcept { Free(p, "operator delete"); }
+MF2_CXX_EXPORT void operator delete[](void* p) noexcept { Free(p, "operator delete[]"); }
+#define MF2_DELETE(name, ...) \
+  MF2_CXX_EXPORT void name(void* p, __VA_ARGS__) noexcept { Free(p, #name); }
+MF2_DELETE(operator delete, size_t)
+MF2_DELETE(operator delete[], size_t)
+MF2_DELETE(operator delete, const std::nothrow_t&)
+MF2_DELETE(operator delete[], const std::nothrow_t&)
+MF2_DELETE(operator delete, std::align_val_t)
+MF2_DELETE(operator delete[], std::align_val_t)
+MF2_DELETE(operator delete, size_t, std::align_val_t)
+MF2_DELETE(operator delete[], size_t, std::align_val_t)
+MF2_DELETE(operator delete, std::align_val_t, const std::nothrow_t&)
+MF2_DELETE(operator delete[], std::align_val_t, const std::nothrow_t&)
+#undef MF2_DELETE

@@ -19,46 +19,19 @@ struct StatsAtExit {
   }
 } g_stats_at_exit;
 
-// Sizes beyond this are certainly unsatisfiable; rejecting them early avoids overflow in any
-// rounding below.
-constexpr size_t kMaxRequest = size_t{1} << 46;
-
 }  // namespace
 
-void* Allocate(size_t size) noexcept {
-  Heap* heap = ThreadHeap();
-  if (MF2_PREDICT_FALSE(heap == nullptr || size > kMaxRequest)) {
-    errno = ENOMEM;
-    return nullptr;
-  }
-  return heap->Allocate(size);
-}
+void* Allocate(size_t size) noexcept { return ThreadHeap()->Allocate(size); }
 
-void Free(void* p) noexcept {
-  if (p == nullptr) return;
-  Heap* heap = ThreadHeap();
-  if (MF2_PREDICT_FALSE(heap == nullptr)) {
-    // No heap could be mapped for this thread: the free cannot be local, and leaking one block
-    // beats crashing. Reported so it is not silent.
-    internal::ReportError(ErrorKind::kForeignPointer, "free", p,
-                          "no heap for the freeing thread");
-    return;
-  }
-  heap->Free(p);
-}
+void Free(void* p) noexcept { ThreadHeap()->Free(p, "mf2::Free"); }
 
 size_t UsableSize(const void* p) noexcept {
   if (p == nullptr) return 0;
-  return Heap::UsableSize(p);
+  return Heap::UsableSize(p, "mf2::UsableSize");
 }
 
 void* AllocateAligned(size_t alignment, size_t size) noexcept {
-  Heap* heap = ThreadHeap();
-  if (MF2_PREDICT_FALSE(heap == nullptr || size > kMaxRequest)) {
-    errno = ENOMEM;
-    return nullptr;
-  }
-  return heap->AllocateAligned(alignment, size);
+  return ThreadHeap()->AllocateAligned(alignment, size);
 }
 
 Stats GetStats() noexcept { return HeapRegistry::Global().CollectStats(); }

@@ -1,76 +1,184 @@
 #include "mf2/page.h"
 
+#include <sys/auxv.h>
+#include <time.h>
+
 #include <cstring>
 
 namespace mf2 {
 
-void Page::InitForClass(uint32_t size_class, char* start, Heap* owner) {
+namespace block_internal {
+
+uint64_t InitCanaryKeySlow() {
+  // The kernel's 16 random bytes for this process (no system call, no allocation), mixed with a
+  // clock and an address so that a process that re-executes itself still differs.
+  uint64_t key = 0x9e3779b97f4a7c15ull;
+  if (const void* random = reinterpret_cast<const void*>(getauxval(AT_RANDOM))) {
+    uint64_t bytes[2];  // AT_RANDOM points at 16 bytes with no alignment promise
+    std::memcpy(bytes, random, sizeof(bytes));
+    key ^= bytes[0] ^ (bytes[1] << 1);
+  }
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  key ^= static_cast<uint64_t>(ts.tv_nsec) * 0xbf58476d1ce4e5b9ull;
+  key ^= reinterpret_cast<uintptr_t>(&ts) * 0x94d049bb133111ebull;
+  // Low bits are where the states of block.h go: keep the key's own low bits set so a zero word
+  // (fresh memory) is never a canary of a block at an aligned address (and the key is never 0).
+  key |= 0xf;
+  uint64_t expected = 0;
+  // Relaxed: see CanaryKey(); the first thread to set it wins and every thread returns its value.
+  if (!g_canary_key.compare_exchange_strong(expected, key, std::memory_order_relaxed)) {
+    return expected;
+  }
+  return key;
+}
+
+}  // namespace block_internal
+
+void Page::MakeSpan(uint32_t slices, char* start) {
+  span_slices = static_cast<uint8_t>(slices);
+  start_ = start;
+  for (uint32_t i = 0; i < slices; ++i) {
+    Page& s = this[i];
+    s.head_ = this;
+    s.size_class_ = 0;
+    s.div_limit_ = 0;
+    if (i > 0) s.span_slices = 0;
+  }
+}
+
+void Page::UnmakeSpan() {
+  const uint32_t slices = span_slices;
+  for (uint32_t i = 0; i < slices; ++i) {
+    this[i].head_ = nullptr;
+    this[i].span_slices = 0;
+  }
+}
+
+void Page::InitForClass(uint32_t size_class, Heap* owner) {
   const SizeClassInfo& info = ClassInfo(size_class);
+  MF2_CHECK(head_ == this && span_slices == info.slices, "a span of the class's length");
   MF2_CHECK(remote_.Peek().raw() == 0, "a page must have no flag and no remote blocks on reuse");
   MF2_CHECK(xqueued_.load(std::memory_order_relaxed) == 0, "a reused page must not be queued");
-  size_class_ = size_class;
-  block_size_ = info.size;
-  capacity_ = info.capacity;
-  magic_ = info.magic;
-  start_ = start;
   local_free_ = nullptr;
+  local_count_ = 0;
   used_ = 0;
   carved_ = 0;
+  capacity_ = info.capacity;
   set_where(Where::kNowhere);
   adopt_counted = false;
   adoptable_detach = false;
   rfr_deadline_ns = 0;
   retained_empty = false;
   prev = next = nullptr;
-  for (auto& w : live_) w.store(0, std::memory_order_relaxed);  // Relaxed: no reader yet.
+  for (uint32_t i = 0; i < span_slices; ++i) {
+    Page& s = this[i];
+    s.size_class_ = size_class;
+    s.block_size_ = info.size;
+    s.start_ = start_;
+    s.div_mul_ = info.div_mul;
+    s.start_mul_ = reinterpret_cast<uintptr_t>(start_) * info.div_mul;
+    s.div_limit_ = info.div_limit;
+  }
   SetOwner(owner);
-  PoisonMemory(start_, size_t{capacity_} * block_size_);
+  PoisonMemory(start_, size_t{capacity_} * info.size);
 }
 
 void Page::Retire() {
-  MF2_CHECK(used_ == 0, "a page is released only when no block is live");
+  MF2_CHECK(used_ == 0, "a page is released only when no block is handed out");
   MF2_CHECK(remote_.Peek().raw() == 0,
             "a page is never released while flagged, queued or holding remote blocks");
   MF2_CHECK(where() == Where::kNowhere, "unlink before release");
   PoisonMemory(start_, size_t{capacity_} * block_size_);
-  size_class_ = 0;
-  block_size_ = 0;
+  for (uint32_t i = 0; i < span_slices; ++i) {
+    Page& s = this[i];
+    s.size_class_ = 0;
+    s.block_size_ = 0;
+    s.div_limit_ = 0;
+  }
   capacity_ = 0;
-  magic_ = 0;
   local_free_ = nullptr;
+  local_count_ = 0;
   carved_ = 0;
   SetOwner(nullptr);
+}
+
+void Page::SetOwner(Heap* h) {
+  for (uint32_t i = 0; i < span_slices; ++i) this[i].xowner_.store(h, std::memory_order_release);
+}
+
+uint32_t Page::PopBatch(void** out, uint32_t max) {
+  uint32_t n = 0;
+  while (n < max && local_free_ != nullptr) {
+    Block* b = local_free_;  // a carved block start: checked before it became the head
+    if (LoadCanary(b) != Canary(b, kOnPage)) {
+      LoseLocalList(b, 0, "a block on its page's free list lost its free-block canary (a "
+                          "use-after-free write, an overflow into a free block, or a block "
+                          "freed twice): it and the rest of the page's free list are not reused");
+      break;
+    }
+    Block* link = LoadLink(b);
+    if (link != nullptr && !IsCarvedBlock(link)) {
+      LoseLocalList(link, 1, "a free block's link leaves its page or is not a block start (a "
+                             "use-after-free write or an overflow into a free block): the rest "
+                             "of the page's free list is not reused");
+      link = nullptr;
+    }
+    local_free_ = link;
+    --local_count_;
+    StoreCanary(b, Canary(b, kInCache));
+    out[n++] = b;
+  }
+  while (n < max && carved_ < capacity_) {
+    Block* b = reinterpret_cast<Block*>(start_ + size_t{carved_} * block_size_);
+    ++carved_;
+    StoreCanary(b, Canary(b, kInCache));
+    out[n++] = b;
+  }
+  used_ += n;
+  return n;
+}
+
+void Page::LoseLocalList(const Block* bad, uint32_t keep, const char* what) {
+  internal::ReportError(ErrorKind::kCorruptFreeList, "malloc", bad, what);
+  // Every block counted on the list beyond the first `keep` stays handed out for good, so the
+  // page is never released under a block the program may still use.
+  used_ += local_count_ - keep;
+  local_count_ = keep;
+  if (keep == 0) local_free_ = nullptr;
+}
+
+void Page::PushLocal(Block* b) {
+  StoreLink(b, local_free_);
+  StoreCanary(b, Canary(b, kOnPage));
+  PoisonMemory(b, block_size_);
+  local_free_ = b;
+  ++local_count_;
+  --used_;
 }
 
 uint32_t Page::AbsorbRemote(RemoteWord taken) {
   const uint32_t count = taken.count();
   uint32_t moved = 0;
   for (Block* b = taken.head(); b != nullptr;) {
-    const char* p = reinterpret_cast<const char*>(b);
-    bool exact = false;
-    uint32_t idx = 0;
-    const bool inside = p >= start_ && p < start_ + size_t{carved_} * block_size_;
-    if (inside) idx = BlockIndex(b, &exact);
-    if (moved == count || !inside || !exact) {
+    if (moved == count || !IsCarvedBlock(b)) {
       internal::ReportError(ErrorKind::kCorruptFreeList, "malloc", b,
-                            "remote free list is longer than its count or leaves the page; "
+                            "a remote free list is longer than its count or leaves the page; "
                             "the rest of the list is dropped, not reused");
       break;
     }
-    if (!IsLive(idx)) {
+    if (LoadCanary(b) != Canary(b, kOnRemote)) {
       internal::ReportError(ErrorKind::kDoubleFree, "malloc", b,
-                            "block freed twice (found on a remote free list); the duplicate is "
-                            "dropped, not reused");
+                            "a block on a remote free list was also freed by its owner or "
+                            "freed twice concurrently; it and the rest of the list are dropped, "
+                            "not reused");
       break;
     }
     Block* next_block = LoadNext(b);
-    ClearLive(idx);
-    StoreNext(b, local_free_);
-    local_free_ = b;
+    PushLocal(b);
     ++moved;
     b = next_block;
   }
-  used_ -= moved;
   return moved;
 }
 
@@ -96,29 +204,33 @@ void Page::DebugNoteDequeued() {
 }
 
 void Page::CheckInvariants(bool quiescent) const {
+  MF2_CHECK(head_ == this, "checked on a span's head");
+  for (uint32_t i = 1; i < span_slices; ++i) {
+    const Page& s = this[i];
+    MF2_CHECK(s.head_ == this && s.size_class_ == size_class_ && s.start_ == start_ &&
+                  s.div_mul_ == div_mul_ && s.start_mul_ == start_mul_ &&
+                  s.div_limit_ == div_limit_ && s.owner_relaxed() == owner_relaxed(),
+              "every slice of the span has the head's first line");
+  }
   if (!in_use()) {
     MF2_CHECK(remote_.Peek().raw() == 0, "free span with remote state");
+    MF2_CHECK(div_limit_ == 0, "a span serving no class accepts no block");
     return;
   }
   const SizeClassInfo& info = ClassInfo(size_class_);
-  MF2_CHECK(block_size_ == info.size && capacity_ == info.capacity, "class fields corrupt");
+  MF2_CHECK(block_size_ == info.size && capacity_ == info.capacity &&
+                div_mul_ == info.div_mul && div_limit_ == info.div_limit,
+            "class fields corrupt");
   MF2_CHECK(carved_ <= capacity_, "carved_ <= capacity_");
-  uint32_t live = 0;
-  for (const auto& w : live_) live += __builtin_popcountll(w.load(std::memory_order_relaxed));
-  MF2_CHECK(live == used_, "used_ == popcount(live_)");
   uint32_t local = 0;
-  for (Block* b = local_free_; b != nullptr; b = LoadNext(b)) {
+  for (const Block* b = local_free_; b != nullptr; b = LoadLink(b)) {
     MF2_CHECK(local < carved_, "local free list longer than the carved blocks (cycle?)");
-    bool exact;
-    const char* p = reinterpret_cast<const char*>(b);
-    MF2_CHECK(p >= start_ && p < start_ + size_t{carved_} * block_size_,
-              "local free block outside the carved region");
-    uint32_t idx = BlockIndex(b, &exact);
-    MF2_CHECK(exact, "local free block misaligned");
-    MF2_CHECK(!IsLive(idx), "local free block marked live");
+    MF2_CHECK(IsCarvedBlock(b), "local free block outside the carved blocks or misaligned");
+    MF2_CHECK(LoadCanary(b) == Canary(b, kOnPage), "local free block has canary kOnPage");
     ++local;
   }
-  MF2_CHECK(carved_ == used_ + local, "carved_ == used_ + |local_free_|");
+  MF2_CHECK(local == local_count_, "local_count_ == |local_free_ chain|");
+  MF2_CHECK(carved_ == used_ + local_count_, "carved_ == used_ + local_count_");
   MF2_CHECK(where() != Where::kPartial || HasFree(), "where_ == kPartial => HasFree()");
   MF2_CHECK(where() != Where::kDetached || !HasFree(), "where_ == kDetached => !HasFree()");
   uint32_t queued = xqueued_.load(std::memory_order_relaxed);
@@ -126,12 +238,10 @@ void Page::CheckInvariants(bool quiescent) const {
   if (!quiescent) return;
   RemoteWord w = remote_.Peek();
   uint32_t remote = 0;
-  for (Block* b = w.head(); b != nullptr; b = LoadNext(b)) {
+  for (const Block* b = w.head(); b != nullptr; b = LoadNext(b)) {
     MF2_CHECK(remote < capacity_, "remote list longer than capacity (cycle?)");
-    bool exact;
-    uint32_t idx = BlockIndex(b, &exact);
-    MF2_CHECK(exact && idx < carved_, "remote block is not a carved block start");
-    MF2_CHECK(IsLive(idx), "remote block not live");
+    MF2_CHECK(IsCarvedBlock(b), "remote block is not a carved block start");
+    MF2_CHECK(LoadCanary(b) == Canary(b, kOnRemote), "remote block has canary kOnRemote");
     ++remote;
   }
   MF2_CHECK(remote == w.count(), "remote.count == |remote chain|");

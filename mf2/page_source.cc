@@ -6,6 +6,7 @@
 #include <new>
 
 #include "mf2/block.h"
+#include "mf2/large.h"
 #include "mf2/policy.h"
 
 namespace mf2 {
@@ -73,8 +74,10 @@ void OsPageSource::PushBack(Segment* s) {
 }
 
 Segment* OsPageSource::MapSegment() {
-  // Map twice the size and trim to a 4 MiB-aligned segment.
-  size_t map_size = 2 * kSegmentSize;
+  // The canary key exists before the first block does (block.h).
+  (void)CanaryKey();
+  // Map enough to contain an aligned segment and trim the rest.
+  size_t map_size = 2 * kSegmentSize - 4096;
   void* raw = mmap(nullptr, map_size, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (raw == MAP_FAILED) return nullptr;
@@ -87,6 +90,8 @@ Segment* OsPageSource::MapSegment() {
   }
   MF2_CHECK(aligned + kSegmentSize <= kUserAddressLimit, "segment above the 47-bit limit");
   Segment* s = new (reinterpret_cast<void*>(aligned)) Segment();
+  MF2_CHECK(reinterpret_cast<uintptr_t>(&s->pages[0]) == aligned + sizeof(Page),
+            "descriptors start at the header's second 256-byte unit (SliceOf)");
   s->cookie = kSegmentCookie;
   s->used_slices = kHeaderBit;
   PushFront(s);
@@ -104,13 +109,21 @@ Page* OsPageSource::CarveSpan(Segment* s, uint32_t first, uint32_t slices) {
     PushBack(s);
   }
   Page* head = &s->pages[first];
-  head->span_slices = static_cast<uint8_t>(slices);
-  head->head_offset = 0;
-  for (uint32_t i = 1; i < slices; ++i) {
-    s->pages[first + i].span_slices = 0;
-    s->pages[first + i].head_offset = static_cast<uint8_t>(i);
-  }
+  head->MakeSpan(slices, s->slice_start(first));
   return head;
+}
+
+// First fit in the first kMaxSegmentScan segments with a free slice (all of them when
+// `exhaustive`); nullptr when none has a run of `slices` free slices.
+Page* OsPageSource::CarveFromSegments(uint32_t slices, bool exhaustive) {
+  int scanned = 0;
+  for (Segment* s = segments_; s != nullptr && (exhaustive || scanned < kMaxSegmentScan);
+       s = s->next, ++scanned) {
+    if (s->used_slices == ~uint64_t{0}) break;  // only full segments from here on
+    uint32_t first = FindRun(s->used_slices, slices);
+    if (first != 0) return CarveSpan(s, first, slices);
+  }
+  return nullptr;
 }
 
 Page* OsPageSource::AllocateSpan(uint32_t slices) {
@@ -123,20 +136,23 @@ Page* OsPageSource::AllocateSpan(uint32_t slices) {
     head->cached = false;
     cached_bytes_ -= slices * kSliceSize;
   } else {
-    int scanned = 0;
-    for (Segment* s = segments_; s != nullptr && head == nullptr && scanned < kMaxSegmentScan;
-         s = s->next, ++scanned) {
-      if (s->used_slices == ~uint64_t{0}) break;  // only full segments from here on
-      uint32_t first = FindRun(s->used_slices, slices);
-      if (first != 0) head = CarveSpan(s, first, slices);
-    }
+    head = CarveFromSegments(slices, /*exhaustive=*/false);
     if (head == nullptr) {
       Segment* s = MapSegment();
       if (s == nullptr) {
-        errno = ENOMEM;
-        return nullptr;
+        // The OS refused: give back what is cached (spans of other lengths, empty segments, large
+        // mappings) and retry before failing, so memory freed earlier is never what makes an
+        // allocation fail.
+        ++pressure_events_;
+        ReleaseLocked(/*keep_retained=*/false);
+        LargeReleaseCache();  // lock order: page source, then large table
+        head = CarveFromSegments(slices, /*exhaustive=*/true);
+        if (head == nullptr && (s = MapSegment()) == nullptr) {
+          errno = ENOMEM;
+          return nullptr;
+        }
       }
-      head = CarveSpan(s, 1, slices);
+      if (head == nullptr) head = CarveSpan(s, 1, slices);
     }
   }
   in_use_bytes_ += slices * kSliceSize;
@@ -149,10 +165,7 @@ void OsPageSource::ReturnSpanToSegment(Page* head) {
   uint32_t slices = head->span_slices;
   madvise(s->slice_start(first), slices * kSliceSize, MADV_DONTNEED);
   ++spans_returned_;
-  for (uint32_t i = 0; i < slices; ++i) {
-    s->pages[first + i].span_slices = 0;
-    s->pages[first + i].head_offset = 0;
-  }
+  head->UnmakeSpan();
   const bool was_full = s->used_slices == ~uint64_t{0};
   s->used_slices &= ~RunMask(first, slices);
   if (was_full) {  // has a free slice again: to the front
@@ -167,6 +180,10 @@ void OsPageSource::ReturnSpanToSegment(Page* head) {
 
 void OsPageSource::MaybeUnmap(Segment* s) {
   if (empty_segments_ <= GetPolicy().retained_segments) return;
+  UnmapSegment(s);
+}
+
+void OsPageSource::UnmapSegment(Segment* s) {
   Unlink(s);
   --empty_segments_;
   ++segments_unmapped_;
@@ -205,6 +222,19 @@ void OsPageSource::FreeSpan(Page* head) {
 
 void OsPageSource::ReleaseCache() {
   MutexLock lock(&mu_);
+  ReleaseLocked(/*keep_retained=*/true);
+}
+
+void OsPageSource::ReleaseUnderPressure() {
+  {
+    MutexLock lock(&mu_);
+    ++pressure_events_;
+    ReleaseLocked(/*keep_retained=*/false);
+  }
+  LargeReleaseCache();
+}
+
+void OsPageSource::ReleaseLocked(bool keep_retained) {
   for (uint32_t n = 1; n <= kMaxSlicesPerSpan; ++n) {
     while (Page* head = cache_[n]) {
       cache_[n] = head->next;
@@ -213,6 +243,12 @@ void OsPageSource::ReleaseCache() {
       cached_bytes_ -= n * kSliceSize;
       ReturnSpanToSegment(head);
     }
+  }
+  if (keep_retained) return;
+  for (Segment* s = segments_; s != nullptr;) {
+    Segment* next = s->next;
+    if (s->used_slices == kHeaderBit) UnmapSegment(s);
+    s = next;
   }
 }
 
@@ -223,6 +259,7 @@ void OsPageSource::AddTo(Stats* st) {
   st->spans_returned_to_os += spans_returned_;
   st->bytes_in_use_spans += in_use_bytes_;
   st->bytes_cached_spans += cached_bytes_;
+  st->memory_pressure_events += pressure_events_;
 }
 
 void OsPageSource::ForEachSpanInUse(void (*fn)(Page*, void*), void* arg) {
@@ -230,7 +267,7 @@ void OsPageSource::ForEachSpanInUse(void (*fn)(Page*, void*), void* arg) {
   for (Segment* s = segments_; s != nullptr; s = s->next) {
     for (uint32_t i = 1; i < kSlicesPerSegment;) {
       Page* p = &s->pages[i];
-      if ((s->used_slices >> i) & 1 && p->span_slices > 0) {
+      if ((s->used_slices >> i) & 1 && p->span_slices > 0 && p->head() == p) {
         if (!p->cached) fn(p, arg);
         i += p->span_slices;
       } else {
@@ -274,8 +311,9 @@ void OsPageSource::CheckInvariants() {
       uint32_t n = p->span_slices;
       MF2_CHECK(n >= 1 && n <= kMaxSlicesPerSpan && i + n <= kSlicesPerSegment,
                 "span head with bad length");
+      MF2_CHECK(p->head() == p, "a span's first slice is its own head");
       for (uint32_t j = 1; j < n; ++j) {
-        MF2_CHECK(s->pages[i + j].head_offset == j && ((s->used_slices >> (i + j)) & 1),
+        MF2_CHECK(s->pages[i + j].head() == p && ((s->used_slices >> (i + j)) & 1),
                   "span continuation slice does not point back to its head");
       }
       spans_bytes += n * kSliceSize;

@@ -49,8 +49,11 @@ class OsPageSource final : public PageSource {
   // Calls fn(page, arg) for every span currently handed to a heap. Holds the lock: fn must not
   // allocate spans. For invariant checks and tests.
   void ForEachSpanInUse(void (*fn)(Page*, void*), void* arg);
-  // Returns every cached span to the OS (tests; and a future background reclaimer).
+  // Returns every cached span to the OS; empty segments beyond the retained ones are unmapped.
   void ReleaseCache();
+  // Memory pressure: returns every cached span and unmaps every empty segment, and empties the
+  // large-mapping cache (large.h). AllocateSpan does the same by itself before it fails.
+  void ReleaseUnderPressure();
   // Span bookkeeping checks: masks, back-offsets and cache lists agree.
   void CheckInvariants();
 
@@ -65,6 +68,9 @@ class OsPageSource final : public PageSource {
  private:
   Segment* MapSegment() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Page* CarveSpan(Segment* s, uint32_t first, uint32_t slices) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Page* CarveFromSegments(uint32_t slices, bool exhaustive) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ReleaseLocked(bool keep_retained) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void UnmapSegment(Segment* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReturnSpanToSegment(Page* head) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MaybeUnmap(Segment* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Unlink(Segment* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -85,6 +91,7 @@ class OsPageSource final : public PageSource {
   uint64_t segments_mapped_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t segments_unmapped_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t spans_returned_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t pressure_events_ ABSL_GUARDED_BY(mu_) = 0;  // times the OS refused a segment
 };
 
 }  // namespace mf2

@@ -65,12 +65,28 @@ class PageTest : public ::testing::Test {
  protected:
   void SetUp() override {
     head_ = OsPageSource::Global().AllocateSpan(ClassInfo(kClass).slices);
-    Segment* s = SegmentOf(head_);
-    head_->InitForClass(kClass, s->slice_start(s->slice_index(head_)), nullptr);
+    head_->InitForClass(kClass, nullptr);
   }
   void TearDown() override {
+    if (head_ == nullptr) return;  // a test that lost blocks on purpose leaks its span
     head_->Retire();
     OsPageSource::Global().FreeSpan(head_);
+  }
+  // One block as a heap's cache would get it (canary kInCache), or nullptr.
+  Block* Pop() {
+    void* b = nullptr;
+    return head_->PopBatch(&b, 1) == 1 ? static_cast<Block*>(b) : nullptr;
+  }
+  // A block handed to the program: its canary cleared, as Heap::Allocate does.
+  Block* Hand() {
+    Block* b = Pop();
+    if (b != nullptr) StoreCanary(b, 0);
+    return b;
+  }
+  // A remote free: canary kOnRemote, then the push.
+  void PushRemote(Block* b) {
+    StoreCanary(b, Canary(b, kOnRemote));
+    head_->remote().Push_mt(b);
   }
   static constexpr uint32_t kClass = 12;  // 192 bytes
   Page* head_ = nullptr;
@@ -79,17 +95,16 @@ class PageTest : public ::testing::Test {
 TEST_F(PageTest, ConservationThroughLocalAndRemoteFrees) {
   const uint32_t cap = head_->capacity();
   std::vector<Block*> live;
-  for (uint32_t i = 0; i < cap; ++i) live.push_back(head_->Pop());
-  EXPECT_EQ(head_->Pop(), nullptr);
+  for (uint32_t i = 0; i < cap; ++i) live.push_back(Hand());
+  EXPECT_EQ(Pop(), nullptr);
   EXPECT_EQ(head_->used(), cap);
   head_->CheckInvariants(true);
-  bool exact;
   // Local frees of the even blocks, remote pushes of the odd ones.
   for (uint32_t i = 0; i < cap; ++i) {
     if (i % 2 == 0) {
-      head_->PushLocal(live[i], head_->BlockIndex(live[i], &exact));
+      head_->PushLocal(live[i]);
     } else {
-      head_->remote().Push_mt(live[i]);
+      PushRemote(live[i]);
     }
   }
   EXPECT_EQ(head_->used(), cap / 2) << "remote blocks count as used until drained";
@@ -98,24 +113,87 @@ TEST_F(PageTest, ConservationThroughLocalAndRemoteFrees) {
   EXPECT_EQ(head_->AbsorbRemote(head_->remote().TakeAll()), cap / 2);
   EXPECT_EQ(head_->used(), 0u);
   head_->CheckInvariants(true);
-  // Every block comes back exactly once.
-  std::vector<Block*> again;
-  while (Block* b = head_->Pop()) again.push_back(b);
-  EXPECT_EQ(again.size(), cap);
-  for (Block* b : again) head_->PushLocal(b, head_->BlockIndex(b, &exact));
+  // Every block comes back exactly once, the list's head first: the drain moved the remote stack
+  // (most recent push first) onto the list, so the first block pushed remotely ends on top.
+  std::vector<void*> again(cap + 1);
+  EXPECT_EQ(head_->PopBatch(again.data(), cap + 1), cap);
+  again.resize(cap);
+  EXPECT_EQ(again[0], live[1]);
+  std::sort(again.begin(), again.end());
+  EXPECT_EQ(std::adjacent_find(again.begin(), again.end()), again.end()) << "no block twice";
+  for (void* b : again) EXPECT_EQ(LoadCanary(b), Canary(b, kInCache));
+  for (void* b : again) head_->PushLocal(static_cast<Block*>(b));
   head_->CheckInvariants(true);
 }
 
-TEST_F(PageTest, BlockIndexRecognisesBlockStartsOnly) {
-  Block* b = head_->Pop();
-  bool exact = false;
-  EXPECT_EQ(head_->BlockIndex(b, &exact), 0u);
-  EXPECT_TRUE(exact);
-  head_->BlockIndex(reinterpret_cast<char*>(b) + 8, &exact);
-  EXPECT_FALSE(exact);
-  EXPECT_TRUE(head_->IsLive(0));
-  head_->PushLocal(b, 0);
-  EXPECT_FALSE(head_->IsLive(0));
+// Page::IsBlockStart: exactly the starts of blocks 0..capacity-1, on every slice of the span.
+TEST_F(PageTest, BlockStartsAreRecognisedOnEverySliceAndNothingElse) {
+  const uintptr_t start = reinterpret_cast<uintptr_t>(head_->start());
+  const uint32_t size = head_->block_size();
+  Segment* s = SegmentOf(head_);
+  for (uintptr_t a = start - 64; a < start + head_->span_slices * kSliceSize; a += 8) {
+    Page* slice = SliceOf(a);
+    ASSERT_NE(slice, nullptr);
+    const bool expected =
+        a >= start && (a - start) % size == 0 && (a - start) / size < head_->capacity();
+    ASSERT_EQ(slice->IsBlockStart(a), expected) << a - start;
+    if (a >= start) ASSERT_EQ(slice->head(), head_);
+  }
+  EXPECT_FALSE(SliceOf(reinterpret_cast<uintptr_t>(s) + 64)->IsBlockStart(
+      reinterpret_cast<uintptr_t>(s) + 64))
+      << "the segment header holds no block";
+}
+
+// A use-after-free write of a foreign address into a free block's link, or an overflow into it,
+// is reported when the list is popped and never followed (issue: free lists trusted blindly).
+TEST_F(PageTest, CorruptLinksAreReportedAndNeverFollowed) {
+  static std::vector<ErrorReport>* reports = new std::vector<ErrorReport>();
+  reports->clear();
+  ErrorHandler previous = SetErrorHandler([](const ErrorReport& r) { reports->push_back(r); });
+  std::vector<Block*> live;
+  for (int i = 0; i < 6; ++i) live.push_back(Hand());
+  for (Block* b : live) head_->PushLocal(b);  // list: 5 4 3 2 1 0
+  // A foreign address in block 4's link (the program wrote into a freed block).
+  static char foreign[64];
+  StoreNext(live[4], reinterpret_cast<Block*>(foreign));
+  std::vector<void*> out(8);
+  const uint32_t got = head_->PopBatch(out.data(), 3);
+  EXPECT_EQ(got, 3u) << "block 5, block 4, then a fresh block: the bad link is not followed";
+  EXPECT_EQ(out[0], live[5]);
+  EXPECT_EQ(out[1], live[4]);
+  EXPECT_NE(out[2], static_cast<void*>(foreign));
+  ASSERT_EQ(reports->size(), 1u);
+  EXPECT_EQ((*reports)[0].kind, ErrorKind::kCorruptFreeList);
+  EXPECT_EQ((*reports)[0].pointer, static_cast<const void*>(foreign));
+  // Blocks 3..0 were cut off the list: they stay counted as handed out (never reused).
+  head_->CheckInvariants(true);
+  EXPECT_EQ(head_->used(), 3u + 4u) << "three handed out, four cut off";
+  // A one-byte overflow into a free block's link: not a block start.
+  Block* x = Hand();
+  Block* y = Hand();
+  head_->PushLocal(x);
+  head_->PushLocal(y);  // list: y x
+  StoreNext(y, reinterpret_cast<Block*>(reinterpret_cast<uintptr_t>(LoadNext(y)) ^ 0x01));
+  reports->clear();
+  void* two[2];
+  EXPECT_EQ(head_->PopBatch(two, 2), 2u);
+  EXPECT_EQ(two[0], y);
+  EXPECT_NE(two[1], x) << "the corrupted link is not followed";
+  ASSERT_EQ(reports->size(), 1u);
+  EXPECT_EQ((*reports)[0].kind, ErrorKind::kCorruptFreeList);
+  // A block whose canary was overwritten after it was freed is not handed out.
+  Block* z = Hand();
+  head_->PushLocal(z);
+  StoreCanary(z, 0x1234);
+  reports->clear();
+  void* one[1];
+  EXPECT_EQ(head_->PopBatch(one, 1), 1u);
+  EXPECT_NE(one[0], z);
+  ASSERT_EQ(reports->size(), 1u);
+  EXPECT_EQ((*reports)[0].pointer, z);
+  head_->CheckInvariants(true);
+  SetErrorHandler(previous);
+  head_ = nullptr;  // blocks cut off stay handed out for good: the span is never released
 }
 
 }  // namespace

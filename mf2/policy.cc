@@ -76,6 +76,7 @@ Policy PolicyFromEnvironment() {
   if (EnvUnsigned("MF2_PAGE_CACHE_MB", &n)) p.page_cache_bytes = static_cast<size_t>(n) << 20;
   if (EnvUnsigned("MF2_LARGE_CACHE_MB", &n)) p.large_cache_bytes = static_cast<size_t>(n) << 20;
   if (EnvUnsigned("MF2_RETAINED_SEGMENTS", &n)) p.retained_segments = static_cast<uint32_t>(n);
+  if (EnvUnsigned("MF2_CACHE_CLASS_KB", &n)) p.cache_class_bytes = static_cast<size_t>(n) << 10;
   if (EnvIs("MF2_ON_ERROR", "report")) p.on_error = OnError::kReport;
   if (EnvIs("MF2_STATS", "1")) p.stats_at_exit = true;
   return p;

@@ -37,6 +37,8 @@
 //                              the OS with madvise(MADV_DONTNEED).
 //   MF2_LARGE_CACHE_MB=64      freed large mappings (> 64 KiB) kept for reuse.
 //   MF2_RETAINED_SEGMENTS=2    completely free 4 MiB segments kept mapped; beyond, munmap.
+//   MF2_CACHE_CLASS_KB=64      each thread caches up to this many bytes of free blocks per size
+//                              class (at least 2 blocks, at most 63; 0 turns the caches off).
 //   MF2_ON_ERROR=abort|report  on misuse (double free, foreign pointer): abort (default) or
 //                              report and ignore the call.
 //   MF2_STATS=1                print merged counters to stderr at exit.
@@ -80,6 +82,7 @@ struct Policy {
   size_t page_cache_bytes = size_t{32} << 20;
   size_t large_cache_bytes = size_t{64} << 20;
   uint32_t retained_segments = 2;
+  size_t cache_class_bytes = size_t{64} << 10;
   OnError on_error = OnError::kAbort;
   bool stats_at_exit = false;
 };

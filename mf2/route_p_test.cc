@@ -28,8 +28,11 @@ constexpr uint64_t kHour = uint64_t{3600} * 1000 * 1000 * 1000;
 uint64_t Stat(const Heap* h, HeapStats::Counter c) { return h->stats().Get(c); }
 
 // Route P with every gate open; each test closes the one it is about.
+// Pages are what moves here: the per-thread caches are off, so every allocation and free reaches
+// a page (cache_test.cc covers the caches).
 Policy OpenGates(Route route) {
   Policy p;
+  p.cache_class_bytes = 0;
   p.route = route;
   p.idle_threshold_ns = 0;
   p.reclaim_after_ns = 0;

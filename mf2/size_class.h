@@ -28,17 +28,23 @@ inline constexpr size_t kMinAlign = 16;
 inline constexpr size_t kMaxClassSize = 64 * 1024;
 inline constexpr uint32_t kNumClasses = 81;  // classes 1..80; index 0 unused
 inline constexpr uint32_t kMinBlocksPerSpan = 8;
-// Block indexes are computed as (offset * magic) >> kIndexShift; exact for every offset inside
-// a span (< 2^19) and every block size < 2^21 (error < offset / 2^40 < 1 / size).
-inline constexpr uint32_t kIndexShift = 40;
 // Largest number of blocks in one span (16-byte blocks in one slice).
 inline constexpr uint32_t kMaxBlocksPerSpan = kSliceSize / kMinAlign;  // 4096
+// Requests up to this size find their class in one byte-table load (kSmallClass).
+inline constexpr size_t kSmallMax = 1024;
 
+// Block starts by one multiplication (Lemire, Kaser, Kurz: "Faster remainder by direct
+// computation", 2019). With c = floor(2^64 / size) + 1 and e = c * size - 2^64 (0 < e <= size):
+// for an offset n < 2^32, n * c mod 2^64 == (n / size) * e when size divides n, and >= c
+// otherwise. So `n * c mod 2^64 < capacity * e` holds exactly for the starts of blocks
+// 0..capacity-1 (capacity * e <= span < c keeps the two cases apart). Page::IsBlockStart uses it:
+// one multiply and one compare reject interior pointers, the span's tail and pointers past it.
 struct SizeClassInfo {
-  uint32_t size;      // block size in bytes
-  uint32_t slices;    // span length in 64 KiB slices
-  uint32_t capacity;  // blocks per span
-  uint64_t magic;     // ceil(2^kIndexShift / size), for BlockIndex
+  uint32_t size;       // block size in bytes
+  uint32_t slices;     // span length in 64 KiB slices
+  uint32_t capacity;   // blocks per span
+  uint64_t div_mul;    // c above
+  uint64_t div_limit;  // capacity * e
 };
 
 namespace internal {
@@ -50,8 +56,13 @@ constexpr uint32_t ClassSizeOf(uint32_t k) {
   return m << (4 + group);
 }
 
+constexpr uint64_t DivMul(uint32_t size) {
+  const bool power_of_two = (size & (size - 1)) == 0;
+  return ~uint64_t{0} / size + 1 + (power_of_two ? 1 : 0);  // floor(2^64 / size) + 1
+}
+
 constexpr SizeClassInfo MakeInfo(uint32_t k) {
-  if (k == 0) return SizeClassInfo{0, 0, 0, 0};
+  if (k == 0) return SizeClassInfo{0, 0, 0, 0, 0};
   uint32_t size = ClassSizeOf(k);
   uint32_t slices = 1;
   for (; slices < kMaxSlicesPerSpan; ++slices) {
@@ -61,8 +72,9 @@ constexpr SizeClassInfo MakeInfo(uint32_t k) {
     if (cap >= kMinBlocksPerSpan && tail * 8 <= span) break;
   }
   uint32_t capacity = static_cast<uint32_t>(slices * kSliceSize / size);
-  uint64_t magic = ((uint64_t{1} << kIndexShift) + size - 1) / size;
-  return SizeClassInfo{size, slices, capacity, magic};
+  const uint64_t c = DivMul(size);
+  const uint64_t e = c * size;  // mod 2^64: c * size - 2^64
+  return SizeClassInfo{size, slices, capacity, c, capacity * e};
 }
 
 struct Table {
@@ -84,6 +96,10 @@ constexpr bool TableIsSound(const Table& t) {
     if (c.capacity == 0 || c.capacity > kMaxBlocksPerSpan) return false;
     if ((span - size_t{c.capacity} * c.size) * 8 > span) return false;  // tail <= 12.5%
     if (c.slices > kMaxSlicesPerSpan) return false;
+    const uint64_t e = c.div_mul * c.size;
+    if (e == 0 || e > c.size || c.div_limit != c.capacity * e || c.div_limit >= c.div_mul) {
+      return false;  // the block-start test's preconditions (see SizeClassInfo)
+    }
   }
   return t.info[kNumClasses - 1].size == kMaxClassSize;
 }
@@ -95,15 +111,38 @@ static_assert(internal::TableIsSound(kSizeClassTable), "size-class table violate
 
 inline const SizeClassInfo& ClassInfo(uint32_t k) { return kSizeClassTable.info[k]; }
 
-// The class serving a request of `size` bytes (1..kMaxClassSize; 0 is served as 1).
-// Branch-light and table-free above 128 bytes: class size = m << shift with m = 9..16.
-inline uint32_t SizeToClass(size_t size) {
+namespace internal {
+
+// The class serving a request of `size` bytes (1..kMaxClassSize; 0 is served as 1), computed:
+// class size = m << shift with m = 9..16 above 128 bytes.
+constexpr uint32_t SlowSizeToClass(size_t size) {
   if (size <= 128) return size == 0 ? 1 : static_cast<uint32_t>((size + 15) >> 4);
   size_t s = size - 1;
   uint32_t b = 63 - static_cast<uint32_t>(__builtin_clzll(s));  // 2^b <= s < 2^(b+1), b >= 7
   uint32_t shift = b - 3;
   uint32_t m = static_cast<uint32_t>(s >> shift) + 1;  // 9..16
   return 8 + (b - 7) * 8 + (m - 8);
+}
+
+struct SmallTable {
+  uint8_t k[kSmallMax / kMinAlign + 1];
+};
+constexpr SmallTable MakeSmallTable() {
+  SmallTable t{};
+  for (size_t i = 0; i <= kSmallMax / kMinAlign; ++i) {
+    t.k[i] = static_cast<uint8_t>(SlowSizeToClass(i * kMinAlign));
+  }
+  return t;
+}
+}  // namespace internal
+
+// kSmallClass.k[(size + 15) / 16] is the class of a request of size <= kSmallMax.
+inline constexpr internal::SmallTable kSmallClass = internal::MakeSmallTable();
+
+// The class serving a request of `size` bytes (1..kMaxClassSize; 0 is served as 1).
+inline uint32_t SizeToClass(size_t size) {
+  if (size <= kSmallMax) return kSmallClass.k[(size + kMinAlign - 1) / kMinAlign];
+  return internal::SlowSizeToClass(size);
 }
 
 }  // namespace mf2

@@ -39,17 +39,23 @@ TEST(SizeClass, SpansHaveBoundedTailAndEnoughBlocks) {
   }
 }
 
-TEST(SizeClass, BlockIndexMagicIsExactInsideEverySpan) {
+// The one-multiply block-start test of Page::IsBlockStart, checked exhaustively: for every class
+// and every offset inside its span (and a little beyond), it holds exactly at the starts of
+// blocks 0..capacity-1.
+TEST(SizeClass, BlockStartTestIsExactInsideEverySpan) {
   for (uint32_t k = 1; k < kNumClasses; ++k) {
     const SizeClassInfo& c = ClassInfo(k);
-    for (uint64_t i = 0; i <= c.capacity; ++i) {
-      for (int64_t d : {-1, 0, 1, 15}) {
-        int64_t off = static_cast<int64_t>(i * c.size) + d;
-        if (off < 0 || off >= static_cast<int64_t>(c.slices * kSliceSize)) continue;
-        uint64_t idx = (static_cast<uint64_t>(off) * c.magic) >> kIndexShift;
-        ASSERT_EQ(idx, static_cast<uint64_t>(off) / c.size) << "class " << c.size << " off " << off;
-      }
+    const uint64_t span = c.slices * kSliceSize;
+    for (uint64_t off = 0; off < span + 4 * c.size; ++off) {
+      const bool expected = off % c.size == 0 && off / c.size < c.capacity;
+      ASSERT_EQ(off * c.div_mul < c.div_limit, expected) << "class " << c.size << " off " << off;
     }
+  }
+}
+
+TEST(SizeClass, SmallTableMatchesTheComputedClasses) {
+  for (size_t s = 0; s <= kSmallMax; ++s) {
+    ASSERT_EQ(SizeToClass(s), internal::SlowSizeToClass(s)) << s;
   }
 }
 

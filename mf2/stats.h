@@ -42,7 +42,13 @@
   X(idle_reclaims, "sweeps of an idle owner's queue for pages that came back whole")          \
   X(pages_reclaimed, "completely free pages of idle owners released by the freeing thread")   \
   X(detached_frees, "owner frees into one of its full (detached) pages, under the page flag") \
-  X(large_allocs, "allocations above the largest class, served by the OS")
+  X(large_allocs, "allocations above the largest class, served by the OS")                   \
+  X(cache_refills, "empty per-thread caches refilled from a page (one slow path each)")       \
+  X(blocks_refilled, "blocks moved from pages into per-thread caches")                        \
+  X(cache_flushes, "full per-thread caches half-returned to their pages")                     \
+  X(blocks_flushed, "blocks moved from per-thread caches back to their pages")                \
+  X(cache_drops, "cached blocks found corrupt or freed twice, reported and never reused")     \
+  X(dead_thread_allocs, "allocations by exited threads, served by a heap released at once")
 
 namespace mf2 {
 
@@ -57,6 +63,7 @@ struct Stats {
   uint64_t spans_returned_to_os = 0;
   uint64_t bytes_in_use_spans = 0;   // bytes of spans handed to heaps right now
   uint64_t bytes_cached_spans = 0;   // bytes of free spans kept resident
+  uint64_t memory_pressure_events = 0;  // times the OS refused memory and caches were released
   // page_reuses / (page_reuses + new_pages), in [0, 1]; 0 when no page was ever needed.
   double reuse_rate() const {
     uint64_t total = page_reuses + new_pages;
@@ -68,6 +75,10 @@ struct Stats {
 // not a locked RMW; concurrent readers see a value at most one increment old.
 class HeapStats {
  public:
+  constexpr HeapStats() = default;
+  // Counters written by many threads at once (a sentinel heap's: thread_heap.h).
+  constexpr explicit HeapStats(bool shared) : shared_(shared) {}
+
   enum Counter {
 #define MF2_STATS_ENUM(name, desc) k_##name,
     MF2_COUNTERS(MF2_STATS_ENUM)
@@ -76,14 +87,20 @@ class HeapStats {
   };
 
   void Inc(Counter c, uint64_t n = 1) {
-    // Relaxed: single writer; the value is a statistic, ordered with nothing else.
-    v_[c].store(v_[c].load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+    // Relaxed: the value is a statistic, ordered with nothing else. A single writer needs no
+    // locked RMW; shared counters do (their increments are on slow paths only).
+    if (shared_) {
+      v_[c].fetch_add(n, std::memory_order_relaxed);
+    } else {
+      v_[c].store(v_[c].load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+    }
   }
   uint64_t Get(Counter c) const { return v_[c].load(std::memory_order_relaxed); }
   void AddTo(Stats* s) const;
 
  private:
   std::atomic<uint64_t> v_[kNumCounters] = {};
+  bool shared_ = false;
 };
 
 }  // namespace mf2

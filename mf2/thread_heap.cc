@@ -1,20 +1,32 @@
-// Thread-local heaps. Each thread's heap pointer lives in initial-exec TLS (one load on the fast
-// path). A pthread key whose destructor runs at thread exit hands the heap back to the registry;
-// a thread that allocates again during later TLS destructors gets a heap again and the key is
-// re-armed, so the destructor runs again (POSIX repeats destructors while values are set).
+// Thread-local heaps (see thread_heap.h for the states of a thread). A pthread key whose
+// destructor runs at thread exit hands the heap back to the registry.
 #include "mf2/thread_heap.h"
 
 #include <pthread.h>
+
+#include <cerrno>
 
 #include "mf2/heap_registry.h"
 #include "mf2/page_source.h"
 
 namespace mf2 {
 namespace thread_heap_internal {
-
-__attribute__((tls_model("initial-exec"))) thread_local Heap* t_heap = nullptr;
-
 namespace {
+
+void* AllocateWithoutHeap(uint32_t size_class);
+void* AllocateAfterExit(uint32_t size_class);
+
+[[clang::require_constant_initialization]] Heap g_empty_heap{Heap::SentinelTag{},
+                                                             &AllocateWithoutHeap};
+[[clang::require_constant_initialization]] Heap g_dead_heap{Heap::SentinelTag{},
+                                                            &AllocateAfterExit};
+
+// The sentinels' counters (their threads' remote frees) are merged into GetStats(). A static
+// constructor: registering allocates nothing, and a free before it runs only counts later.
+__attribute__((constructor)) void RegisterSentinelStats() {
+  HeapRegistry::Global().AddStatsSource(&g_empty_heap);
+  HeapRegistry::Global().AddStatsSource(&g_dead_heap);
+}
 
 pthread_key_t g_key;
 pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
@@ -22,7 +34,7 @@ pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
 void ThreadExit(void* arg) {
   Heap* heap = static_cast<Heap*>(arg);
   if (heap == nullptr || heap != t_heap) return;
-  t_heap = nullptr;
+  t_heap = &g_dead_heap;
   HeapRegistry::Global().ReleaseHeap(heap);
 }
 
@@ -30,24 +42,45 @@ void InitOnce() {
   MF2_CHECK(pthread_key_create(&g_key, &ThreadExit) == 0, "pthread_key_create");
 }
 
-}  // namespace
-
-Heap* InitThreadHeap() {
+// First allocation of a thread: take a heap, then allocate from it.
+void* AllocateWithoutHeap(uint32_t size_class) {
   pthread_once(&g_key_once, &InitOnce);
   Heap* heap = HeapRegistry::Global().AcquireHeap(&OsPageSource::Global());
-  if (heap == nullptr) return nullptr;
+  if (heap == nullptr) {
+    errno = ENOMEM;
+    return nullptr;
+  }
   t_heap = heap;
   pthread_setspecific(g_key, heap);
-  return heap;
+  return heap->Allocate(ClassInfo(size_class).size);
 }
 
+// An allocation after the thread-exit hook: a heap for this one block only.
+void* AllocateAfterExit(uint32_t size_class) {
+  Heap* heap = HeapRegistry::Global().AcquireHeap(&OsPageSource::Global());
+  if (heap == nullptr) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  MF2_STAT_INC(heap->mutable_stats(), dead_thread_allocs);
+  void* p = heap->Allocate(ClassInfo(size_class).size);
+  HeapRegistry::Global().ReleaseHeap(heap);
+  return p;
+}
+
+}  // namespace
+
+__thread Heap* t_heap __attribute__((tls_model("initial-exec"))) = &g_empty_heap;
+
 }  // namespace thread_heap_internal
+
+bool ThreadHasHeap() { return !thread_heap_internal::t_heap->is_sentinel(); }
 
 void ReleaseThreadHeapNow() {
   using thread_heap_internal::t_heap;
   Heap* heap = t_heap;
-  if (heap == nullptr) return;
-  t_heap = nullptr;
+  if (heap->is_sentinel()) return;
+  t_heap = &thread_heap_internal::g_empty_heap;
   pthread_setspecific(thread_heap_internal::g_key, nullptr);
   HeapRegistry::Global().ReleaseHeap(heap);
 }

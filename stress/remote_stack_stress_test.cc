@@ -34,11 +34,11 @@ constexpr size_t kBlocks = kPushers * kBlocksPerPusher;
 const uint64_t kPushesPerPusher = stress::Scaled(500000);
 
 struct alignas(16) TestBlock {
-  Block block;  // the link the stack writes
+  Block block;  // the link the stack writes (and the canary word, unused here)
   uint32_t pusher;
   uint32_t seq;
 };
-static_assert(sizeof(TestBlock) == 16, "one 16-byte block");
+static_assert(sizeof(TestBlock) == 32, "a block's two words, then the payload");
 
 struct Slot {
   std::atomic<bool> pushed{false};  // set by the pusher, cleared by the owner once taken back
