@@ -7,7 +7,10 @@
 //     same SIZE    malloc(SIZE); free(p), N times (the classic pair loop), with 64 other blocks of
 //                  the same size alive, so that no allocator empties (and retires) a page per free
 //     mixed        sizes cycle through 16..1000 bytes, 8 blocks alive at a time (LIFO/FIFO mix)
-//     mid          sizes cycle through 2..32 KiB, 64 blocks alive, random victim (Larson-like)
+//     mid          sizes cycle through 2..32 KiB, 64 blocks alive, random victim
+//     larson-mid   Larson's mid-size step on one thread: 5000 blocks of 1..32 KiB alive, a random
+//                  victim freed and replaced, two bytes written at the new block's start
+//     larson-small the same with 8..1000 bytes (Larson's classic sizes)
 //     new          operator new[] / delete[] of 32 bytes
 #include <cstdint>
 #include <cstdio>
@@ -81,6 +84,27 @@ int main(int argc, char** argv) {
       static_cast<char*>(live[slot])[0] = 1;
     }
     for (void* p : live) std::free(p);
+    return 0;
+  }
+  const bool larson_mid = std::strcmp(pattern, "larson-mid") == 0;
+  if (larson_mid || std::strcmp(pattern, "larson-small") == 0) {
+    const size_t lo = larson_mid ? 1024 : 8;
+    const size_t hi = larson_mid ? 32768 : 1000;
+    constexpr size_t kSlots = 5000;
+    static char* live[kSlots];
+    for (char*& p : live) {
+      p = static_cast<char*>(std::malloc(lo + Next(&seed) % (hi - lo)));
+      p[0] = 1;
+    }
+    for (long i = 0; i < n; ++i) {
+      const size_t slot = Next(&seed) % kSlots;
+      std::free(live[slot]);
+      char* p = static_cast<char*>(std::malloc(lo + Next(&seed) % (hi - lo)));
+      p[0] = 1;
+      p[1] = 2;
+      live[slot] = p;
+    }
+    for (char* p : live) std::free(p);
     return 0;
   }
   std::fprintf(stderr, "unknown pattern %s\n", pattern);

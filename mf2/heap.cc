@@ -460,7 +460,7 @@ void Heap::QueueWonPage_mt(Page* page, Heap* adopter) {
 
 void Heap::FreeRemote(Page* page, void* p, const char* call) {
   // A canary of any state in word 1: the block is free already (block.h).
-  if (MF2_PREDICT_FALSE(HasAnyCanary(p))) return ReportDoubleFree(page, p, call);
+  if (MF2_PREDICT_FALSE(HasAnyCanary(p))) return ReportDoubleFree(p, call);
   ReturnRemote(page, static_cast<Block*>(p));
 }
 
@@ -512,8 +512,9 @@ void Heap::FreeUnusual(void* p, const char* call) {
 }
 
 // `p` is inside an MF2 segment but is not the start of one of its span's blocks.
-void Heap::ReportBadFree(Page* slice, void* p, const char* call) {
-  if (slice->in_use()) {
+void Heap::ReportBadFree(void* p, const char* call) {
+  const Slice* slice = SliceOf(reinterpret_cast<uintptr_t>(p));
+  if (slice != nullptr && slice->size_class != 0) {
     internal::ReportError(ErrorKind::kNotABlock, call, p,
                           "interior pointer: inside a block, not its start (or in a span's "
                           "unused tail)");
@@ -525,8 +526,7 @@ void Heap::ReportBadFree(Page* slice, void* p, const char* call) {
 }
 
 // `p` is a block start whose canary says it is free already (block.h).
-void Heap::ReportDoubleFree(Page* slice, void* p, const char* call) {
-  (void)slice;
+void Heap::ReportDoubleFree(void* p, const char* call) {
   switch (CanaryState(p)) {
     case kInCache:
       internal::ReportError(ErrorKind::kDoubleFree, call, p,
@@ -546,9 +546,8 @@ void Heap::ReportDoubleFree(Page* slice, void* p, const char* call) {
 
 size_t Heap::UsableSize(const void* p, const char* call) {
   const uintptr_t a = reinterpret_cast<uintptr_t>(p);
-  Page* d = SliceOf(a);
-  if (d != nullptr) {
-    if (!d->IsBlockStart(a)) {
+  if (const Slice* s = SliceOf(a)) {
+    if (!IsBlockOffset(SpanOffset(a, s), s->size_class)) {
       internal::ReportError(ErrorKind::kNotABlock, call, p,
                             "not the start of a block (an interior pointer, or MF2 memory that "
                             "holds no block)");
@@ -559,7 +558,7 @@ size_t Heap::UsableSize(const void* p, const char* call) {
                             "the block was freed (use after free)");
       return 0;
     }
-    return d->block_size();
+    return ClassInfo(s->size_class).size;
   }
   if (size_t n = LargeUsableSize(p)) return n;
   internal::ReportError(ErrorKind::kForeignPointer, call, p,
@@ -764,12 +763,12 @@ void Heap::CheckInvariants(bool quiescent) const {
     MF2_CHECK(!abandoned() || m.n == 0, "an abandoned heap caches nothing");
     for (uint32_t i = 0; i < m.n; ++i) {
       const void* b = m.slot[i];
-      const Page* d = SliceOf(reinterpret_cast<uintptr_t>(b));
+      const Page* d = PageOf(b);
       MF2_CHECK(d != nullptr && d->IsBlockStart(reinterpret_cast<uintptr_t>(b)) &&
                     d->size_class() == k,
                 "a cached block is a block start of a page in use of its class");
       MF2_CHECK(LoadCanary(b) == Canary(b, kInCache), "a cached block has canary kInCache");
-      MF2_CHECK(d->head()->used() > 0, "a cached block is counted in its page's used()");
+      MF2_CHECK(d->used() > 0, "a cached block is counted in its page's used()");
     }
   }
   for (uint32_t k = 1; k < kNumClasses; ++k) {

@@ -4,7 +4,7 @@
 // Allocate (owner):    class k from the size (a byte table up to 1 KiB); pop the top of the
 //                      class's cache (a LIFO array of free blocks, the "magazine"): the block
 //                      freed last is handed out first, cache-warm. No atomics, no locks.
-// Free (any thread):   the slice descriptor of p by a mask and an index (segment.h); one multiply
+// Free (any thread):   the 16-byte Slice of p by a mask and an index (segment.h); one multiply
 //                      proves p is a block start (page.h); word 1 of the block holds no canary
 //                      (else a double free, reported here whichever thread frees; block.h).
 //   owner == this heap: push on the class's cache. No atomics.
@@ -159,15 +159,17 @@ class Heap {
   // names the entry point in the report.
   MF2_ALWAYS_INLINE void Free(void* p, const char* call = "free") {
     const uintptr_t a = reinterpret_cast<uintptr_t>(p);
-    Page* d = SliceOf(a);
-    if (MF2_PREDICT_FALSE(d == nullptr)) return FreeUnusual(p, call);
-    if (MF2_PREDICT_FALSE(!d->IsBlockStart(a))) return ReportBadFree(d, p, call);
-    const uint32_t k = d->size_class();
-    if (MF2_PREDICT_FALSE(d->owner_relaxed() != this)) return FreeRemote(d->head(), p, call);
+    const Slice* s = SliceOf(a);
+    if (MF2_PREDICT_FALSE(s == nullptr)) return FreeUnusual(p, call);
+    const uint32_t k = s->size_class;
+    if (MF2_PREDICT_FALSE(!IsBlockOffset(SpanOffset(a, s), k))) return ReportBadFree(p, call);
+    if (MF2_PREDICT_FALSE(s->xowner.load(std::memory_order_relaxed) != this)) {
+      return FreeRemote(SpanPage(a, s), p, call);  // Relaxed: see Page::owner_relaxed
+    }
     // A canary of any state in word 1: the block is free already (block.h).
     const uint64_t canary = a ^ key_;  // kInCache's
     if (MF2_PREDICT_FALSE((LoadCanary(p) ^ canary) < kNumBlockStates)) {
-      return ReportDoubleFree(d, p, call);
+      return ReportDoubleFree(p, call);
     }
     Magazine* m = &cache_[k];
     const uint32_t n = m->n;
@@ -273,8 +275,8 @@ class Heap {
   MF2_NOINLINE void FreeRemote(Page* page, void* p, const char* call);
   void ReturnRemote(Page* page, Block* b);
   MF2_NOINLINE void FreeUnusual(void* p, const char* call);
-  MF2_NOINLINE void ReportBadFree(Page* slice, void* p, const char* call);
-  MF2_NOINLINE void ReportDoubleFree(Page* slice, void* p, const char* call);
+  MF2_NOINLINE void ReportBadFree(void* p, const char* call);
+  MF2_NOINLINE void ReportDoubleFree(void* p, const char* call);
   MF2_NOINLINE void* AllocateLarge(size_t size, size_t alignment);
   void FreeDetached(Page* page, Block* b);
   void PageGainedFree(Page* page);

@@ -35,31 +35,34 @@ uint64_t InitCanaryKeySlow() {
 
 }  // namespace block_internal
 
-void Page::MakeSpan(uint32_t slices, char* start) {
+void Page::MakeSpan(uint32_t slices, char* start, Slice* slice, uint8_t index) {
   span_slices = static_cast<uint8_t>(slices);
   start_ = start;
+  slice_ = slice;
+  size_class_ = 0;
+  block_size_ = 0;
   for (uint32_t i = 0; i < slices; ++i) {
-    Page& s = this[i];
-    s.head_ = this;
-    s.size_class_ = 0;
-    s.div_limit_ = 0;
-    if (i > 0) s.span_slices = 0;
+    slice[i].head = index;
+    slice[i].size_class = 0;
+    slice[i].xowner.store(nullptr, std::memory_order_relaxed);  // Relaxed: no reader yet
   }
 }
 
 void Page::UnmakeSpan() {
-  const uint32_t slices = span_slices;
-  for (uint32_t i = 0; i < slices; ++i) {
-    this[i].head_ = nullptr;
-    this[i].span_slices = 0;
+  for (uint32_t i = 0; i < span_slices; ++i) {
+    slice_[i].head = 0;
+    slice_[i].size_class = 0;
   }
+  span_slices = 0;
 }
 
 void Page::InitForClass(uint32_t size_class, Heap* owner) {
   const SizeClassInfo& info = ClassInfo(size_class);
-  MF2_CHECK(head_ == this && span_slices == info.slices, "a span of the class's length");
+  MF2_CHECK(span_slices == info.slices, "a span of the class's length");
   MF2_CHECK(remote_.Peek().raw() == 0, "a page must have no flag and no remote blocks on reuse");
   MF2_CHECK(xqueued_.load(std::memory_order_relaxed) == 0, "a reused page must not be queued");
+  size_class_ = size_class;
+  block_size_ = info.size;
   local_free_ = nullptr;
   local_count_ = 0;
   used_ = 0;
@@ -71,16 +74,10 @@ void Page::InitForClass(uint32_t size_class, Heap* owner) {
   rfr_deadline_ns = 0;
   retained_empty = false;
   prev = next = nullptr;
-  for (uint32_t i = 0; i < span_slices; ++i) {
-    Page& s = this[i];
-    s.size_class_ = size_class;
-    s.block_size_ = info.size;
-    s.start_ = start_;
-    s.div_mul_ = info.div_mul;
-    s.start_mul_ = reinterpret_cast<uintptr_t>(start_) * info.div_mul;
-    s.div_limit_ = info.div_limit;
-  }
   SetOwner(owner);
+  for (uint32_t i = 0; i < span_slices; ++i) {
+    slice_[i].size_class = static_cast<uint8_t>(size_class);
+  }
   PoisonMemory(start_, size_t{capacity_} * info.size);
 }
 
@@ -90,12 +87,9 @@ void Page::Retire() {
             "a page is never released while flagged, queued or holding remote blocks");
   MF2_CHECK(where() == Where::kNowhere, "unlink before release");
   PoisonMemory(start_, size_t{capacity_} * block_size_);
-  for (uint32_t i = 0; i < span_slices; ++i) {
-    Page& s = this[i];
-    s.size_class_ = 0;
-    s.block_size_ = 0;
-    s.div_limit_ = 0;
-  }
+  for (uint32_t i = 0; i < span_slices; ++i) slice_[i].size_class = 0;
+  size_class_ = 0;
+  block_size_ = 0;
   capacity_ = 0;
   local_free_ = nullptr;
   local_count_ = 0;
@@ -104,7 +98,7 @@ void Page::Retire() {
 }
 
 void Page::SetOwner(Heap* h) {
-  for (uint32_t i = 0; i < span_slices; ++i) this[i].xowner_.store(h, std::memory_order_release);
+  for (uint32_t i = 0; i < span_slices; ++i) slice_[i].xowner.store(h, std::memory_order_release);
 }
 
 uint32_t Page::PopBatch(void** out, uint32_t max) {
@@ -204,23 +198,20 @@ void Page::DebugNoteDequeued() {
 }
 
 void Page::CheckInvariants(bool quiescent) const {
-  MF2_CHECK(head_ == this, "checked on a span's head");
-  for (uint32_t i = 1; i < span_slices; ++i) {
-    const Page& s = this[i];
-    MF2_CHECK(s.head_ == this && s.size_class_ == size_class_ && s.start_ == start_ &&
-                  s.div_mul_ == div_mul_ && s.start_mul_ == start_mul_ &&
-                  s.div_limit_ == div_limit_ && s.owner_relaxed() == owner_relaxed(),
-              "every slice of the span has the head's first line");
+  MF2_CHECK(span_slices > 0 && slice_ != nullptr, "checked on a span's head");
+  const uint8_t index = slice_[0].head;
+  for (uint32_t i = 0; i < span_slices; ++i) {
+    const Slice& s = slice_[i];
+    MF2_CHECK(s.head == index && s.size_class == size_class_ &&
+                  s.xowner.load(std::memory_order_relaxed) == owner_relaxed(),
+              "every slice of the span names the span's head, class and owner");
   }
   if (!in_use()) {
     MF2_CHECK(remote_.Peek().raw() == 0, "free span with remote state");
-    MF2_CHECK(div_limit_ == 0, "a span serving no class accepts no block");
     return;
   }
   const SizeClassInfo& info = ClassInfo(size_class_);
-  MF2_CHECK(block_size_ == info.size && capacity_ == info.capacity &&
-                div_mul_ == info.div_mul && div_limit_ == info.div_limit,
-            "class fields corrupt");
+  MF2_CHECK(block_size_ == info.size && capacity_ == info.capacity, "class fields corrupt");
   MF2_CHECK(carved_ <= capacity_, "carved_ <= capacity_");
   uint32_t local = 0;
   for (const Block* b = local_free_; b != nullptr; b = LoadLink(b)) {

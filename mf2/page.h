@@ -1,15 +1,17 @@
-// Page (the design note's MidPage): the descriptor of one span serving one size class.
+// Page (the design note's MidPage): the descriptor of one span serving one size class, and Slice,
+// the free path's 16-byte view of each 64 KiB slice.
 //
-// Descriptors live in their segment's header (segment.h), one per 64 KiB slice. The first cache
-// line of a descriptor is what a free reads (owner, class, block-start test); it is replicated in
-// every slice of a span, so a free finds everything it needs with a mask, one index and one line,
-// whichever slice its pointer falls in (no hop to the span's first slice). The other lines exist
-// on the span's first slice (the head) only: the owner's lists, then, on a line of their own, the
-// fields other threads write.
+// Both live in their segment's header (segment.h). A Slice holds what a free needs: the owner of
+// the span covering the slice, its class and the index of its first slice; it is replicated for
+// every slice of a span, and four fit in a cache line, so a free finds everything with a mask, an
+// index and a line that stays cached (a 4 MiB segment's 64 slices use 16 lines). The Page, one
+// per span on its first slice (`pages[head]`), holds the rest: the owner's lists, then, on a line
+// of their own, the fields other threads write.
 //
-// Ownership is per heap: the page belongs to `xowner_`, and only the holder of that heap's claim
-// (its thread while alive) touches the owner-only fields. Any other thread reaches the page only
-// through the remote stack, the pending-queue link and the read-only class fields.
+// Ownership is per heap: the page belongs to the heap in its slices' `xowner`, and only the holder
+// of that heap's claim (its thread while alive) touches the owner-only fields. Any other thread
+// reaches the page only through the remote stack, the pending-queue link and the read-only class
+// fields.
 //
 // Blocks (block.h): every carved block is on the local free list, or handed out of the page
 // (`used_`: to the program, to a heap's cache, or freed remotely and still on the remote stack).
@@ -26,7 +28,8 @@
 //   xqueued_ in {0, 1}                                     a page is never enqueued twice
 //   quiescent: remote.pending == (xqueued_ == 1)           flag set exactly when queued
 //   quiescent: remote.count > 0  =>  remote.pending        no stranded remote frees
-//   every slice of the span has the head's first line (owner, class, start, block-start test)
+//   every slice of the span: head == the span's first slice, size_class == size_class_, and
+//                            xowner == the page's owner
 // Capacity conservation follows: capacity_ == (capacity_ - carved_) + local_count_ + used_, and
 // used_ == (blocks held by the program) + (blocks in heaps' caches) + remote.count, which
 // HeapRegistry::CheckAll and the fuzzers check with the caches and their shadow of live blocks.
@@ -63,26 +66,38 @@ namespace mf2 {
 
 class Heap;
 
+// The free path's view of one slice (see above). Written by the page source (head, under its
+// lock, while the span is on no heap) and by the span's owner or flag holder (size_class at
+// InitForClass/Retire, xowner at SetOwner).
+struct alignas(16) Slice {
+  std::atomic<Heap*> xowner{nullptr};  // the span's owner; changes only under its flag
+  uint8_t size_class = 0;  // the span's class; 0 when no span serving a class covers the slice
+  uint8_t head = 0;        // index of the span's first slice in its segment; 0 when in no span
+};
+static_assert(sizeof(Slice) == 16, "four slices per cache line");
+
+// Whether offset `off` from a span's first byte is the start of one of its blocks of class k
+// (0..capacity-1): one multiply, one compare (size_class.h). False for every offset of class 0.
+MF2_ALWAYS_INLINE bool IsBlockOffset(uintptr_t off, uint32_t k) {
+  return off * kClassDiv.div[k].mul < kClassDiv.div[k].limit;
+}
+
 // alignas(256): descriptors are 256 bytes, each of their cache lines on a line boundary.
 class alignas(256) Page {
  public:
   // kNowhere: on no list, held privately by the owner (transient) or retired.
   enum class Where : uint8_t { kNowhere, kActive, kPartial, kDetached };
 
-  // ---- Line 0: the free path's view, the same in every slice of the span ----
+  // ---- Line 0: the span (head only) ----
  private:
-  std::atomic<Heap*> xowner_{nullptr};  // read on every free; changes only under the flag
-  uint64_t start_mul_ = 0;   // start_ * div_mul_ (mod 2^64): IsBlockStart's offset term
-  uint64_t div_mul_ = 0;     // the class's block-start multiplier (size_class.h)
-  uint64_t div_limit_ = 0;   // the class's bound; 0 while the span serves no class
   char* start_ = nullptr;    // the span's first byte (block 0)
-  Page* head_ = nullptr;     // the span's first descriptor (this, on the head); set by the source
+  Slice* slice_ = nullptr;   // the span's first Slice; its span_slices entries follow
   uint32_t size_class_ = 0;  // 0: serving no class
   uint32_t block_size_ = 0;
 
  public:
-  // Set by the page source under its lock (span bookkeeping), on the head.
-  uint8_t span_slices = 0;  // on a span's first slice: span length; 0 elsewhere
+  // Set by the page source under its lock (span bookkeeping).
+  uint8_t span_slices = 0;  // span length in slices; 0 when this descriptor heads no span
   bool cached = false;      // a free span kept resident in the page source's cache
 
   // ---- Line 1: the owner's (head only) ----
@@ -117,29 +132,29 @@ class alignas(256) Page {
  private:
   [[maybe_unused]] uint64_t drained_seq_ = 0;  // debug, owner: last enqueue sequence drained
   [[maybe_unused]] std::atomic<uint64_t> xenqueue_seq_{0};  // debug: bumped by each edge winner
-  // Line 3 is padding: a power-of-two descriptor size.
 
  public:
-  // ---- Any thread: the free path (line 0, valid in every slice) ----
-  // Whether `a` is the start of one of this span's blocks (0..capacity-1): one multiply, one
-  // compare (size_class.h). False on every slice of a span that serves no class.
-  bool IsBlockStart(uintptr_t a) const { return a * div_mul_ - start_mul_ < div_limit_; }
+  // ---- Any thread: read-only while the page serves a class ----
+  // Whether `a` is the start of one of this span's blocks (0..capacity-1).
+  bool IsBlockStart(uintptr_t a) const {
+    return IsBlockOffset(a - reinterpret_cast<uintptr_t>(start_), size_class_);
+  }
   uint32_t size_class() const { return size_class_; }
   uint32_t block_size() const { return block_size_; }
   bool in_use() const { return size_class_ != 0; }
   char* start() const { return start_; }
-  Page* head() const { return head_; }
   // Relaxed: compared against the caller's own heap on the free path (only that heap's claim
   // holder ever stores its own address here); remote freers re-read it after winning the flag.
-  Heap* owner_relaxed() const { return xowner_.load(std::memory_order_relaxed); }
+  Heap* owner_relaxed() const { return slice_->xowner.load(std::memory_order_relaxed); }
   // The edge winner (holding in_remote_pending) reads the owner whose queue gets the page.
   // Acquire pairs with the release store in SetOwner (also ordered by the flag's acq_rel).
-  Heap* owner_mt() const { return xowner_.load(std::memory_order_acquire); }
+  Heap* owner_mt() const { return slice_->xowner.load(std::memory_order_acquire); }
 
   // ---- The page source (under its lock) ----
-  // Links every slice of a span of `slices` slices starting at this descriptor (whose memory
-  // starts at `start`) to it.
-  void MakeSpan(uint32_t slices, char* start);
+  // Makes this descriptor the head of a span of `slices` slices whose memory starts at `start`
+  // and whose Slice entries start at `slice` (the entry of this descriptor's slice, at index
+  // `index` of its segment).
+  void MakeSpan(uint32_t slices, char* start, Slice* slice, uint8_t index);
   // Unlinks the slices of a span going back to its segment.
   void UnmakeSpan();
 
@@ -151,6 +166,8 @@ class alignas(256) Page {
   // Owner or flag-holding adopter: publishes the new owner in every slice. Release: pairs with
   // owner_mt's acquire.
   void SetOwner(Heap* h);
+  // The Slice entry of the span's first slice (tests and checks).
+  const Slice* slice() const { return slice_; }
 
   // The owner's (or flag holder's) view. Relaxed: it wrote the value itself.
   Where where() const { return xwhere_.load(std::memory_order_relaxed); }
@@ -220,8 +237,7 @@ class alignas(256) Page {
   static Block* LoadLink(const Block* b);
 };
 
-// 256 bytes: the free path finds a slice's descriptor with a shift and a mask (segment.h).
-static_assert(sizeof(Page) == 256, "four cache lines per descriptor: free path, owner, producers");
+static_assert(sizeof(Page) == 256, "four cache lines: span, owner, producers, padding");
 static_assert(alignof(Page) == 256, "descriptors start on cache lines, at a power-of-two stride");
 
 inline void Page::StoreLink(Block* b, Block* next) {

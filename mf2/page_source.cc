@@ -90,8 +90,8 @@ Segment* OsPageSource::MapSegment() {
   }
   MF2_CHECK(aligned + kSegmentSize <= kUserAddressLimit, "segment above the 47-bit limit");
   Segment* s = new (reinterpret_cast<void*>(aligned)) Segment();
-  MF2_CHECK(reinterpret_cast<uintptr_t>(&s->pages[0]) == aligned + sizeof(Page),
-            "descriptors start at the header's second 256-byte unit (SliceOf)");
+  MF2_CHECK(reinterpret_cast<uintptr_t>(&s->slices[0]) == aligned + 64,
+            "slices start at the header's second cache line (SliceOf)");
   s->cookie = kSegmentCookie;
   s->used_slices = kHeaderBit;
   PushFront(s);
@@ -109,7 +109,7 @@ Page* OsPageSource::CarveSpan(Segment* s, uint32_t first, uint32_t slices) {
     PushBack(s);
   }
   Page* head = &s->pages[first];
-  head->MakeSpan(slices, s->slice_start(first));
+  head->MakeSpan(slices, s->slice_start(first), &s->slices[first], static_cast<uint8_t>(first));
   return head;
 }
 
@@ -267,7 +267,7 @@ void OsPageSource::ForEachSpanInUse(void (*fn)(Page*, void*), void* arg) {
   for (Segment* s = segments_; s != nullptr; s = s->next) {
     for (uint32_t i = 1; i < kSlicesPerSegment;) {
       Page* p = &s->pages[i];
-      if ((s->used_slices >> i) & 1 && p->span_slices > 0 && p->head() == p) {
+      if ((s->used_slices >> i) & 1 && p->span_slices > 0) {
         if (!p->cached) fn(p, arg);
         i += p->span_slices;
       } else {
@@ -311,10 +311,10 @@ void OsPageSource::CheckInvariants() {
       uint32_t n = p->span_slices;
       MF2_CHECK(n >= 1 && n <= kMaxSlicesPerSpan && i + n <= kSlicesPerSegment,
                 "span head with bad length");
-      MF2_CHECK(p->head() == p, "a span's first slice is its own head");
-      for (uint32_t j = 1; j < n; ++j) {
-        MF2_CHECK(s->pages[i + j].head() == p && ((s->used_slices >> (i + j)) & 1),
-                  "span continuation slice does not point back to its head");
+      for (uint32_t j = 0; j < n; ++j) {
+        MF2_CHECK(s->slices[i + j].head == i && ((s->used_slices >> (i + j)) & 1),
+                  "a span's slices name its first slice");
+        MF2_CHECK(j == 0 || s->pages[i + j].span_slices == 0, "only the first slice heads a span");
       }
       spans_bytes += n * kSliceSize;
       i += n;

@@ -126,22 +126,24 @@ TEST_F(PageTest, ConservationThroughLocalAndRemoteFrees) {
   head_->CheckInvariants(true);
 }
 
-// Page::IsBlockStart: exactly the starts of blocks 0..capacity-1, on every slice of the span.
+// The free path's block-start test: exactly the starts of blocks 0..capacity-1, found from every
+// slice of the span, and nothing in the segment header.
 TEST_F(PageTest, BlockStartsAreRecognisedOnEverySliceAndNothingElse) {
   const uintptr_t start = reinterpret_cast<uintptr_t>(head_->start());
   const uint32_t size = head_->block_size();
   Segment* s = SegmentOf(head_);
-  for (uintptr_t a = start - 64; a < start + head_->span_slices * kSliceSize; a += 8) {
-    Page* slice = SliceOf(a);
+  for (uintptr_t a = start; a < start + head_->span_slices * kSliceSize; a += 8) {
+    const Slice* slice = SliceOf(a);
     ASSERT_NE(slice, nullptr);
-    const bool expected =
-        a >= start && (a - start) % size == 0 && (a - start) / size < head_->capacity();
-    ASSERT_EQ(slice->IsBlockStart(a), expected) << a - start;
-    if (a >= start) ASSERT_EQ(slice->head(), head_);
+    const bool expected = (a - start) % size == 0 && (a - start) / size < head_->capacity();
+    ASSERT_EQ(IsBlockOffset(SpanOffset(a, slice), slice->size_class), expected) << a - start;
+    ASSERT_EQ(IsBlockStart(a), expected) << a - start;
+    ASSERT_EQ(head_->IsBlockStart(a), expected) << a - start;
+    ASSERT_EQ(PageOf(reinterpret_cast<void*>(a)), head_);
   }
-  EXPECT_FALSE(SliceOf(reinterpret_cast<uintptr_t>(s) + 64)->IsBlockStart(
-      reinterpret_cast<uintptr_t>(s) + 64))
-      << "the segment header holds no block";
+  for (uintptr_t a = reinterpret_cast<uintptr_t>(s); a < start; a += 64) {
+    ASSERT_FALSE(IsBlockStart(a)) << "the segment header and other spans' slices hold no block";
+  }
 }
 
 // A use-after-free write of a foreign address into a free block's link, or an overflow into it,

@@ -1,11 +1,11 @@
 // Segments: 4 MiB-aligned regions of 64 slices of 64 KiB. Slice 0 holds the segment header with
 // one Page descriptor per slice; spans of 1..8 slices serve size classes.
 //
-// Pointer to descriptor in O(1), with no lock: the segment is `p & ~(4 MiB - 1)`; a process-wide
+// Pointer to slice in O(1), with no lock: the segment is `p & ~(4 MiB - 1)`; a process-wide
 // bitmap with one bit per 4 MiB of address space says whether that is an MF2 segment (so pointers
 // MF2 never handed out are recognised without touching unmapped memory); the slice index selects
-// the descriptor, whose first line (owner, class, block-start test) is the span's in every slice
-// (page.h), and whose head() is the span's first descriptor for everything else.
+// the 16-byte Slice (page.h: owner, class, first slice of the span), whose `head` indexes the
+// span's Page descriptor.
 #ifndef MF2_SEGMENT_H_
 #define MF2_SEGMENT_H_
 
@@ -31,8 +31,11 @@ struct alignas(256) Segment {
   Segment* prev;         //   free slice first, full ones after
 
   uint64_t used_slices;  // bit i: slice i belongs to a span or the header (under its lock)
-  // pages[0] is never used (slice 0 is this header): it accepts no block, so a pointer into the
-  // header is rejected. At offset 256 (checked when a segment is mapped; SliceOf relies on it).
+  // The free path's view of every slice, at offset 64 (checked when a segment is mapped; SliceOf
+  // relies on it). slices[0] (this header) never serves a class: a pointer into the header is
+  // rejected.
+  alignas(64) Slice slices[kSlicesPerSegment];
+  // Span descriptors: pages[i] describes the span whose first slice is i.
   Page pages[kSlicesPerSegment];
 
   char* slice_start(uint32_t i) { return reinterpret_cast<char*>(this) + i * kSliceSize; }
@@ -65,26 +68,43 @@ inline Segment* SegmentOf(const void* p) {
   return reinterpret_cast<Segment*>(reinterpret_cast<uintptr_t>(p) & ~(kSegmentSize - 1));
 }
 
-// The descriptor of the slice holding `a`, or nullptr when `a` is not inside an MF2 segment.
-// Only its first line is meaningful on a slice that is not a span's first (page.h); a slice of no
-// span, or the header's, accepts no block (IsBlockStart is false). Any thread, no lock. On every
-// free: inline, two loads (the bitmap word and the descriptor line).
-MF2_ALWAYS_INLINE Page* SliceOf(uintptr_t a) {
+// The Slice holding `a`, or nullptr when `a` is not inside an MF2 segment. Any thread, no lock.
+// On every free: inline, two loads (the bitmap word and the slice's line).
+MF2_ALWAYS_INLINE Slice* SliceOf(uintptr_t a) {
   if (MF2_PREDICT_FALSE(a >= kUserAddressLimit) ||
       MF2_PREDICT_FALSE(!segment_map::Contains(a & ~(kSegmentSize - 1)))) {
     return nullptr;
   }
-  // &pages[slice] with pages[0] at the header's second 256-byte unit: one shift and one mask.
-  static_assert(sizeof(Page) == 256 && kSliceShift == 16, "slice * sizeof(Page) == (a >> 8)");
-  return reinterpret_cast<Page*>((a & ~(kSegmentSize - 1)) + sizeof(Page) +
-                                 ((a >> 8) & ((kSlicesPerSegment - 1) * sizeof(Page))));
+  // &slices[slice] with slices[0] at offset 64: one shift and one mask.
+  static_assert(sizeof(Slice) == 16 && kSliceShift == 16, "slice * sizeof(Slice) == (a >> 12)");
+  return reinterpret_cast<Slice*>((a & ~(kSegmentSize - 1)) + 64 +
+                                  ((a >> 12) & ((kSlicesPerSegment - 1) * sizeof(Slice))));
+}
+
+// The offset of `a` from the first byte of the span covering its slice `s`.
+MF2_ALWAYS_INLINE uintptr_t SpanOffset(uintptr_t a, const Slice* s) {
+  return (a & (kSegmentSize - 1)) - (uintptr_t{s->head} << kSliceShift);
+}
+
+// The Page descriptor of the span covering slice `s` (of the segment holding `a`): pages[0], a
+// descriptor that never serves a class, when the slice is in no span.
+MF2_ALWAYS_INLINE Page* SpanPage(uintptr_t a, const Slice* s) {
+  return &reinterpret_cast<Segment*>(a & ~(kSegmentSize - 1))->pages[s->head];
+}
+
+// Whether `a` is the start of a block of a span serving a class. Any thread.
+inline bool IsBlockStart(uintptr_t a) {
+  const Slice* s = SliceOf(a);
+  return s != nullptr && IsBlockOffset(SpanOffset(a, s), s->size_class);
 }
 
 // The span head descriptor for `p`, or nullptr when p is not inside a span of an MF2 segment
 // (foreign pointer, segment header, or a slice that belongs to no span). Any thread, no lock.
 inline Page* PageOf(const void* p) {
-  Page* slice = SliceOf(reinterpret_cast<uintptr_t>(p));
-  return slice == nullptr ? nullptr : slice->head();
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  const Slice* s = SliceOf(a);
+  if (s == nullptr || s->head == 0) return nullptr;
+  return SpanPage(a, s);
 }
 
 // Whether `p` lies inside some MF2 segment (header included). Any thread.

@@ -136,6 +136,27 @@ constexpr SmallTable MakeSmallTable() {
 }
 }  // namespace internal
 
+// The block-start test's two constants per class (SizeClassInfo), dense for the free path: 16 bytes
+// a class, class 0's limit 0 (no block anywhere). Internal linkage: each user addresses its own
+// copy directly, with no GOT load in position-independent code.
+struct ClassDiv {
+  uint64_t mul;
+  uint64_t limit;
+};
+namespace internal {
+struct DivTable {
+  ClassDiv div[kNumClasses];
+};
+constexpr DivTable MakeDivTable() {
+  DivTable t{};
+  for (uint32_t k = 0; k < kNumClasses; ++k) {
+    t.div[k] = ClassDiv{kSizeClassTable.info[k].div_mul, kSizeClassTable.info[k].div_limit};
+  }
+  return t;
+}
+}  // namespace internal
+static constexpr internal::DivTable kClassDiv = internal::MakeDivTable();
+
 // kSmallClass.k[(size + 15) / 16] is the class of a request of size <= kSmallMax.
 inline constexpr internal::SmallTable kSmallClass = internal::MakeSmallTable();
 
