@@ -68,20 +68,27 @@ void ProcessName(char* out, size_t cap) {
   out[strcspn(out, "\n")] = '\0';
 }
 
-// Resident bytes now (/proc/self/statm) and at the peak (VmHWM, /proc/self/status); 0 if unknown.
-void ResidentBytes(uint64_t* now, uint64_t* peak) {
-  *now = *peak = 0;
+// The whole process's resident bytes now (/proc/self/statm) and at the peak (VmHWM,
+// /proc/self/status); 0 where unknown.
+struct Resident {
+  uint64_t now = 0;
+  uint64_t peak = 0;
+};
+
+Resident ReadResident() {
+  Resident r;
   char buf[4096];
   if (ReadSmallFile("/proc/self/statm", buf, sizeof(buf))) {
     const char* resident = strchr(buf, ' ');
     const long page = sysconf(_SC_PAGESIZE);
     if (resident != nullptr && page > 0) {
-      *now = strtoull(resident + 1, nullptr, 10) * static_cast<uint64_t>(page);
+      r.now = strtoull(resident + 1, nullptr, 10) * static_cast<uint64_t>(page);
     }
   }
   if (ReadSmallFile("/proc/self/status", buf, sizeof(buf))) {
-    if (const char* hwm = strstr(buf, "VmHWM:")) *peak = strtoull(hwm + 6, nullptr, 10) << 10;
+    if (const char* hwm = strstr(buf, "VmHWM:")) r.peak = strtoull(hwm + 6, nullptr, 10) << 10;
   }
+  return r;
 }
 
 // "12.3 MiB" and the like.
@@ -133,7 +140,7 @@ __attribute__((constructor)) void CaptureStartup() {
 // ---- The report ----
 
 // The memory lines: each figure now, its peak where MF2 tracks one, and what it is made of.
-void WriteMemory(int fd, const Stats& s) {
+void WriteMemory(int fd, const Stats& s, const Resident& resident) {
   // Live large bytes are known when the allocator feeds the gauge, or when none is live.
   const bool large_known = kFootprintFed || s.large_count == 0;
   char a[32], b[32], c[32], d[32];
@@ -141,8 +148,6 @@ void WriteMemory(int fd, const Stats& s) {
     return known ? HumanBytes(v, out, 32) : "n/a";
   };
   WriteLine(fd, "mf2_stats: %-12s %12s %12s\n", "memory", "now", "peak");
-  uint64_t resident = 0, resident_peak = 0;
-  ResidentBytes(&resident, &resident_peak);
   WriteLine(
       fd, "mf2_stats:   %-10s %12s %12s  spans held by heaps %s + live large blocks %s (%llu)\n",
       "in use", figure(s.bytes_in_use, large_known, a),
@@ -156,8 +161,8 @@ void WriteMemory(int fd, const Stats& s) {
             "reserved", figure(s.bytes_reserved, large_known, a), "-",
             static_cast<unsigned long long>(s.segments_mapped - s.segments_unmapped));
   WriteLine(fd, "mf2_stats:   %-10s %12s %12s  the whole process (/proc/self/statm, VmHWM)\n",
-            "resident", figure(resident, resident != 0, a),
-            figure(resident_peak, resident_peak != 0, b));
+            "resident", figure(resident.now, resident.now != 0, a),
+            figure(resident.peak, resident.peak != 0, b));
 }
 
 void WriteCounters(int fd, const Stats& s) {
@@ -172,7 +177,7 @@ void WriteCounters(int fd, const Stats& s) {
 
 // One line of key=value fields for scripts (bench/run_h2h.py, mf2/preload_test.sh): the route and
 // reuse rate first, then the headline counters and the byte figures ("n/a" when unknown).
-void WriteKeyValues(int fd, const Stats& s) {
+void WriteKeyValues(int fd, const Stats& s, const Resident& resident) {
   const bool large_known = kFootprintFed || s.large_count == 0;
   char in_use[24], peak[24], committed[24], reserved[24];
   auto number = [](uint64_t v, bool known, char* out) {
@@ -180,24 +185,23 @@ void WriteKeyValues(int fd, const Stats& s) {
     internal::FormatTo(out, 24, "%llu", static_cast<unsigned long long>(v));
     return static_cast<const char*>(out);
   };
-  uint64_t resident = 0, resident_peak = 0;
-  ResidentBytes(&resident, &resident_peak);
-  WriteLine(
-      fd,
-      "mf2_stats: route=%s reuse_rate=%.4f new_pages=%llu page_reuses=%llu adoptions=%llu "
-      "pages_reclaimed=%llu segments_mapped=%llu spans_returned_to_os=%llu "
-      "bytes_in_use=%s bytes_in_use_peak=%s bytes_committed=%s bytes_reserved=%s "
-      "resident_bytes=%llu resident_peak_bytes=%llu pid=%d\n",
-      RouteName(CurrentRoute()), s.reuse_rate(), static_cast<unsigned long long>(s.new_pages),
-      static_cast<unsigned long long>(s.page_reuses),
-      static_cast<unsigned long long>(s.adopt_allowed),
-      static_cast<unsigned long long>(s.pages_reclaimed),
-      static_cast<unsigned long long>(s.segments_mapped),
-      static_cast<unsigned long long>(s.spans_returned_to_os),
-      number(s.bytes_in_use, large_known, in_use), number(s.bytes_in_use_peak, kFootprintFed, peak),
-      number(s.bytes_committed, large_known, committed),
-      number(s.bytes_reserved, large_known, reserved), static_cast<unsigned long long>(resident),
-      static_cast<unsigned long long>(resident_peak), static_cast<int>(getpid()));
+  WriteLine(fd,
+            "mf2_stats: route=%s reuse_rate=%.4f new_pages=%llu page_reuses=%llu adoptions=%llu "
+            "pages_reclaimed=%llu segments_mapped=%llu spans_returned_to_os=%llu "
+            "bytes_in_use=%s bytes_in_use_peak=%s bytes_committed=%s bytes_reserved=%s "
+            "resident_bytes=%llu resident_peak_bytes=%llu pid=%d\n",
+            RouteName(CurrentRoute()), s.reuse_rate(), static_cast<unsigned long long>(s.new_pages),
+            static_cast<unsigned long long>(s.page_reuses),
+            static_cast<unsigned long long>(s.adopt_allowed),
+            static_cast<unsigned long long>(s.pages_reclaimed),
+            static_cast<unsigned long long>(s.segments_mapped),
+            static_cast<unsigned long long>(s.spans_returned_to_os),
+            number(s.bytes_in_use, large_known, in_use),
+            number(s.bytes_in_use_peak, kFootprintFed, peak),
+            number(s.bytes_committed, large_known, committed),
+            number(s.bytes_reserved, large_known, reserved),
+            static_cast<unsigned long long>(resident.now),
+            static_cast<unsigned long long>(resident.peak), static_cast<int>(getpid()));
 }
 
 // ---- The summary at exit ----
@@ -291,9 +295,10 @@ void PrintStats(int fd) noexcept {
               "process's until the fork\n",
               g_start_pid);
   }
-  WriteMemory(fd, s);
+  const Resident resident = ReadResident();
+  WriteMemory(fd, s, resident);
   WriteCounters(fd, s);
-  WriteKeyValues(fd, s);
+  WriteKeyValues(fd, s, resident);
 }
 
 }  // namespace mf2
