@@ -7,17 +7,26 @@ only.
 
 Method
   * Each run is a separate process. The allocator is chosen with LD_PRELOAD (glibc: none).
+    Besides the built-in peers and MF2 variants, `--allocator NAME=/path/lib.so` (repeatable)
+    adds any preload library.
   * Runs are interleaved: for rep in 1..R: for workload: for allocator (the allocator order rotates
     by one each repetition so no allocator always runs right after the same neighbour). Slow drift
     of the machine (other jobs, thermal) then hits every allocator alike.
-  * Per (workload, allocator): median throughput over the repetitions, min and max, median peak RSS
-    (ru_maxrss of the child, measured by GNU time), ratio of the median to mimalloc's median.
-  * MF2 runs get MF2_STATS=1; a stderr line starting with `mf2_stats:` is kept, and its reuse-rate
-    and new-pages fields are reported (n/a when absent).
+  * Per (workload, allocator): median throughput over the repetitions, min and max, median, min and
+    max peak RSS (ru_maxrss of the child, measured by GNU time), ratio of the median to the
+    baseline's median (mimalloc unless --baseline says otherwise).
+  * A busy machine is detected, not assumed away: before the run (1 s of /proc/stat, load
+    average) and during every run (CPU time the rest of the machine used while the benchmark ran:
+    system-wide busy time from /proc/stat minus the benchmark's own CPU time). Warnings go to
+    stderr, results.md and the chart.
+  * MF2 runs (and custom libraries that export mf2_malloc) get MF2_STATS=1; the stderr lines
+    starting with `mf2_stats:` are kept, and the reuse-rate and new-pages fields are reported (n/a
+    when absent).
 
 Output: bench/results/<timestamp>/ with runs.csv (one row per run), summary.csv, results.md,
-chart.png (gnuplot), logs/ (full output of MF2 runs and failed runs), and the Markdown table on
-stdout. Progress goes to stderr, one line per run.
+chart.png (gnuplot: throughput relative to the baseline with min-max error bars, and peak RSS
+with min-max error bars), logs/ (full output of MF2 runs and failed runs), and the Markdown table
+on stdout. Progress goes to stderr, one line per run.
 """
 
 import argparse
@@ -26,6 +35,7 @@ import datetime
 import os
 import platform
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -60,9 +70,109 @@ MF2_VARIANTS = {
 MF2_ENV_KEYS = ("MF2_ROUTE", "MF2_RECLAIM_IDLE", "MF2_ADOPT_PARTIAL_GATE")
 
 
+# Custom allocators (--allocator) whose library is a build of MF2: they get MF2_STATS=1 too.
+CUSTOM_MF2 = set()
+
+
 def is_mf2(name):
-    return name == MF2 or name in MF2_VARIANTS
+    return name == MF2 or name in MF2_VARIANTS or name in CUSTOM_MF2
+
+
 BASELINE = "mimalloc"
+# A run shared the machine when other processes used more than this fraction of all CPUs during it.
+BUSY_FRACTION = 0.15
+CUSTOM_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+class UsageError(Exception):
+    """A bad command line: the message says what was wrong and what is valid."""
+
+
+def builtin_names():
+    return [name for name, _ in PEERS] + [MF2] + list(MF2_VARIANTS)
+
+
+def parse_custom(specs):
+    """[(name, absolute path)] from --allocator NAME=/path/lib.so arguments."""
+    custom = []
+    for spec in specs or []:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise UsageError("--allocator wants NAME=/path/to/lib.so, got %r" % spec)
+        if not CUSTOM_NAME_RE.match(name):
+            raise UsageError("--allocator name %r: use letters, digits and _.+- only" % name)
+        if name in builtin_names() or name in [c[0] for c in custom]:
+            raise UsageError("--allocator name %r is taken (built-in names: %s)"
+                             % (name, ", ".join(builtin_names())))
+        if not os.path.isfile(path):
+            raise UsageError("--allocator %s: no such file %s" % (name, path))
+        custom.append((name, os.path.abspath(path)))
+    return custom
+
+
+def library_is_mf2(path):
+    """Whether the shared library exports MF2's C API (so MF2_STATS=1 applies to it)."""
+    try:
+        with open(path, "rb") as f:
+            return b"\0mf2_malloc\0" in f.read()
+    except OSError:
+        return False
+
+
+def resolve_allocators(opts):
+    """Returns ([(name, preload path or None)], [warning]) for the run.
+
+    Without --allocators: the peers, MF2 and every --allocator. With it: exactly the names it
+    lists, in its order, then any --allocator it does not list. An unknown name is a UsageError
+    listing the valid ones; a listed built-in whose library is missing is skipped with a warning.
+    """
+    custom = parse_custom(opts.allocator)
+    valid = builtin_names() + [name for name, _ in custom]
+    wanted = None
+    if opts.allocators:
+        wanted = []
+        for name in (w.strip() for w in opts.allocators.split(",")):
+            if name and name not in wanted:
+                wanted.append(name)
+        unknown = [w for w in wanted if w not in valid]
+        if unknown:
+            raise UsageError("unknown allocator%s %s in --allocators; valid: %s (add any other "
+                             "library with --allocator NAME=/path/lib.so)"
+                             % ("s" if len(unknown) > 1 else "", ", ".join(unknown),
+                                ", ".join(valid)))
+        if not wanted:
+            raise UsageError("--allocators is empty; valid: %s" % ", ".join(valid))
+
+    def needed(name):
+        return name in wanted if wanted is not None else name not in MF2_VARIANTS
+
+    warnings = []
+    available = {}
+    for name, path in PEERS:
+        if path and not os.path.isfile(path):
+            if needed(name):
+                warnings.append("%s library missing: %s (install %s): skipping it"
+                                % (name, path, PEER_PACKAGES[name]))
+            continue
+        available[name] = path
+    if any(needed(n) for n in [MF2] + list(MF2_VARIANTS)):
+        mf2_path, mf2_warning = find_mf2(opts)
+        if mf2_warning:
+            warnings.append(mf2_warning)
+        if mf2_path:
+            for name in [MF2] + list(MF2_VARIANTS):
+                available[name] = mf2_path
+    for name, path in custom:
+        available[name] = path
+        if library_is_mf2(path):
+            CUSTOM_MF2.add(name)
+    order = wanted if wanted is not None else builtin_names() + [name for name, _ in custom]
+    allocators = [(name, available[name]) for name in order
+                  if name in available and needed(name)]
+    allocators += [(name, path) for name, path in custom
+                   if name not in [a[0] for a in allocators]]
+    return allocators, warnings
+
 
 # Where `bazel build -c opt //mf2:libmf2_malloc.so` puts the library, best first.
 MF2_CANDIDATES = [
@@ -162,9 +272,10 @@ STATS_FIELD_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_.-]*)\s*[=:]\s*([^\s,;]+)")
 def parse_mf2_stats(stderr_text):
     """Returns (summary, reuse-rate, new-pages) from the `mf2_stats:` lines, or Nones.
 
-    MF2 prints one `mf2_stats: <counter> <value> <description>` line per counter and a summary line
-    of `key=value` fields (`reuse_rate=0.9985 new_pages=1461 ...`). Both forms are read; the
-    summary's fields win. `summary` is the key=value line (or all lines joined when there is none).
+    MF2 prints a header, memory lines, one `mf2_stats:   <counter> <value> <description>` line per
+    counter and a line of `key=value` fields (`route=route_s reuse_rate=0.9985 new_pages=1461 ...`).
+    Counter lines and the key=value line are read; the latter's fields win. `summary` is the
+    key=value line (or all lines joined when there is none).
     """
     fields, summary, lines = {}, None, []
     for line in stderr_text.splitlines():
@@ -179,7 +290,7 @@ def parse_mf2_stats(stderr_text):
                 fields[key.lower().replace("-", "_")] = value
         else:
             words = body.split()
-            if len(words) >= 2:
+            if len(words) >= 2 and words[1].isdigit():  # a counter line, not a memory line
                 fields.setdefault(words[0].lower().replace("-", "_"), words[1])
     if not lines:
         return None, None, None
@@ -192,6 +303,38 @@ def parse_mf2_stats(stderr_text):
 
 
 TIME = "/usr/bin/time"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def machine_cpu():
+    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat, or None."""
+    try:
+        with open("/proc/stat") as f:
+            values = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    if len(values) < 5:
+        return None
+    total = sum(values[:8])  # user nice system idle iowait irq softirq steal (guest is in user)
+    return (total - values[3] - values[4]) / CLOCK_TICKS, total / CLOCK_TICKS
+
+
+def children_cpu_seconds():
+    """User + system CPU seconds of this process's waited-for children (and theirs)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def others_fraction(before, after, own_cpu_s):
+    """Fraction of all CPUs' time that processes other than the benchmark used between two
+    machine_cpu() samples, given the benchmark's own CPU seconds; None if unknown."""
+    if before is None or after is None:
+        return None
+    busy = after[0] - before[0]
+    total = after[1] - before[1]
+    if total <= 0:
+        return None
+    return min(1.0, max(0.0, (busy - own_cpu_s) / total))
 
 
 def run_one(cmd, preload, mf2_env, timeout_s):
@@ -204,6 +347,7 @@ def run_one(cmd, preload, mf2_env, timeout_s):
     """
     env = dict(os.environ)
     env.pop("LD_PRELOAD", None)
+    env.pop("MF2_STATS_FILE", None)
     env.pop("MF2_STATS", None)
     if mf2_env is not None:
         env["MF2_STATS"] = "1"
@@ -215,6 +359,8 @@ def run_one(cmd, preload, mf2_env, timeout_s):
             tempfile.NamedTemporaryFile(mode="r", suffix=".rss") as rss_file:
         full = [TIME, "-f", "%M", "-o", rss_file.name] + inner if os.access(TIME, os.X_OK) \
             else inner
+        cpu_before = machine_cpu()
+        children_before = children_cpu_seconds()
         start = time.monotonic()
         proc = subprocess.Popen(full, stdout=out, stderr=err, env=env, start_new_session=True)
         timed_out = False
@@ -225,6 +371,8 @@ def run_one(cmd, preload, mf2_env, timeout_s):
             proc.wait()
             timed_out = True
         wall = time.monotonic() - start
+        others = others_fraction(cpu_before, machine_cpu(),
+                                 children_cpu_seconds() - children_before)
         out.seek(0)
         err.seek(0)
         stdout = out.read().decode(errors="replace")
@@ -235,6 +383,7 @@ def run_one(cmd, preload, mf2_env, timeout_s):
     # and exits with the same status, so proc.returncode is the program's.
     result = {
         "wall_s": wall,
+        "others_cpu": others,
         "exit": proc.returncode,
         "stdout": stdout,
         "stderr": stderr,
@@ -277,8 +426,13 @@ def fmt_mib(kib):
     return "n/a" if kib is None else "%.1f" % (kib / 1024.0)
 
 
-def summarize(rows, workloads, allocators):
-    """Per (workload label, allocator): medians and spread over the successful repetitions."""
+def summarize(rows, workloads, allocators, baseline):
+    """Per (workload label, allocator): medians and spread over the successful repetitions.
+
+    `ratio`, `ratio_min` and `ratio_max` are the median, min and max throughput over the
+    baseline's median (None when either is missing); `busy_runs` counts runs during which other
+    processes used more than BUSY_FRACTION of the CPUs.
+    """
     summary = {}
     for wl in workloads:
         for name in allocators:
@@ -293,6 +447,9 @@ def summarize(rows, workloads, allocators):
                 "min": min(tp) if tp else None,
                 "max": max(tp) if tp else None,
                 "rss_median": statistics.median(rss) if rss else None,
+                "rss_min": min(rss) if rss else None,
+                "rss_max": max(rss) if rss else None,
+                "busy_runs": sum(1 for r in mine if (r.get("others_cpu") or 0) > BUSY_FRACTION),
                 "failures": sorted({r["status"] for r in mine if r["status"] != "ok"}),
                 "mf2_reuse": None,
                 "mf2_new_pages": None,
@@ -312,20 +469,21 @@ def summarize(rows, workloads, allocators):
                 m = re.search(r"pages_reclaimed=(\d+)", pick["mf2_raw"])
                 s["mf2_reclaimed"] = m.group(1) if m else None
             summary[(wl.label, name)] = s
-        base = summary.get((wl.label, BASELINE))
+        base = summary.get((wl.label, baseline))
         for name in allocators:
             s = summary[(wl.label, name)]
+            s["ratio"] = s["ratio_min"] = s["ratio_max"] = None
             if base and base["median"] and s["median"]:
                 s["ratio"] = s["median"] / base["median"]
-            else:
-                s["ratio"] = None
+                s["ratio_min"] = s["min"] / base["median"]
+                s["ratio_max"] = s["max"] / base["median"]
     return summary
 
 
-def markdown_tables(summary, workloads, allocators, mf2_in_run):
+def markdown_tables(summary, workloads, allocators, baseline):
     lines = []
     lines.append("### Throughput: median over repetitions "
-                 "(x ratio to mimalloc; ± half of (max-min)/median)")
+                 "(x ratio to %s; ± half of (max-min)/median)" % baseline)
     lines.append("")
     lines.append("| workload | unit/s | " + " | ".join(allocators) + " |")
     lines.append("|---|---|" + "---|" * len(allocators))
@@ -341,22 +499,31 @@ def markdown_tables(summary, workloads, allocators, mf2_in_run):
             cell = "%s %s ±%.0f%%" % (fmt_rate(s["median"]), ratio, 50 * spread)
             if s["ok"] < s["runs"]:
                 cell += " (%d/%d ok)" % (s["ok"], s["runs"])
+            if s["busy_runs"]:
+                cell += " (busy %d/%d)" % (s["busy_runs"], s["runs"])
             cells.append(cell)
         lines.append("| %s | %s | %s |" % (wl.label, wl.unit, " | ".join(cells)))
     lines.append("")
-    lines.append("### Peak RSS: median ru_maxrss of the process, MiB")
+    lines.append("### Peak RSS: median ru_maxrss of the process, MiB (min-max)")
     lines.append("")
     lines.append("| workload | " + " | ".join(allocators) + " |")
     lines.append("|---|" + "---|" * len(allocators))
     for wl in workloads:
-        cells = [fmt_mib(summary[(wl.label, name)]["rss_median"]) for name in allocators]
+        cells = []
+        for name in allocators:
+            s = summary[(wl.label, name)]
+            cell = fmt_mib(s["rss_median"])
+            if s["rss_min"] is not None and s["rss_max"] != s["rss_min"]:
+                cell += " (%s-%s)" % (fmt_mib(s["rss_min"]), fmt_mib(s["rss_max"]))
+            cells.append(cell)
         lines.append("| %s | %s |" % (wl.label, " | ".join(cells)))
     lines.append("")
     mf2_names = [a for a in allocators if is_mf2(a)]
     if mf2_names:
         lines.append("### MF2 stats (MF2_STATS=1, run nearest the median)")
         lines.append("")
-        lines.append("| workload | variant | reuse rate | new pages | adoptions | pages reclaimed |")
+        lines.append("| workload | variant | reuse rate | new pages | adoptions "
+                     "| pages reclaimed |")
         lines.append("|---|---|---|---|---|---|")
         for wl in workloads:
             for name in mf2_names:
@@ -366,6 +533,32 @@ def markdown_tables(summary, workloads, allocators, mf2_in_run):
                     s["mf2_adoptions"] or "n/a", s["mf2_reclaimed"] or "n/a"))
         lines.append("")
     return "\n".join(lines)
+
+
+def chart_warning(rows, busy_start):
+    """A one-line busy-machine warning short enough for the chart's top, or None."""
+    busy = sum(1 for r in rows if (r.get("others_cpu") or 0) > BUSY_FRACTION)
+    parts = []
+    if busy_start is not None and busy_start > BUSY_FRACTION:
+        parts.append("%.0f%% of the CPUs busy with other work before the run" % (100 * busy_start))
+    if busy:
+        parts.append("%d of %d runs shared the CPUs" % (busy, len(rows)))
+    if not parts:
+        return None
+    return "busy machine: " + ", ".join(parts) + " (see results.md)"
+
+
+def busy_warnings(rows):
+    """Warnings about runs that shared the machine with other work (empty if none did)."""
+    measured = [r["others_cpu"] for r in rows if r.get("others_cpu") is not None]
+    busy = [v for v in measured if v > BUSY_FRACTION]
+    if not busy:
+        return []
+    return ["busy machine: during %d of %d runs other processes used more than %.0f%% of the "
+            "CPUs (median of all runs %.0f%%, worst %.0f%%); those numbers are not worth "
+            "comparing (cells marked 'busy')"
+            % (len(busy), len(measured), 100 * BUSY_FRACTION,
+               100 * statistics.median(measured), 100 * max(measured))]
 
 
 def busy_fraction(seconds=1.0):
@@ -393,40 +586,67 @@ def gnuplot_terminal():
     return "pngcairo" if probe.returncode == 0 and not probe.stderr.strip() else "png"
 
 
-def write_chart(out_dir, summary, workloads, allocators):
-    """chart.png: clustered bars of each allocator's median throughput relative to mimalloc."""
+def gnuplot_string(text):
+    """A gnuplot single-quoted string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def write_chart(out_dir, summary, workloads, allocators, baseline, warning=None):
+    """chart.png, two panels: each allocator's median throughput relative to the baseline's
+    median, and its median peak RSS; error bars span the min and max over the repetitions.
+    `warning` (a busy machine) is printed in red above both."""
     terminal = gnuplot_terminal()
     if terminal is None:
         return "gnuplot not found: no chart"
     data_path = os.path.join(out_dir, "chart.dat")
     with open(data_path, "w") as f:
-        f.write("workload " + " ".join(allocators) + "\n")
+        f.write("# workload, then per allocator: ratio ratio_min ratio_max rss_mib rss_min "
+                "rss_max (NaN: no successful run)\n")
         for wl in workloads:
             vals = []
             for name in allocators:
-                r = summary[(wl.label, name)]["ratio"]
-                vals.append("%.4f" % r if r is not None else "NaN")
+                s = summary[(wl.label, name)]
+                for key in ("ratio", "ratio_min", "ratio_max"):
+                    vals.append("%.4f" % s[key] if s[key] is not None else "NaN")
+                for key in ("rss_median", "rss_min", "rss_max"):
+                    vals.append("%.2f" % (s[key] / 1024.0) if s[key] is not None else "NaN")
             f.write('"%s" %s\n' % (wl.label, " ".join(vals)))
-    size = "1400,600" if terminal == "pngcairo" else "1400,600"
+    width, height = 1400, 1100
     script = [
-        "set terminal %s size %s%s" % (terminal, size,
-                                       " font 'Sans,10'" if terminal == "pngcairo" else ""),
-        "set output '%s'" % os.path.join(out_dir, "chart.png"),
-        "set title 'Median throughput relative to mimalloc (higher is better)'",
+        "set terminal %s size %d,%d%s" % (terminal, width, height,
+                                          " font 'Sans,10'" if terminal == "pngcairo" else ""),
+        "set output %s" % gnuplot_string(os.path.join(out_dir, "chart.png")),
         "set style data histogram",
-        "set style histogram clustered gap 1",
+        "set style histogram errorbars gap 1 lw 1",
         "set style fill solid 0.8 border -1",
         "set boxwidth 0.9",
         "set key outside right top",
         "set grid ytics",
-        "set yrange [0:*]",
-        "set ylabel 'throughput / mimalloc'",
         "set xtics rotate by -30 nomirror",
         "set datafile missing 'NaN'",
-        "plot " + ", ".join(
-            "'%s' using %d:xtic(1) title columnheader(%d)" % (data_path, i + 2, i + 2)
-            for i in range(len(allocators))) + ", 1 with lines lc rgb 'black' dt 2 notitle",
+        "set yrange [0:*]",
     ]
+    if warning:
+        script.append("set label 1 %s at screen 0.5,0.985 center textcolor rgb 'red'"
+                      % gnuplot_string("WARNING: " + warning))
+    script.append("set multiplot layout 2,1 margins 0.07,0.85,0.1,0.94 spacing 0,0.12")
+
+    def plot(first_col, title, ylabel, extra=""):
+        clauses = []
+        for i, name in enumerate(allocators):
+            col = first_col + 6 * i
+            clauses.append("%s using %d:%d:%d%s title %s" % (
+                gnuplot_string(data_path) if i == 0 else "''", col, col + 1, col + 2,
+                ":xtic(1)" if i == 0 else "", gnuplot_string(name)))
+        return ["set title %s" % gnuplot_string(title), "set ylabel %s" % gnuplot_string(ylabel),
+                "plot " + ", ".join(clauses) + extra]
+
+    script += plot(2, "Throughput relative to %s's median (higher is better; bars: min-max over "
+                   "repetitions)" % baseline, "throughput / %s" % baseline,
+                   ", 1 with lines lc rgb 'black' dt 2 notitle")
+    script.append("unset label 1")
+    script += plot(5, "Peak RSS, median (lower is better; bars: min-max)", "MiB")
+    script.append("unset multiplot")
     gp_path = os.path.join(out_dir, "chart.gp")
     with open(gp_path, "w") as f:
         f.write("\n".join(script) + "\n")
@@ -436,7 +656,7 @@ def write_chart(out_dir, summary, workloads, allocators):
     return None
 
 
-def main():
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bin-dir", required=True, help="folder with the benchmark programs")
@@ -448,42 +668,64 @@ def main():
     parser.add_argument("--larson-seconds", type=float,
                         help="Larson sleep_seconds (default 2, quick 1; the peers use 5)")
     parser.add_argument("--allocators",
-                        help="comma list among glibc,mimalloc,jemalloc,tcmalloc,mf2 and the MF2 "
-                             "policy variants " + ",".join(MF2_VARIANTS))
+                        help="comma list of the allocators to run, in order, among "
+                             "glibc,mimalloc,jemalloc,tcmalloc,mf2, the MF2 policy variants "
+                             + ",".join(MF2_VARIANTS) + " and the --allocator names (default: "
+                             "the peers, mf2 and every --allocator)")
+    parser.add_argument("--allocator", action="append", metavar="NAME=/path/lib.so",
+                        help="also run this preload library under NAME (repeatable)")
+    parser.add_argument("--baseline",
+                        help="allocator the ratios are relative to (default mimalloc, or the "
+                             "first allocator when mimalloc is not in the run)")
     parser.add_argument("--only", help="regex: run only workloads whose label matches")
     parser.add_argument("--mf2-lib", help="MF2 preload library (default: found under bazel-out)")
     parser.add_argument("--out", help="results folder (default bench/results/<timestamp>)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and exit")
-    opts = parser.parse_args()
+    return parser
+
+
+def pick_baseline(opts, names):
+    if opts.baseline:
+        if opts.baseline not in names:
+            raise UsageError("--baseline %s is not in the run (%s)"
+                             % (opts.baseline, ", ".join(names)))
+        return opts.baseline
+    return BASELINE if BASELINE in names else names[0]
+
+
+def describe_allocator(name, path):
+    """One results.md line saying exactly what ran under `name`."""
+    env = "".join("%s=%s " % kv for kv in sorted((MF2_VARIANTS.get(name) or {}).items()))
+    if name == MF2 or name in MF2_VARIANTS:
+        return "- %s: %sLD_PRELOAD=%s" % (name, env, path)
+    if name in PEER_PACKAGES:
+        if path is None:
+            return "- glibc %s: no preload" % package_version("libc6")
+        return "- %s %s: LD_PRELOAD=%s" % (name, package_version(PEER_PACKAGES[name]), path)
+    real = os.path.realpath(path)
+    return "- %s (--allocator%s): LD_PRELOAD=%s%s" % (
+        name, ", an MF2 build: MF2_STATS=1" if is_mf2(name) else "", path,
+        "" if real == path else " (%s)" % real)
+
+
+def main(argv=None):
+    parser = build_parser()
+    opts = parser.parse_args(argv)
     reps = opts.reps or (3 if opts.quick else 5)
     if reps < 1:
         parser.error("--reps must be >= 1")
-
-    warnings = []
-    allocators = []
-    for name, path in PEERS:
-        if path and not os.path.isfile(path):
-            warnings.append("%s library missing: %s (install %s): skipping it"
-                            % (name, path, PEER_PACKAGES[name]))
-            continue
-        allocators.append((name, path))
-    mf2_path, mf2_warning = find_mf2(opts)
-    if mf2_warning:
-        warnings.append(mf2_warning)
-    if mf2_path:
-        allocators.append((MF2, mf2_path))
-        for variant in MF2_VARIANTS:
-            allocators.append((variant, mf2_path))
-    if opts.allocators:
-        wanted = opts.allocators.split(",")
-        allocators = [a for a in allocators if a[0] in wanted]
-    else:
-        allocators = [a for a in allocators if a[0] not in MF2_VARIANTS]
-    names = [a[0] for a in allocators]
-    if not allocators:
-        sys.exit("no allocator to run")
+    try:
+        allocators, warnings = resolve_allocators(opts)
+        names = [a[0] for a in allocators]
+        if not allocators:
+            raise UsageError("no allocator to run")
+        baseline = pick_baseline(opts, names)
+    except UsageError as e:
+        parser.error(str(e))
 
     workloads = make_workloads(opts)
+    if not workloads:
+        parser.error("--only %r matches no workload" % opts.only)
     for wl in workloads:
         exe = wl.command(opts.bin_dir)[0]
         if not os.access(exe, os.X_OK):
@@ -494,24 +736,29 @@ def main():
     total_runs = reps * len(workloads) * len(allocators)
     estimate = reps * len(allocators) * sum(wl.expected_s + 0.05 for wl in workloads)
     print("Plan: %d workloads x %d allocators (%s) x %d reps = %d runs; estimated %.1f min "
-          "on this machine" % (len(workloads), len(allocators), ", ".join(names), reps,
-                               total_runs, estimate / 60), file=sys.stderr)
+          "on this machine; ratios to %s" % (len(workloads), len(allocators), ", ".join(names),
+                                             reps, total_runs, estimate / 60, baseline),
+          file=sys.stderr)
     if opts.dry_run:
+        for name, path in allocators:
+            print("  " + describe_allocator(name, path)[2:], file=sys.stderr)
         for wl in workloads:
             print("  %-24s %s" % (wl.label, " ".join(wl.command(opts.bin_dir))), file=sys.stderr)
         return
 
     busy_start = busy_fraction()
-    if busy_start is not None and busy_start > 0.15:
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    if busy_start is not None and busy_start > BUSY_FRACTION:
         warnings.append("machine busy before the run: other processes used %.0f%% of the %d CPUs "
-                        "over 1 s; expect wide spreads" % (100 * busy_start, os.cpu_count() or 0))
+                        "over 1 s (load average %.2f); expect wide spreads"
+                        % (100 * busy_start, os.cpu_count() or 0, load or 0))
         print("WARNING: " + warnings[-1], file=sys.stderr)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     out_dir = opts.out or os.path.join(opts.workspace, "bench", "results", stamp)
     os.makedirs(out_dir, exist_ok=True)
     raw_path = os.path.join(out_dir, "runs.csv")
     fields = ["rep", "workload", "threads", "allocator", "status", "throughput", "unit",
-              "peak_rss_kib", "program_peak_rss_kib", "elapsed_s", "wall_s",
+              "peak_rss_kib", "program_peak_rss_kib", "elapsed_s", "wall_s", "others_cpu",
               "thread_generations", "mf2_reuse", "mf2_new_pages", "mf2_stats", "command"]
     rows = []
     started = time.monotonic()
@@ -535,6 +782,9 @@ def main():
                         tail = (res["stderr"].strip().splitlines() or [""])[-1]
                         if tail:
                             shown += ": " + tail[:160]
+                    if res["others_cpu"] is not None and res["others_cpu"] > BUSY_FRACTION:
+                        shown += " (busy: others used %.0f%% of the CPUs)" % (
+                            100 * res["others_cpu"])
                     print("[%d/%d] %s %s rep %d ... %s" % (n, total_runs, wl.label, name, rep,
                                                             shown), file=sys.stderr, flush=True)
                     row = {
@@ -544,6 +794,8 @@ def main():
                         "peak_rss_kib": res["rss_kib"],
                         "program_peak_rss_kib": res["program_rss_kib"],
                         "elapsed_s": res["elapsed_s"], "wall_s": "%.3f" % res["wall_s"],
+                        "others_cpu": (None if res["others_cpu"] is None
+                                       else "%.3f" % res["others_cpu"]),
                         "thread_generations": res["generations"],
                         "mf2_reuse": res["mf2_reuse"], "mf2_new_pages": res["mf2_new_pages"],
                         "mf2_stats": res["mf2_raw"],
@@ -565,48 +817,51 @@ def main():
                                 row["command"], res["status"], res["stdout"], res["stderr"]))
                     rows.append(dict(row, rss_kib=res["rss_kib"],
                                      throughput=res["throughput"],
+                                     others_cpu=res["others_cpu"],
                                      mf2_raw=res["mf2_raw"]))
     elapsed_min = (time.monotonic() - started) / 60
+    during = busy_warnings(rows)
+    warnings += during
+    for w in during:
+        print("WARNING: " + w, file=sys.stderr)
 
-    summary = summarize(rows, workloads, names)
+    summary = summarize(rows, workloads, names, baseline)
     with open(os.path.join(out_dir, "summary.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["workload", "unit", "allocator", "runs", "ok", "median", "min", "max",
-                    "ratio_to_mimalloc", "peak_rss_kib_median", "mf2_reuse", "mf2_new_pages"])
+                    "baseline", "ratio_to_baseline", "peak_rss_kib_median", "peak_rss_kib_min",
+                    "peak_rss_kib_max", "busy_runs", "mf2_reuse", "mf2_new_pages"])
         for wl in workloads:
             for name in names:
                 s = summary[(wl.label, name)]
                 w.writerow([wl.label, wl.unit, name, s["runs"], s["ok"], s["median"], s["min"],
-                            s["max"], s["ratio"], s["rss_median"], s["mf2_reuse"],
-                            s["mf2_new_pages"]])
+                            s["max"], baseline, s["ratio"], s["rss_median"], s["rss_min"],
+                            s["rss_max"], s["busy_runs"], s["mf2_reuse"], s["mf2_new_pages"]])
 
-    chart_problem = write_chart(out_dir, summary, workloads, names)
-    tables = markdown_tables(summary, workloads, names, any(is_mf2(n) for n in names))
+    chart_problem = write_chart(out_dir, summary, workloads, names, baseline,
+                                chart_warning(rows, busy_start))
+    tables = markdown_tables(summary, workloads, names, baseline)
     header = [
         "# Head-to-head results %s" % stamp,
         "",
         "- Mode: %s, %d repetitions, interleaved (rep -> workload -> allocator, order rotated "
         "each rep), %d runs in %.1f min" % ("quick" if opts.quick else "full", reps, total_runs,
                                             elapsed_min),
-        "- Machine: %s, %d CPUs, kernel %s; CPU busy with other work just before the run: %s" % (
+        "- Machine: %s, %d CPUs, kernel %s; CPU busy with other work just before the run: %s; "
+        "load average %s" % (
             platform.node(), os.cpu_count() or 0, platform.release(),
-            "n/a" if busy_start is None else "%.0f%%" % (100 * busy_start)),
+            "n/a" if busy_start is None else "%.0f%%" % (100 * busy_start),
+            "n/a" if load is None else "%.2f" % load),
     ]
     for name, path in allocators:
-        if is_mf2(name):
-            header.append("- %s: %sLD_PRELOAD=%s" % (name, "".join(
-                "%s=%s " % kv for kv in sorted((MF2_VARIANTS.get(name) or {}).items())), path))
-        elif path:
-            header.append("- %s %s: LD_PRELOAD=%s" % (name, package_version(PEER_PACKAGES[name]),
-                                                       path))
-        else:
-            header.append("- glibc %s: no preload" % package_version("libc6"))
+        header.append(describe_allocator(name, path))
     for w in warnings:
         header.append("- **WARNING: %s**" % w)
     if chart_problem:
         header.append("- chart: %s" % chart_problem)
     else:
-        header.append("- chart: chart.png (ratio to mimalloc); raw runs: runs.csv")
+        header.append("- chart: chart.png (throughput relative to %s and peak RSS, min-max "
+                      "bars); raw runs: runs.csv" % baseline)
     header.append("")
     commands = ["", "### Command lines", ""]
     for wl in workloads:

@@ -16,7 +16,7 @@
 
 #include <new>
 
-#include "mf2/mf2.h"
+#include "mf2/mf2.hpp"
 #include "mf2/resize.h"
 #include "mf2/thread_heap.h"
 

@@ -1,19 +1,35 @@
 // The public API with thread-local heaps: allocation across the size range, frees from other
-// threads, thread exit with live blocks, statistics and the C face.
-#include "mf2/mf2.h"
+// threads, thread exit with live blocks, statistics and the C face: every function of mf2/mf2.h
+// (explicit heaps, options, the report) is exercised here, and from C in public_header_test.c.
+#include "mf2/mf2.hpp"
+
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <map>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "mf2/check.h"
 #include "mf2/heap_registry.h"
+#include "mf2/segment.h"
+#include "mf2/stats.h"
 #include "mf2/testing/scoped_policy.h"
+#include "mf2/thread_heap.h"
 
 namespace mf2 {
+
+// The policy's options by name (mf2/policy.h); weak as in mf2.cc, so these tests run once the
+// policy provides them and are skipped before.
+bool OptionGet(const char* name, long long* out) __attribute__((weak));
+int OptionSet(const char* name, long long value) __attribute__((weak));
+
 namespace {
 
 TEST(Api, SizesAlignmentAndUsableSize) {
@@ -126,11 +142,374 @@ TEST(Api, CFace) {
   EXPECT_EQ(reinterpret_cast<uintptr_t>(q) % 4096, 0u);
   mf2_free(p);
   mf2_free(q);
+  mf2_free(nullptr);
+  EXPECT_EQ(mf2_usable_size(nullptr), 0u);
   mf2_stats s;
-  mf2_get_stats(&s);
-  EXPECT_GE(s.reuse_rate, 0.0);
-  EXPECT_LE(s.reuse_rate, 1.0);
+  mf2_stats_get(&s);
   EXPECT_GT(s.new_pages + s.page_reuses, 0u);
+  EXPECT_GT(s.slow_allocs, 0u);
+}
+
+TEST(Api, VersionOfTheHeaderIsTheLibrarys) {
+  EXPECT_EQ(MF2_VERSION, MF2_VERSION_MAJOR * 10000 + MF2_VERSION_MINOR * 100 + MF2_VERSION_PATCH);
+  EXPECT_EQ(MF2_VERSION, 300);  // 0.3.0
+  EXPECT_EQ(mf2_version(), MF2_VERSION);
+}
+
+TEST(Api, CallocZeroesAndRejectsOverflow) {
+  // Dirty blocks of the class first, so the zeroes are calloc's work, not fresh memory's.
+  std::vector<void*> dirty;
+  for (int i = 0; i < 64; ++i) {
+    dirty.push_back(mf2_malloc(24 * 10));
+    memset(dirty.back(), 0xab, 24 * 10);
+  }
+  for (void* p : dirty) mf2_free(p);
+  for (int i = 0; i < 64; ++i) {
+    auto* p = static_cast<unsigned char*>(mf2_calloc(24, 10));
+    ASSERT_NE(p, nullptr);
+    for (int b = 0; b < 240; ++b) ASSERT_EQ(p[b], 0) << "block " << i << " byte " << b;
+    dirty[i] = p;
+  }
+  for (void* p : dirty) mf2_free(p);
+  errno = 0;
+  EXPECT_EQ(mf2_calloc(SIZE_MAX / 2, 3), nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+  void* z = mf2_calloc(0, 10);  // a unique minimum block, like malloc(0)
+  EXPECT_NE(z, nullptr);
+  mf2_free(z);
+}
+
+TEST(Api, ReallocKeepsContentsAndFollowsC) {
+  auto* p = static_cast<unsigned char*>(mf2_realloc(nullptr, 100));  // NULL: allocates
+  ASSERT_NE(p, nullptr);
+  for (int i = 0; i < 100; ++i) p[i] = static_cast<unsigned char>(i);
+  for (size_t size : {size_t{5000}, size_t{200000}, size_t{300}, size_t{50}}) {
+    p = static_cast<unsigned char*>(mf2_realloc(p, size));
+    ASSERT_NE(p, nullptr) << size;
+    ASSERT_GE(mf2_usable_size(p), size);
+    for (size_t i = 0; i < 50; ++i) ASSERT_EQ(p[i], i) << "size " << size;
+  }
+  errno = 0;
+  EXPECT_EQ(mf2_realloc(p, SIZE_MAX), nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+  for (size_t i = 0; i < 50; ++i) ASSERT_EQ(p[i], i) << "a failed realloc leaves p intact";
+  EXPECT_EQ(mf2_realloc(p, 0), nullptr);  // frees p
+}
+
+TEST(Api, AlignedAllocAlignsOrFailsWithEinval) {
+  for (size_t align = 1; align <= (size_t{1} << 20); align *= 2) {
+    for (size_t size : {size_t{1}, size_t{100}, size_t{70000}}) {
+      void* p = mf2_aligned_alloc(align, size);
+      ASSERT_NE(p, nullptr) << align << " " << size;
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % align, 0u) << align << " " << size;
+      EXPECT_GE(mf2_usable_size(p), size);
+      memset(p, 1, size);
+      mf2_free(p);
+    }
+  }
+  for (size_t bad : {size_t{0}, size_t{3}, size_t{48}}) {
+    errno = 0;
+    EXPECT_EQ(mf2_aligned_alloc(bad, 64), nullptr) << bad;
+    EXPECT_EQ(errno, EINVAL) << bad;
+  }
+}
+
+// Collects misuse reports instead of aborting.
+std::vector<ErrorReport>* g_reports = nullptr;
+void Capture(const ErrorReport& report) { g_reports->push_back(report); }
+
+class ExplicitHeapTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    g_reports = &reports_;
+    previous_ = SetErrorHandler(&Capture);
+  }
+  void TearDown() override {
+    SetErrorHandler(previous_);
+    g_reports = nullptr;
+    EXPECT_TRUE(reports_.empty()) << "unexpected misuse report";
+    HeapRegistry::Global().CheckAll(true);
+  }
+  // The heap that owns the page of block `p`.
+  static Heap* OwnerOf(const void* p) { return PageOf(p)->owner_relaxed(); }
+
+  std::vector<ErrorReport> reports_;
+  ErrorHandler previous_ = nullptr;
+};
+
+TEST_F(ExplicitHeapTest, BlocksComeFromTheHeapsOwnPages) {
+  mf2_heap_t* h = mf2_heap_new();
+  ASSERT_NE(h, nullptr);
+  void* mine = mf2_heap_malloc(h, 200);
+  void* thread_block = mf2_malloc(200);
+  ASSERT_NE(mine, nullptr);
+  EXPECT_NE(OwnerOf(mine), OwnerOf(thread_block));
+  EXPECT_NE(OwnerOf(mine), ThreadHeap());
+  for (int i = 0; i < 1000; ++i) {  // many pages' worth, every one the heap's
+    void* p = mf2_heap_malloc(h, 16 + i % 2000);
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(OwnerOf(p), OwnerOf(mine));
+    mf2_heap_free(h, p);
+  }
+  EXPECT_GE(mf2_usable_size(mine), 200u);
+  mf2_free(thread_block);
+  mf2_free(mine);  // mf2_free works on a heap's blocks too
+  mf2_heap_delete(h);
+}
+
+TEST_F(ExplicitHeapTest, CallocReallocAndAlignedAllocFromAHeap) {
+  mf2_heap_t* h = mf2_heap_new();
+  ASSERT_NE(h, nullptr);
+  auto* z = static_cast<unsigned char*>(mf2_heap_calloc(h, 100, 7));
+  ASSERT_NE(z, nullptr);
+  for (int i = 0; i < 700; ++i) ASSERT_EQ(z[i], 0);
+  errno = 0;
+  EXPECT_EQ(mf2_heap_calloc(h, SIZE_MAX / 4, 8), nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+  // A thread-heap block moved into the heap by realloc, contents kept.
+  auto* p = static_cast<unsigned char*>(mf2_malloc(64));
+  for (int i = 0; i < 64; ++i) p[i] = static_cast<unsigned char>(i);
+  p = static_cast<unsigned char*>(mf2_heap_realloc(h, p, 5000));
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(OwnerOf(p), OwnerOf(z));
+  for (int i = 0; i < 64; ++i) ASSERT_EQ(p[i], i);
+  void* large = mf2_heap_realloc(h, p, 1 << 20);  // above the classes: a large block
+  ASSERT_NE(large, nullptr);
+  EXPECT_EQ(static_cast<unsigned char*>(large)[63], 63);
+  EXPECT_EQ(mf2_heap_realloc(h, large, 0), nullptr);
+  void* fresh = mf2_heap_realloc(h, nullptr, 10);
+  EXPECT_EQ(OwnerOf(fresh), OwnerOf(z));
+  errno = 0;
+  EXPECT_EQ(mf2_heap_realloc(h, fresh, SIZE_MAX), nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+  mf2_heap_free(h, fresh);
+  void* a = mf2_heap_aligned_alloc(h, 4096, 10);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(a) % 4096, 0u);
+  errno = 0;
+  EXPECT_EQ(mf2_heap_aligned_alloc(h, 24, 10), nullptr);
+  EXPECT_EQ(errno, EINVAL);
+  errno = 0;
+  EXPECT_EQ(mf2_heap_malloc(h, SIZE_MAX), nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+  mf2_heap_free(h, a);
+  mf2_heap_free(h, z);
+  mf2_heap_free(h, nullptr);
+  mf2_heap_delete(h);
+  mf2_heap_delete(nullptr);
+}
+
+// mf2_heap_delete abandons: the blocks stay valid and another thread frees them later; the heap
+// itself is recycled by the next mf2_heap_new or thread.
+TEST_F(ExplicitHeapTest, DeletedHeapsBlocksStayValidAndAreFreedFromAnyThread) {
+  mf2_heap_t* h = mf2_heap_new();
+  ASSERT_NE(h, nullptr);
+  std::vector<uint64_t*> blocks;
+  for (uint64_t i = 0; i < 3000; ++i) {
+    auto* b = static_cast<uint64_t*>(mf2_heap_malloc(h, 8 * (1 + i % 100)));
+    ASSERT_NE(b, nullptr);
+    b[0] = i;
+    blocks.push_back(b);
+  }
+  const uint32_t heaps = HeapRegistry::Global().heap_count();
+  const Stats before = GetStats();
+  mf2_heap_delete(h);
+  EXPECT_EQ(GetStats().heaps_abandoned, before.heaps_abandoned + 1);
+  std::thread([&] {
+    for (uint64_t i = 0; i < blocks.size(); ++i) {
+      ASSERT_EQ(blocks[i][0], i) << "a deleted heap's block changed";
+      mf2_free(blocks[i]);
+    }
+  }).join();
+  const Stats after = GetStats();
+  EXPECT_GT(after.pages_released, before.pages_released) << "the pages went back to MF2";
+  mf2_heap_t* again = mf2_heap_new();
+  ASSERT_NE(again, nullptr);
+  EXPECT_EQ(HeapRegistry::Global().heap_count(), heaps) << "an idle heap is taken over";
+  mf2_heap_delete(again);
+}
+
+// A heap handed from its creator to another thread (join is the synchronisation).
+TEST_F(ExplicitHeapTest, AHeapCanBeHandedToAnotherThread) {
+  mf2_heap_t* h = nullptr;
+  void* first = nullptr;
+  std::thread([&] {
+    h = mf2_heap_new();
+    first = mf2_heap_malloc(h, 100);
+  }).join();
+  ASSERT_NE(h, nullptr);
+  std::thread([&] {
+    void* second = mf2_heap_malloc(h, 100);
+    EXPECT_EQ(OwnerOf(second), OwnerOf(first));
+    mf2_heap_free(h, first);
+    mf2_heap_free(h, second);
+    mf2_heap_delete(h);
+  }).join();
+}
+
+TEST_F(ExplicitHeapTest, BadHeapsAreReportedNamingTheCall) {
+  mf2_heap_t* h = mf2_heap_new();
+  ASSERT_NE(h, nullptr);
+  mf2_heap_delete(h);
+  ASSERT_TRUE(reports_.empty());
+  errno = 0;
+  EXPECT_EQ(mf2_heap_malloc(h, 10), nullptr);
+  EXPECT_EQ(errno, EINVAL);
+  mf2_heap_delete(h);  // twice
+  int on_stack = 0;
+  errno = 0;
+  EXPECT_EQ(mf2_heap_calloc(reinterpret_cast<mf2_heap_t*>(&on_stack), 1, 1), nullptr);
+  EXPECT_EQ(errno, EINVAL);
+  EXPECT_EQ(mf2_heap_aligned_alloc(nullptr, 16, 1), nullptr);
+  void* block = mf2_malloc(32);  // a live block, but not a heap
+  EXPECT_EQ(mf2_heap_realloc(static_cast<mf2_heap_t*>(block), nullptr, 8), nullptr);
+  void* victim = mf2_malloc(40);
+  mf2_heap_free(nullptr, victim);  // reported, and the block is still freed: nothing lost
+  ASSERT_EQ(reports_.size(), 6u);
+  const char* calls[] = {"mf2_heap_malloc", "mf2_heap_delete", "mf2_heap_calloc",
+                         "mf2_heap_aligned_alloc", "mf2_heap_realloc", "mf2_heap_free"};
+  const void* pointers[] = {h, h, &on_stack, nullptr, block, nullptr};
+  for (size_t i = 0; i < reports_.size(); ++i) {
+    EXPECT_STREQ(reports_[i].call, calls[i]);
+    EXPECT_EQ(reports_[i].pointer, pointers[i]) << calls[i];
+    EXPECT_NE(strstr(reports_[i].detail, "not a live heap"), nullptr) << reports_[i].detail;
+  }
+  EXPECT_EQ(reports_[2].kind, ErrorKind::kForeignPointer);
+  EXPECT_EQ(reports_[4].kind, ErrorKind::kNotABlock);
+  reports_.clear();
+  mf2_free(block);
+  // mf2_heap_realloc names itself when the block is bad.
+  mf2_heap_t* good = mf2_heap_new();
+  errno = 0;
+  EXPECT_EQ(mf2_heap_realloc(good, &on_stack, 100), nullptr);
+  EXPECT_EQ(errno, EINVAL);
+  ASSERT_EQ(reports_.size(), 1u);
+  EXPECT_STREQ(reports_[0].call, "mf2_heap_realloc");
+  EXPECT_EQ(reports_[0].pointer, &on_stack);
+  reports_.clear();
+  mf2_heap_delete(good);
+}
+
+TEST(Api, OptionsByName) {
+  long long v = 0;
+  errno = 0;
+  EXPECT_EQ(mf2_option_get(nullptr, &v), -1);
+  EXPECT_EQ(errno, EINVAL);
+  EXPECT_EQ(mf2_option_get("pending_budget", nullptr), -1);
+  EXPECT_EQ(mf2_option_set(nullptr, 1), -1);
+  if (&OptionGet == nullptr || &OptionSet == nullptr) {
+    errno = 0;
+    EXPECT_EQ(mf2_option_get("pending_budget", &v), -1);
+    EXPECT_EQ(errno, ENOSYS);
+    GTEST_SKIP() << "mf2/policy.h has no OptionGet/OptionSet in this build";
+  }
+  ASSERT_EQ(mf2_option_get("pending_budget", &v), 0);
+  EXPECT_EQ(v, static_cast<long long>(GetPolicy().pending_budget));
+  const long long saved = v;
+  ASSERT_EQ(mf2_option_set("pending_budget", saved + 5), 0);
+  ASSERT_EQ(mf2_option_get("pending_budget", &v), 0);
+  EXPECT_EQ(v, saved + 5);
+  EXPECT_EQ(GetPolicy().pending_budget, static_cast<uint32_t>(saved + 5));
+  errno = 0;
+  EXPECT_EQ(mf2_option_get("no_such_option", &v), -1);
+  EXPECT_EQ(errno, EINVAL);
+  errno = 0;
+  EXPECT_EQ(mf2_option_set("no_such_option", 1), -1);
+  EXPECT_EQ(errno, EINVAL);
+  ASSERT_EQ(mf2_option_set("pending_budget", saved), 0);
+}
+
+TEST(Stats, ByteFiguresAreConsistent) {
+  std::vector<void*> blocks;
+  const Stats before = GetStats();
+  for (int i = 0; i < 512; ++i) blocks.push_back(Allocate(8192));
+  void* large = Allocate(3 << 20);
+  const Stats s = GetStats();
+  EXPECT_GE(s.bytes_in_use_spans, 512u * 8192) << "the spans hold at least the live blocks";
+  EXPECT_EQ(s.large_count, before.large_count + 1);
+  EXPECT_EQ(s.bytes_in_use, s.bytes_in_use_spans + s.bytes_large_live);
+  EXPECT_EQ(s.bytes_committed, s.bytes_in_use + s.bytes_cached_spans + s.bytes_large_cached);
+  EXPECT_EQ(s.bytes_reserved, (s.segments_mapped - s.segments_unmapped) * kSegmentSize +
+                                  s.bytes_large_live + s.bytes_large_cached);
+  EXPECT_LE(s.bytes_committed, s.bytes_reserved);
+  mf2_stats c;
+  mf2_stats_get(&c);
+  EXPECT_EQ(c.large_count, s.large_count);
+  EXPECT_EQ(c.segments_mapped, s.segments_mapped);
+  for (void* p : blocks) Free(p);
+  Free(large);
+  if (!kFootprintFed) {
+    GTEST_SKIP() << "the page source and large allocator do not feed the footprint gauge yet";
+  }
+  EXPECT_GE(s.bytes_large_live, size_t{3} << 20);
+  EXPECT_GE(s.bytes_in_use_peak, s.bytes_in_use);
+  const Stats after = GetStats();
+  EXPECT_EQ(after.bytes_large_live, before.bytes_large_live);
+  EXPECT_GE(after.bytes_in_use_peak, s.bytes_in_use) << "the peak outlives the blocks";
+}
+
+// Every line of the report, parsed back: the header names this process, every counter appears
+// once with its value in one column, and the key=value line carries the byte figures.
+TEST(Stats, ReportNamesTheProcessAndEveryCounterInColumns) {
+  void* keep = Allocate(100);
+  const int fd = memfd_create("mf2_report", 0);
+  ASSERT_GE(fd, 0);
+  mf2_stats_print(fd);
+  const Stats s = GetStats();
+  char buf[16384];
+  const ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+  close(fd);
+  ASSERT_GT(n, 0);
+  buf[n] = '\0';
+  std::istringstream in(buf);
+  std::string line;
+  std::vector<std::string> lines;
+  while (std::getline(in, line)) lines.push_back(line);
+  ASSERT_GT(lines.size(), 10u);
+  for (const std::string& l : lines) EXPECT_EQ(l.rfind("mf2_stats: ", 0), 0u) << l;
+  char comm[64] = {};
+  FILE* f = fopen("/proc/self/comm", "r");
+  ASSERT_NE(f, nullptr);
+  ASSERT_NE(fgets(comm, sizeof(comm), f), nullptr);
+  fclose(f);
+  comm[strcspn(comm, "\n")] = '\0';
+  const std::string head = "mf2_stats: MF2 0.3.0, pid " + std::to_string(getpid()) + " (" +
+                           comm + "), route ";
+  EXPECT_EQ(lines[0].rfind(head, 0), 0u) << lines[0];
+  for (const char* label : {"in use", "committed", "reserved", "resident"}) {
+    const std::string start = std::string("mf2_stats:   ") + label;
+    bool found = false;
+    for (const std::string& l : lines) found |= l.rfind(start, 0) == 0;
+    EXPECT_TRUE(found) << label;
+  }
+  // Counter lines: "mf2_stats:   name   value  description", values ending in one column.
+  std::map<std::string, std::pair<uint64_t, size_t>> counters;  // name -> value, column
+  for (const std::string& l : lines) {
+    std::istringstream words(l.substr(strlen("mf2_stats:")));
+    std::string name, value;
+    words >> name >> value;
+    if (value.empty() || value.find_first_not_of("0123456789") != std::string::npos) continue;
+    const size_t end = l.find(value, l.find(name) + name.size()) + value.size();
+    EXPECT_TRUE(counters.emplace(name, std::make_pair(std::stoull(value), end)).second) << name;
+  }
+  const size_t column = counters.begin()->second.second;
+  auto expect = [&](const char* name, uint64_t value) {
+    auto it = counters.find(name);
+    ASSERT_NE(it, counters.end()) << name;
+    EXPECT_EQ(it->second.first, value) << name;
+    EXPECT_EQ(it->second.second, column) << name << " is out of its column";
+  };
+#define MF2_EXPECT_FIELD(name, desc) expect(#name, s.name);
+  MF2_COUNTERS(MF2_EXPECT_FIELD)
+  MF2_PAGE_SOURCE_FIGURES(MF2_EXPECT_FIELD)
+#undef MF2_EXPECT_FIELD
+  const std::string& kv = lines.back();
+  EXPECT_EQ(kv.rfind("mf2_stats: route=", 0), 0u) << kv;
+  EXPECT_NE(kv.find(" reuse_rate="), std::string::npos);
+  EXPECT_NE(kv.find(" bytes_committed=" + std::to_string(s.bytes_committed) + " "),
+            std::string::npos)
+      << kv;
+  EXPECT_NE(kv.find(" pid=" + std::to_string(getpid())), std::string::npos) << kv;
+  Free(keep);
 }
 
 TEST(Api, RouteIsSelectableAtRunTime) {

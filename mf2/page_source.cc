@@ -156,6 +156,7 @@ Page* OsPageSource::AllocateSpan(uint32_t slices) {
     }
   }
   in_use_bytes_ += slices * kSliceSize;
+  NoteSpanBytes(static_cast<int64_t>(slices * kSliceSize));
   return head;
 }
 
@@ -198,6 +199,7 @@ void OsPageSource::FreeSpan(Page* head) {
   uint32_t slices = head->span_slices;
   MutexLock lock(&mu_);
   in_use_bytes_ -= slices * kSliceSize;
+  NoteSpanBytes(-static_cast<int64_t>(slices * kSliceSize));
   // The bound may have been lowered since spans were cached: trim to it first.
   cache_bound_ = GetPolicy().page_cache_bytes;
   for (uint32_t n = kMaxSlicesPerSpan; n >= 1 && cached_bytes_ > cache_bound_; --n) {

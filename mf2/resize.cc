@@ -3,7 +3,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "mf2/mf2.h"
+#include "mf2/mf2.hpp"
 
 namespace mf2 {
 

@@ -1,11 +1,19 @@
 // MF2's counters, defined once (the MF2_COUNTERS X-macro). Each heap owns a HeapStats written
 // only by the holder of the heap's claim; readers merge all heaps with relaxed loads. Counting
 // compiles to nothing when MF2_STATS is 0 (`--copt=-DMF2_STATS=0`).
+//
+// The snapshot type, mf2::Stats, is public (mf2/mf2.hpp, fields of the C struct mf2_stats in
+// mf2/mf2.h), so users need no internal header. Its fields are written out by hand there (a
+// public header cannot carry this list); stats.cc pins every counter below to the field of the
+// same name at the same position, so a counter added here without its public field, or in
+// another order, does not compile.
 #ifndef MF2_STATS_H_
 #define MF2_STATS_H_
 
 #include <atomic>
 #include <cstdint>
+
+#include "mf2/mf2.hpp"
 
 #ifndef MF2_STATS
 #define MF2_STATS 1
@@ -50,26 +58,17 @@
   X(cache_drops, "cached blocks found corrupt or freed twice, reported and never reused")     \
   X(dead_thread_allocs, "allocations by exited threads, served by a heap released at once")
 
-namespace mf2 {
+// X(name, description): figures of the page source (not per heap), after the counters in
+// mf2_stats, filled by PageSource::AddTo.
+#define MF2_PAGE_SOURCE_FIGURES(X)                                                             \
+  X(segments_mapped, "4 MiB segments mapped since start")                                     \
+  X(segments_unmapped, "segments unmapped since start")                                       \
+  X(spans_returned_to_os, "free spans given back to the OS (madvise) since start")            \
+  X(bytes_in_use_spans, "bytes of spans held by heaps now")                                   \
+  X(bytes_cached_spans, "bytes of free spans kept resident for reuse now")                    \
+  X(memory_pressure_events, "times the OS refused memory and MF2 released its caches first")
 
-// A snapshot of merged counters, plus derived figures.
-struct Stats {
-#define MF2_STATS_FIELD(name, desc) uint64_t name = 0;
-  MF2_COUNTERS(MF2_STATS_FIELD)
-#undef MF2_STATS_FIELD
-  // Page source figures (not per heap).
-  uint64_t segments_mapped = 0;
-  uint64_t segments_unmapped = 0;
-  uint64_t spans_returned_to_os = 0;
-  uint64_t bytes_in_use_spans = 0;   // bytes of spans handed to heaps right now
-  uint64_t bytes_cached_spans = 0;   // bytes of free spans kept resident
-  uint64_t memory_pressure_events = 0;  // times the OS refused memory and caches were released
-  // page_reuses / (page_reuses + new_pages), in [0, 1]; 0 when no page was ever needed.
-  double reuse_rate() const {
-    uint64_t total = page_reuses + new_pages;
-    return total == 0 ? 0.0 : static_cast<double>(page_reuses) / static_cast<double>(total);
-  }
-};
+namespace mf2 {
 
 // Per-heap counters. Single writer (the claim holder): increments are a relaxed load and store,
 // not a locked RMW; concurrent readers see a value at most one increment old.
@@ -102,6 +101,24 @@ class HeapStats {
   std::atomic<uint64_t> v_[kNumCounters] = {};
   bool shared_ = false;
 };
+
+// The process's footprint: bytes of spans handed to heaps plus bytes of live large mappings, and
+// the highest value it reached (mf2_stats' bytes_in_use and bytes_in_use_peak). The page source
+// notes every span it hands out or takes back, the large allocator every mapping that becomes
+// live or is freed; both are slow paths that already take a lock, so the gauge's atomic updates
+// cost nothing on the fast paths.
+void NoteSpanBytes(int64_t delta);
+void NoteLargeBytes(int64_t delta);
+struct Footprint {
+  uint64_t large_live = 0;  // bytes of live large mappings
+  uint64_t in_use = 0;      // spans held by heaps + large_live
+  uint64_t peak = 0;        // the highest in_use so far
+};
+Footprint ReadFootprint();
+// Whether the page source and the large allocator call the two functions above. Until they do,
+// bytes of live large blocks and the peak are unknown: reports print them as n/a and the tests
+// of those figures are skipped.
+inline constexpr bool kFootprintFed = false;
 
 }  // namespace mf2
 

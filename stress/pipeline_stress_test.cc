@@ -15,7 +15,7 @@
 #include "gtest/gtest.h"
 #include "mf2/heap.h"
 #include "mf2/heap_registry.h"
-#include "mf2/mf2.h"
+#include "mf2/mf2.hpp"
 #include "mf2/testing/test_heaps.h"
 #include "stress/stress_util.h"
 #include "stress/thread_manager.h"

@@ -1,0 +1,213 @@
+#!/usr/bin/env python3
+"""Tests of the head-to-head runner (run_h2h.py) that need no benchmark build: its allocator
+arguments, its parsing and summaries, and a whole tiny run over fake benchmark programs."""
+
+import argparse
+import csv
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import run_h2h  # noqa: E402
+
+
+def options(**kw):
+    base = dict(allocators=None, allocator=None, mf2_lib=None, workspace="/nonexistent",
+                baseline=None)
+    base.update(kw)
+    return argparse.Namespace(**base)
+
+
+class TempDirTest(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
+        run_h2h.CUSTOM_MF2.clear()
+
+    def tearDown(self):
+        shutil.rmtree(self.dir)
+
+    def write(self, name, data=b"", mode=0o644):
+        path = os.path.join(self.dir, name)
+        with open(path, "wb") as f:
+            f.write(data)
+        os.chmod(path, mode)
+        return path
+
+
+class AllocatorArguments(TempDirTest):
+    def test_unknown_names_are_an_error_listing_the_valid_ones(self):
+        lib = self.write("mine.so")
+        with self.assertRaises(run_h2h.UsageError) as e:
+            run_h2h.resolve_allocators(options(allocators="glibc,foo,mimalloc,bar",
+                                               allocator=["mine=" + lib]))
+        msg = str(e.exception)
+        self.assertIn("unknown allocators foo, bar", msg)
+        for valid in ["glibc", "mimalloc", "jemalloc", "tcmalloc", "mf2", "mf2-route_p", "mine"]:
+            self.assertIn(valid, msg)
+        self.assertIn("--allocator NAME=/path/lib.so", msg)
+
+    def test_bad_custom_allocators_are_errors(self):
+        lib = self.write("x.so")
+        cases = {
+            "noequals": "wants NAME=/path/to/lib.so",
+            "=" + lib: "wants NAME=/path/to/lib.so",
+            "mimalloc=" + lib: "is taken",
+            "a b=" + lib: "letters, digits",
+            "mine=" + lib + ".missing": "no such file",
+        }
+        for spec, expected in cases.items():
+            with self.assertRaises(run_h2h.UsageError, msg=spec) as e:
+                run_h2h.resolve_allocators(options(allocator=[spec]))
+            self.assertIn(expected, str(e.exception), spec)
+        with self.assertRaises(run_h2h.UsageError) as e:
+            run_h2h.resolve_allocators(options(allocator=["x=" + lib, "x=" + lib]))
+        self.assertIn("is taken", str(e.exception))
+
+    def test_custom_allocators_run_by_default_and_after_a_list(self):
+        a, b = self.write("a.so"), self.write("b.so")
+        allocators, _ = run_h2h.resolve_allocators(
+            options(allocators="glibc,b", allocator=["a=" + a, "b=" + b]))
+        self.assertEqual(allocators, [("glibc", None), ("b", b), ("a", a)])
+        allocators, _ = run_h2h.resolve_allocators(options(allocator=["a=" + a]))
+        names = [n for n, _ in allocators]
+        self.assertEqual(names[0], "glibc")
+        self.assertEqual(names[-1], "a")
+        self.assertNotIn("mf2-route_p", names, "variants run only when listed")
+
+    def test_a_custom_mf2_build_gets_mf2_stats(self):
+        mf2 = self.write("libmf2_old.so", b"\x7fELF...\0mf2_malloc\0mf2_free\0")
+        other = self.write("libother.so", b"\x7fELF...\0malloc\0")
+        run_h2h.resolve_allocators(options(allocator=["old=" + mf2, "other=" + other]))
+        self.assertTrue(run_h2h.is_mf2("old"))
+        self.assertFalse(run_h2h.is_mf2("other"))
+
+    def test_baseline(self):
+        self.assertEqual(run_h2h.pick_baseline(options(), ["glibc", "mimalloc"]), "mimalloc")
+        self.assertEqual(run_h2h.pick_baseline(options(), ["glibc", "x"]), "glibc")
+        self.assertEqual(run_h2h.pick_baseline(options(baseline="x"), ["glibc", "x"]), "x")
+        with self.assertRaises(run_h2h.UsageError):
+            run_h2h.pick_baseline(options(baseline="y"), ["glibc", "x"])
+
+    def test_the_command_line_exits_with_the_error(self):
+        res = subprocess.run([sys.executable, os.path.join(HERE, "run_h2h.py"), "--bin-dir",
+                              self.dir, "--workspace", self.dir, "--allocators", "glibc,nope"],
+                             capture_output=True, text=True)
+        self.assertEqual(res.returncode, 2)
+        self.assertIn("unknown allocator nope in --allocators; valid: glibc, mimalloc", res.stderr)
+
+
+MF2_REPORT = """\
+mf2_stats: MF2 0.3.0, pid 42 (larson), route route_s, reuse rate 0.9985
+mf2_stats: memory                now         peak
+mf2_stats:   in use          2.0 MiB          n/a  spans held by heaps 2.0 MiB + ...
+mf2_stats: counter                                 value  description
+mf2_stats:   slow_allocs                              32  allocations that entered the slow path
+mf2_stats:   new_pages                                99  slow path forced to take a new page
+mf2_stats: route=route_s reuse_rate=0.9985 new_pages=1461 page_reuses=5 adoptions=0 \
+pages_reclaimed=0 segments_mapped=1 bytes_in_use=2097152 pid=42
+"""
+
+
+class Parsing(unittest.TestCase):
+    def test_mf2_report(self):
+        summary, reuse, new_pages = run_h2h.parse_mf2_stats("noise\n" + MF2_REPORT)
+        self.assertTrue(summary.startswith("route=route_s reuse_rate=0.9985"))
+        self.assertEqual(reuse, "0.9985")
+        self.assertEqual(new_pages, "1461", "the key=value line wins over the counter line")
+        self.assertEqual(run_h2h.parse_mf2_stats("no stats here\n"), (None, None, None))
+
+    def test_others_fraction(self):
+        # 2 CPUs for 1 s = 2 CPU-seconds; 1.5 busy, 0.5 of them ours: others used half.
+        self.assertAlmostEqual(run_h2h.others_fraction((10.0, 100.0), (11.5, 102.0), 0.5), 0.5)
+        self.assertEqual(run_h2h.others_fraction((10.0, 100.0), (11.0, 102.0), 1.2), 0.0)
+        self.assertIsNone(run_h2h.others_fraction(None, (1.0, 2.0), 0.0))
+
+    def test_summary_spread_rss_and_busy_runs(self):
+        wl = run_h2h.Workload("w", 1, "prog", [], 1, "ops")
+        rows = []
+        for name, tps, rss, others in [("base", [100, 80, 120], [10240, 30720, 20480], [0, 0, 0]),
+                                       ("x", [50, 60, 40], [5, 5, 5], [0.5, 0, 0])]:
+            for tp, r, o in zip(tps, rss, others):
+                rows.append({"workload": "w T=1", "allocator": name, "status": "ok",
+                             "throughput": tp, "rss_kib": r, "others_cpu": o})
+        rows.append({"workload": "w T=1", "allocator": "x", "status": "exit 1",
+                     "throughput": None, "rss_kib": None, "others_cpu": 0})
+        s = run_h2h.summarize(rows, [wl], ["base", "x"], "base")
+        x = s[("w T=1", "x")]
+        self.assertEqual((x["runs"], x["ok"], x["median"]), (4, 3, 50))
+        self.assertEqual((x["ratio"], x["ratio_min"], x["ratio_max"]), (0.5, 0.4, 0.6))
+        self.assertEqual(x["busy_runs"], 1)
+        b = s[("w T=1", "base")]
+        self.assertEqual((b["rss_median"], b["rss_min"], b["rss_max"]), (20480, 10240, 30720))
+        table = run_h2h.markdown_tables(s, [wl], ["base", "x"], "base")
+        self.assertIn("x ratio to base", table)
+        self.assertIn("50 x0.50 ±20% (3/4 ok) (busy 1/4)", table)
+        self.assertIn("| w T=1 | 20.0 (10.0-30.0) | 0.0 |", table)
+        self.assertEqual(len(run_h2h.busy_warnings(rows)), 1)
+        self.assertEqual(run_h2h.busy_warnings(rows[:3]), [])
+        self.assertEqual(run_h2h.chart_warning(rows, 0.5),
+                         "busy machine: 50% of the CPUs busy with other work before the run, "
+                         "1 of 7 runs shared the CPUs (see results.md)")
+        self.assertIsNone(run_h2h.chart_warning(rows[:3], 0.0))
+
+
+FAKE_PROGRAM = """#!/bin/sh
+echo "Throughput = 1234567 operations per second"
+echo "peak_rss_kib = 2048"
+"""
+
+
+class TinyRun(TempDirTest):
+    """A whole run over fake benchmark programs, with a custom allocator: the files it writes."""
+
+    def test_run(self):
+        bin_dir = os.path.join(self.dir, "bin")
+        os.mkdir(bin_dir)
+        for program in ["larson", "xmalloc_test", "cache_scratch", "thread_churn",
+                        "producer_consumer"]:
+            with open(os.path.join(bin_dir, program), "w") as f:
+                f.write(FAKE_PROGRAM)
+            os.chmod(os.path.join(bin_dir, program), 0o755)
+        # Not a real library: the dynamic loader says so on stderr and runs the program anyway.
+        lib = self.write("fake.so", b"not an ELF file")
+        out = os.path.join(self.dir, "out")
+        res = subprocess.run(
+            [sys.executable, os.path.join(HERE, "run_h2h.py"), "--bin-dir", bin_dir,
+             "--workspace", self.dir, "--quick", "--reps", "2", "--only", "larson-classic T=1",
+             "--allocators", "glibc", "--allocator", "fake=" + lib, "--out", out],
+            capture_output=True, text=True)
+        self.assertEqual(res.returncode, 0, res.stderr)
+        with open(os.path.join(out, "runs.csv")) as f:
+            rows = list(csv.DictReader(f))
+        self.assertEqual(sorted((r["allocator"], r["rep"], r["status"]) for r in rows),
+                         [("fake", "1", "ok"), ("fake", "2", "ok"),
+                          ("glibc", "1", "ok"), ("glibc", "2", "ok")])
+        for r in rows:
+            self.assertEqual(r["peak_rss_kib"] != "", True)
+            self.assertNotEqual(r["others_cpu"], "", "every run measures the machine's load")
+        fake_rows = [r for r in rows if r["allocator"] == "fake"]
+        self.assertIn("LD_PRELOAD=" + lib, fake_rows[0]["command"])
+        with open(os.path.join(out, "results.md")) as f:
+            md = f.read()
+        self.assertIn("- fake (--allocator): LD_PRELOAD=" + lib, md)
+        self.assertIn("| larson-classic T=1 | ops | 1.23M x1.00 ±0%", md)
+        self.assertIn("ratio to glibc", md, "mimalloc is not in the run: glibc is the baseline")
+        with open(os.path.join(out, "summary.csv")) as f:
+            summary = list(csv.DictReader(f))
+        self.assertEqual([s["ratio_to_baseline"] for s in summary], ["1.0", "1.0"])
+        if shutil.which("gnuplot"):
+            self.assertTrue(os.path.getsize(os.path.join(out, "chart.png")) > 0, md)
+            with open(os.path.join(out, "chart.gp")) as f:
+                gp = f.read()
+            self.assertIn("set style histogram errorbars", gp)
+            self.assertIn("Peak RSS", gp)
+            self.assertIn("title 'fake'", gp)
+
+
+if __name__ == "__main__":
+    unittest.main()
