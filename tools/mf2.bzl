@@ -1,11 +1,19 @@
 """Build conventions for MF2's own code.
 
-Every MF2 target goes through these macros so that one place decides the warnings (errors for our
-code, never for third-party code), the TSan suppressions file every test carries, and how a fuzz
-target becomes both a libFuzzer binary and a corpus-replay test.
+Every MF2 target goes through these macros so that one place decides the language level (carried
+by each target, so a workspace that depends on @mf2 needs no flags of ours), the warnings (errors
+for our own builds only, never for third-party code nor for a user's build of @mf2), the TSan
+suppressions file every test carries, and how a fuzz target becomes both a libFuzzer binary and a
+corpus-replay test.
 """
 
-MF2_COPTS = [
+# What our sources need in any build, ours or a user's.
+_LANGUAGE = ["-std=c++17"]
+
+# Warnings as errors, only where `--define=mf2_strict=1` is set: our .bazelrc sets it together with
+# clang. A user's build of @mf2 (gcc rejects -Wthread-safety; a newer compiler may warn where ours
+# does not) sees none of these.
+_STRICT_WARNINGS = [
     "-Wall",
     "-Wextra",
     "-Werror",
@@ -14,6 +22,11 @@ MF2_COPTS = [
     "-Wno-unused-parameter",
     "-Wno-missing-field-initializers",
 ]
+
+MF2_COPTS = _LANGUAGE + select({
+    "//tools:strict": _STRICT_WARNINGS,
+    "//conditions:default": [],
+})
 
 # Our code is optimised lightly outside -c opt (sanitizer runs and stress tests stay fast);
 # -c opt keeps the toolchain's -O2.
