@@ -18,7 +18,8 @@
 #     and compiles alone (C and C++17) with nothing but the staged include directory;
 #   - mf2/mf2.h's MF2_VERSION_MAJOR/MINOR/PATCH equal the build's version (tools/mf2.bzl);
 #   - the shared library's SONAME is libmf2.so.MAJOR;
-#   - every mf2_* function the headers declare is exported by libmf2.so and defined in libmf2.a.
+#   - every function the headers declare (C and C++) is exported by libmf2.so and defined in
+#     libmf2.a, and both replace malloc and operator new.
 #
 # The build passes its files first (see //:install in BUILD); the user's options follow `--`.
 set -euo pipefail
@@ -37,7 +38,8 @@ lib/pkgconfig/mf2.pc and lib/cmake/mf2/ under DIR. A relative DIR is taken from 
 EOF
 }
 
-version="" soname="" shared="" archive="" link_flags="" license="" prefix="" dry_run=0
+version="" soname="" shared="" archive="" link_flags="" license="" symbols_tool="" prefix=""
+dry_run=0
 headers=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -47,6 +49,7 @@ while [ $# -gt 0 ]; do
     --static=*) archive=${1#*=} ;;
     --link-flags=*) link_flags=${1#*=} ;;
     --license=*) license=${1#*=} ;;
+    --symbols-tool=*) symbols_tool=${1#*=} ;;
     --headers)
       shift
       while [ $# -gt 0 ] && [ "${1#--}" = "$1" ]; do
@@ -65,7 +68,7 @@ while [ $# -gt 0 ]; do
 done
 
 [ -n "$prefix" ] || { usage >&2; die "--prefix DIR is required"; }
-for f in "$shared" "$archive" "$link_flags" "$license"; do
+for f in "$shared" "$archive" "$link_flags" "$license" "$symbols_tool"; do
   [ -n "$f" ] && [ -f "$f" ] || die "build input missing ('$f'); run through 'bazel run //:install'"
 done
 [ ${#headers[@]} -gt 0 ] || die "no public headers given (//mf2:public_headers is empty)"
@@ -79,9 +82,11 @@ CC=${CC:-cc}
 CXX=${CXX:-c++}
 command -v "$CC" >/dev/null || die "no C compiler '$CC' for the header checks (set CC)"
 command -v "$CXX" >/dev/null || die "no C++ compiler '$CXX' for the header checks (set CXX)"
-for tool in readelf nm; do
-  command -v "$tool" >/dev/null || die "'$tool' (binutils) is needed for the library checks"
+for tool in readelf nm python3; do
+  command -v "$tool" >/dev/null || die "'$tool' is needed for the library checks"
 done
+CLANGXX=${CLANGXX:-$(command -v clang++-14 || command -v clang++ || true)}
+[ -n "$CLANGXX" ] || die "no clang++ (set CLANGXX) to list the functions the headers declare"
 
 stage=$(mktemp -d "${TMPDIR:-/tmp}/mf2-install.XXXXXX")
 trap 'rm -rf "$stage"' EXIT
@@ -167,19 +172,20 @@ actual_soname=$(readelf -d "$stage/lib/$real" | sed -nE 's/.*\(SONAME\).*\[(.*)\
 [ "$actual_soname" = "$soname" ] ||
   die "libmf2.so has SONAME '${actual_soname:-none}', expected $soname (mf2/BUILD linkopts)"
 
-# Every mf2_* function the headers name in a declaration or an inline wrapper's call must be in
-# both libraries (the shared one exports only what mf2/libmf2_malloc.lds lists).
-declared=$(for h in "${headers[@]}"; do
-  "$CC" -fpreprocessed -dD -E -x c "$h" 2>/dev/null || cat "$h"
-done | tr '\n' ' ' | grep -oE '\bmf2_[a-z0-9_]+[[:space:]]*\([^;{}]*;' | grep -oE '^mf2_[a-z0-9_]+' | sort -u)
-[ -n "$declared" ] || die "no mf2_* function declarations found in the public headers"
+# Every function the headers declare (C and C++, tools/public_symbols.py reads clang's AST) must
+# be in both libraries: the shared one exports only what mf2/libmf2_malloc.lds lists.
+declared=$(python3 "$symbols_tool" "$CLANGXX" "$stage/include" "${headers[@]}") ||
+  die "could not list the functions the public headers declare"
+[ -n "$declared" ] || die "the public headers declare no function"
 exported=$(nm -D --defined-only "$stage/lib/$real" | awk '{print $NF}' | sed 's/@.*//' | sort -u)
 defined=$(nm --defined-only "$stage/lib/libmf2.a" 2>/dev/null | awk 'NF == 3 && $2 ~ /[TW]/ {print $3}' | sort -u)
-missing_so=$(comm -23 <(printf '%s\n' "$declared") <(printf '%s\n' "$exported"))
-missing_a=$(comm -23 <(printf '%s\n' "$declared") <(printf '%s\n' "$defined"))
-[ -z "$missing_so" ] ||
-  die "libmf2.so does not export $(echo $missing_so) (declared in the public headers; add them to mf2/libmf2_malloc.lds)"
-[ -z "$missing_a" ] || die "libmf2.a does not define $(echo $missing_a) (declared in the public headers)"
+missing_so=$(comm -23 <(printf '%s\n' "$declared" | sort -u) <(printf '%s\n' "$exported"))
+missing_a=$(comm -23 <(printf '%s\n' "$declared" | sort -u) <(printf '%s\n' "$defined"))
+demangle() { if command -v c++filt >/dev/null; then c++filt; else cat; fi | sed 's/^/    /'; }
+[ -z "$missing_so" ] || die "libmf2.so does not export these functions the public headers declare (add them to mf2/libmf2_malloc.lds):
+$(demangle <<<"$missing_so")"
+[ -z "$missing_a" ] || die "libmf2.a does not define these functions the public headers declare:
+$(demangle <<<"$missing_a")"
 for sym in malloc free calloc realloc _Znwm _ZdlPv; do
   grep -qx "$sym" <<<"$exported" || die "libmf2.so does not export $sym: it would not replace malloc"
   grep -qx "$sym" <<<"$defined" || die "libmf2.a does not define $sym: it would not replace malloc"
