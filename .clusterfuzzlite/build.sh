@@ -11,6 +11,7 @@
 # Environment: MF2_SRC (the clone; default: the current directory, the Dockerfile's WORKDIR),
 # ABSL_DIR (Abseil's sources: the headers are all MF2 uses; default: $SRC/abseil-cpp from the
 # Dockerfile, else /opt/mf2-deps/abseil-cpp from tools/bootstrap.sh).
+set -euo pipefail  # also when run as `bash build.sh`, which ignores the options on the #! line
 
 mf2=${MF2_SRC:-$PWD}
 [ -f "$mf2/fuzz/BUILD" ] || { echo "build.sh: $mf2 is not an MF2 clone (set MF2_SRC)" >&2; exit 1; }
