@@ -71,7 +71,7 @@ done
 for f in "$shared" "$archive" "$link_flags" "$license" "$symbols_tool"; do
   [ -n "$f" ] && [ -f "$f" ] || die "build input missing ('$f'); run through 'bazel run //:install'"
 done
-[ ${#headers[@]} -gt 0 ] || die "no public headers given (//mf2:public_headers is empty)"
+[ ${#headers[@]} -gt 0 ] || die "no public headers given (//mf2:public_header_files is empty)"
 # `bazel run` starts us in the runfiles tree; a relative prefix means the user's directory.
 case "$prefix" in
   /*) ;;
