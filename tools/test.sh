@@ -96,7 +96,7 @@ run_stage() {
     summary+=("FAIL  $name (${took} s)  log: $log")
     failed=$((failed + 1))
     echo "[test.sh] stage $name: FAIL in ${took} s (log: $log)" >&2
-    grep -E "FAILED|ERROR|error:|Failure|FAIL:|WARNING: .*Sanitizer|SUMMARY" "$log" | head -n 40 >&2
+    grep -E -A6 "FAILED|ERROR|error:|Failure|FAIL:|WARNING: .*Sanitizer|SUMMARY" "$log" | head -n 40 >&2
   fi
 }
 

@@ -11,7 +11,8 @@
 
 #include <mf2/mf2.h>
 #if __has_include(<mf2/mf2.hpp>)
-#include <mf2/mf2.hpp>  // the C++ header compiles in a plain CMake C++17 project
+#include <mf2/mf2.hpp>  // the C++ API, when the installed MF2 has it
+#define HAVE_MF2_HPP 1
 #endif
 
 namespace {
@@ -32,6 +33,12 @@ int main() {
   size_t usable = mf2_usable_size(numbers);
   Expect(usable >= 25 * sizeof(int), "mf2_usable_size(new int[25]) too small");
   Expect(malloc_usable_size(numbers) == usable, "malloc_usable_size is not MF2's");
+#ifdef HAVE_MF2_HPP
+  Expect(mf2::UsableSize(numbers) == usable, "mf2::UsableSize disagrees");
+  void* cxx = mf2::Allocate(1000);  // the C++ API links against libmf2.so and libmf2.a
+  Expect(cxx != nullptr && mf2::UsableSize(cxx) >= 1000, "mf2::Allocate");
+  mf2::Free(cxx);
+#endif
   delete[] numbers;
 
   // Blocks allocated here, checked as MF2's, and deleted by another thread (remote frees).
