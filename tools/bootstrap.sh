@@ -62,9 +62,13 @@ done
 PACKAGES=()
 for g in "${groups[@]}"; do
   if [ "$g" = all ]; then
-    for k in "${!GROUP[@]}"; do PACKAGES+=(${GROUP[$k]}); done
+    for k in "${!GROUP[@]}"; do
+      read -r -a more <<<"${GROUP[$k]}"
+      PACKAGES+=("${more[@]}")
+    done
   elif [ -n "${GROUP[$g]:-}" ]; then
-    PACKAGES+=(${GROUP[$g]})
+    read -r -a more <<<"${GROUP[$g]}"
+    PACKAGES+=("${more[@]}")
   else
     log "unknown group '$g' (groups: core, sanitizers, test, bench, all)"
     exit 2

@@ -150,7 +150,7 @@ done
 # --- Version: the header and the build agree. ---
 header_version=""
 for part in MAJOR MINOR PATCH; do
-  v=$(sed -nE "s/^[[:space:]]*#[[:space:]]*define[[:space:]]+MF2_VERSION_$part[[:space:]]+([0-9]+).*/\1/p" \
+  v=$(sed -nE "s/^[[:space:]]*#[[:space:]]*define[[:space:]]+MF2_VERSION_${part}[[:space:]]+([0-9]+).*/\1/p" \
     "$stage/include/mf2/mf2.h" 2>/dev/null | head -n1)
   [ -n "$v" ] || die "mf2/mf2.h does not define MF2_VERSION_$part (the build's version is $version)"
   header_version="${header_version:+$header_version.}$v"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole MF2 test suite, as CI runs it (.ci/run calls this). Run tools/test.sh --help.
 set -uo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 
 ALL_STAGES=(default asan tsan ubsan debug fuzz install bazel-dep)
 usage() {
