@@ -1,11 +1,26 @@
 """Build conventions for MF2's own code.
 
-Every MF2 target goes through these macros so that one place decides the warnings (errors for our
-code, never for third-party code), the TSan suppressions file every test carries, and how a fuzz
-target becomes both a libFuzzer binary and a corpus-replay test.
+Every MF2 target goes through these macros so that one place decides the language level (carried
+by each target, so a workspace that depends on @mf2 needs no flags of ours), the warnings (errors
+for our own builds only, never for third-party code nor for a user's build of @mf2), the TSan
+suppressions file every test carries, and how a fuzz target becomes both a libFuzzer binary and a
+corpus-replay test. It also holds the release version and the rule that packs the static library.
 """
 
-MF2_COPTS = [
+load("@bazel_tools//tools/cpp:toolchain_utils.bzl", "find_cpp_toolchain")
+
+# The release version. The shared library's SONAME carries its major number, and the install
+# (tools/install.sh) checks that mf2/mf2.h's MF2_VERSION_MAJOR/MINOR/PATCH say the same.
+MF2_VERSION = "0.3.0"
+MF2_SONAME = "libmf2.so." + MF2_VERSION.split(".")[0]
+
+# What our sources need in any build, ours or a user's.
+_LANGUAGE = ["-std=c++17"]
+
+# Warnings as errors, only where `--define=mf2_strict=1` is set: our .bazelrc sets it together with
+# clang. A user's build of @mf2 (gcc rejects -Wthread-safety; a newer compiler may warn where ours
+# does not) sees none of these.
+_STRICT_WARNINGS = [
     "-Wall",
     "-Wextra",
     "-Werror",
@@ -14,6 +29,11 @@ MF2_COPTS = [
     "-Wno-unused-parameter",
     "-Wno-missing-field-initializers",
 ]
+
+MF2_COPTS = _LANGUAGE + select({
+    "//tools:strict": _STRICT_WARNINGS,
+    "//conditions:default": [],
+})
 
 # Our code is optimised lightly outside -c opt (sanitizer runs and stress tests stay fast);
 # -c opt keeps the toolchain's -O2.
@@ -76,3 +96,62 @@ def mf2_cc_fuzz(name, srcs, corpus, deps = [], copts = [], tags = [], **kwargs):
         tags = tags,
         **kwargs
     )
+
+def _mf2_static_archive_impl(ctx):
+    """Packs the objects of `deps` (this repository's only) into one relocatable object in `out`.
+
+    One member (`ld -r` of every object) rather than one per source file: a program that links the
+    archive and calls malloc pulls in all of MF2, including the fork handlers that nothing names
+    (mf2/fork.cc registers them from a constructor), so no --whole-archive is needed. PIC objects,
+    so the archive links into position-independent executables (Debian's gcc default) and into
+    shared libraries. Another repository contributing objects fails the build: the archive must
+    need nothing but the C and C++ runtimes (Abseil is used for its headers only).
+    """
+    cc_toolchain = find_cpp_toolchain(ctx)
+    objects = []
+    link_flags = []
+    for dep in ctx.attr.deps:
+        for linker_input in dep[CcInfo].linking_context.linker_inputs.to_list():
+            for flag in linker_input.user_link_flags:
+                if flag not in link_flags:
+                    link_flags.append(flag)
+            for library in linker_input.libraries:
+                objs = library.pic_objects or library.objects
+                if not objs:
+                    continue
+                if linker_input.owner.workspace_name != ctx.label.workspace_name:
+                    fail("%s: %s contributes object files (%s); libmf2.a must not need it" %
+                         (ctx.label, linker_input.owner, objs[0].short_path))
+                for obj in objs:
+                    if obj not in objects:
+                        objects.append(obj)
+    if not objects:
+        fail("%s: no object files in %s" % (ctx.label, ctx.attr.deps))
+    relocatable = ctx.actions.declare_file(ctx.label.name + ".o")
+    ctx.actions.run_shell(
+        inputs = depset(objects, transitive = [cc_toolchain.all_files]),
+        outputs = [ctx.outputs.out, relocatable],
+        command = '"$1" -r -o "$2" "${@:5}" && rm -f "$4" && "$3" rcsD "$4" "$2"',
+        arguments = [cc_toolchain.ld_executable, relocatable.path, cc_toolchain.ar_executable,
+                     ctx.outputs.out.path] + [o.path for o in objects],
+        mnemonic = "Mf2StaticArchive",
+        progress_message = "Packing %s" % ctx.outputs.out.short_path,
+    )
+    ctx.actions.write(ctx.outputs.link_flags, "\n".join(link_flags) + "\n")
+    return [DefaultInfo(files = depset([ctx.outputs.out, ctx.outputs.link_flags]))]
+
+mf2_static_archive = rule(
+    implementation = _mf2_static_archive_impl,
+    doc = "A self-contained static library (one relocatable object) of `deps`; see the impl.",
+    attrs = {
+        "deps": attr.label_list(providers = [CcInfo]),
+        "out": attr.output(mandatory = True, doc = "the archive, e.g. libmf2.a"),
+        "link_flags": attr.output(
+            mandatory = True,
+            doc = "the deps' linkopts, one a line (what a static link of the archive also needs)",
+        ),
+        "_cc_toolchain": attr.label(default = "@bazel_tools//tools/cpp:current_cc_toolchain"),
+    },
+    fragments = ["cpp"],
+    toolchains = ["@bazel_tools//tools/cpp:toolchain_type"],
+)
