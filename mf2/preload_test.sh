@@ -155,5 +155,27 @@ else
   fail "1,000 double frees print $n lines, not 10 reports + 2"
 fi
 
+# Options: a bad value is named in one warning with the default kept; MF2_VERBOSE=1 lists them.
+LD_PRELOAD="$lib" MF2_VERBOSE=1 MF2_PAGE_CACHE_MB=-1 MF2_ROUTE=foo MF2_RECLAIM_IDLE=false \
+  MF2_LARGE_CACHE_MB=32M "$td/misuse_report" options >"$tmp/o.out" 2>"$tmp/o.err"
+w1="mf2: warning: MF2_PAGE_CACHE_MB=-1 ignored (not a number; expected a number of MiB, or one"
+w1+=" with a K, M or G suffix); using the default 32 MiB"
+w2="mf2: warning: MF2_ROUTE=foo ignored (not a route; expected route_s, route_p or cda); using"
+w2+=" the default route_s"
+ok=1
+for line in "$w1" "$w2"; do
+  grep -Fxq -- "$line" "$tmp/o.err" || { ok=0; echo "missing: $line"; }
+done
+for prefix in "mf2: option MF2_PAGE_CACHE_MB=32 MiB (default): " \
+    "mf2: option MF2_RECLAIM_IDLE=0: " "mf2: option MF2_LARGE_CACHE_MB=32 MiB: "; do
+  grep -Fq -- "$prefix" "$tmp/o.err" || { ok=0; echo "missing: $prefix"; }
+done
+if [ $ok -eq 1 ] && [ "$(grep -c '^mf2: warning: ' "$tmp/o.err")" -eq 2 ]; then
+  pass "option warnings and MF2_VERBOSE ($(grep -c '^mf2: option ' "$tmp/o.err") options listed)"
+else
+  fail "option warnings and MF2_VERBOSE"
+  cat "$tmp/o.err"
+fi
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
