@@ -79,7 +79,7 @@ TEST_F(OptionsTest, EveryBadValueIsNamedInOneWarningAndTheDefaultIsKept) {
       {"MF2_PAGE_CACHE_MB", "0x20", "32 MiB"},
       {"MF2_LARGE_CACHE_MB", "17592186044416", "64 MiB"},  // 2^44 MiB: overflows when scaled
       {"MF2_HEAP_EMPTY_KB", "1T", "2048 KiB"},
-      {"MF2_IDLE_US", "18446744073709551", "150 us"},  // overflowed to a small value once scaled
+      {"MF2_IDLE_US", "18446744073709552", "150 us"},  // wrapped to 384 ns once scaled
       {"MF2_RFR_US", "3600000001", "200 us"},          // above an hour
       {"MF2_RECLAIM_AFTER_US", "10min", "10000 us"},
       {"MF2_RECLAIM_BATCH", "0", "32"},
