@@ -224,7 +224,6 @@ class State {
       case 0: {  // interior pointer of a live block
         if (live_.empty()) break;
         const Live& b = live_[idx % live_.size()];
-        if (b.large) break;  // inside a large mapping: reported as foreign
         // Offsets 8, 24, 40, ...: inside the block, never a block start.
         bad = static_cast<char*>(b.p) + 8 + 16 * (idx % (b.usable / 16));
         expected = mf2::ErrorKind::kNotABlock;
@@ -238,10 +237,10 @@ class State {
         const bool large = live_[i].large;
         Free(i);
         bad = p;
-        // A large mapping is gone (foreign now); a page whose last block this was went back to
+        // A large block is remembered as freed; a page whose last block this was went back to
         // the source (not a block any more); otherwise the block is simply not live.
         mf2::Page* page = mf2::PageOf(p);
-        expected = large                                ? mf2::ErrorKind::kForeignPointer
+        expected = large                                ? mf2::ErrorKind::kDoubleFree
                    : page == nullptr || !page->in_use() ? mf2::ErrorKind::kNotABlock
                                                         : mf2::ErrorKind::kDoubleFree;
         heap_->Free(p);

@@ -42,14 +42,19 @@
 
 namespace mf2 {
 
-// What was wrong with a pointer handed to Free (or UsableSize).
+// What was wrong with a pointer handed to MF2. The default handler prints one line per report,
+//   mf2: <kind> in <call>(<pointer>): <detail>[ (block <start>, <size> bytes)]
+// e.g. "mf2: double free in free(0x7f3a2c010040): block is not allocated (freed before)".
 enum class ErrorKind : uint8_t {
   kForeignPointer,   // not inside any MF2 segment or large allocation
   kNotABlock,        // inside MF2 memory but not a block start (interior, header, free span, tail)
-  kDoubleFree,       // a block start that is not currently allocated
+  kDoubleFree,       // free of a block start that is not currently allocated
   kCorruptFreeList,  // a remote list that is not well formed (found while draining)
+  kUseAfterFree,     // a freed block passed to a call that uses it (realloc, malloc_usable_size)
 };
+inline constexpr int kNumErrorKinds = 5;
 
+// "foreign pointer", "not a block start", "double free", "corrupt free list", "use after free".
 const char* ErrorKindName(ErrorKind kind);
 
 struct ErrorReport {
@@ -57,12 +62,19 @@ struct ErrorReport {
   const char* call;    // the entry point that received the pointer ("free", "realloc", ...)
   const void* pointer;
   const char* detail;  // static text, never null
+  // The block the pointer relates to, when known (the live block an interior pointer points
+  // into, the freed block of a double free); nullptr otherwise.
+  const void* block = nullptr;
+  size_t block_size = 0;
 };
 
 // Called on every detected misuse. The default handler writes the report to stderr and aborts
-// (`MF2_ON_ERROR=report` makes it write and continue). The misused block is never absorbed into
-// a free list, whatever the handler does.
+// (`MF2_ON_ERROR=report` makes it write and continue). In report mode it prints the first
+// kReportsInFull reports of each kind, then one line saying that further reports of that kind
+// are suppressed, and at exit one line with how many were. The misused block is never absorbed
+// into a free list, whatever the handler does.
 using ErrorHandler = void (*)(const ErrorReport& report);
+inline constexpr uint32_t kReportsInFull = 10;
 
 // Installs `handler` (nullptr restores the default) and returns the previous one. For tests.
 ErrorHandler SetErrorHandler(ErrorHandler handler);
@@ -71,9 +83,19 @@ namespace internal {
 
 [[noreturn]] void CheckFailed(const char* file, int line, const char* cond, const char* msg);
 
-// Reports misuse through the installed handler.
+// Reports misuse through the installed handler: `call` received `pointer`; `detail` (static text)
+// says what was wrong with it.
 MF2_NOINLINE void ReportError(ErrorKind kind, const char* call, const void* pointer,
                               const char* detail);
+// The same, naming the block (start and size) that `pointer` relates to.
+MF2_NOINLINE void ReportError(ErrorKind kind, const char* call, const void* pointer,
+                              const char* detail, const void* block, size_t block_size);
+
+// Writes one line to `fd` saying how many reports the default handler suppressed, per kind, if
+// it suppressed any (run at exit). No allocation.
+void PrintSuppressedReports(int fd);
+// Forgets how many reports the default handler has seen (tests).
+void ResetReportCountsForTesting();
 
 // Formats into `buf` like snprintf, without allocating; returns the length written.
 size_t FormatTo(char* buf, size_t cap, const char* fmt, ...)

@@ -506,9 +506,8 @@ void Heap::FreeDetached(Page* page, Block* b) {
 
 void Heap::FreeUnusual(void* p, const char* call) {
   if (p == nullptr) return;
-  if (LargeFree(p)) return;
-  internal::ReportError(ErrorKind::kForeignPointer, call, p,
-                        "not from MF2 (another allocator's pointer, a stack or static address)");
+  if (LargeFree(p, call)) return;  // a large block, or misuse of one (reported there)
+  LargeReportMisuse(p, call, LargeAccess::kFree);
 }
 
 // `p` is inside an MF2 segment but is not the start of one of its span's blocks.
@@ -554,15 +553,14 @@ size_t Heap::UsableSize(const void* p, const char* call) {
       return 0;
     }
     if (HasAnyCanary(p)) {
-      internal::ReportError(ErrorKind::kDoubleFree, call, p,
-                            "the block was freed (use after free)");
+      internal::ReportError(ErrorKind::kUseAfterFree, call, p,
+                            "the block was freed before (its free-block canary is in place)");
       return 0;
     }
     return ClassInfo(s->size_class).size;
   }
   if (size_t n = LargeUsableSize(p)) return n;
-  internal::ReportError(ErrorKind::kForeignPointer, call, p,
-                        "not from MF2 (another allocator's pointer, a stack or static address)");
+  LargeReportMisuse(p, call, LargeAccess::kUse);
   return 0;
 }
 

@@ -428,10 +428,12 @@ TEST_F(MisuseTest, LargeAllocationsAreTrackedAndMisuseReported) {
   std::memset(p, 1, 1 << 20);
   a->Free(p + 4096);
   ASSERT_EQ(reports_.size(), 1u);
-  EXPECT_EQ(reports_[0].kind, ErrorKind::kForeignPointer);
+  EXPECT_EQ(reports_[0].kind, ErrorKind::kNotABlock);
+  EXPECT_EQ(reports_[0].block, p);
   a->Free(p);
   a->Free(p);
   ASSERT_EQ(reports_.size(), 2u);
+  EXPECT_EQ(reports_[1].kind, ErrorKind::kDoubleFree);
   errno = 0;
   EXPECT_EQ(a->Allocate(size_t{1} << 62), nullptr);
   EXPECT_EQ(errno, ENOMEM);
@@ -465,9 +467,9 @@ TEST(MisuseDeathTest, DefaultHandlerAbortsWithPointerAndReason) {
   Heap* a = heaps.Acquire();
   void* p = a->Allocate(64);
   a->Free(p);
-  EXPECT_DEATH(a->Free(p), "mf2: double free of 0x[0-9a-f]+");
+  EXPECT_DEATH(a->Free(p), "mf2: double free in free\\(0x[0-9a-f]+\\): ");
   int x;
-  EXPECT_DEATH(a->Free(&x), "mf2: free of a pointer MF2 never handed out");
+  EXPECT_DEATH(a->Free(&x), "mf2: foreign pointer in free\\(0x[0-9a-f]+\\): not from MF2");
 }
 
 }  // namespace

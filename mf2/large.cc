@@ -10,6 +10,7 @@
 #include "absl/base/thread_annotations.h"
 #include "mf2/check.h"
 #include "mf2/mutex.h"
+#include "mf2/page_source.h"
 #include "mf2/policy.h"
 
 namespace mf2 {
@@ -18,12 +19,21 @@ namespace {
 constexpr size_t kPage = 4096;
 // Larger than any address space: requests above this fail with ENOMEM before any arithmetic.
 constexpr size_t kMaxLarge = size_t{1} << 46;
+// A shrink unmaps the mapping's tail once the tail is at least this long; below it the system
+// call costs more than the memory is worth (it is also the smallest large block).
+constexpr size_t kShrinkUnmapMin = size_t{64} << 10;
 
+size_t RoundUpToPage(size_t n) { return (n + kPage - 1) & ~(kPage - 1); }
+
+// Every block starts its mapping and uses all of it (user == map_base, size == map_len):
+// alignment slack is trimmed at allocation, and a shrink either unmaps the tail or leaves it
+// usable.
 struct Entry {
   uintptr_t user;      // 0: empty; 1: deleted
   size_t size;         // usable bytes
   uintptr_t map_base;  // what to munmap
   size_t map_len;
+  size_t alignment;    // as requested; above kPage the block never moves (LargeResize)
 };
 
 // Open addressing, linear probing, table memory from mmap (never from malloc).
@@ -37,6 +47,16 @@ class LargeTable {
     slots_[i] = e;
     ++live_;
     return true;
+  }
+  // Makes sure the next Insert succeeds without growing the table; false if it cannot grow.
+  bool Reserve() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return (used_ + 1) * 2 <= cap_ || Grow(); }
+  // The live entry whose usable range contains `p`: O(capacity), for error paths only.
+  const Entry* FindContaining(uintptr_t p) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    for (size_t i = 0; i < cap_; ++i) {
+      const Entry& e = slots_[i];
+      if (e.user > 1 && p >= e.user && p - e.user < e.size) return &e;
+    }
+    return nullptr;
   }
   Entry* Find(uintptr_t user) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     if (cap_ == 0) return nullptr;
@@ -116,33 +136,94 @@ bool PutCached(uintptr_t base, size_t len) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_table
   return true;
 }
 
-}  // namespace
+// The last kFreedRemembered freed blocks (a ring, newest at g_freed_next - 1), so that a second
+// free of one is named a double free rather than a foreign pointer. A block is forgotten as soon
+// as a live block covers its address again (ForgetFreed): what the ring says is never
+// contradicted by the table.
+struct FreedBlock {
+  uintptr_t user;
+  size_t size;
+};
+FreedBlock g_freed[kFreedRemembered] ABSL_GUARDED_BY(g_table.mu);
+uint32_t g_freed_next ABSL_GUARDED_BY(g_table.mu) = 0;
 
-void* LargeAllocate(size_t size, size_t alignment) {
-  if (size > kMaxLarge || alignment > kMaxLarge) {
-    errno = ENOMEM;
-    return nullptr;
+void RememberFreed(uintptr_t user, size_t size) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_table.mu) {
+  g_freed[g_freed_next % kFreedRemembered] = FreedBlock{user, size};
+  ++g_freed_next;
+}
+
+// [start, start + len) is a live block's now: no freed block starts there any more.
+void ForgetFreed(uintptr_t start, size_t len) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_table.mu) {
+  for (FreedBlock& f : g_freed) {
+    if (f.user >= start && f.user - start < len) f = FreedBlock{0, 0};
   }
-  if (size == 0) size = 1;
-  size_t len = (size + kPage - 1) & ~(kPage - 1);
+}
+
+LargeDiagnosis DiagnoseLocked(uintptr_t p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_table.mu) {
+  if (const Entry* e = g_table.Find(p)) {
+    return LargeDiagnosis{LargeDiagnosis::kLive, e->user, e->size};
+  }
+  const uint32_t remembered =
+      g_freed_next < kFreedRemembered ? g_freed_next : uint32_t{kFreedRemembered};
+  for (uint32_t i = 1; i <= remembered; ++i) {
+    const FreedBlock& f = g_freed[(g_freed_next - i) % kFreedRemembered];
+    if (f.user == p) return LargeDiagnosis{LargeDiagnosis::kFreedRecently, f.user, f.size};
+  }
+  if (const Entry* e = g_table.FindContaining(p)) {
+    return LargeDiagnosis{LargeDiagnosis::kInteriorOfLive, e->user, e->size};
+  }
+  return LargeDiagnosis{LargeDiagnosis::kUnknown, 0, 0};
+}
+
+// Called outside the table lock: a handler may allocate (a test's does) or never return.
+void ReportDiagnosis(const LargeDiagnosis& d, const void* p, const char* call,
+                     LargeAccess access) {
+  const void* block = reinterpret_cast<const void*>(d.base);
+  switch (d.kind) {
+    case LargeDiagnosis::kLive:
+      return;
+    case LargeDiagnosis::kFreedRecently:
+      if (access == LargeAccess::kFree) {
+        internal::ReportError(ErrorKind::kDoubleFree, call, p, "large block was already freed",
+                              block, d.size);
+      } else {
+        internal::ReportError(ErrorKind::kUseAfterFree, call, p, "large block was freed before",
+                              block, d.size);
+      }
+      return;
+    case LargeDiagnosis::kInteriorOfLive:
+      internal::ReportError(ErrorKind::kNotABlock, call, p,
+                            "points inside a live large block, not at its start", block, d.size);
+      return;
+    case LargeDiagnosis::kUnknown:
+      internal::ReportError(ErrorKind::kForeignPointer, call, p,
+                            "not from MF2 (another allocator's pointer, a stack or static "
+                            "address)");
+      return;
+  }
+}
+
+// One attempt: a cached mapping, else a fresh one. nullptr (errno not set) if the OS refuses the
+// mapping or the table cannot grow.
+void* TryAllocate(size_t len, size_t alignment, bool* zeroed) {
   if (alignment <= kPage) {
     MutexLock lock(&g_table.mu);
     CachedMapping m = TakeCached(len);
     if (m.base != 0) {
       // The whole mapping is usable and is unmapped whole.
-      if (g_table.Insert(Entry{m.base, m.len, m.base, m.len})) {
+      if (g_table.Insert(Entry{m.base, m.len, m.base, m.len, alignment})) {
+        ForgetFreed(m.base, m.len);
+        if (zeroed != nullptr) *zeroed = false;  // it held a freed block's data
         return reinterpret_cast<void*>(m.base);
       }
       munmap(reinterpret_cast<void*>(m.base), m.len);
+      return nullptr;
     }
   }
   size_t extra = alignment > kPage ? alignment - kPage : 0;
   void* raw = mmap(nullptr, len + extra, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
                    -1, 0);
-  if (raw == MAP_FAILED) {
-    errno = ENOMEM;
-    return nullptr;
-  }
+  if (raw == MAP_FAILED) return nullptr;
   uintptr_t base = reinterpret_cast<uintptr_t>(raw);
   uintptr_t user = (base + alignment - 1) & ~(uintptr_t{alignment} - 1);
   if (alignment <= kPage) user = base;
@@ -150,27 +231,103 @@ void* LargeAllocate(size_t size, size_t alignment) {
   if (user > base) munmap(raw, user - base);
   uintptr_t end = base + len + extra;
   if (end > user + len) munmap(reinterpret_cast<void*>(user + len), end - (user + len));
-  Entry e{user, len, user, len};
   {
     MutexLock lock(&g_table.mu);
-    if (g_table.Insert(e)) return reinterpret_cast<void*>(user);
+    if (g_table.Insert(Entry{user, len, user, len, alignment})) {
+      ForgetFreed(user, len);
+      if (zeroed != nullptr) *zeroed = true;  // fresh anonymous memory: the kernel's zero pages
+      return reinterpret_cast<void*>(user);
+    }
   }
   munmap(reinterpret_cast<void*>(user), len);
+  return nullptr;
+}
+
+// Grows the live block at `user` to `new_len` bytes with mremap. The table lock is held across
+// the call: once the kernel has moved a block, its old range is free address space that another
+// thread's mmap could take, and record under the old address, before this entry is updated.
+// mremap moves page tables, not data, so the lock is held for a system call, never for a copy.
+void* GrowLocked(uintptr_t user, size_t new_len, bool* moved)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_table.mu) {
+  if (!g_table.Reserve()) return nullptr;  // a moved block's entry must fit after the move
+  Entry* e = g_table.Find(user);
+  if (e == nullptr) return nullptr;
+  const size_t new_map_len = (user - e->map_base) + new_len;
+  // An aligned block may only grow in place; with MREMAP_MAYMOVE the kernel grows in place when
+  // the address space above is free, and otherwise moves the page tables.
+  const int flags = e->alignment <= kPage ? MREMAP_MAYMOVE : 0;
+  void* r = mremap(reinterpret_cast<void*>(e->map_base), e->map_len, new_map_len, flags);
+  if (r == MAP_FAILED) return nullptr;
+  const uintptr_t new_base = reinterpret_cast<uintptr_t>(r);
+  if (new_base == e->map_base) {
+    ForgetFreed(user + e->size, new_len - e->size);
+    e->size = new_len;
+    e->map_len = new_map_len;
+    return reinterpret_cast<void*>(user);
+  }
+  const Entry moved_entry{new_base + (user - e->map_base), new_len, new_base, new_map_len,
+                          e->alignment};
+  // The old address is gone: a later free of it is a free of a freed block.
+  RememberFreed(user, e->size);
+  g_table.Erase(e);
+  const bool inserted = g_table.Insert(moved_entry);
+  MF2_CHECK(inserted, "the table was reserved before the move");
+  ForgetFreed(moved_entry.user, new_len);
+  *moved = true;
+  return reinterpret_cast<void*>(moved_entry.user);
+}
+
+// When the OS refuses memory: give back what the caches hold before the one retry.
+void ReleaseCachedMemory() {
+  LargeReleaseCache();
+  // Not under the table lock: the page source's lock comes before it (fork.cc's lock order).
+  OsPageSource::Global().ReleaseCache();
+}
+
+}  // namespace
+
+void* LargeAllocate(size_t size, size_t alignment, bool* zeroed) {
+  if (size > kMaxLarge || alignment > kMaxLarge) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  const size_t len = RoundUpToPage(size == 0 ? 1 : size);
+  if (void* p = TryAllocate(len, alignment, zeroed)) return p;
+  // The address space is exhausted (or the map count, or the table could not grow), while
+  // memory this process freed may still be mapped in the caches: release it, try once more.
+  const int saved_errno = errno;
+  ReleaseCachedMemory();
+  if (void* p = TryAllocate(len, alignment, zeroed)) {
+    errno = saved_errno;  // a success leaves errno as the caller had it
+    return p;
+  }
   errno = ENOMEM;
   return nullptr;
 }
 
-bool LargeFree(void* p) {
-  Entry e;
+bool LargeFree(void* p, const char* call) {
+  const uintptr_t user = reinterpret_cast<uintptr_t>(p);
+  Entry e{};
+  bool cached = false;
+  LargeDiagnosis diagnosis{LargeDiagnosis::kLive, user, 0};
   {
     MutexLock lock(&g_table.mu);
-    Entry* found = g_table.Find(reinterpret_cast<uintptr_t>(p));
-    if (found == nullptr) return false;
-    e = *found;
-    g_table.Erase(found);
-    if (PutCached(e.map_base, e.map_len)) return true;
+    Entry* found = g_table.Find(user);
+    if (found != nullptr) {
+      e = *found;
+      g_table.Erase(found);
+      RememberFreed(e.user, e.size);
+      cached = PutCached(e.map_base, e.map_len);
+    } else {
+      diagnosis = DiagnoseLocked(user);
+    }
   }
-  munmap(reinterpret_cast<void*>(e.map_base), e.map_len);
+  if (diagnosis.kind == LargeDiagnosis::kUnknown) return false;  // the caller reports it
+  if (diagnosis.kind != LargeDiagnosis::kLive) {
+    ReportDiagnosis(diagnosis, p, call, LargeAccess::kFree);
+    return true;
+  }
+  if (!cached) munmap(reinterpret_cast<void*>(e.map_base), e.map_len);
   return true;
 }
 
@@ -178,6 +335,43 @@ size_t LargeUsableSize(const void* p) {
   MutexLock lock(&g_table.mu);
   Entry* found = g_table.Find(reinterpret_cast<uintptr_t>(p));
   return found == nullptr ? 0 : found->size;
+}
+
+void* LargeResize(void* p, size_t new_size, bool* moved) {
+  *moved = false;
+  if (new_size > kMaxLarge) return nullptr;
+  const uintptr_t user = reinterpret_cast<uintptr_t>(p);
+  const size_t new_len = RoundUpToPage(new_size == 0 ? 1 : new_size);
+  uintptr_t tail = 0;
+  size_t tail_len = 0;
+  {
+    MutexLock lock(&g_table.mu);
+    Entry* e = g_table.Find(user);
+    if (e == nullptr) return nullptr;
+    if (new_len > e->size) return GrowLocked(user, new_len, moved);
+    // A shrink, or a growth within the usable size: in place. The tail goes back to the OS once
+    // it is worth the system call, and the usable size follows the mapping.
+    const uintptr_t map_end = e->map_base + e->map_len;
+    if (map_end - (user + new_len) >= kShrinkUnmapMin) {
+      tail = user + new_len;
+      tail_len = map_end - tail;
+      e->size = new_len;
+      e->map_len = tail - e->map_base;
+    }
+  }
+  // Outside the lock: the tail belongs to no entry any more, and nothing else can be mapped
+  // there before it is unmapped.
+  if (tail_len != 0) munmap(reinterpret_cast<void*>(tail), tail_len);
+  return p;
+}
+
+LargeDiagnosis LargeDiagnose(const void* p) {
+  MutexLock lock(&g_table.mu);
+  return DiagnoseLocked(reinterpret_cast<uintptr_t>(p));
+}
+
+void LargeReportMisuse(const void* p, const char* call, LargeAccess access) {
+  ReportDiagnosis(LargeDiagnose(p), p, call, access);
 }
 
 void LargeReleaseCache() {

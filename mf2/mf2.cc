@@ -20,10 +20,6 @@
 
 namespace mf2 {
 
-// Options by name: the policy's table (mf2/policy.h). Declared weak here so that this file also
-// builds against a policy without them; mf2_option_get/set then fail with ENOSYS.
-bool OptionGet(const char* name, long long* out) __attribute__((weak));
-int OptionSet(const char* name, long long value) __attribute__((weak));
 
 namespace {
 
@@ -96,7 +92,7 @@ int mf2_version(void) { return MF2_VERSION; }
 void* mf2_malloc(size_t size) { return mf2::Allocate(size); }
 void* mf2_calloc(size_t n, size_t size) { return mf2::AllocateZeroed(n, size); }
 void* mf2_realloc(void* p, size_t size) { return mf2::Reallocate(p, size, "mf2_realloc"); }
-void mf2_free(void* p) { mf2::Free(p); }
+void mf2_free(void* p) { mf2::ThreadHeap()->Free(p, "mf2_free"); }
 size_t mf2_usable_size(const void* p) { return mf2::UsableSize(p); }
 void* mf2_aligned_alloc(size_t alignment, size_t size) {
   return mf2::AllocateAligned(alignment, size);
@@ -187,10 +183,6 @@ int mf2_option_get(const char* name, long long* value) {
     errno = EINVAL;
     return -1;
   }
-  if (&mf2::OptionGet == nullptr) {
-    errno = ENOSYS;
-    return -1;
-  }
   if (!mf2::OptionGet(name, value)) {
     errno = EINVAL;
     return -1;
@@ -203,12 +195,8 @@ int mf2_option_set(const char* name, long long value) {
     errno = EINVAL;
     return -1;
   }
-  if (&mf2::OptionSet == nullptr) {
-    errno = ENOSYS;
-    return -1;
-  }
-  if (mf2::OptionSet(name, value) != 0) {
-    errno = EINVAL;
+  if (const int err = mf2::OptionSet(name, value)) {
+    errno = err;
     return -1;
   }
   return 0;

@@ -1,39 +1,297 @@
 #include "mf2/policy.h"
 
-#include "mf2/check.h"
+#include <strings.h>
+#include <sys/mman.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <initializer_list>
+#include <limits>
+#include <new>
+#include <type_traits>
+
+#include "mf2/check.h"
+#include "mf2/mutex.h"
 
 namespace mf2 {
 namespace {
 
-// getenv does not allocate; strtoull does not either.
-bool EnvUnsigned(const char* name, uint64_t* out) {
-  const char* v = std::getenv(name);
-  if (v == nullptr || *v == '\0') return false;
-  char* end = nullptr;
-  unsigned long long n = std::strtoull(v, &end, 10);
-  if (end == v || *end != '\0') return false;
+// ---- The option table ----
+
+// A Policy field as a uint64_t and back: enums and bools by value, strings by address.
+template <auto Field>
+uint64_t LoadField(const Policy& p) {
+  using T = std::remove_cv_t<std::remove_reference_t<decltype(p.*Field)>>;
+  if constexpr (std::is_pointer_v<T>) {
+    return reinterpret_cast<uintptr_t>(p.*Field);
+  } else {
+    return static_cast<uint64_t>(p.*Field);
+  }
+}
+template <auto Field>
+void StoreField(Policy* p, uint64_t v) {
+  using T = std::remove_reference_t<decltype(p->*Field)>;
+  if constexpr (std::is_pointer_v<T>) {
+    p->*Field = reinterpret_cast<T>(static_cast<uintptr_t>(v));
+  } else {
+    p->*Field = static_cast<T>(v);
+  }
+}
+// The largest value the field holds, so that the table's ranges are checked at compile time.
+template <auto Field>
+constexpr uint64_t FieldMax() {
+  using T = std::remove_reference_t<decltype(Policy{}.*Field)>;
+  if constexpr (std::is_same_v<T, bool>) {
+    return 1;
+  } else if constexpr (std::is_enum_v<T> || std::is_pointer_v<T>) {
+    return std::numeric_limits<uint64_t>::max();  // ranges of enums come from their names
+  } else {
+    return std::numeric_limits<T>::max();
+  }
+}
+
+struct OptionLine {
+  OptionInfo info;
+  uint64_t field_max;
+};
+
+// One line of the table: the environment variable, its OptionType, the Policy field, the unit of
+// a bare number, field units per unit, the range in field units, and one line of help.
+#define MF2_OPTION(name, type, field, unit, scale, min, max, help)                                 \
+  OptionLine{OptionInfo{name, OptionType::type, unit, scale, min, max, help,                       \
+                        &LoadField<&Policy::field>, &StoreField<&Policy::field>},                  \
+             FieldMax<&Policy::field>()}
+
+constexpr uint64_t kU32 = std::numeric_limits<uint32_t>::max();
+constexpr uint64_t kKiB = uint64_t{1} << 10;
+constexpr uint64_t kMiB = uint64_t{1} << 20;
+constexpr uint64_t kGiB = uint64_t{1} << 30;
+// Larger than any address space: a size beyond it is a mistake, not a wish.
+constexpr uint64_t kMaxBytes = uint64_t{1} << 46;
+constexpr uint64_t kUs = 1000;  // ns per microsecond
+// An hour: an owner idle for longer than any such threshold is idle, whatever it is set to.
+constexpr uint64_t kMaxNs = uint64_t{3600} * 1'000'000'000;
+
+// Every option. The default of each is its Policy field's initialiser; ranges are in field units.
+constexpr OptionLine kOptions[] = {
+    // route_s: owner priority, a live owner's pages are never taken; only pages of heaps whose
+    // thread exited are adopted. route_p: Route S, then, before a new page, at most one adoption
+    // of a full page from an IDLE owner's pending queue, allowed only when every gate passes.
+    // cda: the design note's failed consumer-driven adoption, kept as a control: adopt from any
+    // pending queue first, no gates. mf2_set_route() switches at run time.
+    MF2_OPTION("MF2_ROUTE", kRoute, route, "", 1, 0, 2,
+               "slow-path policy: route_s (owner priority), route_p (gated adoption from idle "
+               "owners) or cda (ungated control)"),
+    // As observed by other threads: conservative, never early.
+    MF2_OPTION("MF2_IDLE_US", kDuration, idle_threshold_ns, "us", kUs, 0, kMaxNs,
+               "Route P: an owner is idle after no allocation slow path for this long"),
+    // 0 skips the gate: an experiment. Larson's idle main thread keeps partial pages from its
+    // warm-up, and this gate then refuses every adoption.
+    MF2_OPTION("MF2_ADOPT_PARTIAL_GATE", kBool, adopt_partial_gate, "", 1, 0, 1,
+               "Route P: adopt only when the owner has no partial page of the class"),
+    MF2_OPTION("MF2_ADOPT_PRESSURE", kCount, adopt_pressure, "", 1, 0, kU32,
+               "Route P: adopt only when more than this many pages of the class wait on pending "
+               "queues"),
+    MF2_OPTION("MF2_ADOPT_MIN_REMOTE", kCount, adopt_min_remote, "", 1, 0, kU32,
+               "Route P: adopt only a page holding at least this many remote frees (or full of "
+               "them)"),
+    MF2_OPTION("MF2_RFR_US", kDuration, rfr_window_ns, "us", kUs, 0, kMaxNs,
+               "Route P: the owner's right of first refusal after a page's first remote free"),
+    // A thread whose free returns the last block of a full page of an idle owner releases that
+    // owner's completely free full pages to the page source.
+    MF2_OPTION("MF2_RECLAIM_IDLE", kBool, reclaim_idle, "", 1, 0, 1,
+               "release idle owners' whole pages from the freeing thread (every route)"),
+    // Longer than Route P's MF2_IDLE_US: a thread that is merely descheduled for a time slice
+    // must not have its whole pages released under it.
+    MF2_OPTION("MF2_RECLAIM_AFTER_US", kDuration, reclaim_after_ns, "us", kUs, 0, kMaxNs,
+               "an owner is idle for reclamation after no allocation slow path for this long"),
+    // A sweep walks the whole queue: an idle owner keeps fewer than this many whole pages.
+    MF2_OPTION("MF2_RECLAIM_BATCH", kCount, reclaim_batch, "", 1, 1, kU32,
+               "sweep an idle owner's queue once this many of its pages came back whole"),
+    // The must-reuse gate still drains the whole queue before it ever takes a new page.
+    MF2_OPTION("MF2_PENDING_BUDGET", kCount, pending_budget, "", 1, 1, kU32,
+               "pending pages examined per slow path before the active page and partial list"),
+    // Per heap; idle heaps keep none.
+    MF2_OPTION("MF2_HEAP_EMPTY_KB", kSize, heap_empty_bytes, "KiB", kKiB, 0, kMaxBytes,
+               "empty pages a heap keeps for reuse (or an eighth of its own pages, if more)"),
+    MF2_OPTION("MF2_PAGE_CACHE_MB", kSize, page_cache_bytes, "MiB", kMiB, 0, kMaxBytes,
+               "free spans kept resident for reuse; beyond, returned with madvise(DONTNEED)"),
+    MF2_OPTION("MF2_LARGE_CACHE_MB", kSize, large_cache_bytes, "MiB", kMiB, 0, kMaxBytes,
+               "freed large mappings (above 64 KiB) kept for reuse"),
+    MF2_OPTION("MF2_RETAINED_SEGMENTS", kCount, retained_segments, "", 1, 0, kU32,
+               "completely free 4 MiB segments kept mapped; beyond, unmapped"),
+    // At least 2 blocks, at most Heap::kCacheSlots, per class; sized when a heap is taken.
+    MF2_OPTION("MF2_CACHE_CLASS_KB", kSize, cache_class_bytes, "KiB", kKiB, 0, kMaxBytes,
+               "free blocks each thread caches per size class (0: no caches)"),
+    MF2_OPTION("MF2_ON_ERROR", kOnError, on_error, "", 1, 0, 1,
+               "on misuse (double free, foreign pointer...): abort, or report and ignore the call"),
+    MF2_OPTION("MF2_STATS", kBool, stats_at_exit, "", 1, 0, 1,
+               "print the merged counters to stderr at exit"),
+    MF2_OPTION("MF2_VERBOSE", kBool, verbose, "", 1, 0, 1,
+               "print the options in effect to stderr at first use"),
+};
+#undef MF2_OPTION
+
+constexpr size_t kNumOptions = sizeof(kOptions) / sizeof(kOptions[0]);
+
+constexpr bool RangesFitFields() {
+  for (const OptionLine& line : kOptions) {
+    const OptionInfo& o = line.info;
+    if (o.min > o.max || o.max > line.field_max || o.scale == 0) return false;
+  }
+  return true;
+}
+static_assert(RangesFitFields(), "an option's range does not fit its field");
+
+// ---- Parsing (no allocation: getenv, and the caller's buffers) ----
+
+// The reasons ParseOptionValue gives for a value out of range (compared by address).
+constexpr char kBelowMinimum[] = "below the minimum";
+constexpr char kAboveMaximum[] = "above the maximum";
+
+char Lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
+
+bool EqualsIgnoreCase(const char* a, const char* b) {
+  for (; *a != '\0' && *b != '\0'; ++a, ++b) {
+    if (Lower(*a) != Lower(*b)) return false;
+  }
+  return *a == *b;
+}
+
+// Decimal digits at *s, advancing *s past them; false if there are none. *overflow says whether
+// the number exceeds uint64_t.
+bool ParseDigits(const char** s, uint64_t* out, bool* overflow) {
+  const char* p = *s;
+  uint64_t n = 0;
+  *overflow = false;
+  if (*p < '0' || *p > '9') return false;
+  for (; *p >= '0' && *p <= '9'; ++p) {
+    if (__builtin_mul_overflow(n, uint64_t{10}, &n) ||
+        __builtin_add_overflow(n, static_cast<uint64_t>(*p - '0'), &n)) {
+      *overflow = true;
+    }
+  }
+  *s = p;
   *out = n;
   return true;
 }
 
-bool EnvIs(const char* name, const char* value) {
-  const char* v = std::getenv(name);
-  return v != nullptr && std::strcmp(v, value) == 0;
+const char* const kBoolTrue[] = {"1", "yes", "true", "on"};
+const char* const kBoolFalse[] = {"0", "no", "false", "off"};
+const char* const kOnErrorNames[] = {"abort", "report"};
+
+// The multiplier a suffix stands for (field units), or 0 if it is not one `type` accepts.
+uint64_t SuffixScale(OptionType type, const char* suffix, uint64_t unit_scale) {
+  if (*suffix == '\0') return unit_scale;
+  if (type == OptionType::kSize) {
+    const char c = Lower(suffix[0]);
+    const uint64_t scale = c == 'k' ? kKiB : c == 'm' ? kMiB : c == 'g' ? kGiB : 0;
+    if (scale == 0) return 0;
+    if (suffix[1] == '\0' || (Lower(suffix[1]) == 'b' && suffix[2] == '\0')) return scale;
+    return 0;
+  }
+  if (type == OptionType::kDuration) {
+    if (EqualsIgnoreCase(suffix, "us")) return 1000;
+    if (EqualsIgnoreCase(suffix, "ms")) return 1000 * 1000;
+    if (EqualsIgnoreCase(suffix, "s")) return 1000 * 1000 * 1000;
+  }
+  return 0;
 }
 
+bool ParseName(const char* text, const char* const* names, size_t n, uint64_t* out) {
+  for (size_t i = 0; i < n; ++i) {
+    if (EqualsIgnoreCase(text, names[i])) {
+      *out = i;
+      return true;
+    }
+  }
+  return false;
+}
+
+// What a value of `o` looks like, for warnings.
+void FormatSyntax(const OptionInfo& o, char* buf, size_t cap) {
+  switch (o.type) {
+    case OptionType::kBool:
+      internal::FormatTo(buf, cap, "1, 0, yes, no, true, false, on or off");
+      return;
+    case OptionType::kCount:
+      internal::FormatTo(buf, cap, "a decimal number");
+      return;
+    case OptionType::kSize:
+      internal::FormatTo(buf, cap, "a number of %s, or one with a K, M or G suffix", o.unit);
+      return;
+    case OptionType::kDuration:
+      internal::FormatTo(buf, cap, "a number of microseconds, or one with a us, ms or s suffix");
+      return;
+    case OptionType::kRoute:
+      internal::FormatTo(buf, cap, "route_s, route_p or cda");
+      return;
+    case OptionType::kOnError:
+      internal::FormatTo(buf, cap, "abort or report");
+      return;
+    case OptionType::kString:
+      internal::FormatTo(buf, cap, "any text");
+      return;
+  }
+}
+
+// ---- The policy in force ----
+
 using policy_internal::g_adoption_armed;
+using policy_internal::g_current;
 using policy_internal::g_route;
 using policy_internal::kUnset;
+
+// The environment's policy (constant-initialised to the defaults; filled once by InitPolicy).
+Policy g_initial;
+
+// Serialises OptionSet and SetPolicyForTesting; readers never take it.
+Mutex g_set_mu;
+// Copies published by OptionSet, carved from mmap'ed chunks and never freed.
+char* g_arena ABSL_GUARDED_BY(g_set_mu) = nullptr;
+size_t g_arena_left ABSL_GUARDED_BY(g_set_mu) = 0;
+
+Policy* NewPolicyCopy(const Policy& p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_set_mu) {
+  constexpr size_t kSlot = (sizeof(Policy) + alignof(Policy) - 1) & ~(alignof(Policy) - 1);
+  constexpr size_t kChunk = size_t{64} << 10;
+  if (g_arena_left < kSlot) {
+    void* mem = mmap(nullptr, kChunk, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED) return nullptr;
+    g_arena = static_cast<char*>(mem);
+    g_arena_left = kChunk;
+  }
+  Policy* copy = new (g_arena) Policy(p);
+  g_arena += kSlot;
+  g_arena_left -= kSlot;
+  return copy;
+}
 
 void NoteRoute(Route r) {
   if (r != Route::kRouteS && !g_adoption_armed.load(std::memory_order_relaxed)) {
     g_adoption_armed.store(true, std::memory_order_relaxed);
   }
+}
+
+void WarnBadValue(int fd, const OptionInfo& o, const char* value, const char* why) {
+  char def[64];
+  FormatOptionValue(o, o.load(Policy()), def, sizeof(def));
+  char reason[160];
+  if (why == kBelowMinimum || why == kAboveMaximum) {
+    char bound[64];
+    FormatOptionValue(o, why == kBelowMinimum ? o.min : o.max, bound, sizeof(bound));
+    internal::FormatTo(reason, sizeof(reason), "%s %s", why, bound);
+  } else {
+    char syntax[96];
+    FormatSyntax(o, syntax, sizeof(syntax));
+    internal::FormatTo(reason, sizeof(reason), "%s; expected %s", why, syntax);
+  }
+  char line[512];
+  const size_t n = internal::FormatTo(
+      line, sizeof(line), "mf2: warning: %s=%.64s%s ignored (%s); using the default %s\n", o.name,
+      value, std::strlen(value) > 64 ? "..." : "", reason, def);
+  internal::WriteAll(fd, line, n);
 }
 
 }  // namespace
@@ -58,46 +316,195 @@ bool ParseRoute(const char* name, Route* out) {
   return false;
 }
 
-Policy PolicyFromEnvironment() {
+size_t OptionCount() { return kNumOptions; }
+
+const OptionInfo& OptionAt(size_t i) { return kOptions[i].info; }
+
+// By its environment name ("MF2_PENDING_BUDGET") or the C API's ("pending_budget": without the
+// prefix, any case).
+const OptionInfo* FindOption(const char* name) {
+  if (name == nullptr) return nullptr;
+  for (const OptionLine& line : kOptions) {
+    if (std::strcmp(line.info.name, name) == 0) return &line.info;
+    if (strcasecmp(line.info.name + 4, name) == 0) return &line.info;
+  }
+  return nullptr;
+}
+
+bool ParseOptionValue(const OptionInfo& o, const char* text, uint64_t* value, const char** why) {
+  uint64_t v = 0;
+  switch (o.type) {
+    case OptionType::kString:
+      *value = reinterpret_cast<uintptr_t>(text);
+      return true;
+    case OptionType::kBool:
+      if (ParseName(text, kBoolTrue, 4, &v)) {
+        *value = 1;
+        return true;
+      }
+      if (ParseName(text, kBoolFalse, 4, &v)) {
+        *value = 0;
+        return true;
+      }
+      *why = "not a boolean";
+      return false;
+    case OptionType::kRoute: {
+      const char* const names[] = {RouteName(Route::kRouteS), RouteName(Route::kRouteP),
+                                   RouteName(Route::kCda)};
+      if (ParseName(text, names, 3, &v)) break;
+      *why = "not a route";
+      return false;
+    }
+    case OptionType::kOnError:
+      if (ParseName(text, kOnErrorNames, 2, &v)) break;
+      *why = "not an action";
+      return false;
+    case OptionType::kCount:
+    case OptionType::kSize:
+    case OptionType::kDuration: {
+      const char* p = text;
+      bool overflow = false;
+      if (!ParseDigits(&p, &v, &overflow)) {
+        *why = "not a number";
+        return false;
+      }
+      const uint64_t scale = SuffixScale(o.type, p, o.scale);
+      if (scale == 0) {
+        *why = o.type == OptionType::kCount ? "not a number" : "not a number with a known suffix";
+        return false;
+      }
+      if (overflow || __builtin_mul_overflow(v, scale, &v)) {
+        *why = kAboveMaximum;
+        return false;
+      }
+      break;
+    }
+  }
+  if (v < o.min) {
+    *why = kBelowMinimum;
+    return false;
+  }
+  if (v > o.max) {
+    *why = kAboveMaximum;
+    return false;
+  }
+  *value = v;
+  return true;
+}
+
+size_t FormatOptionValue(const OptionInfo& o, uint64_t v, char* buf, size_t cap) {
+  const unsigned long long n = v;
+  switch (o.type) {
+    case OptionType::kBool:
+    case OptionType::kCount:
+      return internal::FormatTo(buf, cap, "%llu", n);
+    case OptionType::kSize:
+      if (v % o.scale == 0) return internal::FormatTo(buf, cap, "%llu %s", n / o.scale, o.unit);
+      return internal::FormatTo(buf, cap, "%llu bytes", n);
+    case OptionType::kDuration:
+      if (v % o.scale == 0) return internal::FormatTo(buf, cap, "%llu %s", n / o.scale, o.unit);
+      return internal::FormatTo(buf, cap, "%llu ns", n);
+    case OptionType::kRoute: {
+      const char* name = v <= 2 ? RouteName(static_cast<Route>(v)) : nullptr;
+      return internal::FormatTo(buf, cap, "%s", name != nullptr ? name : "?");
+    }
+    case OptionType::kOnError:
+      return internal::FormatTo(buf, cap, "%s", v < 2 ? kOnErrorNames[v] : "?");
+    case OptionType::kString:
+      return internal::FormatTo(buf, cap, "%s",
+                                v != 0 ? reinterpret_cast<const char*>(v) : "(not set)");
+  }
+  return 0;
+}
+
+Policy PolicyFromEnvironment(int warn_fd) {
   Policy p;
-  uint64_t n;
-  Route r;
-  if (ParseRoute(std::getenv("MF2_ROUTE"), &r)) p.route = r;
-  if (EnvUnsigned("MF2_IDLE_US", &n)) p.idle_threshold_ns = n * 1000;
-  if (EnvIs("MF2_ADOPT_PARTIAL_GATE", "0")) p.adopt_partial_gate = false;
-  if (EnvUnsigned("MF2_ADOPT_PRESSURE", &n)) p.adopt_pressure = static_cast<uint32_t>(n);
-  if (EnvUnsigned("MF2_ADOPT_MIN_REMOTE", &n)) p.adopt_min_remote = static_cast<uint32_t>(n);
-  if (EnvUnsigned("MF2_RFR_US", &n)) p.rfr_window_ns = n * 1000;
-  if (EnvIs("MF2_RECLAIM_IDLE", "0")) p.reclaim_idle = false;
-  if (EnvUnsigned("MF2_RECLAIM_AFTER_US", &n)) p.reclaim_after_ns = n * 1000;
-  if (EnvUnsigned("MF2_RECLAIM_BATCH", &n) && n > 0) p.reclaim_batch = static_cast<uint32_t>(n);
-  if (EnvUnsigned("MF2_PENDING_BUDGET", &n) && n > 0) p.pending_budget = static_cast<uint32_t>(n);
-  if (EnvUnsigned("MF2_HEAP_EMPTY_KB", &n)) p.heap_empty_bytes = static_cast<size_t>(n) << 10;
-  if (EnvUnsigned("MF2_PAGE_CACHE_MB", &n)) p.page_cache_bytes = static_cast<size_t>(n) << 20;
-  if (EnvUnsigned("MF2_LARGE_CACHE_MB", &n)) p.large_cache_bytes = static_cast<size_t>(n) << 20;
-  if (EnvUnsigned("MF2_RETAINED_SEGMENTS", &n)) p.retained_segments = static_cast<uint32_t>(n);
-  if (EnvUnsigned("MF2_CACHE_CLASS_KB", &n)) p.cache_class_bytes = static_cast<size_t>(n) << 10;
-  if (EnvIs("MF2_ON_ERROR", "report")) p.on_error = OnError::kReport;
-  if (EnvIs("MF2_STATS", "1")) p.stats_at_exit = true;
+  for (const OptionLine& line : kOptions) {
+    const OptionInfo& o = line.info;
+    // getenv does not allocate.
+    const char* text = std::getenv(o.name);
+    if (text == nullptr || *text == '\0') continue;
+    uint64_t v = 0;
+    const char* why = "";
+    if (ParseOptionValue(o, text, &v, &why)) {
+      o.store(&p, v);
+    } else {
+      WarnBadValue(warn_fd, o, text, why);
+    }
+  }
   return p;
+}
+
+void PrintOptions(const Policy& policy, int fd) {
+  const Policy defaults;
+  for (const OptionLine& line : kOptions) {
+    const OptionInfo& o = line.info;
+    char value[96];
+    FormatOptionValue(o, o.load(policy), value, sizeof(value));
+    char buf[512];
+    const size_t n = internal::FormatTo(
+        buf, sizeof(buf), "mf2: option %s=%s%s: %s\n", o.name, value,
+        o.load(policy) == o.load(defaults) ? " (default)" : "", o.help);
+    internal::WriteAll(fd, buf, n);
+  }
 }
 
 const Policy& policy_internal::InitPolicy() {
   // A function-local static: runs exactly once even if two threads race to the first call (the
-  // guard is a futex, no allocation). Release: GetPolicy's acquire sees the filled policy.
+  // guard is a futex, no allocation).
   static const bool done = [] {
-    g_policy = PolicyFromEnvironment();
-    g_policy_ready.store(true, std::memory_order_release);
+    g_initial = PolicyFromEnvironment(2);
+    // Release: GetPolicy's acquire sees the filled policy.
+    g_current.store(&g_initial, std::memory_order_release);
+    if (g_initial.verbose) PrintOptions(g_initial, 2);
     return true;
   }();
   (void)done;
-  return g_policy;
+  // Acquire: pairs with the release above or with a later OptionSet's.
+  return *g_current.load(std::memory_order_acquire);
 }
 
 void SetPolicyForTesting(const Policy& policy) {
   policy_internal::InitPolicy();
-  policy_internal::g_policy = policy;
+  {
+    MutexLock lock(&g_set_mu);
+    // In place: the copy in force is never a const object (g_initial or an arena slot). Relaxed:
+    // tests call this while no other thread is inside MF2.
+    *const_cast<Policy*>(g_current.load(std::memory_order_relaxed)) = policy;
+  }
   SetRoute(policy.route);
+}
+
+bool OptionGet(const char* name, long long* out) {
+  const OptionInfo* o = FindOption(name);
+  if (o == nullptr || o->type == OptionType::kString) return false;
+  const uint64_t v = o->type == OptionType::kRoute ? static_cast<uint64_t>(CurrentRoute())
+                                                   : o->load(GetPolicy()) / o->scale;
+  *out = static_cast<long long>(v);
+  return true;
+}
+
+int OptionSet(const char* name, long long value) {
+  const OptionInfo* o = FindOption(name);
+  if (o == nullptr || o->type == OptionType::kString || value < 0) return EINVAL;
+  uint64_t v;
+  if (__builtin_mul_overflow(static_cast<uint64_t>(value), o->scale, &v) || v < o->min ||
+      v > o->max) {
+    return EINVAL;
+  }
+  GetPolicy();  // the environment first, so that it does not overwrite this later
+  {
+    MutexLock lock(&g_set_mu);
+    // Relaxed: setters are serialised by g_set_mu, which orders this load after the last store.
+    Policy next = *g_current.load(std::memory_order_relaxed);
+    o->store(&next, v);
+    const Policy* copy = NewPolicyCopy(next);
+    if (copy == nullptr) return ENOMEM;
+    // Release: a reader that acquires the pointer sees every field of the copy.
+    g_current.store(copy, std::memory_order_release);
+  }
+  if (o->type == OptionType::kRoute) SetRoute(static_cast<Route>(v));
+  return 0;
 }
 
 Route policy_internal::InitRoute() {
@@ -114,6 +521,5 @@ void SetRoute(Route r) {
   NoteRoute(r);  // armed before any slow path can run under the new route
   g_route.store(static_cast<uint8_t>(r), std::memory_order_relaxed);
 }
-
 
 }  // namespace mf2

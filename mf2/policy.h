@@ -8,41 +8,19 @@
 //                                       only when every gate below passes.
 //                              cda      the design note's failed consumer-driven adoption, kept as
 //                                       a control: adopt from any pending queue first, no gates.
-//   Route P gates (all must hold; each refusal is counted, see stats.h):
-//   MF2_IDLE_US=150            the owner has not entered its allocation slow path for this long
-//                              (as observed by other threads: conservative, never early)
-//   MF2_ADOPT_PARTIAL_GATE=1   the owner's partial list for the class is empty (0: skip this
-//                              gate; an experiment: Larson's idle main thread keeps partial pages
-//                              from its warm-up, and this gate then refuses every adoption)
-//   MF2_ADOPT_PRESSURE=4       more than this many pages of the class wait on pending queues
-//   MF2_ADOPT_MIN_REMOTE=8     the page holds at least this many remote frees (or is full of
-//                              them, for classes with fewer blocks)
-//   MF2_RFR_US=200             right of first refusal: the owner's window after the 0->1 edge
-//   MF2_RECLAIM_IDLE=1         a thread whose free returns the last block of a full page of an
-//                              owner idle for MF2_IDLE_US releases that owner's completely free
-//                              full pages to the page source (every route; 0 = off).
-//   MF2_RECLAIM_AFTER_US=10000 "idle" for reclamation: no slow path for this long (longer than
-//                              Route P's MF2_IDLE_US: a thread that is merely descheduled for a
-//                              time slice must not have its whole pages released under it)
-//   MF2_RECLAIM_BATCH=32       a sweep of an idle owner's queue starts once this many of its
-//                              pages came back whole (a sweep walks the whole queue): an idle
-//                              owner keeps fewer than this many whole pages resident.
-//   MF2_PENDING_BUDGET=8       pending pages examined per slow-path call before falling back to
-//                              the active page and partial list (the gate still drains the whole
-//                              queue before it ever takes a new page).
-//   MF2_HEAP_EMPTY_KB=2048     empty pages a heap keeps on its partial lists for reuse instead of
-//                              returning them to the page source: this much, or an eighth of the
-//                              heap's own pages if more (per heap; idle heaps keep none).
-//   MF2_PAGE_CACHE_MB=32       free spans kept resident for reuse; beyond it spans are returned to
-//                              the OS with madvise(MADV_DONTNEED).
-//   MF2_LARGE_CACHE_MB=64      freed large mappings (> 64 KiB) kept for reuse.
-//   MF2_RETAINED_SEGMENTS=2    completely free 4 MiB segments kept mapped; beyond, munmap.
-//   MF2_CACHE_CLASS_KB=64      each thread caches up to this many bytes of free blocks per size
-//                              class (at least 2 blocks, at most 63; 0 turns the caches off).
-//   MF2_ON_ERROR=abort|report  on misuse (double free, foreign pointer): abort (default) or
-//                              report and ignore the call.
-//   MF2_STATS=1                print merged counters to stderr at exit.
+//   Route P's gates (all must hold; each refusal is counted, see stats.h): the owner is idle
+//   (MF2_IDLE_US), its partial list for the class is empty (MF2_ADOPT_PARTIAL_GATE), enough pages
+//   of the class wait (MF2_ADOPT_PRESSURE), the page holds enough remote frees
+//   (MF2_ADOPT_MIN_REMOTE), and the owner's right of first refusal is over (MF2_RFR_US).
 //
+// Every option, with its type, unit, default, range and meaning, is one line of the table kOptions
+// in policy.cc; README.md lists them. The table drives the environment parser (strict: a bad
+// value is named in a one-line warning on stderr and the default is kept), MF2_VERBOSE=1's
+// listing, the tests, and OptionGet/OptionSet (mf2_option_get/mf2_option_set). A new option is
+// a field below plus one line of that table.
+//
+// The policy in force is an immutable copy published through an atomic pointer: OptionSet makes
+// a new copy (never freed, so a reader may keep a reference); GetPolicy is one acquire load.
 // Tests override fields through SetPolicyForTesting before creating heaps.
 #ifndef MF2_POLICY_H_
 #define MF2_POLICY_H_
@@ -85,14 +63,15 @@ struct Policy {
   size_t cache_class_bytes = size_t{64} << 10;
   OnError on_error = OnError::kAbort;
   bool stats_at_exit = false;
+  bool verbose = false;
 };
 
 // The policy in force: defaults overridden by MF2_* environment variables, read on first call.
 namespace policy_internal {
-// The policy in force, read on slow paths, so the accessors below are inline (a load and a
-// predictable branch, no call). Defaults until InitPolicy() has read the environment.
-inline Policy g_policy;
-inline std::atomic<bool> g_policy_ready{false};
+// The policy in force, read on slow paths, so GetPolicy below is inline (a load and a
+// predictable branch, no call). nullptr until InitPolicy() has read the environment; then an
+// immutable copy that is never freed.
+inline std::atomic<const Policy*> g_current{nullptr};
 const Policy& InitPolicy();
 // The route in force; kUnset until first read (constant-initialised, so a malloc that runs
 // before static constructors sees a valid state). Relaxed: an independent setting read once per
@@ -107,10 +86,9 @@ Route InitRoute();
 }  // namespace policy_internal
 
 inline const Policy& GetPolicy() {
-  // Acquire: pairs with the release in InitPolicy() after the environment was read.
-  if (MF2_PREDICT_TRUE(policy_internal::g_policy_ready.load(std::memory_order_acquire))) {
-    return policy_internal::g_policy;
-  }
+  // Acquire: pairs with the release that published the copy, so its fields are seen as written.
+  const Policy* p = policy_internal::g_current.load(std::memory_order_acquire);
+  if (MF2_PREDICT_TRUE(p != nullptr)) return *p;
   return policy_internal::InitPolicy();
 }
 
@@ -134,11 +112,66 @@ inline Route CurrentRoute() {
 }
 void SetRoute(Route r);
 
-// Replaces the policy (tests only; not thread-safe against concurrent allocation).
+// Replaces the policy in force, in place (tests only; not thread-safe against concurrent
+// allocation, so it costs no memory however often a fuzzer calls it). Sets the route too.
 void SetPolicyForTesting(const Policy& policy);
 
-// Parses the environment into a policy (exposed for tests of the parser).
-Policy PolicyFromEnvironment();
+// ---- Options ----
+
+// How an option's value is written (in the environment) and scaled into its Policy field.
+enum class OptionType : uint8_t {
+  kBool,      // 1/0, yes/no, true/false, on/off, in any case
+  kCount,     // a decimal number
+  kSize,      // a number of the option's unit (KiB for *_KB, MiB for *_MB), or of K, M or G
+              // (KiB, MiB, GiB; optionally followed by B, any case) when suffixed: 512K, 2M, 1G
+  kDuration,  // microseconds (*_US), or with a us, ms or s suffix: 150, 150us, 10ms, 1s
+  kRoute,     // route_s, route_p, cda (any case); 0, 1, 2 through OptionGet/OptionSet
+  kOnError,   // abort, report (any case); 0, 1 through OptionGet/OptionSet
+  kString,    // any text: the environment's string itself is kept (not through OptionSet)
+};
+
+// One option: one line of the table in policy.cc.
+struct OptionInfo {
+  const char* name;  // the environment variable, e.g. "MF2_PAGE_CACHE_MB"
+  OptionType type;
+  const char* unit;  // of a bare number and of OptionGet/OptionSet values: "KiB", "MiB", "us", ""
+  uint64_t scale;    // Policy field units per option unit (bytes per MiB, ns per us; else 1)
+  uint64_t min;      // the allowed range, in field units (bytes, ns, counts)
+  uint64_t max;
+  const char* help;  // one line
+  uint64_t (*load)(const Policy& p);     // the field, widened
+  void (*store)(Policy* p, uint64_t v);  // v in field units, within [min, max]
+};
+
+size_t OptionCount();
+const OptionInfo& OptionAt(size_t i);
+// The option named `name` (its environment variable), or nullptr.
+const OptionInfo* FindOption(const char* name);
+
+// Parses `text` as a value of `option` into field units (for kString: the pointer itself).
+// False if it is malformed, overflows when scaled or is out of range; then `*why` says which in
+// a few words.
+bool ParseOptionValue(const OptionInfo& option, const char* text, uint64_t* value,
+                      const char** why);
+// Formats a field value of `option` as the option would be written, with its unit ("32 MiB",
+// "150 us", "route_s"); returns the length (no allocation).
+size_t FormatOptionValue(const OptionInfo& option, uint64_t value, char* buf, size_t cap);
+
+// The environment over the defaults: one warning line on `warn_fd` per bad value, naming the
+// variable, the value and the default kept. An empty variable counts as not set.
+Policy PolicyFromEnvironment(int warn_fd = 2);
+// One line per option on `fd`: name, value with its unit, whether it is the default, help.
+// What MF2_VERBOSE=1 prints at first use.
+void PrintOptions(const Policy& policy, int fd);
+
+// The value in force of option `name`, in the option's unit (rounded down when it is not a whole
+// number of units); false for unknown names and string options.
+bool OptionGet(const char* name, long long* out);
+// Sets option `name` to `value` (in the option's unit) at run time: 0, or EINVAL for unknown
+// names, string options and values out of range, or ENOMEM. Safe while other threads allocate:
+// a new immutable copy of the policy is published (about 150 bytes that are never freed, so
+// this is for configuration, not for a loop). Setting MF2_ROUTE switches the route (SetRoute).
+int OptionSet(const char* name, long long value);
 
 }  // namespace mf2
 

@@ -86,27 +86,95 @@ for t in size_class_test page_source_test heap_test mf2_test; do
   fi
 done
 
-# Misuse is reported with the pointer and the reason, and aborts by default.
+# Large blocks: realloc grows in place (the data survives; stderr has the time), calloc does not
+# touch a fresh mapping, and freed caches are released when the address space runs out.
+same large_blocks_grow "$td/large_blocks" grow
+echo "  MF2: $(grep -h '^grow:' "$tmp/mf2.err")"
+echo "  glibc: $(grep -h '^grow:' "$tmp/glibc.err")"
+same large_blocks_calloc "$td/large_blocks" calloc
+same large_blocks_oom "$td/large_blocks" oom
+
+# Misuse is reported in one line naming the kind, the call, the pointer and what was wrong, and
+# aborts by default. expect_report PROGRAM MODE PATTERN: exit non-zero, a line matching PATTERN.
 expect_report() {
-  local mode=$1 pattern=$2
-  LD_PRELOAD="$lib" "$td/misuse" "$mode" >"$tmp/misuse.out" 2>&1
+  local prog=$1 mode=$2 pattern=$3
+  LD_PRELOAD="$lib" "$td/$prog" "$mode" >"$tmp/misuse.out" 2>&1
   local rc=$?
   if [ $rc -ne 0 ] && grep -Eq "$pattern" "$tmp/misuse.out"; then
-    pass "misuse $mode reported: $(grep -m1 '^mf2:' "$tmp/misuse.out")"
+    pass "$prog $mode reported: $(grep -m1 '^mf2:' "$tmp/misuse.out")"
   else
-    fail "misuse $mode (exit $rc)"
+    fail "$prog $mode (exit $rc)"
     cat "$tmp/misuse.out"
   fi
 }
-expect_report double "^mf2: double free of 0x[0-9a-f]+"
-expect_report stack "^mf2: free of a pointer MF2 never handed out of 0x[0-9a-f]+"
-expect_report interior "^mf2: free of a pointer that is not the start of a block of 0x[0-9a-f]+"
-# With MF2_ON_ERROR=report the program goes on.
+hex='0x[0-9a-f]+'
+expect_report misuse double "^mf2: double free in free\($hex\): "
+expect_report misuse stack "^mf2: foreign pointer in free\($hex\): not from MF2"
+expect_report misuse interior "^mf2: not a block start in free\($hex\): "
+block="\\(block $hex, 1048576 bytes\\)$"
+expect_report misuse_report large-double \
+  "^mf2: double free in free\($hex\): large block was already freed $block"
+inside="points inside a live large block, not at its start"
+expect_report misuse_report large-interior "^mf2: not a block start in free\($hex\): $inside $block"
+
+# expect_continues MODE STDOUT PATTERN...: with MF2_ON_ERROR=report the program goes on (exit 0),
+# prints STDOUT, and its stderr has a line matching each PATTERN.
+expect_continues() {
+  local mode=$1 expected=$2
+  shift 2
+  LD_PRELOAD="$lib" MF2_ON_ERROR=report "$td/misuse_report" "$mode" >"$tmp/m.out" 2>"$tmp/m.err"
+  local rc=$? ok=1 pattern
+  [ $rc -eq 0 ] && [ "$(cat "$tmp/m.out")" = "$expected" ] || ok=0
+  for pattern in "$@"; do grep -Eq "$pattern" "$tmp/m.err" || ok=0; done
+  if [ $ok -eq 1 ]; then
+    pass "misuse_report $mode with MF2_ON_ERROR=report continues: $(head -n1 "$tmp/m.err")"
+  else
+    fail "misuse_report $mode with MF2_ON_ERROR=report (exit $rc)"
+    cat "$tmp/m.out" "$tmp/m.err" | head -n 20
+  fi
+}
 if LD_PRELOAD="$lib" MF2_ON_ERROR=report "$td/misuse" double >"$tmp/m.out" 2>&1 &&
-    grep -q "^mf2: double free" "$tmp/m.out"; then
+    grep -q "^mf2: double free in free(" "$tmp/m.out"; then
   pass "misuse double with MF2_ON_ERROR=report continues"
 else
   fail "misuse double with MF2_ON_ERROR=report"
+fi
+einval='realloc returned NULL, errno EINVAL'
+expect_continues realloc-freed "$(printf '%s\nrealloc-freed done' "$einval")" \
+  "^mf2: use after free in realloc\($hex\): large block was freed before"
+expect_continues realloc-foreign "$(printf '%s\nrealloc-foreign done' "$einval")" \
+  "^mf2: foreign pointer in realloc\($hex\): "
+# 1,000 double frees: 10 reports, one line saying the rest are suppressed, their number at exit.
+expect_continues many "many done" \
+  "^mf2: further double free reports are suppressed" \
+  "^mf2: 990 misuse reports were suppressed \(double free: 990\)$"
+n=$(grep -c '^mf2: ' "$tmp/m.err")
+if [ "$n" -eq 12 ]; then
+  pass "1,000 double frees print 12 lines"
+else
+  fail "1,000 double frees print $n lines, not 10 reports + 2"
+fi
+
+# Options: a bad value is named in one warning with the default kept; MF2_VERBOSE=1 lists them.
+LD_PRELOAD="$lib" MF2_VERBOSE=1 MF2_PAGE_CACHE_MB=-1 MF2_ROUTE=foo MF2_RECLAIM_IDLE=false \
+  MF2_LARGE_CACHE_MB=32M "$td/misuse_report" options >"$tmp/o.out" 2>"$tmp/o.err"
+w1="mf2: warning: MF2_PAGE_CACHE_MB=-1 ignored (not a number; expected a number of MiB, or one"
+w1+=" with a K, M or G suffix); using the default 32 MiB"
+w2="mf2: warning: MF2_ROUTE=foo ignored (not a route; expected route_s, route_p or cda); using"
+w2+=" the default route_s"
+ok=1
+for line in "$w1" "$w2"; do
+  grep -Fxq -- "$line" "$tmp/o.err" || { ok=0; echo "missing: $line"; }
+done
+for prefix in "mf2: option MF2_PAGE_CACHE_MB=32 MiB (default): " \
+    "mf2: option MF2_RECLAIM_IDLE=0: " "mf2: option MF2_LARGE_CACHE_MB=32 MiB: "; do
+  grep -Fq -- "$prefix" "$tmp/o.err" || { ok=0; echo "missing: $prefix"; }
+done
+if [ $ok -eq 1 ] && [ "$(grep -c '^mf2: warning: ' "$tmp/o.err")" -eq 2 ]; then
+  pass "option warnings and MF2_VERBOSE ($(grep -c '^mf2: option ' "$tmp/o.err") options listed)"
+else
+  fail "option warnings and MF2_VERBOSE"
+  cat "$tmp/o.err"
 fi
 
 echo "$passed passed, $failed failed"

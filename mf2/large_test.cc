@@ -1,0 +1,159 @@
+// Misuse of large blocks (mapped directly, above 64 KiB) is named for what it is: a second free
+// is a double free, a pointer into a live block is not a block start, and only pointers MF2
+// knows nothing about are foreign. Also the diagnosis behind those reports.
+#include "mf2/large.h"
+
+#include <cstring>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "mf2/check.h"
+#include "mf2/mf2.hpp"
+#include "mf2/size_class.h"
+
+namespace mf2 {
+namespace {
+
+std::vector<ErrorReport>* g_reports = nullptr;
+void Capture(const ErrorReport& r) { g_reports->push_back(r); }
+
+class LargeMisuseTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    g_reports = &reports_;
+    previous_ = SetErrorHandler(&Capture);
+  }
+  void TearDown() override {
+    SetErrorHandler(previous_);
+    g_reports = nullptr;
+  }
+  std::vector<ErrorReport> reports_;
+  ErrorHandler previous_ = nullptr;
+};
+
+constexpr size_t kLarge = size_t{1} << 20;
+
+TEST_F(LargeMisuseTest, ASecondFreeIsADoubleFree) {
+  void* p = Allocate(kLarge);
+  ASSERT_NE(p, nullptr);
+  Free(p);
+  EXPECT_TRUE(reports_.empty());
+  Free(p);
+  ASSERT_EQ(reports_.size(), 1u);
+  EXPECT_EQ(reports_[0].kind, ErrorKind::kDoubleFree);  // was kForeignPointer ("not from MF2")
+  EXPECT_STREQ(reports_[0].call, "mf2::Free");
+  EXPECT_EQ(reports_[0].pointer, p);
+  EXPECT_EQ(reports_[0].block, p);
+  EXPECT_EQ(reports_[0].block_size, kLarge);
+}
+
+TEST_F(LargeMisuseTest, AnInteriorPointerIsNotABlockStart) {
+  char* p = static_cast<char*>(Allocate(kLarge));
+  ASSERT_NE(p, nullptr);
+  for (size_t offset : {size_t{16}, size_t{4096}, kLarge - 1}) {
+    Free(p + offset);
+  }
+  ASSERT_EQ(reports_.size(), 3u);
+  for (const ErrorReport& r : reports_) {
+    EXPECT_EQ(r.kind, ErrorKind::kNotABlock);  // was kForeignPointer
+    EXPECT_EQ(r.block, p);
+    EXPECT_EQ(r.block_size, kLarge);
+  }
+  EXPECT_EQ(reports_[1].pointer, p + 4096);
+  EXPECT_EQ(UsableSize(p), kLarge) << "the block is still live";
+  Free(p);
+  EXPECT_EQ(reports_.size(), 3u);
+}
+
+TEST_F(LargeMisuseTest, ALiveBlockAtAFreedAddressWins) {
+  LargeReleaseCache();
+  void* p = Allocate(kLarge);
+  Free(p);
+  void* q = Allocate(kLarge);  // the cached mapping again
+  ASSERT_EQ(q, p);
+  EXPECT_EQ(LargeDiagnose(q).kind, LargeDiagnosis::kLive);
+  Free(q);
+  EXPECT_TRUE(reports_.empty());
+  Free(q);
+  ASSERT_EQ(reports_.size(), 1u);
+  EXPECT_EQ(reports_[0].kind, ErrorKind::kDoubleFree);
+}
+
+TEST_F(LargeMisuseTest, PointersMf2NeverHandedOutStayForeign) {
+  int local = 0;
+  static int in_data = 0;
+  Free(&local);
+  Free(&in_data);
+  ASSERT_EQ(reports_.size(), 2u);
+  EXPECT_EQ(reports_[0].kind, ErrorKind::kForeignPointer);
+  EXPECT_EQ(reports_[1].kind, ErrorKind::kForeignPointer);
+  EXPECT_EQ(LargeDiagnose(&local).kind, LargeDiagnosis::kUnknown);
+}
+
+TEST_F(LargeMisuseTest, DiagnosisOfEachKind) {
+  char* p = static_cast<char*>(LargeAllocate(3 * kLarge, kMinAlign));
+  ASSERT_NE(p, nullptr);
+  LargeDiagnosis d = LargeDiagnose(p);
+  EXPECT_EQ(d.kind, LargeDiagnosis::kLive);
+  d = LargeDiagnose(p + kLarge);
+  EXPECT_EQ(d.kind, LargeDiagnosis::kInteriorOfLive);
+  EXPECT_EQ(d.base, reinterpret_cast<uintptr_t>(p));
+  EXPECT_EQ(d.size, 3 * kLarge);
+  // One past the end is not inside this block (it may be another mapping's start).
+  d = LargeDiagnose(p + 3 * kLarge);
+  EXPECT_FALSE(d.kind == LargeDiagnosis::kInteriorOfLive &&
+               d.base == reinterpret_cast<uintptr_t>(p));
+  ASSERT_TRUE(LargeFree(p));
+  d = LargeDiagnose(p);
+  EXPECT_EQ(d.kind, LargeDiagnosis::kFreedRecently);
+  EXPECT_EQ(d.size, 3 * kLarge);
+  // Reported by the caller's name, as a use for realloc and malloc_usable_size.
+  LargeReportMisuse(p, "malloc_usable_size", LargeAccess::kUse);
+  LargeReportMisuse(p, "operator delete", LargeAccess::kFree);
+  ASSERT_EQ(reports_.size(), 2u);
+  EXPECT_EQ(reports_[0].kind, ErrorKind::kUseAfterFree);
+  EXPECT_STREQ(reports_[0].call, "malloc_usable_size");
+  EXPECT_EQ(reports_[1].kind, ErrorKind::kDoubleFree);
+  EXPECT_STREQ(reports_[1].call, "operator delete");
+  EXPECT_TRUE(LargeFree(p, "operator delete[]")) << "handled: reported, nothing freed";
+  ASSERT_EQ(reports_.size(), 3u);
+  EXPECT_STREQ(reports_[2].call, "operator delete[]");
+}
+
+// A freed block's address that a new live block covers is that block's now: a pointer there is
+// judged by the live block (an interior pointer), not by history.
+TEST_F(LargeMisuseTest, AFreedAddressCoveredByALiveBlockIsJudgedByTheLiveBlock) {
+  const size_t len = size_t{32} << 20;  // above a quarter of the cache bound: unmapped when freed
+  auto a = reinterpret_cast<uintptr_t>(LargeAllocate(len, kMinAlign));
+  ASSERT_TRUE(LargeFree(reinterpret_cast<void*>(a)));
+  ASSERT_EQ(LargeDiagnose(reinterpret_cast<void*>(a)).kind, LargeDiagnosis::kFreedRecently);
+  // Mappings are placed top-down: a larger one usually lands over the hole just made.
+  void* b = LargeAllocate(2 * len, kMinAlign);
+  const auto base = reinterpret_cast<uintptr_t>(b);
+  if (a < base || a - base >= 2 * len) {
+    ASSERT_TRUE(LargeFree(b));
+    GTEST_SKIP() << "the kernel placed the second mapping elsewhere";
+  }
+  const LargeDiagnosis d = LargeDiagnose(reinterpret_cast<void*>(a));
+  EXPECT_EQ(d.kind, a == base ? LargeDiagnosis::kLive : LargeDiagnosis::kInteriorOfLive);
+  EXPECT_EQ(d.base, base);
+  ASSERT_TRUE(LargeFree(b));
+  EXPECT_TRUE(reports_.empty());
+}
+
+TEST_F(LargeMisuseTest, OnlyTheLastFreedBlocksAreRemembered) {
+  constexpr size_t kBlocks = kFreedRemembered + 6;
+  std::vector<void*> blocks;
+  for (size_t i = 0; i < kBlocks; ++i) blocks.push_back(LargeAllocate(128 << 10, kMinAlign));
+  for (void* p : blocks) ASSERT_TRUE(LargeFree(p));
+  for (size_t i = 0; i < kBlocks; ++i) {
+    EXPECT_EQ(LargeDiagnose(blocks[i]).kind,
+              i < kBlocks - kFreedRemembered ? LargeDiagnosis::kUnknown
+                                             : LargeDiagnosis::kFreedRecently)
+        << i;
+  }
+  EXPECT_TRUE(reports_.empty());
+}
+
+}  // namespace
+}  // namespace mf2
