@@ -49,17 +49,25 @@ void AdoptionBoard::MarkReady(uint32_t k, uint32_t id) {
   if (id >= kMaxHeaps) return;
   std::atomic<uint64_t>& w = classes_[k].ready[id / 64];
   const uint64_t bit = uint64_t{1} << (id % 64);
-  // Relaxed load to skip the locked RMW when the bit is already set (the common case).
-  if (w.load(std::memory_order_relaxed) & bit) return;
+  // A load to skip the locked RMW when the bit is already set (the common case). seq_cst, with
+  // the seq_cst push before it, ClearReady and the adopter's pop (PendingQueue::PopAll_mt): the
+  // store-buffering shape "push; load bit" vs "clear bit; load head". If this load reads a set
+  // from before the adopter's clear, it precedes the clear in the total order, so the push does
+  // too and the adopter's pop sees the page. A relaxed load could read that stale set while the
+  // pop misses the page: the hint would be lost (spin model model/ready_sb.pml). On x86 it is
+  // the same plain load.
+  if (w.load(std::memory_order_seq_cst) & bit) return;
   // Release: an adopter whose ClearReady reads this value sees the page we queued before.
   w.fetch_or(bit, std::memory_order_release);
 }
 
 void AdoptionBoard::ClearReady(uint32_t k, uint32_t id) {
   if (id >= kMaxHeaps) return;
-  // acq_rel: acquire pairs with MarkReady's release (see the header); release is not needed for
-  // data but keeps the RMW chain simple to reason about.
-  classes_[k].ready[id / 64].fetch_and(~(uint64_t{1} << (id % 64)), std::memory_order_acq_rel);
+  // seq_cst: acquire pairs with MarkReady's release (see the header), and the clear must be in
+  // the total order with MarkReady's seq_cst check and our seq_cst pop that follows (see
+  // MarkReady): an acq_rel clear could be invisible to that check although it precedes our pop.
+  // On x86 the locked RMW is the same instruction.
+  classes_[k].ready[id / 64].fetch_and(~(uint64_t{1} << (id % 64)), std::memory_order_seq_cst);
 }
 
 bool AdoptionBoard::IsReady(uint32_t k, uint32_t id) const {

@@ -38,7 +38,9 @@ static void SweepQueue(Heap* self, Heap* owner, PendingQueue* queue, Take take) 
   Page* first = nullptr;
   Page* last = nullptr;
   uint64_t classes[2] = {0, 0};  // classes of the counted pages given back
-  for (Page* p = queue->PopAll(); p != nullptr;) {
+  // PopAll_mt, not PopAll: its seq_cst empty check closes the store-buffering shapes described
+  // there (weak memory; issue 10, item 11).
+  for (Page* p = queue->PopAll_mt(); p != nullptr;) {
     Page* next = p->pending_next();  // hazard 5: the link before anything else
     if (!take(p)) {
       if (last == nullptr) {
@@ -99,8 +101,10 @@ Page* Heap::AdoptFromPending(uint32_t k, Route route) {
       this, owner, &owner->pending_,
       [&](Page* p) {
         // We hold p's flag. Only a detached page (full, on none of the owner's lists) may move.
-        if (chosen != nullptr || p->size_class() != k ||
-            p->where_acquire() != Page::Where::kDetached || !p->adoptable_detach) {
+        // adoptable_detach before where (acquire both; page.h): read after, a Detach in progress
+        // could pair its new `true` with the kDetached of an earlier unarmed detach.
+        if (chosen != nullptr || p->size_class() != k || !p->adoptable_detach.load_acquire() ||
+            p->where_acquire() != Page::Where::kDetached) {
           return false;
         }
         if (route == Route::kRouteP) {
@@ -181,15 +185,25 @@ void Heap::ReclaimIdleOwner_mt(Heap* owner) {
     MF2_STAT_INC(stats_, reclaim_blocked_owner_active);
     return;
   }
-  // seq_cst store, CAS, store and load: the try-lock-and-recheck handshake described above.
-  owner->xsweep_wanted_.store(true, std::memory_order_seq_cst);
+  // seq_cst exchange, CAS, exchange and load: the try-lock-and-recheck handshake described
+  // above (spin model model/sweep_sb.pml). Weak-memory details (issue 10, item 11):
+  //  - the CAS's failure order is seq_cst too: a failed CAS is the load of a store-buffering
+  //    shape ("wanted = true; read sweeping" vs the sweeper's "sweeping = false; read wanted");
+  //    a relaxed failure could read a stale `true` while the sweeper reads a stale `false`;
+  //  - xsweep_wanted_ is only ever written by exchanges (read-modify-writes), so its writes form
+  //    one release sequence: the sweeper's exchange(false) and re-check synchronise with every
+  //    requester they take over, and its sweep sees the remote-stack count that made each
+  //    requester's page whole (Peek is relaxed). A store(false) would overwrite a request
+  //    without acquiring it, and the sweep could find that page not yet whole and give it back.
+  // On x86 a seq_cst store is already an exchange, and the CAS is the same instruction.
+  owner->xsweep_wanted_.exchange(true, std::memory_order_seq_cst);
   for (;;) {
     bool expected = false;
     if (!owner->xsweeping_.compare_exchange_strong(expected, true, std::memory_order_seq_cst,
-                                                   std::memory_order_relaxed)) {
+                                                   std::memory_order_seq_cst)) {
       return;  // the sweeper re-checks xsweep_wanted_ after it finishes
     }
-    owner->xsweep_wanted_.store(false, std::memory_order_seq_cst);
+    owner->xsweep_wanted_.exchange(false, std::memory_order_seq_cst);
     SweepIdleOwner(owner);
     owner->xsweeping_.store(false, std::memory_order_seq_cst);
     if (!owner->xsweep_wanted_.load(std::memory_order_seq_cst)) return;

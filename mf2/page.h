@@ -113,7 +113,31 @@ class alignas(256) Page {
   bool retained_empty = false;  // an empty page the owner keeps on its partial list for reuse
   // Written by the owner in Heap::Detach, before its release store of kDetached: whether
   // adoption was armed then (so the owner's returns into this page take its flag).
-  bool adoptable_detach = false;
+  // Atomic (a plain bool was a data race): other threads read it while a new owner may write it.
+  //  - A stale owner (Heap::Free: its own address still read as owner, where kDetached) reads it
+  //    relaxed. Every value it can read is the `true` it wrote, if it wrote true: AdoptionArmed()
+  //    is sticky and a later writer (an adopter) took the page after acquiring its kDetached, so
+  //    it read armed as true too. A page it detached unarmed is not taken by adopters (next
+  //    point) nor by idle sweeps while it still has a live block in it, so nobody rewrites it.
+  //  - An adopter holding the page's flag reads it with acquire BEFORE where
+  //    (Heap::AdoptFromPending). If it reads the `true` of a Detach, acquire (pairing with the
+  //    release store) makes it read where as that Detach's kDetached or the kActive/kNowhere
+  //    stored before it (refused). Reading where first, it could pair the kDetached of an
+  //    earlier unarmed detach (left without the flag) with the `true` of a Detach in progress
+  //    (after a route switch) and take a page its owner still holds.
+  class ArmedAtDetach {
+   public:
+    // Release: the owner's earlier stores (where) are visible to an acquiring reader (above).
+    void operator=(bool armed) { v_.store(armed, std::memory_order_release); }
+    // Relaxed: the owner's own read, or a stale owner's (above).
+    operator bool() const { return v_.load(std::memory_order_relaxed); }
+    // Acquire: an adopter's read, before its read of where (above).
+    bool load_acquire() const { return v_.load(std::memory_order_acquire); }
+
+   private:
+    std::atomic<bool> v_{false};
+  };
+  ArmedAtDetach adoptable_detach;
   Page* prev = nullptr;  // partial list links (owner); the page source's cache list (next)
   Page* next = nullptr;
 

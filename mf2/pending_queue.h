@@ -48,6 +48,25 @@ class PendingQueue {
     return head_.exchange(nullptr, std::memory_order_acquire);
   }
 
+  // Another live heap's thread: idle sweeps and Route P / cda adopters (SweepQueue in
+  // heap_adopt.cc). As PopAll, but the empty check is seq_cst. Two store-buffering shapes need
+  // it (spin models model/sweep_sb.pml and model/ready_sb.pml):
+  //  - a completer's "count the whole page (seq_cst RMW); pop" against an edge winner's (or an
+  //    adopter's give-back) "push (seq_cst CAS); re-read the count (seq_cst)" (heap_adopt.cc, "Who
+  //    sweeps"): one of the two must see the other, or a whole page stays queued on an idle owner;
+  //  - an adopter's "clear the ready bit (seq_cst RMW); pop" against an edge winner's "push;
+  //    check the bit (seq_cst)" (AdoptionBoard::MarkReady): or the hint is lost.
+  // C++ orders the four operations of each shape in one total order only if all four are
+  // seq_cst; a relaxed load may return a value older than what its own thread's preceding RMW
+  // made visible (weakly ordered hardware, POWER or ARM, can do it), so with the relaxed check
+  // both sides could miss. On x86 a seq_cst load is the same plain load as a relaxed one.
+  Page* PopAll_mt() {
+    // seq_cst: see above.
+    if (head_.load(std::memory_order_seq_cst) == nullptr) return nullptr;
+    // Acquire: as PopAll.
+    return head_.exchange(nullptr, std::memory_order_acquire);
+  }
+
   // The claim holder of an abandoned (or abandoning) heap: as PopAll, but seq_cst and without the
   // relaxed shortcut, for the ordering described in Push_mt.
   Page* PopAllSeqCst() { return head_.exchange(nullptr, std::memory_order_seq_cst); }

@@ -49,6 +49,11 @@ MODELS=(
   "verify|adoption_route_p_claim|adoption.pml|||"
   "verify|adoption_route_s_abandoned|adoption.pml|-DROUTE_S||"
   "verify|detached|detached.pml|||"
+  "verify|litmus_sb_seq_cst|weak_litmus.pml|-DSB_SC||"
+  "verify|litmus_mp_release_acquire|weak_litmus.pml|-DMP_RELACQ||"
+  "verify|sweep_sb|sweep_sb.pml|||"
+  "verify|ready_sb|ready_sb.pml|||"
+  "verify|detach_armed|detach_armed.pml|||"
   "mutant|M1|remote_free.pml|-DMUTANT_M1|xhead\[p\]==0\)|stack taken before flag cleared: a block is stranded (flag clear, page not queued; inv 8)"
   "mutant|M2|remote_free.pml|-DMUTANT_M2|queued\[p\]<=1|no flag, enqueue on empty->non-empty edge + direct collection: page enqueued twice (inv 5)"
   "mutant|M3|adoption.pml|-DMUTANT_M3|drainers\[.*\]<=1|adoption without per-page claim: two drainers at once (inv 13)"
@@ -62,6 +67,16 @@ MODELS=(
   "mutant|M_b|detached.pml|-DMUTANT_MB|onpartial\[owner\]==|FreeDetached does not re-check the owner under the flag: the old owner pushes locally into the adopter's page and links it on its own partial list (ownership of the lists; the mutual-exclusion violation is reachable too)"
   "mutant|M_c|detached.pml|-DMUTANT_MC|incs<=1|adopter stores where before the owner: Free sees where=kNowhere with its own owner id and pushes locally (mutual exclusion)"
   "mutant|M_d|detached.pml|-DMUTANT_MD|incs<=1|owner's drain runs TakeAll while the page is still kDetached: an adopter adopts it while the owner absorbs/files it (mutual exclusion)"
+  "mutant|litmus_sb_relaxed|weak_litmus.pml|-DSB_RELAXED|r0==0\)&&\(r1==0|weak-memory library: store buffering with relaxed accesses reaches r0 == r1 == 0"
+  "mutant|litmus_mp_relaxed|weak_litmus.pml|-DMP_RELAXED|r0==1\)&&\(r1==0|weak-memory library: message passing with a relaxed flag reads the flag but stale data"
+  "mutant|W_sweep_pop|sweep_sb.pml|-DMUTANT_SWEEP_POP|released==1|weak memory: the sweep's relaxed empty check misses the page being queued while the edge winner misses the completer's count (store buffering): a whole page stays queued on an idle owner"
+  "mutant|W_sweep_cas_fail|sweep_sb.pml|-DMUTANT_SWEEP_CAS_FAIL|released==1|weak memory: the try-lock CAS fails on a stale 'sweeping' (relaxed failure order) while the sweeper's re-check misses the request: a whole page stays queued"
+  "mutant|W_sweep_wanted_store|sweep_sb.pml|-DMUTANT_SWEEP_WANTED_STORE|released==1|weak memory: the sweeper's store 'wanted = false' overwrites a request without acquiring it; its relaxed Peek reads the page's count stale and it gives the whole page back"
+  "mutant|R6|sweep_sb.pml|-DMUTANT_R6|released==1|the sweeper does not re-check 'wanted' after its pass: a request made during it is lost and a whole page stays queued (VERIFICATION.md R6)"
+  "mutant|W_ready_mark|ready_sb.pml|-DMUTANT_READY_MARK|&&counted|weak memory: MarkReady's relaxed shortcut reads a stale set bit while the adopter's pop after ClearReady misses the page (store buffering): a counted queued page without its ready bit"
+  "mutant|W_ready_clear|ready_sb.pml|-DMUTANT_READY_CLEAR|&&counted|weak memory: an acq_rel ClearReady is outside the seq_cst order, so MarkReady's seq_cst check may still read the bit set: hint lost"
+  "mutant|W_ready_pop|ready_sb.pml|-DMUTANT_READY_POP|&&counted|weak memory: the adopter's relaxed empty check after ClearReady misses a page given back (and re-marked) by another adopter: hint lost"
+  "mutant|A_where_first|detach_armed.pml|-DMUTANT_WHERE_FIRST|incs<=1|the adopter reads where before adoptable_detach: it pairs an unarmed detach's kDetached with the 1 of a Detach in progress (after a route switch) and takes a page its owner still uses (mutual exclusion)"
 )
 
 # How to print the counterexample of a failed run (pan writes <model>.pml.trail in the run dir).
