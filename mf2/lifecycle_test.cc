@@ -1,0 +1,320 @@
+// Issue 10, the core's lifecycle items, as deterministic tests (explicit heaps) and tests of the
+// thread-local path (real threads, a forked child under an address-space limit):
+//   item 3  the pending queue's unprocessed pages stay visible: an owner that goes idle right
+//           after one slow path strands none of its queued pages (idle reclamation finds them);
+//   item 1  allocations after the thread-exit hook (a key destructor in the last round) do not
+//           leave a heap claimed by a thread that is gone;
+//   item 5  a thread that never allocated frees without taking (or mapping) a heap;
+//   item 6  when the OS refuses memory, memory freed earlier is given back and reused: after
+//           freeing everything, a process gets (nearly) as much again, of any size class.
+// The preloaded-malloc side of these items (real programs, glibc's thread teardown, hostile
+// writes) is //mf2:lifecycle_preload_test.
+#include <pthread.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "mf2/heap.h"
+#include "mf2/heap_registry.h"
+#include "mf2/mf2.h"
+#include "mf2/policy.h"
+#include "mf2/size_class.h"
+#include "mf2/testing/test_heaps.h"
+#include "mf2/thread_heap.h"
+
+namespace mf2 {
+namespace {
+
+using testing::TestHeaps;
+
+uint64_t Stat(const Heap* h, HeapStats::Counter c) { return h->stats().Get(c); }
+
+// ---- Item 3: no private backlog ---------------------------------------------------------------
+
+constexpr size_t kSize = 2048;
+const uint32_t kClass = SizeToClass(kSize);
+
+// Pages are what moves here: the per-thread caches are off, so every allocation and free reaches
+// a page (as in heap_test and route_p_test).
+Policy PagePolicy() {
+  Policy p;
+  p.cache_class_bytes = 0;
+  return p;
+}
+
+class PendingQueueTest : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    SetPolicyForTesting(Policy());
+    HeapRegistry::Global().CheckAll(true);
+  }
+};
+
+// 20 pages of an owner come back whole through another heap's frees and are queued on the owner.
+// The owner runs ONE slow path that reaches its queue, with a budget of one page, and goes idle.
+// The pages it did not process must still be on its queue, where the idle sweep of the thread
+// that completes another page finds and releases them. Before the fix they sat in the owner's
+// private backlog, invisible to every sweep and adopter until the owner's next slow path.
+TEST_F(PendingQueueTest, AnOwnerIdleAfterOneSlowPathStrandsNoQueuedPage) {
+  constexpr int kPages = 20;
+  Policy policy = PagePolicy();
+  policy.pending_budget = 1;
+  policy.reclaim_idle = false;  // nothing is swept while the pages are being freed
+  policy.reclaim_after_ns = 0;
+  policy.reclaim_batch = 1;
+  SetPolicyForTesting(policy);
+  TestHeaps heaps;
+  Heap* a = heaps.Acquire();
+  Heap* b = heaps.Acquire();
+
+  // `a` fills kPages pages (each detached once full) and has a fresh active page with one block.
+  std::vector<std::vector<void*>> pages(kPages);
+  for (auto& blocks : pages) {
+    blocks.push_back(a->Allocate(kSize));
+    while (PageOf(blocks[0])->HasFree()) blocks.push_back(a->Allocate(kSize));
+  }
+  std::vector<void*> a_blocks{a->Allocate(kSize)};
+  for (auto& blocks : pages) ASSERT_EQ(PageOf(blocks[0])->where(), Page::Where::kDetached);
+
+  // `b` frees every block of every page but one block of the first page: kPages - 1 pages come
+  // back whole; all kPages are queued on `a` (the first page first: it is popped last).
+  for (size_t i = 0; i < pages.size(); ++i) {
+    auto& blocks = pages[i];
+    while (blocks.size() > (i == 0 ? 1u : 0u)) {
+      b->Free(blocks.back());
+      blocks.pop_back();
+    }
+  }
+  ASSERT_EQ(a->whole_unswept_mt(), kPages - 1);
+
+  // One slow path of `a` that reaches its queue: fill the active page, then allocate once more.
+  while (a->active_page(kClass)->HasFree()) a_blocks.push_back(a->Allocate(kSize));
+  const uint64_t drained = Stat(a, HeapStats::k_pending_drained);
+  a_blocks.push_back(a->Allocate(kSize));
+  ASSERT_EQ(Stat(a, HeapStats::k_pending_drained), drained + 1) << "budget: one page drained";
+  Page* reused = PageOf(a_blocks.back());
+  ASSERT_NE(reused, PageOf(pages[0][0])) << "the last page queued is popped first";
+  ASSERT_EQ(a->whole_unswept_mt(), kPages - 2) << "one whole page was taken by its owner";
+
+  // `a` is idle now. `b` frees the last block of the first page: that page comes back whole, and
+  // `b`'s free sweeps the idle owner's queue (ReclaimIdleOwner_mt), which must find every page
+  // that is completely free: the kPages - 2 left unprocessed by the slow path, and this one.
+  policy.reclaim_idle = true;
+  SetPolicyForTesting(policy);
+  const uint64_t released = heaps.source().freed();
+  const size_t a_pages = a->page_count();
+  b->Free(pages[0].back());
+  pages[0].pop_back();
+  EXPECT_EQ(Stat(b, HeapStats::k_pages_reclaimed), static_cast<uint64_t>(kPages - 1))
+      << "every completely free page of the idle owner is released";
+  EXPECT_EQ(heaps.source().freed(), released + kPages - 1);
+  EXPECT_EQ(a->page_count(), a_pages - (kPages - 1));
+  EXPECT_EQ(a->whole_unswept_mt(), 0);
+  HeapRegistry::Global().CheckAll(true);
+  for (void* p : a_blocks) a->Free(p);
+}
+
+// ---- Item 1: allocations after the thread-exit hook -------------------------------------------
+
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define MF2_LIFECYCLE_TSAN 1
+#endif
+#endif
+
+pthread_key_t g_late_key;
+std::vector<void*>* g_late_blocks = nullptr;
+pthread_mutex_t g_late_mu = PTHREAD_MUTEX_INITIALIZER;
+
+// The round of key destructors that allocates: the last one, where no later round can run MF2's
+// destructor again. TSan finishes its own per-thread state in a key destructor of that round, and
+// instrumented code running after it crashes inside TSan; under TSan the first round (which also
+// runs after MF2's hook) is used.
+#ifdef MF2_LIFECYCLE_TSAN
+constexpr uintptr_t kAllocRound = 1;
+#else
+constexpr uintptr_t kAllocRound = PTHREAD_DESTRUCTOR_ITERATIONS;
+#endif
+
+// Created after MF2's key, so it runs after MF2's destructor in every round; re-armed until
+// kAllocRound, where it allocates.
+void LateDestructor(void* arg) {
+  const uintptr_t round = reinterpret_cast<uintptr_t>(arg);
+  if (round < kAllocRound) {
+    pthread_setspecific(g_late_key, reinterpret_cast<void*>(round + 1));
+    return;
+  }
+  void* kept = Allocate(200);
+  Free(Allocate(3000));  // freed by the exiting thread itself
+  pthread_mutex_lock(&g_late_mu);
+  g_late_blocks->push_back(kept);
+  pthread_mutex_unlock(&g_late_mu);
+}
+
+TEST(ThreadExit, AllocationsAfterTheExitHookLeaveNoHeapClaimed) {
+  constexpr int kThreads = 100;
+  Free(Allocate(1));  // MF2's key exists before ours
+  ASSERT_EQ(pthread_key_create(&g_late_key, &LateDestructor), 0);
+  std::vector<void*> blocks;
+  g_late_blocks = &blocks;
+  // One thread at a time: each can take over the heap its predecessor released.
+  std::thread([] { Free(Allocate(100)); }).join();
+  const uint32_t heaps_before = HeapRegistry::Global().heap_count();
+  const Stats before = GetStats();
+  for (int i = 0; i < kThreads; ++i) {
+    std::thread([] {
+      Free(Allocate(100));
+      pthread_setspecific(g_late_key, reinterpret_cast<void*>(1));
+    }).join();
+  }
+  ASSERT_EQ(blocks.size(), static_cast<size_t>(kThreads));
+  EXPECT_LE(HeapRegistry::Global().heap_count(), heaps_before + 2)
+      << "a heap taken after the exit hook stays claimed: one more heap per thread";
+  const Stats mid = GetStats();
+  EXPECT_EQ(mid.dead_thread_allocs - before.dead_thread_allocs, 2u * kThreads);
+  for (void* p : blocks) Free(p);  // into heaps whose threads are gone
+  const Stats after = GetStats();
+  EXPECT_GT(after.dead_owner_reclaims, mid.dead_owner_reclaims);
+  g_late_blocks = nullptr;
+  pthread_key_delete(g_late_key);
+  HeapRegistry::Global().CheckAll(true);
+}
+
+// ---- Item 5: a free needs no heap -------------------------------------------------------------
+
+TEST(ThreadExit, AFreeByAThreadWithoutAHeapTakesNone) {
+  std::vector<void*> blocks;
+  for (size_t size : {16, 48, 100, 3000, 40 * 1024, 1 << 20}) {
+    for (int i = 0; i < 10; ++i) blocks.push_back(Allocate(size));
+  }
+  // An idle heap exists (the thread's below could take it over without mapping one).
+  std::thread([] { Free(Allocate(64)); }).join();
+  const uint32_t heaps_before = HeapRegistry::Global().heap_count();
+  const Stats before = GetStats();
+  bool had_heap_after = true;
+  std::thread([&] {
+    for (void* p : blocks) Free(p);
+    had_heap_after = ThreadHasHeap();
+  }).join();
+  EXPECT_FALSE(had_heap_after) << "freeing took a heap";
+  const Stats after = GetStats();
+  EXPECT_EQ(after.heaps_reused, before.heaps_reused) << "freeing took over an idle heap";
+  EXPECT_EQ(HeapRegistry::Global().heap_count(), heaps_before) << "freeing created a heap";
+  EXPECT_GE(after.remote_frees - before.remote_frees, 50u) << "the frees went the remote way";
+  HeapRegistry::Global().CheckAll(true);
+}
+
+// ---- Item 6: memory freed earlier never makes an allocation fail ------------------------------
+
+#if !defined(MF2_SANITIZER)
+// Runs `body` in a forked child whose address space may grow by at most `headroom` bytes beyond
+// what is mapped now; returns the numbers the child reports (or fails the test).
+template <typename Body>
+std::vector<long> InChildUnderLimit(size_t headroom, Body body) {
+  int fds[2];
+  EXPECT_EQ(pipe(fds), 0);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    close(fds[0]);
+    long vm_pages = 0;
+    FILE* f = fopen("/proc/self/statm", "r");
+    if (f == nullptr || fscanf(f, "%ld", &vm_pages) != 1) _exit(3);
+    fclose(f);
+    rlimit lim;
+    getrlimit(RLIMIT_AS, &lim);
+    lim.rlim_cur =
+        static_cast<rlim_t>(vm_pages) * static_cast<rlim_t>(sysconf(_SC_PAGESIZE)) + headroom;
+    if (setrlimit(RLIMIT_AS, &lim) != 0) _exit(4);
+    long out[8] = {};
+    const int n = body(out);
+    if (write(fds[1], out, sizeof(long) * static_cast<size_t>(n)) < 0) _exit(5);
+    _exit(0);
+  }
+  close(fds[1]);
+  std::vector<long> result;
+  long v;
+  while (read(fds[0], &v, sizeof(v)) == static_cast<ssize_t>(sizeof(v))) result.push_back(v);
+  close(fds[0]);
+  int status = 0;
+  EXPECT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
+  return result;
+}
+
+// Blocks of `size` until the allocator says no (nullptr with ENOMEM); returns how many, or -1 if
+// the failure did not set ENOMEM. Touches every block (the limit is on address space, but a
+// block is only real once written).
+void* g_blocks[1 << 16];
+long FillUntilNull(size_t size) {
+  long n = 0;
+  for (; n < static_cast<long>(sizeof(g_blocks) / sizeof(g_blocks[0])); ++n) {
+    errno = 0;
+    void* p = Allocate(size);
+    if (p == nullptr) return errno == ENOMEM ? n : -1;
+    memset(p, 1, size);
+    g_blocks[n] = p;
+  }
+  return n;
+}
+void FreeFirst(long n) {
+  for (long i = 0; i < n; ++i) Free(g_blocks[i]);
+}
+
+// 32 KiB blocks (page-served, one-slice spans) and blocks of a class whose spans have another
+// length: a cached span of one length cannot serve the other, so only giving spans and empty
+// segments back to the OS makes room.
+constexpr size_t kMid = 32 * 1024;
+size_t OtherSpanSize() {
+  for (size_t s : {48 * 1024, 40 * 1024, 56 * 1024, 24 * 1024, 20 * 1024}) {
+    if (ClassInfo(SizeToClass(s)).slices != ClassInfo(SizeToClass(kMid)).slices) return s;
+  }
+  return 0;
+}
+constexpr size_t kHeadroom = size_t{160} << 20;
+
+TEST(MemoryPressure, AfterFreeingEverythingAProcessGetsAsMuchAgain) {
+  const size_t other = OtherSpanSize();
+  ASSERT_NE(other, 0u);
+  // A fresh child: how many blocks of each kind fit under the limit.
+  const std::vector<long> fresh = InChildUnderLimit(kHeadroom, [&](long* out) {
+    out[0] = FillUntilNull(other);
+    return 1;
+  });
+  // Another child: 32 KiB blocks until the allocator says no, free them all, the same again, then
+  // the other class.
+  const std::vector<long> reuse = InChildUnderLimit(kHeadroom, [&](long* out) {
+    out[0] = FillUntilNull(kMid);
+    FreeFirst(out[0]);
+    out[1] = FillUntilNull(kMid);
+    FreeFirst(out[1]);
+    out[2] = FillUntilNull(other);
+    FreeFirst(out[2]);
+    return 3;
+  });
+  ASSERT_EQ(fresh.size(), 1u);
+  ASSERT_EQ(reuse.size(), 3u);
+  const long first = reuse[0], again = reuse[1], other_after = reuse[2], other_fresh = fresh[0];
+  std::printf(
+      "32 KiB blocks: %ld, after freeing them all: %ld; %zu KiB blocks: %ld fresh, %ld "
+      "after freeing 32 KiB blocks\n",
+      first, again, other / 1024, other_fresh, other_after);
+  ASSERT_GT(first, 0) << "no block fit, or NULL without ENOMEM (-1)";
+  ASSERT_GT(other_fresh, 0);
+  // The limit is on address space: 160 MiB of 32 KiB blocks is ~5,000.
+  EXPECT_GT(first, 2000);
+  EXPECT_GE(again * 100, first * 95) << "the same blocks again after freeing them";
+  EXPECT_GE(other_after * 100, other_fresh * 95)
+      << "blocks of another span length after freeing everything";
+}
+#endif  // !MF2_SANITIZER
+
+}  // namespace
+}  // namespace mf2
