@@ -27,6 +27,7 @@
 #include "mf2/large.h"
 #include "mf2/mutex.h"
 #include "mf2/page_source.h"
+#include "mf2/thread_heap.h"
 
 namespace mf2 {
 namespace {
@@ -53,6 +54,7 @@ void ChildAfterFork() {
   OsPageSource::Global().ChildAfterFork();
   HeapRegistry::Global().ChildAfterFork();
   t_fork_phase = mutex_internal::kNotForking;
+  ThreadHeapAfterForkInChild();
 }
 
 // Outside any malloc call (pthread_atfork may itself allocate). See the file comment.

@@ -265,6 +265,12 @@ class Heap {
   // Registry links (under the registry's lock).
   Heap* all_next = nullptr;
   Heap* idle_next = nullptr;
+  // A thread's heap (thread_heap.h): the thread's kernel id, and the registry's list of such
+  // heaps whose thread has not handed them back yet (HeapRegistry::ReclaimExitedThreadHeaps).
+  // 0 / unlinked for every other heap (explicit heaps, tests' heaps).
+  int32_t thread_tid = 0;
+  Heap* thread_prev = nullptr;
+  Heap* thread_next = nullptr;
 
  private:
   uint32_t ClassOf(const Magazine* m) const { return static_cast<uint32_t>(m - cache_); }

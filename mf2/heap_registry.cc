@@ -1,6 +1,11 @@
 #include "mf2/heap_registry.h"
 
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
 
 #include <new>
 
@@ -46,12 +51,90 @@ void HeapRegistry::ReleaseHeap(Heap* heap) {
   heap->Abandon();
   {
     MutexLock lock(&mu_);
+    UnlinkThreadHeap(heap);
     heap->idle_next = idle_;
     idle_ = heap;
     // Relaxed: see idle_count_.
     idle_count_.fetch_add(1, std::memory_order_relaxed);
   }
   heap->ReleaseClaimAndRecheck();
+}
+
+void HeapRegistry::RegisterThreadHeap(Heap* heap, int32_t tid) {
+  MutexLock lock(&mu_);
+  LinkThreadHeap(heap, tid);
+}
+
+void HeapRegistry::ReleaseThreadListing(Heap* heap) {
+  MutexLock lock(&mu_);
+  UnlinkThreadHeap(heap);
+}
+
+void HeapRegistry::LinkThreadHeap(Heap* heap, int32_t tid) {
+  heap->thread_tid = tid;
+  heap->thread_next = nullptr;
+  heap->thread_prev = threads_tail_;
+  if (threads_tail_ != nullptr) {
+    threads_tail_->thread_next = heap;
+  } else {
+    threads_ = heap;
+  }
+  threads_tail_ = heap;
+}
+
+void HeapRegistry::UnlinkThreadHeap(Heap* heap) {
+  if (heap->thread_tid == 0) return;
+  if (heap->thread_prev != nullptr) {
+    heap->thread_prev->thread_next = heap->thread_next;
+  } else {
+    threads_ = heap->thread_next;
+  }
+  if (heap->thread_next != nullptr) {
+    heap->thread_next->thread_prev = heap->thread_prev;
+  } else {
+    threads_tail_ = heap->thread_prev;
+  }
+  heap->thread_prev = heap->thread_next = nullptr;
+  heap->thread_tid = 0;
+}
+
+int HeapRegistry::ReclaimExitedThreadHeaps(const Heap* self, int max_checks) {
+  constexpr int kMaxBatch = 16;
+  Heap* gone[kMaxBatch];
+  int n = 0;
+  {
+    MutexLock lock(&mu_);
+    const pid_t pid = getpid();
+    Heap* h = threads_;
+    Heap* const last = threads_tail_;  // moved heaps go behind it: visit each at most once
+    for (int checked = 0; h != nullptr && checked < max_checks && n < kMaxBatch; ++checked) {
+      const bool at_last = h == last;
+      Heap* next = h->thread_next;
+      if (h != self) {
+        errno = 0;
+        const long rc = syscall(SYS_tgkill, pid, h->thread_tid, 0);
+        if (rc != 0 && errno == ESRCH) {
+          UnlinkThreadHeap(h);
+          gone[n++] = h;
+        } else {
+          // Alive (or unknowable): to the back, so later calls check the others first.
+          const int32_t tid = h->thread_tid;
+          UnlinkThreadHeap(h);
+          LinkThreadHeap(h, tid);
+        }
+      }
+      h = at_last ? nullptr : next;
+    }
+  }
+  for (int i = 0; i < n; ++i) {
+    // The thread is gone: nobody else holds or will take this heap's claim (it was never
+    // released), so we act as its owner. Its last stores to the heap happened before the kernel
+    // reported it gone; the fence orders our reads after that report.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    MF2_STAT_INC(gone[i]->mutable_stats(), exited_thread_heaps);
+    ReleaseHeap(gone[i]);
+  }
+  return n;
 }
 
 Heap* HeapRegistry::ClaimIdleHeap(Heap* self) {

@@ -32,6 +32,19 @@ class HeapRegistry {
   Heap* AcquireHeap(PageSource* source);
   // The owner is done (thread exit, or a test's logical thread ending): abandons the heap.
   void ReleaseHeap(Heap* heap);
+  // A thread's heap, whose owner is the thread with kernel id `tid`: listed until ReleaseHeap, so
+  // that a heap whose thread exited without handing it back can be found (below).
+  void RegisterThreadHeap(Heap* heap, int32_t tid);
+  // Releases the heaps of threads that exited without handing them back: a thread whose first
+  // allocation came in its last pthread key destructor round (glibc runs no further round for
+  // the key that allocation set), or the other threads of a process that forked. Checks at most
+  // `max_checks` listed heaps other than `self` (oldest first) with tgkill(pid, tid, 0): ESRCH
+  // means no thread of this process has that id, so its heap's owner is gone (a reused id only
+  // keeps a heap listed). Returns how many heaps it released. Slow: system calls, under the lock;
+  // called only when a new heap would otherwise be mapped.
+  int ReclaimExitedThreadHeaps(const Heap* self, int max_checks);
+  // Takes `heap` off the thread-heap list (it stays claimed by its owner).
+  void ReleaseThreadListing(Heap* heap);
   // Claims an idle heap other than `self` with the same page source, or nullptr.
   Heap* ClaimIdleHeap(Heap* self);
 
@@ -64,6 +77,11 @@ class HeapRegistry {
   Mutex mu_;
   Heap* all_ ABSL_GUARDED_BY(mu_) = nullptr;
   Heap* idle_ ABSL_GUARDED_BY(mu_) = nullptr;
+  void LinkThreadHeap(Heap* heap, int32_t tid) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void UnlinkThreadHeap(Heap* heap) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  Heap* threads_ ABSL_GUARDED_BY(mu_) = nullptr;  // RegisterThreadHeap's list, oldest first
+  Heap* threads_tail_ ABSL_GUARDED_BY(mu_) = nullptr;
   static constexpr int kMaxExtraStats = 4;
   const Heap* extra_stats_[kMaxExtraStats] ABSL_GUARDED_BY(mu_) = {};
   uint32_t heap_count_ ABSL_GUARDED_BY(mu_) = 0;

@@ -3,6 +3,8 @@
 #include "mf2/thread_heap.h"
 
 #include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <cerrno>
 
@@ -28,6 +30,9 @@ __attribute__((constructor)) void RegisterSentinelStats() {
   HeapRegistry::Global().AddStatsSource(&g_dead_heap);
 }
 
+// Listed thread heaps checked per new thread heap when none is idle (a system call each).
+constexpr int kExitChecks = 16;
+
 pthread_key_t g_key;
 pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
 
@@ -42,16 +47,21 @@ void InitOnce() {
   MF2_CHECK(pthread_key_create(&g_key, &ThreadExit) == 0, "pthread_key_create");
 }
 
-// First allocation of a thread: take a heap, then allocate from it.
+// First allocation of a thread: take a heap, then allocate from it. When no heap is idle, the
+// heaps of threads that exited without handing theirs back are released first (a thread whose
+// first allocation came in its last key destructor round never ran ThreadExit).
 void* AllocateWithoutHeap(uint32_t size_class) {
   pthread_once(&g_key_once, &InitOnce);
-  Heap* heap = HeapRegistry::Global().AcquireHeap(&OsPageSource::Global());
+  HeapRegistry& registry = HeapRegistry::Global();
+  if (registry.idle_count() == 0) registry.ReclaimExitedThreadHeaps(nullptr, kExitChecks);
+  Heap* heap = registry.AcquireHeap(&OsPageSource::Global());
   if (heap == nullptr) {
     errno = ENOMEM;
     return nullptr;
   }
   t_heap = heap;
   pthread_setspecific(g_key, heap);
+  registry.RegisterThreadHeap(heap, static_cast<int32_t>(syscall(SYS_gettid)));
   return heap->Allocate(ClassInfo(size_class).size);
 }
 
@@ -75,6 +85,15 @@ __thread Heap* t_heap __attribute__((tls_model("initial-exec"))) = &g_empty_heap
 }  // namespace thread_heap_internal
 
 bool ThreadHasHeap() { return !thread_heap_internal::t_heap->is_sentinel(); }
+
+void ThreadHeapAfterForkInChild() {
+  // The forking thread goes on in the child under a new kernel id; the other threads' heaps are
+  // orphans there, found by ReclaimExitedThreadHeaps (their ids name no thread of the child).
+  Heap* heap = thread_heap_internal::t_heap;
+  if (heap->is_sentinel()) return;
+  HeapRegistry::Global().ReleaseThreadListing(heap);
+  HeapRegistry::Global().RegisterThreadHeap(heap, static_cast<int32_t>(syscall(SYS_gettid)));
+}
 
 void ReleaseThreadHeapNow() {
   using thread_heap_internal::t_heap;

@@ -39,6 +39,9 @@ bool ThreadHasHeap();
 // The heap is abandoned now rather than at thread exit; the next allocation takes one again.
 void ReleaseThreadHeapNow();
 
+// fork(), in the child: the calling thread's heap is listed under its new kernel id.
+void ThreadHeapAfterForkInChild();
+
 }  // namespace mf2
 
 #endif  // MF2_THREAD_HEAP_H_
