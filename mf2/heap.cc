@@ -566,6 +566,13 @@ size_t Heap::UsableSize(const void* p, const char* call) {
 
 void* Heap::AllocateLarge(size_t size, size_t alignment) {
   MF2_STAT_INC(stats_, large_allocs);
+  if (void* p = LargeAllocate(size, alignment)) return p;
+  // The OS refused even after the shared caches were released (large.cc): what this heap keeps
+  // (cached blocks pinning pages, spare empty pages) may be what stands in the way.
+  if (is_sentinel() || errno != ENOMEM) return nullptr;
+  FlushCaches();
+  ReleaseRetainedEmpties();
+  OsPageSource::Global().ReleaseUnderPressure();
   return LargeAllocate(size, alignment);
 }
 

@@ -12,6 +12,7 @@
 #include "mf2/mutex.h"
 #include "mf2/page_source.h"
 #include "mf2/policy.h"
+#include "mf2/stats.h"
 
 namespace mf2 {
 namespace {
@@ -41,11 +42,8 @@ class LargeTable {
  public:
   bool Insert(const Entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     if ((used_ + 1) * 2 > cap_ && !Grow()) return false;
-    size_t i = Hash(e.user) & (cap_ - 1);
-    while (slots_[i].user > 1) i = (i + 1) & (cap_ - 1);
-    if (slots_[i].user == 0) ++used_;
-    slots_[i] = e;
-    ++live_;
+    Place(e);
+    NoteLargeBytes(static_cast<int64_t>(e.map_len));  // the footprint gauge (stats.h)
     return true;
   }
   // Makes sure the next Insert succeeds without growing the table; false if it cannot grow.
@@ -66,6 +64,7 @@ class LargeTable {
     }
   }
   void Erase(Entry* e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    NoteLargeBytes(-static_cast<int64_t>(e->map_len));
     e->user = 1;  // tombstone
     --live_;
   }
@@ -75,6 +74,13 @@ class LargeTable {
 
  private:
   static size_t Hash(uintptr_t p) { return (p >> 12) * 0x9E3779B97F4A7C15ull >> 20; }
+  void Place(const Entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    size_t i = Hash(e.user) & (cap_ - 1);
+    while (slots_[i].user > 1) i = (i + 1) & (cap_ - 1);
+    if (slots_[i].user == 0) ++used_;
+    slots_[i] = e;
+    ++live_;
+  }
   bool Grow() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     size_t ncap = cap_ == 0 ? 512 : cap_ * 2;
     void* mem = mmap(nullptr, ncap * sizeof(Entry), PROT_READ | PROT_WRITE,
@@ -86,7 +92,7 @@ class LargeTable {
     cap_ = ncap;
     used_ = live_ = 0;
     for (size_t i = 0; i < ocap; ++i) {
-      if (old[i].user > 1) Insert(old[i]);
+      if (old[i].user > 1) Place(old[i]);  // the same entries: the gauge does not change
     }
     if (old != nullptr) munmap(old, ocap * sizeof(Entry));
     return true;
@@ -277,12 +283,10 @@ void* GrowLocked(uintptr_t user, size_t new_len, bool* moved)
   return reinterpret_cast<void*>(moved_entry.user);
 }
 
-// When the OS refuses memory: give back what the caches hold before the one retry.
-void ReleaseCachedMemory() {
-  LargeReleaseCache();
-  // Not under the table lock: the page source's lock comes before it (fork.cc's lock order).
-  OsPageSource::Global().ReleaseCache();
-}
+// When the OS refuses memory: give back what the caches hold before the one retry (the page
+// source's span cache and empty segments, and this file's cached mappings). Not under the table
+// lock: the page source's lock comes before it (fork.cc's lock order).
+void ReleaseCachedMemory() { OsPageSource::Global().ReleaseUnderPressure(); }
 
 }  // namespace
 
@@ -357,6 +361,7 @@ void* LargeResize(void* p, size_t new_size, bool* moved) {
       tail_len = map_end - tail;
       e->size = new_len;
       e->map_len = tail - e->map_base;
+      NoteLargeBytes(-static_cast<int64_t>(tail_len));
     }
   }
   // Outside the lock: the tail belongs to no entry any more, and nothing else can be mapped

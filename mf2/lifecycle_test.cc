@@ -314,6 +314,31 @@ TEST(MemoryPressure, AfterFreeingEverythingAProcessGetsAsMuchAgain) {
   EXPECT_GE(other_after * 100, other_fresh * 95)
       << "blocks of another span length after freeing everything";
 }
+
+// The same for large blocks (mapped one by one, outside the page source): after small and mid
+// blocks filled the address space and were freed, 1 MiB blocks must get about as far as in a
+// fresh process. Needs both the page source's release (spans, empty segments) and the heap's own
+// (its cached blocks and spare pages) before the large allocation gives up.
+TEST(MemoryPressure, LargeBlocksAfterFreeingSmallOnesGetAsFarAsFresh) {
+  constexpr size_t kLarge = size_t{1} << 20;
+  const std::vector<long> fresh = InChildUnderLimit(kHeadroom, [&](long* out) {
+    out[0] = FillUntilNull(kLarge);
+    return 1;
+  });
+  const std::vector<long> after = InChildUnderLimit(kHeadroom, [&](long* out) {
+    out[0] = FillUntilNull(kMid);
+    FreeFirst(out[0]);
+    out[1] = FillUntilNull(kLarge);
+    FreeFirst(out[1]);
+    return 2;
+  });
+  ASSERT_EQ(fresh.size(), 1u);
+  ASSERT_EQ(after.size(), 2u);
+  std::printf("1 MiB blocks: %ld fresh, %ld after %ld blocks of 32 KiB were freed\n", fresh[0],
+              after[1], after[0]);
+  ASSERT_GT(fresh[0], 0);
+  EXPECT_GE(after[1] * 100, fresh[0] * 95);
+}
 #endif  // !MF2_SANITIZER
 
 }  // namespace

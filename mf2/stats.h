@@ -119,7 +119,7 @@ Footprint ReadFootprint();
 // Whether the page source and the large allocator call the two functions above. Until they do,
 // bytes of live large blocks and the peak are unknown: reports print them as n/a and the tests
 // of those figures are skipped.
-inline constexpr bool kFootprintFed = false;
+inline constexpr bool kFootprintFed = true;
 
 }  // namespace mf2
 
