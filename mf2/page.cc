@@ -106,16 +106,19 @@ uint32_t Page::PopBatch(void** out, uint32_t max) {
   while (n < max && local_free_ != nullptr) {
     Block* b = local_free_;  // a carved block start: checked before it became the head
     if (LoadCanary(b) != Canary(b, kOnPage)) {
-      LoseLocalList(b, 0, "a block on its page's free list lost its free-block canary (a "
+      LoseLocalList(b, b, 0, "a block on its page's free list lost its free-block canary (a "
                           "use-after-free write, an overflow into a free block, or a block "
                           "freed twice): it and the rest of the page's free list are not reused");
       break;
     }
     Block* link = LoadLink(b);
     if (link != nullptr && !IsCarvedBlock(link)) {
-      LoseLocalList(link, 1, "a free block's link leaves its page or is not a block start (a "
-                             "use-after-free write or an overflow into a free block): the rest "
-                             "of the page's free list is not reused");
+      // Named by the word as stored (what a stray write put there; hardened builds decode it
+      // into another address), with the free block that holds it.
+      LoseLocalList(LoadNext(b), b, 1,
+                    "a free block's link leaves its page or is not a block start (a "
+                    "use-after-free write or an overflow into a free block): the rest of the "
+                    "page's free list is not reused");
       link = nullptr;
     }
     local_free_ = link;
@@ -133,8 +136,8 @@ uint32_t Page::PopBatch(void** out, uint32_t max) {
   return n;
 }
 
-void Page::LoseLocalList(const Block* bad, uint32_t keep, const char* what) {
-  internal::ReportError(ErrorKind::kCorruptFreeList, "malloc", bad, what);
+void Page::LoseLocalList(const void* bad, const Block* holder, uint32_t keep, const char* what) {
+  internal::ReportError(ErrorKind::kCorruptFreeList, "malloc", bad, what, holder, block_size_);
   // Every block counted on the list beyond the first `keep` stays handed out for good, so the
   // page is never released under a block the program may still use.
   used_ += local_count_ - keep;

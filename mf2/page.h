@@ -251,10 +251,10 @@ class alignas(256) Page {
     const uintptr_t a = reinterpret_cast<uintptr_t>(b);
     return IsBlockStart(a) && (a - reinterpret_cast<uintptr_t>(start_)) / block_size_ < carved_;
   }
-  // Reports the local free list as corrupt at `bad` and keeps only its first `keep` (0 or 1)
-  // blocks: the others stay handed out forever (never reused), so the page is never released
-  // under them.
-  void LoseLocalList(const Block* bad, uint32_t keep, const char* what);
+  // Reports the local free list as corrupt at `bad` (found in or as the free block `holder`) and
+  // keeps only its first `keep` (0 or 1) blocks: the others stay handed out forever (never
+  // reused), so the page is never released under them.
+  void LoseLocalList(const void* bad, const Block* holder, uint32_t keep, const char* what);
   // Stores a link, encoded in hardened builds (MF2_HARDENED): stored = next ^ key ^ rotl(b, 17),
   // so a use-after-free write cannot plant a pointer that decodes inside the page by chance.
   static void StoreLink(Block* b, Block* next);

@@ -166,7 +166,8 @@ TEST_F(PageTest, CorruptLinksAreReportedAndNeverFollowed) {
   EXPECT_NE(out[2], static_cast<void*>(foreign));
   ASSERT_EQ(reports->size(), 1u);
   EXPECT_EQ((*reports)[0].kind, ErrorKind::kCorruptFreeList);
-  EXPECT_EQ((*reports)[0].pointer, static_cast<const void*>(foreign));
+  EXPECT_EQ((*reports)[0].pointer, static_cast<const void*>(foreign)) << "the word as planted";
+  EXPECT_EQ((*reports)[0].block, static_cast<const void*>(live[4])) << "the block holding it";
   // Blocks 3..0 were cut off the list: they stay counted as handed out (never reused).
   head_->CheckInvariants(true);
   EXPECT_EQ(head_->used(), 3u + 4u) << "three handed out, four cut off";

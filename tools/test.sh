@@ -3,7 +3,7 @@
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 
-ALL_STAGES=(default asan tsan ubsan debug fuzz install bazel-dep)
+ALL_STAGES=(default asan tsan ubsan debug hardened fuzz install bazel-dep)
 usage() {
   cat <<EOF
 usage: tools/test.sh [STAGE...]      (no stage: all of them, in this order)
@@ -14,6 +14,8 @@ Stages:
   tsan        the same under ThreadSanitizer (empty suppressions)
   ubsan       the same under UndefinedBehaviorSanitizer (no recovery)
   debug       the same with MF2's expensive invariant checks on every operation
+  hardened    the allocator's tests, fuzz corpora and stress tests with --config=hardened
+              (encoded free-list links)
   fuzz        the libFuzzer targets built by .clusterfuzzlite/build.sh (clang 14, libFuzzer, ASan,
               UBSan), each run for \$MF2_FUZZ_SECONDS beyond its seed corpus; also checks that
               bazel build --config=fuzz //fuzz/... still builds (the overnight command's binaries)
@@ -200,6 +202,7 @@ for s in "${stages[@]}"; do
   case "$s" in
     default) run_stage default bazel test --nocache_test_results //... ;;
     asan | tsan | ubsan | debug) run_stage "$s" bazel test --nocache_test_results "--config=$s" //... ;;
+    hardened) run_stage hardened bazel test --nocache_test_results --config=hardened //mf2/... //fuzz/... //stress/... ;;
     fuzz) run_stage fuzz fuzz_smoke ;;
     install) run_stage install install_consumers ;;
     bazel-dep) run_stage bazel-dep bazel_dependency ;;
