@@ -27,6 +27,7 @@
 #include "mf2/large.h"
 #include "mf2/mutex.h"
 #include "mf2/page_source.h"
+#include "mf2/reclaimer.h"
 #include "mf2/thread_heap.h"
 
 namespace mf2 {
@@ -55,6 +56,7 @@ void ChildAfterFork() {
   HeapRegistry::Global().ChildAfterFork();
   t_fork_phase = mutex_internal::kNotForking;
   ThreadHeapAfterForkInChild();
+  reclaimer::AfterForkInChild();
 }
 
 // Outside any malloc call (pthread_atfork may itself allocate). See the file comment.

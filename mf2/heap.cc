@@ -8,6 +8,7 @@
 #include "mf2/heap_registry.h"
 #include "mf2/large.h"
 #include "mf2/policy.h"
+#include "mf2/reclaimer.h"
 
 namespace mf2 {
 
@@ -476,10 +477,13 @@ void Heap::ReturnRemote(Page* page, Block* b) {
   // while we held it: sweep if the owner has a batch of whole pages waiting (and is idle).
   if (!(completed || won) || owner == nullptr) return;
   const Policy& policy = GetPolicy();
-  if (policy.reclaim_idle &&
-      owner->whole_unswept_mt() >= static_cast<int64_t>(policy.reclaim_batch)) {
+  if (!policy.reclaim_idle) return;
+  if (owner->whole_unswept_mt() >= static_cast<int64_t>(policy.reclaim_batch)) {
     ReclaimIdleOwner_mt(owner);
   }
+  // Whatever this free could not release (the owner not idle yet, or fewer than a batch of whole
+  // pages) the background reclaimer releases once the owner has been idle long enough.
+  if (completed) reclaimer::Notify();
 }
 
 // The owner frees into one of its detached (full) pages: only the flag holder may touch such a

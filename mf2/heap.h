@@ -212,7 +212,9 @@ class Heap {
   }
   // The calling thread (owner of this heap) freed the last remote block of a page of `owner`:
   // if `owner` is idle, release every completely free detached page on its pending queue.
-  void ReclaimIdleOwner_mt(Heap* owner);
+  // Returns false when the owner was not idle yet (its whole pages are still owed), true
+  // otherwise (swept, handed to a sweep in progress, or not for this heap to sweep).
+  bool ReclaimIdleOwner_mt(Heap* owner);
   // Pages of this heap that came back whole and were not taken yet (see FreeRemote).
   int64_t whole_unswept_mt() const { return xwhole_unswept_.load(std::memory_order_seq_cst); }
 

@@ -169,21 +169,21 @@ void Heap::TakePopped(Page* page, Heap* owner) {
   Absorb(page, page->remote().TakeAll(), owner);
 }
 
-void Heap::ReclaimIdleOwner_mt(Heap* owner) {
+bool Heap::ReclaimIdleOwner_mt(Heap* owner) {
   if (is_sentinel()) {
     // A thread without a heap (thread_heap.h) cannot take pages over: it sweeps through a heap
     // taken for the sweep only (sweeps are rare: one per reclaim_batch whole pages).
-    if (owner->abandoned()) return;
+    if (owner->abandoned()) return true;
     Heap* helper = owner->registry_->AcquireHeap(owner->source_);
-    if (helper == nullptr) return;
-    helper->ReclaimIdleOwner_mt(owner);
+    if (helper == nullptr) return true;
+    const bool done = helper->ReclaimIdleOwner_mt(owner);
     owner->registry_->ReleaseHeap(helper);
-    return;
+    return done;
   }
-  if (owner == this || owner->source_ != source_ || owner->abandoned()) return;
+  if (owner == this || owner->source_ != source_ || owner->abandoned()) return true;
   if (!owner->OwnerIdle_mt(NowNs(), GetPolicy().reclaim_after_ns)) {
     MF2_STAT_INC(stats_, reclaim_blocked_owner_active);
-    return;
+    return false;
   }
   // seq_cst exchange, CAS, exchange and load: the try-lock-and-recheck handshake described
   // above (spin model model/sweep_sb.pml). Weak-memory details (issue 10, item 11):
@@ -201,12 +201,12 @@ void Heap::ReclaimIdleOwner_mt(Heap* owner) {
     bool expected = false;
     if (!owner->xsweeping_.compare_exchange_strong(expected, true, std::memory_order_seq_cst,
                                                    std::memory_order_seq_cst)) {
-      return;  // the sweeper re-checks xsweep_wanted_ after it finishes
+      return true;  // the sweeper re-checks xsweep_wanted_ after it finishes
     }
     owner->xsweep_wanted_.exchange(false, std::memory_order_seq_cst);
     SweepIdleOwner(owner);
     owner->xsweeping_.store(false, std::memory_order_seq_cst);
-    if (!owner->xsweep_wanted_.load(std::memory_order_seq_cst)) return;
+    if (!owner->xsweep_wanted_.load(std::memory_order_seq_cst)) return true;
   }
 }
 

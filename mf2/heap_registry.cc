@@ -65,6 +65,18 @@ void HeapRegistry::RegisterThreadHeap(Heap* heap, int32_t tid) {
   LinkThreadHeap(heap, tid);
 }
 
+int HeapRegistry::CollectHeapsWithWholePages(const Heap* self, Heap** out, int max) {
+  MutexLock lock(&mu_);
+  int n = 0;
+  for (Heap* h = all_; h != nullptr && n < max; h = h->all_next) {
+    if (h != self && h->source() == self->source() && !h->abandoned() &&
+        h->whole_unswept_mt() > 0) {
+      out[n++] = h;
+    }
+  }
+  return n;
+}
+
 void HeapRegistry::ReleaseThreadListing(Heap* heap) {
   MutexLock lock(&mu_);
   UnlinkThreadHeap(heap);

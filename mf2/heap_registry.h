@@ -43,6 +43,9 @@ class HeapRegistry {
   // keeps a heap listed). Returns how many heaps it released. Slow: system calls, under the lock;
   // called only when a new heap would otherwise be mapped.
   int ReclaimExitedThreadHeaps(const Heap* self, int max_checks);
+  // Heaps other than `self`, of self's page source and not abandoned, that have pages which came
+  // back whole waiting (the background reclaimer's candidates): at most `max` into `out`.
+  int CollectHeapsWithWholePages(const Heap* self, Heap** out, int max);
   // Takes `heap` off the thread-heap list (it stays claimed by its owner).
   void ReleaseThreadListing(Heap* heap);
   // Claims an idle heap other than `self` with the same page source, or nullptr.

@@ -110,6 +110,10 @@ constexpr OptionLine kOptions[] = {
     // A sweep walks the whole queue: an idle owner keeps fewer than this many whole pages.
     MF2_OPTION("MF2_RECLAIM_BATCH", kCount, reclaim_batch, "", 1, 1, kU32,
                "sweep an idle owner's queue once this many of its pages came back whole"),
+    // reclaimer.h: one thread, started on the first page that comes back whole, asleep (no CPU)
+    // while no heap has whole pages waiting.
+    MF2_OPTION("MF2_BACKGROUND_RECLAIM", kBool, background_reclaim, "", 1, 0, 1,
+               "a background thread releases idle owners' whole pages that no free released"),
     // The must-reuse gate still drains the whole queue before it ever takes a new page.
     MF2_OPTION("MF2_PENDING_BUDGET", kCount, pending_budget, "", 1, 1, kU32,
                "pending pages examined per slow path before the active page and partial list"),
@@ -464,13 +468,57 @@ const Policy& policy_internal::InitPolicy() {
   return *g_current.load(std::memory_order_acquire);
 }
 
+namespace {
+
+// SetPolicyForTesting's copies, one per distinct set of option values (a fuzzer switches among a
+// few thousand at most), found by hashing the values: tests and fuzzers may switch policies as
+// often as they like without the arena growing, and without writing a copy that a thread (the
+// background reclaimer) may be reading.
+constexpr size_t kInterned = 8192;  // a power of two
+const Policy** g_interned ABSL_GUARDED_BY(g_set_mu) = nullptr;
+size_t g_interned_count ABSL_GUARDED_BY(g_set_mu) = 0;
+
+uint64_t OptionsHash(const Policy& p) {
+  uint64_t h = 0x9e3779b97f4a7c15ull;
+  for (const OptionLine& line : kOptions) h = (h ^ line.info.load(p)) * 0xbf58476d1ce4e5b9ull;
+  return h ^ (h >> 31);
+}
+
+bool SameOptions(const Policy& a, const Policy& b) {
+  for (const OptionLine& line : kOptions) {
+    if (line.info.load(a) != line.info.load(b)) return false;
+  }
+  return true;
+}
+
+const Policy* InternPolicy(const Policy& p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_set_mu) {
+  if (g_interned == nullptr) {
+    void* mem = mmap(nullptr, kInterned * sizeof(Policy*), PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    MF2_CHECK(mem != MAP_FAILED, "SetPolicyForTesting: no memory for its table");
+    g_interned = static_cast<const Policy**>(mem);
+  }
+  for (size_t i = OptionsHash(p) & (kInterned - 1);; i = (i + 1) & (kInterned - 1)) {
+    if (g_interned[i] == nullptr) {
+      MF2_CHECK(++g_interned_count <= kInterned / 2, "SetPolicyForTesting: too many policies");
+      const Policy* copy = NewPolicyCopy(p);
+      MF2_CHECK(copy != nullptr, "SetPolicyForTesting: no memory for a policy");
+      g_interned[i] = copy;
+      return copy;
+    }
+    if (SameOptions(*g_interned[i], p)) return g_interned[i];
+  }
+}
+
+}  // namespace
+
 void SetPolicyForTesting(const Policy& policy) {
   policy_internal::InitPolicy();
   {
     MutexLock lock(&g_set_mu);
-    // In place: the copy in force is never a const object (g_initial or an arena slot). Relaxed:
-    // tests call this while no other thread is inside MF2.
-    *const_cast<Policy*>(g_current.load(std::memory_order_relaxed)) = policy;
+    // Release: a reader that acquires the pointer sees every field of the copy (published as
+    // OptionSet does; an earlier copy stays valid for a reader still holding it).
+    g_current.store(InternPolicy(policy), std::memory_order_release);
   }
   SetRoute(policy.route);
 }

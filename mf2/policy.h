@@ -55,6 +55,7 @@ struct Policy {
   bool reclaim_idle = true;
   uint64_t reclaim_after_ns = 10'000'000;
   uint32_t reclaim_batch = 32;
+  bool background_reclaim = true;
   uint32_t pending_budget = 8;
   size_t heap_empty_bytes = size_t{2} << 20;
   size_t page_cache_bytes = size_t{32} << 20;
