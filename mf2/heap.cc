@@ -18,18 +18,39 @@ Heap::Heap(PageSource* source, HeapRegistry* registry, uint32_t id)
   ConfigureCaches();
 }
 
-// Each class caches at most Policy::cache_class_bytes of blocks (at least 2 blocks, at most
-// kCacheSlots; 0 bytes turns caching off), so a heap's caches hold at most the sum over the
-// classes, a bound fixed when the heap is taken (bench/RESULTS.md gives the figure).
+// Caches start at Policy::cache_class_bytes per class (at least 2 blocks, at most kCacheSlots;
+// 0 bytes turns caching off) and grow where they overflow or run dry (GrowCache): their total
+// capacity stays within CacheBudget(), so a heap's caches hold at most that many bytes.
 void Heap::ConfigureCaches() {
   const size_t bytes = GetPolicy().cache_class_bytes;
+  cache_cap_bytes_ = 0;
   for (uint32_t k = 1; k < kNumClasses; ++k) {
     MF2_CHECK(cache_[k].n == 0, "caches are configured empty");
     const size_t fit = bytes / ClassInfo(k).size;
     cache_[k].cap = bytes == 0 ? 0
                                : static_cast<uint32_t>(std::min<size_t>(
                                      kCacheSlots, std::max<size_t>(2, fit)));
+    cache_cap_bytes_ += size_t{cache_[k].cap} * ClassInfo(k).size;
   }
+}
+
+// The most a heap's caches may hold: Policy::cache_heap_bytes, or an eighth of the heap's own
+// pages if more (a large heap's working set needs deep caches; a small one keeps little).
+size_t Heap::CacheBudget() const {
+  return std::max(GetPolicy().cache_heap_bytes, page_bytes_.load(std::memory_order_relaxed) / 8);
+}
+
+// Class k's cache overflowed or ran dry: a sign that its depth, not the pages, decides how
+// often this class takes the slow path. Double it while the heap's budget allows.
+void Heap::GrowCache(Magazine* m) {
+  if (m->cap == 0 || m->cap == kCacheSlots) return;
+  const size_t size = ClassInfo(ClassOf(m)).size;
+  const uint32_t cap = std::min(kCacheSlots, m->cap * 2);
+  const size_t more = size_t{cap - m->cap} * size;
+  if (cache_cap_bytes_ + more > CacheBudget()) return;
+  cache_cap_bytes_ += more;
+  m->cap = cap;
+  MF2_STAT_INC(stats_, cache_grows);
 }
 
 // ------------------------------------------------------------------------------------------
@@ -54,6 +75,7 @@ void* Heap::AllocateSlow(Magazine* m) {
       return nullptr;
     }
   }
+  GrowCache(m);
   // Refill half the cache (one block when caching is off) from the page; hand out the top.
   void* one[1];
   void** out = m->cap == 0 ? one : m->slot;
@@ -93,6 +115,13 @@ void* Heap::CachedBlockBad(Magazine* m, void* p) {
 // The class's cache is full: its older half goes back to the pages, then `p` is cached.
 void Heap::FreeToFullCache(Magazine* m, void* p) {
   if (m->cap == 0) return ReturnBlock(static_cast<Block*>(p));
+  GrowCache(m);
+  if (m->n < m->cap) {  // grown: room for p without a flush
+    m->slot[m->n++] = p;
+    StoreCanary(p, Canary(p, kInCache));
+    PoisonMemory(p, ClassInfo(ClassOf(m)).size);
+    return;
+  }
   const uint32_t half = std::max<uint32_t>(1, m->cap / 2);
   for (uint32_t i = 0; i < half; ++i) FlushOne(m->slot[i]);
   m->n -= half;
@@ -808,6 +837,9 @@ void Heap::CheckInvariants(bool quiescent) const {
   }
   MF2_CHECK(retained == empty_bytes_, "empty_bytes_ == bytes of retained empty pages");
   MF2_CHECK(key_ == CanaryKey(), "key_ == CanaryKey()");
+  size_t cap_bytes = 0;
+  for (uint32_t k = 1; k < kNumClasses; ++k) cap_bytes += size_t{cache_[k].cap} * ClassInfo(k).size;
+  MF2_CHECK(cap_bytes == cache_cap_bytes_, "cache_cap_bytes_ == sum of cap * size");
   MF2_CHECK(empty_bytes_ <= page_bytes_.load(std::memory_order_relaxed),
             "retained empties are part of the heap's pages");
   if (!quiescent) return;

@@ -62,7 +62,8 @@
 // count and the sweep handshake.
 //
 // Invariants (CheckInvariants):
-//   caches: 0 <= n <= cap <= kCacheSlots for every class; each cached block is a block start of
+//   caches: 0 <= n <= cap <= kCacheSlots for every class; cache_cap_bytes_ == sum of cap * size
+//     <= max(initial capacity, CacheBudget() when it last grew); each cached block is a block start of
 //     a page in use of its class, with canary kInCache, counted in that page's used()
 //     (HeapRegistry::CheckAll also checks no block is cached twice, in one heap or two)
 //   direct_[i] == &cache_[kSmallClass.k[i]]; key_ == CanaryKey() (0 in a sentinel, which
@@ -293,6 +294,8 @@ class Heap {
   void ReturnBlock(Block* b);
   void FlushOne(void* p);
   void ConfigureCaches();
+  size_t CacheBudget() const;
+  void GrowCache(Magazine* m);
   Page* FindPage(uint32_t k);
   Page* TakeFromPending(uint32_t k, uint32_t budget);
   void GiveBack(Page* chain);
@@ -328,6 +331,7 @@ class Heap {
   PageList partial_[kNumClasses];
   uint32_t rotor_ = 0;       // where AdoptFromPending starts looking in the ready bitmap
   size_t empty_bytes_ = 0;  // spans of empty pages kept on partial lists for reuse
+  size_t cache_cap_bytes_ = 0;  // sum over classes of cache cap * class size
   HeapStats stats_;
   PageSource* const source_;
   HeapRegistry* const registry_;

@@ -166,6 +166,7 @@ typedef struct mf2_stats {
   uint64_t cache_flushes;
   uint64_t blocks_flushed;
   uint64_t cache_drops;
+  uint64_t cache_grows;
   uint64_t dead_thread_allocs;
   uint64_t exited_thread_heaps;
   /* Page source: 4 MiB segments mapped and unmapped since start, spans given back to the OS,

@@ -128,7 +128,10 @@ constexpr OptionLine kOptions[] = {
                "completely free 4 MiB segments kept mapped; beyond, unmapped"),
     // At least 2 blocks, at most Heap::kCacheSlots, per class; sized when a heap is taken.
     MF2_OPTION("MF2_CACHE_CLASS_KB", kSize, cache_class_bytes, "KiB", kKiB, 0, kMaxBytes,
-               "free blocks each thread caches per size class (0: no caches)"),
+               "free blocks each thread caches per size class at first (0: no caches)"),
+    // A cache that overflows or runs dry doubles (up to 63 blocks) within this budget.
+    MF2_OPTION("MF2_CACHE_HEAP_KB", kSize, cache_heap_bytes, "KiB", kKiB, 0, kMaxBytes,
+               "what a thread's caches may grow to in all (or an eighth of its pages, if more)"),
     MF2_OPTION("MF2_ON_ERROR", kOnError, on_error, "", 1, 0, 1,
                "on misuse (double free, foreign pointer...): abort, or report and ignore the call"),
     MF2_OPTION("MF2_STATS", kBool, stats_at_exit, "", 1, 0, 1,

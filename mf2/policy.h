@@ -62,6 +62,7 @@ struct Policy {
   size_t large_cache_bytes = size_t{64} << 20;
   uint32_t retained_segments = 2;
   size_t cache_class_bytes = size_t{64} << 10;
+  size_t cache_heap_bytes = size_t{1} << 20;
   OnError on_error = OnError::kAbort;
   bool stats_at_exit = false;
   bool verbose = false;

@@ -56,6 +56,7 @@
   X(cache_flushes, "full per-thread caches half-returned to their pages")                     \
   X(blocks_flushed, "blocks moved from per-thread caches back to their pages")                \
   X(cache_drops, "cached blocks found corrupt or freed twice, reported and never reused")     \
+  X(cache_grows, "per-thread caches doubled in depth (they overflowed or ran dry)")           \
   X(dead_thread_allocs, "allocations by exited threads, served by a heap released at once")   \
   X(exited_thread_heaps, "heaps of threads that exited without handing them back, released")
 
