@@ -137,7 +137,7 @@ class Heap {
     if (MF2_PREDICT_TRUE(size <= kSmallMax)) {
       m = direct_[(size + kMinAlign - 1) / kMinAlign];
     } else if (MF2_PREDICT_TRUE(size <= kMaxClassSize)) {
-      m = &cache_[internal::SlowSizeToClass(size)];
+      m = &cache_[kMidClass.k[(size + kMidStep - 1) / kMidStep]];
     } else {
       return AllocateLarge(size, kMinAlign);
     }

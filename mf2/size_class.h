@@ -160,10 +160,35 @@ static constexpr internal::DivTable kClassDiv = internal::MakeDivTable();
 // kSmallClass.k[(size + 15) / 16] is the class of a request of size <= kSmallMax.
 inline constexpr internal::SmallTable kSmallClass = internal::MakeSmallTable();
 
+// Above kSmallMax every class size is a multiple of kMidStep (m << e with e >= 7), so the class
+// serving every size in ((i - 1) * kMidStep, i * kMidStep] is the class of i * kMidStep:
+// kMidClass.k[(size + kMidStep - 1) / kMidStep] for kSmallMax < size <= kMaxClassSize, one load.
+inline constexpr size_t kMidStep = 128;
+namespace internal {
+struct MidTable {
+  uint8_t k[kMaxClassSize / kMidStep + 1];
+};
+constexpr MidTable MakeMidTable() {
+  MidTable t{};
+  for (size_t i = kSmallMax / kMidStep; i <= kMaxClassSize / kMidStep; ++i) {
+    t.k[i] = static_cast<uint8_t>(SlowSizeToClass(i * kMidStep));
+  }
+  return t;
+}
+constexpr bool MidTableIsExact(const MidTable& t) {
+  for (size_t s = kSmallMax + 1; s <= kMaxClassSize; ++s) {
+    if (t.k[(s + kMidStep - 1) / kMidStep] != SlowSizeToClass(s)) return false;
+  }
+  return true;
+}
+}  // namespace internal
+static constexpr internal::MidTable kMidClass = internal::MakeMidTable();
+static_assert(internal::MidTableIsExact(kMidClass), "every mid size maps to its class");
+
 // The class serving a request of `size` bytes (1..kMaxClassSize; 0 is served as 1).
 inline uint32_t SizeToClass(size_t size) {
   if (size <= kSmallMax) return kSmallClass.k[(size + kMinAlign - 1) / kMinAlign];
-  return internal::SlowSizeToClass(size);
+  return kMidClass.k[(size + kMidStep - 1) / kMidStep];
 }
 
 }  // namespace mf2
