@@ -246,10 +246,11 @@ class alignas(256) Page {
   void CheckInvariants(bool quiescent) const;
 
  private:
-  // Whether `b` (a link found in a free list) is one of this span's carved block starts.
+  // Whether `b` (a link found in a free list) is one of this span's carved block starts: one
+  // multiply for the block-start test, one for the carved bound (no division).
   bool IsCarvedBlock(const Block* b) const {
-    const uintptr_t a = reinterpret_cast<uintptr_t>(b);
-    return IsBlockStart(a) && (a - reinterpret_cast<uintptr_t>(start_)) / block_size_ < carved_;
+    const uintptr_t off = reinterpret_cast<uintptr_t>(b) - reinterpret_cast<uintptr_t>(start_);
+    return IsBlockOffset(off, size_class_) && off < uintptr_t{carved_} * block_size_;
   }
   // Reports the local free list as corrupt at `bad` (found in or as the free block `holder`) and
   // keeps only its first `keep` (0 or 1) blocks: the others stay handed out forever (never
