@@ -62,6 +62,12 @@ MODELS=(
   "mutant|M_b|detached.pml|-DMUTANT_MB|onpartial\[owner\]==|FreeDetached does not re-check the owner under the flag: the old owner pushes locally into the adopter's page and links it on its own partial list (ownership of the lists; the mutual-exclusion violation is reachable too)"
   "mutant|M_c|detached.pml|-DMUTANT_MC|incs<=1|adopter stores where before the owner: Free sees where=kNowhere with its own owner id and pushes locally (mutual exclusion)"
   "mutant|M_d|detached.pml|-DMUTANT_MD|incs<=1|owner's drain runs TakeAll while the page is still kDetached: an adopter adopts it while the owner absorbs/files it (mutual exclusion)"
+  # Per-thread caches under a concurrent double free (cache.pml; README.md, "cache.pml").
+  "verify|cache|cache.pml|||"
+  "verify|cache_remote_cas_strict|cache.pml|-DREMOTE_CAS -DSTRICT||"
+  "mutant|C0_cache_strict|cache.pml|-DSTRICT|used>=\(1\+held\)|the C++ as of b99d897 fails the strict promises: the remote free's canary check and store are two steps, so a block the owner cached or flushed meanwhile goes back to its page twice (used decremented twice, unreported); fixed by REMOTE_CAS"
+  "mutant|M_cache_drain|cache.pml|-DMUTANT_DRAIN_NOCHECK|!\(held\)|a drain that does not check kOnRemote absorbs the stale remote copy of a block the owner's cache handed out: handed out twice"
+  "mutant|M_cache_pop_refill|cache.pml|-DMUTANT_POP_NOCHECK -DMUTANT_REFILL_NONEMPTY|!\(held\)|a cache pop that does not check kInCache plus a refill while the cache is not empty: the page's copy and the stale cached copy are both handed out"
 )
 
 # How to print the counterexample of a failed run (pan writes <model>.pml.trail in the run dir).
