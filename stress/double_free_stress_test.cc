@@ -384,9 +384,10 @@ TEST(ConcurrentDoubleFree, TwoRemoteThreadsFreeTheSameBlocks) {
 // instructions (ConcurrentDoubleFree above counts how often both checks pass: hundreds of times
 // per run under TSan). The tests replay the interleaving on one thread: B's Free is split where
 // it checked the canary, exactly as multi_actor_fuzz splits remote frees (PushRemote_mt is the
-// rest of Free after its check). A fix would make the remote free's check and store one atomic
-// step (a compare-exchange of word 1 from the value its check saw, reporting a double free when
-// it fails); then B's step 1 below fails and is reported, and both tests pass.
+// rest of Free after its check). A fix makes the remote free's check and store one atomic step
+// (a compare-exchange of word 1 from the value its check saw, reporting a double free when it
+// fails: REMOTE_CAS in model/cache.pml, which verifies). With it, RemoteFreeFinish runs the fixed
+// step with the value seen at the check; it reports and pushes nothing, and both tests pass.
 
 // B's Free(p) up to its canary check: p is live (word 1 holds no canary).
 uint64_t RemoteFreeCheck(const void* p) {
@@ -396,7 +397,7 @@ uint64_t RemoteFreeCheck(const void* p) {
 
 // The rest of B's Free(p) (as Free runs it), after the owner freed p meanwhile.
 void RemoteFreeFinish(Heap* b, void* p, uint64_t seen_at_check) {
-  (void)seen_at_check;  // a fixed free compares word 1 with this value, atomically
+  (void)seen_at_check;  // the fixed step compares word 1 with this value, atomically
   Page* page = PageOf(p);
   if (b->PushRemote_mt(page, static_cast<Block*>(p))) Heap::QueueWonPage_mt(page, b);
 }
