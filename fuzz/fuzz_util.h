@@ -16,6 +16,8 @@
 #include <iterator>
 #include <map>
 #include <new>
+#include <unordered_map>
+#include <vector>
 
 #include "mf2/heap.h"
 #include "mf2/heap_registry.h"
@@ -82,6 +84,33 @@ inline mf2::Heap* AcquireHeap() {
   return h;
 }
 
+// The cache policy (Policy::cache_class_bytes) of the heaps an input creates or takes over:
+// caches are sized when a heap is taken (Heap::ConfigureCaches), so a change reaches the heaps
+// acquired after it. Mode % 4: 0 and 3 the default (64 KiB per class: 2..63 blocks), 1 caching
+// off (every free and allocation reaches a page), 2 small (256 bytes: 2..16 blocks, so caches
+// fill and flush often).
+inline size_t CacheBytesForMode(uint8_t mode) {
+  switch (mode % 4) {
+    case 1: return 0;
+    case 2: return 256;
+    default: return mf2::Policy().cache_class_bytes;
+  }
+}
+inline uint8_t& CacheMode() {
+  static uint8_t mode = 0;
+  return mode;
+}
+// What Heap::ConfigureCaches gives class k under `bytes` (heap.cc).
+inline uint32_t ExpectedCacheCap(size_t bytes, uint32_t k) {
+  if (bytes == 0) return 0;
+  size_t fit = bytes / mf2::ClassInfo(k).size;
+  if (fit < 2) fit = 2;
+  return fit > mf2::Heap::kCacheSlots ? mf2::Heap::kCacheSlots : static_cast<uint32_t>(fit);
+}
+// The blocks a free into a full cache leaves in it: the older half goes back to the pages, then
+// the freed block is cached (heap.h, "Cache full").
+inline uint32_t CacheAfterOverflow(uint32_t cap) { return cap - (cap / 2 > 1 ? cap / 2 : 1) + 1; }
+
 // The policy a fuzz input runs under. Deterministic: thresholds measured in time are either 0
 // (always passed) or an hour (never), so a replay takes the same decisions.
 //   route byte r: r % 4 selects route_s, route_p with every gate open, route_p with the gates
@@ -113,11 +142,79 @@ inline mf2::Policy FuzzPolicy(uint32_t budget, bool tight_memory, uint8_t route_
   }
   p.reclaim_idle = (route_byte & 0x40) == 0;
   p.reclaim_batch = 1 + budget % 3;  // 1 sweeps at every whole page; 2, 3 leave some queued
+  p.cache_class_bytes = CacheBytesForMode(CacheMode());
   return p;
 }
 
 inline void SetBudget(uint32_t budget, bool tight_memory = false, uint8_t route_byte = 0) {
   mf2::SetPolicyForTesting(FuzzPolicy(budget, tight_memory, route_byte));
+}
+
+// The default policy for the next iteration (caches at their default size).
+inline void ResetPolicy() {
+  CacheMode() = 0;
+  SetBudget(8);
+}
+
+// The background reclaimer's pass over an idle owner (README.md, "Not yet": a background thread
+// that releases what idle owners keep). Until MF2 has one, the harness plays it with what exists:
+// `sweeper` (a heap the calling thread owns) sweeps `owner`'s pending queue for pages that came
+// back whole (Heap::ReclaimIdleOwner_mt; it does nothing while the owner is not idle for the
+// policy in force). When the reclaimer lands, its entry point goes here, and every IDLE op of
+// multi_actor_fuzz and threads_fuzz runs it.
+inline void BackgroundReclaimPass(mf2::Heap* sweeper, mf2::Heap* owner) {
+  sweeper->ReclaimIdleOwner_mt(owner);
+}
+
+// Block conservation per page, exact (page.h, "Blocks"): every page in use has
+//   used() == (class blocks the harness holds live on it) + (its blocks in any heap's cache)
+//             + remote.count,
+// and every live or cached block lies on a page in use. `live` is every class block (not large)
+// the harness holds. The caller guarantees no other thread is inside MF2 (as for CheckAll). A
+// remote free whose step 2 is pending (multi_actor_fuzz) has pushed its block already, so the
+// equation holds then too.
+inline void CheckConservation(const std::vector<const void*>& live) {
+  struct Counts {
+    uint32_t live = 0;
+    uint32_t cached = 0;
+  };
+  struct Walk {
+    std::unordered_map<const mf2::Page*, Counts> pages;
+    size_t matched = 0;
+  } walk;
+  for (const void* p : live) {
+    const mf2::Page* page = mf2::PageOf(p);
+    FUZZ_CHECK(page != nullptr, "a live class block lies in a span");
+    ++walk.pages[page].live;
+  }
+  size_t cached = 0;
+  mf2::HeapRegistry::Global().ForEachCachedBlock(
+      [](void* b, const mf2::Heap*, void* arg) {
+        const mf2::Page* page = mf2::PageOf(b);
+        FUZZ_CHECK(page != nullptr, "a cached block lies in a span");
+        ++static_cast<Walk*>(arg)->pages[page].cached;
+      },
+      &walk);
+  for (const auto& entry : walk.pages) cached += entry.second.cached;
+  mf2::OsPageSource::Global().ForEachSpanInUse(
+      [](mf2::Page* page, void* arg) {
+        auto* w = static_cast<Walk*>(arg);
+        if (!page->in_use()) return;
+        auto it = w->pages.find(page);
+        const Counts c = it == w->pages.end() ? Counts() : it->second;
+        const uint32_t remote = page->remote().Peek().count();
+        if (page->used() != c.live + c.cached + remote) {
+          std::fprintf(stderr, "page %p class %u: used %u, live %u + cached %u + remote %u\n",
+                       static_cast<void*>(page), page->size_class(), page->used(), c.live, c.cached,
+                       remote);
+          OracleFailed(__FILE__, __LINE__, "conservation",
+                       "used() == live + cached + remote.count on every page (invariant 1)");
+        }
+        w->matched += c.live + c.cached;
+      },
+      &walk);
+  FUZZ_CHECK(walk.matched == live.size() + cached,
+             "every live and every cached block lies on a page in use");
 }
 
 // A request size from one byte, concentrated on class boundaries:

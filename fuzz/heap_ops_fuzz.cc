@@ -14,8 +14,19 @@
 //                                       or a block from a page the heap already holds
 //   9 POLICY       b                    span cache = (b & 7) MiB, retained empty segments =
 //                                       (b >> 3) % 3: exercises madvise and segment unmapping
-// After every op: Heap::CheckInvariants(true), and HeapRegistry::CheckAll(true) (after every op
-// for the first 256, then every 8th: it walks every page, which dominates long schedules).
+//  10 CACHE        b                    cache policy b % 4 (fuzz_util.h CacheBytesForMode: default,
+//                                       off, small); the thread exits and a new one takes the heap
+//                                       over, so its caches are sized anew (checked per class)
+//  11 FILL         size mode            allocate cap + 1 blocks of that class (cap: the heap's
+//                                       cache capacity for it), then free them, newest first,
+//                                       until the class's cache is full; mode odd: one more free,
+//                                       into the full cache, which returns the older half to the
+//                                       pages (FreeToFullCache). The blocks left live stay last.
+//  12 FLUSH        -                    Heap::FlushCaches: every cache empty afterwards
+// FILL then EXIT is a thread exit with a full cache (Abandon flushes it).
+// After every op: Heap::CheckInvariants(true), and HeapRegistry::CheckAll(true) plus exact block
+// conservation per page with the caches (fuzz_util.h CheckConservation) (after every op for the
+// first 256, then every 8th: they walk every page, which dominates long schedules).
 // The State destructor frees every live block (verifying stamps), releases the heap and checks
 // that every span went back (invariant 9).
 #include <cerrno>
@@ -34,7 +45,7 @@ namespace {
 
 using mf2::Heap;
 
-constexpr int kNumOps = 10;
+constexpr int kNumOps = 13;
 constexpr size_t kMaxLive = 4096;
 constexpr size_t kMaxLiveBytes = size_t{48} << 20;
 constexpr int kMaxOps = 4096;
@@ -57,11 +68,12 @@ class State {
   ~State() {
     for (const Live& b : live_) FreeBlock(b);
     live_.clear();
+    CheckConservation({});
     mf2::HeapRegistry::Global().ReleaseHeap(heap_);
     mf2::HeapRegistry::Global().CheckAll(true);
     ledger_.CheckEmpty();
     empty_.Check();
-    SetBudget(8);  // default policy for the next iteration
+    ResetPolicy();  // default policy for the next iteration
   }
 
   void Run(Reader& in) {
@@ -69,9 +81,13 @@ class State {
       Step(in);
       heap_->CheckInvariants(true);
       // The whole-registry walk costs a pass over every page; on long schedules every 8th op.
-      if (n < 256 || n % 8 == 0) mf2::HeapRegistry::Global().CheckAll(true);
+      if (n < 256 || n % 8 == 0) {
+        mf2::HeapRegistry::Global().CheckAll(true);
+        CheckConservation(ClassBlocks());
+      }
     }
     mf2::HeapRegistry::Global().CheckAll(true);
+    CheckConservation(ClassBlocks());
     TraceStats("heap_ops_fuzz");
   }
 
@@ -137,10 +153,69 @@ class State {
         mf2::Policy p;
         p.page_cache_bytes = size_t{b & 7u} << 20;
         p.retained_segments = (b >> 3) % 3;
+        p.cache_class_bytes = CacheBytesForMode(CacheMode());
         mf2::SetPolicyForTesting(p);
         break;
       }
+      case 10: {
+        CacheMode() = in.Byte() % 4;
+        mf2::Policy p = mf2::GetPolicy();
+        p.cache_class_bytes = CacheBytesForMode(CacheMode());
+        mf2::SetPolicyForTesting(p);
+        mf2::HeapRegistry::Global().ReleaseHeap(heap_);
+        heap_ = AcquireHeap();
+        for (uint32_t k = 1; k < mf2::kNumClasses; ++k) {
+          FUZZ_CHECK(heap_->cache(k).n == 0 &&
+                         heap_->cache(k).cap == ExpectedCacheCap(p.cache_class_bytes, k),
+                     "a heap taken over has empty caches sized by the policy in force");
+        }
+        break;
+      }
+      case 11: {
+        size_t size = SizeFromByte(in.Byte());
+        const uint8_t mode = in.Byte();
+        if (!IsLargeSize(size)) Fill(size, (mode & 1) != 0);
+        break;
+      }
+      case 12:
+        heap_->FlushCaches();
+        for (uint32_t k = 1; k < mf2::kNumClasses; ++k) {
+          FUZZ_CHECK(heap_->cache(k).n == 0, "FlushCaches empties every cache");
+        }
+        break;
     }
+  }
+
+  // Class blocks the harness holds (for CheckConservation).
+  std::vector<const void*> ClassBlocks() const {
+    std::vector<const void*> out;
+    for (const Live& b : live_) {
+      if (!b.large) out.push_back(b.p);
+    }
+    return out;
+  }
+
+  // FILL: allocates cap + 1 blocks of the class of `size` (appended to the live list), then frees
+  // them, newest first, until the class's cache is full; `overflow`: one free more, into the full
+  // cache. The blocks left live stay at the end of the live list (seeds rely on it).
+  void Fill(size_t size, bool overflow) {
+    const uint32_t k = mf2::SizeToClass(size);
+    const uint32_t cap = heap_->cache(k).cap;
+    const size_t first = live_.size();
+    for (uint32_t i = 0; i < cap + 1; ++i) Allocate(size);
+    size_t next = live_.size();  // fresh blocks are live_[first, next)
+    auto free_one = [&]() {
+      if (next == first) return false;
+      Free(--next);
+      return true;
+    };
+    while (heap_->cache(k).n < cap && free_one()) {
+    }
+    if (heap_->cache(k).n < cap) return;  // too few blocks (the live-set bound)
+    FUZZ_CHECK(heap_->cache(k).n == cap, "a cache never holds more than its capacity");
+    if (!overflow || !free_one()) return;
+    FUZZ_CHECK(heap_->cache(k).n == (cap == 0 ? 0 : CacheAfterOverflow(cap)),
+               "a free into a full cache returns the older half to the pages");
   }
 
   bool Full(size_t size) const {

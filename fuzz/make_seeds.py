@@ -56,10 +56,19 @@ S64K = exact(65536)
 ZERO, LARGE65K, LARGE100K, LARGE1M = 240, 241, 242, 243
 
 
+class Unknown:
+    """Stands in the live list for the blocks a FILL leaves live (how many depends on the cache
+    state, which the builders do not model): labels after it have no known index."""
+
+    def __init__(self, owner):
+        self.owner = owner
+
+
 class Schedule:
     def __init__(self, header=b""):
         self.out = bytearray(header)
-        self.live = []  # labels, in the harness's live-list order
+        self.live = []  # labels (and Unknown runs), in the harness's live-list order
+        self.owner = {}  # label -> allocating actor
 
     def add(self, *bs):
         for b in bs:
@@ -69,18 +78,32 @@ class Schedule:
         self.out += struct.pack("<H", v)
 
     def index(self, label):
-        return self.live.index(label)
+        i = self.live.index(label)
+        assert not any(isinstance(x, Unknown) for x in self.live[:i]), \
+            "%s comes after a FILL's leftovers: its index is unknown" % label
+        return i
 
     def take(self, label):
-        i = self.live.index(label)
+        i = self.index(label)
         del self.live[i]
         return i
 
-    def labels(self, tag, count):
+    def labels(self, tag, count, actor=0):
         self.serial = getattr(self, "serial", 0) + 1  # labels are unique even if tags repeat
         names = ["%s%d#%d" % (tag, i, self.serial) for i in range(count)]
         self.live += names
+        for n in names:
+            self.owner[n] = actor
         return names
+
+    def unknown_tail(self, actor=0):
+        self.live.append(Unknown(actor))
+
+    def drop_actor(self, actor):
+        """Every block of `actor` freed (IDLE), its FILL leftovers included."""
+        self.live = [x for x in self.live
+                     if not (isinstance(x, Unknown) and x.owner == actor)
+                     and not (not isinstance(x, Unknown) and self.owner[x] == actor)]
 
 
 # ---- heap_ops_fuzz -----------------------------------------------------------------------------
@@ -123,6 +146,17 @@ class HeapOps(Schedule):
 
     def policy(self, cache_mb, retained):
         self.add(9, (cache_mb & 7) | (retained << 3))
+
+    def cache(self, mode):
+        """fuzz_util.h CacheBytesForMode: 0 default, 1 off, 2 small; the heap is taken anew."""
+        self.add(10, mode)
+
+    def fill(self, sb, overflow=False):
+        self.add(11, sb, 1 if overflow else 0)
+        self.unknown_tail()
+
+    def flush(self):
+        self.add(12)
 
     def alloc_oom(self, sb, tag="oom"):
         self.add(8, sb)
@@ -203,6 +237,50 @@ def heap_ops_seeds():
     s.alloc(S512, "after")
     seeds["out_of_memory"] = s
 
+    s = HeapOps()  # caches: fill, overflow (FreeToFullCache), thread exit with full caches
+    a = s.alloc_n(S1K, 10, "a")
+    s.free(a[2])
+    s.fill(S64, overflow=True)       # 64 blocks of 64 B: the cache flushes its older half
+    s.fill(S1K)                      # the 1 KiB cache full
+    s.fill(S8K, overflow=True)
+    s.fill(S64K)
+    s.exit()                         # Abandon flushes every full cache back to the pages
+    s.free(a[0])
+    s.fill(S1K, overflow=True)
+    s.exit()
+    seeds["cache_fill_overflow_exit"] = s
+
+    s = HeapOps()  # explicit flush, then reuse of the flushed blocks from the page
+    a = s.alloc_n(S4K, 20, "a")
+    s.free_run(a[4], 8)
+    s.flush()
+    b = s.alloc_n(S4K, 12, "b")
+    s.free_run(a[0], 4)
+    s.fill(S4K, overflow=True)
+    s.flush()
+    s.alloc_n(S512, 30, "c")
+    s.flush()
+    seeds["cache_flush_then_reuse"] = s
+
+    s = HeapOps()  # the same frees under each cache policy: off, small, default
+    xs = {mode: s.alloc_n(S512, 40, "x%d_" % mode) for mode in (1, 2, 0)}
+    for mode in (1, 2, 0):
+        s.cache(mode)
+        s.free_run(xs[mode][3], 30)
+        s.fill(S512, overflow=True)
+        s.fill(S64, overflow=True)
+        s.flush()
+        s.exit()
+    seeds["cache_policy_off_small_default"] = s
+
+    s = HeapOps()  # out of memory with full caches: the slow path flushes them and retries
+    s.alloc_n(S4K, 16, "a")
+    s.fill(S4K)
+    s.fill(S512)
+    s.alloc_oom(S8K)
+    s.alloc_oom(S4K)
+    seeds["cache_full_out_of_memory"] = s
+
     s = HeapOps()  # partial list reuse across classes
     a = s.alloc_n(S4K, 16, "a")
     b = s.alloc_n(S4K, 16, "b")
@@ -218,9 +296,10 @@ def heap_ops_seeds():
 
 # ---- multi_actor_fuzz --------------------------------------------------------------------------
 class Multi(Schedule):
-    def __init__(self, actors, budget):
-        assert 2 <= actors <= 4 and 1 <= budget <= 8
-        config = next(b for b in range(256) if 2 + b % 3 == actors and 1 + (b // 3) % 8 == budget)
+    def __init__(self, actors, budget, cache=0):
+        assert 2 <= actors <= 4 and 1 <= budget <= 8 and 0 <= cache <= 3
+        config = next(b for b in range(256) if 2 + b % 3 == actors and 1 + (b // 3) % 8 == budget
+                      and (b // 24) % 4 == cache)
         super().__init__(bytes([config]))
         self.in_flight = 0
 
@@ -229,11 +308,23 @@ class Multi(Schedule):
 
     def alloc(self, a, sb, tag):
         self.op(a, 0, sb)
-        return self.labels(tag, 1)[0]
+        return self.labels(tag, 1, a)[0]
 
     def alloc_n(self, a, sb, count, tag):
         self.op(a, 1, sb, count - 1)
-        return self.labels(tag, count)
+        return self.labels(tag, count, a)
+
+    def fill(self, a, sb, overflow=False):
+        self.op(a, 13, sb, 1 if overflow else 0)
+        self.unknown_tail(a)
+
+    def flush(self, a):
+        self.op(a, 14)
+
+    def idle(self, a, sb):
+        """FILL, then the other actors free every block of a (no adoption in these seeds)."""
+        self.op(a, 15, sb)
+        self.drop_actor(a)
 
     def free(self, a, label):
         self.op(a, 2)
@@ -258,8 +349,10 @@ class Multi(Schedule):
     def start(self, a):
         self.op(a, 6)
 
-    def budget(self, b):
-        self.op(0, 7, b - 1)
+    def budget(self, b, cache=0):
+        """b - 1: budget 1 + (b - 1) % 8, bit 3 tight memory; cache 1..3: the cache policy of
+        heaps taken from now on (0 keeps it)."""
+        self.op(0, 7, (b - 1) | (cache << 4))
 
     def free_page(self, a, labels):
         self.op(a, 8)
@@ -276,7 +369,7 @@ class Multi(Schedule):
 
     def aligned(self, a, shift, sb, tag):
         self.op(a, 10, shift, sb)
-        return self.labels(tag, 1)[0]
+        return self.labels(tag, 1, a)[0]
 
     def route(self, r):
         """fuzz_util.h FuzzPolicy: r % 4 = route_s, route_p (gates open), route_p (gates closed
@@ -360,6 +453,88 @@ def adoption_seeds():
     s.step2()
     s.alloc_n(A, S8K, 9, "q")
     seeds["owner_frees_into_detached_page"] = s
+    return seeds
+
+
+def cache_seeds():
+    """Per-thread caches (multi_actor_fuzz ops 13 FILL, 14 FLUSH, 15 IDLE)."""
+    seeds = {}
+    A, B, C = 0, 1, 2
+
+    # Fill and overflow caches, remote frees into pages whose blocks sit in caches, an explicit
+    # flush, then the owner exits with a full cache and another actor adopts its pages.
+    s = Multi(2, 8)
+    a = s.alloc_n(A, S1K, 20, "a")
+    b = s.alloc_n(A, S8K, 6, "b")
+    s.free(B, a[0])
+    s.free(B, b[0])
+    s.remote1(B, a[1], wins=False)   # the page was queued by the free above
+    s.fill(A, S1K, overflow=True)
+    s.fill(A, S8K)
+    s.flush(A)
+    s.fill(A, S8K)
+    s.exit(A)                        # thread exit with a full cache
+    s.alloc_n(B, S8K, 10, "c")       # adopts the exited heap's pages
+    s.start(A)
+    seeds["cache_fill_flush_exit"] = s
+
+    # Idle flush: A fills its cache and goes idle; B and C free every block on A's pages (whole
+    # pages are swept by the freer), then the background reclaimer's pass; A allocates again
+    # from its cache.
+    s = Multi(3, 8)
+    s.route(ROUTE_S | IDLE_OWNERS)
+    s.alloc_n(A, S8K, 24, "a")
+    s.alloc_n(A, S512, 40, "m")
+    s.alloc_n(B, S8K, 4, "b")
+    s.idle(A, S8K)
+    s.alloc_n(A, S8K, 10, "a2")
+    s.idle(A, S512)
+    seeds["cache_idle_flush"] = s
+
+    # Idle flush while a remote free is in flight (its page is held by the winner); budget 6:
+    # reclamation batch 1, so the other whole page is swept at once.
+    s = Multi(2, 6)
+    s.route(ROUTE_S | IDLE_OWNERS)
+    a = s.alloc_n(A, S8K, 16, "a")
+    s.remote1(B, a[3], wins=True)
+    s.idle(A, S8K)
+    s.step2()
+    s.alloc_n(A, S8K, 9, "a2")
+    seeds["cache_idle_flush_in_flight"] = s
+
+    # Route P adoption of pages whose blocks sit in the owner's cache: the adopter takes the full
+    # pages; the owner's cached blocks stay valid (handed out later, freed remotely).
+    s = Multi(2, 8)
+    s.route(ROUTE_P_OPEN | IDLE_OWNERS)
+    pages = [s.alloc_n(A, S8K, 8, "p%d_" % i) for i in range(3)]
+    s.alloc(A, S8K, "act")
+    for blocks in pages:
+        s.free(A, blocks[7])         # into A's cache: the pages stay full (detached)
+        s.remote1(B, blocks[0], wins=True)
+        s.step2()
+    s.alloc_n(B, S8K, 12, "adopted")
+    s.alloc_n(A, S8K, 4, "from_cache")
+    s.flush(A)
+    seeds["cache_blocks_of_adopted_pages"] = s
+
+    # Small caches (config), policy switched off then on by BUDGET, mixed remote and local frees.
+    s = Multi(3, 4, cache=2)
+    x = s.alloc_n(A, S64, 32, "x")
+    y = s.alloc_n(B, S4K, 12, "y")
+    for l in x[::2]:
+        s.free(C, l)
+    for l in y[:6]:
+        s.free(B, l)
+    s.fill(A, S64, overflow=True)
+    s.budget(4, cache=1)             # caches off for heaps taken from now on
+    s.exit(B)
+    s.start(B)
+    s.alloc_n(B, S4K, 8, "z")
+    s.budget(4, cache=3)
+    s.exit(C)
+    s.start(C)
+    s.fill(C, S4K, overflow=True)
+    seeds["cache_small_policy_switches"] = s
     return seeds
 
 
@@ -533,13 +708,15 @@ def multi_actor_seeds():
     s.alloc_n(B, S64, 40, "y")
     seeds["mixed_sizes"] = s
     seeds.update(adoption_seeds())
+    seeds.update(cache_seeds())
     return seeds
 
 
 # ---- threads_fuzz ------------------------------------------------------------------------------
 class Threads(Schedule):
-    def __init__(self, workers, budget):
-        config = next(b for b in range(256) if 2 + b % 2 == workers and 1 + (b // 2) % 8 == budget)
+    def __init__(self, workers, budget, cache=0):
+        config = next(b for b in range(256) if 2 + b % 2 == workers and 1 + (b // 2) % 8 == budget
+                      and (b // 16) % 4 == cache)
         super().__init__(bytes([config]))
         self.workers = workers
         self.stopped = set()
@@ -549,7 +726,18 @@ class Threads(Schedule):
 
     def alloc(self, w, sb, count, tag):
         self.op(w, 0, sb, count - 1)
-        return self.labels(tag, count)
+        return self.labels(tag, count, w)
+
+    def fill(self, w, sb, overflow=False):
+        self.op(w, 6, sb, 1 if overflow else 0)
+        self.unknown_tail(w)
+
+    def flush(self, w):
+        self.op(w, 7)
+
+    def idle(self, w, sb):
+        self.op(w, 8, sb)
+        self.drop_actor(w)
 
     def free(self, w, label):
         self.op(w, 1)
@@ -564,15 +752,17 @@ class Threads(Schedule):
         self.stopped.discard(w)
 
     def burst(self, count, tag):
+        assert not any(isinstance(x, Unknown) for x in self.live), "BURST after FILL leftovers"
         self.op(0, 3, count)
-        n = self.workers - len(self.stopped)
+        running = [w for w in range(self.workers) if w not in self.stopped]
+        n = len(running)
         self.live = [l for i, l in enumerate(self.live) if i % (2 * n) >= n]
         if count % 16:
-            for w in range(n):
-                self.labels("%s_w%d_" % (tag, w), count % 16)
+            for r, w in enumerate(running):
+                self.labels("%s_w%d_" % (tag, w), count % 16, w)
 
-    def budget(self, b, route=0):
-        self.op(0, 4, b - 1, route)
+    def budget(self, b, route=0, cache=0):
+        self.op(0, 4, (b - 1) | (cache << 3), route)
 
 
 def threads_seeds():
@@ -671,6 +861,55 @@ def threads_seeds():
     s.burst(3, "r")
     seeds["route_p_adoption_with_threads"] = s
 
+    s = Threads(3, 8)  # caches: fill, overflow, thread exit with full caches
+    a = s.alloc(0, S1K, 12, "a")
+    s.free(1, a[0])
+    s.fill(0, S1K, overflow=True)
+    s.fill(0, S64)
+    s.fill(1, S8K, overflow=True)
+    s.exit(0)                    # thread exit with full caches
+    s.free(2, a[1])
+    s.start(0)
+    s.flush(1)
+    seeds["cache_fill_exit"] = s
+
+    s = Threads(3, 8)  # idle flush: two workers free an idle owner's pages at once
+    s.budget(8, 0x80)
+    s.alloc(0, S8K, 15, "a")
+    s.alloc(0, S8K, 15, "b")
+    s.alloc(0, S512, 15, "c")
+    s.alloc(1, S4K, 6, "d")
+    s.idle(0, S8K)
+    s.alloc(0, S8K, 12, "e")
+    s.idle(0, S512)
+    seeds["cache_idle_flush"] = s
+
+    s = Threads(2, 4, cache=2)  # small caches under bursts and flushes
+    s.alloc(0, S64, 15, "a")
+    s.alloc(1, S1K, 15, "b")
+    s.burst(9, "x")
+    s.flush(0)
+    s.burst(4, "y")
+    s.budget(4, 0, cache=1)      # caches off for threads started from now on
+    s.exit(1)
+    s.start(1)
+    s.burst(7, "z")
+    seeds["cache_small_bursts"] = s
+
+    # A block in an owner's cache whose page another worker adopts (cda, ungated): the owner's
+    # next allocation hands it out, from a page it no longer owns (valid: page.h). Found by
+    # libFuzzer as an oracle failure of the harness, which expected every new block on a page of
+    # the allocating heap.
+    s = Threads(2, 8)
+    s.budget(8, CDA)
+    p = s.alloc(1, S8K, 8, "p")      # a full page of worker 1
+    s.alloc(1, S8K, 1, "x")          # the next page: p's page is detached (adoptable)
+    s.free(1, p[7])                  # into worker 1's cache; the page stays full
+    s.free(0, p[0])                  # remote: the page is queued on worker 1
+    s.alloc(0, S8K, 1, "y")          # cda: worker 0 adopts the page
+    s.alloc(1, S8K, 1, "z")          # worker 1's cache hands out p[7]
+    seeds["cache_cached_block_of_adopted_page"] = s
+
     s = Threads(2, 4)  # cda between two threads
     s.budget(4, 3)
     a = s.alloc(0, S4K, 15, "a")
@@ -703,6 +942,28 @@ def heap_ops_reproducers():
     return repros
 
 
+def without_caches(target, seeds):
+    """The same schedules with caching off (fuzz_util.h CacheBytesForMode mode 1): heap_ops takes
+    a CACHE op first; the others carry the mode in their config byte."""
+    out = {}
+    for name, s in seeds.items():
+        if name.startswith("cache_"):
+            continue
+        b = bytes(s.out)
+        if target == "heap_ops_fuzz":
+            data = bytes([10, 1]) + b
+        elif target == "multi_actor_fuzz":
+            c = b[0]
+            assert c < 24
+            data = bytes([c + 24]) + b[1:]
+        else:
+            c = b[0]
+            assert c < 16
+            data = bytes([c + 16]) + b[1:]
+        out["nocache_" + name] = data
+    return out
+
+
 def main():
     root = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "corpus")
     for target, seeds in (("heap_ops_fuzz", heap_ops_seeds()),
@@ -713,10 +974,12 @@ def main():
         for f in os.listdir(d):
             if f.startswith("seed_"):
                 os.remove(os.path.join(d, f))
-        for name, s in seeds.items():
+        files = {name: bytes(s.out) for name, s in seeds.items()}
+        files.update(without_caches(target, seeds))
+        for name, data in files.items():
             with open(os.path.join(d, "seed_" + name), "wb") as f:
-                f.write(bytes(s.out))
-        print("%s: %d seeds" % (target, len(seeds)))
+                f.write(data)
+        print("%s: %d seeds" % (target, len(files)))
     d = os.path.join(root, "heap_ops_fuzz")
     for name, s in heap_ops_reproducers().items():
         with open(os.path.join(d, name), "wb") as f:

@@ -1,7 +1,8 @@
 // multi_actor_fuzz: 2..4 logical threads (explicit heaps) on one OS thread, with every remote
 // free split into its two steps so the input decides when the page gets queued.
 //
-// Schedule: a config byte (actors = 2 + b % 3, pending budget = 1 + (b / 3) % 8), then ops.
+// Schedule: a config byte (actors = 2 + b % 3, pending budget = 1 + (b / 3) % 8, cache policy
+// (b / 24) % 4: fuzz_util.h CacheBytesForMode, default / off / small), then ops.
 // Each op byte names an actor (high nibble % actors) and an op (low nibble % kNumOps):
 //   0 ALLOC        size                 actor allocates SizeFromByte(size)
 //   1 ALLOC_N      size count           1 + count % 32 of them
@@ -16,7 +17,9 @@
 //                                       over whole, or a new one)
 //   7 BUDGET       b                    Policy::pending_budget = 1 + b % 8; bit 3 of b selects a
 //                                       tight-memory policy (no empty-page retention, no span
-//                                       cache, empty segments unmapped at once)
+//                                       cache, empty segments unmapped at once); bits 4..5, if
+//                                       not 0, the cache policy of heaps taken from now on
+//                                       (1 off, 2 small, 3 default)
 //   8 FREE_PAGE    idx16                actor frees every live block on that block's page
 //   9 REMOTE1_PAGE idx16                step 1 for every live block on that block's page (if
 //                                       another heap owns it): the first wins, the rest pile up
@@ -26,9 +29,24 @@
 //                                       actors' queues, and remote frees reclaim idle owners
 //  12 SWEEP        idx16                actor sweeps the owner of that block's page for pages
 //                                       that came back whole (ReclaimIdleOwner_mt), at any time
+//  13 FILL         size mode            actor allocates cap + 1 blocks of that class, then frees
+//                                       them, newest first, until its cache of the class is full;
+//                                       mode odd: one more free, into the full cache
+//                                       (FreeToFullCache returns the older half to the pages)
+//  14 FLUSH        -                    actor's Heap::FlushCaches: its caches empty afterwards
+//  15 IDLE         size                 idle flush: actor fills its cache of that class (FILL),
+//                                       then goes idle (owners idle for reclamation, reclamation
+//                                       on, for this op) while the other running actors free
+//                                       every live block on its pages (complete remote frees:
+//                                       pages come back whole, freers sweep), then the
+//                                       background reclaimer's pass runs on it
+//                                       (fuzz_util.h BackgroundReclaimPass)
+// FILL then EXIT is a thread exit with a full cache (Abandon flushes it).
 // Ops of an actor whose thread is not running are skipped (their arguments still consumed).
 //
 // Oracles after every op: HeapRegistry::CheckAll(no op in flight) (invariants 1, 5-8, 11, 12);
+// exact block conservation per page with the caches (used == live + cached + remote count;
+// fuzz_util.h CheckConservation);
 // remote pushes == drained + on stacks (2); per page at most one won-but-not-queued op, its page
 // still in use, flagged and on no queue (5, 11); a push that did not win the edge found the page
 // queued on its owner or held by an in-flight winner (7 while not quiescent); no block handed out
@@ -56,7 +74,7 @@ using mf2::Heap;
 using mf2::Page;
 
 constexpr int kMaxActors = 4;
-constexpr int kNumOps = 13;
+constexpr int kNumOps = 16;
 constexpr size_t kMaxLive = 4096;
 constexpr size_t kMaxLiveBytes = size_t{48} << 20;
 constexpr int kMaxOps = 4096;
@@ -65,12 +83,14 @@ struct Live {
   void* p;
   size_t usable;
   uint64_t stamp;  // (actor << 56) | sequence
+  bool large;      // mapped by the OS, no page
 };
 
 class State {
  public:
   explicit State(uint8_t config) : actors_(2 + config % 3) {
     budget_ = 1 + (config / 3) % 8;
+    CacheMode() = (config / 24) % 4;
     SetBudget(budget_, tight_, route_);
     for (int a = 0; a < actors_; ++a) heap_[a] = AcquireHeap();
   }
@@ -95,9 +115,10 @@ class State {
       if (heap_[a] != nullptr) maybe_cached_.erase(heap_[a]);
     }
     mf2::HeapRegistry::Global().CheckAll(true);
+    CheckConservation({});
     ledger_.CheckEmpty();
     empty_.Check();
-    SetBudget(8);
+    ResetPolicy();
   }
 
   void Run(Reader& in) {
@@ -161,6 +182,7 @@ class State {
         const uint8_t b = in.Byte();
         budget_ = 1 + b % 8;
         tight_ = (b & 8) != 0;
+        if ((b >> 4) & 3) CacheMode() = (b >> 4) & 3;
         SetBudget(budget_, tight_, route_);
         break;
       }
@@ -200,6 +222,25 @@ class State {
         }
         break;
       }
+      case 13: {
+        size_t size = SizeFromByte(in.Byte());
+        const uint8_t mode = in.Byte();
+        if (h != nullptr && !IsLargeSize(size)) Fill(a, size, (mode & 1) != 0);
+        break;
+      }
+      case 14:
+        if (h != nullptr) {
+          h->FlushCaches();
+          for (uint32_t k = 1; k < mf2::kNumClasses; ++k) {
+            FUZZ_CHECK(h->cache(k).n == 0, "FlushCaches empties every cache");
+          }
+        }
+        break;
+      case 15: {
+        size_t size = SizeFromByte(in.Byte());
+        if (h != nullptr && !IsLargeSize(size)) IdleFlush(a, size);
+        break;
+      }
       case 10: {
         size_t align = size_t{1} << (in.Byte() % 17);
         size_t size = SizeFromByte(in.Byte());
@@ -211,6 +252,69 @@ class State {
         break;
       }
     }
+  }
+
+  // FILL: actor `a` allocates cap + 1 blocks of the class of `size` (appended to the live list),
+  // then frees those on its own pages, newest first, until its cache of the class is full;
+  // `overflow`: one free more. (A block from the cache whose page was adopted meanwhile is not
+  // the actor's: its free is remote.)
+  void Fill(int a, size_t size, bool overflow) {
+    Heap* h = heap_[a];
+    const uint32_t k = mf2::SizeToClass(size);
+    const uint32_t cap = h->cache(k).cap;
+    const size_t first = live_.size();
+    for (uint32_t i = 0; i < cap + 1; ++i) Allocate(a, size);
+    size_t next = live_.size();  // fresh blocks are live_[first, next)
+    auto free_one = [&]() {
+      while (next > first) {
+        Page* page = ClassPage(live_[--next].p);
+        if (page != nullptr && page->owner_relaxed() == h) {
+          Free(h, next);
+          return true;
+        }
+      }
+      return false;
+    };
+    while (h->cache(k).n < cap && free_one()) {
+    }
+    if (h->cache(k).n < cap) return;  // too few blocks (the live-set bound)
+    FUZZ_CHECK(h->cache(k).n == cap, "a cache never holds more than its capacity");
+    if (!overflow || !free_one()) return;
+    FUZZ_CHECK(h->cache(k).n == (cap == 0 ? 0 : CacheAfterOverflow(cap)),
+               "a free into a full cache returns the older half to the pages");
+  }
+
+  // IDLE: actor `a` fills a cache and goes idle; the other actors complete its pages; the
+  // background reclaimer's pass. Whatever MF2 does then must keep every invariant (checked after
+  // the op), and the blocks in a's cache stay valid for a's later allocations (Record).
+  void IdleFlush(int a, size_t size) {
+    Fill(a, size, /*overflow=*/false);
+    std::vector<int> others;
+    for (int b = 0; b < actors_; ++b) {
+      if (b != a && heap_[b] != nullptr) others.push_back(b);
+    }
+    if (others.empty()) return;
+    // Owners idle for reclamation from their last slow path on, reclamation on, for this op.
+    SetBudget(budget_, tight_, static_cast<uint8_t>((route_ | 0x80) & ~0x40));
+    size_t turn = 0;
+    for (size_t i = live_.size(); i-- > 0;) {
+      Page* page = ClassPage(live_[i].p);
+      if (page == nullptr || page->owner_relaxed() != heap_[a]) continue;
+      Free(heap_[others[turn++ % others.size()]], i);
+    }
+    // A page won by an in-flight step 1 is on no queue; sweeps leave it alone, and so does the
+    // harness (as SWEEP).
+    if (in_flight_.empty()) BackgroundReclaimPass(heap_[others[0]], heap_[a]);
+    SetBudget(budget_, tight_, route_);
+  }
+
+  // Class blocks the harness holds (for CheckConservation).
+  std::vector<const void*> ClassBlocks() const {
+    std::vector<const void*> out;
+    for (const Live& b : live_) {
+      if (!b.large) out.push_back(b.p);
+    }
+    return out;
   }
 
   static Page* ClassPage(const void* p) {
@@ -251,7 +355,7 @@ class State {
     ranges_.Insert(p, usable);  // never handed out twice
     const uint64_t stamp = (uint64_t(a) << 56) | ++seq_;
     Stamp(p, usable, stamp);
-    live_.push_back(Live{p, usable, stamp});
+    live_.push_back(Live{p, usable, stamp, mf2::PageOf(p) == nullptr});
     live_bytes_ += usable;
   }
 
@@ -338,6 +442,7 @@ class State {
     }
     for (const InFlight& op : in_flight_) CheckHeldPage(op.page);
     ledger_.Check();
+    CheckConservation(ClassBlocks());
   }
 
   const int actors_;

@@ -5,7 +5,8 @@
 // BURST is the exception: it releases every worker at once on disjoint work, so TSan also sees
 // the remote-free protocol under real concurrency (the shadow outcome is still deterministic).
 //
-// Schedule: a config byte (workers = 2 + b % 2, pending budget = 1 + (b / 2) % 8), then ops.
+// Schedule: a config byte (workers = 2 + b % 2, pending budget = 1 + (b / 2) % 8, cache policy
+// (b / 16) % 4: fuzz_util.h CacheBytesForMode, default / off / small), then ops.
 // Each op byte names a worker (high nibble % workers) and an op (low nibble % kNumOps):
 //   0 ALLOC   size count    worker allocates 1 + count % 16 blocks of SizeFromByte(size)
 //   1 FREE    idx16         worker frees live block idx % live, whoever allocated it (a block
@@ -17,12 +18,24 @@
 //                           owners), then allocates count % 16 blocks
 //   4 BUDGET  b r           Policy::pending_budget = 1 + b % 8, route and gates from r
 //                           (fuzz_util.h FuzzPolicy: route_p / cda adoption between workers,
-//                           idle reclamation), all workers parked
+//                           idle reclamation), all workers parked; bits 3..4 of b, if not 0, the
+//                           cache policy of heaps taken from now on (1 off, 2 small, 3 default)
 //   5 START   -             a new thread in the worker's slot (takes an idle heap over whole, or
 //                           maps a new one); while the slot is empty, idle heaps are adopted from
+//   6 FILL    size mode     the worker allocates cap + 1 blocks of that class, then frees them,
+//                           newest first, until its cache of the class is full; mode odd: one
+//                           more free, into the full cache (the older half goes to the pages)
+//   7 FLUSH   -             the worker's Heap::FlushCaches: its caches empty afterwards
+//   8 IDLE    size          idle flush: the worker fills its cache of that class (FILL) and goes
+//                           idle (owners idle for reclamation, reclamation on, for this op); the
+//                           other running workers, all at once, free every live block on its
+//                           pages (pages come back whole, freers sweep); then another worker runs
+//                           the background reclaimer's pass on it (BackgroundReclaimPass)
+// FILL then EXIT is a thread exit with a full cache (the heap's release flushes it).
 // Ops of a worker whose thread is not running are skipped (their arguments still consumed).
 // After every op, with all workers parked: HeapRegistry::CheckAll(true) (invariants 1, 5-8, 11,
-// 12) and the remote ledger (2). Payloads are stamped by the allocating worker and verified by
+// 12), the remote ledger (2) and exact block conservation per page with the caches
+// (fuzz_util.h CheckConservation). Payloads are stamped by the allocating worker and verified by
 // the freeing one (4). At the end every live block is freed by the workers, every thread exits,
 // and every span must be back in the page source (9).
 #include <condition_variable>
@@ -43,7 +56,7 @@ namespace {
 using mf2::Heap;
 
 constexpr int kMaxWorkers = 3;
-constexpr int kNumOps = 6;
+constexpr int kNumOps = 9;
 constexpr size_t kMaxLive = 2048;
 constexpr size_t kMaxLiveBytes = size_t{32} << 20;
 constexpr int kMaxOps = 1024;
@@ -52,6 +65,7 @@ struct Live {
   void* p;
   size_t usable;
   uint64_t stamp;
+  bool large;  // mapped by the OS, no page
 };
 
 // One OS thread owning one heap; runs the tasks it is given until told to stop.
@@ -88,11 +102,16 @@ class Worker {
     Post(std::move(task));
     Wait();
   }
+  // The worker's heap. Written before the constructor returns (under mu_), constant afterwards;
+  // the driver reads its owner-only fields only while the worker is parked (the hand-offs order
+  // them).
+  Heap* heap() const { return heap_; }
 
  private:
   void Loop() {
     Heap* heap = AcquireHeap();  // thread start
     std::unique_lock<std::mutex> lock(mu_);
+    heap_ = heap;
     started_ = true;
     cv_.notify_all();
     for (;;) {
@@ -116,22 +135,32 @@ class Worker {
   bool has_task_ = false;
   bool stop_ = false;
   bool started_ = false;
+  Heap* heap_ = nullptr;
   std::thread thread_;  // last: starts after the fields above exist
 };
 
 // Runs on a worker: allocates `count` blocks of `size`, stamps them, appends them to `out`.
 void AllocateOn(Heap* heap, size_t size, int count, uint64_t first_stamp, std::vector<Live>* out) {
   for (int i = 0; i < count; ++i) {
+    // The top of the class's cache, which the allocation hands out if the cache is not empty.
+    const void* cached = nullptr;
+    if (size <= mf2::kMaxClassSize) {
+      const Heap::Magazine& m = heap->cache(mf2::SizeToClass(size));
+      if (m.n > 0) cached = m.slot[m.n - 1];
+    }
     void* p = heap->Allocate(size);
     FUZZ_CHECK(p != nullptr, "allocation succeeds");
     const size_t usable = Heap::UsableSize(p);
     FUZZ_CHECK(usable >= size, "usable size >= requested");
     if (mf2::Page* page = mf2::PageOf(p)) {
-      FUZZ_CHECK(!page->in_use() || page->owner_relaxed() == heap,
-                 "a new block comes from a page of the allocating heap");
+      // A block cached while the heap owned its page stays valid after the page was adopted by
+      // another heap (route_p, cda, idle sweeps; page.h): it counts in that page's used().
+      FUZZ_CHECK(!page->in_use() || page->owner_relaxed() == heap || p == cached,
+                 "a new block comes from a page of the allocating heap, or from its cache");
     }
     Stamp(p, usable, first_stamp + static_cast<uint64_t>(i));
-    out->push_back(Live{p, usable, first_stamp + static_cast<uint64_t>(i)});
+    out->push_back(
+        Live{p, usable, first_stamp + static_cast<uint64_t>(i), mf2::PageOf(p) == nullptr});
   }
 }
 
@@ -147,7 +176,9 @@ void FreeOn(Heap* heap, const std::vector<Live>& blocks) {
 class State {
  public:
   explicit State(uint8_t config) : n_(2 + config % 2) {
-    SetBudget(1 + (config / 2) % 8);
+    budget_ = 1 + (config / 2) % 8;
+    CacheMode() = (config / 16) % 4;
+    SetBudget(budget_);
     for (int w = 0; w < n_; ++w) workers_[w] = new Worker();
   }
 
@@ -166,9 +197,10 @@ class State {
     for (int w = 0; w < n_; ++w) workers_[w]->Wait();
     for (int w = 0; w < n_; ++w) delete workers_[w];
     mf2::HeapRegistry::Global().CheckAll(true);
+    CheckConservation({});
     ledger_.CheckEmpty();
     empty_.Check();
-    SetBudget(8);
+    ResetPolicy();
   }
 
   void Run(Reader& in) {
@@ -176,6 +208,7 @@ class State {
       Step(in);
       mf2::HeapRegistry::Global().CheckAll(true);  // workers parked
       ledger_.Check();
+      CheckConservation(ClassBlocks());
     }
     TraceStats("threads_fuzz");
   }
@@ -210,13 +243,110 @@ class State {
       case 3: Burst(in.Byte() % 16); break;
       case 4: {
         const uint8_t b = in.Byte();
-        SetBudget(1 + b % 8, false, in.Byte());
+        budget_ = 1 + b % 8;
+        route_ = in.Byte();
+        if ((b >> 3) & 3) CacheMode() = (b >> 3) & 3;
+        SetBudget(budget_, false, route_);
         break;
       }
       case 5:
         if (worker == nullptr) workers_[w] = new Worker();
         break;
+      case 6: {
+        size_t size = SizeFromByte(in.Byte());
+        const uint8_t mode = in.Byte();
+        if (worker != nullptr && !IsLargeSize(size)) Fill(w, size, (mode & 1) != 0);
+        break;
+      }
+      case 7:
+        if (worker != nullptr) {
+          worker->Run([](Heap* h) { h->FlushCaches(); });
+          for (uint32_t k = 1; k < mf2::kNumClasses; ++k) {
+            FUZZ_CHECK(worker->heap()->cache(k).n == 0, "FlushCaches empties every cache");
+          }
+        }
+        break;
+      case 8: {
+        size_t size = SizeFromByte(in.Byte());
+        if (worker != nullptr && !IsLargeSize(size)) IdleFlush(w, size);
+        break;
+      }
     }
+  }
+
+  // Class blocks the harness holds (for CheckConservation).
+  std::vector<const void*> ClassBlocks() const {
+    std::vector<const void*> out;
+    for (const Live& b : live_) {
+      if (!b.large) out.push_back(b.p);
+    }
+    return out;
+  }
+
+  // Whether live block `b` is of class k on a page `h` owns (workers parked).
+  static bool Owned(const Live& b, Heap* h, uint32_t k) {
+    mf2::Page* page = mf2::PageOf(b.p);
+    return page != nullptr && page->in_use() && page->size_class() == k &&
+           page->owner_relaxed() == h;
+  }
+
+  // FILL on worker w (see the op table); the cache is read while the worker is parked. The fresh
+  // blocks are appended to the live list; those left live stay last.
+  void Fill(int w, size_t size, bool overflow) {
+    Worker* worker = workers_[w];
+    Heap* h = worker->heap();
+    const uint32_t k = mf2::SizeToClass(size);
+    const uint32_t cap = h->cache(k).cap;
+    const int count = static_cast<int>(cap + 1);
+    if (Full(size * static_cast<size_t>(count))) return;
+    const size_t first = live_.size();
+    std::vector<Live> got;
+    const uint64_t stamp = NextStamps(w, count);
+    worker->Run([&](Heap* heap) { AllocateOn(heap, size, count, stamp, &got); });
+    Adopt(got);
+    size_t next = live_.size();
+    auto free_one = [&]() {
+      while (next > first) {
+        if (Owned(live_[--next], h, k)) {
+          std::vector<Live> one{Take(next)};
+          worker->Run([&](Heap* heap) { FreeOn(heap, one); });
+          return true;
+        }
+      }
+      return false;
+    };
+    while (h->cache(k).n < cap && free_one()) {
+    }
+    if (h->cache(k).n < cap) return;
+    FUZZ_CHECK(h->cache(k).n == cap, "a cache never holds more than its capacity");
+    if (!overflow || !free_one()) return;
+    FUZZ_CHECK(h->cache(k).n == (cap == 0 ? 0 : CacheAfterOverflow(cap)),
+               "a free into a full cache returns the older half to the pages");
+  }
+
+  // IDLE on worker w (see the op table).
+  void IdleFlush(int w, size_t size) {
+    Fill(w, size, /*overflow=*/false);
+    Heap* owner = workers_[w]->heap();
+    std::vector<Worker*> others;
+    for (int o = 0; o < n_; ++o) {
+      if (o != w && workers_[o] != nullptr) others.push_back(workers_[o]);
+    }
+    if (others.empty()) return;
+    SetBudget(budget_, false, static_cast<uint8_t>((route_ | 0x80) & ~0x40));
+    std::vector<std::vector<Live>> frees(others.size());
+    size_t turn = 0;
+    for (size_t i = live_.size(); i-- > 0;) {
+      mf2::Page* page = mf2::PageOf(live_[i].p);
+      if (page == nullptr || !page->in_use() || page->owner_relaxed() != owner) continue;
+      frees[turn++ % others.size()].push_back(Take(i));
+    }
+    for (size_t r = 0; r < others.size(); ++r) {
+      others[r]->Post([&frees, r](Heap* h) { FreeOn(h, frees[r]); });
+    }
+    for (Worker* o : others) o->Wait();
+    others[0]->Run([owner](Heap* h) { BackgroundReclaimPass(h, owner); });
+    SetBudget(budget_, false, route_);
   }
 
   void Burst(int count) {
@@ -281,6 +411,8 @@ class State {
   }
 
   const int n_;
+  uint32_t budget_ = 8;
+  uint8_t route_ = 0;
   Worker* workers_[kMaxWorkers] = {};
   EmptinessCheck empty_;
   RemoteLedger ledger_;

@@ -415,7 +415,7 @@ void Heap::PageGainedFree(Page* page) {
     const size_t bytes = page->span_slices * kSliceSize;
     // Idle heaps keep no spares. After a successful TryRelease the page (and possibly its whole
     // segment) is gone: nothing may touch it again.
-    const bool keep = !abandoned() && empty_bytes_ + bytes <= EmptyBudget();
+    const bool keep = !abandoned() && !helper_ && empty_bytes_ + bytes <= EmptyBudget();
     if (!keep && TryRelease(page)) return;
     if (keep) {
       page->retained_empty = true;
@@ -500,8 +500,8 @@ void Heap::ReturnRemote(Page* page, Block* b) {
   Heap* owner = page->owner_relaxed();
   bool completed = false;
   const bool won = PushRemote_mt(page, b, &completed);
-  // A sentinel (a thread without a heap) adopts nothing: pages go to no heap of its own.
-  if (won) QueueWonPage_mt(page, is_sentinel() ? nullptr : this);
+  // A sentinel (a thread without a heap) or a helper adopts nothing.
+  if (won) QueueWonPage_mt(page, adopter());
   // The page came back whole, or we queued a page that a completer's sweep may have missed
   // while we held it: sweep if the owner has a batch of whole pages waiting (and is idle).
   if (!(completed || won) || owner == nullptr) return;

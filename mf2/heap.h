@@ -248,6 +248,12 @@ class Heap {
   bool abandoned_seq_cst() const { return xabandoned_.load(std::memory_order_seq_cst); }
   // A sentinel heap owns nothing (thread_heap.h).
   bool is_sentinel() const { return source_ == nullptr; }
+  // A helper heap (the background reclaimer's) works on other heaps' pages and never allocates:
+  // it adopts no exited owner's pages (nobody would drain its queue) and keeps no spare page.
+  void set_helper() { helper_ = true; }
+  // The heap that takes over an exited owner's pages met on this heap's behalf: itself, or
+  // nullptr for sentinels and helpers (the pages are then drained and filed on the dead heap).
+  Heap* adopter() { return is_sentinel() || helper_ ? nullptr : this; }
   uint32_t id() const { return id_; }
   size_t page_count() const { return page_count_.load(std::memory_order_relaxed); }
   PageSource* source() const { return source_; }
@@ -327,6 +333,7 @@ class Heap {
   Magazine* direct_[kSmallMax / kMinAlign + 1] = {};  // by (size + 15) / 16: &cache_[class]
   Magazine cache_[kNumClasses];
   const SentinelAllocate sentinel_allocate_ = nullptr;
+  bool helper_ = false;
   Page* active_[kNumClasses] = {};
   PageList partial_[kNumClasses];
   uint32_t rotor_ = 0;       // where AdoptFromPending starts looking in the ready bitmap

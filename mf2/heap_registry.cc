@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cerrno>
 
+#include <algorithm>
 #include <new>
 
 #include "mf2/adoption.h"
@@ -34,6 +35,10 @@ Heap* HeapRegistry::AcquireHeap(PageSource* source) {
       return h;
     }
   }
+  return AcquireNewHeap(source);
+}
+
+Heap* HeapRegistry::AcquireNewHeap(PageSource* source) {
   // Heaps come straight from the OS (never from malloc, which may be us) and are never freed.
   void* mem = mmap(nullptr, sizeof(Heap), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
                    -1, 0);
@@ -204,7 +209,64 @@ struct PageCheck {
   Heap* heaps[4096];
   size_t counts[4096];
   uint32_t n;
+  // Every cached block of every heap, sorted (CachedSnapshot).
+  const uintptr_t* cached;
+  size_t num_cached;
 };
+
+// The addresses of every block in every registered heap's caches, sorted, in a buffer mapped
+// from the OS (the check must not allocate from malloc, which may be MF2 itself) and kept for
+// the next check. Checks that no block is cached twice, in one heap or in two.
+class CachedSnapshot {
+ public:
+  // `heaps[0..n)`: every registered heap (their owners are parked: CheckAll's contract).
+  void Take(Heap* const* heaps, uint32_t n) {
+    size_t total = 0;
+    for (uint32_t i = 0; i < n; ++i) {
+      for (uint32_t k = 1; k < kNumClasses; ++k) total += heaps[i]->cache(k).n;
+    }
+    Reserve(total);
+    size_ = 0;
+    for (uint32_t i = 0; i < n; ++i) {
+      for (uint32_t k = 1; k < kNumClasses; ++k) {
+        const Heap::Magazine& m = heaps[i]->cache(k);
+        for (uint32_t j = 0; j < m.n; ++j) buf_[size_++] = reinterpret_cast<uintptr_t>(m.slot[j]);
+      }
+    }
+    std::sort(buf_, buf_ + size_);  // in place: no allocation
+    for (size_t i = 1; i < size_; ++i) {
+      MF2_CHECK(buf_[i - 1] != buf_[i],
+                "no block is cached twice, in one heap's caches or in two heaps' (a block on two "
+                "lists would be handed out twice)");
+    }
+  }
+  const uintptr_t* data() const { return buf_; }
+  size_t size() const { return size_; }
+
+ private:
+  void Reserve(size_t n) {
+    if (n <= capacity_) return;
+    size_t bytes = std::max<size_t>(n * sizeof(uintptr_t), size_t{1} << 16);
+    bytes = (bytes + 4095) & ~size_t{4095};
+    void* mem = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    MF2_CHECK(mem != MAP_FAILED, "CheckAll: mapping the cached-block snapshot");
+    if (buf_ != nullptr) munmap(buf_, capacity_ * sizeof(uintptr_t));
+    buf_ = static_cast<uintptr_t*>(mem);
+    capacity_ = bytes / sizeof(uintptr_t);
+  }
+
+  uintptr_t* buf_ = nullptr;
+  size_t capacity_ = 0;
+  size_t size_ = 0;
+};
+
+// Blocks of `page` among the sorted cached addresses.
+size_t CachedOn(const Page* page, const uintptr_t* cached, size_t n) {
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(page->start());
+  const uintptr_t end = begin + size_t{page->capacity()} * page->block_size();
+  return static_cast<size_t>(std::lower_bound(cached, cached + n, end) -
+                             std::lower_bound(cached, cached + n, begin));
+}
 
 void CheckOnePage(Page* page, void* arg) {
   auto* pc = static_cast<PageCheck*>(arg);
@@ -218,9 +280,15 @@ void CheckOnePage(Page* page, void* arg) {
   while (i < pc->n && pc->heaps[i] != owner) ++i;
   MF2_CHECK(i < pc->n, "a page's owner is a registered heap");
   ++pc->counts[i];
+  // Block conservation with the caches (heap.h): cached and remotely freed blocks are blocks
+  // handed out of the page, each counted once in used(). (Heap::CheckInvariants has checked that
+  // every cached block is a block start of a page in use of its class.)
+  RemoteWord w = page->remote().Peek();
+  const size_t cached = CachedOn(page, pc->cached, pc->num_cached);
+  MF2_CHECK(cached + w.count() <= page->used(),
+            "per page: blocks cached in any heap + remote.count <= used()");
   if (!pc->quiescent) return;
   const bool queued = owner->PendingContains(page);
-  RemoteWord w = page->remote().Peek();
   MF2_CHECK(w.pending() == queued,
             "quiescent: in_remote_pending set exactly when the page is on its owner's queue "
             "(invariant 7)");
@@ -244,6 +312,10 @@ void HeapRegistry::CheckAll(bool quiescent) {
     ++pc.n;
     h->CheckInvariants(quiescent);
   }
+  static CachedSnapshot cached;
+  cached.Take(pc.heaps, pc.n);
+  pc.cached = cached.data();
+  pc.num_cached = cached.size();
   OsPageSource::Global().ForEachSpanInUse(&CheckOnePage, &pc);
   OsPageSource::Global().CheckInvariants();
   if (quiescent) {
@@ -256,6 +328,17 @@ void HeapRegistry::CheckAll(bool quiescent) {
   for (uint32_t i = 0; i < pc.n; ++i) {
     MF2_CHECK(pc.counts[i] == pc.heaps[i]->page_count(),
               "a heap's page_count() equals the pages it owns");
+  }
+}
+
+void HeapRegistry::ForEachCachedBlock(void (*fn)(void* block, const Heap* heap, void* arg),
+                                      void* arg) {
+  MutexLock lock(&mu_);
+  for (Heap* h = all_; h != nullptr; h = h->all_next) {
+    for (uint32_t k = 1; k < kNumClasses; ++k) {
+      const Heap::Magazine& m = h->cache(k);
+      for (uint32_t j = 0; j < m.n; ++j) fn(m.slot[j], h, arg);
+    }
   }
 }
 

@@ -9,6 +9,11 @@
 // Invariants (CheckAll): every page in use is owned by a registered heap; per heap, the number
 // of pages it owns equals its page_count(); at quiescence, a page's in_remote_pending flag is set
 // exactly when it is on its owner's pending queue, and a page with remote blocks is queued.
+// Caches (heap.h, Magazine): no block sits in two cache slots (of one heap or of two), and per
+// page, (its blocks cached in any heap) + remote.count <= used(): every cached or remotely freed
+// block is one handed out of its page, counted once. The rest of used() is what the program
+// holds, which only a harness with a shadow of the live blocks can check exactly
+// (ForEachCachedBlock: the fuzzers check used() == live + cached + remote.count per page).
 #ifndef MF2_HEAP_REGISTRY_H_
 #define MF2_HEAP_REGISTRY_H_
 
@@ -30,6 +35,9 @@ class HeapRegistry {
   // A claimed heap for a new owner drawing spans from `source`: an idle one taken over, or new.
   // nullptr only when memory for a heap cannot be mapped.
   Heap* AcquireHeap(PageSource* source);
+  // A new heap, never an idle one (whose pages would come with it): for the background
+  // reclaimer's helper heap, which must own nothing it would not drain itself.
+  Heap* AcquireNewHeap(PageSource* source);
   // The owner is done (thread exit, or a test's logical thread ending): abandons the heap.
   void ReleaseHeap(Heap* heap);
   // A thread's heap, whose owner is the thread with kernel id `tid`: listed until ReleaseHeap, so
@@ -61,6 +69,10 @@ class HeapRegistry {
   // multi-actor fuzzer parks them between steps and passes false), so the cross-thread
   // equations must hold exactly.
   void CheckAll(bool quiescent);
+  // Calls fn(block, heap, arg) for every block in every registered heap's caches, under the
+  // registry's lock (so `fn` must not call back into the registry). Same contract as CheckAll:
+  // no other thread inside MF2. For harnesses that count cached blocks per page.
+  void ForEachCachedBlock(void (*fn)(void* block, const Heap* heap, void* arg), void* arg);
   // Single-threaded harnesses only (no remote free half done, no other thread in MF2): every
   // heap's whole_unswept_mt() equals the number of its pages that came back whole (all blocks
   // on the remote stack). Not exact under real concurrency (see Heap::PushRemote_mt).

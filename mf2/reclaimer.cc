@@ -50,6 +50,9 @@ void FutexWake(std::atomic<uint32_t>* word) {
 // (heap.h, xwhole_unswept_), not an owed one.
 bool Pass(Heap* self) {
   if (!GetPolicy().background_reclaim) return false;
+  // Pages a sweep took over but could not release (a corrupt remote list, reported) come back
+  // here when freed: drain them too, so the helper never strands what it holds.
+  self->ProcessAllPending();
   static Heap* heaps[kMaxHeapsPerScan];  // only this thread scans
   const int n = HeapRegistry::Global().CollectHeapsWithWholePages(self, heaps, kMaxHeapsPerScan);
   bool owed = n == kMaxHeapsPerScan;
@@ -62,12 +65,13 @@ bool Pass(Heap* self) {
 }
 
 void* Main(void*) {
-  Heap* self = HeapRegistry::Global().AcquireHeap(&OsPageSource::Global());
+  Heap* self = HeapRegistry::Global().AcquireNewHeap(&OsPageSource::Global());
   if (self == nullptr) {
     // Relaxed: nothing is published through it; notifications stop trying.
     g_state.store(kFailed, std::memory_order_relaxed);
     return nullptr;
   }
+  self->set_helper();
   // Listed as a thread's heap: in a fork child, where this thread does not exist, it is an
   // orphan that ReclaimExitedThreadHeaps releases.
   HeapRegistry::Global().RegisterThreadHeap(self, static_cast<int32_t>(syscall(SYS_gettid)));

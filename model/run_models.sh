@@ -77,6 +77,12 @@ MODELS=(
   "mutant|W_ready_clear|ready_sb.pml|-DMUTANT_READY_CLEAR|&&counted|weak memory: an acq_rel ClearReady is outside the seq_cst order, so MarkReady's seq_cst check may still read the bit set: hint lost"
   "mutant|W_ready_pop|ready_sb.pml|-DMUTANT_READY_POP|&&counted|weak memory: the adopter's relaxed empty check after ClearReady misses a page given back (and re-marked) by another adopter: hint lost"
   "mutant|A_where_first|detach_armed.pml|-DMUTANT_WHERE_FIRST|incs<=1|the adopter reads where before adoptable_detach: it pairs an unarmed detach's kDetached with the 1 of a Detach in progress (after a route switch) and takes a page its owner still uses (mutual exclusion)"
+  # Per-thread caches under a concurrent double free (cache.pml; README.md, "cache.pml").
+  "verify|cache|cache.pml|||"
+  "verify|cache_remote_cas_strict|cache.pml|-DREMOTE_CAS -DSTRICT||"
+  "mutant|C0_cache_strict|cache.pml|-DSTRICT|used>=\(1\+held\)|the C++ as of b99d897 fails the strict promises: the remote free's canary check and store are two steps, so a block the owner cached or flushed meanwhile goes back to its page twice (used decremented twice, unreported); fixed by REMOTE_CAS"
+  "mutant|M_cache_drain|cache.pml|-DMUTANT_DRAIN_NOCHECK|!\(held\)|a drain that does not check kOnRemote absorbs the stale remote copy of a block the owner's cache handed out: handed out twice"
+  "mutant|M_cache_pop_refill|cache.pml|-DMUTANT_POP_NOCHECK -DMUTANT_REFILL_NONEMPTY|!\(held\)|a cache pop that does not check kInCache plus a refill while the cache is not empty: the page's copy and the stale cached copy are both handed out"
 )
 
 # How to print the counterexample of a failed run (pan writes <model>.pml.trail in the run dir).

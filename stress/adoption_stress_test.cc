@@ -71,6 +71,7 @@ struct Variant {
 class AdoptionStress : public ::testing::TestWithParam<Variant> {};
 
 TEST_P(AdoptionStress, OwnerFreesAndAllocatesWhileItsPagesAreAdopted) {
+  stress::ExpectCachesOn();
   testing::ScopedPolicy policy([](Policy* p) {
     p->route = GetParam().route;
     p->idle_threshold_ns = 0;
@@ -191,6 +192,7 @@ INSTANTIATE_TEST_SUITE_P(Routes, AdoptionStress,
                          });
 
 TEST(IdleProducerStress, ConsumersReleaseAnIdleProducersPagesAsTheyComeBackWhole) {
+  stress::ExpectCachesOn();
   testing::ScopedPolicy policy([](Policy* p) {
     p->reclaim_idle = true;
     p->reclaim_after_ns = 0;  // the producer is idle from its last slow path on

@@ -130,6 +130,7 @@ class Exchange {
 };
 
 TEST(ExchangeStressTest, ExplicitHeapsRecreatedEveryRoundEndEmpty) {
+  stress::ExpectCachesOn();
   testing::CountingPageSource* source = testing::NewPermanentSource();
   Exchange ex(source);
   for (uint64_t round = 0; round < kRounds; ++round) {
@@ -158,6 +159,7 @@ TEST(ExchangeStressTest, ExplicitHeapsRecreatedEveryRoundEndEmpty) {
 }
 
 TEST(ExchangeStressTest, ThreadLocalHeapsAbandonedEveryRound) {
+  stress::ExpectCachesOn();
   ReleaseThreadHeap();
   const uint64_t in_use = GetStats().bytes_in_use_spans;
   const uint64_t remote_before = GetStats().remote_frees;

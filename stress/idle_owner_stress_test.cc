@@ -72,6 +72,7 @@ void FillPages(Heap* owner, Round* r) {
 }
 
 TEST(IdleOwnerStressTest, ParkedOwnersPagesAreQueuedAndReusedWithoutNewPages) {
+  stress::ExpectCachesOn();
   testing::CountingPageSource* source = testing::NewPermanentSource();
   Round round;
   Heap* owner_heap = nullptr;

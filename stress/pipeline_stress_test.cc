@@ -169,12 +169,14 @@ void RunPipeline(testing::CountingPageSource* source) {
 }
 
 TEST(PipelineStressTest, ExplicitHeapsEndEmpty) {
+  stress::ExpectCachesOn();
   testing::CountingPageSource* source = testing::NewPermanentSource();
   RunPipeline(source);
   EXPECT_EQ(source->outstanding(), 0u) << "every span went back to the page source";
 }
 
 TEST(PipelineStressTest, ThreadLocalHeaps) {
+  stress::ExpectCachesOn();
   ReleaseThreadHeap();
   const uint64_t in_use = GetStats().bytes_in_use_spans;
   RunPipeline(nullptr);

@@ -14,6 +14,7 @@
 
 #include "gtest/gtest.h"
 #include "mf2/check.h"
+#include "mf2/policy.h"
 
 #if defined(__has_feature)
 #if __has_feature(thread_sanitizer)
@@ -47,6 +48,15 @@ constexpr uint64_t kSlowdown =
 #endif
 
 constexpr uint64_t Scaled(uint64_t n) { return n / kSlowdown > 0 ? n / kSlowdown : 1; }
+
+// The stress tests run with the per-thread block caches on (the default policy), so their frees
+// and allocations go through the caches' fill, flush and refill paths, and their thread exits
+// flush full caches. A test about one page turns them off on purpose (one_page_stress_test);
+// every other one calls this first, so an environment that turns them off (MF2_CACHE_CLASS_KB=0)
+// fails loudly instead of silently testing less.
+inline void ExpectCachesOn() {
+  EXPECT_GT(GetPolicy().cache_class_bytes, 0u) << "stress tests run with the caches on";
+}
 
 // xorshift64*: deterministic per thread, no locks, no allocation.
 class Rng {

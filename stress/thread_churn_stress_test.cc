@@ -161,14 +161,17 @@ void RunThreadLocal(Lifecycle lifecycle) {
 }
 
 TEST(ThreadChurnStressTest, ThreadLocalHeapsAbandonedAtThreadExit) {
+  stress::ExpectCachesOn();
   RunThreadLocal(Lifecycle::kThreadLocal);
 }
 
 TEST(ThreadChurnStressTest, ThreadLocalHeapsReleasedExplicitlyMidThread) {
+  stress::ExpectCachesOn();
   RunThreadLocal(Lifecycle::kThreadLocalWithRelease);
 }
 
 TEST(ThreadChurnStressTest, ExplicitHeapsReleasedPerGenerationEndEmpty) {
+  stress::ExpectCachesOn();
   testing::CountingPageSource* source = testing::NewPermanentSource();
   Churn churn(Lifecycle::kExplicitHeaps, source);
   for (uint64_t gen = 0; gen < kGenerations; ++gen) churn.Generation(gen, gen % 4 == 1);
