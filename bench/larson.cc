@@ -1,5 +1,5 @@
 // Larson & Krishnan's server benchmark ("Memory Allocation for Long-Running Server Applications",
-// ISMM 1998), re-implemented to match /work/shared/design/larson-facts.md step by step.
+// ISMM 1998), re-implemented step by step as bench/README.md ("larson") describes it.
 //
 //   larson sleep_seconds min_size max_size chunks_per_thread rounds seed threads
 //   e.g. larson 5 8 1000 5000 100 4141 2        (classic small objects)
@@ -9,7 +9,7 @@
 //    equal) into one array, then one pass of random replacement (threads*chunks times: pick a
 //    random index, free it, allocate a new random-size block). Every block the workers start with
 //    was allocated by the main thread. (mimalloc-bench's larson.cpp also shuffles the array and
-//    makes 4 passes; larson-facts.md, which this file follows, describes one pass.)
+//    makes 4 passes; the benchmark's description, which this file follows, has one pass.)
 // 2. Worker i owns slice [i*chunks, (i+1)*chunks). It repeats rounds*chunks times: pick a random
 //    index in its slice, free that block, allocate a new random-size block, write its first byte
 //    and the next byte, count one allocation; it stops early when the stop flag is raised.

@@ -59,7 +59,7 @@ MF2 = "mf2"
 # MF2 under each slow-path policy (mf2/policy.h), selected with --allocators. "mf2" alone runs
 # with the environment's (default) policy.
 MF2_VARIANTS = {
-    "mf2-route_s": {"MF2_ROUTE": "route_s", "MF2_RECLAIM_IDLE": "0"},  # the design note's Route S
+    "mf2-route_s": {"MF2_ROUTE": "route_s", "MF2_RECLAIM_IDLE": "0"},  # Route S as first specified
     "mf2-route_s+reclaim": {"MF2_ROUTE": "route_s", "MF2_RECLAIM_IDLE": "1"},
     "mf2-route_p": {"MF2_ROUTE": "route_p", "MF2_RECLAIM_IDLE": "1"},
     "mf2-cda": {"MF2_ROUTE": "cda", "MF2_RECLAIM_IDLE": "1"},

@@ -156,7 +156,10 @@ class Parsing(unittest.TestCase):
         self.assertIsNone(run_h2h.chart_warning(rows[:3], 0.0))
 
 
+# Runs for 0.1 s: the kernel's CPU accounting (/proc/stat, in clock ticks of 10 ms) must see
+# time pass for the runner to measure the other processes' share of the CPUs during the run.
 FAKE_PROGRAM = """#!/bin/sh
+sleep 0.1
 echo "Throughput = 1234567 operations per second"
 echo "peak_rss_kib = 2048"
 """

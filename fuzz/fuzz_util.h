@@ -3,7 +3,7 @@
 // payload stamps.
 //
 // Every target is an operation sequence over a State whose destructor frees everything and then
-// asserts the allocator is empty (style.md item 13). Inputs are schedules: one op byte, then
+// asserts the allocator is empty (a leak fails the input). Inputs are schedules: one op byte, then
 // that op's argument bytes; a missing argument byte reads as 0 and ends the schedule.
 #ifndef MF2_FUZZ_FUZZ_UTIL_H_
 #define MF2_FUZZ_FUZZ_UTIL_H_

@@ -184,11 +184,11 @@ Page* Heap::FindPage(uint32_t k) {
   Page* page = active_[k];
   if (page != nullptr && page->HasFree()) return page;
   const Route route = CurrentRoute();
-  // The control: the design note's consumer-driven adoption, first and ungated.
+  // The control: the failed consumer-driven adoption (docs/design.md), first and ungated.
   if (route == Route::kCda && (page = AdoptFromPending(k, route)) != nullptr) {
     MF2_STAT_INC(stats_, adopt_allowed);
     // 1. The must-reuse gate: pages of our own that other threads freed into come first.
-    // The control has no must-reuse gate (the note's flaw 3): its own queue is left to adopters.
+    // The control has no must-reuse gate (flaw 3, docs/design.md): its queue is left to adopters.
   } else if (route != Route::kCda &&
              (page = TakeFromPending(k, GetPolicy().pending_budget)) != nullptr) {
     MF2_STAT_INC(stats_, mustreuse_hit);

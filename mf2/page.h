@@ -1,4 +1,4 @@
-// Page (the design note's MidPage): the descriptor of one span serving one size class, and Slice,
+// Page (the prototype's MidPage; docs/design.md): the descriptor of a span of one class, and Slice,
 // the free path's 16-byte view of each 64 KiB slice.
 //
 // Both live in their segment's header (segment.h). A Slice holds what a free needs: the owner of

@@ -6,7 +6,7 @@
 // Consumers: the holder of the heap's claim pops ALL pages with one exchange; so do Route P / cda
 // adopters and idle reclaimers (Heap::AdoptFromPending, ReclaimIdleOwner_mt), which give back
 // what they do not take with one PushChain_mt. Pop-all has no ABA problem whatever the number of
-// consumers (protocol-hazards.md, hazard 4: a single-pop CAS does, as soon as anyone but the
+// consumers (docs/protocol.md, hazard 4: a single-pop CAS does, as soon as anyone but the
 // owner pops; spin model pending_queue.pml checks two pop-all consumers).
 // Walking a popped chain: read a page's pending_next BEFORE draining it (hazard 5: once the flag
 // is cleared a producer may re-push the page and overwrite the link).

@@ -79,7 +79,7 @@ constexpr OptionLine kOptions[] = {
     // route_s: owner priority, a live owner's pages are never taken; only pages of heaps whose
     // thread exited are adopted. route_p: Route S, then, before a new page, at most one adoption
     // of a full page from an IDLE owner's pending queue, allowed only when every gate passes.
-    // cda: the design note's failed consumer-driven adoption, kept as a control: adopt from any
+    // cda: the failed consumer-driven adoption of docs/design.md, kept as a control: adopt from any
     // pending queue first, no gates. mf2_set_route() switches at run time.
     MF2_OPTION("MF2_ROUTE", kRoute, route, "", 1, 0, 2,
                "slow-path policy: route_s (owner priority), route_p (gated adoption from idle "

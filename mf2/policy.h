@@ -6,7 +6,7 @@
 //                              route_p  Route S, then, before a new page, at most one adoption of
 //                                       a full page from an IDLE owner's pending queue, allowed
 //                                       only when every gate below passes.
-//                              cda      the design note's failed consumer-driven adoption, kept as
+//                              cda      the failed first design (docs/design.md), kept as
 //                                       a control: adopt from any pending queue first, no gates.
 //   Route P's gates (all must hold; each refusal is counted, see stats.h): the owner is idle
 //   (MF2_IDLE_US), its partial list for the class is empty (MF2_ADOPT_PARTIAL_GATE), enough pages

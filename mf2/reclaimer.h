@@ -1,4 +1,4 @@
-// The background reclaimer (the design note's phase 3): one thread that releases the whole
+// The background reclaimer (phase 3 of docs/design.md): one thread that releases the whole
 // pages of owners that went idle, when no free is left to do it.
 //
 // The freeing thread releases an idle owner's whole pages itself (Heap::ReclaimIdleOwner_mt),

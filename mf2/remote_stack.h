@@ -6,7 +6,7 @@
 //   bits 1..47   head of the stack (blocks are 16-byte aligned, user addresses < 2^47)
 //   bits 48..63  remote_count: number of blocks on the stack (<= kMaxBlocksPerSpan)
 //
-// Why one word (protocol-hazards.md): with a separate flag the owner's "clear flag; take stack"
+// Why one word (docs/protocol.md): with a separate flag the owner's "clear flag; take stack"
 // and a producer's "push; set flag" form the store-buffering shape, and a page can end up with
 // blocks on its stack, the flag clear and nobody queued to drain it. One CAS per remote free that
 // pushes, counts and sets the flag, and one exchange per drain that takes everything and clears

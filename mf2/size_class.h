@@ -7,7 +7,7 @@
 // Eight classes per doubling bound internal fragmentation: a request s above 128 B lands in a
 // class c with (c - s) / s < 1/8 (the worst case is s one byte above the previous class
 // c' = 8u, c = 9u). Below 128 B the 16-byte alignment quantum dominates (waste < 16 B).
-// The mid range of the design note (2, 4, 8, 16, 32, 40 and 52 KiB) is contained exactly.
+// The prototype's mid-size classes (2, 4, 8, 16, 32, 40 and 52 KiB; docs/design.md) are exact.
 //
 // Spans: a span is 1..8 contiguous 64 KiB slices. Each class takes the smallest span that holds
 // at least kMinBlocksPerSpan blocks (or as many as one slice allows) with an unusable tail of at

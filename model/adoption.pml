@@ -18,7 +18,7 @@
  *   by CAS(P.xremote, {flag=0, rest} -> {flag=1, rest}); holding the flag it sets P.owner = H1,
  *   then exchange(P.xremote, 0). When no page names H0 and H0's queue is empty it frees H0.
  *
- * Invariants asserted (numbers of shared/design/protocol-hazards.md):
+ * Invariants asserted (numbers of docs/protocol.md):
  *  13   at most one drainer per page at any moment (drainers[p] <= 1)
  *   6   a page is only ever pushed on / popped from its owner's queue; never on a freed heap
  *   5   never enqueued twice
@@ -31,7 +31,7 @@
  *   ROUTE_S      Route S, abandoned H0                                  -> verifies
  *   MUTANT_M3    Route P without the per-page claim                     -> two drainers at once
  *   MUTANT_M6    Route P, adopter sets P.owner AFTER the exchange       -> page pushed on the old
- *                owner's queue (not in protocol-hazards.md; found while writing this model)
+ *                owner's queue (mutant M6 of docs/protocol.md; found while writing this model)
  *   MUTANT_M7    Route S, adopter takes the page without holding the flag (plain exchange)
  *                -> a producer that read the old owner pushes on the abandoned heap
  */

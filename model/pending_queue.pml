@@ -16,7 +16,7 @@
  * Sizes: pages A=1 and B=2; producer i pushes page i up to PUSHES times (whenever it wins the
  * token); NCONS consumers each pop up to CROUNDS times. Page id 0 = nullptr.
  *
- * Invariants asserted (numbers of shared/design/protocol-hazards.md):
+ * Invariants asserted (numbers of docs/protocol.md):
  *   5   never enqueued twice: queued[p] in {0,1}; a popped page really was queued
  *  14   per-page enqueue sequence numbers are dequeued in order, each exactly once
  *  12   the queue is a well-formed list (no cycle) at quiescence

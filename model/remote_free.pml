@@ -14,7 +14,7 @@
  * page 2). Producer A frees block 3 then block 1; producer B frees block 2.
  * Block/page id 0 = nullptr.
  *
- * Invariants asserted (numbers of shared/design/protocol-hazards.md):
+ * Invariants asserted (numbers of docs/protocol.md):
  *   2,3  every block reaches the remote stack once and is drained exactly once (bstate, drained[]);
  *        the remote_count field equals the drained list length
  *   5    a page is never enqueued twice (queued[p] in {0,1})
@@ -32,7 +32,7 @@
  *   MUTANT_M2          no flag: enqueue on the stack's empty->non-empty edge         -> enqueued twice
  *   MUTANT_M5          chain walk drains a page BEFORE reading its pending_next      -> chain cut
  *   MUTANT_M8          release when the remote stack is empty, ignoring the flag     -> released page
- *                      still queued (not in protocol-hazards.md; invariant 11)
+ *                      still queued (mutant M8 of docs/protocol.md; invariant 11)
  */
 
 #define NPAGES  2

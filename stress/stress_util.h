@@ -1,5 +1,5 @@
 // Helpers shared by the stress tests: iteration scaling per build configuration, payload
-// cookies (invariant 4 of protocol-hazards.md), a shadow set of live pointers (invariant 3), a
+// cookies (invariant 4 of docs/protocol.md), a shadow set of live pointers (invariant 3), a
 // small random generator and a blocking queue for hand-offs between threads.
 #ifndef MF2_STRESS_STRESS_UTIL_H_
 #define MF2_STRESS_STRESS_UTIL_H_
