@@ -98,6 +98,16 @@ __attribute__((no_sanitize("address"))) inline void StoreCanary(void* b, uint64_
   __atomic_store_n(&static_cast<Block*>(b)->canary, v, __ATOMIC_RELAXED);
 }
 
+// Replaces word 1 with `desired` if it still holds `expected`; false (and nothing written) if
+// another thread changed it since `expected` was read. Relaxed: the atomicity is the point (two
+// threads freeing one block at once: exactly one of them moves it, block.h's header); no other
+// memory is published through it.
+__attribute__((no_sanitize("address"))) inline bool CasCanary(void* b, uint64_t expected,
+                                                              uint64_t desired) {
+  return __atomic_compare_exchange_n(&static_cast<Block*>(b)->canary, &expected, desired,
+                                     /*weak=*/false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+}
+
 // Whether word 1 holds a canary of any state (the block is free somewhere).
 inline bool HasAnyCanary(const void* b) {
   return (LoadCanary(b) ^ reinterpret_cast<uintptr_t>(b) ^ CanaryKey()) < kNumBlockStates;

@@ -114,7 +114,11 @@ void* Heap::CachedBlockBad(Magazine* m, void* p) {
 
 // The class's cache is full: its older half goes back to the pages, then `p` is cached.
 void Heap::FreeToFullCache(Magazine* m, void* p) {
-  if (m->cap == 0) return ReturnBlock(static_cast<Block*>(p));
+  if (m->cap == 0) {
+    // No cache: straight back to the page, as a block leaving a cache (ReturnBlock's canary).
+    StoreCanary(p, Canary(p, kInCache));
+    return ReturnBlock(static_cast<Block*>(p));
+  }
   GrowCache(m);
   if (m->n < m->cap) {  // grown: room for p without a flush
     m->slot[m->n++] = p;
@@ -164,7 +168,7 @@ void Heap::ReturnBlock(Block* b) {
   const Page::Where where = page->where_acquire();
   if (MF2_PREDICT_FALSE(page->owner_relaxed() != this)) {
     // The page changed owner while the block sat in our cache (adopted): a remote free now.
-    return ReturnRemote(page, b);
+    return ReturnRemote(page, b, Canary(b, kInCache), "free");
   }
   if (MF2_PREDICT_FALSE(where == Page::Where::kDetached) && page->adoptable_detach) {
     return FreeDetached(page, b);  // adoption armed: only under the page's flag
@@ -445,9 +449,21 @@ bool Heap::TryRelease(Page* page) {
   return true;
 }
 
-bool Heap::PushRemote_mt(Page* page, Block* b, bool* completed) {
-  // Before the push: afterwards the owner may drain `b` at once, and checks this canary.
-  StoreCanary(b, Canary(b, kOnRemote));
+bool Heap::PushRemote_mt(Page* page, Block* b, bool* completed, const uint64_t* seen,
+                         bool* refused, const char* call) {
+  // Before the push: afterwards the owner may drain `b` at once, and checks this canary. One
+  // compare-exchange: the owner's free of the same block between our check and this store would
+  // otherwise be overwritten, the block then on its stack and in its cache at once (block.h).
+  const uint64_t expected = seen != nullptr ? *seen : LoadCanary(b);
+  const bool freed = (expected ^ reinterpret_cast<uintptr_t>(b) ^ CanaryKey()) < kNumBlockStates &&
+                     expected != Canary(b, kInCache);  // our own cached block (flush) is fine
+  if (MF2_PREDICT_FALSE(freed || !CasCanary(b, expected, Canary(b, kOnRemote)))) {
+    if (refused != nullptr) *refused = true;
+    internal::ReportError(ErrorKind::kDoubleFree, call, b,
+                          "block freed twice: another thread freed it at the same time (a "
+                          "concurrent double free); it is not freed again");
+    return false;
+  }
   PoisonMemory(b, page->block_size());
   MF2_STAT_INC(stats_, remote_frees);
   // Read before the push (see below). A page whose owner changes after this read has its
@@ -489,17 +505,25 @@ void Heap::QueueWonPage_mt(Page* page, Heap* adopter) {
 }
 
 void Heap::FreeRemote(Page* page, void* p, const char* call) {
-  // A canary of any state in word 1: the block is free already (block.h).
-  if (MF2_PREDICT_FALSE(HasAnyCanary(p))) return ReportDoubleFree(p, call);
-  ReturnRemote(page, static_cast<Block*>(p));
+  // A canary of any state in word 1: the block is free already (block.h). The push moves word 1
+  // from exactly this value, so a free by another thread in between is caught too.
+  const uint64_t seen = LoadCanary(p);
+  if (MF2_PREDICT_FALSE(((seen ^ reinterpret_cast<uintptr_t>(p) ^ CanaryKey())) <
+                        kNumBlockStates)) {
+    return ReportDoubleFree(p, call);
+  }
+  ReturnRemote(page, static_cast<Block*>(p), seen, call);
 }
 
-// A block we do not own (any more) goes back through its page's remote stack.
-void Heap::ReturnRemote(Page* page, Block* b) {
+// A block we do not own (any more) goes back through its page's remote stack; `seen` is what
+// word 1 held when the caller decided so (no canary, or ours: kInCache).
+void Heap::ReturnRemote(Page* page, Block* b, uint64_t seen, const char* call) {
   // Read before the push: afterwards the page may be drained and released at once.
   Heap* owner = page->owner_relaxed();
   bool completed = false;
-  const bool won = PushRemote_mt(page, b, &completed);
+  bool refused = false;
+  const bool won = PushRemote_mt(page, b, &completed, &seen, &refused, call);
+  if (refused) return;
   // A sentinel (a thread without a heap) or a helper adopts nothing.
   if (won) QueueWonPage_mt(page, adopter());
   // The page came back whole, or we queued a page that a completer's sweep may have missed
@@ -521,10 +545,13 @@ void Heap::ReturnRemote(Page* page, Block* b) {
 void Heap::FreeDetached(Page* page, Block* b) {
   MF2_DCHECK(page->adoptable_detach, "pages detached while adoption was not armed are freed "
              "into without the flag (Heap::Free)");
-  if (!page->remote().TryAcquireFlag()) return ReturnRemote(page, b);
+  if (!page->remote().TryAcquireFlag()) {
+    return ReturnRemote(page, b, Canary(b, kInCache), "free");
+  }
   // The CAS acquired: an adopter's change of owner (made under the flag) is visible now.
   if (page->owner_relaxed() != this || page->where() != Page::Where::kDetached) {
-    // Adopted between our check and the flag. We hold its flag, so we are its edge winner.
+    // Adopted between our check and the flag. We hold its flag, so we are its edge winner: the
+    // page is queued even if the push is refused (a concurrent double free, reported).
     PushRemote_mt(page, b);
     QueueWonPage_mt(page, this);
     return;

@@ -193,13 +193,19 @@ class Heap {
 
   // A remote free is two steps, exposed so the multi-actor fuzzer can interleave them with other
   // heaps' operations; Free() runs exactly these. Step 1: push `b` (a validated block start of
-  // `page`, with no canary, owned by another heap) on the page's remote stack; returns whether
-  // this push won the in_remote_pending 0->1 edge. Step 2, only if it did: queue the page on its
-  // owner's pending queue and, if the owner has exited, drain that queue and hand its pages to
-  // `adopter` (the freer's own heap, owned by the calling thread; nullptr to adopt nothing).
+  // `page`, owned by another heap) on the page's remote stack; returns whether this push won the
+  // in_remote_pending 0->1 edge. Step 2, only if it did: queue the page on its owner's pending
+  // queue and, if the owner has exited, drain that queue and hand its pages to `adopter` (the
+  // freer's own heap, owned by the calling thread; nullptr to adopt nothing).
   // `completed` (optional) is set when this push brought the page back whole (every block on
   // its remote stack; counted in the owner's whole_unswept_mt()).
-  bool PushRemote_mt(Page* page, Block* b, bool* completed = nullptr);
+  // Word 1 of `b` moves to canary kOnRemote by one compare-exchange from `*seen` (what the
+  // caller's double-free check read; the current value if null): if it holds a canary, or
+  // changed since (another thread freed the block meanwhile: a concurrent double free), the block
+  // is not pushed, the misuse of `call` is reported, and `*refused` (optional) is set.
+  bool PushRemote_mt(Page* page, Block* b, bool* completed = nullptr,
+                     const uint64_t* seen = nullptr, bool* refused = nullptr,
+                     const char* call = "free");
   static void QueueWonPage_mt(Page* page, Heap* adopter);
 
   // ---- Route P, cda and idle reclamation (any thread, about another heap) ----
@@ -288,7 +294,7 @@ class Heap {
   MF2_NOINLINE void* CachedBlockBad(Magazine* m, void* p);
   MF2_NOINLINE void FreeToFullCache(Magazine* m, void* p);
   MF2_NOINLINE void FreeRemote(Page* page, void* p, const char* call);
-  void ReturnRemote(Page* page, Block* b);
+  void ReturnRemote(Page* page, Block* b, uint64_t seen, const char* call);
   MF2_NOINLINE void FreeUnusual(void* p, const char* call);
   MF2_NOINLINE void ReportBadFree(void* p, const char* call);
   MF2_NOINLINE void ReportDoubleFree(void* p, const char* call);

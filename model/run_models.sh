@@ -80,7 +80,7 @@ MODELS=(
   # Per-thread caches under a concurrent double free (cache.pml; README.md, "cache.pml").
   "verify|cache|cache.pml|||"
   "verify|cache_remote_cas_strict|cache.pml|-DREMOTE_CAS -DSTRICT||"
-  "mutant|C0_cache_strict|cache.pml|-DSTRICT|used>=\(1\+held\)|the C++ as of b99d897 fails the strict promises: the remote free's canary check and store are two steps, so a block the owner cached or flushed meanwhile goes back to its page twice (used decremented twice, unreported); fixed by REMOTE_CAS"
+  "mutant|C0_cache_strict|cache.pml|-DSTRICT|used>=\(1\+held\)|the remote free's canary check and store in two steps (the code before Heap::PushRemote_mt's compare-exchange): a block the owner cached or flushed meanwhile goes back to its page twice (used decremented twice, unreported); REMOTE_CAS, the code now, verifies"
   "mutant|M_cache_drain|cache.pml|-DMUTANT_DRAIN_NOCHECK|!\(held\)|a drain that does not check kOnRemote absorbs the stale remote copy of a block the owner's cache handed out: handed out twice"
   "mutant|M_cache_pop_refill|cache.pml|-DMUTANT_POP_NOCHECK -DMUTANT_REFILL_NONEMPTY|!\(held\)|a cache pop that does not check kInCache plus a refill while the cache is not empty: the page's copy and the stale cached copy are both handed out"
 )

@@ -22,9 +22,8 @@
 //
 // The phases are chosen so that the owner neither flushes nor drains while a racing copy of a
 // block may exist (N <= capacity; phase C pops the cache before any slow path). Two interleavings
-// that do so break the promise today; they are pinned by the DISABLED_ reproducers at the end
-// (see their comments), which pass once the remote free's canary check and store are one atomic
-// step.
+// that do so broke the promise before the remote free's canary check and store became one atomic
+// step; the reproducers at the end pin both interleavings (see their comments).
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
@@ -366,9 +365,9 @@ TEST(ConcurrentDoubleFree, TwoRemoteThreadsFreeTheSameBlocks) {
   EXPECT_GE(t.reports, kRounds);
 }
 
-// ---- Reproducers: two interleavings that break the promise today (DISABLED) ----------------
+// ---- Reproducers: two interleavings that broke the promise before the remote CAS ------------
 //
-// Both frees of a block pass their canary check when the remote freer's check (Heap::FreeRemote:
+// (Before the fix, both frees of a block passed their canary check when the remote freer's check (Heap::FreeRemote:
 // no canary) comes before the owner's free and its store (PushRemote_mt: kOnRemote) after it:
 // the block is then in the owner's hands (its cache, or its page's free list when caching is
 // off) and on the page's remote stack, with canary kOnRemote. The canary checks of heap.h
@@ -384,10 +383,10 @@ TEST(ConcurrentDoubleFree, TwoRemoteThreadsFreeTheSameBlocks) {
 // instructions (ConcurrentDoubleFree above counts how often both checks pass: hundreds of times
 // per run under TSan). The tests replay the interleaving on one thread: B's Free is split where
 // it checked the canary, exactly as multi_actor_fuzz splits remote frees (PushRemote_mt is the
-// rest of Free after its check). A fix makes the remote free's check and store one atomic step
-// (a compare-exchange of word 1 from the value its check saw, reporting a double free when it
-// fails: REMOTE_CAS in model/cache.pml, which verifies). With it, RemoteFreeFinish runs the fixed
-// step with the value seen at the check; it reports and pushes nothing, and both tests pass.
+// rest of Free after its check).) The fix makes the remote free's check and store one atomic step:
+// a compare-exchange of word 1 from the value its check saw, reporting a double free when it
+// fails (Heap::PushRemote_mt; REMOTE_CAS in model/cache.pml, which verifies). RemoteFreeFinish
+// passes the value seen at the check; the push reports and pushes nothing.
 
 // B's Free(p) up to its canary check: p is live (word 1 holds no canary).
 uint64_t RemoteFreeCheck(const void* p) {
@@ -397,9 +396,10 @@ uint64_t RemoteFreeCheck(const void* p) {
 
 // The rest of B's Free(p) (as Free runs it), after the owner freed p meanwhile.
 void RemoteFreeFinish(Heap* b, void* p, uint64_t seen_at_check) {
-  (void)seen_at_check;  // the fixed step compares word 1 with this value, atomically
   Page* page = PageOf(p);
-  if (b->PushRemote_mt(page, static_cast<Block*>(p))) Heap::QueueWonPage_mt(page, b);
+  if (b->PushRemote_mt(page, static_cast<Block*>(p), nullptr, &seen_at_check)) {
+    Heap::QueueWonPage_mt(page, b);
+  }
 }
 
 // Live blocks must not overlap.
@@ -425,7 +425,7 @@ void TightMemory(Policy* p) {
   p->page_cache_bytes = 0;
 }
 
-TEST(RacingDoubleFreeRepro, DISABLED_CachingOffThePageIsReleasedUnderALiveBlock) {
+TEST(RacingDoubleFreeRepro, CachingOffThePageIsReleasedUnderALiveBlock) {
   testing::ScopedPolicy policy([](Policy* p) {
     TightMemory(p);
     p->cache_class_bytes = 0;
@@ -459,7 +459,7 @@ TEST(RacingDoubleFreeRepro, DISABLED_CachingOffThePageIsReleasedUnderALiveBlock)
   EXPECT_FALSE(reports.Take().empty()) << "the double free is reported";
 }
 
-TEST(RacingDoubleFreeRepro, DISABLED_CachingOnACachedCopyOutlivesItsPage) {
+TEST(RacingDoubleFreeRepro, CachingOnACachedCopyOutlivesItsPage) {
   testing::ScopedPolicy policy([](Policy* p) { TightMemory(p); });
   ScopedReports reports;
   testing::TestHeaps heaps;
