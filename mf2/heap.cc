@@ -23,6 +23,7 @@ Heap::Heap(PageSource* source, HeapRegistry* registry, uint32_t id)
 // capacity stays within CacheBudget(), so a heap's caches hold at most that many bytes.
 void Heap::ConfigureCaches() {
   const size_t bytes = GetPolicy().cache_class_bytes;
+  remote_batch_ = std::min(GetPolicy().remote_batch, kRemoteBatch);
   cache_cap_bytes_ = 0;
   for (uint32_t k = 1; k < kNumClasses; ++k) {
     MF2_CHECK(cache_[k].n == 0, "caches are configured empty");
@@ -61,6 +62,8 @@ void* Heap::AllocateSlow(Magazine* m) {
   const uint32_t k = ClassOf(m);
   if (MF2_PREDICT_FALSE(is_sentinel())) return sentinel_allocate_(k);
   MF2_STAT_INC(stats_, slow_allocs);
+  // Remote frees held back go out at every slow path: their owners' pages see them soon.
+  FlushRemoteChains();
   // Relaxed load and store (single writer): others only watch it change (OwnerIdle_mt).
   xslow_epoch_.store(xslow_epoch_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   Page* page = FindPage(k);
@@ -138,6 +141,7 @@ void Heap::FreeToFullCache(Magazine* m, void* p) {
 }
 
 void Heap::FlushCaches() {
+  FlushRemoteChains();
   for (uint32_t k = 1; k < kNumClasses; ++k) {
     Magazine& m = cache_[k];
     if (m.n == 0) continue;
@@ -505,14 +509,105 @@ void Heap::QueueWonPage_mt(Page* page, Heap* adopter) {
 }
 
 void Heap::FreeRemote(Page* page, void* p, const char* call) {
-  // A canary of any state in word 1: the block is free already (block.h). The push moves word 1
-  // from exactly this value, so a free by another thread in between is caught too.
+  // A canary of any state in word 1: the block is free already (block.h). Word 1 then moves from
+  // exactly this value, so a free by another thread in between is caught too.
   const uint64_t seen = LoadCanary(p);
   if (MF2_PREDICT_FALSE(((seen ^ reinterpret_cast<uintptr_t>(p) ^ CanaryKey())) <
                         kNumBlockStates)) {
     return ReportDoubleFree(p, call);
   }
-  ReturnRemote(page, static_cast<Block*>(p), seen, call);
+  Block* b = static_cast<Block*>(p);
+  if (adopter() == nullptr) return ReturnRemote(page, b, seen, call);  // sentinels hold nothing
+  if (MF2_PREDICT_FALSE(!CasCanary(b, seen, Canary(b, kOnRemote)))) {
+    internal::ReportError(ErrorKind::kDoubleFree, call, b,
+                          "block freed twice: another thread freed it at the same time (a "
+                          "concurrent double free); it is not freed again");
+    return;
+  }
+  PoisonMemory(b, page->block_size());
+  HoldRemote(page, b);
+}
+
+// Links `b` (canary kOnRemote) into the chain of its page, pushing chains that are full or whose
+// slot another page needs.
+void Heap::HoldRemote(Page* page, Block* b) {
+  RemoteChain* chain = &remote_[(reinterpret_cast<uintptr_t>(page) >> 8) % kRemoteSlots];
+  if (chain->page != page) {
+    if (chain->count != 0) PushChain(chain);
+    chain->page = page;
+  }
+  StoreNext(b, chain->head);
+  chain->head = b;
+  if (chain->tail == nullptr) chain->tail = b;
+  if (++chain->count >= remote_batch_) PushChain(chain);
+}
+
+void Heap::FlushRemoteChains() {
+  for (RemoteChain& chain : remote_) {
+    if (chain.count != 0) PushChain(&chain);
+  }
+}
+
+// One CAS for the whole chain, then what a single remote free does after its push. A block whose
+// canary is no longer kOnRemote was freed again by its owner while we held it (the owner's store
+// came after our compare-exchange: a concurrent double free): it is reported and left out, and
+// the rest of the chain goes on (the drain would otherwise cut the list there).
+void Heap::PushChain(RemoteChain* chain) {
+  Page* page = chain->page;
+  Block* head = nullptr;
+  Block* tail = nullptr;
+  uint32_t count = 0;
+  uint32_t walked = 0;
+  for (Block* b = chain->head; b != nullptr;) {
+    Block* next = LoadNext(b);
+    // A block the owner freed again concurrently may be handed out by now and its link word
+    // overwritten: follow a link only to a block start of the page, at most count of them.
+    if (MF2_PREDICT_FALSE(++walked > chain->count ||
+                          (next != nullptr &&
+                           !page->IsBlockStart(reinterpret_cast<uintptr_t>(next))))) {
+      internal::ReportError(ErrorKind::kDoubleFree, "free", b,
+                            "a block freed twice concurrently was handed out again while another "
+                            "thread held it; the blocks after it in that thread's batch are not "
+                            "returned");
+      next = nullptr;
+    }
+    if (MF2_PREDICT_TRUE(LoadCanary(b) == Canary(b, kOnRemote))) {
+      StoreNext(b, head);
+      head = b;
+      if (tail == nullptr) tail = b;
+      ++count;
+    } else {
+      internal::ReportError(ErrorKind::kDoubleFree, "free", b,
+                            "block freed twice: its owner freed it again while another thread "
+                            "was returning it (a concurrent double free); returned once");
+    }
+    b = next;
+  }
+  chain->head = head;
+  chain->tail = tail;
+  chain->count = count;
+  if (count == 0) {
+    chain->page = nullptr;
+    return;
+  }
+  // Read before the push: afterwards the page may be drained and released at once.
+  Heap* owner = page->owner_relaxed();
+  const uint32_t capacity = page->capacity();
+  uint32_t count_after = 0;
+  const bool won = page->remote().PushChain_mt(chain->head, chain->tail, chain->count,
+                                               &count_after);
+  MF2_STAT_ADD(stats_, remote_frees, chain->count);
+  MF2_STAT_INC(stats_, remote_chains);
+  chain->page = nullptr;
+  chain->head = chain->tail = nullptr;
+  chain->count = 0;
+  const bool completed = count_after == capacity && owner != nullptr;
+  if (completed) {
+    // seq_cst: as PushRemote_mt.
+    owner->xwhole_unswept_.fetch_add(1, std::memory_order_seq_cst);
+  }
+  if (won) MF2_STAT_INC(stats_, pending_enqueued);
+  AfterRemotePush(page, owner, won, completed);
 }
 
 // A block we do not own (any more) goes back through its page's remote stack; `seen` is what
@@ -524,6 +619,12 @@ void Heap::ReturnRemote(Page* page, Block* b, uint64_t seen, const char* call) {
   bool refused = false;
   const bool won = PushRemote_mt(page, b, &completed, &seen, &refused, call);
   if (refused) return;
+  AfterRemotePush(page, owner, won, completed);
+}
+
+// After a push onto `page`'s remote stack (owner as read before it): queue the page if the push
+// won the edge, and sweep or notify for whole pages.
+void Heap::AfterRemotePush(Page* page, Heap* owner, bool won, bool completed) {
   // A sentinel (a thread without a heap) or a helper adopts nothing.
   if (won) QueueWonPage_mt(page, adopter());
   // The page came back whole, or we queued a page that a completer's sweep may have missed
@@ -864,6 +965,30 @@ void Heap::CheckInvariants(bool quiescent) const {
   }
   MF2_CHECK(retained == empty_bytes_, "empty_bytes_ == bytes of retained empty pages");
   MF2_CHECK(key_ == CanaryKey(), "key_ == CanaryKey()");
+  for (const RemoteChain& chain : remote_) {
+    MF2_CHECK(chain.count <= kRemoteBatch && (chain.count == 0) == (chain.head == nullptr) &&
+                  (chain.count == 0 || chain.page != nullptr),
+              "a remote chain's count matches its list, at most kRemoteBatch");
+    MF2_CHECK(chain.count == 0 || (!abandoned() && !is_sentinel() && !helper_),
+              "an abandoned, sentinel or helper heap holds no remote free");
+    uint32_t n = 0;
+    const Block* last = nullptr;
+    for (const Block* b = chain.head; b != nullptr && n <= kRemoteBatch; b = LoadNext(b)) {
+      MF2_CHECK(chain.page->IsBlockStart(reinterpret_cast<uintptr_t>(b)),
+                "a held remote free is a block start of its chain's page");
+      // kInCache: its owner freed it again concurrently (PushChain reports and drops it); such a
+      // block may even be handed out again, its link gone: stop the walk there.
+      const bool raced = LoadCanary(b) != Canary(b, kOnRemote);
+      last = b;
+      ++n;
+      if (raced) {
+        last = chain.tail;
+        n = chain.count;
+        break;
+      }
+    }
+    MF2_CHECK(n == chain.count && last == chain.tail, "a remote chain's count and tail");
+  }
   size_t cap_bytes = 0;
   for (uint32_t k = 1; k < kNumClasses; ++k) cap_bytes += size_t{cache_[k].cap} * ClassInfo(k).size;
   MF2_CHECK(cap_bytes == cache_cap_bytes_, "cache_cap_bytes_ == sum of cap * size");

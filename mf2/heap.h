@@ -66,6 +66,9 @@
 //     <= max(initial capacity, CacheBudget() when it last grew); each cached block is a block start of
 //     a page in use of its class, with canary kInCache, counted in that page's used()
 //     (HeapRegistry::CheckAll also checks no block is cached twice, in one heap or two)
+//   remote chains: count == |head chain| <= kRemoteBatch, tail its last block; every block a block
+//     start of `page` (a page of another heap, or adopted since), canary kOnRemote; empty in a
+//     sentinel, a helper and an abandoned heap
 //   direct_[i] == &cache_[kSmallClass.k[i]]; key_ == CanaryKey() (0 in a sentinel, which
 //     caches nothing and owns no page, so its fast paths never compare a canary)
 //   active_[k] == nullptr or (active_[k]->size_class() == k, where == kActive, owner == this)
@@ -112,6 +115,19 @@ class Heap {
     void* slot[kCacheSlots] = {};
   };
   static_assert(sizeof(Magazine) == 512, "a power of two: the class index scales by a shift");
+
+  // Remote frees held back: blocks freed by this heap's thread into pages of other heaps, linked
+  // per page (canary kOnRemote, counted in their page's used()) and pushed onto the page's remote
+  // stack with one CAS once kRemoteBatch of them wait, when another page needs the slot, or at
+  // this heap's next slow path, flush or exit. Owner only.
+  static constexpr uint32_t kRemoteSlots = 8;
+  static constexpr uint32_t kRemoteBatch = 32;
+  struct RemoteChain {
+    Page* page = nullptr;
+    Block* head = nullptr;
+    Block* tail = nullptr;
+    uint32_t count = 0;
+  };
 
   // A heap that owns nothing, for threads that have none (thread_heap.h): every cache is empty
   // with capacity 0, so an allocation calls `on_allocate(class)` and a free goes the remote way
@@ -183,8 +199,11 @@ class Heap {
 #endif
   }
 
-  // Returns every cached block to its page (thread exit, memory pressure, tests, mf2_collect).
+  // Returns every cached block to its page, and pushes the remote frees this heap holds back
+  // (thread exit, memory pressure, tests).
   void FlushCaches();
+  // Pushes the remote frees held back (RemoteChain) onto their pages' remote stacks.
+  void FlushRemoteChains();
 
   // ---- Any thread ----
   // The usable size of a live block (its class size), or 0 after reporting misuse (`call`
@@ -268,6 +287,7 @@ class Heap {
   Page* active_page(uint32_t k) const { return active_[k]; }
   const PageList& partial(uint32_t k) const { return partial_[k]; }
   const Magazine& cache(uint32_t k) const { return cache_[k]; }
+  const RemoteChain& remote_chain(uint32_t i) const { return remote_[i]; }
 
   // Checks the heap's equations; `quiescent` also walks the pending queue.
   void CheckInvariants(bool quiescent) const;
@@ -295,6 +315,9 @@ class Heap {
   MF2_NOINLINE void FreeToFullCache(Magazine* m, void* p);
   MF2_NOINLINE void FreeRemote(Page* page, void* p, const char* call);
   void ReturnRemote(Page* page, Block* b, uint64_t seen, const char* call);
+  void HoldRemote(Page* page, Block* b);
+  void PushChain(RemoteChain* chain);
+  void AfterRemotePush(Page* page, Heap* owner, bool won, bool completed);
   MF2_NOINLINE void FreeUnusual(void* p, const char* call);
   MF2_NOINLINE void ReportBadFree(void* p, const char* call);
   MF2_NOINLINE void ReportDoubleFree(void* p, const char* call);
@@ -340,11 +363,13 @@ class Heap {
   Magazine cache_[kNumClasses];
   const SentinelAllocate sentinel_allocate_ = nullptr;
   bool helper_ = false;
+  RemoteChain remote_[kRemoteSlots];
   Page* active_[kNumClasses] = {};
   PageList partial_[kNumClasses];
   uint32_t rotor_ = 0;       // where AdoptFromPending starts looking in the ready bitmap
   size_t empty_bytes_ = 0;  // spans of empty pages kept on partial lists for reuse
   size_t cache_cap_bytes_ = 0;  // sum over classes of cache cap * class size
+  uint32_t remote_batch_ = 1;   // Policy::remote_batch when the heap was taken
   HeapStats stats_;
   PageSource* const source_;
   HeapRegistry* const registry_;

@@ -339,6 +339,18 @@ void HeapRegistry::ForEachCachedBlock(void (*fn)(void* block, const Heap* heap, 
       const Heap::Magazine& m = h->cache(k);
       for (uint32_t j = 0; j < m.n; ++j) fn(m.slot[j], h, arg);
     }
+    // Remote frees a heap holds back are in its hands too (counted in their pages' used()).
+    // (At most count of them, each a block start of the chain's page: a block freed twice
+    // concurrently may have been handed out again, its link gone; Heap::PushChain drops it.)
+    for (uint32_t i = 0; i < Heap::kRemoteSlots; ++i) {
+      const Heap::RemoteChain& chain = h->remote_chain(i);
+      uint32_t n = 0;
+      for (Block* b = chain.head; b != nullptr && n < chain.count && chain.page->IsBlockStart(
+                                                     reinterpret_cast<uintptr_t>(b));
+           b = LoadNext(b), ++n) {
+        fn(b, h, arg);
+      }
+    }
   }
 }
 

@@ -25,6 +25,7 @@ using testing::TestHeaps;
 Policy PagePolicy() {
   Policy p;
   p.cache_class_bytes = 0;
+  p.remote_batch = 1;  // and every remote free reaches its page's remote stack at once
   return p;
 }
 

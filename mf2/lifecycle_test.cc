@@ -47,6 +47,7 @@ const uint32_t kClass = SizeToClass(kSize);
 Policy PagePolicy() {
   Policy p;
   p.cache_class_bytes = 0;
+  p.remote_batch = 1;  // every remote free reaches its page's remote stack at once
   return p;
 }
 

@@ -144,6 +144,7 @@ typedef struct mf2_stats {
   uint64_t drain_successes;
   uint64_t remote_blocks_drained;
   uint64_t remote_frees;
+  uint64_t remote_chains;
   uint64_t pages_released;
   uint64_t heaps_abandoned;
   uint64_t heaps_reused;

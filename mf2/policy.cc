@@ -132,6 +132,9 @@ constexpr OptionLine kOptions[] = {
     // A cache that overflows or runs dry doubles (up to 63 blocks) within this budget.
     MF2_OPTION("MF2_CACHE_HEAP_KB", kSize, cache_heap_bytes, "KiB", kKiB, 0, kMaxBytes,
                "what a thread's caches may grow to in all (or an eighth of its pages, if more)"),
+    // At most Heap::kRemoteBatch; 1 pushes every remote free at once.
+    MF2_OPTION("MF2_REMOTE_BATCH", kCount, remote_batch, "", 1, 1, 32,
+               "remote frees a thread holds back per page before pushing them with one CAS"),
     MF2_OPTION("MF2_ON_ERROR", kOnError, on_error, "", 1, 0, 1,
                "on misuse (double free, foreign pointer...): abort, or report and ignore the call"),
     MF2_OPTION("MF2_STATS", kBool, stats_at_exit, "", 1, 0, 1,

@@ -63,6 +63,7 @@ struct Policy {
   uint32_t retained_segments = 2;
   size_t cache_class_bytes = size_t{64} << 10;
   size_t cache_heap_bytes = size_t{1} << 20;
+  uint32_t remote_batch = 32;
   OnError on_error = OnError::kAbort;
   bool stats_at_exit = false;
   bool verbose = false;

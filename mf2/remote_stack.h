@@ -73,6 +73,25 @@ class RemoteStack {
     }
   }
 
+  // Any non-owner thread: pushes the chain first..last (linked by Block::next, `n` blocks, each
+  // already poisoned and with canary kOnRemote) with one CAS, as n Push_mt would. Returns true
+  // when this push set the flag (the 0->1 edge, as Push_mt). `count_after` as Push_mt.
+  bool PushChain_mt(Block* first, Block* last, uint32_t n, uint32_t* count_after = nullptr) {
+    // Relaxed: as Push_mt.
+    uint64_t old = word_.load(std::memory_order_relaxed);
+    for (;;) {
+      RemoteWord w(old);
+      StoreNext(last, w.head());
+      RemoteWord next = RemoteWord::Make(first, w.count() + n, true);
+      // acq_rel on success: as Push_mt (release publishes every link of the chain).
+      if (word_.compare_exchange_weak(old, next.raw(), std::memory_order_acq_rel,
+                                      std::memory_order_relaxed)) {
+        if (count_after != nullptr) *count_after = next.count();
+        return !w.pending();
+      }
+    }
+  }
+
   // Owner, after popping the page from its pending queue (or an adopter holding the flag):
   // takes every block and clears in_remote_pending in one step.
   RemoteWord TakeAll() {

@@ -33,6 +33,7 @@ uint64_t Stat(const Heap* h, HeapStats::Counter c) { return h->stats().Get(c); }
 Policy OpenGates(Route route) {
   Policy p;
   p.cache_class_bytes = 0;
+  p.remote_batch = 1;
   p.route = route;
   p.idle_threshold_ns = 0;
   p.reclaim_after_ns = 0;

@@ -34,6 +34,7 @@
   X(drain_successes, "remote stacks taken that held at least one block")                      \
   X(remote_blocks_drained, "blocks moved from remote stacks to local free lists")             \
   X(remote_frees, "frees of blocks owned by another heap")                                    \
+  X(remote_chains, "chains of held-back remote frees pushed with one CAS each")               \
   X(pages_released, "empty pages returned to the page source")                                \
   X(heaps_abandoned, "heaps abandoned by exiting threads")                                    \
   X(heaps_reused, "abandoned heaps taken over whole by a new thread")                         \

@@ -226,6 +226,7 @@ TEST(IdleProducerStress, ConsumersReleaseAnIdleProducersPagesAsTheyComeBackWhole
       phase.Wait();  // the producer stops allocating; consumers free everything it made
       if (id != 0) {
         for (void* p : shared.given[static_cast<size_t>(id - 1)]) VerifyAndFree(heap, p, &shared);
+        heap->FlushRemoteChains();  // a consumer done with its work pushes what it held back
       }
       phase.Wait();
       if (id == 0) {

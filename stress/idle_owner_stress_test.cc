@@ -96,6 +96,7 @@ TEST(IdleOwnerStressTest, ParkedOwnersPagesAreQueuedAndReusedWithoutNewPages) {
         for (size_t i = static_cast<size_t>(id - 1); i < round.given.size(); i += kFreers) {
           heap->Free(round.given[i]);  // remote: the owner's pages
         }
+        heap->FlushRemoteChains();  // what a freer holds back goes out before it parks
       }
       phase.Wait();  // B: the owner has been parked all along
       phase.Wait();  // C

@@ -38,7 +38,10 @@ const uint64_t kReallocations = stress::Scaled(1500000);
 TEST(OnePageStressTest, RemoteStackHammeredWhileOwnerAllocatesAndDrains) {
   // The owner's cache off: every allocation comes from the page and every block the owner gets
   // is one a freer returned through the remote stack, which is what this test counts.
-  testing::ScopedPolicy policy([](Policy* p) { p->cache_class_bytes = 0; });
+  testing::ScopedPolicy policy([](Policy* p) {
+    p->cache_class_bytes = 0;
+    p->remote_batch = 1;  // every free is on the stack at once: the counts below are exact
+  });
   testing::CountingPageSource* source = testing::NewPermanentSource();
   const uint32_t cap = ClassInfo(SizeToClass(kSize)).capacity;
   std::vector<std::unique_ptr<BlockingQueue<void*>>> inbox;

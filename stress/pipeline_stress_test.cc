@@ -54,6 +54,10 @@ class StageAllocator {
   void Release() {
     if (heap_ != nullptr) HeapRegistry::Global().ReleaseHeap(heap_);
   }
+  // A stage that is done pushes the remote frees it held back (as its next slow path would).
+  void FlushHeldRemoteFrees() {
+    if (heap_ != nullptr) heap_->FlushRemoteChains();
+  }
   Heap* heap() const { return heap_; }
 
  private:
@@ -136,6 +140,7 @@ void RunPipeline(testing::CountingPageSource* source) {
     StageAllocator alloc(source);
     pl.heaps[static_cast<size_t>(id)] = alloc.heap();
     RunStage(pl, alloc, static_cast<uint32_t>(id));
+    alloc.FlushHeldRemoteFrees();
     parked.Wait();  // main thread checks while every stage still owns its heap
     parked.Wait();
     alloc.Release();
