@@ -18,10 +18,12 @@
 //                                       off, small); the thread exits and a new one takes the heap
 //                                       over, so its caches are sized anew (checked per class)
 //  11 FILL         size mode            allocate cap + 1 blocks of that class (cap: the heap's
-//                                       cache capacity for it), then free them, newest first,
+//                                       cache capacity for it, read again after each allocation:
+//                                       a slow path may double it), then free them, newest first,
 //                                       until the class's cache is full; mode odd: one more free,
-//                                       into the full cache, which returns the older half to the
-//                                       pages (FreeToFullCache). The blocks left live stay last.
+//                                       into the full cache, which either grows the cache (the
+//                                       block goes in) or returns the older half to the pages
+//                                       (FreeToFullCache). The blocks left live stay last.
 //  12 FLUSH        -                    Heap::FlushCaches: every cache empty afterwards
 // FILL then EXIT is a thread exit with a full cache (Abandon flushes it).
 // After every op: Heap::CheckInvariants(true), and HeapRegistry::CheckAll(true) plus exact block
@@ -29,6 +31,7 @@
 // first 256, then every 8th: they walk every page, which dominates long schedules).
 // The State destructor frees every live block (verifying stamps), releases the heap and checks
 // that every span went back (invariant 9).
+#include <algorithm>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
@@ -197,12 +200,14 @@ class State {
 
   // FILL: allocates cap + 1 blocks of the class of `size` (appended to the live list), then frees
   // them, newest first, until the class's cache is full; `overflow`: one free more, into the full
-  // cache. The blocks left live stay at the end of the live list (seeds rely on it).
+  // cache. The blocks left live stay at the end of the live list (seeds rely on it). An
+  // allocation's slow path may double the cache (Heap::GrowCache), so cap is read after each.
   void Fill(size_t size, bool overflow) {
     const uint32_t k = mf2::SizeToClass(size);
-    const uint32_t cap = heap_->cache(k).cap;
     const size_t first = live_.size();
-    for (uint32_t i = 0; i < cap + 1; ++i) Allocate(size);
+    for (uint32_t i = 0; i < heap_->cache(k).cap + 1 && !Full(size); ++i) Allocate(size);
+    const uint32_t cap = heap_->cache(k).cap;
+    FUZZ_CHECK(heap_->cache(k).n <= cap, "a cache never holds more than its capacity");
     size_t next = live_.size();  // fresh blocks are live_[first, next)
     auto free_one = [&]() {
       if (next == first) return false;
@@ -214,8 +219,14 @@ class State {
     if (heap_->cache(k).n < cap) return;  // too few blocks (the live-set bound)
     FUZZ_CHECK(heap_->cache(k).n == cap, "a cache never holds more than its capacity");
     if (!overflow || !free_one()) return;
-    FUZZ_CHECK(heap_->cache(k).n == (cap == 0 ? 0 : CacheAfterOverflow(cap)),
-               "a free into a full cache returns the older half to the pages");
+    const uint32_t grown = heap_->cache(k).cap;
+    if (grown != cap) {
+      FUZZ_CHECK(grown == std::min(2 * cap, mf2::Heap::kCacheSlots) && heap_->cache(k).n == cap + 1,
+                 "a full cache that grows takes the freed block without a flush");
+    } else {
+      FUZZ_CHECK(heap_->cache(k).n == (cap == 0 ? 0 : CacheAfterOverflow(cap)),
+                 "a free into a full cache that cannot grow returns the older half to the pages");
+    }
   }
 
   bool Full(size_t size) const {
