@@ -1,0 +1,210 @@
+// Remote frees held back and pushed in chains (Heap::HoldRemote, Heap::PushChain, Policy::
+// remote_batch): when a held block reaches its page's remote stack, that nothing is lost on the
+// way, and that a thread which stops freeing does not keep what it holds past its next slow path,
+// its flush or its exit. Explicit heaps play the threads, except in the exit test; caches are
+// off so every free reaches the heap's page logic.
+#include <cstdint>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "mf2/heap.h"
+#include "mf2/heap_registry.h"
+#include "mf2/mf2.hpp"
+#include "mf2/policy.h"
+#include "mf2/testing/test_heaps.h"
+
+namespace mf2 {
+namespace {
+
+using testing::TestHeaps;
+
+constexpr size_t kSize = 256;  // 256 blocks in a 64 KiB span: room for batches
+const uint32_t kClass = SizeToClass(kSize);
+
+Policy BatchPolicy(uint32_t batch) {
+  Policy p;
+  p.cache_class_bytes = 0;
+  p.remote_batch = batch;
+  p.reclaim_idle = false;  // nothing released behind the counts below
+  p.background_reclaim = false;
+  return p;
+}
+
+class RemoteBatchTest : public ::testing::Test {
+ protected:
+  void TearDown() override { SetPolicyForTesting(Policy()); }
+
+  static uint32_t OnStack(const void* p) { return PageOf(p)->remote().Peek().count(); }
+  static bool Flagged(const void* p) { return PageOf(p)->remote().Peek().pending(); }
+  static uint32_t Held(const Heap* h) {
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < Heap::kRemoteSlots; ++i) n += h->remote_chain(i).count;
+    return n;
+  }
+  static uint64_t Stat(Heap* h, HeapStats::Counter c) { return h->stats().Get(c); }
+
+  // `n` blocks of one page of `owner` (its active page of kClass).
+  static std::vector<void*> BlocksOfOnePage(Heap* owner, size_t n) {
+    std::vector<void*> blocks;
+    for (size_t i = 0; i < n; ++i) blocks.push_back(owner->Allocate(kSize));
+    for (void* p : blocks) EXPECT_EQ(PageOf(p), PageOf(blocks[0])) << "one page";
+    return blocks;
+  }
+};
+
+TEST_F(RemoteBatchTest, AFullBatchGoesOutWithOneCas) {
+  SetPolicyForTesting(BatchPolicy(32));
+  TestHeaps heaps;
+  Heap* owner = heaps.Acquire();
+  Heap* freer = heaps.Acquire();
+  std::vector<void*> blocks = BlocksOfOnePage(owner, 40);
+  const uint64_t chains_before = Stat(freer, HeapStats::k_remote_chains);
+  for (int i = 0; i < 31; ++i) freer->Free(blocks[i]);
+  EXPECT_EQ(OnStack(blocks[0]), 0u) << "31 remote frees are held, none pushed yet";
+  EXPECT_FALSE(Flagged(blocks[0])) << "the page is not queued on its owner yet";
+  EXPECT_EQ(Held(freer), 31u);
+  EXPECT_EQ(PageOf(blocks[0])->used(), 40u) << "held blocks stay counted in the page's used()";
+  HeapRegistry::Global().CheckAll(false);
+
+  freer->Free(blocks[31]);
+  EXPECT_EQ(OnStack(blocks[0]), 32u) << "the 32nd free pushes the whole chain";
+  EXPECT_TRUE(Flagged(blocks[0])) << "and that push takes the page's 0->1 edge";
+  EXPECT_EQ(Held(freer), 0u);
+  EXPECT_EQ(Stat(freer, HeapStats::k_remote_chains) - chains_before, 1u) << "with one CAS";
+
+  for (size_t i = 32; i < blocks.size(); ++i) owner->Free(blocks[i]);
+  HeapRegistry::Global().CheckAll(false);
+  heaps.Release(freer);
+  heaps.Release(owner);
+  EXPECT_EQ(heaps.source().outstanding(), 0u) << "every block came back, the page with them";
+}
+
+TEST_F(RemoteBatchTest, HeldFreesGoOutAtTheFreersNextSlowPath) {
+  SetPolicyForTesting(BatchPolicy(32));
+  TestHeaps heaps;
+  Heap* owner = heaps.Acquire();
+  Heap* freer = heaps.Acquire();
+  std::vector<void*> blocks = BlocksOfOnePage(owner, 5);
+  for (void* p : blocks) freer->Free(p);
+  ASSERT_EQ(OnStack(blocks[0]), 0u);
+  // The freer's allocation of another class runs its slow path (caches are off): a thread that
+  // keeps working sends what it held within one slow path.
+  void* q = freer->Allocate(64);
+  EXPECT_EQ(OnStack(blocks[0]), 5u) << "the slow path pushed the held frees";
+  EXPECT_TRUE(Flagged(blocks[0]));
+  EXPECT_EQ(Held(freer), 0u);
+  freer->Free(q);
+  heaps.Release(freer);
+  heaps.Release(owner);
+  EXPECT_EQ(heaps.source().outstanding(), 0u);
+}
+
+TEST_F(RemoteBatchTest, FlushCachesPushesHeldFrees) {
+  SetPolicyForTesting(BatchPolicy(32));
+  TestHeaps heaps;
+  Heap* owner = heaps.Acquire();
+  Heap* freer = heaps.Acquire();
+  std::vector<void*> blocks = BlocksOfOnePage(owner, 7);
+  for (void* p : blocks) freer->Free(p);
+  ASSERT_EQ(OnStack(blocks[0]), 0u);
+  freer->FlushCaches();  // what mf2_thread_flush() and memory pressure run
+  EXPECT_EQ(OnStack(blocks[0]), 7u);
+  EXPECT_EQ(Held(freer), 0u);
+  heaps.Release(freer);
+  heaps.Release(owner);
+  EXPECT_EQ(heaps.source().outstanding(), 0u);
+}
+
+TEST_F(RemoteBatchTest, ReleasingTheHeapPushesHeldFrees) {
+  SetPolicyForTesting(BatchPolicy(32));
+  TestHeaps heaps;
+  Heap* owner = heaps.Acquire();
+  Heap* freer = heaps.Acquire();
+  std::vector<void*> blocks = BlocksOfOnePage(owner, 3);
+  for (void* p : blocks) freer->Free(p);
+  ASSERT_EQ(OnStack(blocks[0]), 0u);
+  heaps.Release(freer);  // the heap of an exiting thread is abandoned through the same code
+  EXPECT_EQ(OnStack(blocks[0]), 3u);
+  heaps.Release(owner);
+  EXPECT_EQ(heaps.source().outstanding(), 0u);
+}
+
+// Blocks of more pages than there are chains: a page that needs a busy slot pushes the chain
+// there first. Whichever way the pages hash, every free is either held or on its page's stack,
+// exactly once, and a flush leaves none held.
+TEST_F(RemoteBatchTest, PagesSharingASlotLoseNothing) {
+  SetPolicyForTesting(BatchPolicy(32));
+  TestHeaps heaps;
+  Heap* owner = heaps.Acquire();
+  Heap* freer = heaps.Acquire();
+  // One block from each of 3 * kRemoteSlots + 1 pages of owner (explicit pages: fill each).
+  std::vector<void*> one_per_page;
+  std::vector<void*> rest;
+  std::set<Page*> pages;
+  while (pages.size() < 3 * Heap::kRemoteSlots + 1) {
+    void* p = owner->Allocate(kSize);
+    if (pages.insert(PageOf(p)).second) {
+      one_per_page.push_back(p);
+    } else {
+      rest.push_back(p);
+    }
+  }
+  for (size_t i = 0; i < one_per_page.size(); ++i) {
+    freer->Free(one_per_page[i]);
+    uint32_t on_stacks = 0;
+    for (size_t j = 0; j <= i; ++j) on_stacks += OnStack(one_per_page[j]);
+    ASSERT_EQ(on_stacks + Held(freer), i + 1) << "each free held or pushed, once";
+    ASSERT_LE(Held(freer), Heap::kRemoteSlots) << "one page per chain";
+  }
+  EXPECT_GE(Stat(freer, HeapStats::k_remote_chains), 2u * Heap::kRemoteSlots + 1)
+      << "at most kRemoteSlots pages are held at once";
+  HeapRegistry::Global().CheckAll(false);
+  freer->FlushRemoteChains();
+  for (void* p : one_per_page) EXPECT_EQ(OnStack(p), 1u);
+  EXPECT_EQ(Held(freer), 0u);
+  for (void* p : rest) owner->Free(p);
+  heaps.Release(freer);
+  heaps.Release(owner);
+  EXPECT_EQ(heaps.source().outstanding(), 0u);
+}
+
+TEST_F(RemoteBatchTest, ABatchOfOnePushesEveryFreeAtOnce) {
+  SetPolicyForTesting(BatchPolicy(1));
+  TestHeaps heaps;
+  Heap* owner = heaps.Acquire();
+  Heap* freer = heaps.Acquire();
+  std::vector<void*> blocks = BlocksOfOnePage(owner, 4);
+  for (uint32_t i = 0; i < 4; ++i) {
+    freer->Free(blocks[i]);
+    EXPECT_EQ(OnStack(blocks[0]), i + 1);
+    EXPECT_EQ(Held(freer), 0u);
+  }
+  heaps.Release(freer);
+  heaps.Release(owner);
+  EXPECT_EQ(heaps.source().outstanding(), 0u);
+}
+
+// A real thread with its own heap frees blocks of the main thread's page and exits: its exit
+// hook pushes them, with no slow path after the frees.
+TEST_F(RemoteBatchTest, ThreadExitPushesHeldFrees) {
+  SetPolicyForTesting(BatchPolicy(32));
+  TestHeaps heaps;
+  Heap* owner = heaps.Acquire();
+  std::vector<void*> blocks = BlocksOfOnePage(owner, 6);
+  std::thread t([&blocks] {
+    void* mine = mf2::Allocate(kSize);  // takes a heap (a thread that only frees holds nothing)
+    mf2::Free(mine);
+    for (void* p : blocks) mf2::Free(p);
+  });
+  t.join();
+  EXPECT_EQ(OnStack(blocks[0]), 6u) << "the exiting thread pushed what it held";
+  EXPECT_TRUE(Flagged(blocks[0]));
+  HeapRegistry::Global().CheckAll(false);
+  heaps.Release(owner);
+  EXPECT_EQ(heaps.source().outstanding(), 0u);
+}
+
+}  // namespace
+}  // namespace mf2
