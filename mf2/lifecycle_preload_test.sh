@@ -71,19 +71,24 @@ for mode in after-hook first-in-last-round; do
   reclaims=$(stat dead_owner_reclaims)
   dead_allocs=$(stat dead_thread_allocs)
   abandoned=$(stat heaps_abandoned)
+  exited=$(stat exited_thread_heaps)
   evidence="rss ${rss:-?} KiB (max ${maxrss:-?}; glibc ${glibc_rss:-?})"
   evidence+=", segments_mapped ${segments:-?}, dead_owner_reclaims ${reclaims:-?}"
   evidence+=", dead_thread_allocs ${dead_allocs:-?}, heaps_abandoned ${abandoned:-?}"
-  # Allocations by threads past MF2's hook are counted only where the hook has run.
+  evidence+=", exited_thread_heaps ${exited:-?}"
+  # Allocations by threads past MF2's hook are counted only where the hook has run; heaps whose
+  # thread never ran the hook (first allocation in the last round) are found by thread id.
   dead_ok=1
   [ $mode = after-hook ] && [ "${dead_allocs:-0}" -eq 0 ] && dead_ok=0
+  [ $mode = first-in-last-round ] && [ "${exited:-0}" -eq 0 ] && dead_ok=0
   if [ $rc -eq 0 ] && [ -n "$rss" ] && [ "$rss" -le $kRssLimitKb ] &&
       [ "$maxrss" -le $kRssLimitKb ] && [ -n "$segments" ] && [ "$segments" -le $kSegmentLimit ] &&
       [ "${reclaims:-0}" -gt 0 ] && [ $dead_ok -eq 1 ] && ! grep -q "^mf2: " "$tmp/err"; then
     pass "thread_exit_frees $mode: $evidence"
   else
     fail "thread_exit_frees $mode (exit $rc; bounds: rss <= $kRssLimitKb KiB, segments <=" \
-      "$kSegmentLimit, dead_owner_reclaims > 0, dead_thread_allocs > 0 after the hook): $evidence"
+      "$kSegmentLimit, dead_owner_reclaims > 0, dead_thread_allocs > 0 after the hook," \
+      "exited_thread_heaps > 0 in the last round): $evidence"
   fi
 done
 

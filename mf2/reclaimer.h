@@ -20,7 +20,8 @@
 // notifies (a seq_cst exchange of `pending`); the reclaimer clears `pending` (seq_cst) before it
 // scans the counts (seq_cst loads), and sleeps only on pending == 0. Store-buffering shape with
 // every access seq_cst: either the scan sees the count, or the exchange comes after the clear and
-// the futex wait returns at once.
+// the futex wait returns at once. Spin model: model/reclaimer.pml (with three mutants that lose
+// a wake-up).
 #ifndef MF2_RECLAIMER_H_
 #define MF2_RECLAIMER_H_
 

@@ -77,6 +77,12 @@ MODELS=(
   "mutant|W_ready_clear|ready_sb.pml|-DMUTANT_READY_CLEAR|&&counted|weak memory: an acq_rel ClearReady is outside the seq_cst order, so MarkReady's seq_cst check may still read the bit set: hint lost"
   "mutant|W_ready_pop|ready_sb.pml|-DMUTANT_READY_POP|&&counted|weak memory: the adopter's relaxed empty check after ClearReady misses a page given back (and re-marked) by another adopter: hint lost"
   "mutant|A_where_first|detach_armed.pml|-DMUTANT_WHERE_FIRST|incs<=1|the adopter reads where before adoptable_detach: it pairs an unarmed detach's kDetached with the 1 of a Detach in progress (after a route switch) and takes a page its owner still uses (mutual exclusion)"
+  # The background reclaimer's wake-up handshake (reclaimer.pml; README.md, "reclaimer.pml").
+  "verify|reclaimer|reclaimer.pml|||"
+  "verify|reclaimer_3_notifiers|reclaimer.pml|-DNN=3||"
+  "mutant|M_rc_clear_after_pass|reclaimer.pml|-DMUTANT_CLEAR_AFTER_PASS|SWEPT==|the reclaimer clears its notification word after the pass instead of before: a notifier that saw the word still set returns, the pass had missed its count, the reclaimer sleeps with a whole page owed"
+  "mutant|M_rc_notify_first|reclaimer.pml|-DMUTANT_NOTIFY_FIRST|SWEPT==|Notify before counting the whole page: the pass it starts reads the count before it grows, and the reclaimer sleeps"
+  "mutant|M_rc_wake_check_first|reclaimer.pml|-DMUTANT_WAKE_CHECK_FIRST|SWEPT==|the notifier reads 'sleeping' before its exchange of the word: it sees the reclaimer awake, the reclaimer then sleeps, and the exchange wakes nobody"
   # Per-thread caches under a concurrent double free (cache.pml; README.md, "cache.pml").
   "verify|cache|cache.pml|||"
   "verify|cache_remote_cas_strict|cache.pml|-DREMOTE_CAS -DSTRICT||"
