@@ -1,5 +1,5 @@
 // fork(): no MF2 lock may be held by another thread at the moment of fork, or the child would
-// inherit it locked forever. Lock order: registry, page source, large table.
+// inherit it locked forever. Lock order: policy (OptionSet), registry, page source, large table.
 //
 // Other libraries' fork handlers may allocate. glibc runs prepare handlers in reverse order of
 // registration and parent/child handlers in order, so a library that registered before MF2
@@ -27,6 +27,7 @@
 #include "mf2/large.h"
 #include "mf2/mutex.h"
 #include "mf2/page_source.h"
+#include "mf2/policy.h"
 #include "mf2/reclaimer.h"
 #include "mf2/thread_heap.h"
 
@@ -37,6 +38,7 @@ using mutex_internal::t_fork_phase;
 
 void PrepareFork() {
   t_fork_phase = mutex_internal::kLocking;  // each lock below is marked as held for this fork
+  PolicyPrepareFork();
   HeapRegistry::Global().PrepareFork();
   OsPageSource::Global().PrepareFork();
   LargePrepareFork();
@@ -47,6 +49,7 @@ void ParentAfterFork() {
   LargeParentAfterFork();
   OsPageSource::Global().ParentAfterFork();
   HeapRegistry::Global().ParentAfterFork();
+  PolicyParentAfterFork();
   t_fork_phase = mutex_internal::kNotForking;
 }
 void ChildAfterFork() {
@@ -54,6 +57,7 @@ void ChildAfterFork() {
   LargeChildAfterFork();
   OsPageSource::Global().ChildAfterFork();
   HeapRegistry::Global().ChildAfterFork();
+  PolicyChildAfterFork();
   t_fork_phase = mutex_internal::kNotForking;
   ThreadHeapAfterForkInChild();
   reclaimer::AfterForkInChild();

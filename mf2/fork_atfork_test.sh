@@ -4,6 +4,7 @@
 # Each program forks repeatedly while threads allocate; a deadlock shows as a timeout.
 #   fork_atfork_static_mf2: MF2 linked in statically (//mf2:malloc)
 #   fork_atfork + LD_PRELOAD of libmf2_malloc.so
+#   fork_option_set: threads change options (mf2_option_set) while the main thread forks
 set -uo pipefail
 
 lib="$PWD/mf2/libmf2_malloc.so"
@@ -36,6 +37,8 @@ run static_mf2 "$td/fork_atfork_static_mf2"
 run preload env LD_PRELOAD="$lib" "$td/fork_atfork"
 # Under glibc's malloc, for reference (the program itself must be sound).
 run glibc "$td/fork_atfork"
+# Other threads inside mf2_option_set (the policy lock) at the moment of fork.
+run option_set "$td/fork_option_set"
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -263,6 +263,9 @@ Mutex g_set_mu;
 char* g_arena ABSL_GUARDED_BY(g_set_mu) = nullptr;
 size_t g_arena_left ABSL_GUARDED_BY(g_set_mu) = 0;
 
+// Relaxed: a statistic for tests (PolicyCopies), ordered with nothing.
+std::atomic<uint64_t> g_copies{0};
+
 Policy* NewPolicyCopy(const Policy& p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_set_mu) {
   constexpr size_t kSlot = (sizeof(Policy) + alignof(Policy) - 1) & ~(alignof(Policy) - 1);
   constexpr size_t kChunk = size_t{64} << 10;
@@ -275,6 +278,7 @@ Policy* NewPolicyCopy(const Policy& p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_set_mu) {
   Policy* copy = new (g_arena) Policy(p);
   g_arena += kSlot;
   g_arena_left -= kSlot;
+  g_copies.fetch_add(1, std::memory_order_relaxed);
   return copy;
 }
 
@@ -476,10 +480,10 @@ const Policy& policy_internal::InitPolicy() {
 
 namespace {
 
-// SetPolicyForTesting's copies, one per distinct set of option values (a fuzzer switches among a
-// few thousand at most), found by hashing the values: tests and fuzzers may switch policies as
-// often as they like without the arena growing, and without writing a copy that a thread (the
-// background reclaimer) may be reading.
+// The policy copies of SetPolicyForTesting and OptionSet, one per distinct set of option values
+// (a fuzzer switches among a few thousand at most), found by hashing the values: tests, fuzzers
+// and programs may switch policies as often as they like without the arena growing, and without
+// writing a copy that a thread (the background reclaimer) may be reading.
 constexpr size_t kInterned = 8192;  // a power of two
 const Policy** g_interned ABSL_GUARDED_BY(g_set_mu) = nullptr;
 size_t g_interned_count ABSL_GUARDED_BY(g_set_mu) = 0;
@@ -501,14 +505,15 @@ const Policy* InternPolicy(const Policy& p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_set_
   if (g_interned == nullptr) {
     void* mem = mmap(nullptr, kInterned * sizeof(Policy*), PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    MF2_CHECK(mem != MAP_FAILED, "SetPolicyForTesting: no memory for its table");
+    if (mem == MAP_FAILED) return nullptr;
     g_interned = static_cast<const Policy**>(mem);
   }
   for (size_t i = OptionsHash(p) & (kInterned - 1);; i = (i + 1) & (kInterned - 1)) {
     if (g_interned[i] == nullptr) {
-      MF2_CHECK(++g_interned_count <= kInterned / 2, "SetPolicyForTesting: too many policies");
+      if (g_interned_count == kInterned / 2) return nullptr;  // full: the caller decides
       const Policy* copy = NewPolicyCopy(p);
-      MF2_CHECK(copy != nullptr, "SetPolicyForTesting: no memory for a policy");
+      if (copy == nullptr) return nullptr;
+      ++g_interned_count;
       g_interned[i] = copy;
       return copy;
     }
@@ -524,7 +529,9 @@ void SetPolicyForTesting(const Policy& policy) {
     MutexLock lock(&g_set_mu);
     // Release: a reader that acquires the pointer sees every field of the copy (published as
     // OptionSet does; an earlier copy stays valid for a reader still holding it).
-    g_current.store(InternPolicy(policy), std::memory_order_release);
+    const Policy* copy = InternPolicy(policy);
+    MF2_CHECK(copy != nullptr, "SetPolicyForTesting: no memory for a policy, or too many policies");
+    g_current.store(copy, std::memory_order_release);
   }
   SetRoute(policy.route);
 }
@@ -552,7 +559,10 @@ int OptionSet(const char* name, long long value) {
     // Relaxed: setters are serialised by g_set_mu, which orders this load after the last store.
     Policy next = *g_current.load(std::memory_order_relaxed);
     o->store(&next, v);
-    const Policy* copy = NewPolicyCopy(next);
+    // Interned: a program that switches between a few settings, however often, keeps one copy
+    // of each. Beyond kInterned / 2 distinct policies each new one is a copy of its own.
+    const Policy* copy = InternPolicy(next);
+    if (copy == nullptr) copy = NewPolicyCopy(next);
     if (copy == nullptr) return ENOMEM;
     // Release: a reader that acquires the pointer sees every field of the copy.
     g_current.store(copy, std::memory_order_release);
@@ -575,5 +585,12 @@ void SetRoute(Route r) {
   NoteRoute(r);  // armed before any slow path can run under the new route
   g_route.store(static_cast<uint8_t>(r), std::memory_order_relaxed);
 }
+
+// Relaxed: a statistic.
+uint64_t PolicyCopies() { return g_copies.load(std::memory_order_relaxed); }
+
+void PolicyPrepareFork() ABSL_NO_THREAD_SAFETY_ANALYSIS { g_set_mu.Lock(); }
+void PolicyParentAfterFork() ABSL_NO_THREAD_SAFETY_ANALYSIS { g_set_mu.Unlock(); }
+void PolicyChildAfterFork() { g_set_mu.ResetAfterFork(); }
 
 }  // namespace mf2

@@ -172,9 +172,21 @@ void PrintOptions(const Policy& policy, int fd);
 bool OptionGet(const char* name, long long* out);
 // Sets option `name` to `value` (in the option's unit) at run time: 0, or EINVAL for unknown
 // names, string options and values out of range, or ENOMEM. Safe while other threads allocate:
-// a new immutable copy of the policy is published (about 150 bytes that are never freed, so
-// this is for configuration, not for a loop). Setting MF2_ROUTE switches the route (SetRoute).
+// an immutable copy of the new policy is published. Copies are never freed (a reader may still
+// hold one) but are interned: setting options back and forth keeps one copy per distinct policy
+// (about 150 bytes each; past 4096 distinct ones, each new one is a copy of its own). Setting
+// MF2_ROUTE switches the route (SetRoute).
 int OptionSet(const char* name, long long value);
+
+// Policy copies made so far (never freed; tests check that repeated settings reuse them).
+uint64_t PolicyCopies();
+
+// fork() (fork.cc): the lock that serialises OptionSet and SetPolicyForTesting, taken first by
+// MF2's prepare handler (its holders take no other lock), released in the parent and
+// re-initialised in the child, so a child never inherits it held by a thread it does not have.
+void PolicyPrepareFork();
+void PolicyParentAfterFork();
+void PolicyChildAfterFork();
 
 }  // namespace mf2
 

@@ -256,6 +256,19 @@ TEST_F(OptionsTest, GetAndSetRoundTripInTheOptionsUnits) {
   EXPECT_EQ(route, static_cast<long long>(Route::kRouteS));
 }
 
+// Copies of the policy are never freed (a reader may hold one), so OptionSet interns them: a
+// program switching an option back and forth keeps one copy per distinct policy.
+TEST_F(OptionsTest, SettingOptionsBackAndForthMakesNoNewCopies) {
+  ASSERT_EQ(OptionSet("MF2_PENDING_BUDGET", 3), 0);
+  ASSERT_EQ(OptionSet("MF2_PENDING_BUDGET", 5), 0);
+  const uint64_t before = PolicyCopies();
+  for (int i = 0; i < 100000; ++i) {
+    ASSERT_EQ(OptionSet("MF2_PENDING_BUDGET", 3 + 2 * (i & 1)), 0);
+  }
+  EXPECT_EQ(GetPolicy().pending_budget, 5u);
+  EXPECT_EQ(PolicyCopies(), before) << "100,000 settings of two policies made new copies";
+}
+
 TEST_F(OptionsTest, UnknownNamesAreRejected) {
   long long v = 7;
   EXPECT_FALSE(OptionGet("MF2_NO_SUCH_OPTION", &v));
