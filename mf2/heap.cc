@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <initializer_list>
 
 #include "mf2/adoption.h"
@@ -725,16 +726,24 @@ size_t Heap::UsableSize(const void* p, const char* call) {
   return 0;
 }
 
-void* Heap::AllocateLarge(size_t size, size_t alignment) {
+void* Heap::AllocateZeroedLarge(size_t size) {
+  bool zeroed = false;
+  void* p = AllocateLarge(size, kMinAlign, &zeroed);
+  // A mapping reused from the large cache held a freed block.
+  if (p != nullptr && !zeroed) memset(p, 0, size);
+  return p;
+}
+
+void* Heap::AllocateLarge(size_t size, size_t alignment, bool* zeroed) {
   MF2_STAT_INC(stats_, large_allocs);
-  if (void* p = LargeAllocate(size, alignment)) return p;
+  if (void* p = LargeAllocate(size, alignment, zeroed)) return p;
   // The OS refused even after the shared caches were released (large.cc): what this heap keeps
   // (cached blocks pinning pages, spare empty pages) may be what stands in the way.
   if (is_sentinel() || errno != ENOMEM) return nullptr;
   FlushCaches();
   ReleaseRetainedEmpties();
   OsPageSource::Global().ReleaseUnderPressure();
-  return LargeAllocate(size, alignment);
+  return LargeAllocate(size, alignment, zeroed);
 }
 
 void* Heap::AllocateAligned(size_t alignment, size_t size) {

@@ -147,6 +147,10 @@ class Heap {
   Heap& operator=(const Heap&) = delete;
 
   // ---- Owner (claim holder) ----
+  // calloc above the largest class: a block that reads as zeros (a fresh mapping is not
+  // written, so a huge calloc faults nothing in). Counted and retried under memory pressure as
+  // every large allocation.
+  void* AllocateZeroedLarge(size_t size);
   // nullptr with errno = ENOMEM when memory is exhausted or `size` is absurd.
   MF2_ALWAYS_INLINE void* Allocate(size_t size) {
     Magazine* m;
@@ -321,7 +325,7 @@ class Heap {
   MF2_NOINLINE void FreeUnusual(void* p, const char* call);
   MF2_NOINLINE void ReportBadFree(void* p, const char* call);
   MF2_NOINLINE void ReportDoubleFree(void* p, const char* call);
-  MF2_NOINLINE void* AllocateLarge(size_t size, size_t alignment);
+  MF2_NOINLINE void* AllocateLarge(size_t size, size_t alignment, bool* zeroed = nullptr);
   void FreeDetached(Page* page, Block* b);
   void PageGainedFree(Page* page);
 

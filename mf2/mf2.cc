@@ -135,6 +135,8 @@ void* mf2_heap_calloc(mf2_heap_t* h, size_t n, size_t size) {
     errno = ENOMEM;
     return nullptr;
   }
+  // Large: a fresh mapping reads as zeros and is not written (Heap::AllocateZeroedLarge).
+  if (total > mf2::kMaxClassSize) return heap->AllocateZeroedLarge(total);
   void* p = mf2::HeapAllocate(heap, total);
   if (p != nullptr) memset(p, 0, total);
   return p;

@@ -179,6 +179,29 @@ TEST(Api, CallocZeroesAndRejectsOverflow) {
   mf2_free(z);
 }
 
+// A large calloc is a large allocation like any other: counted, zeroed even when its mapping
+// is reused from the large cache (dirty), through the thread's heap and an explicit one.
+TEST(Api, LargeCallocIsCountedAndZeroed) {
+  constexpr size_t kLarge = size_t{1} << 20;
+  mf2_heap_t* h = mf2_heap_new();
+  ASSERT_NE(h, nullptr);
+  for (int round = 0; round < 3; ++round) {
+    void* dirty = mf2_malloc(kLarge);  // from round 1 on, the mapping calloc freed last
+    ASSERT_NE(dirty, nullptr);
+    memset(dirty, 0xab, kLarge);
+    mf2_free(dirty);
+    const uint64_t before = mf2::GetStats().large_allocs;
+    auto* p = static_cast<unsigned char*>(round == 2 ? mf2_heap_calloc(h, kLarge / 8, 8)
+                                                     : mf2_calloc(kLarge / 8, 8));
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(mf2::GetStats().large_allocs, before + 1) << "round " << round;
+    for (size_t b = 0; b < kLarge; b += 4093) ASSERT_EQ(p[b], 0) << "byte " << b;
+    ASSERT_EQ(p[kLarge - 1], 0);
+    mf2_free(p);
+  }
+  mf2_heap_delete(h);
+}
+
 TEST(Api, ReallocKeepsContentsAndFollowsC) {
   auto* p = static_cast<unsigned char*>(mf2_realloc(nullptr, 100));  // NULL: allocates
   ASSERT_NE(p, nullptr);

@@ -8,6 +8,7 @@
 #include "mf2/mf2.hpp"
 #include "mf2/segment.h"
 #include "mf2/size_class.h"
+#include "mf2/thread_heap.h"
 
 namespace mf2 {
 namespace {
@@ -62,11 +63,8 @@ void* AllocateZeroed(size_t n, size_t size) {
   }
   if (total > kMaxClassSize) {
     // A fresh mapping is the kernel's zero pages: writing zeros would only fault every page in
-    // (a 2 GiB calloc would touch 2 GiB). A mapping reused from the cache held a freed block.
-    bool zeroed = false;
-    void* p = LargeAllocate(total, kMinAlign, &zeroed);
-    if (p != nullptr && !zeroed) memset(p, 0, total);
-    return p;
+    // (a 2 GiB calloc would touch 2 GiB).
+    return ThreadHeap()->AllocateZeroedLarge(total);
   }
   void* p = Allocate(total);
   if (p != nullptr) memset(p, 0, total);
