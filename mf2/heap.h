@@ -393,7 +393,9 @@ class Heap {
   // Pages of this heap that came back whole and are still queued (approximate: a page adopted
   // between its completion and its take is counted on one heap and discounted on another).
   alignas(64) std::atomic<int64_t> xwhole_unswept_{0};
-  std::atomic<bool> xsweep_wanted_{false};  // a sweep is owed (by whoever holds xsweeping_)
+  // Another pass is owed by whoever holds xsweeping_. Written only by exchanges, so a request
+  // is never overwritten unseen (ReclaimIdleOwner_mt; model/sweep_sb.pml).
+  std::atomic<bool> xsweep_wanted_{false};
   std::atomic<bool> xsweeping_{false};      // one sweeper at a time
   // Observers' probe (OwnerIdle_mt), written by other threads, so away from the owner's lines:
   // (low 24 bits of the epoch seen) << 40 | (time seen, microseconds, 40 bits).
