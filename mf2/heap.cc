@@ -629,16 +629,8 @@ void Heap::AfterRemotePush(Page* page, Heap* owner, bool won, bool completed) {
   // A sentinel (a thread without a heap) or a helper adopts nothing.
   if (won) QueueWonPage_mt(page, adopter());
   // The page came back whole, or we queued a page that a completer's sweep may have missed
-  // while we held it: sweep if the owner has a batch of whole pages waiting (and is idle).
-  if (!(completed || won) || owner == nullptr) return;
-  const Policy& policy = GetPolicy();
-  if (!policy.reclaim_idle) return;
-  if (owner->whole_unswept_mt() >= static_cast<int64_t>(policy.reclaim_batch)) {
-    ReclaimIdleOwner_mt(owner);
-  }
-  // Whatever this free could not release (the owner not idle yet, or fewer than a batch of whole
-  // pages) the background reclaimer releases once the owner has been idle long enough.
-  if (completed) reclaimer::Notify();
+  // while we held it.
+  if ((completed || won) && owner != nullptr) RequestSweep_mt(owner);
 }
 
 // The owner frees into one of its detached (full) pages: only the flag holder may touch such a

@@ -12,10 +12,10 @@
 //                       thread that turns in_remote_pending 0->1 pushes the page once on the
 //                       owner's pending queue; if the owner has exited, it drains that heap and
 //                       takes over the pages it dequeues. The push that brings a page back whole
-//                       counts it; once an idle owner has reclaim_batch such pages, the freer
-//                       sweeps that owner's queue and releases them (ReclaimIdleOwner_mt), and
-//                       the background reclaimer (reclaimer.h) does the same for owners that
-//                       stay idle with fewer.
+//                       counts it and asks for a sweep (RequestSweep_mt): the background
+//                       reclaimer (reclaimer.h) sweeps the queues of idle owners and releases
+//                       their whole pages; without it (or far behind) the freer sweeps an idle
+//                       owner itself once reclaim_batch such pages wait (ReclaimIdleOwner_mt).
 // Cache full (FreeToFullCache): the older half goes back to its pages (ReturnBlock: local free
 //                      list, page state changes: full -> partial, empty -> kept or released).
 // Cache empty (AllocateSlow): one page with a free block is found in Route S's order, and up to
@@ -234,7 +234,8 @@ class Heap {
   // ---- Route P, cda and idle reclamation (any thread, about another heap) ----
   // Whether the owner has not entered its allocation slow path for `threshold_ns`, as observed
   // by callers (the first observation of a new slow-path epoch starts the clock: never early).
-  bool OwnerIdle_mt(uint64_t now_ns, uint64_t threshold_ns);
+  // When not idle, *idle_in_ns (if given) is how long until it would be, with no slow path.
+  bool OwnerIdle_mt(uint64_t now_ns, uint64_t threshold_ns, uint64_t* idle_in_ns = nullptr);
   // Whether the owner's partial list for class k is empty (an atomic mirror of partial_[k]).
   bool PartialEmpty_mt(uint32_t k) const {
     // Relaxed: a gate, re-decided on every attempt; the page itself is taken under its flag.
@@ -242,9 +243,16 @@ class Heap {
   }
   // The calling thread (owner of this heap) freed the last remote block of a page of `owner`:
   // if `owner` is idle, release every completely free detached page on its pending queue.
-  // Returns false when the owner was not idle yet (its whole pages are still owed), true
-  // otherwise (swept, handed to a sweep in progress, or not for this heap to sweep).
-  bool ReclaimIdleOwner_mt(Heap* owner);
+  // Returns false when the owner was not idle yet (its whole pages are still owed; *idle_in_ns,
+  // if given: how long until it would be), true otherwise (swept, handed to a sweep in
+  // progress, or not for this heap to sweep).
+  bool ReclaimIdleOwner_mt(Heap* owner, uint64_t* idle_in_ns = nullptr);
+  // `owner` may have whole pages to sweep (a page of it came back whole, or we queued or gave
+  // back pages that a completer's sweep may have missed). With the background reclaimer, wakes
+  // it: the sweep and the madvise of what it releases stay off this thread's path. Sweeps
+  // itself (ReclaimIdleOwner_mt) once reclaim_batch whole pages wait when there is no
+  // reclaimer, or when the reclaimer is starved (reclaimer::Starved).
+  void RequestSweep_mt(Heap* owner);
   // Pages of this heap that came back whole and were not taken yet (see FreeRemote).
   int64_t whole_unswept_mt() const { return xwhole_unswept_.load(std::memory_order_seq_cst); }
 

@@ -8,23 +8,30 @@
 #include "mf2/adoption.h"
 #include "mf2/heap.h"
 #include "mf2/heap_registry.h"
+#include "mf2/page_source.h"
 #include "mf2/policy.h"
+#include "mf2/reclaimer.h"
 
 namespace mf2 {
 
-bool Heap::OwnerIdle_mt(uint64_t now_ns, uint64_t threshold_ns) {
+bool Heap::OwnerIdle_mt(uint64_t now_ns, uint64_t threshold_ns, uint64_t* idle_in_ns) {
   constexpr uint64_t kTimeMask = (uint64_t{1} << 40) - 1;
   // Relaxed loads and stores: a heuristic; racing observers at worst restart the clock.
   const uint64_t epoch = xslow_epoch_.load(std::memory_order_relaxed) & 0xffffff;
   const uint64_t now_us = (now_ns / 1000) & kTimeMask;
   const uint64_t probe = xidle_probe_.load(std::memory_order_relaxed);
+  uint64_t idle_for_ns = 0;
   if (probe == 0 || (probe >> 40) != epoch) {
     // First sight of this epoch: the owner has been idle at most since now.
     xidle_probe_.store((epoch << 40) | now_us | (probe == 0 && now_us == 0 ? 1 : 0),
                        std::memory_order_relaxed);
-    return threshold_ns == 0;
+  } else {
+    idle_for_ns = ((now_us - (probe & kTimeMask)) & kTimeMask) * 1000;
   }
-  return ((now_us - (probe & kTimeMask)) & kTimeMask) * 1000 >= threshold_ns;
+  if (idle_for_ns >= threshold_ns) return true;
+  // Without another slow path, the owner is idle in (threshold - idle so far).
+  if (idle_in_ns != nullptr) *idle_in_ns = threshold_ns - idle_for_ns;
+  return false;
 }
 
 // Pops `owner`'s queue (the caller then holds the flag of every page on it) and, per page, asks
@@ -122,10 +129,7 @@ Page* Heap::AdoptFromPending(uint32_t k, Route route) {
         return true;
       });
   // A page may have come back whole while we held the chain: its completer's sweep missed it.
-  if (policy.reclaim_idle &&
-      owner->whole_unswept_mt() >= static_cast<int64_t>(policy.reclaim_batch)) {
-    ReclaimIdleOwner_mt(owner);
-  }
+  RequestSweep_mt(owner);
   if (chosen == nullptr) {
     if (blocked_deadline) {
       MF2_STAT_INC(stats_, adopt_blocked_deadline);
@@ -144,20 +148,25 @@ Page* Heap::AdoptFromPending(uint32_t k, Route route) {
   return chosen;
 }
 
-// Who sweeps. A sweep walks the owner's whole queue, so sweeps are batched: xwhole_unswept_
-// counts the owner's pages that came back whole and were not taken yet (Absorb discounts them
-// at every take of a remote stack), and a sweep starts once it reaches Policy::reclaim_batch. So an idle owner
-// keeps fewer than reclaim_batch whole pages (plus the miscounts noted at xwhole_unswept_), and
-// the sweep cost per reclaimed page is the queue length / reclaim_batch. Triggers:
-//  - the thread whose free completed a page (count + 1, then a sweep if due);
+// Who sweeps. xwhole_unswept_ counts the owner's pages that came back whole and were not taken
+// yet (Absorb discounts them at every take of a remote stack). Every request (RequestSweep_mt)
+// wakes the background reclaimer, which sweeps every idle owner with whole pages, so the freeing
+// threads pay neither the sweep nor the madvise of the pages it releases. Without the reclaimer
+// (MF2_BACKGROUND_RECLAIM=0, or its thread could not start) the requester sweeps itself, batched
+// since a sweep walks the owner's whole queue: once the count reaches Policy::reclaim_batch. An
+// idle owner then keeps fewer than reclaim_batch whole pages (plus the miscounts noted at
+// xwhole_unswept_), and the sweep cost per reclaimed page is the queue length / reclaim_batch.
+// Requests come from:
+//  - the thread whose free completed a page (count + 1, then the request);
 //  - a sweep already running (xsweeping_) owes another pass when asked (xsweep_wanted_): the
 //    page may have been in its popped chain, checked before it was complete;
 //  - a page being queued: its edge winner re-reads the count after queueing (seq_cst): if the
 //    completer's pop came before the queueing push, the increment before that pop is visible;
 //  - a page held by an adopter's pop: the adopter re-reads the count after giving pages back.
-// While the owner is not yet idle nothing is swept: its own slow path drains its queue, and a
-// page that comes back whole just before the owner goes idle stays queued until the owner's
-// next slow path or a later completion triggers a sweep (bench/RESULTS.md measures it).
+// While the owner is not yet idle nothing is swept: its own slow path drains its queue. The
+// reclaimer checks such an owner again later (reclaimer.cc); without it, a page that comes back
+// whole just before the owner goes idle stays queued until the owner's next slow path or a later
+// completion triggers a sweep.
 // A detached page we popped off `owner`'s queue (so we hold its flag) becomes ours: off the
 // adoption count, owner changed under the flag, then TakeAll clears the flag, which publishes
 // the new owner to the next edge winner (and to the old owner's FreeDetached), and its blocks
@@ -169,19 +178,40 @@ void Heap::TakePopped(Page* page, Heap* owner) {
   Absorb(page, page->remote().TakeAll(), owner);
 }
 
-bool Heap::ReclaimIdleOwner_mt(Heap* owner) {
+void Heap::RequestSweep_mt(Heap* owner) {
+  const Policy& policy = GetPolicy();
+  if (!policy.reclaim_idle) return;
+  // seq_cst load: the re-check of the store-buffering shapes above (a completer's count against
+  // our push of the page, or our give-back).
+  const int64_t whole = owner->whole_unswept_mt();
+  if (whole <= 0) return;
+  const int64_t batch = policy.reclaim_batch;
+  // The reclaimer sweeps heaps of the process's page source only (tests run others).
+  if (owner->source_ == &OsPageSource::Global() && reclaimer::Available()) {
+    // The reclaimer's pass after this notification pops the owner's queue after our push (its
+    // clear of the notification and the pop are seq_cst, after our exchange): it sees the page.
+    reclaimer::Notify();
+    // A freer sweeps itself only when the reclaimer has not run for a long time although
+    // notified (starved of CPU): memory stays bounded.
+    if (whole >= batch && reclaimer::Starved()) ReclaimIdleOwner_mt(owner);
+    return;
+  }
+  if (whole >= batch) ReclaimIdleOwner_mt(owner);
+}
+
+bool Heap::ReclaimIdleOwner_mt(Heap* owner, uint64_t* idle_in_ns) {
   if (is_sentinel()) {
     // A thread without a heap (thread_heap.h) cannot take pages over: it sweeps through a heap
     // taken for the sweep only (sweeps are rare: one per reclaim_batch whole pages).
     if (owner->abandoned()) return true;
     Heap* helper = owner->registry_->AcquireHeap(owner->source_);
     if (helper == nullptr) return true;
-    const bool done = helper->ReclaimIdleOwner_mt(owner);
+    const bool done = helper->ReclaimIdleOwner_mt(owner, idle_in_ns);
     owner->registry_->ReleaseHeap(helper);
     return done;
   }
   if (owner == this || owner->source_ != source_ || owner->abandoned()) return true;
-  if (!owner->OwnerIdle_mt(NowNs(), GetPolicy().reclaim_after_ns)) {
+  if (!owner->OwnerIdle_mt(NowNs(), GetPolicy().reclaim_after_ns, idle_in_ns)) {
     MF2_STAT_INC(stats_, reclaim_blocked_owner_active);
     return false;
   }

@@ -172,13 +172,15 @@ typedef struct mf2_stats {
   uint64_t exited_thread_heaps;
   /* Page source: 4 MiB segments mapped and unmapped since start, spans given back to the OS,
    * bytes of spans held by heaps now, bytes of free spans kept resident for reuse, times the OS
-   * refused memory and MF2 released its caches before retrying. */
+   * refused memory and MF2 released its caches before retrying, cached spans given back after
+   * MF2_PAGE_CACHE_DECAY_US unused. */
   uint64_t segments_mapped;
   uint64_t segments_unmapped;
   uint64_t spans_returned_to_os;
   uint64_t bytes_in_use_spans;
   uint64_t bytes_cached_spans;
   uint64_t memory_pressure_events;
+  uint64_t spans_decayed;
   /* Process-wide figures. "In use" is memory handed to heaps (whole spans, with their free
    * blocks) plus live large blocks (above 64 KiB); "committed" adds the free spans and large
    * mappings kept for reuse; "reserved" is all address space MF2 holds. */

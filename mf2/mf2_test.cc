@@ -82,13 +82,15 @@ TEST(Api, BlocksFreedByOtherThreadsAreReusedAndCounted) {
   for (void* p : again) Free(p);
 }
 
-// Idle reclamation: the pages of an owner that stopped allocating come back whole through
-// another thread's frees, and that thread releases them instead of leaving them queued.
+// Idle reclamation without the background reclaimer: the pages of an owner that stopped
+// allocating come back whole through another thread's frees, and that thread releases them
+// instead of leaving them queued. (With the reclaimer, it sweeps instead: reclaimer_test.cc.)
 TEST(Api, WholePagesOfAnIdleOwnerAreReleasedByTheFreeingThread) {
   testing::ScopedPolicy policy([](Policy* p) {
     p->reclaim_idle = true;
     p->reclaim_after_ns = 0;  // every observation finds the owner idle: deterministic
     p->reclaim_batch = 1;      // sweep at every page that comes back whole
+    p->background_reclaim = false;
   });
   std::vector<void*> blocks;
   for (int i = 0; i < 400; ++i) blocks.push_back(Allocate(4096));  // 16 per page: 25 pages

@@ -2,12 +2,14 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <new>
 
 #include "mf2/block.h"
 #include "mf2/large.h"
 #include "mf2/policy.h"
+#include "mf2/reclaimer.h"
 
 namespace mf2 {
 namespace {
@@ -135,6 +137,7 @@ Page* OsPageSource::AllocateSpan(uint32_t slices) {
     head->next = nullptr;
     head->cached = false;
     cached_bytes_ -= slices * kSliceSize;
+    low_water_bytes_ = std::min(low_water_bytes_, cached_bytes_);
   } else {
     head = CarveFromSegments(slices, /*exhaustive=*/false);
     if (head == nullptr) {
@@ -197,13 +200,35 @@ void OsPageSource::UnmapSegment(Segment* s) {
 void OsPageSource::FreeSpan(Page* head) {
   MF2_CHECK(!head->in_use() && head->span_slices > 0, "FreeSpan of a span still in use");
   uint32_t slices = head->span_slices;
+  if (FreeSpanLocked(head, slices)) {
+    // The cache has something to decay again: a reclaimer asleep for good must look (after the
+    // unlock; it is woken for this, never started).
+    reclaimer::NotifyIfRunning();
+  }
+}
+
+bool OsPageSource::FreeSpanLocked(Page* head, uint32_t slices) {
   MutexLock lock(&mu_);
   in_use_bytes_ -= slices * kSliceSize;
   NoteSpanBytes(-static_cast<int64_t>(slices * kSliceSize));
   // The bound may have been lowered since spans were cached: trim to it first.
   cache_bound_ = GetPolicy().page_cache_bytes;
-  for (uint32_t n = kMaxSlicesPerSpan; n >= 1 && cached_bytes_ > cache_bound_; --n) {
-    while (cache_[n] != nullptr && cached_bytes_ > cache_bound_) {
+  TrimCacheTo(cache_bound_);
+  if (cached_bytes_ + slices * kSliceSize > cache_bound_) {
+    ReturnSpanToSegment(head);
+    return false;
+  }
+  head->cached = true;
+  head->next = cache_[slices];
+  cache_[slices] = head;
+  const bool first = cached_bytes_ == 0;
+  cached_bytes_ += slices * kSliceSize;
+  return first;
+}
+
+void OsPageSource::TrimCacheTo(size_t keep) {
+  for (uint32_t n = kMaxSlicesPerSpan; n >= 1 && cached_bytes_ > keep; --n) {
+    while (cache_[n] != nullptr && cached_bytes_ > keep) {
       Page* victim = cache_[n];
       cache_[n] = victim->next;
       victim->next = nullptr;
@@ -212,14 +237,24 @@ void OsPageSource::FreeSpan(Page* head) {
       ReturnSpanToSegment(victim);
     }
   }
-  if (cached_bytes_ + slices * kSliceSize <= cache_bound_) {
-    head->cached = true;
-    head->next = cache_[slices];
-    cache_[slices] = head;
-    cached_bytes_ += slices * kSliceSize;
-    return;
+  low_water_bytes_ = std::min(low_water_bytes_, cached_bytes_);
+}
+
+uint64_t OsPageSource::Decay(uint64_t now_ns) {
+  const uint64_t period = GetPolicy().page_cache_decay_ns;
+  MutexLock lock(&mu_);
+  if (period == 0) return 0;
+  if (next_decay_ns_ == 0 || now_ns >= next_decay_ns_) {
+    if (next_decay_ns_ != 0) {
+      // What stayed cached the whole period: nobody needed it.
+      const uint64_t returned = spans_returned_;
+      TrimCacheTo(cached_bytes_ - std::min(low_water_bytes_, cached_bytes_));
+      spans_decayed_ += spans_returned_ - returned;
+    }
+    low_water_bytes_ = cached_bytes_;
+    next_decay_ns_ = cached_bytes_ == 0 ? 0 : now_ns + period;
   }
-  ReturnSpanToSegment(head);
+  return next_decay_ns_ == 0 ? 0 : next_decay_ns_ - now_ns;
 }
 
 void OsPageSource::ReleaseCache() {
@@ -237,15 +272,7 @@ void OsPageSource::ReleaseUnderPressure() {
 }
 
 void OsPageSource::ReleaseLocked(bool keep_retained) {
-  for (uint32_t n = 1; n <= kMaxSlicesPerSpan; ++n) {
-    while (Page* head = cache_[n]) {
-      cache_[n] = head->next;
-      head->next = nullptr;
-      head->cached = false;
-      cached_bytes_ -= n * kSliceSize;
-      ReturnSpanToSegment(head);
-    }
-  }
+  TrimCacheTo(0);
   if (keep_retained) return;
   for (Segment* s = segments_; s != nullptr;) {
     Segment* next = s->next;
@@ -262,6 +289,7 @@ void OsPageSource::AddTo(Stats* st) {
   st->bytes_in_use_spans += in_use_bytes_;
   st->bytes_cached_spans += cached_bytes_;
   st->memory_pressure_events += pressure_events_;
+  st->spans_decayed += spans_decayed_;
 }
 
 void OsPageSource::ForEachSpanInUse(void (*fn)(Page*, void*), void* arg) {

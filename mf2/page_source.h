@@ -9,8 +9,10 @@
 // the same length, bounded by Policy::page_cache_bytes; beyond the bound its memory is returned
 // with madvise(MADV_DONTNEED) and its slices become free in the segment; a segment whose slices
 // are all free is unmapped once more than Policy::retained_segments such segments exist. So
-// steady-state RSS follows live data plus the cache bound. One mutex guards it all: spans are
-// taken and returned only on slow paths, never per allocation.
+// steady-state RSS follows live data plus the cache bound. The cache also decays: spans that
+// stayed unused in it for Policy::page_cache_decay_ns go back to the OS too (Decay, run by the
+// background reclaimer), so an idle process does not keep the cache resident forever. One mutex
+// guards it all: spans are taken and returned only on slow paths, never per allocation.
 #ifndef MF2_PAGE_SOURCE_H_
 #define MF2_PAGE_SOURCE_H_
 
@@ -51,6 +53,11 @@ class OsPageSource final : public PageSource {
   void ForEachSpanInUse(void (*fn)(Page*, void*), void* arg);
   // Returns every cached span to the OS; empty segments beyond the retained ones are unmapped.
   void ReleaseCache();
+  // The cache's decay, called by the background reclaimer: once per Policy::page_cache_decay_ns
+  // it returns to the OS as many cached bytes as stayed in the cache the whole period before
+  // (its low-water mark: spans nobody needed). Returns how long until the next decay is due, or
+  // 0 when none is (the cache is empty, or decay is off).
+  uint64_t Decay(uint64_t now_ns);
   // Memory pressure: returns every cached span and unmaps every empty segment, and empties the
   // large-mapping cache (large.h). AllocateSpan does the same by itself before it fails.
   void ReleaseUnderPressure();
@@ -70,6 +77,10 @@ class OsPageSource final : public PageSource {
   Page* CarveSpan(Segment* s, uint32_t first, uint32_t slices) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Page* CarveFromSegments(uint32_t slices, bool exhaustive) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReleaseLocked(bool keep_retained) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // FreeSpan under the lock; true when the span made the cache non-empty.
+  bool FreeSpanLocked(Page* head, uint32_t slices);
+  // Returns cached spans to the OS, longest first, until at most `keep` bytes stay cached.
+  void TrimCacheTo(size_t keep) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UnmapSegment(Segment* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReturnSpanToSegment(Page* head) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MaybeUnmap(Segment* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -85,6 +96,10 @@ class OsPageSource final : public PageSource {
   // Cached free spans by length, linked through Page::next.
   Page* cache_[kMaxSlicesPerSpan + 1] ABSL_GUARDED_BY(mu_) = {};
   size_t cached_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  // The least cached_bytes_ since the last decay, and when the next one is due (0: not set).
+  size_t low_water_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t next_decay_ns_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t spans_decayed_ ABSL_GUARDED_BY(mu_) = 0;
   size_t cache_bound_ ABSL_GUARDED_BY(mu_) = 0;  // Policy::page_cache_bytes at the last FreeSpan
   size_t in_use_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   uint32_t empty_segments_ ABSL_GUARDED_BY(mu_) = 0;

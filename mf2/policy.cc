@@ -99,21 +99,22 @@ constexpr OptionLine kOptions[] = {
                "them)"),
     MF2_OPTION("MF2_RFR_US", kDuration, rfr_window_ns, "us", kUs, 0, kMaxNs,
                "Route P: the owner's right of first refusal after a page's first remote free"),
-    // A thread whose free returns the last block of a full page of an idle owner releases that
-    // owner's completely free full pages to the page source.
+    // Completely free full pages of an idle owner go back to the page source: swept by the
+    // background reclaimer, or without it by the thread whose free completed them.
     MF2_OPTION("MF2_RECLAIM_IDLE", kBool, reclaim_idle, "", 1, 0, 1,
-               "release idle owners' whole pages from the freeing thread (every route)"),
+               "release idle owners' whole pages (every route)"),
     // Longer than Route P's MF2_IDLE_US: a thread that is merely descheduled for a time slice
     // must not have its whole pages released under it.
     MF2_OPTION("MF2_RECLAIM_AFTER_US", kDuration, reclaim_after_ns, "us", kUs, 0, kMaxNs,
                "an owner is idle for reclamation after no allocation slow path for this long"),
-    // A sweep walks the whole queue: an idle owner keeps fewer than this many whole pages.
+    // A sweep walks the whole queue: without the reclaimer an idle owner keeps fewer than this
+    // many whole pages.
     MF2_OPTION("MF2_RECLAIM_BATCH", kCount, reclaim_batch, "", 1, 1, kU32,
-               "sweep an idle owner's queue once this many of its pages came back whole"),
+               "without the reclaimer, a freer sweeps an idle owner after this many whole pages"),
     // reclaimer.h: one thread, started on the first page that comes back whole, asleep (no CPU)
-    // while no heap has whole pages waiting.
+    // while no heap has whole pages waiting and the span cache is empty.
     MF2_OPTION("MF2_BACKGROUND_RECLAIM", kBool, background_reclaim, "", 1, 0, 1,
-               "a background thread releases idle owners' whole pages that no free released"),
+               "a background thread sweeps idle owners' whole pages and decays the span cache"),
     // The must-reuse gate still drains the whole queue before it ever takes a new page.
     MF2_OPTION("MF2_PENDING_BUDGET", kCount, pending_budget, "", 1, 1, kU32,
                "pending pages examined per slow path before the active page and partial list"),
@@ -122,6 +123,9 @@ constexpr OptionLine kOptions[] = {
                "empty pages a heap keeps for reuse (or an eighth of its own pages, if more)"),
     MF2_OPTION("MF2_PAGE_CACHE_MB", kSize, page_cache_bytes, "MiB", kMiB, 0, kMaxBytes,
                "free spans kept resident for reuse; beyond, returned with madvise(DONTNEED)"),
+    // OsPageSource::Decay, run by the background reclaimer (never started for this alone).
+    MF2_OPTION("MF2_PAGE_CACHE_DECAY_US", kDuration, page_cache_decay_ns, "us", kUs, 0, kMaxNs,
+               "cached free spans unused for this long go back to the OS (0: kept)"),
     MF2_OPTION("MF2_LARGE_CACHE_MB", kSize, large_cache_bytes, "MiB", kMiB, 0, kMaxBytes,
                "freed large mappings (above 64 KiB) kept for reuse"),
     MF2_OPTION("MF2_RETAINED_SEGMENTS", kCount, retained_segments, "", 1, 0, kU32,

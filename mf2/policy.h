@@ -59,6 +59,7 @@ struct Policy {
   uint32_t pending_budget = 8;
   size_t heap_empty_bytes = size_t{2} << 20;
   size_t page_cache_bytes = size_t{32} << 20;
+  uint64_t page_cache_decay_ns = 1'000'000'000;
   size_t large_cache_bytes = size_t{64} << 20;
   uint32_t retained_segments = 2;
   size_t cache_class_bytes = size_t{64} << 10;

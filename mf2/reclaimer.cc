@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <atomic>
 
+#include "mf2/adoption.h"
 #include "mf2/check.h"
 #include "mf2/heap.h"
 #include "mf2/heap_registry.h"
@@ -25,10 +26,13 @@ enum State : uint32_t { kNotStarted = 0, kRunning = 1, kFailed = 2 };
 // Relaxed-or-stronger as noted at each use; see reclaimer.h for the wake-up protocol.
 std::atomic<uint32_t> g_state{kNotStarted};
 std::atomic<uint32_t> g_pending{0};              // the futex word: a notification to consume
-std::atomic<bool> g_sleeping_forever{false};     // the thread waits without a timeout
+std::atomic<bool> g_waiting{false};              // the thread waits for a notification
 std::atomic<uint64_t> g_passes{0};
+std::atomic<uint32_t> g_timer{0};                // never written: the timed sleep's futex word
+std::atomic<uint64_t> g_notified_ns{0};          // when `pending` last went 0 -> 1
 
-constexpr uint64_t kMaxBackoffNs = 1'000'000'000;
+// A pass that found owners not idle yet waits at least this long before the next one.
+constexpr uint64_t kMinWaitNs = 1'000'000;
 constexpr int kMaxHeapsPerScan = 256;
 
 void FutexWait(std::atomic<uint32_t>* word, uint32_t expected, uint64_t timeout_ns) {
@@ -44,24 +48,29 @@ void FutexWake(std::atomic<uint32_t>* word) {
           0);
 }
 
-// One pass: sweeps every heap whose owner has been idle long enough; returns whether some
-// owner with whole pages waiting was not idle yet (just seen for the first time, or busy). A heap
-// whose whole count stays above 0 after a sweep of its idle owner holds a miscounted page
-// (heap.h, xwhole_unswept_), not an owed one.
-bool Pass(Heap* self) {
-  if (!GetPolicy().background_reclaim) return false;
+// One pass: sweeps every heap whose owner has been idle long enough. Returns 0 when nothing is
+// owed, else how long to wait before the next pass: until the earliest owner with whole pages
+// waiting would become idle (it was just seen for the first time, or is busy), at least
+// kMinWaitNs. A heap whose whole count stays above 0 after a sweep of its idle owner holds a
+// miscounted page (heap.h, xwhole_unswept_), not an owed one.
+uint64_t Pass(Heap* self) {
+  if (!GetPolicy().background_reclaim) return 0;
   // Pages a sweep took over but could not release (a corrupt remote list, reported) come back
   // here when freed: drain them too, so the helper never strands what it holds.
   self->ProcessAllPending();
   static Heap* heaps[kMaxHeapsPerScan];  // only this thread scans
   const int n = HeapRegistry::Global().CollectHeapsWithWholePages(self, heaps, kMaxHeapsPerScan);
-  bool owed = n == kMaxHeapsPerScan;
+  uint64_t wait_ns = n == kMaxHeapsPerScan ? kMinWaitNs : 0;  // more heaps than one scan holds
   for (int i = 0; i < n; ++i) {
-    if (!self->ReclaimIdleOwner_mt(heaps[i])) owed = true;
+    uint64_t idle_in_ns = 0;
+    if (!self->ReclaimIdleOwner_mt(heaps[i], &idle_in_ns)) {
+      idle_in_ns = std::max(idle_in_ns, kMinWaitNs);
+      wait_ns = wait_ns == 0 ? idle_in_ns : std::min(wait_ns, idle_in_ns);
+    }
   }
   // Relaxed: a statistic.
   g_passes.fetch_add(1, std::memory_order_relaxed);
-  return owed;
+  return wait_ns;
 }
 
 void* Main(void*) {
@@ -75,22 +84,27 @@ void* Main(void*) {
   // Listed as a thread's heap: in a fork child, where this thread does not exist, it is an
   // orphan that ReclaimExitedThreadHeaps releases.
   HeapRegistry::Global().RegisterThreadHeap(self, static_cast<int32_t>(syscall(SYS_gettid)));
-  uint64_t backoff_ns = 0;
   for (;;) {
     // seq_cst: the clear precedes this pass's loads of the whole counts (reclaimer.h).
     g_pending.store(0, std::memory_order_seq_cst);
-    const uint64_t first_ns = std::max<uint64_t>(GetPolicy().reclaim_after_ns / 2, 1'000'000);
-    if (Pass(self)) {
-      backoff_ns = backoff_ns == 0 ? first_ns : std::min(backoff_ns * 2, kMaxBackoffNs);
-      FutexWait(&g_pending, 0, backoff_ns);  // a notification cuts it short
+    const uint64_t wait_ns = Pass(self);
+    // The page source's decay, on its own schedule (0: nothing cached, or decay off).
+    const uint64_t decay_ns = OsPageSource::Global().Decay(NowNs());
+    if (wait_ns != 0) {
+      // Sleep until the earliest owner owed a sweep would be idle (or the decay is due),
+      // whatever notifications come meanwhile: they come from completions (while a consumer
+      // frees, one every few frees), and the next pass sweeps every idle owner's whole pages
+      // anyway. A word nobody changes: the wait is a plain timed sleep (the thread blocks every
+      // signal).
+      FutexWait(&g_timer, 0, decay_ns == 0 ? wait_ns : std::min(wait_ns, decay_ns));
       continue;
     }
-    backoff_ns = 0;
+    // Nothing owed: wait for a notification, until the decay is due or without a timeout.
     // seq_cst store, then load: against a notifier's exchange of pending and load of this flag.
-    g_sleeping_forever.store(true, std::memory_order_seq_cst);
-    if (g_pending.load(std::memory_order_seq_cst) == 0) FutexWait(&g_pending, 0, 0);
+    g_waiting.store(true, std::memory_order_seq_cst);
+    if (g_pending.load(std::memory_order_seq_cst) == 0) FutexWait(&g_pending, 0, decay_ns);
     // Relaxed: only notifiers read it, and a stale `true` costs them one spurious wake.
-    g_sleeping_forever.store(false, std::memory_order_relaxed);
+    g_waiting.store(false, std::memory_order_relaxed);
   }
   return nullptr;
 }
@@ -115,32 +129,58 @@ void Start() {
   if (rc != 0) g_state.store(kFailed, std::memory_order_relaxed);
 }
 
-}  // namespace
-
-void Notify() {
+void NotifyOrStart(bool start) {
   if (!GetPolicy().background_reclaim) return;
   // Relaxed: see Start.
   const uint32_t state = g_state.load(std::memory_order_relaxed);
   if (state == kFailed) return;
-  if (state == kNotStarted) Start();
+  if (state == kNotStarted) {
+    if (!start) return;
+    Start();
+  }
   // seq_cst load: if it reads 1, the reclaimer's clear comes after it in the single total order,
   // and so does the pass that follows the clear, which then sees our count (reclaimer.h).
   if (g_pending.load(std::memory_order_seq_cst) != 0) return;
   // seq_cst exchange, then load: against the reclaimer's store of the flag and load of pending.
-  if (g_pending.exchange(1, std::memory_order_seq_cst) == 0 &&
-      g_sleeping_forever.load(std::memory_order_seq_cst)) {
-    FutexWake(&g_pending);
+  if (g_pending.exchange(1, std::memory_order_seq_cst) == 0) {
+    // Relaxed: a heuristic for Starved() (a stale time makes a freer sweep once, or wait once).
+    g_notified_ns.store(NowNs(), std::memory_order_relaxed);
+    if (g_waiting.load(std::memory_order_seq_cst)) FutexWake(&g_pending);
   }
+}
+
+}  // namespace
+
+void Notify() { NotifyOrStart(/*start=*/true); }
+void NotifyIfRunning() { NotifyOrStart(/*start=*/false); }
+
+bool Starved() {
+  // Relaxed: a heuristic; a wrong answer costs a freer one sweep attempt, or one skipped.
+  if (g_pending.load(std::memory_order_relaxed) == 0 ||
+      g_state.load(std::memory_order_relaxed) != kRunning) {
+    return false;
+  }
+  return NowNs() - g_notified_ns.load(std::memory_order_relaxed) > kStarvedNs;
+}
+
+bool Available() {
+  // Relaxed: a hint; a reclaimer that fails to start later leaves the next requests to freers.
+  return GetPolicy().background_reclaim && g_state.load(std::memory_order_relaxed) != kFailed;
 }
 
 void AfterForkInChild() {
   // Relaxed: the child has one thread.
   g_state.store(kNotStarted, std::memory_order_relaxed);
   g_pending.store(0, std::memory_order_relaxed);
-  g_sleeping_forever.store(false, std::memory_order_relaxed);
+  g_waiting.store(false, std::memory_order_relaxed);
 }
 
 uint64_t Passes() { return g_passes.load(std::memory_order_relaxed); }
+bool WaitingForTesting() {
+  // seq_cst: read after the test's own last operation in the single total order.
+  return g_waiting.load(std::memory_order_seq_cst) &&
+         g_pending.load(std::memory_order_seq_cst) == 0;
+}
 bool Running() { return g_state.load(std::memory_order_relaxed) == kRunning; }
 
 }  // namespace reclaimer

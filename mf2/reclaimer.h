@@ -1,27 +1,34 @@
 // The background reclaimer (phase 3 of docs/design.md): one thread that releases the whole
 // pages of owners that went idle, when no free is left to do it.
 //
-// The freeing thread releases an idle owner's whole pages itself (Heap::ReclaimIdleOwner_mt),
-// but only from a free that completes a page while the owner is already idle and has
-// Policy::reclaim_batch such pages. A producer whose consumer frees everything within
+// Without it, the freeing thread releases an idle owner's whole pages itself
+// (Heap::ReclaimIdleOwner_mt), but only from a free that completes a page while the owner is
+// already idle and has Policy::reclaim_batch such pages. A producer whose consumer frees everything within
 // Policy::reclaim_after_ns of the producer's last slow path therefore kept all of it: no free
-// came later. Every free that brings a page back whole now also notifies this thread, which
+// came later. Every free that brings a page back whole now notifies this thread instead, which
 // looks at every heap with whole pages waiting, sweeps those whose owner has been idle for
-// reclaim_after_ns (through a heap of its own, as a freeing thread would), and checks the others
-// again later, backing off from reclaim_after_ns / 2 up to a second while they stay busy.
+// reclaim_after_ns (through a heap of its own, as a freeing thread would), and sleeps until the
+// earliest moment one of the others could be idle (at least 1 ms), then looks again. Freeing
+// threads leave the sweeps to it (Heap::RequestSweep_mt): the sweep, and the madvise of the
+// spans it releases, are off their path; they sweep themselves only without the reclaimer, or
+// when it is starved (Starved: a notification unserved for 100 ms).
 //
 // It costs nothing while nothing is owed: it starts on the first notification (no thread in a
-// process whose pages never come back whole), and sleeps without a timeout (no wake-ups, no CPU)
-// once no heap has whole pages waiting. A notification is one relaxed load when the thread is
-// awake or already notified, and a futex wake only when it sleeps without a timeout.
-// MF2_BACKGROUND_RECLAIM=0 turns it off (then only freeing threads reclaim, as before).
+// process whose pages never come back whole), and then waits for a notification without a
+// timeout (no wake-ups, no CPU) once no heap has whole pages waiting and the page source's cache
+// is empty; while the cache holds spans, it also wakes once per MF2_PAGE_CACHE_DECAY_US to
+// return those nobody used meanwhile (OsPageSource::Decay), so an idle process gives its cache
+// back too. A notification is one relaxed load when the thread is awake or already notified,
+// and a futex wake only when it waits for one. MF2_BACKGROUND_RECLAIM=0 turns it off (then
+// freeing threads sweep, as described above, and the cache does not decay).
 //
 // Lost wake-ups: a completer counts its page (a seq_cst RMW on the owner's whole count) before it
 // notifies (a seq_cst exchange of `pending`); the reclaimer clears `pending` (seq_cst) before it
 // scans the counts (seq_cst loads), and sleeps only on pending == 0. Store-buffering shape with
 // every access seq_cst: either the scan sees the count, or the exchange comes after the clear and
 // the futex wait returns at once. Spin model: model/reclaimer.pml (with three mutants that lose
-// a wake-up).
+// a wake-up). The cache going non-empty is the same shape: FreeSpan fills it under the page
+// source's lock, then notifies; Decay reads it under that lock after the clear.
 #ifndef MF2_RECLAIMER_H_
 #define MF2_RECLAIMER_H_
 
@@ -33,6 +40,18 @@ namespace reclaimer {
 // A page of some heap came back whole (any thread, on the free path, holding no MF2 lock).
 // Starts the thread on first use.
 void Notify();
+// The same, except that a reclaimer not running is not started (the page source's decay: a
+// process is given no thread for that alone).
+void NotifyIfRunning();
+
+// Whether a notification has waited kStarvedNs without a pass (the thread starved of CPU): then
+// freeing threads sweep idle owners themselves again. One relaxed load while nothing waits.
+bool Starved();
+inline constexpr uint64_t kStarvedNs = 100'000'000;  // 100 ms
+
+// Whether the background reclaimer sweeps (MF2_BACKGROUND_RECLAIM on, and its thread running or
+// not started yet): freeing threads then leave sweeps to it.
+bool Available();
 
 // fork(), in the child: the thread did not survive the fork; the next notification starts one.
 void AfterForkInChild();
@@ -40,6 +59,9 @@ void AfterForkInChild();
 // Tests and statistics: sweeps run, and whether the thread runs.
 uint64_t Passes();
 bool Running();
+// Tests: the thread waits for a notification and none is pending (so no pass runs until the
+// next notification or decay).
+bool WaitingForTesting();
 
 }  // namespace reclaimer
 }  // namespace mf2

@@ -14,6 +14,7 @@
 #include "mf2/heap_registry.h"
 #include "mf2/mf2.hpp"
 #include "mf2/testing/scoped_policy.h"
+#include "mf2/thread_heap.h"
 
 namespace mf2 {
 namespace {
@@ -26,6 +27,10 @@ constexpr int kBlocks = 4096;  // 16 MiB: a few hundred pages
 // free finds the producer idle, and with a reclaim batch larger than the page count no free
 // sweeps either. Returns the producer's pages released by sweeps within `wait`.
 uint64_t IdleProducerPagesReleased(std::chrono::milliseconds wait) {
+  // A reclaimer still busy with an earlier test's pages would be counted here.
+  for (int i = 0; i < 2000 && reclaimer::Running() && !reclaimer::WaitingForTesting(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
   const Stats before = GetStats();
   std::vector<void*> blocks(kBlocks);
   std::atomic<bool> produced{false}, done{false};
@@ -72,11 +77,31 @@ TEST(Reclaimer, WithoutItThePagesStay) {
       << "the gap the reclaimer closes: no free comes after the producer goes idle";
 }
 
+// With the reclaimer on, a freeing thread does not sweep even an owner it finds idle with a batch
+// of whole pages: the sweep and the madvise of what it releases are the reclaimer's work, off
+// the freeing thread's path (a consumer freed 3x slower when it swept: bench/RESULTS.md).
+TEST(Reclaimer, FreeingThreadsLeaveTheSweepsToIt) {
+  testing::ScopedPolicy policy([](Policy* p) {
+    p->reclaim_after_ns = 0;  // the producer counts as idle at once
+    p->reclaim_batch = 32;    // without the reclaimer the freer would sweep every 32 whole pages
+    // (the 256 pages stay below the backlog at which a freer sweeps anyway: 16 batches)
+    p->background_reclaim = true;
+  });
+  Free(Allocate(16));  // the consumer (this thread) has a heap of its own, whose counters we read
+  ASSERT_TRUE(ThreadHasHeap());
+  const uint64_t consumer_sweeps = ThreadHeap()->stats().Get(HeapStats::k_idle_reclaims);
+  const uint64_t released = IdleProducerPagesReleased(std::chrono::seconds(5));
+  EXPECT_GE(released, uint64_t{kBlocks} * kSize / 65536 / 2);
+  EXPECT_EQ(ThreadHeap()->stats().Get(HeapStats::k_idle_reclaims), consumer_sweeps)
+      << "the consumer (this thread) swept an owner itself";
+}
+
 TEST(Reclaimer, SleepsWhenNothingIsOwed) {
   testing::ScopedPolicy policy([](Policy* p) {
     p->reclaim_after_ns = 20'000'000;
     p->reclaim_batch = 1 << 20;
     p->background_reclaim = true;
+    p->page_cache_decay_ns = 0;  // the cache's decay would wake it (next test)
   });
   IdleProducerPagesReleased(std::chrono::seconds(5));
   // Once every owed page is released the thread waits without a timeout: its pass count stops.
@@ -84,6 +109,52 @@ TEST(Reclaimer, SleepsWhenNothingIsOwed) {
   const uint64_t passes = reclaimer::Passes();
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   EXPECT_EQ(reclaimer::Passes(), passes) << "no pass while nothing is owed";
+}
+
+// The page source's cache decays: spans nobody took for a decay period go back to the OS, so an
+// idle process does not keep the cache resident; once it is empty, the thread sleeps for good.
+TEST(Reclaimer, TheSpanCacheDecaysThenTheThreadSleeps) {
+  testing::ScopedPolicy policy([](Policy* p) {
+    p->reclaim_after_ns = 20'000'000;
+    p->reclaim_batch = 1 << 20;
+    p->background_reclaim = true;
+    p->page_cache_decay_ns = 50'000'000;  // 50 ms
+  });
+  const Stats before = GetStats();
+  IdleProducerPagesReleased(std::chrono::seconds(5));
+  EXPECT_GT(GetStats().bytes_cached_spans, 0u) << "the released pages went to the cache first";
+  // Within a few periods every cached span has gone back (nothing allocates meanwhile).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (GetStats().bytes_cached_spans != 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  const Stats after = GetStats();
+  EXPECT_EQ(after.bytes_cached_spans, 0u) << "cached spans left after the decay";
+  EXPECT_GT(after.spans_decayed, before.spans_decayed);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const uint64_t passes = reclaimer::Passes();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(reclaimer::Passes(), passes) << "a pass with nothing owed and nothing cached";
+}
+
+// Without decay the cache stays: what MF2_PAGE_CACHE_DECAY_US=0 promises.
+TEST(Reclaimer, WithoutDecayTheCacheStays) {
+  testing::ScopedPolicy policy([](Policy* p) {
+    p->reclaim_after_ns = 20'000'000;
+    p->reclaim_batch = 1 << 20;
+    p->background_reclaim = true;
+    p->page_cache_decay_ns = 0;
+  });
+  IdleProducerPagesReleased(std::chrono::seconds(5));
+  // Every sweep over (the producer's last pages may still be on their way to the cache).
+  for (int i = 0; i < 2000 && !reclaimer::WaitingForTesting(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_TRUE(reclaimer::WaitingForTesting());
+  const size_t cached = GetStats().bytes_cached_spans;
+  EXPECT_GT(cached, 0u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(GetStats().bytes_cached_spans, cached);
 }
 
 }  // namespace

@@ -49,7 +49,7 @@
   X(adopt_no_candidate, "route_p/cda: queue popped, no full page of the class in it")         \
   X(reclaim_blocked_owner_active, "a page came back whole but its owner was not idle yet")    \
   X(idle_reclaims, "sweeps of an idle owner's queue for pages that came back whole")          \
-  X(pages_reclaimed, "completely free pages of idle owners released by the freeing thread")   \
+  X(pages_reclaimed, "completely free pages of idle owners released by a sweep")               \
   X(detached_frees, "owner frees into one of its full (detached) pages, under the page flag") \
   X(large_allocs, "allocations above the largest class, served by the OS")                   \
   X(cache_refills, "empty per-thread caches refilled from a page (one slow path each)")       \
@@ -69,7 +69,8 @@
   X(spans_returned_to_os, "free spans given back to the OS (madvise) since start")            \
   X(bytes_in_use_spans, "bytes of spans held by heaps now")                                   \
   X(bytes_cached_spans, "bytes of free spans kept resident for reuse now")                    \
-  X(memory_pressure_events, "times the OS refused memory and MF2 released its caches first")
+  X(memory_pressure_events, "times the OS refused memory and MF2 released its caches first") \
+  X(spans_decayed, "cached free spans given back to the OS after a decay period unused")
 
 namespace mf2 {
 

@@ -6,11 +6,11 @@
  * C++ being modelled (mf2/reclaimer.cc; the owner stays idle, so a pass sweeps every count it
  * reads). Every access of the handshake is seq_cst, so sequentially consistent interleavings,
  * which is what spin explores, are exactly the executions C++ allows. (The one relaxed store,
- * sleeping_forever = false after a wake-up, can only make a notifier wake the thread needlessly;
+ * g_waiting = false after a wake-up, can only make a notifier wake the thread needlessly;
  * it is modelled as immediate.)
  *   COUNT     the owner's count of whole pages not yet swept   Heap::xwhole_unswept_
  *   PENDING   the futex word: a notification to consume       g_pending
- *   SLEEPING  the thread waits without a timeout              g_sleeping_forever
+ *   SLEEPING  the thread waits for a notification           g_waiting
  * NN notifiers (a free whose push made a page whole: PushChain / PushRemote_mt, then Notify):
  *     COUNT += 1; if PENDING != 0 return; if exchange(PENDING, 1) == 0 && SLEEPING: futex wake
  * The reclaimer (Main):
