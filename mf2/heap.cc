@@ -141,6 +141,21 @@ void Heap::FreeToFullCache(Magazine* m, void* p) {
   PoisonMemory(p, ClassInfo(ClassOf(m)).size);
 }
 
+void Heap::GoIdle() {
+  if (is_sentinel()) return;
+  FlushCaches();  // and the held remote frees
+  ProcessAllPending();
+  // An empty active page would stay ours until the next allocation of its class: release it.
+  for (uint32_t k = 1; k < kNumClasses; ++k) {
+    Page* page = active_[k];
+    if (page == nullptr || page->used() != 0) continue;
+    active_[k] = nullptr;
+    page->set_where(Page::Where::kNowhere);
+    if (!TryRelease(page)) PartialPush(page);  // still flagged: released when dequeued
+  }
+  ReleaseRetainedEmpties();
+}
+
 void Heap::FlushCaches() {
   FlushRemoteChains();
   for (uint32_t k = 1; k < kNumClasses; ++k) {

@@ -206,6 +206,10 @@ class Heap {
   // Returns every cached block to its page, and pushes the remote frees this heap holds back
   // (thread exit, memory pressure, tests).
   void FlushCaches();
+  // The owner is about to be idle for a while (mf2_thread_idle): its caches and held remote
+  // frees go back, its pending queue is drained, and the empty pages it retains are released,
+  // so nothing of it pins pages that could come back whole. The heap stays its own.
+  void GoIdle();
   // Pushes the remote frees held back (RemoteChain) onto their pages' remote stacks.
   void FlushRemoteChains();
 

@@ -47,6 +47,7 @@ void* AllocateAligned(size_t alignment, size_t size) noexcept {
 }
 
 void ReleaseThreadHeap() noexcept { ReleaseThreadHeapNow(); }
+void ThreadIdle() noexcept { ThreadGoIdle(); }
 
 }  // namespace mf2
 
@@ -217,5 +218,6 @@ int mf2_set_route(const char* name) {
 const char* mf2_get_route(void) { return mf2::RouteName(mf2::CurrentRoute()); }
 
 void mf2_release_thread_heap(void) { mf2::ReleaseThreadHeap(); }
+void mf2_thread_idle(void) { mf2::ThreadIdle(); }
 
 }  // extern "C"

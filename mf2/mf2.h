@@ -230,6 +230,15 @@ const char* mf2_get_route(void);
  * worker): its blocks stay valid. The thread's next allocation takes a heap again. */
 void mf2_release_thread_heap(void);
 
+/* The calling thread is about to be idle for a while (block on I/O, wait for work): it gives
+ * back what its heap holds for speed, the free blocks in its per-thread caches, the frees into
+ * other threads' pages it holds back, the empty pages it keeps, and processes the frees other
+ * threads made into its pages, so that none of it pins memory while it waits. The background
+ * reclaimer cannot do this for it (these are the thread's own, unsynchronised structures). The
+ * heap stays the thread's; its next allocations refill the caches. Cheap to call when there is
+ * nothing to give back. */
+void mf2_thread_idle(void);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

@@ -46,6 +46,10 @@ void PrintStats(int fd) noexcept;
 // exit (tests; a thread pool parking a worker). The next allocation takes a heap again.
 void ReleaseThreadHeap() noexcept;
 
+// As mf2_thread_idle: the calling thread gives back its caches, held remote frees and empty
+// pages before it waits for a while; its heap stays its own.
+void ThreadIdle() noexcept;
+
 }  // namespace mf2
 
 #endif  // MF2_MF2_HPP_

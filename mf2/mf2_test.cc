@@ -111,6 +111,42 @@ TEST(Api, WholePagesOfAnIdleOwnerAreReleasedByTheFreeingThread) {
   HeapRegistry::Global().CheckAll(true);
 }
 
+// mf2_thread_idle: a thread about to wait gives back its caches, held remote frees, the frees
+// others made into its pages and its empty pages, so none of it pins memory; the reclaimer
+// cannot take those from it.
+TEST(Api, ThreadIdleGivesBackWhatTheThreadHolds) {
+  testing::ScopedPolicy policy([](Policy* p) { p->background_reclaim = false; });
+  std::vector<void*> theirs;
+  for (int i = 0; i < 2000; ++i) theirs.push_back(Allocate(32 + i % 2000));
+  std::thread t([&] {
+    // Mine: fill the caches and the empty pages kept for reuse.
+    std::vector<void*> mine;
+    for (int i = 0; i < 20000; ++i) mine.push_back(Allocate(16 + i % 4000));
+    for (void* p : mine) Free(p);
+    // Theirs: remote frees held back in chains.
+    for (void* p : theirs) Free(p);
+    Heap* h = ThreadHeap();
+    size_t cached = 0;
+    for (uint32_t k = 1; k < kNumClasses; ++k) cached += h->cache(k).n;
+    uint32_t held = 0;
+    for (uint32_t i = 0; i < Heap::kRemoteSlots; ++i) held += h->remote_chain(i).count;
+    ASSERT_GT(cached, 0u);
+    ASSERT_GT(h->page_count(), 0u);
+    mf2_thread_idle();
+    cached = 0;
+    for (uint32_t k = 1; k < kNumClasses; ++k) cached += h->cache(k).n;
+    EXPECT_EQ(cached, 0u) << "blocks left in the caches";
+    held = 0;
+    for (uint32_t i = 0; i < Heap::kRemoteSlots; ++i) held += h->remote_chain(i).count;
+    EXPECT_EQ(held, 0u) << "remote frees still held back";
+    EXPECT_EQ(h->page_count(), 0u) << "pages kept with nothing live in them";
+    EXPECT_EQ(ThreadHeap(), h) << "the heap stays the thread's";
+    Free(Allocate(100));  // and works on
+  });
+  t.join();
+  HeapRegistry::Global().CheckAll(true);
+}
+
 TEST(Api, ThreadExitWithLiveBlocksLeaksNothing) {
   std::vector<void*> blocks;
   std::thread t([&] {

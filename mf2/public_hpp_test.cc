@@ -43,6 +43,7 @@ int main() {
   Check(null_fd >= 0, "open /dev/null");
   mf2::PrintStats(null_fd);
   close(null_fd);
+  mf2::ThreadIdle();
   mf2::ReleaseThreadHeap();
   mf2_heap_t* heap = mf2_heap_new();  // the C API through the C++ header
   void* h = mf2_heap_malloc(heap, 64);

@@ -95,6 +95,8 @@ void ThreadHeapAfterForkInChild() {
   HeapRegistry::Global().RegisterThreadHeap(heap, static_cast<int32_t>(syscall(SYS_gettid)));
 }
 
+void ThreadGoIdle() { thread_heap_internal::t_heap->GoIdle(); }
+
 void ReleaseThreadHeapNow() {
   using thread_heap_internal::t_heap;
   Heap* heap = t_heap;

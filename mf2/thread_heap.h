@@ -39,6 +39,9 @@ bool ThreadHasHeap();
 // The heap is abandoned now rather than at thread exit; the next allocation takes one again.
 void ReleaseThreadHeapNow();
 
+// The calling thread will be idle for a while: its heap gives back what it holds (Heap::GoIdle).
+void ThreadGoIdle();
+
 // fork(), in the child: the calling thread's heap is listed under its new kernel id.
 void ThreadHeapAfterForkInChild();
 
