@@ -3,7 +3,7 @@
 // page protocol, page.h) and allocating (its own drain competes with the adopters' pops).
 // Gates are opened (or the route is cda) so adoption happens as often as the protocol allows.
 //
-// Checked: every block handed out carries a cookie that must be intact at its free and no block
+// Checked: every block handed out carries a stamp that must be intact at its free and no block
 // is handed out twice (shadow set; invariants 3, 4); every round ends with every thread parked and
 // the quiescent HeapRegistry::CheckAll (ownership and page counts after adoption, flag <=> queued,
 // no stranded remote block, adoption counts and ready bits, no page off the lists); at the end
@@ -23,6 +23,7 @@
 #include "mf2/policy.h"
 #include "mf2/testing/scoped_policy.h"
 #include "mf2/testing/test_heaps.h"
+#include "stress/checked_blocks.h"
 #include "stress/stress_util.h"
 #include "stress/thread_manager.h"
 
@@ -31,7 +32,6 @@ namespace {
 
 using stress::Barrier;
 using stress::Rng;
-using stress::ShadowSet;
 using stress::ThreadGroup;
 
 constexpr size_t kSizes[] = {2048, 512, 96, 5000};
@@ -41,27 +41,16 @@ constexpr size_t kPagesPerClass = 3;
 const uint64_t kRounds = stress::Scaled(200);
 
 struct Shared {
-  ShadowSet shadow;
+  stress::CheckedBlocks blocks;
   std::vector<std::vector<void*>> given;  // per freer: the owner's blocks it frees this round
   std::vector<void*> owner_own;           // the owner's blocks the owner frees itself this round
 };
 
 void* NewStamped(Heap* heap, size_t size, uint32_t thread, uint64_t seq, Shared* s) {
-  void* p = heap->Allocate(size);
-  EXPECT_NE(p, nullptr);
-  if (p == nullptr) return nullptr;
-  EXPECT_TRUE(s->shadow.Insert(p)) << "block handed out while live (invariant 4): " << p;
-  stress::Stamp(p, size, stress::MakeTag(thread, seq));
-  return p;
+  return s->blocks.New(heap, size, thread, seq);
 }
 
-void VerifyAndFree(Heap* heap, void* p, Shared* s) {
-  size_t size = 0;
-  uint64_t tag = 0;
-  EXPECT_TRUE(stress::Verify(p, &size, &tag)) << "cookie overwritten in a live block: " << p;
-  EXPECT_TRUE(s->shadow.Erase(p)) << "freeing a block that is not live: " << p;
-  heap->Free(p);
-}
+void VerifyAndFree(Heap* heap, void* p, Shared* s) { s->blocks.Free(heap, p); }
 
 struct Variant {
   Route route;
@@ -124,7 +113,9 @@ TEST_P(AdoptionStress, OwnerFreesAndAllocatesWhileItsPagesAreAdopted) {
           VerifyAndFree(heap, p, &shared);
           // Odd rounds only: in even rounds the owner is idle apart from its frees, so its
           // queued pages wait for the adopters (in odd rounds its own drain races them).
-          if (r % 2 == 1 && rng.OneIn(8)) mine.push_back(NewStamped(heap, kSizes[rng.Below(4)], tid, seq++, &shared));
+          if (r % 2 == 1 && rng.OneIn(8)) {
+            mine.push_back(NewStamped(heap, kSizes[rng.Below(4)], tid, seq++, &shared));
+          }
         }
       } else if (id <= kFreers) {
         for (void* p : shared.given[static_cast<size_t>(id - 1)]) VerifyAndFree(heap, p, &shared);
@@ -163,6 +154,7 @@ TEST_P(AdoptionStress, OwnerFreesAndAllocatesWhileItsPagesAreAdopted) {
   }
   group.Join();
   HeapRegistry::Global().CheckAll(/*quiescent=*/true);
+  EXPECT_EQ(shared.blocks.live(), 0u);
   uint64_t adopted = 0;
   for (Heap* h : heaps) adopted += h->stats().Get(HeapStats::k_adopt_allowed);
   const uint64_t detached = heaps[0]->stats().Get(HeapStats::k_detached_frees) +
@@ -220,7 +212,8 @@ TEST(IdleProducerStress, ConsumersReleaseAnIdleProducersPagesAsTheyComeBackWhole
         for (auto& g : shared.given) g.clear();
         for (int i = 0; i < 3000; ++i) {
           const size_t size = kSizes[rng.Below(4)];
-          shared.given[rng.Below(kConsumers)].push_back(NewStamped(heap, size, 0, r * 4096 + i, &shared));
+          void* p = NewStamped(heap, size, 0, r * 4096 + static_cast<uint64_t>(i), &shared);
+          shared.given[rng.Below(kConsumers)].push_back(p);
         }
       }
       phase.Wait();  // the producer stops allocating; consumers free everything it made
@@ -247,6 +240,7 @@ TEST(IdleProducerStress, ConsumersReleaseAnIdleProducersPagesAsTheyComeBackWhole
   for (Heap* h : consumers) reclaimed += h->stats().Get(HeapStats::k_pages_reclaimed);
   EXPECT_GT(reclaimed, 0u);
   HeapRegistry::Global().CheckAll(/*quiescent=*/true);
+  EXPECT_EQ(shared.blocks.live(), 0u);
   EXPECT_EQ(source->outstanding(), 0u);
 }
 

@@ -11,7 +11,7 @@
 // caches, as a thread exit does; the rest of its pool and its mailbox outlive it and are freed by
 // the next generation (remote frees into an exited thread's pages: dead-owner drains, adoption).
 //
-// Checks: a shadow set of live blocks (no block handed out twice), cookies verified at every free,
+// Checks: a shadow set of live blocks (no block handed out twice), stamps verified at every free,
 // HeapRegistry::CheckAll(quiescent) between generations and at the end, and an empty page source
 // after the last block is freed. The caches must have been exercised: refills, flushes, and heaps
 // released with blocks in their caches.
@@ -27,6 +27,7 @@
 #include "mf2/heap_registry.h"
 #include "mf2/size_class.h"
 #include "mf2/testing/test_heaps.h"
+#include "stress/checked_blocks.h"
 #include "stress/stress_util.h"
 #include "stress/thread_manager.h"
 
@@ -34,7 +35,6 @@ namespace mf2 {
 namespace {
 
 using stress::Rng;
-using stress::ShadowSet;
 
 constexpr int kWorkers = 4;
 const uint64_t kGenerations = stress::Scaled(12) < 3 ? 3 : stress::Scaled(12);
@@ -58,29 +58,17 @@ struct Shared {
   std::vector<void*> inherited;  // the previous generation's orphans (read-only meanwhile)
   std::mutex orphans_mu;
   std::vector<void*> orphans;  // live blocks this generation leaves behind
-  ShadowSet shadow;
+  stress::CheckedBlocks blocks;
   std::atomic<uint64_t> seq{0};
   std::atomic<uint64_t> released_with_full_cache{0};
 };
 
 void* NewBlock(Shared& s, Heap* heap, Rng& rng, uint32_t thread) {
-  const size_t size = MidSize(rng);
-  void* p = heap->Allocate(size);
-  EXPECT_NE(p, nullptr);
-  if (p == nullptr) return nullptr;
-  EXPECT_GE(Heap::UsableSize(p), size);
-  EXPECT_TRUE(s.shadow.Insert(p)) << "block handed out twice: " << p;
-  stress::Stamp(p, size, stress::MakeTag(thread, s.seq.fetch_add(1, std::memory_order_relaxed)));
-  return p;
+  // Relaxed: the sequence only has to be unique, not ordered with anything else.
+  return s.blocks.New(heap, MidSize(rng), thread, s.seq.fetch_add(1, std::memory_order_relaxed));
 }
 
-void FreeBlock(Shared& s, Heap* heap, void* p) {
-  size_t size = 0;
-  uint64_t tag = 0;
-  EXPECT_TRUE(stress::Verify(p, &size, &tag)) << "cookie overwritten in a live block: " << p;
-  EXPECT_TRUE(s.shadow.Erase(p)) << "harness frees a block it does not hold: " << p;
-  heap->Free(p);
-}
+void FreeBlock(Shared& s, Heap* heap, void* p) { s.blocks.Free(heap, p); }
 
 std::vector<void*> TakeAll(Mailbox& m) {
   std::lock_guard<std::mutex> lock(m.mu);
@@ -161,7 +149,7 @@ TEST(CacheStressTest, MidSizePipelineWithThreadExitsOnFullCaches) {
   });
   s.orphans.clear();
   HeapRegistry::Global().CheckAll(/*quiescent=*/true);
-  EXPECT_EQ(s.shadow.Size(), 0u);
+  EXPECT_EQ(s.blocks.live(), 0u);
   EXPECT_EQ(s.source->outstanding(), 0u) << "every span went back to the page source";
   EXPECT_GT(s.released_with_full_cache.load(), 0u) << "threads exited with blocks in their caches";
 #if MF2_STATS

@@ -1,6 +1,6 @@
 // All-to-all pointer exchange (mimalloc's test/test-stress.c shape). Threads allocate objects,
-// stamp them with a cookie (thread, sequence), and swap them into a shared slot array with an
-// atomic exchange; whatever they swap out was usually allocated by another thread, and is
+// stamped with (thread, sequence) by stress::CheckedBlocks, and swap them into a shared slot array
+// with an atomic exchange; whatever they swap out was usually allocated by another thread, and is
 // verified and freed by this one (a remote free). Threads are destroyed and recreated every
 // round while the slot array keeps its objects, so heaps of exited threads keep receiving frees.
 #include <algorithm>
@@ -14,6 +14,7 @@
 #include "mf2/heap_registry.h"
 #include "mf2/mf2.hpp"
 #include "mf2/testing/test_heaps.h"
+#include "stress/checked_blocks.h"
 #include "stress/stress_util.h"
 #include "stress/thread_manager.h"
 
@@ -21,7 +22,6 @@ namespace mf2 {
 namespace {
 
 using stress::Rng;
-using stress::ShadowSet;
 
 constexpr int kThreads = 4;
 constexpr size_t kSlots = 2048;
@@ -57,30 +57,20 @@ class Exchange {
     }
   }
 
-  ShadowSet& shadow() { return shadow_; }
+  size_t live() { return blocks_.live(); }
   uint64_t remote_candidates() const { return foreign_frees_.load(); }
   const std::vector<Heap*>& heaps() const { return heaps_; }
 
  private:
   void* New(Heap* heap, Rng& rng, uint32_t thread, uint64_t seq) {
-    size_t size = stress::RandomSize(rng);
-    if (size < stress::kMinCookieSize) size = stress::kMinCookieSize;
-    void* p = heap ? heap->Allocate(size) : mf2::Allocate(size);
-    EXPECT_NE(p, nullptr);
-    if (p == nullptr) return nullptr;
-    EXPECT_GE(UsableSize(p), size);
-    EXPECT_TRUE(shadow_.Insert(p)) << "block handed out while live (invariant 4): " << p;
-    stress::Stamp(p, size, stress::MakeTag(thread, seq));
-    return p;
+    return blocks_.New(heap, stress::RandomSize(rng), thread, seq);
   }
 
   void VerifyAndFree(Heap* heap, void* p, uint32_t self = UINT32_MAX) {
-    size_t size = 0;
-    uint64_t tag = 0;
-    EXPECT_TRUE(stress::Verify(p, &size, &tag)) << "cookie overwritten in a live block: " << p;
-    if ((tag >> 40) != self) foreign_frees_.fetch_add(1, std::memory_order_relaxed);
-    EXPECT_TRUE(shadow_.Erase(p)) << "harness frees a block it does not hold";
-    heap ? heap->Free(p) : mf2::Free(p);
+    if (blocks_.Free(heap, p).owner != self) {
+      // Relaxed: a count, read once every thread of the run is joined.
+      foreign_frees_.fetch_add(1, std::memory_order_relaxed);
+    }
   }
 
   void Work(Heap* heap, uint32_t thread) {
@@ -123,7 +113,7 @@ class Exchange {
 
   testing::CountingPageSource* const source_;
   std::atomic<void*> slots_[kSlots];
-  ShadowSet shadow_;
+  stress::CheckedBlocks blocks_;
   std::atomic<uint64_t> foreign_frees_{0};
   std::mutex mu_;
   std::vector<Heap*> heaps_;
@@ -142,7 +132,7 @@ TEST(ExchangeStressTest, ExplicitHeapsRecreatedEveryRoundEndEmpty) {
   ex.Drain(main_heap);
   HeapRegistry::Global().ReleaseHeap(main_heap);
   HeapRegistry::Global().CheckAll(/*quiescent=*/true);
-  EXPECT_EQ(ex.shadow().Size(), 0u);
+  EXPECT_EQ(ex.live(), 0u);
   EXPECT_GT(ex.remote_candidates(), kRounds * kThreads) << "objects changed threads";
   uint64_t remote = 0, reused = 0;
   std::vector<Heap*> distinct;
@@ -171,7 +161,7 @@ TEST(ExchangeStressTest, ThreadLocalHeapsAbandonedEveryRound) {
   ex.Drain(nullptr);
   ReleaseThreadHeap();
   HeapRegistry::Global().CheckAll(/*quiescent=*/true);
-  EXPECT_EQ(ex.shadow().Size(), 0u);
+  EXPECT_EQ(ex.live(), 0u);
   EXPECT_GT(GetStats().remote_frees, remote_before);
   EXPECT_EQ(GetStats().bytes_in_use_spans, in_use) << "every page of every exited thread is back";
 }

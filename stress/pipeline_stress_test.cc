@@ -2,7 +2,7 @@
 // middle stage frees each message it receives (a remote free: another heap allocated it) and
 // allocates a fresh one to pass on; the last stage only frees. Every stage stays alive and keeps
 // allocating while its pages collect remote frees, so the pending-queue reuse path runs under
-// contention. Every message carries a cookie (allocating thread, sequence) verified at free, and
+// contention. Every message carries a stamp (allocating thread, sequence) verified at free, and
 // a shadow set proves no block is handed out twice.
 //
 // Ends: the stages park at a barrier while the main thread runs the quiescent global check, then
@@ -17,6 +17,7 @@
 #include "mf2/heap_registry.h"
 #include "mf2/mf2.hpp"
 #include "mf2/testing/test_heaps.h"
+#include "stress/checked_blocks.h"
 #include "stress/stress_util.h"
 #include "stress/thread_manager.h"
 
@@ -26,7 +27,6 @@ namespace {
 using stress::Barrier;
 using stress::BlockingQueue;
 using stress::Rng;
-using stress::ShadowSet;
 using stress::ThreadGroup;
 
 // Stage widths: 2 producers -> 2 relays -> 1 relay -> 2 consumers.
@@ -34,22 +34,20 @@ const std::vector<int> kWidths = {2, 2, 1, 2};
 const uint64_t kMessages = stress::Scaled(240000);  // produced in total
 constexpr size_t kInFlight = 128;                   // per queue
 
-// Sizes from the cookie's minimum to 8 KiB, roughly log-uniform, so pages of the larger classes
-// fill and must be reused through the pending queue.
+// Sizes up to 8 KiB, roughly log-uniform, so pages of the larger classes fill and must be reused
+// through the pending queue (CheckedBlocks::New raises the smallest to a stamp's size).
 size_t MessageSize(Rng& rng) {
   const size_t base = size_t{32} << rng.Below(9);  // 32 .. 8 KiB
-  const size_t size = base / 2 + 1 + rng.Below(base / 2);
-  return size < stress::kMinCookieSize ? stress::kMinCookieSize : size;
+  return base / 2 + 1 + rng.Below(base / 2);
 }
 
-// Which allocator a stage thread uses: its own explicit heap, or MF2's thread-local heap.
+// Which allocator a stage thread uses: its own explicit heap, or MF2's thread-local heap (heap()
+// is then null, as CheckedBlocks takes it).
 class StageAllocator {
  public:
   explicit StageAllocator(testing::CountingPageSource* source) : source_(source) {
     if (source_ != nullptr) heap_ = HeapRegistry::Global().AcquireHeap(source_);
   }
-  void* Allocate(size_t n) { return heap_ ? heap_->Allocate(n) : mf2::Allocate(n); }
-  void Free(void* p) { heap_ ? heap_->Free(p) : mf2::Free(p); }
   // The owner is done: explicit heaps are released, thread-local ones abandoned at thread exit.
   void Release() {
     if (heap_ != nullptr) HeapRegistry::Global().ReleaseHeap(heap_);
@@ -79,29 +77,18 @@ struct Pipeline {
   std::vector<std::unique_ptr<BlockingQueue<void*>>> queues;  // queue s: stage s -> s + 1
   std::vector<std::unique_ptr<std::atomic<int>>> remaining;   // live threads per stage
   std::vector<Heap*> heaps = std::vector<Heap*>(16, nullptr);
-  ShadowSet shadow;
+  stress::CheckedBlocks blocks;
   std::atomic<uint64_t> received{0};
   std::atomic<uint64_t> frees{0};
 };
 
 void* NewMessage(Pipeline& pl, StageAllocator& alloc, Rng& rng, uint32_t thread, uint64_t seq) {
-  const size_t size = MessageSize(rng);
-  void* p = alloc.Allocate(size);
-  EXPECT_NE(p, nullptr);
-  if (p == nullptr) return nullptr;
-  EXPECT_GE(UsableSize(p), size);
-  EXPECT_TRUE(pl.shadow.Insert(p)) << "block handed out while live (invariant 4): " << p;
-  stress::Stamp(p, size, stress::MakeTag(thread, seq));
-  return p;
+  return pl.blocks.New(alloc.heap(), MessageSize(rng), thread, seq);
 }
 
 void FreeMessage(Pipeline& pl, StageAllocator& alloc, void* p, uint32_t stage) {
-  size_t size = 0;
-  uint64_t tag = 0;
-  EXPECT_TRUE(stress::Verify(p, &size, &tag)) << "cookie overwritten in a live block: " << p;
-  EXPECT_EQ(pl.stage_of[tag >> 40] + 1, stage) << "message from the wrong stage";
-  EXPECT_TRUE(pl.shadow.Erase(p)) << "harness frees a block it does not hold";
-  alloc.Free(p);
+  const uint32_t sender = pl.blocks.Free(alloc.heap(), p).owner;
+  EXPECT_EQ(pl.stage_of.at(sender) + 1, stage) << "message from the wrong stage";
   pl.frees.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -150,7 +137,7 @@ void RunPipeline(testing::CountingPageSource* source) {
   const uint64_t relays = kMessages * (kWidths.size() - 1);
   EXPECT_EQ(pl.received.load(), relays) << "every message reached every stage once";
   EXPECT_EQ(pl.frees.load(), relays);
-  EXPECT_EQ(pl.shadow.Size(), 0u);
+  EXPECT_EQ(pl.blocks.live(), 0u);
   if (source != nullptr) {
     // Every free was remote: each stage frees what the previous stage's heaps allocated.
     uint64_t remote = 0, reuses = 0, new_pages = 0, enqueued = 0, drained = 0;

@@ -1,16 +1,14 @@
-// Helpers shared by the stress tests: iteration scaling per build configuration, payload
-// cookies (invariant 4 of docs/protocol.md), a shadow set of live pointers (invariant 3), a
-// small random generator and a blocking queue for hand-offs between threads.
+// Helpers shared by the stress tests: iteration scaling per build configuration, a small random
+// generator, a size mix and a blocking queue for hand-offs between threads. Stamped, shadowed
+// blocks (invariants 3 and 4 of docs/protocol.md) are in checked_blocks.h.
 #ifndef MF2_STRESS_STRESS_UTIL_H_
 #define MF2_STRESS_STRESS_UTIL_H_
 
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <deque>
 #include <mutex>
-#include <unordered_set>
 
 #include "gtest/gtest.h"
 #include "mf2/check.h"
@@ -85,88 +83,12 @@ inline size_t RandomSize(Rng& rng, bool allow_large = true) {
   return 65 * 1024 + rng.Below(64 * 1024);
 }
 
-// Payload cookie, written at allocation and verified at free: a header naming the allocating
-// (thread, sequence) and a byte pattern derived from it over the first kPatternBytes. A block
-// handed out twice, or written by the allocator while live, fails the check.
-struct Cookie {
-  uint64_t tag;    // thread << 40 | sequence
-  uint64_t check;  // Mix(tag, size)
-  uint64_t size;   // requested size
-};
-constexpr size_t kPatternBytes = 256;
-constexpr size_t kMinCookieSize = sizeof(Cookie);
-
+// A 64-bit mix of two words (payload stamps, shard hashes).
 inline uint64_t Mix(uint64_t a, uint64_t b) {
   uint64_t x = a * 0xBF58476D1CE4E5B9ull ^ (b + 0x94D049BB133111EBull);
   x ^= x >> 31;
   return x * 0x9E3779B97F4A7C15ull;
 }
-
-inline uint64_t MakeTag(uint32_t thread, uint64_t seq) {
-  return (uint64_t{thread} << 40) | (seq & ((uint64_t{1} << 40) - 1));
-}
-
-// `size` >= kMinCookieSize.
-inline void Stamp(void* p, size_t size, uint64_t tag) {
-  Cookie c{tag, Mix(tag, size), size};
-  std::memcpy(p, &c, sizeof(c));
-  unsigned char* bytes = static_cast<unsigned char*>(p);
-  const size_t end = size < kPatternBytes ? size : kPatternBytes;
-  const unsigned char fill = static_cast<unsigned char>(Mix(tag, 7));
-  for (size_t i = sizeof(Cookie); i < end; ++i) bytes[i] = static_cast<unsigned char>(fill + i);
-}
-
-// Returns whether the cookie is intact; on success *size and *tag hold what Stamp wrote.
-inline bool Verify(const void* p, size_t* size, uint64_t* tag) {
-  Cookie c;
-  std::memcpy(&c, p, sizeof(c));
-  if (c.check != Mix(c.tag, c.size) || c.size < kMinCookieSize) return false;
-  const unsigned char* bytes = static_cast<const unsigned char*>(p);
-  const size_t end = c.size < kPatternBytes ? c.size : kPatternBytes;
-  const unsigned char fill = static_cast<unsigned char>(Mix(c.tag, 7));
-  for (size_t i = sizeof(Cookie); i < end; ++i) {
-    if (bytes[i] != static_cast<unsigned char>(fill + i)) return false;
-  }
-  *size = c.size;
-  *tag = c.tag;
-  return true;
-}
-
-// Every pointer the harness holds live, sharded under mutexes. Insert after allocating (fails
-// if the allocator handed out a live block again: invariant 4), erase before freeing (fails on a
-// harness double free, so a failure in MF2's own checks is never the harness's fault).
-class ShadowSet {
- public:
-  bool Insert(const void* p) {
-    Shard& s = shards_[Hash(p)];
-    std::lock_guard<std::mutex> lock(s.mu);
-    return s.set.insert(p).second;
-  }
-  bool Erase(const void* p) {
-    Shard& s = shards_[Hash(p)];
-    std::lock_guard<std::mutex> lock(s.mu);
-    return s.set.erase(p) == 1;
-  }
-  size_t Size() {
-    size_t n = 0;
-    for (Shard& s : shards_) {
-      std::lock_guard<std::mutex> lock(s.mu);
-      n += s.set.size();
-    }
-    return n;
-  }
-
- private:
-  static constexpr size_t kShards = 64;
-  static size_t Hash(const void* p) {
-    return static_cast<size_t>(Mix(reinterpret_cast<uintptr_t>(p), 0) >> 58) % kShards;
-  }
-  struct Shard {
-    std::mutex mu;
-    std::unordered_set<const void*> set;
-  };
-  Shard shards_[kShards];
-};
 
 // A blocking multi-producer multi-consumer queue with a capacity bound; Close() wakes every
 // consumer, and Pop() returns false once the queue is closed and empty. The mutex is the

@@ -18,6 +18,7 @@
 #include "mf2/heap_registry.h"
 #include "mf2/mf2.hpp"
 #include "mf2/testing/test_heaps.h"
+#include "stress/checked_blocks.h"
 #include "stress/stress_util.h"
 #include "stress/thread_manager.h"
 
@@ -26,7 +27,6 @@ namespace {
 
 using stress::Barrier;
 using stress::Rng;
-using stress::ShadowSet;
 using stress::ThreadGroup;
 
 constexpr int kLanes = 4;
@@ -83,7 +83,7 @@ class Churn {
     }
   }
 
-  ShadowSet& shadow() { return shadow_; }
+  size_t live() { return blocks_.live(); }
   std::vector<Heap*> heaps() {
     std::lock_guard<std::mutex> lock(mu_);
     return heaps_;
@@ -97,23 +97,14 @@ class Churn {
   }
 
   void* New(Heap* heap, Rng& rng, uint32_t thread, uint64_t seq) {
-    size_t size = stress::RandomSize(rng, /*allow_large=*/false);
-    if (size < stress::kMinCookieSize) size = stress::kMinCookieSize;
-    void* p = heap ? heap->Allocate(size) : mf2::Allocate(size);
-    EXPECT_NE(p, nullptr);
-    if (p == nullptr) return nullptr;
-    EXPECT_TRUE(shadow_.Insert(p)) << "block handed out while live (invariant 4): " << p;
-    stress::Stamp(p, size, stress::MakeTag(thread, seq));
-    return p;
+    return blocks_.New(heap, stress::RandomSize(rng, /*allow_large=*/false), thread, seq);
   }
 
   void VerifyAndFree(Heap* heap, void* p, uint32_t self = UINT32_MAX) {
-    size_t size = 0;
-    uint64_t tag = 0;
-    EXPECT_TRUE(stress::Verify(p, &size, &tag)) << "cookie overwritten in a live block: " << p;
-    if ((tag >> 40) != self) foreign_frees_.fetch_add(1, std::memory_order_relaxed);
-    EXPECT_TRUE(shadow_.Erase(p)) << "harness frees a block it does not hold";
-    heap ? heap->Free(p) : mf2::Free(p);
+    if (blocks_.Free(heap, p).owner != self) {
+      // Relaxed: a count, read once every thread of the run is joined.
+      foreign_frees_.fetch_add(1, std::memory_order_relaxed);
+    }
   }
 
   void Work(Heap* heap, std::vector<void*>& lane, uint32_t thread) {
@@ -133,7 +124,7 @@ class Churn {
   testing::CountingPageSource* const source_;
   // Lane arrays change threads only between generations (ordered by join and thread start).
   std::vector<std::vector<void*>> lanes_;
-  ShadowSet shadow_;
+  stress::CheckedBlocks blocks_;
   std::atomic<uint64_t> foreign_frees_{0};
   std::mutex mu_;
   std::vector<Heap*> heaps_;
@@ -151,7 +142,7 @@ void RunThreadLocal(Lifecycle lifecycle) {
   ReleaseThreadHeap();
   HeapRegistry::Global().CheckAll(/*quiescent=*/true);
   const Stats after = GetStats();
-  EXPECT_EQ(churn.shadow().Size(), 0u);
+  EXPECT_EQ(churn.live(), 0u);
   EXPECT_GT(churn.foreign_frees(), kGenerations * kLanes) << "objects outlived their threads";
   EXPECT_GT(after.heaps_reused, before.heaps_reused) << "successors take exited heaps over";
   const uint64_t threads = kGenerations * kLanes;
@@ -180,7 +171,7 @@ TEST(ThreadChurnStressTest, ExplicitHeapsReleasedPerGenerationEndEmpty) {
   churn.FreeAll(main_heap);
   HeapRegistry::Global().ReleaseHeap(main_heap);
   HeapRegistry::Global().CheckAll(/*quiescent=*/true);
-  EXPECT_EQ(churn.shadow().Size(), 0u);
+  EXPECT_EQ(churn.live(), 0u);
   std::vector<Heap*> used = churn.heaps();
   std::vector<Heap*> distinct = used;
   std::sort(distinct.begin(), distinct.end());
