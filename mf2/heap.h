@@ -392,14 +392,14 @@ class Heap {
   const uint32_t id_;
 
   // ---- Shared ----
-  // Pages and span bytes this heap owns. Atomic: an adopter or reclaimer that takes a page
-  // subtracts it from the previous owner (relaxed RMWs: counts, ordered by nothing).
-  std::atomic<size_t> page_count_{0};
-  std::atomic<size_t> page_bytes_{0};
   // Owner writes (relaxed load+store, single writer); others read for the gates. Their own line,
   // which no other thread writes often (only an adopter's page-count decrement).
   alignas(64) std::atomic<uint64_t> xslow_epoch_{0};   // bumped on every allocation slow path
   std::atomic<uint64_t> partial_mask_[2] = {};  // bit k: partial_[k] non-empty
+  // Pages and span bytes this heap owns. Atomic: an adopter or reclaimer that takes a page
+  // subtracts it from the previous owner (relaxed RMWs: counts, ordered by nothing).
+  std::atomic<size_t> page_count_{0};
+  std::atomic<size_t> page_bytes_{0};
   // Idle reclamation (ReclaimIdleOwner_mt). On a line of their own: read by edge winners,
   // written only when a page comes back whole or such a page is taken off a remote stack.
   // Pages of this heap that came back whole and are still queued (approximate: a page adopted
@@ -415,7 +415,27 @@ class Heap {
   alignas(64) PendingQueue pending_;
   std::atomic<uint32_t> xclaim_{0};
   std::atomic<bool> xabandoned_{false};
+
+  friend struct HeapLayout;  // the static_asserts below
 };
+
+// The line claims of the comments above (offsetof on a class that is not standard-layout:
+// conditionally supported, by clang and gcc, with a warning silenced here).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Winvalid-offsetof"
+struct HeapLayout {
+  static constexpr size_t kLine = 64;
+  static_assert(offsetof(Heap, key_) < kLine && offsetof(Heap, direct_) < kLine,
+                "the fast paths' first loads (key, class pointers) on the heap's first line");
+  static_assert(offsetof(Heap, xslow_epoch_) % kLine == 0 &&
+                    offsetof(Heap, page_bytes_) / kLine == offsetof(Heap, xslow_epoch_) / kLine,
+                "the gates' line: slow-path epoch, partial mask and page counts together");
+  static_assert(offsetof(Heap, xwhole_unswept_) % kLine == 0 &&
+                    offsetof(Heap, xidle_probe_) / kLine == offsetof(Heap, xwhole_unswept_) / kLine,
+                "idle reclamation's line: whole count, sweep flags and the observers' probe");
+  static_assert(offsetof(Heap, pending_) % kLine == 0, "the pending queue's head on its own line");
+};
+#pragma GCC diagnostic pop
 
 }  // namespace mf2
 

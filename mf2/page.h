@@ -260,10 +260,29 @@ class alignas(256) Page {
   // so a use-after-free write cannot plant a pointer that decodes inside the page by chance.
   static void StoreLink(Block* b, Block* next);
   static Block* LoadLink(const Block* b);
+
+  friend struct PageLayout;  // the static_asserts below
 };
 
 static_assert(sizeof(Page) == 256, "four cache lines: span, owner, producers, padding");
 static_assert(alignof(Page) == 256, "descriptors start on cache lines, at a power-of-two stride");
+
+// The line claims of the comments above. offsetof on a class that is not standard-layout is
+// conditionally supported; clang and gcc support it (with a warning, silenced here).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Winvalid-offsetof"
+struct PageLayout {
+  static constexpr size_t kLine = 64;
+  static_assert(offsetof(Page, span_slices) < kLine && offsetof(Page, cached) < kLine,
+                "line 0: the span's fields (the page source's)");
+  static_assert(offsetof(Page, local_free_) == kLine && offsetof(Page, next) < 2 * kLine,
+                "line 1: the owner's fields, from the free list to the partial-list links");
+  static_assert(offsetof(Page, remote_) == 2 * kLine &&
+                    offsetof(Page, xpending_next_) < 3 * kLine &&
+                    offsetof(Page, rfr_deadline_ns) < 3 * kLine,
+                "line 2: the fields other threads write (remote word, queue link, adoption)");
+};
+#pragma GCC diagnostic pop
 
 inline void Page::StoreLink(Block* b, Block* next) {
 #if defined(MF2_HARDENED) && MF2_HARDENED
