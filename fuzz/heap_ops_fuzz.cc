@@ -26,9 +26,11 @@
 //                                       (FreeToFullCache). The blocks left live stay last.
 //  12 FLUSH        -                    Heap::FlushCaches: every cache empty afterwards
 // FILL then EXIT is a thread exit with a full cache (Abandon flushes it).
-// After every op: Heap::CheckInvariants(true), and HeapRegistry::CheckAll(true) plus exact block
-// conservation per page with the caches (fuzz_util.h CheckConservation) (after every op for the
-// first 256, then every 8th: they walk every page, which dominates long schedules).
+// After every op: the pages the op allocated from or freed into (fuzz_util.h Checker::Touched:
+// Page::CheckInvariants, exact block conservation with the caches, CheckAll's per-page checks).
+// Every FullCheckEvery() ops (16; MF2_FUZZ_FULL_CHECK_EVERY) and at the end of the input:
+// Heap::CheckInvariants(true), HeapRegistry::CheckAll(true) and exact conservation on every page
+// (Checker::Full).
 // The State destructor frees every live block (verifying stamps), releases the heap and checks
 // that every span went back (invariant 9).
 #include <algorithm>
@@ -71,7 +73,8 @@ class State {
   ~State() {
     for (const Live& b : live_) FreeBlock(b);
     live_.clear();
-    CheckConservation({});
+    mf2::HeapRegistry::Global().CheckAll(true);
+    check_.Full(true);
     mf2::HeapRegistry::Global().ReleaseHeap(heap_);
     mf2::HeapRegistry::Global().CheckAll(true);
     ledger_.CheckEmpty();
@@ -80,21 +83,25 @@ class State {
   }
 
   void Run(Reader& in) {
-    for (int n = 0; n < kMaxOps && !in.done(); ++n) {
+    for (int n = 1; n <= kMaxOps && !in.done(); ++n) {
       Step(in);
-      heap_->CheckInvariants(true);
-      // The whole-registry walk costs a pass over every page; on long schedules every 8th op.
-      if (n < 256 || n % 8 == 0) {
-        mf2::HeapRegistry::Global().CheckAll(true);
-        CheckConservation(ClassBlocks());
+      if (n % FullCheckEvery() == 0) {
+        FullCheck();
+      } else {
+        check_.Touched(true, heap_);
       }
     }
-    mf2::HeapRegistry::Global().CheckAll(true);
-    CheckConservation(ClassBlocks());
+    FullCheck();
     TraceStats("heap_ops_fuzz");
   }
 
  private:
+  void FullCheck() {
+    heap_->CheckInvariants(true);
+    mf2::HeapRegistry::Global().CheckAll(true);
+    check_.Full(true);
+  }
+
   void Step(Reader& in) {
     switch (in.Byte() % kNumOps) {
       case 0: Allocate(SizeFromByte(in.Byte())); break;
@@ -189,15 +196,6 @@ class State {
     }
   }
 
-  // Class blocks the harness holds (for CheckConservation).
-  std::vector<const void*> ClassBlocks() const {
-    std::vector<const void*> out;
-    for (const Live& b : live_) {
-      if (!b.large) out.push_back(b.p);
-    }
-    return out;
-  }
-
   // FILL: allocates cap + 1 blocks of the class of `size` (appended to the live list), then frees
   // them, newest first, until the class's cache is full; `overflow`: one free more, into the full
   // cache. The blocks left live stay at the end of the live list (seeds rely on it). An
@@ -280,6 +278,7 @@ class State {
     ranges_.Insert(p, usable);
     const uint64_t stamp = ++seq_;
     Stamp(p, usable, stamp);
+    check_.AddLive(p);
     live_.push_back(Live{p, size, usable, stamp, large});
     live_bytes_ += usable;
   }
@@ -288,6 +287,7 @@ class State {
     VerifyStamp(b.p, b.usable, b.stamp);
     FUZZ_CHECK(Heap::UsableSize(b.p) == b.usable, "UsableSize is stable while live");
     ranges_.Erase(b.p);
+    check_.RemoveLive(b.p);
     heap_->Free(b.p);
   }
 
@@ -313,6 +313,7 @@ class State {
         // Offsets 8, 24, 40, ...: inside the block, never a block start.
         bad = static_cast<char*>(b.p) + 8 + 16 * (idx % (b.usable / 16));
         expected = mf2::ErrorKind::kNotABlock;
+        check_.Touch(b.p);
         heap_->Free(const_cast<void*>(bad));
         break;
       }
@@ -355,6 +356,7 @@ class State {
   EmptinessCheck empty_;
   RemoteLedger ledger_;
   RangeSet ranges_;
+  Checker check_;
   std::vector<Live> live_;
   size_t live_bytes_ = 0;
   uint64_t seq_ = 0;

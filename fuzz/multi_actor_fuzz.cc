@@ -44,13 +44,16 @@
 // FILL then EXIT is a thread exit with a full cache (Abandon flushes it).
 // Ops of an actor whose thread is not running are skipped (their arguments still consumed).
 //
-// Oracles after every op: HeapRegistry::CheckAll(no op in flight) (invariants 1, 5-8, 11, 12);
-// exact block conservation per page with the caches (used == live + cached + remote count;
-// fuzz_util.h CheckConservation);
-// remote pushes == drained + on stacks (2); per page at most one won-but-not-queued op, its page
-// still in use, flagged and on no queue (5, 11); a push that did not win the edge found the page
-// queued on its owner or held by an in-flight winner (7 while not quiescent); no block handed out
-// twice, payloads stamped with (actor, sequence) and verified at free (3, 4). At the end every
+// Oracles after every op: the pages the op allocated from, freed into or queued are checked
+// (fuzz_util.h Checker::Touched: Page::CheckInvariants, exact block conservation per page with
+// the caches, used == live + cached + remote count, and CheckAll's per-page checks); per page at
+// most one won-but-not-queued op, its page still in use, flagged and on no queue (5, 11); a push
+// that did not win the edge found the page queued on its owner or held by an in-flight winner
+// (7 while not quiescent); no block handed out twice, payloads stamped with (actor, sequence) and
+// verified at free (3, 4). Every FullCheckEvery() ops (16; MF2_FUZZ_FULL_CHECK_EVERY) and at the
+// end of the input: HeapRegistry::CheckAll(no op in flight) (invariants 1, 5-8, 11, 12), each
+// heap's count of whole pages (CheckWholeCounts), remote pushes == drained + on stacks (2), and
+// exact conservation on every page (Checker::Full). At the end every
 // in-flight step completes, every live block is freed, every heap released, and every span is
 // back in the page source (9).
 #include <cstddef>
@@ -110,22 +113,24 @@ class State {
     for (size_t i = 0; i < live_.size(); ++i) FreeBlock(heap_[running[i % n]], live_[i]);
     live_.clear();
     mf2::HeapRegistry::Global().CheckAll(true);
+    check_.Full(true);
     for (int a = 0; a < actors_; ++a) {
       if (heap_[a] != nullptr) mf2::HeapRegistry::Global().ReleaseHeap(heap_[a]);
       if (heap_[a] != nullptr) maybe_cached_.erase(heap_[a]);
     }
     mf2::HeapRegistry::Global().CheckAll(true);
-    CheckConservation({});
+    check_.Full(true);
     ledger_.CheckEmpty();
     empty_.Check();
     ResetPolicy();
   }
 
   void Run(Reader& in) {
-    for (int n = 0; n < kMaxOps && !in.done(); ++n) {
+    for (int n = 1; n <= kMaxOps && !in.done(); ++n) {
       Step(in);
-      CheckAfterStep();
+      CheckAfterStep(n % FullCheckEvery() == 0);
     }
+    CheckAfterStep(true);
     TraceStats("multi_actor_fuzz");
   }
 
@@ -308,15 +313,6 @@ class State {
     SetBudget(budget_, tight_, route_);
   }
 
-  // Class blocks the harness holds (for CheckConservation).
-  std::vector<const void*> ClassBlocks() const {
-    std::vector<const void*> out;
-    for (const Live& b : live_) {
-      if (!b.large) out.push_back(b.p);
-    }
-    return out;
-  }
-
   static Page* ClassPage(const void* p) {
     Page* page = mf2::PageOf(p);
     return page != nullptr && page->in_use() ? page : nullptr;
@@ -355,6 +351,7 @@ class State {
     ranges_.Insert(p, usable);  // never handed out twice
     const uint64_t stamp = (uint64_t(a) << 56) | ++seq_;
     Stamp(p, usable, stamp);
+    check_.AddLive(p);
     live_.push_back(Live{p, usable, stamp, mf2::PageOf(p) == nullptr});
     live_bytes_ += usable;
   }
@@ -367,12 +364,14 @@ class State {
     VerifyStamp(b.p, b.usable, b.stamp);
     FUZZ_CHECK(Heap::UsableSize(b.p) == b.usable, "UsableSize is stable while live");
     ranges_.Erase(b.p);
+    check_.RemoveLive(b.p);
     return b;
   }
 
   void FreeBlock(Heap* h, const Live& b) {
     VerifyStamp(b.p, b.usable, b.stamp);
     ranges_.Erase(b.p);
+    check_.RemoveLive(b.p);
     NoteFree(h, b.p);
     h->Free(b.p);
   }
@@ -416,6 +415,7 @@ class State {
     FUZZ_CHECK(it != won_.end() && it->second == 1, "in-flight bookkeeping");
     won_.erase(it);
     CheckHeldPage(page);
+    check_.Touch(page->start());
     // A real thread finishes its free before it can exit; here the freer's heap may have been
     // released meanwhile, and then nobody adopts the dead owner's pages in this step.
     bool freer_alive = false;
@@ -434,15 +434,20 @@ class State {
 #endif
   }
 
-  void CheckAfterStep() {
+  // `full`: every page and heap; else the pages the step touched.
+  void CheckAfterStep(bool full) {
+    for (const InFlight& op : in_flight_) CheckHeldPage(op.page);
+    if (!full) {
+      check_.Touched(in_flight_.empty(), heap_, static_cast<size_t>(actors_));
+      return;
+    }
     mf2::HeapRegistry::Global().CheckAll(in_flight_.empty());
     mf2::HeapRegistry::Global().CheckWholeCounts();
     for (int a = 0; a < actors_; ++a) {
       if (heap_[a] != nullptr) heap_[a]->CheckInvariants(in_flight_.empty());
     }
-    for (const InFlight& op : in_flight_) CheckHeldPage(op.page);
     ledger_.Check();
-    CheckConservation(ClassBlocks());
+    check_.Full(in_flight_.empty());
   }
 
   const int actors_;
@@ -453,6 +458,7 @@ class State {
   EmptinessCheck empty_;
   RemoteLedger ledger_;
   RangeSet ranges_;
+  Checker check_;
   std::vector<Live> live_;
   size_t live_bytes_ = 0;
   uint64_t seq_ = 0;

@@ -33,9 +33,12 @@
 //                           the background reclaimer's pass on it (BackgroundReclaimPass)
 // FILL then EXIT is a thread exit with a full cache (the heap's release flushes it).
 // Ops of a worker whose thread is not running are skipped (their arguments still consumed).
-// After every op, with all workers parked: HeapRegistry::CheckAll(true) (invariants 1, 5-8, 11,
-// 12), the remote ledger (2) and exact block conservation per page with the caches
-// (fuzz_util.h CheckConservation). Payloads are stamped by the allocating worker and verified by
+// After every op, with all workers parked: the pages the op allocated from or freed into
+// (fuzz_util.h Checker::Touched: Page::CheckInvariants, exact block conservation per page with
+// the caches, CheckAll's per-page checks). Every FullCheckEvery() ops (16;
+// MF2_FUZZ_FULL_CHECK_EVERY) and at the end of the input: HeapRegistry::CheckAll(true)
+// (invariants 1, 5-8, 11, 12), the remote ledger (2) and exact conservation on every page
+// (Checker::Full). Payloads are stamped by the allocating worker and verified by
 // the freeing one (4). At the end every live block is freed by the workers, every thread exits,
 // and every span must be back in the page source (9).
 #include <condition_variable>
@@ -189,7 +192,10 @@ class State {
     }
     std::vector<std::vector<Live>> share(n_);
     for (size_t i = 0; i < live_.size(); ++i) share[i % n_].push_back(live_[i]);
-    for (const Live& b : live_) ranges_.Erase(b.p);
+    for (const Live& b : live_) {
+      ranges_.Erase(b.p);
+      check_.RemoveLive(b.p);
+    }
     live_.clear();
     for (int w = 0; w < n_; ++w) {
       workers_[w]->Post([&share, w](Heap* h) { FreeOn(h, share[w]); });
@@ -197,23 +203,37 @@ class State {
     for (int w = 0; w < n_; ++w) workers_[w]->Wait();
     for (int w = 0; w < n_; ++w) delete workers_[w];
     mf2::HeapRegistry::Global().CheckAll(true);
-    CheckConservation({});
+    check_.Full(true);
     ledger_.CheckEmpty();
     empty_.Check();
     ResetPolicy();
   }
 
   void Run(Reader& in) {
-    for (int n = 0; n < kMaxOps && !in.done(); ++n) {
+    for (int n = 1; n <= kMaxOps && !in.done(); ++n) {
       Step(in);
-      mf2::HeapRegistry::Global().CheckAll(true);  // workers parked
-      ledger_.Check();
-      CheckConservation(ClassBlocks());
+      CheckAfterStep(n % FullCheckEvery() == 0);  // workers parked
     }
+    CheckAfterStep(true);
     TraceStats("threads_fuzz");
   }
 
  private:
+  // Workers parked. `full`: every page and heap; else the pages the step touched.
+  void CheckAfterStep(bool full) {
+    if (!full) {
+      Heap* heaps[kMaxWorkers] = {};
+      for (int w = 0; w < n_; ++w) {
+        if (workers_[w] != nullptr) heaps[w] = workers_[w]->heap();
+      }
+      check_.Touched(true, heaps, kMaxWorkers);
+      return;
+    }
+    mf2::HeapRegistry::Global().CheckAll(true);
+    ledger_.Check();
+    check_.Full(true);
+  }
+
   void Step(Reader& in) {
     const uint8_t op = in.Byte();
     const int w = (op >> 4) % n_;
@@ -272,15 +292,6 @@ class State {
         break;
       }
     }
-  }
-
-  // Class blocks the harness holds (for CheckConservation).
-  std::vector<const void*> ClassBlocks() const {
-    std::vector<const void*> out;
-    for (const Live& b : live_) {
-      if (!b.large) out.push_back(b.p);
-    }
-    return out;
   }
 
   // Whether live block `b` is of class k on a page `h` owns (workers parked).
@@ -363,6 +374,7 @@ class State {
       if (slot < n) {
         frees[slot].push_back(live_[i]);
         ranges_.Erase(live_[i].p);
+        check_.RemoveLive(live_[i].p);
         live_bytes_ -= live_[i].usable;
       } else {
         keep.push_back(live_[i]);
@@ -397,6 +409,7 @@ class State {
   void Adopt(const std::vector<Live>& got) {
     for (const Live& b : got) {
       ranges_.Insert(b.p, b.usable);  // never handed out twice
+      check_.AddLive(b.p);
       live_.push_back(b);
       live_bytes_ += b.usable;
     }
@@ -406,6 +419,7 @@ class State {
     Live b = live_[i];
     live_.erase(live_.begin() + static_cast<long>(i));
     ranges_.Erase(b.p);
+    check_.RemoveLive(b.p);
     live_bytes_ -= b.usable;
     return b;
   }
@@ -417,6 +431,7 @@ class State {
   EmptinessCheck empty_;
   RemoteLedger ledger_;
   RangeSet ranges_;
+  Checker check_;
   std::vector<Live> live_;
   size_t live_bytes_ = 0;
   uint64_t seq_ = 0;
