@@ -8,6 +8,7 @@
 #ifndef MF2_FUZZ_FUZZ_UTIL_H_
 #define MF2_FUZZ_FUZZ_UTIL_H_
 
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -19,6 +20,13 @@
 #include <unordered_map>
 #include <vector>
 
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#include <sanitizer/asan_interface.h>
+#endif
+#endif
+
+#include "mf2/check.h"
 #include "mf2/heap.h"
 #include "mf2/heap_registry.h"
 #include "mf2/large.h"
@@ -87,11 +95,86 @@ inline mf2::testing::CountingPageSource& Source() {
   return *source;
 }
 
+// A thread after its exit hook (thread_heap.h, state "exited"): the fuzzers' copy of
+// thread_heap.cc's dead sentinel, on the fuzzers' page source. Its caches are empty with
+// capacity 0 and it owns no page, so every free through it goes the remote way with no chain
+// held back (Heap::FreeRemote), and an allocation runs AllocateAfterExit below, which is
+// thread_heap.cc's AllocateAfterExit with Source() for OsPageSource::Global(): a heap taken for
+// that one block (an idle heap taken over, or a new one) and handed back at once, the block's
+// page staying with that abandoned heap. Its counters join CollectStats (the remote ledger).
+inline void* AllocateAfterExit(uint32_t size_class);
+inline mf2::Heap* DeadSentinel() {
+  static mf2::Heap dead{mf2::Heap::SentinelTag{}, &AllocateAfterExit};
+  static const bool registered = (mf2::HeapRegistry::Global().AddStatsSource(&dead), true);
+  (void)registered;
+  return &dead;
+}
+
 inline mf2::Heap* AcquireHeap() {
   mf2::Heap* h = mf2::HeapRegistry::Global().AcquireHeap(&Source());
   FUZZ_CHECK(h != nullptr, "AcquireHeap");
   return h;
 }
+
+inline void* AllocateAfterExit(uint32_t size_class) {
+  mf2::Heap* heap = mf2::HeapRegistry::Global().AcquireHeap(&Source());
+  if (heap == nullptr) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  void* p = heap->Allocate(mf2::ClassInfo(size_class).size);
+  mf2::HeapRegistry::Global().ReleaseHeap(heap);
+  return p;
+}
+
+// MF2 poisons free blocks under ASan (block.h); a harness that writes into one on purpose (a
+// use-after-free write it wants MF2 to detect) unpoisons the bytes first.
+inline void UnpoisonForHarness(void* p, size_t n) {
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+  __asan_unpoison_memory_region(p, n);
+#endif
+#endif
+  (void)p;
+  (void)n;
+}
+
+// Misuse reports recorded instead of aborting (mf2::SetErrorHandler), for ops that commit a
+// misuse on purpose: a report that does not happen, or one more than expected, is an oracle
+// failure. Installed for the op's duration only; any other report goes to the default handler,
+// which aborts (Policy::on_error), so an unexpected report fails the input too.
+class ReportCapture {
+ public:
+  ReportCapture() {
+    FUZZ_CHECK(current_ == nullptr, "one capture at a time");
+    current_ = this;
+    previous_ = mf2::SetErrorHandler(&Record);
+  }
+  ~ReportCapture() {
+    mf2::SetErrorHandler(previous_);
+    current_ = nullptr;
+  }
+  const std::vector<mf2::ErrorReport>& reports() const { return reports_; }
+  // Exactly `n` reports so far, each of `kind` naming `pointer`.
+  void Expect(size_t n, mf2::ErrorKind kind, const void* pointer, const char* what) const {
+    bool ok = reports_.size() == n;
+    for (const mf2::ErrorReport& r : reports_) ok = ok && r.kind == kind && r.pointer == pointer;
+    if (ok) return;
+    std::fprintf(stderr, "%s of %p: expected %zu report(s) of kind %s, got %zu:\n", what, pointer,
+                 n, mf2::ErrorKindName(kind), reports_.size());
+    for (const mf2::ErrorReport& r : reports_) {
+      std::fprintf(stderr, "  %s in %s(%p): %s\n", mf2::ErrorKindName(r.kind), r.call, r.pointer,
+                   r.detail);
+    }
+    OracleFailed(__FILE__, __LINE__, "reports", "misuse is reported, once, with its kind");
+  }
+
+ private:
+  static void Record(const mf2::ErrorReport& r) { current_->reports_.push_back(r); }
+  static inline ReportCapture* current_ = nullptr;
+  mf2::ErrorHandler previous_ = nullptr;
+  std::vector<mf2::ErrorReport> reports_;
+};
 
 // The cache policy (Policy::cache_class_bytes) of the heaps an input creates or takes over:
 // caches are sized when a heap is taken (Heap::ConfigureCaches), so a change reaches the heaps
@@ -473,6 +556,12 @@ class RangeSet {
     FUZZ_CHECK(ranges_.erase(reinterpret_cast<uintptr_t>(p)) == 1, "shadow range missing");
   }
   size_t size() const { return ranges_.size(); }
+  // Whether `p` lies in a live range.
+  MF2_FUZZ_NO_COVERAGE bool Covers(const void* p) const {
+    const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+    auto next = ranges_.upper_bound(a);
+    return next != ranges_.begin() && std::prev(next)->second > a;
+  }
 
  private:
   std::map<uintptr_t, uintptr_t> ranges_;  // start -> end

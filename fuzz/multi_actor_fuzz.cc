@@ -12,9 +12,21 @@
 //                                       block from idx on a page another heap owns; if it won the
 //                                       in_remote_pending edge, the page is held "in flight"
 //   4 STEP2        idx8                 step 2 (QueueWonPage_mt) of in-flight op idx % in-flight
-//   5 EXIT         -                    actor's thread exits (ReleaseHeap), live blocks stay
+//   5 EXIT         -                    actor's thread exits (ReleaseHeap), live blocks stay;
+//                                       if it has exited already (LATE): what glibc's teardown
+//                                       and a late key destructor do after the exit hook, through
+//                                       the dead sentinel (fuzz_util.h DeadSentinel): the newest
+//                                       live block is freed (the remote way, no heap) and one
+//                                       block is allocated (a heap taken and released at once)
 //   6 START        -                    actor's thread starts (AcquireHeap: takes an idle heap
-//                                       over whole, or a new one)
+//                                       over whole, or a new one); if it runs already (DOUBLE):
+//                                       it frees again the block freed last by anyone, if that
+//                                       block is still free (its page in use with its class, the
+//                                       block carved and not handed out again): a double free by
+//                                       the owner or from another heap, wherever the first free
+//                                       put it (cache, page, remote stack, held chain), which
+//                                       must be reported once (fuzz_util.h ReportCapture) and
+//                                       change nothing
 //   7 BUDGET       b                    Policy::pending_budget = 1 + b % 8; bit 3 of b selects a
 //                                       tight-memory policy (no empty-page retention, no span
 //                                       cache, empty segments unmapped at once); bits 4..5, if
@@ -178,10 +190,16 @@ class State {
           mf2::HeapRegistry::Global().ReleaseHeap(h);  // flushes its cache
           maybe_cached_.erase(h);
           heap_[a] = nullptr;
+        } else {
+          AfterExit(a);
         }
         break;
       case 6:
-        if (h == nullptr) heap_[a] = AcquireHeap();
+        if (h == nullptr) {
+          heap_[a] = AcquireHeap();
+        } else {
+          DoubleFree(h);
+        }
         break;
       case 7: {
         const uint8_t b = in.Byte();
@@ -289,6 +307,32 @@ class State {
                "a free into a full cache returns the older half to the pages");
   }
 
+  // LATE: actor `a`'s thread, after its exit hook, frees the newest live block and allocates one.
+  void AfterExit(int a) {
+    Heap* dead = DeadSentinel();
+    if (!live_.empty()) Free(dead, live_.size() - 1);
+    const size_t size = SizeFromByte(static_cast<uint8_t>(seq_ * 37 % 240));
+    if (Full(size)) return;
+    void* p = dead->Allocate(size);
+    FUZZ_CHECK(p != nullptr, "an allocation after the exit hook succeeds");
+    Record(a, p, size, /*late=*/true);
+  }
+
+  // DOUBLE: `h` frees the block freed last again, if it is still a free block of its page.
+  void DoubleFree(Heap* h) {
+    if (last_freed_.p == nullptr) return;
+    void* p = last_freed_.p;
+    Page* page = ClassPage(p);
+    if (page != last_freed_.page || page->size_class() != last_freed_.size_class ||
+        page->BlockIndex(p) >= page->carved() || ranges_.Covers(p)) {
+      return;
+    }
+    ReportCapture capture;
+    check_.Touch(p);
+    h->Free(p);
+    capture.Expect(1, mf2::ErrorKind::kDoubleFree, p, "double free");
+  }
+
   // IDLE: actor `a` fills a cache and goes idle; the other actors complete its pages; the
   // background reclaimer's pass. Whatever MF2 does then must keep every invariant (checked after
   // the op), and the blocks in a's cache stay valid for a's later allocations (Record).
@@ -335,15 +379,16 @@ class State {
     Record(a, p, size);
   }
 
-  void Record(int a, void* p, size_t size) {
+  // `late`: allocated through the dead sentinel (its page belongs to an abandoned heap).
+  void Record(int a, void* p, size_t size, bool late = false) {
     const size_t usable = Heap::UsableSize(p);
     FUZZ_CHECK(usable >= size, "usable size >= requested");
-    const bool was_cached = maybe_cached_[heap_[a]].count(p) != 0;
+    const bool was_cached = !late && maybe_cached_[heap_[a]].count(p) != 0;
     for (auto& entry : maybe_cached_) entry.second.erase(p);
     if (Page* page = ClassPage(p)) {
       // A block freed into the actor's cache while it owned the page may come back after the
       // page moved to another heap (adoption): caches keep such blocks valid (heap.h).
-      FUZZ_CHECK(page->owner_relaxed() == heap_[a] || was_cached,
+      FUZZ_CHECK(late || page->owner_relaxed() == heap_[a] || was_cached,
                  "a new block comes from the actor's page or its cache");
       FUZZ_CHECK(won_.count(page) == 0 || page->remote().Peek().pending(),
                  "a page with an in-flight winner keeps its flag");
@@ -365,6 +410,7 @@ class State {
     FUZZ_CHECK(Heap::UsableSize(b.p) == b.usable, "UsableSize is stable while live");
     ranges_.Erase(b.p);
     check_.RemoveLive(b.p);
+    if (Page* page = ClassPage(b.p)) last_freed_ = LastFreed{b.p, page, page->size_class()};
     return b;
   }
 
@@ -469,6 +515,11 @@ class State {
   std::vector<InFlight> in_flight_;  // remote frees whose step 2 is pending, oldest first
   std::map<Page*, int> won_;      // won-but-not-queued ops per page
   std::map<Heap*, std::set<void*>> maybe_cached_;  // freed by their page's owner, not reused
+  struct LastFreed {
+    void* p = nullptr;
+    Page* page = nullptr;
+    uint32_t size_class = 0;
+  } last_freed_;  // the class block freed last (DOUBLE)
 };
 
 }  // namespace

@@ -12,7 +12,12 @@
 //   1 FREE    idx16         worker frees live block idx % live, whoever allocated it (a block
 //                           of another worker's page is a remote free; of an exited one, a
 //                           dead-owner drain)
-//   2 EXIT    -             worker's thread exits (its heap is released with its live blocks)
+//   2 EXIT    -             worker's thread exits (its heap is released with its live blocks);
+//                           if it has exited already (LATE): a real thread after its exit hook,
+//                           as glibc's teardown and a late key destructor run it, frees the
+//                           newest live block and allocates one through the dead sentinel
+//                           (fuzz_util.h DeadSentinel: no heap; the allocation takes a heap and
+//                           releases it at once), then ends
 //   3 BURST   count         all running workers at once: the r-th running worker frees every
 //                           live block at index i with i % (2 * running) == r (blocks of all
 //                           owners), then allocates count % 16 blocks
@@ -257,8 +262,12 @@ class State {
         break;
       }
       case 2:
-        delete worker;
-        workers_[w] = nullptr;
+        if (worker != nullptr) {
+          delete worker;
+          workers_[w] = nullptr;
+        } else {
+          AfterExit(w);
+        }
         break;
       case 3: Burst(in.Byte() % 16); break;
       case 4: {
@@ -333,6 +342,28 @@ class State {
     if (!overflow || !free_one()) return;
     FUZZ_CHECK(h->cache(k).n == (cap == 0 ? 0 : CacheAfterOverflow(cap)),
                "a free into a full cache returns the older half to the pages");
+  }
+
+  // LATE (see the op table), on a thread of its own while every worker is parked.
+  void AfterExit(int w) {
+    std::vector<Live> one;
+    if (!live_.empty()) one.push_back(Take(live_.size() - 1));
+    const size_t size = SizeFromByte(static_cast<uint8_t>(seq_ * 37 % 240));
+    const bool alloc = !Full(size);
+    const uint64_t stamp = NextStamps(w, 1);
+    std::vector<Live> got;
+    std::thread([&] {
+      Heap* dead = DeadSentinel();
+      FreeOn(dead, one);
+      if (!alloc) return;
+      void* p = dead->Allocate(size);
+      FUZZ_CHECK(p != nullptr, "an allocation after the exit hook succeeds");
+      const size_t usable = Heap::UsableSize(p);
+      FUZZ_CHECK(usable >= size, "usable size >= requested");
+      Stamp(p, usable, stamp);
+      got.push_back(Live{p, usable, stamp, mf2::PageOf(p) == nullptr});
+    }).join();
+    Adopt(got);
   }
 
   // IDLE on worker w (see the op table).
