@@ -8,6 +8,8 @@
 #ifndef MF2_FUZZ_FUZZ_UTIL_H_
 #define MF2_FUZZ_FUZZ_UTIL_H_
 
+#include "fuzz/fuzz_std.h"  // first: the standard library without coverage
+
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>

@@ -46,6 +46,8 @@
 // (Checker::Full). Payloads are stamped by the allocating worker and verified by
 // the freeing one (4). At the end every live block is freed by the workers, every thread exits,
 // and every span must be back in the page source (9).
+#include "fuzz/fuzz_std.h"  // first: the standard library without coverage
+
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
