@@ -1,5 +1,7 @@
-// The owner's drain of a detached page, with an adopter acting inside it (VERIFICATION.md,
-// mutant R4), deterministically. DrainDequeued makes a detached page private (where = kNowhere)
+// Adoption racing the owner of a detached page, at the exact interleaving points of two C++
+// mutants of VERIFICATION.md that only spin models caught before, deterministically:
+//
+// R4, the owner's drain of a detached page, with an adopter acting inside it. DrainDequeued makes a detached page private (where = kNowhere)
 // BEFORE the exchange that takes its remote stack and releases its flag: from that exchange on,
 // another thread may win the flag again and queue the page on its owner, where a Route P adopter
 // pops it; it must find the page not detached and leave it. Made private too late, the page is
@@ -11,6 +13,12 @@
 // freed remotely (a use after free), so Page::AbsorbRemote reports it, and the test's error
 // handler is where c frees into the page again (winning its flag, queueing it on a) and d's
 // allocation runs Route P's adoption.
+//
+// R7, the owner's free into its detached page: Heap::FreeDetached takes the page's flag and then
+// re-checks that the page is still its own and detached, because between the caller's check and
+// that flag an adopter may have taken the page (and released its flag again). Without the
+// re-check the owner files another heap's page on its own partial list. The adoption runs in
+// Heap::free_detached_hook_for_testing, which FreeDetached calls inside that window.
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -47,6 +55,19 @@ void RemoteFree(Heap* freer, void* p) {
   if (freer->PushRemote_mt(page, static_cast<Block*>(p))) Heap::QueueWonPage_mt(page, freer);
 }
 
+Policy RouteP(Policy* p) {
+  p->route = Route::kRouteP;  // every gate open: an idle owner, no pressure, no window
+  p->idle_threshold_ns = 0;
+  p->adopt_pressure = 0;
+  p->adopt_min_remote = 1;
+  p->rfr_window_ns = 0;
+  p->adopt_partial_gate = false;
+  p->reclaim_idle = false;
+  p->cache_class_bytes = 0;  // pages, not caches: a's free goes straight to ReturnBlock
+  p->remote_batch = 1;
+  return *p;
+}
+
 struct InsideDrain {
   Heap* c;
   Heap* d;
@@ -70,17 +91,7 @@ void AdoptInsideDrain(const ErrorReport& report) {
 }
 
 TEST(DetachedRaceTest, AnAdopterInsideTheOwnersDrainFindsThePagePrivate) {
-  ScopedPolicy policy([](Policy* p) {
-    p->route = Route::kRouteP;  // every gate open: an idle owner, no pressure, no window
-    p->idle_threshold_ns = 0;
-    p->adopt_pressure = 0;
-    p->adopt_min_remote = 1;
-    p->rfr_window_ns = 0;
-    p->adopt_partial_gate = false;
-    p->reclaim_idle = false;
-    p->cache_class_bytes = 0;  // pages, not caches
-    p->remote_batch = 1;
-  });
+  ScopedPolicy policy([](Policy* p) { RouteP(p); });
   TestHeaps heaps;
   Heap* a = heaps.Acquire();
   Heap* b = heaps.Acquire();
@@ -136,6 +147,66 @@ TEST(DetachedRaceTest, AnAdopterInsideTheOwnersDrainFindsThePagePrivate) {
     if (p != written && p != p_blocks[2] && p != p_blocks[3]) a->Free(p);
   }
   for (void* p : q_blocks) a->Free(p);
+  HeapRegistry::Global().CheckAll(true);
+}
+
+struct InsideWindow {
+  Heap* c;
+  Heap* d;
+  void* c_free;
+  void* d_block = nullptr;
+  Heap* owner_after = nullptr;
+  int calls = 0;
+};
+InsideWindow* g_window = nullptr;
+
+// Inside a's FreeDetached, before its flag CAS: c frees into the page (queueing it on a), and d's
+// allocation adopts it (Route P), releasing its flag again before a takes it.
+void AdoptInsideWindow(Page* page) {
+  InsideWindow* in = g_window;
+  if (++in->calls > 1) return;
+  RemoteFree(in->c, in->c_free);
+  in->d_block = in->d->Allocate(kSize);
+  in->owner_after = page->owner_relaxed();
+}
+
+TEST(DetachedRaceTest, AnOwnersFreeIntoAPageAdoptedBeforeItsFlagGoesRemote) {
+  ScopedPolicy policy([](Policy* p) { RouteP(p); });
+  TestHeaps heaps;
+  Heap* a = heaps.Acquire();
+  Heap* c = heaps.Acquire();
+  Heap* d = heaps.Acquire();
+
+  // a fills page P, detached while adoption is armed, and moves on to another page.
+  std::vector<void*> p_blocks{a->Allocate(kSize)};
+  while (PageOf(p_blocks[0])->HasFree()) p_blocks.push_back(a->Allocate(kSize));
+  void* a_other = a->Allocate(kSize);
+  Page* page = PageOf(p_blocks[0]);
+  ASSERT_EQ(page->where(), Page::Where::kDetached);
+  ASSERT_TRUE(page->adoptable_detach);
+  ASSERT_GE(p_blocks.size(), 3u);
+
+  // a frees a block of P: FreeDetached; d adopts P inside the window.
+  InsideWindow window{c, d, p_blocks[1]};
+  g_window = &window;
+  Heap::free_detached_hook_for_testing.store(&AdoptInsideWindow, std::memory_order_relaxed);
+  const uint64_t detached_frees = Stat(a, HeapStats::k_detached_frees);
+  a->Free(p_blocks[0]);
+  Heap::free_detached_hook_for_testing.store(nullptr, std::memory_order_relaxed);
+  g_window = nullptr;
+
+  ASSERT_EQ(window.calls, 1) << "a's free reached FreeDetached";
+  ASSERT_EQ(window.owner_after, d) << "d adopted P inside the window";
+  ASSERT_EQ(PageOf(window.d_block), page);
+  EXPECT_EQ(page->owner_relaxed(), d);
+  EXPECT_EQ(Stat(a, HeapStats::k_detached_frees), detached_frees)
+      << "a freed into a page it no longer owns as if it were its own";
+  EXPECT_TRUE(d->PendingContains(page)) << "a's free went the remote way, queueing P on d";
+  HeapRegistry::Global().CheckAll(true);
+
+  d->Free(window.d_block);
+  a->Free(a_other);
+  for (size_t i = 2; i < p_blocks.size(); ++i) a->Free(p_blocks[i]);
   HeapRegistry::Global().CheckAll(true);
 }
 
