@@ -13,6 +13,8 @@
 
 namespace mf2 {
 
+std::atomic<Heap::FreeDetachedHook> Heap::free_detached_hook_for_testing{nullptr};
+
 Heap::Heap(PageSource* source, HeapRegistry* registry, uint32_t id)
     : key_(CanaryKey()), source_(source), registry_(registry), id_(id) {
   for (uint32_t i = 0; i <= kSmallMax / kMinAlign; ++i) direct_[i] = &cache_[kSmallClass.k[i]];
@@ -654,6 +656,10 @@ void Heap::AfterRemotePush(Page* page, Heap* owner, bool won, bool completed) {
 void Heap::FreeDetached(Page* page, Block* b) {
   MF2_DCHECK(page->adoptable_detach, "pages detached while adoption was not armed are freed "
              "into without the flag (Heap::Free)");
+  // Relaxed: a test sets the hook before the free it watches, on the same thread.
+  if (FreeDetachedHook hook = free_detached_hook_for_testing.load(std::memory_order_relaxed)) {
+    hook(page);
+  }
   if (!page->remote().TryAcquireFlag()) {
     return ReturnRemote(page, b, Canary(b, kInCache), "free");
   }

@@ -235,6 +235,14 @@ class Heap {
                      const char* call = "free");
   static void QueueWonPage_mt(Page* page, Heap* adopter);
 
+  // Tests only (mf2/detached_race_test.cc, mutant R7 of VERIFICATION.md): when set, the owner's
+  // free into one of its adoptable detached pages calls it with the page after the caller has
+  // seen itself as owner and the page detached, and before it takes the page's flag, the window
+  // in which another heap may adopt the page. nullptr otherwise (one relaxed load on that slow
+  // path, which already pays two atomic RMWs).
+  using FreeDetachedHook = void (*)(Page* page);
+  static std::atomic<FreeDetachedHook> free_detached_hook_for_testing;
+
   // ---- Route P, cda and idle reclamation (any thread, about another heap) ----
   // Whether the owner has not entered its allocation slow path for `threshold_ns`, as observed
   // by callers (the first observation of a new slow-path epoch starts the clock: never early).
