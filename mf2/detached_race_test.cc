@@ -1,7 +1,7 @@
 // Adoption racing the owner of a detached page, at the exact interleaving points of two C++
 // mutants of VERIFICATION.md that only spin models caught before, deterministically:
 //
-// R4, the owner's drain of a detached page, with an adopter acting inside it. DrainDequeued makes a detached page private (where = kNowhere)
+// R4, the owner's drain of a detached page, with an adopter acting inside it. CollectDequeued makes a detached page private (where = kNowhere)
 // BEFORE the exchange that takes its remote stack and releases its flag: from that exchange on,
 // another thread may win the flag again and queue the page on its owner, where a Route P adopter
 // pops it; it must find the page not detached and leave it. Made private too late, the page is
@@ -10,7 +10,7 @@
 //
 // One OS thread plays the owner `a`, the freers `b` and `c` and the adopter `d`. The adopter's
 // turn runs inside a's drain, after the exchange: the test writes into the word 1 of a block
-// freed remotely (a use after free), so Page::AbsorbRemote reports it, and the test's error
+// freed remotely (a use after free), so Page::CollectRemote reports it, and the test's error
 // handler is where c frees into the page again (winning its flag, queueing it on a) and d's
 // allocation runs Route P's adoption.
 //
@@ -79,7 +79,7 @@ struct InsideDrain {
 };
 InsideDrain* g_inside = nullptr;
 
-// Runs at the report of the written block, inside a's AbsorbRemote: the page's flag was just
+// Runs at the report of the written block, inside a's CollectRemote: the page's flag was just
 // released by a's exchange.
 void AdoptInsideDrain(const ErrorReport& report) {
   InsideDrain* in = g_inside;
