@@ -139,10 +139,26 @@ class HeapOps(Schedule):
         self.add(6)
 
     def misuse(self, kind, label=None):
+        """heap_ops_fuzz.cc MISUSE: kinds 1, 3, 4 free `label` before the misuse; kind 5 frees
+        it, writes into it, and the next allocation hands out another block (appended), after
+        which the harness holds the written block again (appended too)."""
         self.add(7, kind)
         self.u16(self.index(label) if label is not None else 0)
-        if kind % 3 == 1 and label is not None:
+        if kind % 6 in (1, 3, 4) and label is not None:
             self.take(label)  # freed (correctly) before the double free
+        if kind % 6 == 5 and label is not None:
+            self.take(label)
+            self.labels("uafq", 1)
+            self.labels("uafp", 1)
+
+    def late(self, first, count, sb, tag="late"):
+        """LATE: exit, `count` blocks from `first` freed after the exit hook, one allocated."""
+        i = self.index(first)
+        self.add(13)
+        self.u16(i)
+        self.add(count - 1, sb)
+        del self.live[i:i + count]
+        return self.labels(tag, 1)[0]
 
     def policy(self, cache_mb, retained):
         self.add(9, (cache_mb & 7) | (retained << 3))
@@ -281,6 +297,38 @@ def heap_ops_seeds():
     s.alloc_oom(S4K)
     seeds["cache_full_out_of_memory"] = s
 
+    s = HeapOps()  # frees and an allocation after the thread's exit hook (dead sentinel)
+    a = s.alloc_n(S1K, 20, "a")
+    b = s.alloc_n(S8K, 8, "b")       # one page of 8 blocks
+    s.late(a[3], 4, S64)             # remote frees into the abandoned heap, a late 64 B block
+    s.late(b[0], 4, S1K)
+    s.late(b[4], 4, LARGE100K)       # the page of b came back whole through the sentinel
+    c = s.alloc_n(S64, 10, "c")      # the next thread took the heap over
+    s.free_run(c[0], 10)
+    s.late(a[0], 3, S8K)
+    s.exit()
+    seeds["after_exit_frees_and_late_alloc"] = s
+
+    s = HeapOps()  # misuse across threads and a use-after-free write, each reported
+    p = s.alloc_n(S4K, 6, "p")
+    q = s.alloc_n(S64, 6, "q")
+    big = s.alloc(LARGE100K, "big")
+    s.misuse(3, p[0])                # owner frees, a thread without a heap frees again
+    s.misuse(3, big)
+    s.misuse(4, q[1])                # remote free, its second free, the owner's free
+    s.misuse(4, p[2])
+    s.misuse(5, q[3])                # written after its free: popped, reported, not reused
+    s.misuse(5, p[4])
+    s.alloc_n(S64, 4, "r")
+    seeds["misuse_cross_thread_and_uaf"] = s
+
+    s = HeapOps()  # caching off: the written block is the active page's only free block
+    s.cache(1)
+    p = s.alloc_n(S4K, 5, "p")       # a page of 16 blocks, 5 carved
+    s.misuse(5, p[2])
+    s.alloc_n(S4K, 3, "r")
+    seeds["uaf_write_page_free_list"] = s
+
     s = HeapOps()  # partial list reuse across classes
     a = s.alloc_n(S4K, 16, "a")
     b = s.alloc_n(S4K, 16, "b")
@@ -347,6 +395,19 @@ class Multi(Schedule):
         self.op(a, 5)
 
     def start(self, a):
+        self.op(a, 6)
+
+    def late(self, a, tag="late"):
+        """EXIT of an actor that has exited (LATE): the newest live block is freed through the
+        dead sentinel and one block allocated (appended)."""
+        self.op(a, 5)
+        if self.live:
+            assert not isinstance(self.live[-1], Unknown)
+            self.live.pop()
+        return self.labels(tag, 1, a)[0]
+
+    def double_free(self, a):
+        """START of a running actor (DOUBLE): the block freed last is freed again."""
         self.op(a, 6)
 
     def budget(self, b, cache=0):
@@ -709,6 +770,42 @@ def multi_actor_seeds():
     seeds["mixed_sizes"] = s
     seeds.update(adoption_seeds())
     seeds.update(cache_seeds())
+    # After the exit hook: an exited actor's thread frees (the remote way, without a heap) and
+    # allocates (a heap taken and released at once), into its own abandoned heap and others'.
+    s = Multi(3, 4)
+    p = s.alloc_n(A, S8K, 6, "p")
+    q = s.alloc_n(B, S64, 5, "q")
+    s.exit(A)
+    s.late(A)                       # frees q[4] (B's page), allocates from an idle heap
+    s.late(A)                       # frees its own late block
+    s.free(B, p[0])
+    s.late(A)
+    s.alloc_n(C, S1K, 4, "r")
+    s.start(A)                      # takes a heap: maybe the one its late allocation left
+    s.alloc_n(A, S8K, 3, "t")
+    seeds["after_exit_frees_and_late_allocs"] = s
+
+    # Double frees by the owner and from other heaps, wherever the first free put the block:
+    # the owner's cache, another heap's held chain, a remote stack in flight, the page's list.
+    s = Multi(3, 8)
+    a = s.alloc_n(A, S1K, 10, "a")
+    s.free(A, a[2])                 # into A's cache
+    s.double_free(B)                # B frees it again: reported
+    s.double_free(A)                # and A: reported
+    s.free(B, a[3])                 # held in B's remote chain
+    s.double_free(A)
+    s.double_free(C)
+    s.remote1(B, a[5], wins=True)   # on the page's remote stack, step 2 pending
+    s.double_free(A)
+    s.step2()
+    s.double_free(C)
+    s.free(A, a[6])
+    s.flush(A)                      # on the page's free list
+    s.double_free(C)
+    s.double_free(A)
+    s.alloc_n(A, S1K, 4, "b")
+    seeds["double_free_owner_and_other_heaps"] = s
+
     return seeds
 
 
@@ -750,6 +847,16 @@ class Threads(Schedule):
     def start(self, w):
         self.op(w, 5)
         self.stopped.discard(w)
+
+    def late(self, w, tag="late"):
+        """EXIT of a worker that has exited (LATE): a thread without a heap frees the newest live
+        block and allocates one (appended)."""
+        assert w in self.stopped
+        self.op(w, 2)
+        if self.live:
+            assert not isinstance(self.live[-1], Unknown)
+            self.live.pop()
+        return self.labels(tag, 1, w)[0]
 
     def burst(self, count, tag):
         assert not any(isinstance(x, Unknown) for x in self.live), "BURST after FILL leftovers"
@@ -918,6 +1025,19 @@ def threads_seeds():
     s.alloc(1, S4K, 15, "b")
     s.burst(9, "q")
     seeds["cda_with_threads"] = s
+    s = Threads(3, 8)  # a real thread after its exit hook frees and allocates without a heap
+    a = s.alloc(0, S8K, 6, "a")
+    b = s.alloc(1, S64, 4, "b")
+    s.exit(0)
+    s.late(0)                       # b[3]: a remote free into a live owner's page
+    s.late(0)                       # its own late block
+    s.free(1, a[0])
+    s.start(0)
+    s.alloc(0, S1K, 3, "c")
+    s.exit(2)
+    s.late(2)
+    seeds["after_exit_frees_and_late_allocs"] = s
+
     return seeds
 
 

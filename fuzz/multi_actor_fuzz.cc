@@ -12,9 +12,21 @@
 //                                       block from idx on a page another heap owns; if it won the
 //                                       in_remote_pending edge, the page is held "in flight"
 //   4 STEP2        idx8                 step 2 (QueueWonPage_mt) of in-flight op idx % in-flight
-//   5 EXIT         -                    actor's thread exits (ReleaseHeap), live blocks stay
+//   5 EXIT         -                    actor's thread exits (ReleaseHeap), live blocks stay;
+//                                       if it has exited already (LATE): what glibc's teardown
+//                                       and a late key destructor do after the exit hook, through
+//                                       the dead sentinel (fuzz_util.h DeadSentinel): the newest
+//                                       live block is freed (the remote way, no heap) and one
+//                                       block is allocated (a heap taken and released at once)
 //   6 START        -                    actor's thread starts (AcquireHeap: takes an idle heap
-//                                       over whole, or a new one)
+//                                       over whole, or a new one); if it runs already (DOUBLE):
+//                                       it frees again the block freed last by anyone, if that
+//                                       block is still free (its page in use with its class, the
+//                                       block carved and not handed out again): a double free by
+//                                       the owner or from another heap, wherever the first free
+//                                       put it (cache, page, remote stack, held chain), which
+//                                       must be reported once (fuzz_util.h ReportCapture) and
+//                                       change nothing
 //   7 BUDGET       b                    Policy::pending_budget = 1 + b % 8; bit 3 of b selects a
 //                                       tight-memory policy (no empty-page retention, no span
 //                                       cache, empty segments unmapped at once); bits 4..5, if
@@ -44,15 +56,20 @@
 // FILL then EXIT is a thread exit with a full cache (Abandon flushes it).
 // Ops of an actor whose thread is not running are skipped (their arguments still consumed).
 //
-// Oracles after every op: HeapRegistry::CheckAll(no op in flight) (invariants 1, 5-8, 11, 12);
-// exact block conservation per page with the caches (used == live + cached + remote count;
-// fuzz_util.h CheckConservation);
-// remote pushes == drained + on stacks (2); per page at most one won-but-not-queued op, its page
-// still in use, flagged and on no queue (5, 11); a push that did not win the edge found the page
-// queued on its owner or held by an in-flight winner (7 while not quiescent); no block handed out
-// twice, payloads stamped with (actor, sequence) and verified at free (3, 4). At the end every
+// Oracles after every op: the pages the op allocated from, freed into or queued are checked
+// (fuzz_util.h Checker::Touched: Page::CheckInvariants, exact block conservation per page with
+// the caches, used == live + cached + remote count, and CheckAll's per-page checks); per page at
+// most one won-but-not-queued op, its page still in use, flagged and on no queue (5, 11); a push
+// that did not win the edge found the page queued on its owner or held by an in-flight winner
+// (7 while not quiescent); no block handed out twice, payloads stamped with (actor, sequence) and
+// verified at free (3, 4). Every FullCheckEvery() ops (16; MF2_FUZZ_FULL_CHECK_EVERY) and at the
+// end of the input: HeapRegistry::CheckAll(no op in flight) (invariants 1, 5-8, 11, 12), each
+// heap's count of whole pages (CheckWholeCounts), remote pushes == drained + on stacks (2), and
+// exact conservation on every page (Checker::Full). At the end every
 // in-flight step completes, every live block is freed, every heap released, and every span is
 // back in the page source (9).
+#include "fuzz/fuzz_std.h"  // first: the standard library without coverage
+
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -109,23 +126,24 @@ class State {
     // Alternate the freeing actor: some frees are local, some remote (into live or dead owners).
     for (size_t i = 0; i < live_.size(); ++i) FreeBlock(heap_[running[i % n]], live_[i]);
     live_.clear();
-    mf2::HeapRegistry::Global().CheckAll(true);
+    check_.Full(true);
     for (int a = 0; a < actors_; ++a) {
       if (heap_[a] != nullptr) mf2::HeapRegistry::Global().ReleaseHeap(heap_[a]);
       if (heap_[a] != nullptr) maybe_cached_.erase(heap_[a]);
     }
     mf2::HeapRegistry::Global().CheckAll(true);
-    CheckConservation({});
+    check_.Full(true);
     ledger_.CheckEmpty();
     empty_.Check();
     ResetPolicy();
   }
 
   void Run(Reader& in) {
-    for (int n = 0; n < kMaxOps && !in.done(); ++n) {
+    for (int n = 1; n <= kMaxOps && !in.done(); ++n) {
       Step(in);
-      CheckAfterStep();
+      CheckAfterStep(n % FullCheckEvery() == 0);
     }
+    CheckAfterStep(true);
     TraceStats("multi_actor_fuzz");
   }
 
@@ -173,10 +191,16 @@ class State {
           mf2::HeapRegistry::Global().ReleaseHeap(h);  // flushes its cache
           maybe_cached_.erase(h);
           heap_[a] = nullptr;
+        } else {
+          AfterExit(a);
         }
         break;
       case 6:
-        if (h == nullptr) heap_[a] = AcquireHeap();
+        if (h == nullptr) {
+          heap_[a] = AcquireHeap();
+        } else {
+          DoubleFree(h);
+        }
         break;
       case 7: {
         const uint8_t b = in.Byte();
@@ -284,6 +308,32 @@ class State {
                "a free into a full cache returns the older half to the pages");
   }
 
+  // LATE: actor `a`'s thread, after its exit hook, frees the newest live block and allocates one.
+  void AfterExit(int a) {
+    Heap* dead = DeadSentinel();
+    if (!live_.empty()) Free(dead, live_.size() - 1);
+    const size_t size = SizeFromByte(static_cast<uint8_t>(seq_ * 37 % 240));
+    if (Full(size)) return;
+    void* p = dead->Allocate(size);
+    FUZZ_CHECK(p != nullptr, "an allocation after the exit hook succeeds");
+    Record(a, p, size, /*late=*/true);
+  }
+
+  // DOUBLE: `h` frees the block freed last again, if it is still a free block of its page.
+  void DoubleFree(Heap* h) {
+    if (last_freed_.p == nullptr) return;
+    void* p = last_freed_.p;
+    Page* page = ClassPage(p);
+    if (page != last_freed_.page || page->size_class() != last_freed_.size_class ||
+        page->BlockIndex(p) >= page->carved() || ranges_.Covers(p)) {
+      return;
+    }
+    ReportCapture capture;
+    check_.Touch(p);
+    h->Free(p);
+    capture.Expect(1, mf2::ErrorKind::kDoubleFree, p, "double free");
+  }
+
   // IDLE: actor `a` fills a cache and goes idle; the other actors complete its pages; the
   // background reclaimer's pass. Whatever MF2 does then must keep every invariant (checked after
   // the op), and the blocks in a's cache stay valid for a's later allocations (Record).
@@ -308,15 +358,6 @@ class State {
     SetBudget(budget_, tight_, route_);
   }
 
-  // Class blocks the harness holds (for CheckConservation).
-  std::vector<const void*> ClassBlocks() const {
-    std::vector<const void*> out;
-    for (const Live& b : live_) {
-      if (!b.large) out.push_back(b.p);
-    }
-    return out;
-  }
-
   static Page* ClassPage(const void* p) {
     Page* page = mf2::PageOf(p);
     return page != nullptr && page->in_use() ? page : nullptr;
@@ -339,15 +380,16 @@ class State {
     Record(a, p, size);
   }
 
-  void Record(int a, void* p, size_t size) {
+  // `late`: allocated through the dead sentinel (its page belongs to an abandoned heap).
+  void Record(int a, void* p, size_t size, bool late = false) {
     const size_t usable = Heap::UsableSize(p);
     FUZZ_CHECK(usable >= size, "usable size >= requested");
-    const bool was_cached = maybe_cached_[heap_[a]].count(p) != 0;
+    const bool was_cached = !late && maybe_cached_[heap_[a]].count(p) != 0;
     for (auto& entry : maybe_cached_) entry.second.erase(p);
     if (Page* page = ClassPage(p)) {
       // A block freed into the actor's cache while it owned the page may come back after the
       // page moved to another heap (adoption): caches keep such blocks valid (heap.h).
-      FUZZ_CHECK(page->owner_relaxed() == heap_[a] || was_cached,
+      FUZZ_CHECK(late || page->owner_relaxed() == heap_[a] || was_cached,
                  "a new block comes from the actor's page or its cache");
       FUZZ_CHECK(won_.count(page) == 0 || page->remote().Peek().pending(),
                  "a page with an in-flight winner keeps its flag");
@@ -355,6 +397,7 @@ class State {
     ranges_.Insert(p, usable);  // never handed out twice
     const uint64_t stamp = (uint64_t(a) << 56) | ++seq_;
     Stamp(p, usable, stamp);
+    check_.AddLive(p);
     live_.push_back(Live{p, usable, stamp, mf2::PageOf(p) == nullptr});
     live_bytes_ += usable;
   }
@@ -367,12 +410,15 @@ class State {
     VerifyStamp(b.p, b.usable, b.stamp);
     FUZZ_CHECK(Heap::UsableSize(b.p) == b.usable, "UsableSize is stable while live");
     ranges_.Erase(b.p);
+    check_.RemoveLive(b.p);
+    if (Page* page = ClassPage(b.p)) last_freed_ = LastFreed{b.p, page, page->size_class()};
     return b;
   }
 
   void FreeBlock(Heap* h, const Live& b) {
     VerifyStamp(b.p, b.usable, b.stamp);
     ranges_.Erase(b.p);
+    check_.RemoveLive(b.p);
     NoteFree(h, b.p);
     h->Free(b.p);
   }
@@ -416,6 +462,7 @@ class State {
     FUZZ_CHECK(it != won_.end() && it->second == 1, "in-flight bookkeeping");
     won_.erase(it);
     CheckHeldPage(page);
+    check_.Touch(page->start());
     // A real thread finishes its free before it can exit; here the freer's heap may have been
     // released meanwhile, and then nobody adopts the dead owner's pages in this step.
     bool freer_alive = false;
@@ -434,15 +481,18 @@ class State {
 #endif
   }
 
-  void CheckAfterStep() {
+  // `full`: every page and heap; else the pages the step touched.
+  void CheckAfterStep(bool full) {
+    for (const InFlight& op : in_flight_) CheckHeldPage(op.page);
+    if (!full) {
+      check_.Touched(in_flight_.empty(), heap_, static_cast<size_t>(actors_));
+      return;
+    }
+    // Heap::CheckInvariants of every heap, the actors' included.
     mf2::HeapRegistry::Global().CheckAll(in_flight_.empty());
     mf2::HeapRegistry::Global().CheckWholeCounts();
-    for (int a = 0; a < actors_; ++a) {
-      if (heap_[a] != nullptr) heap_[a]->CheckInvariants(in_flight_.empty());
-    }
-    for (const InFlight& op : in_flight_) CheckHeldPage(op.page);
     ledger_.Check();
-    CheckConservation(ClassBlocks());
+    check_.Full(in_flight_.empty());
   }
 
   const int actors_;
@@ -453,6 +503,7 @@ class State {
   EmptinessCheck empty_;
   RemoteLedger ledger_;
   RangeSet ranges_;
+  Checker check_;
   std::vector<Live> live_;
   size_t live_bytes_ = 0;
   uint64_t seq_ = 0;
@@ -463,6 +514,11 @@ class State {
   std::vector<InFlight> in_flight_;  // remote frees whose step 2 is pending, oldest first
   std::map<Page*, int> won_;      // won-but-not-queued ops per page
   std::map<Heap*, std::set<void*>> maybe_cached_;  // freed by their page's owner, not reused
+  struct LastFreed {
+    void* p = nullptr;
+    Page* page = nullptr;
+    uint32_t size_class = 0;
+  } last_freed_;  // the class block freed last (DOUBLE)
 };
 
 }  // namespace

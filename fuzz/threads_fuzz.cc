@@ -12,7 +12,12 @@
 //   1 FREE    idx16         worker frees live block idx % live, whoever allocated it (a block
 //                           of another worker's page is a remote free; of an exited one, a
 //                           dead-owner drain)
-//   2 EXIT    -             worker's thread exits (its heap is released with its live blocks)
+//   2 EXIT    -             worker's thread exits (its heap is released with its live blocks);
+//                           if it has exited already (LATE): a real thread after its exit hook,
+//                           as glibc's teardown and a late key destructor run it, frees the
+//                           newest live block and allocates one through the dead sentinel
+//                           (fuzz_util.h DeadSentinel: no heap; the allocation takes a heap and
+//                           releases it at once), then ends
 //   3 BURST   count         all running workers at once: the r-th running worker frees every
 //                           live block at index i with i % (2 * running) == r (blocks of all
 //                           owners), then allocates count % 16 blocks
@@ -33,11 +38,16 @@
 //                           the background reclaimer's pass on it (BackgroundReclaimPass)
 // FILL then EXIT is a thread exit with a full cache (the heap's release flushes it).
 // Ops of a worker whose thread is not running are skipped (their arguments still consumed).
-// After every op, with all workers parked: HeapRegistry::CheckAll(true) (invariants 1, 5-8, 11,
-// 12), the remote ledger (2) and exact block conservation per page with the caches
-// (fuzz_util.h CheckConservation). Payloads are stamped by the allocating worker and verified by
+// After every op, with all workers parked: the pages the op allocated from or freed into
+// (fuzz_util.h Checker::Touched: Page::CheckInvariants, exact block conservation per page with
+// the caches, CheckAll's per-page checks). Every FullCheckEvery() ops (16;
+// MF2_FUZZ_FULL_CHECK_EVERY) and at the end of the input: HeapRegistry::CheckAll(true)
+// (invariants 1, 5-8, 11, 12), the remote ledger (2) and exact conservation on every page
+// (Checker::Full). Payloads are stamped by the allocating worker and verified by
 // the freeing one (4). At the end every live block is freed by the workers, every thread exits,
 // and every span must be back in the page source (9).
+#include "fuzz/fuzz_std.h"  // first: the standard library without coverage
+
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -189,7 +199,10 @@ class State {
     }
     std::vector<std::vector<Live>> share(n_);
     for (size_t i = 0; i < live_.size(); ++i) share[i % n_].push_back(live_[i]);
-    for (const Live& b : live_) ranges_.Erase(b.p);
+    for (const Live& b : live_) {
+      ranges_.Erase(b.p);
+      check_.RemoveLive(b.p);
+    }
     live_.clear();
     for (int w = 0; w < n_; ++w) {
       workers_[w]->Post([&share, w](Heap* h) { FreeOn(h, share[w]); });
@@ -197,23 +210,37 @@ class State {
     for (int w = 0; w < n_; ++w) workers_[w]->Wait();
     for (int w = 0; w < n_; ++w) delete workers_[w];
     mf2::HeapRegistry::Global().CheckAll(true);
-    CheckConservation({});
+    check_.Full(true);
     ledger_.CheckEmpty();
     empty_.Check();
     ResetPolicy();
   }
 
   void Run(Reader& in) {
-    for (int n = 0; n < kMaxOps && !in.done(); ++n) {
+    for (int n = 1; n <= kMaxOps && !in.done(); ++n) {
       Step(in);
-      mf2::HeapRegistry::Global().CheckAll(true);  // workers parked
-      ledger_.Check();
-      CheckConservation(ClassBlocks());
+      CheckAfterStep(n % FullCheckEvery() == 0);  // workers parked
     }
+    CheckAfterStep(true);
     TraceStats("threads_fuzz");
   }
 
  private:
+  // Workers parked. `full`: every page and heap; else the pages the step touched.
+  void CheckAfterStep(bool full) {
+    if (!full) {
+      Heap* heaps[kMaxWorkers] = {};
+      for (int w = 0; w < n_; ++w) {
+        if (workers_[w] != nullptr) heaps[w] = workers_[w]->heap();
+      }
+      check_.Touched(true, heaps, kMaxWorkers);
+      return;
+    }
+    mf2::HeapRegistry::Global().CheckAll(true);
+    ledger_.Check();
+    check_.Full(true);
+  }
+
   void Step(Reader& in) {
     const uint8_t op = in.Byte();
     const int w = (op >> 4) % n_;
@@ -237,8 +264,12 @@ class State {
         break;
       }
       case 2:
-        delete worker;
-        workers_[w] = nullptr;
+        if (worker != nullptr) {
+          delete worker;
+          workers_[w] = nullptr;
+        } else {
+          AfterExit(w);
+        }
         break;
       case 3: Burst(in.Byte() % 16); break;
       case 4: {
@@ -272,15 +303,6 @@ class State {
         break;
       }
     }
-  }
-
-  // Class blocks the harness holds (for CheckConservation).
-  std::vector<const void*> ClassBlocks() const {
-    std::vector<const void*> out;
-    for (const Live& b : live_) {
-      if (!b.large) out.push_back(b.p);
-    }
-    return out;
   }
 
   // Whether live block `b` is of class k on a page `h` owns (workers parked).
@@ -324,6 +346,28 @@ class State {
                "a free into a full cache returns the older half to the pages");
   }
 
+  // LATE (see the op table), on a thread of its own while every worker is parked.
+  void AfterExit(int w) {
+    std::vector<Live> one;
+    if (!live_.empty()) one.push_back(Take(live_.size() - 1));
+    const size_t size = SizeFromByte(static_cast<uint8_t>(seq_ * 37 % 240));
+    const bool alloc = !Full(size);
+    const uint64_t stamp = NextStamps(w, 1);
+    std::vector<Live> got;
+    std::thread([&] {
+      Heap* dead = DeadSentinel();
+      FreeOn(dead, one);
+      if (!alloc) return;
+      void* p = dead->Allocate(size);
+      FUZZ_CHECK(p != nullptr, "an allocation after the exit hook succeeds");
+      const size_t usable = Heap::UsableSize(p);
+      FUZZ_CHECK(usable >= size, "usable size >= requested");
+      Stamp(p, usable, stamp);
+      got.push_back(Live{p, usable, stamp, mf2::PageOf(p) == nullptr});
+    }).join();
+    Adopt(got);
+  }
+
   // IDLE on worker w (see the op table).
   void IdleFlush(int w, size_t size) {
     Fill(w, size, /*overflow=*/false);
@@ -363,6 +407,7 @@ class State {
       if (slot < n) {
         frees[slot].push_back(live_[i]);
         ranges_.Erase(live_[i].p);
+        check_.RemoveLive(live_[i].p);
         live_bytes_ -= live_[i].usable;
       } else {
         keep.push_back(live_[i]);
@@ -397,6 +442,7 @@ class State {
   void Adopt(const std::vector<Live>& got) {
     for (const Live& b : got) {
       ranges_.Insert(b.p, b.usable);  // never handed out twice
+      check_.AddLive(b.p);
       live_.push_back(b);
       live_bytes_ += b.usable;
     }
@@ -406,6 +452,7 @@ class State {
     Live b = live_[i];
     live_.erase(live_.begin() + static_cast<long>(i));
     ranges_.Erase(b.p);
+    check_.RemoveLive(b.p);
     live_bytes_ -= b.usable;
     return b;
   }
@@ -417,6 +464,7 @@ class State {
   EmptinessCheck empty_;
   RemoteLedger ledger_;
   RangeSet ranges_;
+  Checker check_;
   std::vector<Live> live_;
   size_t live_bytes_ = 0;
   uint64_t seq_ = 0;

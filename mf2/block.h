@@ -10,7 +10,7 @@
 //   free by the owner        expects no canary        writes kInCache    (thread cache)
 //   free by another thread   expects no canary        writes kOnRemote   (remote stack)
 //   cache flush to the page  expects kInCache         writes kOnPage     (page free list)
-//   remote drain             expects kOnRemote        writes kOnPage
+//   remote collection        expects kOnRemote        writes kOnPage
 //   cache refill             expects kOnPage (or new) writes kInCache
 //   allocation (cache pop)   expects kInCache         clears word 1
 // So a double free is seen at the second free, whichever threads free (a canary is there), and a

@@ -8,8 +8,6 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "mf2/policy.h"
-
 namespace mf2 {
 namespace {
 
@@ -18,6 +16,17 @@ namespace {
 // is printed in full; no other memory is published through the counts. The exit summary may
 // read a count that a concurrent report is still adding to: it is only a message.
 std::atomic<uint64_t> g_seen[kNumErrorKinds] = {};
+
+// Relaxed: one independent word, pushed by policy.cc before it publishes the policy. A report
+// racing with a change of MF2_ON_ERROR may act on either value, as it would under a lock.
+std::atomic<internal::ErrorMode> g_error_mode{internal::ErrorMode::kUnset};
+
+bool AbortAfterReport() {
+  if (g_error_mode.load(std::memory_order_relaxed) == internal::ErrorMode::kUnset) {
+    internal::InitErrorMode();
+  }
+  return g_error_mode.load(std::memory_order_relaxed) != internal::ErrorMode::kReport;
+}
 
 void DefaultHandler(const ErrorReport& report) {
   const int kind = static_cast<int>(report.kind);
@@ -42,7 +51,7 @@ void DefaultHandler(const ErrorReport& report) {
                            ErrorKindName(report.kind), kReportsInFull);
   }
   internal::WriteAll(2, buf, n);
-  if (GetPolicy().on_error == OnError::kAbort) std::abort();
+  if (AbortAfterReport()) std::abort();
 }
 
 // Says at exit how many reports were suppressed: a static destructor rather than atexit(), which
@@ -72,6 +81,8 @@ ErrorHandler SetErrorHandler(ErrorHandler handler) {
 }
 
 namespace internal {
+
+void SetErrorMode(ErrorMode mode) { g_error_mode.store(mode, std::memory_order_relaxed); }
 
 size_t FormatTo(char* buf, size_t cap, const char* fmt, ...) {
   va_list ap;

@@ -13,10 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#define MF2_PREDICT_TRUE(x) __builtin_expect(!!(x), 1)
-#define MF2_PREDICT_FALSE(x) __builtin_expect(!!(x), 0)
-#define MF2_ALWAYS_INLINE inline __attribute__((always_inline))
-#define MF2_NOINLINE __attribute__((noinline))
+#include "mf2/base.h"
 
 #define MF2_CHECK(cond, msg)                                                 \
   do {                                                                       \
@@ -96,6 +93,14 @@ MF2_NOINLINE void ReportError(ErrorKind kind, const char* call, const void* poin
 void PrintSuppressedReports(int fd);
 // Forgets how many reports the default handler has seen (tests).
 void ResetReportCountsForTesting();
+
+// What the default handler does after a report (MF2_ON_ERROR). The policy layer pushes it here
+// whenever it publishes a policy (policy.cc), so this layer reads no policy. kUnset until then:
+// a report that comes before anything read the policy calls InitErrorMode first.
+enum class ErrorMode : uint8_t { kUnset, kAbort, kReport };
+void SetErrorMode(ErrorMode mode);
+// Defined by the policy layer (policy.cc): reads the environment once, which pushes the mode.
+void InitErrorMode();
 
 // Formats into `buf` like snprintf, without allocating; returns the length written.
 size_t FormatTo(char* buf, size_t cap, const char* fmt, ...)

@@ -1,3 +1,7 @@
+// The owner's algorithm: allocation and its slow path (Route S), the block caches, frees local
+// and remote, and where pages go as they fill and empty. The lifecycle (claims, exit, adoption
+// of an exited thread's pages) is in heap_abandon.cc; what acts on another live heap (Route P,
+// cda, idle sweeps) in heap_adopt.cc; the checks in heap_check.cc.
 #include "mf2/heap.h"
 
 #include <algorithm>
@@ -6,12 +10,13 @@
 #include <initializer_list>
 
 #include "mf2/adoption.h"
-#include "mf2/heap_registry.h"
 #include "mf2/large.h"
 #include "mf2/policy.h"
 #include "mf2/reclaimer.h"
 
 namespace mf2 {
+
+std::atomic<Heap::FreeDetachedHook> Heap::free_detached_hook_for_testing{nullptr};
 
 Heap::Heap(PageSource* source, HeapRegistry* registry, uint32_t id)
     : key_(CanaryKey()), source_(source), registry_(registry), id_(id) {
@@ -39,7 +44,7 @@ void Heap::ConfigureCaches() {
 // The most a heap's caches may hold: Policy::cache_heap_bytes, or an eighth of the heap's own
 // pages if more (a large heap's working set needs deep caches; a small one keeps little).
 size_t Heap::CacheBudget() const {
-  return std::max(GetPolicy().cache_heap_bytes, page_bytes_.load(std::memory_order_relaxed) / 8);
+  return std::max(GetPolicy().cache_heap_bytes, xpage_bytes_.load(std::memory_order_relaxed) / 8);
 }
 
 // Class k's cache overflowed or ran dry: a sign that its depth, not the pages, decides how
@@ -98,7 +103,7 @@ void* Heap::AllocateSlow(Magazine* m) {
 }
 
 // A block popped off a cache does not carry the cache's canary: it was freed a second time
-// concurrently (another thread put it on its page's remote stack, or it was drained or flushed
+// concurrently (another thread put it on its page's remote stack, or it was collected or flushed
 // to its page's free list meanwhile), or the program wrote into it after freeing it. Either way it
 // is not handed out (block.h, heap.h "Double frees"); it stays counted as handed out of its page.
 void* Heap::CachedBlockBad(Magazine* m, void* p) {
@@ -209,23 +214,23 @@ Page* Heap::FindPage(uint32_t k) {
   if (page != nullptr && page->HasFree()) return page;
   const Route route = CurrentRoute();
   // The control: the failed consumer-driven adoption (docs/design.md), first and ungated.
-  if (route == Route::kCda && (page = AdoptFromPending(k, route)) != nullptr) {
+  if (route == Route::kCda && (page = AdoptFromPending_mt(k, route)) != nullptr) {
     MF2_STAT_INC(stats_, adopt_allowed);
     // 1. The must-reuse gate: pages of our own that other threads freed into come first.
     // The control has no must-reuse gate (flaw 3, docs/design.md): its queue is left to adopters.
   } else if (route != Route::kCda &&
-             (page = TakeFromPending(k, GetPolicy().pending_budget)) != nullptr) {
+             (page = CollectPending(k, GetPolicy().pending_budget)) != nullptr) {
     MF2_STAT_INC(stats_, mustreuse_hit);
   } else if ((page = CollectActive(k)) != nullptr) {  // 2. the active page's remote frees
     MF2_STAT_INC(stats_, active_drain_hit);
   } else if ((page = partial_[k].front()) != nullptr) {  // 3. the partial list
     MF2_STAT_INC(stats_, partial_hit);
   } else if (route != Route::kCda &&
-             (page = TakeFromPending(k, UINT32_MAX)) != nullptr) {  // the gate, exhaustive
+             (page = CollectPending(k, UINT32_MAX)) != nullptr) {  // the gate, exhaustive
     MF2_STAT_INC(stats_, mustreuse_hit);
   } else if ((page = AdoptAbandoned(k)) != nullptr) {  // 4. an exited thread's page
     MF2_STAT_INC(stats_, abandoned_adopt_hit);
-  } else if (route == Route::kRouteP && (page = AdoptFromPending(k, route)) != nullptr) {
+  } else if (route == Route::kRouteP && (page = AdoptFromPending_mt(k, route)) != nullptr) {
     MF2_STAT_INC(stats_, adopt_allowed);  // Route P: one gated adoption from an idle owner
   } else {  // 5. nothing reusable exists
     page = NewPage(k);
@@ -240,24 +245,24 @@ Page* Heap::FindPage(uint32_t k) {
   return page;
 }
 
-// Pops the pending queue (one pop-all), drains up to `budget` of its pages and returns the first
-// of class k with a free block; the pages not drained go back on the queue at once, so they stay
+// Pops the pending queue (one pop-all), collects up to `budget` of its pages and returns the first
+// of class k with a free block; the pages not collected go back on the queue at once, so they stay
 // visible to idle sweeps and adopters (an owner that goes idle after this slow path strands
 // nothing).
-Page* Heap::TakeFromPending(uint32_t k, uint32_t budget) {
-  Page* chain = pending_.PopAll();
+Page* Heap::CollectPending(uint32_t k, uint32_t budget) {
+  Page* chain = xpending_.PopAll();
   Page* hit = nullptr;
   for (uint32_t n = 0; chain != nullptr && hit == nullptr && n < budget; ++n) {
     Page* page = chain;
     chain = page->pending_next();  // hazard 5: read the link before the flag is cleared
-    DrainDequeued(page);
+    CollectDequeued(page);
     hit = FilePage(page, k);
   }
   if (chain != nullptr) GiveBack(chain);
   return hit;
 }
 
-// Pages popped off our queue and not drained (we hold their flags) go back with one CAS. Their
+// Pages popped off our queue and not collected (we hold their flags) go back with one CAS. Their
 // ready bits are set again, as after any pop (adoption.h: an adopter may have cleared one while
 // we held the pages).
 void Heap::GiveBack(Page* chain) {
@@ -268,7 +273,7 @@ void Heap::GiveBack(Page* chain) {
     last = p;
     if (p->pending_next() == nullptr) break;
   }
-  pending_.PushChain_mt(chain, last);
+  xpending_.PushChain_mt(chain, last);
   for (uint32_t w = 0; w < 2; ++w) {
     for (uint64_t bits = classes[w]; bits != 0; bits &= bits - 1) {
       AdoptionBoard::Global().MarkReady(w * 64 + static_cast<uint32_t>(__builtin_ctzll(bits)), id_);
@@ -277,7 +282,7 @@ void Heap::GiveBack(Page* chain) {
 }
 
 // A page just taken off a pending queue: take its remote stack and clear its flag in one step.
-void Heap::DrainDequeued(Page* page) {
+void Heap::CollectDequeued(Page* page) {
   MF2_CHECK(page->owner_relaxed() == this, "a page is only ever queued on its owner's queue");
   AdoptionBoard::Global().UncountDequeued(page, id_);
   page->DebugNoteDequeued();
@@ -287,25 +292,25 @@ void Heap::DrainDequeued(Page* page) {
   RemoteWord taken = page->remote().TakeAll();
   MF2_CHECK(taken.pending(), "a queued page has in_remote_pending set");
   MF2_STAT_INC(stats_, pending_drained);
-  Absorb(page, taken, this);
+  Collect(page, taken, this);
 }
 
 // Moves the blocks of a remote stack taken off `page` while `taken_from` owned it onto the
-// page's local free list, counting the drain. A stack holding every block of the page was a
+// page's local free list, counting the collection. A stack holding every block of the page was a
 // page that came back whole: one fewer for taken_from's sweeps to find (FreeRemote).
-uint32_t Heap::Absorb(Page* page, RemoteWord taken, Heap* taken_from) {
+uint32_t Heap::Collect(Page* page, RemoteWord taken, Heap* taken_from) {
   if (taken.count() == page->capacity()) {
     // seq_cst: as the increment in PushRemote_mt.
     taken_from->xwhole_unswept_.fetch_sub(1, std::memory_order_seq_cst);
   }
   MF2_STAT_INC(stats_, drain_attempts);
-  const uint32_t moved = page->AbsorbRemote(taken);
+  const uint32_t moved = page->CollectRemote(taken);
   if (moved > 0) MF2_STAT_INC(stats_, drain_successes);
   MF2_STAT_ADD(stats_, remote_blocks_drained, moved);
   return moved;
 }
 
-// Puts a drained page where it belongs. Returns it if it can serve class k now.
+// Puts a collected page where it belongs. Returns it if it can serve class k now.
 Page* Heap::FilePage(Page* page, uint32_t k) {
   const uint32_t c = page->size_class();
   if (page->where() == Page::Where::kActive) {
@@ -323,34 +328,15 @@ Page* Heap::FilePage(Page* page, uint32_t k) {
 Page* Heap::CollectActive(uint32_t k) {
   Page* page = active_[k];
   if (page == nullptr || page->remote().Peek().count() == 0) return nullptr;
-  Absorb(page, page->remote().TakeBlocksKeepFlag(), this);
+  Collect(page, page->remote().TakeBlocksKeepFlag(), this);
   return page->HasFree() ? page : nullptr;
-}
-
-Page* Heap::AdoptAbandoned(uint32_t k) {
-  if (registry_ == nullptr) return nullptr;
-  Heap* dead = registry_->ClaimIdleHeap(this);
-  if (dead == nullptr) return nullptr;
-  dead->ProcessAllPending(this);  // queued pages join us; one of them may serve class k
-  Page* page = dead->GiveUpPage(k, this);
-  dead->ReleaseClaimAndRecheck(this);
-  if (page == nullptr) {
-    page = active_[k] != nullptr && active_[k]->HasFree() ? active_[k] : partial_[k].front();
-    return page;
-  }
-  CountPage(page, +1);
-  MF2_STAT_INC(stats_, pages_adopted);
-  // We hold the page's flag (GiveUpPage) and are its owner now: take what arrived and clear the
-  // flag, which publishes the new owner to the next 0->1 edge winner.
-  Absorb(page, page->remote().TakeAll(), dead);
-  return page;
 }
 
 Page* Heap::NewPage(uint32_t k) {
   Page* page = source_->AllocateSpan(ClassInfo(k).slices);
   if (page == nullptr) return nullptr;
   page->InitForClass(k, this);
-  CountPage(page, +1);
+  CountPage_mt(page, +1);
   return page;
 }
 
@@ -388,7 +374,7 @@ void Heap::PartialPush(Page* page) {
   page->set_where(Page::Where::kPartial);
   partial_[k].PushFront(page);
   if (partial_[k].size() == 1) {
-    std::atomic<uint64_t>& m = partial_mask_[k / 64];
+    std::atomic<uint64_t>& m = xpartial_mask_[k / 64];
     // Relaxed load and store: single writer (the claim holder); readers use it as a gate.
     m.store(m.load(std::memory_order_relaxed) | (uint64_t{1} << (k % 64)),
             std::memory_order_relaxed);
@@ -400,7 +386,7 @@ void Heap::PartialRemove(Page* page) {
   partial_[k].Remove(page);
   page->set_where(Page::Where::kNowhere);
   if (partial_[k].empty()) {
-    std::atomic<uint64_t>& m = partial_mask_[k / 64];
+    std::atomic<uint64_t>& m = xpartial_mask_[k / 64];
     // Relaxed: as PartialPush.
     m.store(m.load(std::memory_order_relaxed) & ~(uint64_t{1} << (k % 64)),
             std::memory_order_relaxed);
@@ -410,22 +396,22 @@ void Heap::PartialRemove(Page* page) {
 // ------------------------------------------------------------------------------------------
 // Free paths.
 
-void Heap::CountPage(const Page* page, int delta) {
+void Heap::CountPage_mt(const Page* page, int delta) {
   const size_t bytes = page->span_slices * kSliceSize;
   // Relaxed RMWs: another heap's adopter may subtract concurrently; nothing is ordered by them.
   if (delta > 0) {
-    page_count_.fetch_add(1, std::memory_order_relaxed);
-    page_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+    xpage_count_.fetch_add(1, std::memory_order_relaxed);
+    xpage_bytes_.fetch_add(bytes, std::memory_order_relaxed);
   } else {
-    page_count_.fetch_sub(1, std::memory_order_relaxed);
-    page_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
+    xpage_count_.fetch_sub(1, std::memory_order_relaxed);
+    xpage_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
   }
 }
 
 // Empty pages a heap may keep for reuse: the policy's floor, or an eighth of what the heap holds,
 // whichever is larger, so the spare memory stays proportional to the heap's footprint.
 size_t Heap::EmptyBudget() const {
-  return std::max(GetPolicy().heap_empty_bytes, page_bytes_.load(std::memory_order_relaxed) / 8);
+  return std::max(GetPolicy().heap_empty_bytes, xpage_bytes_.load(std::memory_order_relaxed) / 8);
 }
 
 // A page that is not active has a free block: it belongs on the partial list. An empty one is
@@ -463,15 +449,26 @@ bool Heap::TryRelease(Page* page) {
   if (page->where() == Page::Where::kPartial) PartialRemove(page);
   Unretain(page);
   page->Retire();
-  CountPage(page, -1);
+  CountPage_mt(page, -1);
   MF2_STAT_INC(stats_, pages_released);
   source_->FreeSpan(page);
   return true;
 }
 
+// An idle heap keeps no spare memory: its retained empty pages go back to the page source.
+void Heap::ReleaseRetainedEmpties() {
+  for (uint32_t k = 1; k < kNumClasses && empty_bytes_ > 0; ++k) {
+    for (Page* page = partial_[k].front(); page != nullptr;) {
+      Page* next = page->next;
+      if (page->retained_empty) TryRelease(page);
+      page = next;
+    }
+  }
+}
+
 bool Heap::PushRemote_mt(Page* page, Block* b, bool* completed, const uint64_t* seen,
                          bool* refused, const char* call) {
-  // Before the push: afterwards the owner may drain `b` at once, and checks this canary. One
+  // Before the push: afterwards the owner may collect `b` at once, and checks this canary. One
   // compare-exchange: the owner's free of the same block between our check and this store would
   // otherwise be overwritten, the block then on its stack and in its cache at once (block.h).
   const uint64_t expected = seen != nullptr ? *seen : LoadCanary(b);
@@ -492,7 +489,7 @@ bool Heap::PushRemote_mt(Page* page, Block* b, bool* completed, const uint64_t* 
   Heap* owner = page->owner_relaxed();
   const uint32_t capacity = page->capacity();
   uint32_t count_after = 0;
-  // After this push the owner may drain `b` at once; we touch neither again unless we won the
+  // After this push the owner may collect `b` at once; we touch neither again unless we won the
   // edge, and then the flag keeps the page from being released until we have queued it.
   const bool won = page->remote().Push_mt(b, &count_after);
   if (count_after == capacity && owner != nullptr) {
@@ -517,7 +514,7 @@ void Heap::QueueWonPage_mt(Page* page, Heap* adopter) {
     AdoptionBoard::Global().CountQueued(page, owner->id_);
   }
   page->DebugNoteEnqueued_mt();
-  owner->pending_.Push_mt(page);
+  owner->xpending_.Push_mt(page);
   if (route != Route::kRouteS) AdoptionBoard::Global().MarkReady(k, owner->id_);
   // seq_cst: pairs with Abandon's store (see PendingQueue::Push_mt). A dead owner never drains
   // its queue, so the thread that queued the page does.
@@ -567,7 +564,7 @@ void Heap::FlushRemoteChains() {
 // One CAS for the whole chain, then what a single remote free does after its push. A block whose
 // canary is no longer kOnRemote was freed again by its owner while we held it (the owner's store
 // came after our compare-exchange: a concurrent double free): it is reported and left out, and
-// the rest of the chain goes on (the drain would otherwise cut the list there).
+// the rest of the chain goes on (the collection would otherwise cut the list there).
 void Heap::PushChain(RemoteChain* chain) {
   Page* page = chain->page;
   Block* head = nullptr;
@@ -606,7 +603,7 @@ void Heap::PushChain(RemoteChain* chain) {
     chain->page = nullptr;
     return;
   }
-  // Read before the push: afterwards the page may be drained and released at once.
+  // Read before the push: afterwards the page may be collected and released at once.
   Heap* owner = page->owner_relaxed();
   const uint32_t capacity = page->capacity();
   uint32_t count_after = 0;
@@ -629,7 +626,7 @@ void Heap::PushChain(RemoteChain* chain) {
 // A block we do not own (any more) goes back through its page's remote stack; `seen` is what
 // word 1 held when the caller decided so (no canary, or ours: kInCache).
 void Heap::ReturnRemote(Page* page, Block* b, uint64_t seen, const char* call) {
-  // Read before the push: afterwards the page may be drained and released at once.
+  // Read before the push: afterwards the page may be collected and released at once.
   Heap* owner = page->owner_relaxed();
   bool completed = false;
   bool refused = false;
@@ -654,6 +651,10 @@ void Heap::AfterRemotePush(Page* page, Heap* owner, bool won, bool completed) {
 void Heap::FreeDetached(Page* page, Block* b) {
   MF2_DCHECK(page->adoptable_detach, "pages detached while adoption was not armed are freed "
              "into without the flag (Heap::Free)");
+  // Relaxed: a test sets the hook before the free it watches, on the same thread.
+  if (FreeDetachedHook hook = free_detached_hook_for_testing.load(std::memory_order_relaxed)) {
+    hook(page);
+  }
   if (!page->remote().TryAcquireFlag()) {
     return ReturnRemote(page, b, Canary(b, kInCache), "free");
   }
@@ -669,7 +670,7 @@ void Heap::FreeDetached(Page* page, Block* b) {
   page->PushLocal(b);
   PartialPush(page);  // attached again before the flag is released below
   // Blocks freed by other threads while we held the flag; clears it.
-  Absorb(page, page->remote().TakeAll(), this);
+  Collect(page, page->remote().TakeAll(), this);
   if (page->used() == 0) PageGainedFree(page);  // keep it as a spare or release it
 }
 
@@ -770,256 +771,6 @@ void* Heap::AllocateAligned(size_t alignment, size_t size) {
     }
   }
   return AllocateLarge(size, alignment);
-}
-
-// ------------------------------------------------------------------------------------------
-// Lifecycle: claims, abandonment and the dead-owner hand-off.
-
-bool Heap::TryClaim() {
-  uint32_t expected = 0;
-  // seq_cst: acquire (the previous holder's writes to owner-only state) and the total order the
-  // abandoned-heap hand-off relies on (see ReleaseClaimAndRecheck).
-  return xclaim_.compare_exchange_strong(expected, 1, std::memory_order_seq_cst,
-                                         std::memory_order_relaxed);
-}
-
-void Heap::Abandon() {
-  // The caches first: their blocks go back to the pages while we still own them all.
-  FlushCaches();
-  // seq_cst: orders this store before the pop-alls below, against producers' "push; load
-  // abandoned" (PendingQueue::Push_mt): either we see their page or they see the flag.
-  xabandoned_.store(true, std::memory_order_seq_cst);
-  for (uint32_t k = 1; k < kNumClasses; ++k) {
-    Page* page = active_[k];
-    if (page == nullptr) continue;
-    active_[k] = nullptr;
-    page->set_where(Page::Where::kNowhere);
-    Absorb(page, page->remote().TakeBlocksKeepFlag(), this);
-    if (page->HasFree()) {
-      PageGainedFree(page);
-    } else {
-      Detach(page);
-    }
-  }
-  ProcessAllPending();
-  ReleaseRetainedEmpties();
-  MF2_STAT_INC(stats_, heaps_abandoned);
-}
-
-// An idle heap keeps no spare memory: its retained empty pages go back to the page source.
-void Heap::ReleaseRetainedEmpties() {
-  for (uint32_t k = 1; k < kNumClasses && empty_bytes_ > 0; ++k) {
-    for (Page* page = partial_[k].front(); page != nullptr;) {
-      Page* next = page->next;
-      if (page->retained_empty) TryRelease(page);
-      page = next;
-    }
-  }
-}
-
-void Heap::TakeOver() {
-  ConfigureCaches();
-  // Relaxed: we hold the claim; producers that still see `true` only fail to claim.
-  xabandoned_.store(false, std::memory_order_relaxed);
-  MF2_STAT_INC(stats_, heaps_reused);
-}
-
-void Heap::ProcessAllPending(Heap* adopter) {
-  const bool hand_over =
-      adopter != nullptr && adopter != this && abandoned() && adopter->source_ == source_;
-  for (Page* chain = pending_.PopAllSeqCst(); chain != nullptr;
-       chain = pending_.PopAllSeqCst()) {
-    while (chain != nullptr) {
-      Page* page = chain;
-      chain = page->pending_next();  // hazard 5: link first
-      if (hand_over) {
-        HandOverDequeued(page, adopter);
-        continue;
-      }
-      DrainDequeued(page);
-      FilePage(page, 0);  // class 0 matches nothing: file or release it (then it is gone)
-    }
-  }
-}
-
-void Heap::ReleaseClaimAndRecheck(Heap* adopter) {
-  for (;;) {
-    // seq_cst store, then seq_cst load of the queue: a producer that pushed a page and then
-    // failed to claim (because we held the claim) is seen here, and we drain for it.
-    xclaim_.store(0, std::memory_order_seq_cst);
-    if (!xabandoned_.load(std::memory_order_seq_cst) || pending_.EmptySeqCst()) return;
-    if (!TryClaim()) return;  // whoever holds it now inherits this duty
-    if (abandoned()) ProcessAllPending(adopter);
-  }
-}
-
-void Heap::ReclaimAbandoned_mt(Heap* adopter) {
-  if (!TryClaim()) return;  // the holder will see our page when it releases (see above)
-  if (abandoned()) {
-    ProcessAllPending(adopter);
-    MF2_STAT_INC(stats_, dead_owner_reclaims);
-  }
-  ReleaseClaimAndRecheck(adopter);
-}
-
-// Claim holder of this abandoned heap: `page` was just popped off our queue, so its
-// in_remote_pending flag is set and nobody can queue it again until it is cleared. The owner
-// changes while the flag is held (spin model, mutant M6: never after the drain), then the
-// adopter's TakeAll clears the flag and publishes the new owner to the next edge winner.
-void Heap::HandOverDequeued(Page* page, Heap* adopter) {
-  MF2_CHECK(page->owner_relaxed() == this, "a page is only ever queued on its owner's queue");
-  AdoptionBoard::Global().UncountDequeued(page, id_);
-  page->DebugNoteDequeued();
-  if (page->where() == Page::Where::kPartial) PartialRemove(page);
-  Unretain(page);
-  adopter->TakeOverHeld(page, this);
-  adopter->AcceptPage(page, this);
-}
-
-// We hold `page`'s flag and it is on none of `from`'s lists: it becomes ours. The owner changes
-// before `where` (Free reads them in the opposite order; page.h) and while the flag is held
-// (spin model, mutant M6); the TakeAll that follows publishes both to the next edge winner.
-void Heap::TakeOverHeld(Page* page, Heap* from) {
-  from->CountPage(page, -1);
-  page->SetOwner(this);
-  page->set_where(Page::Where::kNowhere);
-  CountPage(page, +1);
-  MF2_STAT_INC(stats_, pages_adopted);
-}
-
-// Owner: a page handed over by an exited thread's heap, flag still set.
-void Heap::AcceptPage(Page* page, Heap* from) {
-  RemoteWord taken = page->remote().TakeAll();
-  MF2_CHECK(taken.pending(), "a handed-over page arrives with its flag held");
-  Absorb(page, taken, from);
-  if (page->HasFree()) {
-    PageGainedFree(page);
-  } else {
-    Detach(page);
-  }
-}
-
-Page* Heap::GiveUpPage(uint32_t k, Heap* adopter) {
-  MF2_CHECK(abandoned(), "pages are given up only by abandoned heaps (Route S)");
-  int scanned = 0;
-  for (Page* page = partial_[k].front(); page != nullptr && scanned < 8;
-       page = page->next, ++scanned) {
-    if (!page->remote().TryAcquireFlag()) continue;  // queued or being queued: leave it
-    PartialRemove(page);
-    Unretain(page);
-    // Still under our claim, so nobody can see the page as ours after this.
-    CountPage(page, -1);
-    page->SetOwner(adopter);
-    return page;
-  }
-  return nullptr;
-}
-
-// ------------------------------------------------------------------------------------------
-// Invariants.
-
-bool Heap::PendingContains(const Page* page) const {
-  for (Page* p = pending_.PeekRelaxed(); p != nullptr; p = p->pending_next()) {
-    if (p == page) return true;
-  }
-  return false;
-}
-
-void Heap::CheckAdoptionBookkeeping(uint32_t* counted) const {
-  for (const Page* p = pending_.PeekRelaxed(); p != nullptr; p = p->pending_next()) {
-    if (!p->adopt_counted) continue;
-    ++counted[p->size_class()];
-    MF2_CHECK(id_ >= AdoptionBoard::kMaxHeaps ||
-                  AdoptionBoard::Global().IsReady(p->size_class(), id_),
-              "a counted page on a pending queue has its owner's ready bit set");
-  }
-}
-
-void Heap::CheckInvariants(bool quiescent) const {
-  for (uint32_t i = 0; i <= kSmallMax / kMinAlign; ++i) {
-    MF2_CHECK(direct_[i] == &cache_[kSmallClass.k[i]], "direct_[i] == &cache_[kSmallClass.k[i]]");
-  }
-  for (uint32_t k = 1; k < kNumClasses; ++k) {
-    const Magazine& m = cache_[k];
-    MF2_CHECK(m.n <= m.cap && m.cap <= kCacheSlots, "0 <= n <= cap <= kCacheSlots");
-    MF2_CHECK(!abandoned() || m.n == 0, "an abandoned heap caches nothing");
-    for (uint32_t i = 0; i < m.n; ++i) {
-      const void* b = m.slot[i];
-      const Page* d = PageOf(b);
-      MF2_CHECK(d != nullptr && d->IsBlockStart(reinterpret_cast<uintptr_t>(b)) &&
-                    d->size_class() == k,
-                "a cached block is a block start of a page in use of its class");
-      MF2_CHECK(LoadCanary(b) == Canary(b, kInCache), "a cached block has canary kInCache");
-      MF2_CHECK(d->used() > 0, "a cached block is counted in its page's used()");
-    }
-  }
-  for (uint32_t k = 1; k < kNumClasses; ++k) {
-    if (Page* a = active_[k]) {
-      MF2_CHECK(!abandoned(), "an abandoned heap has no active pages");
-      MF2_CHECK(a->size_class() == k && a->where() == Page::Where::kActive &&
-                    a->owner_relaxed() == this,
-                "active_[k]: class k, where == kActive, owner == this");
-    }
-    size_t n = 0;
-    for (Page* p = partial_[k].front(); p != nullptr; p = p->next) {
-      MF2_CHECK(p->size_class() == k && p->where() == Page::Where::kPartial &&
-                    p->owner_relaxed() == this && p->HasFree(),
-                "partial_[k]: class k, where == kPartial, owner == this, HasFree()");
-      MF2_CHECK(p->next == nullptr || p->next->prev == p, "partial list links");
-      MF2_CHECK(++n <= partial_[k].size(), "partial list longer than its size (cycle?)");
-    }
-    MF2_CHECK(n == partial_[k].size(), "partial list size");
-    MF2_CHECK(PartialEmpty_mt(k) == partial_[k].empty(), "partial_mask_ bit k == !partial_[k].empty()");
-  }
-  size_t retained = 0;
-  for (uint32_t k = 1; k < kNumClasses; ++k) {
-    for (Page* p = partial_[k].front(); p != nullptr; p = p->next) {
-      if (!p->retained_empty) continue;
-      MF2_CHECK(p->used() == 0, "a retained empty page is empty");
-      retained += p->span_slices * kSliceSize;
-    }
-  }
-  MF2_CHECK(retained == empty_bytes_, "empty_bytes_ == bytes of retained empty pages");
-  MF2_CHECK(key_ == CanaryKey(), "key_ == CanaryKey()");
-  for (const RemoteChain& chain : remote_) {
-    MF2_CHECK(chain.count <= kRemoteBatch && (chain.count == 0) == (chain.head == nullptr) &&
-                  (chain.count == 0 || chain.page != nullptr),
-              "a remote chain's count matches its list, at most kRemoteBatch");
-    MF2_CHECK(chain.count == 0 || (!abandoned() && !is_sentinel() && !helper_),
-              "an abandoned, sentinel or helper heap holds no remote free");
-    uint32_t n = 0;
-    const Block* last = nullptr;
-    for (const Block* b = chain.head; b != nullptr && n <= kRemoteBatch; b = LoadNext(b)) {
-      MF2_CHECK(chain.page->IsBlockStart(reinterpret_cast<uintptr_t>(b)),
-                "a held remote free is a block start of its chain's page");
-      // kInCache: its owner freed it again concurrently (PushChain reports and drops it); such a
-      // block may even be handed out again, its link gone: stop the walk there.
-      const bool raced = LoadCanary(b) != Canary(b, kOnRemote);
-      last = b;
-      ++n;
-      if (raced) {
-        last = chain.tail;
-        n = chain.count;
-        break;
-      }
-    }
-    MF2_CHECK(n == chain.count && last == chain.tail, "a remote chain's count and tail");
-  }
-  size_t cap_bytes = 0;
-  for (uint32_t k = 1; k < kNumClasses; ++k) cap_bytes += size_t{cache_[k].cap} * ClassInfo(k).size;
-  MF2_CHECK(cap_bytes == cache_cap_bytes_, "cache_cap_bytes_ == sum of cap * size");
-  MF2_CHECK(empty_bytes_ <= page_bytes_.load(std::memory_order_relaxed),
-            "retained empties are part of the heap's pages");
-  if (!quiescent) return;
-  size_t queued = 0;
-  for (const Page* p = pending_.PeekRelaxed(); p != nullptr; p = p->pending_next()) {
-    MF2_CHECK(p->owner_relaxed() == this, "a page is queued only on its owner (invariant 6)");
-    MF2_CHECK(p->remote().Peek().pending(), "a queued page has in_remote_pending set");
-#if MF2_DEBUG_BUILD
-    MF2_CHECK(p->debug_queued() == 1, "queued exactly once (invariant 5)");
-#endif
-    MF2_CHECK(++queued <= page_count(), "pending queue longer than the heap's pages (cycle?)");
-  }
 }
 
 }  // namespace mf2

@@ -1,5 +1,26 @@
 // Heap: the set of pages one thread owns, its per-class block cache, and MF2's algorithm.
 //
+// ---- Words -----------------------------------------------------------------------------------
+// One word per action, in the code, its comments, the models and the docs:
+//   collect     remote-freed blocks join a page's local free list: the page's remote stack is
+//               taken whole (Collect, CollectActive, CollectDequeued, CollectPending; on the page,
+//               Page::CollectRemote). To drain a queue is to pop it whole and collect each page.
+//               (The statistics keep their published names: pending_drained, drain_attempts.)
+//   adopt       a page changes owner, always while the taker holds the page's in_remote_pending
+//               flag (Adopt*: an exited thread's pages in heap_abandon.cc, an idle live owner's
+//               in heap_adopt.cc).
+//   release     an empty page goes back to the page source (TryRelease).
+//   sweep       another thread releases the pages of an idle owner that came back whole.
+//   claim, abandon, take over: a heap's owner holds its claim; a thread abandons its heap at
+//               exit (pages and all); a new thread claims it and takes it over whole.
+// Suffix _mt: the method may act on a heap whose claim the caller does not hold (another thread's
+//   heap, as receiver or argument): that heap only through its shared fields, and pages only
+//   while the caller holds their flag. A method without it touches only heaps the caller has
+//   claimed (its own, or an abandoned heap it claimed). Accessors of shared fields (abandoned(),
+//   page_count()) may be called from any thread.
+// Prefix x: a field another thread may read or write (x-fields are atomics or the pending queue);
+//   every other field is the claim holder's alone. Pages follow the same rule (page.h).
+//
 // ---- Map of the algorithm ----------------------------------------------------------------
 // Allocate (owner):    class k from the size (a byte table up to 1 KiB); pop the top of the
 //                      class's cache (a LIFO array of free blocks, the "magazine"): the block
@@ -22,7 +43,7 @@
 //                      half the cache is refilled from it (its free list, then never-used
 //                      blocks). Route S, in this order (the must-reuse gate):
 //   1. own pending queue: pop pages that received remote frees (pop-all, at most
-//      Policy::pending_budget drained per call, the rest given back at once), drain each; the
+//      Policy::pending_budget collected per call, the rest given back at once), collect each; the
 //      first with a free block of class k wins; others are filed on their class's partial list
 //      (empty ones are kept within EmptyBudget() for reuse, beyond it released).
 //   2. the active page's remote frees: collect them directly (the flag stays as it is).
@@ -31,7 +52,7 @@
 //   4. a heap whose thread exited: its queued pages join us, then a page of class k from its
 //      partial list (the only adoption in Route S: a live owner's page is never taken).
 //   P. route_p only: one gated adoption of a detached page of class k from an idle owner's
-//      pending queue (AdoptFromPending; gates in policy.h, ready bitmap in adoption.h).
+//      pending queue (AdoptFromPending_mt; gates in policy.h, ready bitmap in adoption.h).
 //   5. only now a new span from the page source (under memory pressure: every cache of this
 //      heap flushed, spare pages released, and the source's caches given back first).
 //   cda (the control) instead adopts ungated before step 1 and skips the own-queue steps.
@@ -50,13 +71,13 @@
 // move re-checks the canary it expects, so the block is handed out at most once: a cached block
 // whose canary says "on its page" or "on a remote stack" was freed elsewhere too and is dropped
 // from the cache (reported), and a remote block whose canary says anything but "on a remote
-// stack" is dropped at the drain. A refill happens only when the class's cache is empty and a
+// stack" is dropped when its page is collected. A refill happens only when the class's cache is empty and a
 // flush re-checks every block, so a stale cached copy is always checked before the page's copy
 // can reach the cache again.
 //
 // Concurrency. A heap is owned by whoever holds its claim (`xclaim_`): its thread while alive,
 // briefly a reclaiming or adopting thread once abandoned. Every owner-only field below is touched
-// only by the claim holder. Other threads use pending_ (push; pop-all by Route P / cda adopters
+// only by the claim holder. Other threads use xpending_ (push; pop-all by Route P / cda adopters
 // and idle reclaimers, who then hold the flags of what they popped), xabandoned_ (read), the
 // claim (try), and the atomic gauges: page counts, slow-path epoch, partial mask, whole-page
 // count and the sweep handshake.
@@ -75,12 +96,12 @@
 //   every page on partial_[k]: class k, where == kPartial, owner == this, HasFree()
 //   every page on the pending queue: owner == this, in_remote_pending set, at most once
 //     (quiescent: debug_queued() == 1)
-//   page_count_ == pages whose owner is this heap (checked globally, registry.h)
+//   xpage_count_ == pages whose owner is this heap (checked globally, registry.h)
 //   empty_bytes_ == sum of spans of partial pages with retained_empty (each has used() == 0);
 //     a page is retained only while empty_bytes_ stays within EmptyBudget() =
-//     max(Policy::heap_empty_bytes, page_bytes_ / 8); an abandoned heap retains none
+//     max(Policy::heap_empty_bytes, xpage_bytes_ / 8); an abandoned heap retains none
 //   abandoned heap: active_[k] == nullptr and cache n == 0 for all k
-//   partial_mask_ bit k == !partial_[k].empty()
+//   xpartial_mask_ bit k == !partial_[k].empty()
 //   single-threaded harnesses: whole_unswept_mt() == pages of this heap with every block on the
 //     remote stack (HeapRegistry::CheckWholeCounts)
 #ifndef MF2_HEAP_H_
@@ -235,6 +256,14 @@ class Heap {
                      const char* call = "free");
   static void QueueWonPage_mt(Page* page, Heap* adopter);
 
+  // Tests only (mf2/detached_race_test.cc, mutant R7 of VERIFICATION.md): when set, the owner's
+  // free into one of its adoptable detached pages calls it with the page after the caller has
+  // seen itself as owner and the page detached, and before it takes the page's flag, the window
+  // in which another heap may adopt the page. nullptr otherwise (one relaxed load on that slow
+  // path, which already pays two atomic RMWs).
+  using FreeDetachedHook = void (*)(Page* page);
+  static std::atomic<FreeDetachedHook> free_detached_hook_for_testing;
+
   // ---- Route P, cda and idle reclamation (any thread, about another heap) ----
   // Whether the owner has not entered its allocation slow path for `threshold_ns`, as observed
   // by callers (the first observation of a new slow-path epoch starts the clock: never early).
@@ -243,7 +272,7 @@ class Heap {
   // Whether the owner's partial list for class k is empty (an atomic mirror of partial_[k]).
   bool PartialEmpty_mt(uint32_t k) const {
     // Relaxed: a gate, re-decided on every attempt; the page itself is taken under its flag.
-    return ((partial_mask_[k / 64].load(std::memory_order_relaxed) >> (k % 64)) & 1) == 0;
+    return ((xpartial_mask_[k / 64].load(std::memory_order_relaxed) >> (k % 64)) & 1) == 0;
   }
   // The calling thread (owner of this heap) freed the last remote block of a page of `owner`:
   // if `owner` is idle, release every completely free detached page on its pending queue.
@@ -277,12 +306,8 @@ class Heap {
   // Claim holder: process the whole pending queue. On an abandoned heap with an `adopter` (a
   // live heap of the same page source, owned by the caller), each dequeued page changes owner
   // while its in_remote_pending flag is still held, then joins the adopter; otherwise pages are
-  // drained and filed here.
+  // collected and filed here.
   void ProcessAllPending(Heap* adopter = nullptr);
-  // Claim holder of an abandoned heap: unlink a page of class k with free blocks whose
-  // in_remote_pending flag could be taken (so no producer queues it while it changes owner),
-  // and hand it to `adopter`.
-  Page* GiveUpPage(uint32_t k, Heap* adopter);
 
   bool abandoned() const { return xabandoned_.load(std::memory_order_relaxed); }
   // seq_cst: for the push-then-check hand-off with an exiting owner (PendingQueue::Push_mt).
@@ -296,7 +321,7 @@ class Heap {
   // nullptr for sentinels and helpers (the pages are then drained and filed on the dead heap).
   Heap* adopter() { return is_sentinel() || helper_ ? nullptr : this; }
   uint32_t id() const { return id_; }
-  size_t page_count() const { return page_count_.load(std::memory_order_relaxed); }
+  size_t page_count() const { return xpage_count_.load(std::memory_order_relaxed); }
   PageSource* source() const { return source_; }
   const HeapStats& stats() const { return stats_; }
   HeapStats& mutable_stats() { return stats_; }
@@ -326,6 +351,7 @@ class Heap {
  private:
   uint32_t ClassOf(const Magazine* m) const { return static_cast<uint32_t>(m - cache_); }
 
+  // heap.cc: the owner's algorithm.
   MF2_NOINLINE void* AllocateSlow(Magazine* m);
   MF2_NOINLINE void* CachedBlockBad(Magazine* m, void* p);
   MF2_NOINLINE void FreeToFullCache(Magazine* m, void* p);
@@ -340,7 +366,6 @@ class Heap {
   MF2_NOINLINE void* AllocateLarge(size_t size, size_t alignment, bool* zeroed = nullptr);
   void FreeDetached(Page* page, Block* b);
   void PageGainedFree(Page* page);
-
   // A block leaving a cache (canary kInCache checked by FlushOne) goes back to its page.
   void ReturnBlock(Block* b);
   void FlushOne(void* p);
@@ -348,29 +373,31 @@ class Heap {
   size_t CacheBudget() const;
   void GrowCache(Magazine* m);
   Page* FindPage(uint32_t k);
-  Page* TakeFromPending(uint32_t k, uint32_t budget);
+  Page* CollectPending(uint32_t k, uint32_t budget);
   void GiveBack(Page* chain);
-  void DrainDequeued(Page* page);
-  uint32_t Absorb(Page* page, RemoteWord taken, Heap* taken_from);
+  void CollectDequeued(Page* page);
+  uint32_t Collect(Page* page, RemoteWord taken, Heap* taken_from);
   Page* FilePage(Page* page, uint32_t k);
   Page* CollectActive(uint32_t k);
-  Page* AdoptAbandoned(uint32_t k);
-  Page* AdoptFromPending(uint32_t k, Route route);
-  void SweepIdleOwner(Heap* owner);
-  void TakeOverHeld(Page* page, Heap* from);
-  void TakePopped(Page* page, Heap* owner);
   void Detach(Page* page);
   void PartialPush(Page* page);
   void PartialRemove(Page* page);
   Page* NewPage(uint32_t k);
-  void HandOverDequeued(Page* page, Heap* adopter);
-  void AcceptPage(Page* page, Heap* from);
   MF2_ALWAYS_INLINE void SetActive(uint32_t k, Page* page);
   bool TryRelease(Page* page);
   void Unretain(Page* page);
-  void CountPage(const Page* page, int delta);
+  void CountPage_mt(const Page* page, int delta);
   size_t EmptyBudget() const;
   void ReleaseRetainedEmpties();
+  // heap_abandon.cc: pages of an exited thread's heap change owner.
+  Page* AdoptAbandoned(uint32_t k);
+  void AdoptDequeued(Page* page, Heap* dead);
+  Page* AdoptPartial(Heap* dead, uint32_t k);
+  void AdoptHeld_mt(Page* page, Heap* from);
+  // heap_adopt.cc: pages of a live owner change owner, or are released by a sweep.
+  Page* AdoptFromPending_mt(uint32_t k, Route route);
+  void AdoptPopped_mt(Page* page, Heap* owner);
+  void SweepIdleOwner_mt(Heap* owner);
 
   // ---- Owner-only (claim holder); the fast paths' fields first ----
   // The process's canary key (block.h), copied here so the fast paths load it next to the cache.
@@ -382,7 +409,7 @@ class Heap {
   RemoteChain remote_[kRemoteSlots];
   Page* active_[kNumClasses] = {};
   PageList partial_[kNumClasses];
-  uint32_t rotor_ = 0;       // where AdoptFromPending starts looking in the ready bitmap
+  uint32_t rotor_ = 0;       // where AdoptFromPending_mt starts looking in the ready bitmap
   size_t empty_bytes_ = 0;  // spans of empty pages kept on partial lists for reuse
   size_t cache_cap_bytes_ = 0;  // sum over classes of cache cap * class size
   uint32_t remote_batch_ = 1;   // Policy::remote_batch when the heap was taken
@@ -392,14 +419,14 @@ class Heap {
   const uint32_t id_;
 
   // ---- Shared ----
-  // Pages and span bytes this heap owns. Atomic: an adopter or reclaimer that takes a page
-  // subtracts it from the previous owner (relaxed RMWs: counts, ordered by nothing).
-  std::atomic<size_t> page_count_{0};
-  std::atomic<size_t> page_bytes_{0};
   // Owner writes (relaxed load+store, single writer); others read for the gates. Their own line,
   // which no other thread writes often (only an adopter's page-count decrement).
   alignas(64) std::atomic<uint64_t> xslow_epoch_{0};   // bumped on every allocation slow path
-  std::atomic<uint64_t> partial_mask_[2] = {};  // bit k: partial_[k] non-empty
+  std::atomic<uint64_t> xpartial_mask_[2] = {};  // bit k: partial_[k] non-empty
+  // Pages and span bytes this heap owns. Atomic: an adopter or reclaimer that takes a page
+  // subtracts it from the previous owner (relaxed RMWs: counts, ordered by nothing).
+  std::atomic<size_t> xpage_count_{0};
+  std::atomic<size_t> xpage_bytes_{0};
   // Idle reclamation (ReclaimIdleOwner_mt). On a line of their own: read by edge winners,
   // written only when a page comes back whole or such a page is taken off a remote stack.
   // Pages of this heap that came back whole and are still queued (approximate: a page adopted
@@ -412,10 +439,30 @@ class Heap {
   // Observers' probe (OwnerIdle_mt), written by other threads, so away from the owner's lines:
   // (low 24 bits of the epoch seen) << 40 | (time seen, microseconds, 40 bits).
   std::atomic<uint64_t> xidle_probe_{0};
-  alignas(64) PendingQueue pending_;
+  alignas(64) PendingQueue xpending_;
   std::atomic<uint32_t> xclaim_{0};
   std::atomic<bool> xabandoned_{false};
+
+  friend struct HeapLayout;  // the static_asserts below
 };
+
+// The line claims of the comments above (offsetof on a class that is not standard-layout:
+// conditionally supported, by clang and gcc, with a warning silenced here).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Winvalid-offsetof"
+struct HeapLayout {
+  static constexpr size_t kLine = 64;
+  static_assert(offsetof(Heap, key_) < kLine && offsetof(Heap, direct_) < kLine,
+                "the fast paths' first loads (key, class pointers) on the heap's first line");
+  static_assert(offsetof(Heap, xslow_epoch_) % kLine == 0 &&
+                    offsetof(Heap, xpage_bytes_) / kLine == offsetof(Heap, xslow_epoch_) / kLine,
+                "the gates' line: slow-path epoch, partial mask and page counts together");
+  static_assert(offsetof(Heap, xwhole_unswept_) % kLine == 0 &&
+                    offsetof(Heap, xidle_probe_) / kLine == offsetof(Heap, xwhole_unswept_) / kLine,
+                "idle reclamation's line: whole count, sweep flags and the observers' probe");
+  static_assert(offsetof(Heap, xpending_) % kLine == 0, "the pending queue's head on its own line");
+};
+#pragma GCC diagnostic pop
 
 }  // namespace mf2
 

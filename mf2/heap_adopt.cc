@@ -73,7 +73,7 @@ static void SweepQueue(Heap* self, Heap* owner, PendingQueue* queue, Take take) 
   if (owner->abandoned_seq_cst()) owner->ReclaimAbandoned_mt(self->adopter());
 }
 
-Page* Heap::AdoptFromPending(uint32_t k, Route route) {
+Page* Heap::AdoptFromPending_mt(uint32_t k, Route route) {
   AdoptionBoard& board = AdoptionBoard::Global();
   Heap* owner = board.PickReady(
       k, &rotor_, [this](Heap* h) { return h != this && h->source_ == source_; });
@@ -105,7 +105,7 @@ Page* Heap::AdoptFromPending(uint32_t k, Route route) {
   bool blocked_deadline = false;
   bool blocked_remote = false;
   SweepQueue(
-      this, owner, &owner->pending_,
+      this, owner, &owner->xpending_,
       [&](Page* p) {
         // We hold p's flag. Only a detached page (full, on none of the owner's lists) may move.
         // adoptable_detach before where (acquire both; page.h): read after, a Detach in progress
@@ -140,16 +140,28 @@ Page* Heap::AdoptFromPending(uint32_t k, Route route) {
     }
     return nullptr;
   }
-  TakePopped(chosen, owner);
-  if (!chosen->HasFree()) {  // only if the remote list was corrupt (reported in Absorb)
+  AdoptPopped_mt(chosen, owner);
+  if (!chosen->HasFree()) {  // only if the remote list was corrupt (reported in Collect)
     Detach(chosen);
     return nullptr;
   }
   return chosen;
 }
 
+// A detached page we popped off `owner`'s queue (so we hold its flag) becomes ours: off the
+// adoption count, owner changed under the flag, then TakeAll clears the flag, which publishes
+// the new owner to the next edge winner (and to the old owner's FreeDetached), and its blocks
+// join our free list.
+void Heap::AdoptPopped_mt(Page* page, Heap* owner) {
+  AdoptionBoard::Global().UncountDequeued(page, owner->id_);
+  page->DebugNoteDequeued();
+  AdoptHeld_mt(page, owner);
+  Collect(page, page->remote().TakeAll(), owner);
+}
+
+
 // Who sweeps. xwhole_unswept_ counts the owner's pages that came back whole and were not taken
-// yet (Absorb discounts them at every take of a remote stack). Every request (RequestSweep_mt)
+// yet (Collect discounts them at every take of a remote stack). Every request (RequestSweep_mt)
 // wakes the background reclaimer, which sweeps every idle owner with whole pages, so the freeing
 // threads pay neither the sweep nor the madvise of the pages it releases. Without the reclaimer
 // (MF2_BACKGROUND_RECLAIM=0, or its thread could not start) the requester sweeps itself, batched
@@ -167,17 +179,6 @@ Page* Heap::AdoptFromPending(uint32_t k, Route route) {
 // reclaimer checks such an owner again later (reclaimer.cc); without it, a page that comes back
 // whole just before the owner goes idle stays queued until the owner's next slow path or a later
 // completion triggers a sweep.
-// A detached page we popped off `owner`'s queue (so we hold its flag) becomes ours: off the
-// adoption count, owner changed under the flag, then TakeAll clears the flag, which publishes
-// the new owner to the next edge winner (and to the old owner's FreeDetached), and its blocks
-// join our free list.
-void Heap::TakePopped(Page* page, Heap* owner) {
-  AdoptionBoard::Global().UncountDequeued(page, owner->id_);
-  page->DebugNoteDequeued();
-  TakeOverHeld(page, owner);
-  Absorb(page, page->remote().TakeAll(), owner);
-}
-
 void Heap::RequestSweep_mt(Heap* owner) {
   const Policy& policy = GetPolicy();
   if (!policy.reclaim_idle) return;
@@ -234,16 +235,16 @@ bool Heap::ReclaimIdleOwner_mt(Heap* owner, uint64_t* idle_in_ns) {
       return true;  // the sweeper re-checks xsweep_wanted_ after it finishes
     }
     owner->xsweep_wanted_.exchange(false, std::memory_order_seq_cst);
-    SweepIdleOwner(owner);
+    SweepIdleOwner_mt(owner);
     owner->xsweeping_.store(false, std::memory_order_seq_cst);
     if (!owner->xsweep_wanted_.load(std::memory_order_seq_cst)) return true;
   }
 }
 
-void Heap::SweepIdleOwner(Heap* owner) {
+void Heap::SweepIdleOwner_mt(Heap* owner) {
   MF2_STAT_INC(stats_, idle_reclaims);
   SweepQueue(
-      this, owner, &owner->pending_,
+      this, owner, &owner->xpending_,
       [&](Page* p) {
         // A detached page whose every block is on its remote stack: nobody can allocate from it
         // and no legitimate free can still arrive. Take it over (as an adopter would) and
@@ -252,7 +253,7 @@ void Heap::SweepIdleOwner(Heap* owner) {
             p->remote().Peek().count() != p->capacity()) {
           return false;
         }
-        TakePopped(p, owner);
+        AdoptPopped_mt(p, owner);
         if (p->used() == 0 && TryRelease(p)) {
           MF2_STAT_INC(stats_, pages_reclaimed);
         } else if (p->HasFree()) {

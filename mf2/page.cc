@@ -59,7 +59,7 @@ void Page::UnmakeSpan() {
 void Page::InitForClass(uint32_t size_class, Heap* owner) {
   const SizeClassInfo& info = ClassInfo(size_class);
   MF2_CHECK(span_slices == info.slices, "a span of the class's length");
-  MF2_CHECK(remote_.Peek().raw() == 0, "a page must have no flag and no remote blocks on reuse");
+  MF2_CHECK(xremote_.Peek().raw() == 0, "a page must have no flag and no remote blocks on reuse");
   MF2_CHECK(xqueued_.load(std::memory_order_relaxed) == 0, "a reused page must not be queued");
   size_class_ = size_class;
   block_size_ = info.size;
@@ -83,7 +83,7 @@ void Page::InitForClass(uint32_t size_class, Heap* owner) {
 
 void Page::Retire() {
   MF2_CHECK(used_ == 0, "a page is released only when no block is handed out");
-  MF2_CHECK(remote_.Peek().raw() == 0,
+  MF2_CHECK(xremote_.Peek().raw() == 0,
             "a page is never released while flagged, queued or holding remote blocks");
   MF2_CHECK(where() == Where::kNowhere, "unlink before release");
   PoisonMemory(start_, size_t{capacity_} * block_size_);
@@ -154,7 +154,7 @@ void Page::PushLocal(Block* b) {
   --used_;
 }
 
-uint32_t Page::AbsorbRemote(RemoteWord taken) {
+uint32_t Page::CollectRemote(RemoteWord taken) {
   const uint32_t count = taken.count();
   uint32_t moved = 0;
   for (Block* b = taken.head(); b != nullptr;) {
@@ -210,7 +210,7 @@ void Page::CheckInvariants(bool quiescent) const {
               "every slice of the span names the span's head, class and owner");
   }
   if (!in_use()) {
-    MF2_CHECK(remote_.Peek().raw() == 0, "free span with remote state");
+    MF2_CHECK(xremote_.Peek().raw() == 0, "free span with remote state");
     return;
   }
   const SizeClassInfo& info = ClassInfo(size_class_);
@@ -230,7 +230,7 @@ void Page::CheckInvariants(bool quiescent) const {
   uint32_t queued = xqueued_.load(std::memory_order_relaxed);
   MF2_CHECK(queued <= 1, "xqueued_ in {0, 1}");
   if (!quiescent) return;
-  RemoteWord w = remote_.Peek();
+  RemoteWord w = xremote_.Peek();
   uint32_t remote = 0;
   for (const Block* b = w.head(); b != nullptr; b = LoadNext(b)) {
     MF2_CHECK(remote < capacity_, "remote list longer than capacity (cycle?)");

@@ -120,7 +120,7 @@ class alignas(256) Page {
   //    it read armed as true too. A page it detached unarmed is not taken by adopters (next
   //    point) nor by idle sweeps while it still has a live block in it, so nobody rewrites it.
   //  - An adopter holding the page's flag reads it with acquire BEFORE where
-  //    (Heap::AdoptFromPending). If it reads the `true` of a Detach, acquire (pairing with the
+  //    (Heap::AdoptFromPending_mt). If it reads the `true` of a Detach, acquire (pairing with the
   //    release store) makes it read where as that Detach's kDetached or the kActive/kNowhere
   //    stored before it (refused). Reading where first, it could pair the kDetached of an
   //    earlier unarmed detach (left without the flag) with the `true` of a Detach in progress
@@ -143,7 +143,7 @@ class alignas(256) Page {
 
   // ---- Line 2: shared with other threads (head only) ----
  private:
-  alignas(64) RemoteStack remote_;
+  alignas(64) RemoteStack xremote_;
   std::atomic<Page*> xpending_next_{nullptr};
   std::atomic<uint32_t> xqueued_{0};  // debug: 1 while on a pending queue
 
@@ -225,11 +225,11 @@ class alignas(256) Page {
   // (inside the carved part of the span, a block start, canary kOnRemote, at most `count` of
   // them). A list that is not well formed is reported and cut at the first bad node, never
   // absorbed. Returns blocks moved.
-  uint32_t AbsorbRemote(RemoteWord taken);
+  uint32_t CollectRemote(RemoteWord taken);
 
   // ---- Shared with other threads (head only) ----
-  RemoteStack& remote() { return remote_; }
-  const RemoteStack& remote() const { return remote_; }
+  RemoteStack& remote() { return xremote_; }
+  const RemoteStack& remote() const { return xremote_; }
 
   // Pending-queue link, written by the enqueuing thread before its publishing CAS and read by the
   // consumer after its acquiring pop. Relaxed: ordered by the queue head's release/acquire.
@@ -260,10 +260,29 @@ class alignas(256) Page {
   // so a use-after-free write cannot plant a pointer that decodes inside the page by chance.
   static void StoreLink(Block* b, Block* next);
   static Block* LoadLink(const Block* b);
+
+  friend struct PageLayout;  // the static_asserts below
 };
 
 static_assert(sizeof(Page) == 256, "four cache lines: span, owner, producers, padding");
 static_assert(alignof(Page) == 256, "descriptors start on cache lines, at a power-of-two stride");
+
+// The line claims of the comments above. offsetof on a class that is not standard-layout is
+// conditionally supported; clang and gcc support it (with a warning, silenced here).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Winvalid-offsetof"
+struct PageLayout {
+  static constexpr size_t kLine = 64;
+  static_assert(offsetof(Page, span_slices) < kLine && offsetof(Page, cached) < kLine,
+                "line 0: the span's fields (the page source's)");
+  static_assert(offsetof(Page, local_free_) == kLine && offsetof(Page, next) < 2 * kLine,
+                "line 1: the owner's fields, from the free list to the partial-list links");
+  static_assert(offsetof(Page, xremote_) == 2 * kLine &&
+                    offsetof(Page, xpending_next_) < 3 * kLine &&
+                    offsetof(Page, rfr_deadline_ns) < 3 * kLine,
+                "line 2: the fields other threads write (remote word, queue link, adoption)");
+};
+#pragma GCC diagnostic pop
 
 inline void Page::StoreLink(Block* b, Block* next) {
 #if defined(MF2_HARDENED) && MF2_HARDENED

@@ -110,7 +110,7 @@ TEST_F(PageTest, ConservationThroughLocalAndRemoteFrees) {
   EXPECT_EQ(head_->used(), cap / 2) << "remote blocks count as used until drained";
   // Quiescent check would fail: remote blocks are flagged but no queue holds the page here.
   head_->CheckInvariants(false);
-  EXPECT_EQ(head_->AbsorbRemote(head_->remote().TakeAll()), cap / 2);
+  EXPECT_EQ(head_->CollectRemote(head_->remote().TakeAll()), cap / 2);
   EXPECT_EQ(head_->used(), 0u);
   head_->CheckInvariants(true);
   // Every block comes back exactly once, the list's head first: the drain moved the remote stack

@@ -4,7 +4,7 @@
 //
 // Producers: the thread that won a page's 0->1 in_remote_pending edge pushes it, once.
 // Consumers: the holder of the heap's claim pops ALL pages with one exchange; so do Route P / cda
-// adopters and idle reclaimers (Heap::AdoptFromPending, ReclaimIdleOwner_mt), which give back
+// adopters and idle reclaimers (Heap::AdoptFromPending_mt, ReclaimIdleOwner_mt), which give back
 // what they do not take with one PushChain_mt. Pop-all has no ABA problem whatever the number of
 // consumers (docs/protocol.md, hazard 4: a single-pop CAS does, as soon as anyone but the
 // owner pops; spin model pending_queue.pml checks two pop-all consumers).

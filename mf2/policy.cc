@@ -467,13 +467,26 @@ void PrintOptions(const Policy& policy, int fd) {
   }
 }
 
+namespace {
+
+// Makes `p` the policy in force, and pushes what lower layers need of it (check.h's error mode).
+void Publish(const Policy* p) {
+  internal::SetErrorMode(p->on_error == OnError::kAbort ? internal::ErrorMode::kAbort
+                                                        : internal::ErrorMode::kReport);
+  // Release: a reader that acquires the pointer (GetPolicy) sees every field of the policy.
+  g_current.store(p, std::memory_order_release);
+}
+
+}  // namespace
+
+void internal::InitErrorMode() { GetPolicy(); }
+
 const Policy& policy_internal::InitPolicy() {
   // A function-local static: runs exactly once even if two threads race to the first call (the
   // guard is a futex, no allocation).
   static const bool done = [] {
     g_initial = PolicyFromEnvironment(2);
-    // Release: GetPolicy's acquire sees the filled policy.
-    g_current.store(&g_initial, std::memory_order_release);
+    Publish(&g_initial);
     if (g_initial.verbose) PrintOptions(g_initial, 2);
     return true;
   }();
@@ -535,7 +548,7 @@ void SetPolicyForTesting(const Policy& policy) {
     // OptionSet does; an earlier copy stays valid for a reader still holding it).
     const Policy* copy = InternPolicy(policy);
     MF2_CHECK(copy != nullptr, "SetPolicyForTesting: no memory for a policy, or too many policies");
-    g_current.store(copy, std::memory_order_release);
+    Publish(copy);
   }
   SetRoute(policy.route);
 }
@@ -568,8 +581,7 @@ int OptionSet(const char* name, long long value) {
     const Policy* copy = InternPolicy(next);
     if (copy == nullptr) copy = NewPolicyCopy(next);
     if (copy == nullptr) return ENOMEM;
-    // Release: a reader that acquires the pointer sees every field of the copy.
-    g_current.store(copy, std::memory_order_release);
+    Publish(copy);
   }
   if (o->type == OptionType::kRoute) SetRoute(static_cast<Route>(v));
   return 0;

@@ -29,7 +29,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "mf2/check.h"
+#include "mf2/base.h"
 
 namespace mf2 {
 

@@ -4,7 +4,7 @@
  *
  * C++ being modelled (mf2/heap.h Heap::Allocate, Heap::Free; mf2/heap.cc AllocateSlow,
  * CachedBlockBad, FreeToFullCache, FlushCaches, FlushOne, ReturnBlock, FreeRemote,
- * PushRemote_mt, DrainDequeued/Absorb; mf2/page.cc PopBatch, PushLocal, AbsorbRemote,
+ * PushRemote_mt, CollectDequeued/Collect; mf2/page.cc PopBatch, PushLocal, CollectRemote,
  * LoseLocalList, Retire):
  *   - word 1 of block p, the canary: LIVE (no canary: handed out), INCACHE, ONPAGE, ONREMOTE. A
  *     relaxed atomic: every load or store is one step, and a check and the store after it are two.
@@ -31,7 +31,7 @@
  *      - flush the cache (FlushCaches at thread exit, under memory pressure, when the owner goes
  *        idle; FreeToFullCache): per copy, load word 1: INCACHE -> back to the page (PushLocal:
  *        store ONPAGE, used - 1); else dropped, reported (FlushOne).
- *      - drain (TakeAll, then AbsorbRemote): per copy taken, ONREMOTE -> PushLocal; else
+ *      - drain (TakeAll, then CollectRemote): per copy taken, ONREMOTE -> PushLocal; else
  *        dropped with the rest of the list, reported.
  *      - release the page when used == 0 (PageGainedFree -> TryRelease -> Retire).
  *   At quiescence init flushes and drains once more (thread exit), then checks.

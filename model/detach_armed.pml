@@ -4,7 +4,7 @@
  * consistent: the order of the adopter's two reads is what is checked (README.md).
  *
  * C++ being modelled (mf2/heap.h Heap::Free, mf2/heap.cc PageGainedFree, SetActive, Detach,
- * mf2/heap_adopt.cc AdoptFromPending, mf2/page.h adoptable_detach):
+ * mf2/heap_adopt.cc AdoptFromPending_mt, mf2/page.h adoptable_detach):
  *   The page starts detached while adoption was NOT armed (adoptable_detach = 0): its owner H
  *   frees into it without taking its flag (Heap::Free, then PageGainedFree: kNowhere, kPartial),
  *   later allocates from it again (SetActive: kNowhere, kActive) and, once it is full and H
@@ -14,7 +14,7 @@
  *   Switch: mf2_set_route(route_p) at any time: AdoptionArmed() becomes 1.
  *   Producer: a remote free wins the page's flag and queues it on H.
  *   Adopter: pops H's queue (holding the flag), reads adoptable_detach and where (in the order
- *   under test), and takes the page over if it is detached and adoptable (TakeOverHeld), else
+ *   under test), and takes the page over if it is detached and adoptable (AdoptHeld_mt), else
  *   gives it back.
  *
  * Asserted: mutual exclusion of the page's private users (incs <= 1).
@@ -80,7 +80,7 @@ active proctype Adopter() {
 #endif
   if
   :: w == DETACHED && a ->
-     atomic { incs++; assert(incs <= 1) };      /* TakeOverHeld */
+     atomic { incs++; assert(incs <= 1) };      /* AdoptHeld_mt */
      owner = A;
      where = NOWHERE;
      atomic { flag = 0; incs-- }                /* TakeAll, absorb: the page is A's */

@@ -3,8 +3,8 @@
  * holds its in_remote_pending flag (mf2/page.h, "Detached pages"). Checked by spin (run_models.sh).
  *
  * C++ being modelled (mf2/heap.h Heap::Free, mf2/heap.cc FreeDetached, FreeRemote, QueueWonPage_mt,
- * DrainDequeued, FilePage, PageGainedFree, TryRelease, SweepQueue, AdoptFromPending,
- * ReclaimIdleOwner_mt, TakeOverHeld; mf2/remote_stack.h Push_mt, TakeAll, TryAcquireFlag):
+ * CollectDequeued, FilePage, PageGainedFree, TryRelease, SweepQueue, AdoptFromPending_mt,
+ * ReclaimIdleOwner_mt, AdoptHeld_mt; mf2/remote_stack.h Push_mt, TakeAll, TryAcquireFlag):
  *   - P.xwhere: kNowhere | kActive | kPartial | kDetached (atomic; every load/store one step).
  *   - P.xremote (flag | head | count, one word) = xflag, xhead, xcnt: every access one atomic step.
  *     Push_mt is a load, then a CAS step (retried). TakeAll = exchange(0). TryAcquireFlag (a CAS
@@ -22,13 +22,13 @@
  *      re-read owner and where: changed -> push the block remotely and queue the page on its
  *      current owner as its flag holder; unchanged -> local push, PartialPush, TakeAll, absorb).
  *      owner == me otherwise -> local push; owner != me -> remote free. It also drains its own
- *      queue up to ROUNDS_O times (pop-all; DrainDequeued: kDetached -> kNowhere, TakeAll,
+ *      queue up to ROUNDS_O times (pop-all; CollectDequeued: kDetached -> kNowhere, TakeAll,
  *      absorb; FilePage: partial list, kept/released if empty, or detached again if full).
  *      O does not allocate: FilePage never hands the page back for a class (as ProcessAllPending,
  *      FilePage(page, 0)), so the page does not become O's active page again.
  *   A: up to ROUNDS_A operations, each any of
  *      - sweep H's queue (SweepQueue: pop-all; the page is on H's queue so it holds its flag):
- *        if where (acquire) == kDetached it may adopt it (TakeOverHeld: owner = A, where =
+ *        if where (acquire) == kDetached it may adopt it (AdoptHeld_mt: owner = A, where =
  *        kNowhere; TakeAll; absorb; SetActive), or reclaim it when its remote count == capacity
  *        (ReclaimIdleOwner_mt: take over, TakeAll, absorb, release); otherwise (not detached, or
  *        a Route P gate says no) it pushes the page back on H's queue with one CAS;
@@ -114,7 +114,7 @@ byte bnext[NB + 1];          /* block link: remote stack or local free list */
 /* ---- heaps ---- */
 bit  onpartial[2];           /* page on heap h's partial list (owner-only) */
 bit  isactive[2];            /* page is heap h's active page (owner-only) */
-byte pcount[2];              /* page_count_ */
+byte pcount[2];              /* xpage_count_ */
 byte qhead[2];               /* pending queue of heap h: 0 or the page */
 /* ---- ghosts ---- */
 byte bstate[NB + 1];
@@ -135,7 +135,7 @@ inline push_local(b) {
   used--
 }
 
-/* AbsorbRemote of a privately held list (taken, tcnt) into the local free list. Owner-only. */
+/* CollectRemote of a privately held list (taken, tcnt) into the local free list. Owner-only. */
 inline absorb() {
   atomic {
     n = 0;
@@ -155,7 +155,7 @@ inline absorb() {
   }
 }
 
-/* TakeAll = exchange(P.xremote, 0), by the flag holder; then Absorb (owner-only). */
+/* TakeAll = exchange(P.xremote, 0), by the flag holder; then Collect (owner-only). */
 inline take_all_absorb(me) {
   atomic {
     assert(!released);
@@ -272,7 +272,7 @@ inline file_page(myh) {
   fi
 }
 
-/* The owner thread `me` of heap myh drains its own queue (TakeFromPending / ProcessAllPending). */
+/* The owner thread `me` of heap myh drains its own queue (CollectPending / ProcessAllPending). */
 inline drain_own(myh, me) {
   pop_all(myh, me);
   if
@@ -372,7 +372,7 @@ proctype Owner() {
   od
 }
 
-/* TakeOverHeld by A (holding the flag), then TakeAll + absorb. Enters the critical section. */
+/* AdoptHeld_mt by A (holding the flag), then TakeAll + absorb. Enters the critical section. */
 inline take_over() {
 #ifdef MUTANT_MC
   atomic { CS_ENTER; where = NOWHERE };             /* MC: where first ... */
@@ -402,7 +402,7 @@ proctype Adopter() {
         :: chain != 0 ->
            w = where;                               /* where_acquire() */
            if
-           :: w == DETACHED ->                      /* AdoptFromPending */
+           :: w == DETACHED ->                      /* AdoptFromPending_mt */
               take_over();
               if
               :: lfree != 0 ->                      /* SetActive */

@@ -4,13 +4,13 @@
  *
  * C++ being modelled (mf2/adoption.cc, mf2/heap.cc, mf2/heap_adopt.cc): one owner H, one size
  * class, one page P. Locations, both atomics with a history:
- *   HEAD    H's pending queue (0 empty, 1 = P queued)          pending_.head_
+ *   HEAD    H's pending queue (0 empty, 1 = P queued)          xpending_.head_
  *   READY   H's bit in the class's ready bitmap               AdoptionBoard ready word
  * Initially READY = 1 and HEAD = 0: a set bit with nothing queued is an ordinary state (the
  * owner drained its queue itself; only adopters clear bits).
  * W, the edge winner of P (QueueWonPage_mt): counts P (ghost `counted`, under P's flag), pushes
  *     it (seq_cst CAS), then MarkReady.
- * A1, A2, adopters (AdoptFromPending + SweepQueue): PickReady reads READY (relaxed; a hint);
+ * A1, A2, adopters (AdoptFromPending_mt + SweepQueue): PickReady reads READY (relaxed; a hint);
  *     if set: ClearReady (fetch_and, order CLEAR); pop (PopAll_mt: check HEAD with order POP,
  *     then exchange(0), acquire); if it got P, either take it (uncount) or decline it (a gate):
  *     give it back (seq_cst CAS) and MarkReady.
@@ -78,7 +78,7 @@ proctype W() {
   WM_LOCALS;
   byte v;
   counted = 1;                                  /* CountQueued, under P's flag */
-  atomic { wm_rmw(0, HEAD, SC, v, v | 1) };     /* owner->pending_.Push_mt(P) */
+  atomic { wm_rmw(0, HEAD, SC, v, v | 1) };     /* owner->xpending_.Push_mt(P) */
   TR(printf("0: W pushed P\n"));
   mark_ready(0)
 }

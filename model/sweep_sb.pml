@@ -4,7 +4,7 @@
  *
  * C++ being modelled (mf2/heap.cc, mf2/heap_adopt.cc; owner H idle and never draining, one
  * page P of capacity 2 detached, reclaim_batch 1). Locations, all atomics:
- *   HEAD      H's pending queue (0 empty, 1 = P queued)    pending_.head_
+ *   HEAD      H's pending queue (0 empty, 1 = P queued)    xpending_.head_
  *   CNT       H's count of pages that came back whole       xwhole_unswept_
  *   RW        P's remote-stack block count (flag implicit) P.xremote_
  *   WANTED    another sweep pass is owed                     xsweep_wanted_
@@ -15,12 +15,12 @@
  *     RW += 1 (acq_rel; count == capacity); CNT += 1 (seq_cst); if CNT (seq_cst) >= 1: reclaim
  * S, a third thread, either
  *   - a sweeper started by another page's completion: reclaim, or
- *   - a Route P / cda adopter (AdoptFromPending): pop HEAD, decline P (a gate), give it back
+ *   - a Route P / cda adopter (AdoptFromPending_mt): pop HEAD, decline P (a gate), give it back
  *     (seq_cst CAS), then if CNT (seq_cst) >= 1: reclaim.
  * reclaim (ReclaimIdleOwner_mt):
  *     exchange WANTED 1 (seq_cst); loop { CAS SWEEPING 0 -> 1 (seq_cst; failure order FAIL), on
  *     failure return; exchange WANTED 0; sweep; SWEEPING = 0; if WANTED (seq_cst) == 0 return }
- * sweep (SweepIdleOwner, SweepQueue): pop = PendingQueue::PopAll_mt: check HEAD (order POP),
+ * sweep (SweepIdleOwner_mt, SweepQueue): pop = PendingQueue::PopAll_mt: check HEAD (order POP),
  *     if non-empty exchange(0) (acquire); for P: if RW (relaxed Peek) == capacity, take it over
  *     (TakeAll: RW exchange 0, acq_rel; CNT -= 1, seq_cst) and release it; else give it back.
  *
@@ -90,7 +90,7 @@ byte released;                                  /* ghost: P given back to the pa
 #define TR(x) skip
 #endif
 
-/* SweepIdleOwner(H) by thread t. */
+/* SweepIdleOwner_mt(H) by thread t. */
 inline sweep(t) {
   atomic { wm_load(t, HEAD, POP, v) };          /* PopAll_mt: the empty check */
   TR(printf("%d: sweep check HEAD = %d\n", t, v));
@@ -103,7 +103,7 @@ inline sweep(t) {
         atomic { wm_load(t, RW, RLX, v) };      /* remote().Peek().count() */
         TR(printf("%d: sweep peek RW = %d\n", t, v));
         if
-        :: v == CAP ->                          /* TakePopped, TryRelease */
+        :: v == CAP ->                          /* AdoptPopped_mt, TryRelease */
            atomic { wm_rmw(t, RW, ACQREL, v, 0) };
            assert(v == CAP);
            atomic { wm_rmw(t, CNT, SC, v, v - 1) };
@@ -193,7 +193,7 @@ proctype S() {
         fi
      :: else -> skip
      fi;
-     atomic { wm_load(2, CNT, SC, v) };         /* AdoptFromPending's re-check */
+     atomic { wm_load(2, CNT, SC, v) };         /* AdoptFromPending_mt's re-check */
      if
      :: v >= BATCH -> reclaim(2)
      :: else -> skip

@@ -4,6 +4,8 @@ set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 
 ALL_STAGES=(default asan tsan ubsan debug hardened fuzz install bazel-dep)
+# Stages run only when named (not part of the gate: too long for CI's limit).
+OPTIONAL_STAGES=(mutants)
 usage() {
   cat <<EOF
 usage: tools/test.sh [STAGE...]      (no stage: all of them, in this order)
@@ -25,6 +27,11 @@ Stages:
   bazel-dep   examples/bazel, a workspace that depends on @mf2, built and tested with gcc and
               with clang 14
 
+Optional stage (only when named; not in the default list, it takes an hour or more):
+  mutants     tools/mutate.sh: every tools/mutants/*.patch applied to a scratch copy of the
+              committed tree, the tests its header names run (default and TSan); fails if a
+              mutant survives or a patch no longer applies (VERIFICATION.md, "Mutation check")
+
 Environment:
   MF2_FUZZ_SECONDS=N       seconds per fuzz target (default 45)
   MF2_PROGRESS_SECONDS=N   a progress line for a running stage every N seconds (default 60)
@@ -42,8 +49,8 @@ for arg in "$@"; do
     -h | --help) usage; exit 0 ;;
     -*) echo "tools/test.sh: unknown option $arg" >&2; usage >&2; exit 2 ;;
     *)
-      if [[ " ${ALL_STAGES[*]} " != *" $arg "* ]]; then
-        echo "tools/test.sh: unknown stage '$arg' (stages: ${ALL_STAGES[*]})" >&2
+      if [[ " ${ALL_STAGES[*]} ${OPTIONAL_STAGES[*]} " != *" $arg "* ]]; then
+        echo "tools/test.sh: unknown stage '$arg' (stages: ${ALL_STAGES[*]} ${OPTIONAL_STAGES[*]})" >&2
         exit 2
       fi
       stages+=("$arg")
@@ -196,6 +203,14 @@ bazel_dependency() {
   return $rc
 }
 
+# --- mutants: the mutation check (optional stage). ---
+mutants_stage() {
+  local rc=0
+  bash tools/mutate.sh || rc=$?
+  [ "$rc" = 0 ] && echo "STAGE-RESULT: every mutant of tools/mutants caught"
+  return $rc
+}
+
 # Tests always run: a result cached by an earlier run (the disk cache is shared across clones)
 # would let a nondeterministic stress test pass without running.
 for s in "${stages[@]}"; do
@@ -206,6 +221,7 @@ for s in "${stages[@]}"; do
     fuzz) run_stage fuzz fuzz_smoke ;;
     install) run_stage install install_consumers ;;
     bazel-dep) run_stage bazel-dep bazel_dependency ;;
+    mutants) run_stage mutants mutants_stage ;;
   esac
 done
 
