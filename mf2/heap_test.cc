@@ -13,20 +13,20 @@
 #include "mf2/heap_registry.h"
 #include "mf2/large.h"
 #include "mf2/policy.h"
+#include "mf2/testing/scoped_policy.h"
 #include "mf2/testing/test_heaps.h"
 
 namespace mf2 {
 namespace {
 
+using testing::ScopedPolicy;
 using testing::TestHeaps;
 
 // These tests are about pages: the per-thread caches are off, so every allocation and free reaches
 // a page (cache_test.cc covers the caches in front of them).
-Policy PagePolicy() {
-  Policy p;
-  p.cache_class_bytes = 0;
-  p.remote_batch = 1;  // and every remote free reaches its page's remote stack at once
-  return p;
+void UsePagePolicy(Policy* p) {
+  p->cache_class_bytes = 0;
+  p->remote_batch = 1;  // and every remote free reaches its page's remote stack at once
 }
 
 constexpr size_t kSize = 2048;
@@ -35,8 +35,8 @@ const uint32_t kCap = ClassInfo(kClass).capacity;
 
 class HeapTest : public ::testing::Test {
  protected:
-  void SetUp() override { SetPolicyForTesting(PagePolicy()); }
-  void TearDown() override { SetPolicyForTesting(Policy()); }
+  // For every test; a test that needs more nests a ScopedPolicy of its own on top.
+  ScopedPolicy page_policy_{UsePagePolicy};
 
   // Allocates until `heap`'s active page of kClass is full; returns its blocks.
   static std::vector<void*> FillActivePage(Heap* heap) {
@@ -96,9 +96,7 @@ TEST_F(HeapTest, GateReusesPendingPageInsteadOfNewPage) {
 }
 
 TEST_F(HeapTest, GateDrainsWholeQueueBeforeNewPageEvenPastBudget) {
-  Policy policy = PagePolicy();
-  policy.pending_budget = 1;
-  SetPolicyForTesting(policy);
+  ScopedPolicy policy([](Policy* p) { p->pending_budget = 1; });
   TestHeaps heaps;
   Heap* owner = heaps.Acquire();
   Heap* other = heaps.Acquire();
@@ -127,9 +125,7 @@ TEST_F(HeapTest, GateDrainsWholeQueueBeforeNewPageEvenPastBudget) {
 }
 
 TEST_F(HeapTest, ActivePageRemoteFreesAreCollectedWhenBudgetIsSpent) {
-  Policy policy = PagePolicy();
-  policy.pending_budget = 1;
-  SetPolicyForTesting(policy);
+  ScopedPolicy policy([](Policy* p) { p->pending_budget = 1; });
   TestHeaps heaps;
   Heap* owner = heaps.Acquire();
   Heap* other = heaps.Acquire();
@@ -169,9 +165,9 @@ TEST_F(HeapTest, PartialListServesBeforeNewPage) {
 }
 
 TEST_F(HeapTest, EmptyNonActivePageGoesBackToTheSource) {
-  Policy policy = PagePolicy();
-  policy.heap_empty_bytes = 0;  // keep no empty page for reuse
-  SetPolicyForTesting(policy);
+  ScopedPolicy policy([](Policy* p) {
+    p->heap_empty_bytes = 0;  // keep no empty page for reuse
+  });
   TestHeaps heaps;
   Heap* owner = heaps.Acquire();
   std::vector<void*> first = FillActivePage(owner);
@@ -186,9 +182,9 @@ TEST_F(HeapTest, EmptyNonActivePageGoesBackToTheSource) {
 }
 
 TEST_F(HeapTest, EmptyPagesAreKeptForReuseWithinTheBoundAndReleasedAtExit) {
-  Policy policy = PagePolicy();
-  policy.heap_empty_bytes = 2 * ClassInfo(kClass).slices * kSliceSize;  // two empty pages
-  SetPolicyForTesting(policy);
+  ScopedPolicy policy([](Policy* p) {
+    p->heap_empty_bytes = 2 * ClassInfo(kClass).slices * kSliceSize;  // two empty pages
+  });
   TestHeaps heaps;
   Heap* owner = heaps.Acquire();
   std::vector<std::vector<void*>> pages;
@@ -213,11 +209,11 @@ TEST_F(HeapTest, EmptyPagesAreKeptForReuseWithinTheBoundAndReleasedAtExit) {
 // Regression (Larson, 4 threads, -c opt): while an exiting heap drained its queue, a page it
 // released took its segment with it (unmapped), and the drain loop then read the page.
 TEST_F(HeapTest, ExitWhileDrainingReleasesPagesWithoutTouchingThemAfterwards) {
-  Policy policy = PagePolicy();
-  policy.heap_empty_bytes = 8 * kSliceSize;  // one 512 KiB span
-  policy.page_cache_bytes = 0;              // released spans go straight back to the OS
-  policy.retained_segments = 0;             // and empty segments are unmapped at once
-  SetPolicyForTesting(policy);
+  ScopedPolicy policy([](Policy* p) {
+    p->heap_empty_bytes = 8 * kSliceSize;  // one 512 KiB span
+    p->page_cache_bytes = 0;               // released spans go straight back to the OS
+    p->retained_segments = 0;              // and empty segments are unmapped at once
+  });
   // A private source: its segments hold only this test's spans, so unmapping is certain.
   alignas(OsPageSource) static unsigned char storage[sizeof(OsPageSource)];
   static OsPageSource* source = new (storage) OsPageSource();
@@ -441,9 +437,7 @@ TEST_F(MisuseTest, LargeAllocationsAreTrackedAndMisuseReported) {
 }
 
 TEST_F(HeapTest, FreedLargeMappingsAreReusedWithinTheCacheBound) {
-  Policy policy = PagePolicy();
-  policy.large_cache_bytes = 8 << 20;
-  SetPolicyForTesting(policy);
+  ScopedPolicy policy([](Policy* p) { p->large_cache_bytes = 8 << 20; });
   TestHeaps heaps;
   Heap* a = heaps.Acquire();
   LargeReleaseCache();

@@ -45,19 +45,14 @@ const uint32_t kClass = SizeToClass(kSize);
 
 // Pages are what moves here: the per-thread caches are off, so every allocation and free reaches
 // a page (as in heap_test and route_p_test).
-Policy PagePolicy() {
-  Policy p;
-  p.cache_class_bytes = 0;
-  p.remote_batch = 1;  // every remote free reaches its page's remote stack at once
-  return p;
+void UsePagePolicy(Policy* p) {
+  p->cache_class_bytes = 0;
+  p->remote_batch = 1;  // every remote free reaches its page's remote stack at once
 }
 
 class PendingQueueTest : public ::testing::Test {
  protected:
-  void TearDown() override {
-    SetPolicyForTesting(Policy());
-    HeapRegistry::Global().CheckAll(true);
-  }
+  void TearDown() override { HeapRegistry::Global().CheckAll(true); }
 };
 
 // 20 pages of an owner come back whole through another heap's frees and are queued on the owner.
@@ -67,12 +62,13 @@ class PendingQueueTest : public ::testing::Test {
 // private backlog, invisible to every sweep and adopter until the owner's next slow path.
 TEST_F(PendingQueueTest, AnOwnerIdleAfterOneSlowPathStrandsNoQueuedPage) {
   constexpr int kPages = 20;
-  Policy policy = PagePolicy();
-  policy.pending_budget = 1;
-  policy.reclaim_idle = false;  // nothing is swept while the pages are being freed
-  policy.reclaim_after_ns = 0;
-  policy.reclaim_batch = 1;
-  SetPolicyForTesting(policy);
+  testing::ScopedPolicy policy([](Policy* p) {
+    UsePagePolicy(p);
+    p->pending_budget = 1;
+    p->reclaim_idle = false;  // nothing is swept while the pages are being freed
+    p->reclaim_after_ns = 0;
+    p->reclaim_batch = 1;
+  });
   TestHeaps heaps;
   Heap* a = heaps.Acquire();
   Heap* b = heaps.Acquire();
@@ -109,8 +105,7 @@ TEST_F(PendingQueueTest, AnOwnerIdleAfterOneSlowPathStrandsNoQueuedPage) {
   // `a` is idle now. `b` frees the last block of the first page: that page comes back whole, and
   // `b`'s free sweeps the idle owner's queue (ReclaimIdleOwner_mt), which must find every page
   // that is completely free: the kPages - 2 left unprocessed by the slow path, and this one.
-  policy.reclaim_idle = true;
-  SetPolicyForTesting(policy);
+  testing::ScopedPolicy reclaiming([](Policy* p) { p->reclaim_idle = true; });
   const uint64_t released = heaps.source().freed();
   const size_t a_pages = a->page_count();
   b->Free(pages[0].back());

@@ -9,20 +9,18 @@
 
 #include "gtest/gtest.h"
 #include "mf2/policy.h"
+#include "mf2/testing/scoped_policy.h"
 
 namespace mf2 {
 namespace {
 
 class PageSourceTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    Policy p;
-    p.page_cache_bytes = 4 * kSliceSize;
-    p.retained_segments = 1;
-    SetPolicyForTesting(p);
-  }
-  void TearDown() override { SetPolicyForTesting(Policy()); }
   OsPageSource source_;  // a private source: its counters start at zero
+  testing::ScopedPolicy policy_{[](Policy* p) {
+    p->page_cache_bytes = 4 * kSliceSize;
+    p->retained_segments = 1;
+  }};
 };
 
 // Whether the first page of `p` is resident.
@@ -90,9 +88,7 @@ TEST_F(PageSourceTest, LoweringTheCacheBoundTrimsTheCacheOnTheNextFree) {
   std::vector<Page*> spans;
   for (int i = 0; i < 5; ++i) spans.push_back(source_.AllocateSpan(1));
   for (int i = 0; i < 4; ++i) source_.FreeSpan(spans[i]);  // cache full at 4 slices
-  Policy lower = GetPolicy();
-  lower.page_cache_bytes = kSliceSize;
-  SetPolicyForTesting(lower);
+  testing::ScopedPolicy lower([](Policy* p) { p->page_cache_bytes = kSliceSize; });
   source_.FreeSpan(spans[4]);
   Stats st;
   source_.AddTo(&st);

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "mf2/testing/scoped_policy.h"
 
 namespace mf2 {
 namespace {
@@ -26,13 +27,10 @@ namespace {
 class OptionsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    saved_ = GetPolicy();
-    saved_.route = CurrentRoute();
     for (size_t i = 0; i < OptionCount(); ++i) unsetenv(OptionAt(i).name);
   }
   void TearDown() override {
     for (size_t i = 0; i < OptionCount(); ++i) unsetenv(OptionAt(i).name);
-    SetPolicyForTesting(saved_);
   }
 
   // The policy parsed from the environment, and every warning line it wrote.
@@ -57,7 +55,9 @@ class OptionsTest : public ::testing::Test {
     return o == nullptr ? 0 : o->load(p);
   }
 
-  Policy saved_;
+  // Changes nothing: restores the policy (and route) in force before the test, which the test
+  // changes through OptionSet and SetRoute, when the fixture is destroyed (after TearDown).
+  testing::ScopedPolicy saved_{[](Policy*) {}};
 };
 
 // The values the issue found silently ignored or reinterpreted, and more of the same kinds.
@@ -254,6 +254,17 @@ TEST_F(OptionsTest, GetAndSetRoundTripInTheOptionsUnits) {
   SetRoute(Route::kRouteS);  // mf2_set_route: OptionGet reports the route in force
   ASSERT_TRUE(OptionGet("MF2_ROUTE", &route));
   EXPECT_EQ(route, static_cast<long long>(Route::kRouteS));
+}
+
+// testing::ScopedPolicy, the one way tests set the policy, restores the route in force when it
+// was made, also one that SetRoute (mf2_set_route) set without touching the policy.
+TEST_F(OptionsTest, ScopedPolicyRestoresTheRouteSetBySetRoute) {
+  SetRoute(Route::kRouteP);
+  {
+    testing::ScopedPolicy cda([](Policy* p) { p->route = Route::kCda; });
+    EXPECT_EQ(CurrentRoute(), Route::kCda);
+  }
+  EXPECT_EQ(CurrentRoute(), Route::kRouteP);
 }
 
 // Copies of the policy are never freed (a reader may hold one), so OptionSet interns them: a

@@ -13,29 +13,28 @@
 #include "mf2/heap_registry.h"
 #include "mf2/mf2.hpp"
 #include "mf2/policy.h"
+#include "mf2/testing/scoped_policy.h"
 #include "mf2/testing/test_heaps.h"
 
 namespace mf2 {
 namespace {
 
+using testing::ScopedPolicy;
 using testing::TestHeaps;
 
 constexpr size_t kSize = 256;  // 256 blocks in a 64 KiB span: room for batches
 const uint32_t kClass = SizeToClass(kSize);
 
-Policy BatchPolicy(uint32_t batch) {
-  Policy p;
-  p.cache_class_bytes = 0;
-  p.remote_batch = batch;
-  p.reclaim_idle = false;  // nothing released behind the counts below
-  p.background_reclaim = false;
-  return p;
+// Caches off, remote frees held back in chains of up to `batch` (a ScopedPolicy edit).
+void UseBatches(Policy* p, uint32_t batch) {
+  p->cache_class_bytes = 0;
+  p->remote_batch = batch;
+  p->reclaim_idle = false;  // nothing released behind the counts below
+  p->background_reclaim = false;
 }
 
 class RemoteBatchTest : public ::testing::Test {
  protected:
-  void TearDown() override { SetPolicyForTesting(Policy()); }
-
   static uint32_t OnStack(const void* p) { return PageOf(p)->remote().Peek().count(); }
   static bool Flagged(const void* p) { return PageOf(p)->remote().Peek().pending(); }
   static uint32_t Held(const Heap* h) {
@@ -55,7 +54,7 @@ class RemoteBatchTest : public ::testing::Test {
 };
 
 TEST_F(RemoteBatchTest, AFullBatchGoesOutWithOneCas) {
-  SetPolicyForTesting(BatchPolicy(32));
+  ScopedPolicy policy([](Policy* p) { UseBatches(p, 32); });
   TestHeaps heaps;
   Heap* owner = heaps.Acquire();
   Heap* freer = heaps.Acquire();
@@ -82,7 +81,7 @@ TEST_F(RemoteBatchTest, AFullBatchGoesOutWithOneCas) {
 }
 
 TEST_F(RemoteBatchTest, HeldFreesGoOutAtTheFreersNextSlowPath) {
-  SetPolicyForTesting(BatchPolicy(32));
+  ScopedPolicy policy([](Policy* p) { UseBatches(p, 32); });
   TestHeaps heaps;
   Heap* owner = heaps.Acquire();
   Heap* freer = heaps.Acquire();
@@ -102,7 +101,7 @@ TEST_F(RemoteBatchTest, HeldFreesGoOutAtTheFreersNextSlowPath) {
 }
 
 TEST_F(RemoteBatchTest, FlushCachesPushesHeldFrees) {
-  SetPolicyForTesting(BatchPolicy(32));
+  ScopedPolicy policy([](Policy* p) { UseBatches(p, 32); });
   TestHeaps heaps;
   Heap* owner = heaps.Acquire();
   Heap* freer = heaps.Acquire();
@@ -118,7 +117,7 @@ TEST_F(RemoteBatchTest, FlushCachesPushesHeldFrees) {
 }
 
 TEST_F(RemoteBatchTest, ReleasingTheHeapPushesHeldFrees) {
-  SetPolicyForTesting(BatchPolicy(32));
+  ScopedPolicy policy([](Policy* p) { UseBatches(p, 32); });
   TestHeaps heaps;
   Heap* owner = heaps.Acquire();
   Heap* freer = heaps.Acquire();
@@ -135,7 +134,7 @@ TEST_F(RemoteBatchTest, ReleasingTheHeapPushesHeldFrees) {
 // there first. Whichever way the pages hash, every free is either held or on its page's stack,
 // exactly once, and a flush leaves none held.
 TEST_F(RemoteBatchTest, PagesSharingASlotLoseNothing) {
-  SetPolicyForTesting(BatchPolicy(32));
+  ScopedPolicy policy([](Policy* p) { UseBatches(p, 32); });
   TestHeaps heaps;
   Heap* owner = heaps.Acquire();
   Heap* freer = heaps.Acquire();
@@ -171,7 +170,7 @@ TEST_F(RemoteBatchTest, PagesSharingASlotLoseNothing) {
 }
 
 TEST_F(RemoteBatchTest, ABatchOfOnePushesEveryFreeAtOnce) {
-  SetPolicyForTesting(BatchPolicy(1));
+  ScopedPolicy policy([](Policy* p) { UseBatches(p, 1); });
   TestHeaps heaps;
   Heap* owner = heaps.Acquire();
   Heap* freer = heaps.Acquire();
@@ -189,7 +188,7 @@ TEST_F(RemoteBatchTest, ABatchOfOnePushesEveryFreeAtOnce) {
 // A real thread with its own heap frees blocks of the main thread's page and exits: its exit
 // hook pushes them, with no slow path after the frees.
 TEST_F(RemoteBatchTest, ThreadExitPushesHeldFrees) {
-  SetPolicyForTesting(BatchPolicy(32));
+  ScopedPolicy policy([](Policy* p) { UseBatches(p, 32); });
   TestHeaps heaps;
   Heap* owner = heaps.Acquire();
   std::vector<void*> blocks = BlocksOfOnePage(owner, 6);

@@ -13,11 +13,13 @@
 #include "mf2/heap.h"
 #include "mf2/heap_registry.h"
 #include "mf2/policy.h"
+#include "mf2/testing/scoped_policy.h"
 #include "mf2/testing/test_heaps.h"
 
 namespace mf2 {
 namespace {
 
+using testing::ScopedPolicy;
 using testing::TestHeaps;
 
 constexpr size_t kSize = 2048;
@@ -30,27 +32,22 @@ uint64_t Stat(const Heap* h, HeapStats::Counter c) { return h->stats().Get(c); }
 // Route P with every gate open; each test closes the one it is about.
 // Pages are what moves here: the per-thread caches are off, so every allocation and free reaches
 // a page (cache_test.cc covers the caches).
-Policy OpenGates(Route route) {
-  Policy p;
-  p.cache_class_bytes = 0;
-  p.remote_batch = 1;
-  p.route = route;
-  p.idle_threshold_ns = 0;
-  p.reclaim_after_ns = 0;
-  p.adopt_pressure = 0;
-  p.adopt_min_remote = 1;
-  p.rfr_window_ns = 0;
-  p.reclaim_idle = false;
-  p.reclaim_batch = 1;
-  return p;
+void OpenGates(Policy* p, Route route) {
+  p->cache_class_bytes = 0;
+  p->remote_batch = 1;
+  p->route = route;
+  p->idle_threshold_ns = 0;
+  p->reclaim_after_ns = 0;
+  p->adopt_pressure = 0;
+  p->adopt_min_remote = 1;
+  p->rfr_window_ns = 0;
+  p->reclaim_idle = false;
+  p->reclaim_batch = 1;
 }
 
 class RoutePTest : public ::testing::Test {
  protected:
-  void TearDown() override {
-    SetPolicyForTesting(Policy());
-    HeapRegistry::Global().CheckAll(true);
-  }
+  void TearDown() override { HeapRegistry::Global().CheckAll(true); }
 
   // `a` fills `n` pages of kClass; they leave the active slot full (detached), and `a` is left
   // with a fresh active page holding one block (`a_active_block`).
@@ -98,7 +95,7 @@ class RoutePTest : public ::testing::Test {
 };
 
 TEST_F(RoutePTest, AdoptsOneFullPageOfAnIdleOwnerWhenEveryGateIsOpen) {
-  SetPolicyForTesting(OpenGates(Route::kRouteP));
+  ScopedPolicy policy([](Policy* p) { OpenGates(p, Route::kRouteP); });
   FillPages(3);
   const uint32_t counted_before = AdoptionBoard::Global().adoptable(kClass);
   RemoteFree(4);
@@ -152,9 +149,10 @@ class RoutePGateTest : public RoutePTest, public ::testing::WithParamInterface<G
 
 TEST_P(RoutePGateTest, EachGateAloneBlocksAdoption) {
   const GateCase& gate = GetParam();
-  Policy policy = OpenGates(Route::kRouteP);
-  gate.close(&policy);
-  SetPolicyForTesting(policy);
+  ScopedPolicy policy([&gate](Policy* p) {
+    OpenGates(p, Route::kRouteP);
+    gate.close(p);
+  });
   FillPages(3);
   RemoteFree(gate.remote_frees_per_page);
   if (gate.counter == HeapStats::k_adopt_blocked_owner_partial) {
@@ -204,7 +202,7 @@ INSTANTIATE_TEST_SUITE_P(
     });
 
 TEST_F(RoutePTest, RouteSNeverTakesALiveOwnersPage) {
-  SetPolicyForTesting(OpenGates(Route::kRouteS));
+  ScopedPolicy policy([](Policy* p) { OpenGates(p, Route::kRouteS); });
   FillPages(3);
   RemoteFree(10);
   b_blocks.push_back(b->Allocate(kSize));
@@ -215,12 +213,13 @@ TEST_F(RoutePTest, RouteSNeverTakesALiveOwnersPage) {
 }
 
 TEST_F(RoutePTest, CdaAdoptsAtOnceWhateverTheGatesSay) {
-  Policy policy = OpenGates(Route::kCda);
-  policy.idle_threshold_ns = kHour;
-  policy.adopt_pressure = 1000;
-  policy.rfr_window_ns = kHour;
-  policy.adopt_min_remote = 1000;
-  SetPolicyForTesting(policy);
+  ScopedPolicy policy([](Policy* p) {
+    OpenGates(p, Route::kCda);
+    p->idle_threshold_ns = kHour;
+    p->adopt_pressure = 1000;
+    p->rfr_window_ns = kHour;
+    p->adopt_min_remote = 1000;
+  });
   FillPages(2);
   RemoteFree(1);
   b_blocks.push_back(b->Allocate(kSize));
@@ -232,9 +231,10 @@ TEST_F(RoutePTest, CdaAdoptsAtOnceWhateverTheGatesSay) {
 
 TEST_F(RoutePTest, OwnerFreeIntoItsQueuedFullPageGoesThroughTheRemoteStack) {
   // Route P armed (so the page is detached as adoptable), no adoption (pressure gate closed).
-  Policy policy = OpenGates(Route::kRouteP);
-  policy.adopt_pressure = 1000;
-  SetPolicyForTesting(policy);
+  ScopedPolicy policy([](Policy* p) {
+    OpenGates(p, Route::kRouteP);
+    p->adopt_pressure = 1000;
+  });
   FillPages(1);
   RemoteFree(1);  // queued: the flag is set
   Page* page = PageOf(pages[0][0]);
@@ -249,9 +249,10 @@ TEST_F(RoutePTest, OwnerFreeIntoItsQueuedFullPageGoesThroughTheRemoteStack) {
 }
 
 TEST_F(RoutePTest, IdleOwnersWholePagesAreReleasedByTheLastFreer) {
-  Policy policy = OpenGates(Route::kRouteS);
-  policy.reclaim_idle = true;
-  SetPolicyForTesting(policy);
+  ScopedPolicy policy([](Policy* p) {
+    OpenGates(p, Route::kRouteS);
+    p->reclaim_idle = true;
+  });
   FillPages(2);
   const uint64_t freed = heaps.source().freed();
   const size_t a_pages = a->page_count();
@@ -266,10 +267,11 @@ TEST_F(RoutePTest, IdleOwnersWholePagesAreReleasedByTheLastFreer) {
 }
 
 TEST_F(RoutePTest, ABusyOwnersWholePagesStayQueuedForTheOwner) {
-  Policy policy = OpenGates(Route::kRouteS);
-  policy.reclaim_idle = true;
-  policy.reclaim_after_ns = kHour;
-  SetPolicyForTesting(policy);
+  ScopedPolicy policy([](Policy* p) {
+    OpenGates(p, Route::kRouteS);
+    p->reclaim_idle = true;
+    p->reclaim_after_ns = kHour;
+  });
   FillPages(1);
   Page* page = PageOf(pages[0][0]);
   const uint64_t freed = heaps.source().freed();
