@@ -31,6 +31,7 @@ on stdout. Progress goes to stderr, one line per run.
 
 import argparse
 import csv
+import dataclasses
 import datetime
 import os
 import platform
@@ -42,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import List, Optional, Tuple
 
 PEERS = [
     ("glibc", None),
@@ -337,8 +339,56 @@ def others_fraction(before, after, own_cpu_s):
     return min(1.0, max(0.0, (busy - own_cpu_s) / total))
 
 
+@dataclasses.dataclass
+class RunResult:
+    """What one benchmark process reported (run_one); None where it did not say."""
+
+    status: str  # "ok", "timeout", "signal N", "exit N" or "no throughput line"
+    wall_s: float
+    others_cpu: Optional[float]  # others_fraction() during the run
+    exit: Optional[int]
+    stdout: str
+    stderr: str
+    throughput: Optional[float] = None  # the program's `Throughput =` line
+    program_rss_kib: Optional[int] = None  # the program's own `peak_rss_kib =` line
+    rss_kib: Optional[int] = None  # GNU time's %M, else the program's own figure
+    elapsed_s: Optional[float] = None
+    generations: Optional[int] = None
+    mf2_raw: Optional[str] = None  # parse_mf2_stats() of stderr, for MF2 runs only
+    mf2_reuse: Optional[str] = None
+    mf2_new_pages: Optional[str] = None
+
+
+def parse_run(stdout, stderr, returncode, timed_out, wall_s, others_cpu, time_rss, mf2):
+    """The RunResult of a finished process: its output, exit status (GNU time's: 128+N when the
+    program died of signal N), whether it was killed at the timeout, its wall time, the machine's
+    load meanwhile, GNU time's peak RSS (or None) and whether it ran MF2 (stats are read)."""
+    res = RunResult(status="ok", wall_s=wall_s, others_cpu=others_cpu, exit=returncode,
+                    stdout=stdout, stderr=stderr)
+    m = THROUGHPUT_RE.search(stdout)
+    res.throughput = float(m.group(1)) if m else None
+    m = RSS_RE.search(stdout)
+    res.program_rss_kib = int(m.group(1)) if m else None
+    res.rss_kib = time_rss if time_rss is not None else res.program_rss_kib
+    m = ELAPSED_RE.search(stdout)
+    res.elapsed_s = float(m.group(1)) if m else None
+    m = GENERATIONS_RE.search(stdout)
+    res.generations = int(m.group(1)) if m else None
+    if mf2:
+        res.mf2_raw, res.mf2_reuse, res.mf2_new_pages = parse_mf2_stats(stderr)
+    if timed_out:
+        res.status = "timeout"
+    elif returncode > 128:  # GNU time exits 128+N when the program died of signal N
+        res.status = "signal %d" % (returncode - 128)
+    elif returncode != 0:
+        res.status = "exit %d" % returncode
+    elif res.throughput is None:
+        res.status = "no throughput line"
+    return res
+
+
 def run_one(cmd, preload, mf2_env, timeout_s):
-    """Runs one benchmark process; returns a dict of what it reported.
+    """Runs one benchmark process; returns its RunResult.
 
     Peak RSS: Linux keeps a process's ru_maxrss across exec, so a program started straight from
     this Python process would report at least Python's own RSS (about 17 MiB). The program is
@@ -381,35 +431,8 @@ def run_one(cmd, preload, mf2_env, timeout_s):
     time_rss = int(rss_text[-1]) if rss_text and rss_text[-1].isdigit() else None
     # GNU time reports a non-zero exit as "Command exited with non-zero status N" on its -o file
     # and exits with the same status, so proc.returncode is the program's.
-    result = {
-        "wall_s": wall,
-        "others_cpu": others,
-        "exit": proc.returncode,
-        "stdout": stdout,
-        "stderr": stderr,
-    }
-    m = THROUGHPUT_RE.search(stdout)
-    result["throughput"] = float(m.group(1)) if m else None
-    m = RSS_RE.search(stdout)
-    result["program_rss_kib"] = int(m.group(1)) if m else None
-    result["rss_kib"] = time_rss if time_rss is not None else result["program_rss_kib"]
-    m = ELAPSED_RE.search(stdout)
-    result["elapsed_s"] = float(m.group(1)) if m else None
-    m = GENERATIONS_RE.search(stdout)
-    result["generations"] = int(m.group(1)) if m else None
-    result["mf2_raw"], result["mf2_reuse"], result["mf2_new_pages"] = (
-        parse_mf2_stats(stderr) if mf2_env is not None else (None, None, None))
-    if timed_out:
-        result["status"] = "timeout"
-    elif proc.returncode > 128:  # GNU time exits 128+N when the program died of signal N
-        result["status"] = "signal %d" % (proc.returncode - 128)
-    elif proc.returncode != 0:
-        result["status"] = "exit %d" % proc.returncode
-    elif result["throughput"] is None:
-        result["status"] = "no throughput line"
-    else:
-        result["status"] = "ok"
-    return result
+    return parse_run(stdout, stderr, proc.returncode, timed_out, wall, others, time_rss,
+                     mf2_env is not None)
 
 
 def fmt_rate(value):
@@ -708,9 +731,47 @@ def describe_allocator(name, path):
         "" if real == path else " (%s)" % real)
 
 
-def main(argv=None):
-    parser = build_parser()
-    opts = parser.parse_args(argv)
+@dataclasses.dataclass
+class Plan:
+    """What a run will do: checked options, allocators, workloads, and the warnings so far."""
+
+    reps: int
+    allocators: List[Tuple[str, Optional[str]]]  # (name, preload library or None)
+    baseline: str
+    workloads: List[Workload]
+    warnings: List[str]
+
+    @property
+    def names(self):
+        return [name for name, _ in self.allocators]
+
+    @property
+    def total_runs(self):
+        return self.reps * len(self.workloads) * len(self.allocators)
+
+    @property
+    def estimate_s(self):
+        return self.reps * len(self.allocators) * sum(wl.expected_s + 0.05
+                                                       for wl in self.workloads)
+
+
+@dataclasses.dataclass
+class Measured:
+    """What the runs left: one row per run (as in runs.csv, plus the raw values summarize() and
+    the busy-machine checks read) and the state of the machine before them."""
+
+    out_dir: str
+    stamp: str
+    rows: List[dict]
+    busy_start: Optional[float]
+    load: Optional[float]
+    elapsed_min: float
+
+
+def plan(parser, opts):
+    """Checks the options and the benchmark programs, resolves allocators, workloads and the
+    baseline. Command-line errors exit through parser.error (status 2); a missing program exits
+    with status 1."""
     reps = opts.reps or (3 if opts.quick else 5)
     if reps < 1:
         parser.error("--reps must be >= 1")
@@ -730,83 +791,100 @@ def main(argv=None):
         exe = wl.command(opts.bin_dir)[0]
         if not os.access(exe, os.X_OK):
             sys.exit("benchmark program missing: %s (bazel build -c opt //bench:all)" % exe)
+    return Plan(reps=reps, allocators=allocators, baseline=baseline, workloads=workloads,
+                warnings=warnings)
 
-    for w in warnings:
+
+def print_plan(p, opts):
+    """The plan on stderr: warnings, the one-line plan and, with --dry-run, what would run."""
+    for w in p.warnings:
         print("WARNING: " + w, file=sys.stderr)
-    total_runs = reps * len(workloads) * len(allocators)
-    estimate = reps * len(allocators) * sum(wl.expected_s + 0.05 for wl in workloads)
     print("Plan: %d workloads x %d allocators (%s) x %d reps = %d runs; estimated %.1f min "
-          "on this machine; ratios to %s" % (len(workloads), len(allocators), ", ".join(names),
-                                             reps, total_runs, estimate / 60, baseline),
+          "on this machine; ratios to %s" % (len(p.workloads), len(p.allocators),
+                                             ", ".join(p.names), p.reps, p.total_runs,
+                                             p.estimate_s / 60, p.baseline),
           file=sys.stderr)
     if opts.dry_run:
-        for name, path in allocators:
+        for name, path in p.allocators:
             print("  " + describe_allocator(name, path)[2:], file=sys.stderr)
-        for wl in workloads:
+        for wl in p.workloads:
             print("  %-24s %s" % (wl.label, " ".join(wl.command(opts.bin_dir))), file=sys.stderr)
-        return
 
+
+RUNS_CSV_FIELDS = ["rep", "workload", "threads", "allocator", "status", "throughput", "unit",
+                   "peak_rss_kib", "program_peak_rss_kib", "elapsed_s", "wall_s", "others_cpu",
+                   "thread_generations", "mf2_reuse", "mf2_new_pages", "mf2_stats", "command"]
+
+
+def progress_line(n, total_runs, wl, name, rep, res):
+    """The stderr line that reports run `n` of `total_runs`."""
+    if res.status == "ok":
+        shown = "%.2f M%s/s" % (res.throughput / 1e6, wl.unit)
+    else:
+        shown = "FAILED (%s)" % res.status
+        tail = (res.stderr.strip().splitlines() or [""])[-1]
+        if tail:
+            shown += ": " + tail[:160]
+    if res.others_cpu is not None and res.others_cpu > BUSY_FRACTION:
+        shown += " (busy: others used %.0f%% of the CPUs)" % (100 * res.others_cpu)
+    return "[%d/%d] %s %s rep %d ... %s" % (n, total_runs, wl.label, name, rep, shown)
+
+
+def csv_row(rep, wl, name, path, cmd, res):
+    """The runs.csv row of one run."""
+    return {
+        "rep": rep, "workload": wl.label, "threads": wl.threads,
+        "allocator": name, "status": res.status,
+        "throughput": res.throughput, "unit": wl.unit,
+        "peak_rss_kib": res.rss_kib,
+        "program_peak_rss_kib": res.program_rss_kib,
+        "elapsed_s": res.elapsed_s, "wall_s": "%.3f" % res.wall_s,
+        "others_cpu": None if res.others_cpu is None else "%.3f" % res.others_cpu,
+        "thread_generations": res.generations,
+        "mf2_reuse": res.mf2_reuse, "mf2_new_pages": res.mf2_new_pages,
+        "mf2_stats": res.mf2_raw,
+        "command": "".join("%s=%s " % kv for kv in sorted(
+            (MF2_VARIANTS.get(name) or {}).items())) +
+        ("LD_PRELOAD=%s " % path if path else "") + " ".join(
+            [os.path.basename(cmd[0])] + cmd[1:]),
+    }
+
+
+def run(p, opts):
+    """Measures the machine's load, then runs every (rep, workload, allocator), interleaved with
+    the allocator order rotated each repetition; writes runs.csv and logs/ as it goes and reports
+    each run on stderr. A busy machine before the run is added to p.warnings."""
     busy_start = busy_fraction()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     if busy_start is not None and busy_start > BUSY_FRACTION:
-        warnings.append("machine busy before the run: other processes used %.0f%% of the %d CPUs "
-                        "over 1 s (load average %.2f); expect wide spreads"
-                        % (100 * busy_start, os.cpu_count() or 0, load or 0))
-        print("WARNING: " + warnings[-1], file=sys.stderr)
+        p.warnings.append("machine busy before the run: other processes used %.0f%% of the %d "
+                          "CPUs over 1 s (load average %.2f); expect wide spreads"
+                          % (100 * busy_start, os.cpu_count() or 0, load or 0))
+        print("WARNING: " + p.warnings[-1], file=sys.stderr)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     out_dir = opts.out or os.path.join(opts.workspace, "bench", "results", stamp)
     os.makedirs(out_dir, exist_ok=True)
-    raw_path = os.path.join(out_dir, "runs.csv")
-    fields = ["rep", "workload", "threads", "allocator", "status", "throughput", "unit",
-              "peak_rss_kib", "program_peak_rss_kib", "elapsed_s", "wall_s", "others_cpu",
-              "thread_generations", "mf2_reuse", "mf2_new_pages", "mf2_stats", "command"]
     rows = []
     started = time.monotonic()
     n = 0
-    with open(raw_path, "w", newline="") as raw_file:
-        writer = csv.DictWriter(raw_file, fieldnames=fields)
+    with open(os.path.join(out_dir, "runs.csv"), "w", newline="") as raw_file:
+        writer = csv.DictWriter(raw_file, fieldnames=RUNS_CSV_FIELDS)
         writer.writeheader()
-        for rep in range(1, reps + 1):
-            for wl in workloads:
-                shift = (rep - 1) % len(allocators)
-                order = allocators[shift:] + allocators[:shift]
+        for rep in range(1, p.reps + 1):
+            for wl in p.workloads:
+                shift = (rep - 1) % len(p.allocators)
+                order = p.allocators[shift:] + p.allocators[:shift]
                 for name, path in order:
                     n += 1
                     cmd = wl.command(opts.bin_dir)
                     mf2_env = MF2_VARIANTS.get(name, {}) if is_mf2(name) else None
                     res = run_one(cmd, path, mf2_env, 3 * wl.expected_s + 20)
-                    if res["status"] == "ok":
-                        shown = "%.2f M%s/s" % (res["throughput"] / 1e6, wl.unit)
-                    else:
-                        shown = "FAILED (%s)" % res["status"]
-                        tail = (res["stderr"].strip().splitlines() or [""])[-1]
-                        if tail:
-                            shown += ": " + tail[:160]
-                    if res["others_cpu"] is not None and res["others_cpu"] > BUSY_FRACTION:
-                        shown += " (busy: others used %.0f%% of the CPUs)" % (
-                            100 * res["others_cpu"])
-                    print("[%d/%d] %s %s rep %d ... %s" % (n, total_runs, wl.label, name, rep,
-                                                            shown), file=sys.stderr, flush=True)
-                    row = {
-                        "rep": rep, "workload": wl.label, "threads": wl.threads,
-                        "allocator": name, "status": res["status"],
-                        "throughput": res["throughput"], "unit": wl.unit,
-                        "peak_rss_kib": res["rss_kib"],
-                        "program_peak_rss_kib": res["program_rss_kib"],
-                        "elapsed_s": res["elapsed_s"], "wall_s": "%.3f" % res["wall_s"],
-                        "others_cpu": (None if res["others_cpu"] is None
-                                       else "%.3f" % res["others_cpu"]),
-                        "thread_generations": res["generations"],
-                        "mf2_reuse": res["mf2_reuse"], "mf2_new_pages": res["mf2_new_pages"],
-                        "mf2_stats": res["mf2_raw"],
-                        "command": "".join("%s=%s " % kv for kv in sorted(
-                            (MF2_VARIANTS.get(name) or {}).items())) +
-                        ("LD_PRELOAD=%s " % path if path else "") + " ".join(
-                            [os.path.basename(cmd[0])] + cmd[1:]),
-                    }
+                    print(progress_line(n, p.total_runs, wl, name, rep, res), file=sys.stderr,
+                          flush=True)
+                    row = csv_row(rep, wl, name, path, cmd, res)
                     writer.writerow(row)
                     raw_file.flush()
-                    if is_mf2(name) or res["status"] != "ok":
+                    if is_mf2(name) or res.status != "ok":
                         # Full output of MF2 runs (all stats counters) and of every failed run.
                         log_dir = os.path.join(out_dir, "logs")
                         os.makedirs(log_dir, exist_ok=True)
@@ -814,19 +892,24 @@ def main(argv=None):
                             n, re.sub(r"[^A-Za-z0-9]+", "_", wl.label), name, rep)
                         with open(os.path.join(log_dir, log_name), "w") as log:
                             log.write("$ %s\nstatus: %s\n--- stdout\n%s--- stderr\n%s" % (
-                                row["command"], res["status"], res["stdout"], res["stderr"]))
-                    rows.append(dict(row, rss_kib=res["rss_kib"],
-                                     throughput=res["throughput"],
-                                     others_cpu=res["others_cpu"],
-                                     mf2_raw=res["mf2_raw"]))
-    elapsed_min = (time.monotonic() - started) / 60
-    during = busy_warnings(rows)
-    warnings += during
+                                row["command"], res.status, res.stdout, res.stderr))
+                    rows.append(dict(row, rss_kib=res.rss_kib, throughput=res.throughput,
+                                     others_cpu=res.others_cpu, mf2_raw=res.mf2_raw))
+    return Measured(out_dir=out_dir, stamp=stamp, rows=rows, busy_start=busy_start, load=load,
+                    elapsed_min=(time.monotonic() - started) / 60)
+
+
+def report(p, opts, m):
+    """Writes summary.csv, chart.png and results.md into m.out_dir and prints the tables on
+    stdout; warnings (including busy runs found now) go to stderr and results.md."""
+    during = busy_warnings(m.rows)
+    p.warnings += during
     for w in during:
         print("WARNING: " + w, file=sys.stderr)
 
-    summary = summarize(rows, workloads, names, baseline)
-    with open(os.path.join(out_dir, "summary.csv"), "w", newline="") as f:
+    names, baseline, workloads = p.names, p.baseline, p.workloads
+    summary = summarize(m.rows, workloads, names, baseline)
+    with open(os.path.join(m.out_dir, "summary.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["workload", "unit", "allocator", "runs", "ok", "median", "min", "max",
                     "baseline", "ratio_to_baseline", "peak_rss_kib_median", "peak_rss_kib_min",
@@ -838,24 +921,24 @@ def main(argv=None):
                             s["max"], baseline, s["ratio"], s["rss_median"], s["rss_min"],
                             s["rss_max"], s["busy_runs"], s["mf2_reuse"], s["mf2_new_pages"]])
 
-    chart_problem = write_chart(out_dir, summary, workloads, names, baseline,
-                                chart_warning(rows, busy_start))
+    chart_problem = write_chart(m.out_dir, summary, workloads, names, baseline,
+                                chart_warning(m.rows, m.busy_start))
     tables = markdown_tables(summary, workloads, names, baseline)
     header = [
-        "# Head-to-head results %s" % stamp,
+        "# Head-to-head results %s" % m.stamp,
         "",
         "- Mode: %s, %d repetitions, interleaved (rep -> workload -> allocator, order rotated "
-        "each rep), %d runs in %.1f min" % ("quick" if opts.quick else "full", reps, total_runs,
-                                            elapsed_min),
+        "each rep), %d runs in %.1f min" % ("quick" if opts.quick else "full", p.reps,
+                                            p.total_runs, m.elapsed_min),
         "- Machine: %s, %d CPUs, kernel %s; CPU busy with other work just before the run: %s; "
         "load average %s" % (
             platform.node(), os.cpu_count() or 0, platform.release(),
-            "n/a" if busy_start is None else "%.0f%%" % (100 * busy_start),
-            "n/a" if load is None else "%.2f" % load),
+            "n/a" if m.busy_start is None else "%.0f%%" % (100 * m.busy_start),
+            "n/a" if m.load is None else "%.2f" % m.load),
     ]
-    for name, path in allocators:
+    for name, path in p.allocators:
         header.append(describe_allocator(name, path))
-    for w in warnings:
+    for w in p.warnings:
         header.append("- **WARNING: %s**" % w)
     if chart_problem:
         header.append("- chart: %s" % chart_problem)
@@ -867,12 +950,22 @@ def main(argv=None):
     for wl in workloads:
         commands.append("- %s: `%s`" % (wl.label, " ".join([wl.program] + wl.args)))
     text = "\n".join(header) + "\n" + tables + "\n".join(commands) + "\n"
-    with open(os.path.join(out_dir, "results.md"), "w") as f:
+    with open(os.path.join(m.out_dir, "results.md"), "w") as f:
         f.write(text)
     print(text)
-    for w in warnings:
+    for w in p.warnings:
         print("WARNING: " + w, file=sys.stderr)
-    print("Results in %s" % out_dir, file=sys.stderr)
+    print("Results in %s" % m.out_dir, file=sys.stderr)
+
+
+def main(argv=None):
+    parser = build_parser()
+    opts = parser.parse_args(argv)
+    p = plan(parser, opts)
+    print_plan(p, opts)
+    if opts.dry_run:
+        return
+    report(p, opts, run(p, opts))
 
 
 if __name__ == "__main__":

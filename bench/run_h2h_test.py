@@ -156,6 +156,81 @@ class Parsing(unittest.TestCase):
         self.assertIsNone(run_h2h.chart_warning(rows[:3], 0.0))
 
 
+class RunResults(unittest.TestCase):
+    """parse_run: a finished process's output and exit status as a RunResult."""
+
+    OUT = "Throughput = 2500000 ops/s\npeak_rss_kib = 300\nelapsed_seconds = 1.5\n"
+
+    def parse(self, stdout=OUT, stderr="", returncode=0, timed_out=False, time_rss=None,
+              mf2=False):
+        return run_h2h.parse_run(stdout, stderr, returncode, timed_out, 1.25, 0.1, time_rss, mf2)
+
+    def test_ok_run(self):
+        res = self.parse(time_rss=400)
+        self.assertEqual(res.status, "ok")
+        self.assertEqual((res.throughput, res.program_rss_kib, res.rss_kib, res.elapsed_s),
+                         (2500000.0, 300, 400, 1.5))
+        self.assertEqual((res.wall_s, res.others_cpu, res.exit), (1.25, 0.1, 0))
+        self.assertIsNone(res.generations)
+        self.assertEqual(self.parse().rss_kib, 300, "without GNU time, the program's own figure")
+
+    def test_failures_by_kind(self):
+        self.assertEqual(self.parse(returncode=3).status, "exit 3")
+        self.assertEqual(self.parse(returncode=128 + 11).status, "signal 11")
+        self.assertEqual(self.parse(returncode=137, timed_out=True).status, "timeout")
+        self.assertEqual(self.parse(stdout="nothing\n").status, "no throughput line")
+
+    def test_mf2_stats_are_read_for_mf2_runs_only(self):
+        self.assertEqual(self.parse(stderr=MF2_REPORT, mf2=True).mf2_new_pages, "1461")
+        self.assertIsNone(self.parse(stderr=MF2_REPORT).mf2_raw)
+
+    def test_progress_line_and_csv_row(self):
+        wl = run_h2h.Workload("larson", 2, "larson", [1, 8], 1, "ops")
+        res = self.parse(stderr=MF2_REPORT, mf2=True)
+        self.assertEqual(run_h2h.progress_line(3, 12, wl, "mf2-cda", 1, res),
+                         "[3/12] larson T=2 mf2-cda rep 1 ... 2.50 Mops/s")
+        res.others_cpu = 0.5
+        self.assertTrue(run_h2h.progress_line(3, 12, wl, "x", 1, res).endswith(
+            " (busy: others used 50% of the CPUs)"))
+        failed = self.parse(stderr="first\nboom\n", returncode=1)
+        self.assertEqual(run_h2h.progress_line(4, 12, wl, "x", 2, failed),
+                         "[4/12] larson T=2 x rep 2 ... FAILED (exit 1): boom")
+        row = run_h2h.csv_row(1, wl, "mf2-cda", "/lib/m.so", ["/bin/larson", "1", "8"], res)
+        self.assertEqual(set(row), set(run_h2h.RUNS_CSV_FIELDS))
+        self.assertEqual(row["command"], "MF2_RECLAIM_IDLE=1 MF2_ROUTE=cda "
+                                         "LD_PRELOAD=/lib/m.so larson 1 8")
+        self.assertEqual((row["wall_s"], row["others_cpu"], row["mf2_new_pages"]),
+                         ("1.250", "0.500", "1461"))
+
+
+class Planning(TempDirTest):
+    """plan(): the checked options, the allocators and workloads, the size of the run."""
+
+    def parse(self, *args):
+        parser = run_h2h.build_parser()
+        return parser, parser.parse_args(["--bin-dir", self.dir, "--workspace", self.dir] +
+                                         list(args))
+
+    def test_plan(self):
+        for program in ["larson", "cache_scratch"]:
+            self.write(program, b"#!/bin/sh\n", 0o755)
+        lib = self.write("a.so")
+        p = run_h2h.plan(*self.parse("--quick", "--only", "larson-classic|cache",
+                                     "--allocators", "glibc", "--allocator", "a=" + lib))
+        self.assertEqual(p.names, ["glibc", "a"])
+        self.assertEqual((p.reps, p.baseline), (3, "glibc"))
+        self.assertEqual([wl.label for wl in p.workloads],
+                         ["larson-classic T=1", "larson-classic T=2", "cache-scratch T=2"])
+        self.assertEqual(p.total_runs, 3 * 3 * 2)
+        self.assertAlmostEqual(p.estimate_s, 3 * 2 * (1.25 + 1.25 + 0.95))
+
+    def test_a_missing_program_stops_the_plan(self):
+        with self.assertRaises(SystemExit) as e:
+            run_h2h.plan(*self.parse("--allocators", "glibc"))
+        self.assertIn("benchmark program missing: " + os.path.join(self.dir, "larson"),
+                      str(e.exception.code))
+
+
 # Runs for 0.1 s: the kernel's CPU accounting (/proc/stat, in clock ticks of 10 ms) must see
 # time pass for the runner to measure the other processes' share of the CPUs during the run.
 FAKE_PROGRAM = """#!/bin/sh
