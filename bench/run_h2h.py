@@ -772,7 +772,7 @@ def plan(parser, opts):
     """Checks the options and the benchmark programs, resolves allocators, workloads and the
     baseline. Command-line errors exit through parser.error (status 2); a missing program exits
     with status 1."""
-    reps = opts.reps or (3 if opts.quick else 5)
+    reps = opts.reps if opts.reps is not None else (3 if opts.quick else 5)
     if reps < 1:
         parser.error("--reps must be >= 1")
     try:

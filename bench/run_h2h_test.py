@@ -3,7 +3,9 @@
 arguments, its parsing and summaries, and a whole tiny run over fake benchmark programs."""
 
 import argparse
+import contextlib
 import csv
+import io
 import os
 import shutil
 import subprocess
@@ -223,6 +225,15 @@ class Planning(TempDirTest):
                          ["larson-classic T=1", "larson-classic T=2", "cache-scratch T=2"])
         self.assertEqual(p.total_runs, 3 * 3 * 2)
         self.assertAlmostEqual(p.estimate_s, 3 * 2 * (1.25 + 1.25 + 0.95))
+
+    def test_zero_or_negative_reps_are_an_error(self):
+        # --reps 0 used to run the default 5 repetitions: a bad value silently reinterpreted.
+        for reps in ["0", "-1"]:
+            with self.assertRaises(SystemExit, msg=reps) as e:
+                with contextlib.redirect_stderr(io.StringIO()) as err:
+                    run_h2h.plan(*self.parse("--reps", reps, "--allocators", "glibc"))
+            self.assertEqual(e.exception.code, 2, reps)
+            self.assertIn("--reps must be >= 1", err.getvalue())
 
     def test_a_missing_program_stops_the_plan(self):
         with self.assertRaises(SystemExit) as e:
