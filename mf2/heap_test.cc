@@ -14,6 +14,7 @@
 #include "mf2/large.h"
 #include "mf2/policy.h"
 #include "mf2/testing/scoped_policy.h"
+#include "mf2/testing/scoped_reports.h"
 #include "mf2/testing/test_heaps.h"
 
 namespace mf2 {
@@ -336,23 +337,10 @@ TEST_F(HeapTest, AlignedAllocationsAreAlignedAndBadAlignmentIsRejected) {
 
 // Misuse in report mode: every bad free is reported with its pointer and kind, and nothing is
 // absorbed into a free list (the invariants still hold afterwards).
-std::vector<ErrorReport>* g_reports = nullptr;
-void Capture(const ErrorReport& r) { g_reports->push_back(r); }
-
 class MisuseTest : public HeapTest {
  protected:
-  void SetUp() override {
-    HeapTest::SetUp();
-    g_reports = &reports_;
-    previous_ = SetErrorHandler(&Capture);
-  }
-  void TearDown() override {
-    SetErrorHandler(previous_);
-    g_reports = nullptr;
-    HeapTest::TearDown();
-  }
-  std::vector<ErrorReport> reports_;
-  ErrorHandler previous_ = nullptr;
+  testing::ScopedReports capture_;
+  std::vector<ErrorReport>& reports_ = capture_.reports();
 };
 
 TEST_F(MisuseTest, LocalDoubleFree) {

@@ -10,25 +10,15 @@
 #include "mf2/check.h"
 #include "mf2/mf2.hpp"
 #include "mf2/size_class.h"
+#include "mf2/testing/scoped_reports.h"
 
 namespace mf2 {
 namespace {
 
-std::vector<ErrorReport>* g_reports = nullptr;
-void Capture(const ErrorReport& r) { g_reports->push_back(r); }
-
 class LargeMisuseTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    g_reports = &reports_;
-    previous_ = SetErrorHandler(&Capture);
-  }
-  void TearDown() override {
-    SetErrorHandler(previous_);
-    g_reports = nullptr;
-  }
-  std::vector<ErrorReport> reports_;
-  ErrorHandler previous_ = nullptr;
+  testing::ScopedReports capture_;
+  std::vector<ErrorReport>& reports_ = capture_.reports();
 };
 
 constexpr size_t kLarge = size_t{1} << 20;

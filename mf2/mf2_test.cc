@@ -21,6 +21,7 @@
 #include "mf2/segment.h"
 #include "mf2/stats.h"
 #include "mf2/testing/scoped_policy.h"
+#include "mf2/testing/scoped_reports.h"
 #include "mf2/thread_heap.h"
 
 namespace mf2 {
@@ -275,27 +276,17 @@ TEST(Api, AlignedAllocAlignsOrFailsWithEinval) {
   }
 }
 
-// Collects misuse reports instead of aborting.
-std::vector<ErrorReport>* g_reports = nullptr;
-void Capture(const ErrorReport& report) { g_reports->push_back(report); }
-
 class ExplicitHeapTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    g_reports = &reports_;
-    previous_ = SetErrorHandler(&Capture);
-  }
   void TearDown() override {
-    SetErrorHandler(previous_);
-    g_reports = nullptr;
     EXPECT_TRUE(reports_.empty()) << "unexpected misuse report";
     HeapRegistry::Global().CheckAll(true);
   }
   // The heap that owns the page of block `p`.
   static Heap* OwnerOf(const void* p) { return PageOf(p)->owner_relaxed(); }
 
-  std::vector<ErrorReport> reports_;
-  ErrorHandler previous_ = nullptr;
+  testing::ScopedReports capture_;  // misuse reports are collected, not fatal
+  std::vector<ErrorReport>& reports_ = capture_.reports();
 };
 
 TEST_F(ExplicitHeapTest, BlocksComeFromTheHeapsOwnPages) {

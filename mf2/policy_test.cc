@@ -33,19 +33,27 @@ class OptionsTest : public ::testing::Test {
     for (size_t i = 0; i < OptionCount(); ++i) unsetenv(OptionAt(i).name);
   }
 
-  // The policy parsed from the environment, and every warning line it wrote.
-  static Policy Parse(std::vector<std::string>* warnings) {
+  // The lines `writer(fd)` writes to a pipe (less than the pipe holds: nobody reads meanwhile).
+  template <typename Write>
+  static std::vector<std::string> LinesWritten(Write writer) {
     int fds[2];
     EXPECT_EQ(pipe(fds), 0);
-    Policy p = PolicyFromEnvironment(fds[1]);
+    writer(fds[1]);
     close(fds[1]);
     std::string out;
     char buf[4096];
     for (ssize_t n; (n = read(fds[0], buf, sizeof(buf))) > 0;) out.append(buf, n);
     close(fds[0]);
     std::istringstream lines(out);
-    warnings->clear();
-    for (std::string line; std::getline(lines, line);) warnings->push_back(line);
+    std::vector<std::string> result;
+    for (std::string line; std::getline(lines, line);) result.push_back(line);
+    return result;
+  }
+
+  // The policy parsed from the environment, and every warning line it wrote.
+  static Policy Parse(std::vector<std::string>* warnings) {
+    Policy p;
+    *warnings = LinesWritten([&p](int fd) { p = PolicyFromEnvironment(fd); });
     return p;
   }
 
@@ -327,17 +335,9 @@ TEST_F(OptionsTest, SetIsSafeWhileOtherThreadsRead) {
 TEST_F(OptionsTest, VerboseListsEveryOptionOnce) {
   Policy p;
   p.page_cache_bytes = size_t{512} << 10;
-  int fds[2];
-  ASSERT_EQ(pipe(fds), 0);
-  PrintOptions(p, fds[1]);
-  close(fds[1]);
-  std::string out;
-  char buf[4096];
-  for (ssize_t n; (n = read(fds[0], buf, sizeof(buf))) > 0;) out.append(buf, n);
-  close(fds[0]);
-  std::istringstream lines(out);
+  const std::vector<std::string> lines = LinesWritten([&p](int fd) { PrintOptions(p, fd); });
   size_t i = 0;
-  for (std::string line; std::getline(lines, line); ++i) {
+  for (const std::string& line : lines) {
     ASSERT_LT(i, OptionCount());
     const OptionInfo& o = OptionAt(i);
     EXPECT_EQ(line.rfind(std::string("mf2: option ") + o.name + "=", 0), 0u) << line;
@@ -347,6 +347,7 @@ TEST_F(OptionsTest, VerboseListsEveryOptionOnce) {
     } else {
       EXPECT_NE(line.find(" (default): "), std::string::npos) << line;
     }
+    ++i;
   }
   EXPECT_EQ(i, OptionCount());
 }

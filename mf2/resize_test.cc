@@ -16,6 +16,7 @@
 #include "mf2/large.h"
 #include "mf2/mf2.hpp"
 #include "mf2/size_class.h"
+#include "mf2/testing/scoped_reports.h"
 
 namespace mf2 {
 namespace {
@@ -141,19 +142,8 @@ TEST(CallocLarge, OverflowIsEnomem) {
   EXPECT_EQ(errno, ENOMEM);
 }
 
-std::vector<ErrorReport>* g_reports = nullptr;
-void Capture(const ErrorReport& r) { g_reports->push_back(r); }
-
 class ReallocMisuseTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    g_reports = &reports_;
-    previous_ = SetErrorHandler(&Capture);
-  }
-  void TearDown() override {
-    SetErrorHandler(previous_);
-    g_reports = nullptr;
-  }
   // realloc(p, size) must fail with EINVAL, leave p alone and report once, as "realloc".
   void ExpectRejected(void* p, ErrorKind kind) {
     reports_.clear();
@@ -165,8 +155,8 @@ class ReallocMisuseTest : public ::testing::Test {
     EXPECT_STREQ(reports_[0].call, "realloc");
     EXPECT_EQ(reports_[0].pointer, p);
   }
-  std::vector<ErrorReport> reports_;
-  ErrorHandler previous_ = nullptr;
+  testing::ScopedReports capture_;
+  std::vector<ErrorReport>& reports_ = capture_.reports();
 };
 
 TEST_F(ReallocMisuseTest, AFreedLargeBlockIsAUseAfterFree) {

@@ -29,7 +29,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <map>
-#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
@@ -45,6 +44,7 @@
 #include "mf2/policy.h"
 #include "mf2/segment.h"
 #include "mf2/testing/scoped_policy.h"
+#include "mf2/testing/scoped_reports.h"
 #include "mf2/testing/test_heaps.h"
 #include "stress/checked_blocks.h"
 #include "stress/stress_util.h"
@@ -55,42 +55,7 @@ namespace {
 
 using stress::Barrier;
 using stress::ThreadGroup;
-
-// ---- A counting error handler (report semantics) -----------------------------------------
-
-struct Reports {
-  std::mutex mu;
-  std::vector<ErrorReport> all;
-};
-Reports* g_reports = nullptr;
-
-void Capture(const ErrorReport& r) {
-  std::lock_guard<std::mutex> lock(g_reports->mu);
-  g_reports->all.push_back(r);
-}
-
-// Installs Capture for its lifetime.
-class ScopedReports {
- public:
-  ScopedReports() {
-    g_reports = &reports_;
-    previous_ = SetErrorHandler(&Capture);
-  }
-  ~ScopedReports() {
-    SetErrorHandler(previous_);
-    g_reports = nullptr;
-  }
-  std::vector<ErrorReport> Take() {
-    std::lock_guard<std::mutex> lock(reports_.mu);
-    std::vector<ErrorReport> out;
-    out.swap(reports_.all);
-    return out;
-  }
-
- private:
-  Reports reports_;
-  ErrorHandler previous_ = nullptr;
-};
+using testing::ScopedReports;
 
 // ---- Deterministic: sequential double frees are reported at the second free ----------------
 

@@ -44,17 +44,13 @@ TEST(PendingQueueStressTest, FourPushersOnePopAllConsumerEveryPushOnce) {
 
   stress::RunTogether(kPushers + 1, [&](int id) {
     if (id < kPushers) {
-      const size_t first = static_cast<size_t>(id) * kPagesPerPusher;
+      stress::OwnSlots own(static_cast<size_t>(id) * kPagesPerPusher, kPagesPerPusher);
       uint64_t seq = 0;
-      size_t next = 0;
       while (seq < kPushesPerPusher) {
-        const size_t i = first + next;
-        next = (next + 1) % kPagesPerPusher;
-        // Acquire: pairs with the consumer's release clear; the page's link is ours again.
-        if (items[i].queued.load(std::memory_order_acquire)) {
-          if (next == 0) std::this_thread::yield();  // every page of ours is queued
-          continue;
-        }
+        const size_t i = own.Next([&](size_t j) {
+          // Acquire: pairs with the consumer's release clear; the page's link is ours again.
+          return items[j].queued.load(std::memory_order_acquire);
+        });
         items[i].queued.store(true, std::memory_order_relaxed);
         items[i].seq = ++seq;  // published by Push_mt's CAS
         queue.Push_mt(&pages[i]);

@@ -83,18 +83,14 @@ Result RunStack(bool faithful) {
 
   stress::RunTogether(kPushers + 1, [&](int id) {
     if (id < kPushers) {
-      const size_t first = static_cast<size_t>(id) * kBlocksPerPusher;
+      stress::OwnSlots own(static_cast<size_t>(id) * kBlocksPerPusher, kBlocksPerPusher);
       uint32_t seq = 0;
-      size_t next = 0;
       uint64_t won = 0;
       while (seq < kPushesPerPusher) {
-        const size_t i = first + next;
-        next = (next + 1) % kBlocksPerPusher;
-        // Acquire: pairs with the owner's release; the block is ours again.
-        if (slots[i].pushed.load(std::memory_order_acquire)) {
-          if (next == 0) std::this_thread::yield();
-          continue;
-        }
+        const size_t i = own.Next([&](size_t j) {
+          // Acquire: pairs with the owner's release; the block is ours again.
+          return slots[j].pushed.load(std::memory_order_acquire);
+        });
         slots[i].pushed.store(true, std::memory_order_relaxed);
         blocks[i].pusher = static_cast<uint32_t>(id);
         blocks[i].seq = ++seq;  // published by Push_mt's release CAS

@@ -1,5 +1,6 @@
 // Helpers shared by the stress tests: iteration scaling per build configuration, a small random
-// generator, a size mix and a blocking queue for hand-offs between threads. Stamped, shadowed
+// generator, a size mix, a pusher's round of its own slots and a blocking queue for hand-offs
+// between threads. Stamped, shadowed
 // blocks (invariants 3 and 4 of docs/protocol.md) are in checked_blocks.h.
 #ifndef MF2_STRESS_STRESS_UTIL_H_
 #define MF2_STRESS_STRESS_UTIL_H_
@@ -9,6 +10,7 @@
 #include <cstdint>
 #include <deque>
 #include <mutex>
+#include <thread>
 
 #include "gtest/gtest.h"
 #include "mf2/check.h"
@@ -89,6 +91,28 @@ inline uint64_t Mix(uint64_t a, uint64_t b) {
   x ^= x >> 31;
   return x * 0x9E3779B97F4A7C15ull;
 }
+
+// A pusher's own slots [first, first + count), visited in turn: Next returns the next one that
+// `in_flight(i)` says is free (handed back by the consumer), and yields the CPU after a whole lap
+// of slots still in flight.
+class OwnSlots {
+ public:
+  OwnSlots(size_t first, size_t count) : first_(first), count_(count) {}
+  template <typename InFlight>
+  size_t Next(InFlight in_flight) {
+    for (;;) {
+      const size_t i = first_ + next_;
+      next_ = (next_ + 1) % count_;
+      if (!in_flight(i)) return i;
+      if (next_ == 0) std::this_thread::yield();  // every slot of ours is in flight
+    }
+  }
+
+ private:
+  const size_t first_;
+  const size_t count_;
+  size_t next_ = 0;
+};
 
 // A blocking multi-producer multi-consumer queue with a capacity bound; Close() wakes every
 // consumer, and Pop() returns false once the queue is closed and empty. The mutex is the
