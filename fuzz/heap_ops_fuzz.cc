@@ -415,12 +415,6 @@ class State {
         (!cached && (heap_->active_page(k) != page || page->local_count() != 0))) {
       return;
     }
-    // Open allocator bug (fuzz/pending/README.md): caching off, when the written block is the
-    // only free block of a page whose blocks are all carved, the refill finds the page empty
-    // after reporting it (mf2/heap.cc AllocateSlow: got == 0). Left out here so the fuzzer can
-    // look for other bugs; fuzz/pending/heap_ops_fuzz/uaf_write_only_free_block_of_full_page
-    // reproduces it. Remove this line with the fix (and move the file into the corpus).
-    if (!cached && page->carved() == page->capacity()) return;
     const size_t size = live_[i].requested;
     if (mf2::SizeToClass(size) != k) return;  // an aligned request served by a bigger class
     Free(i);

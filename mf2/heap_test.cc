@@ -383,6 +383,35 @@ TEST_F(MisuseTest, RemoteDoubleFreeIsCaughtAtTheFreeOrAtTheDrain) {
   HeapRegistry::Global().CheckAll(true);
 }
 
+// A use-after-free write into the only free block of a full page: the refill reports it and
+// drops the page's free list, finds the page with nothing to give, and must look further (it
+// used to hand out an uninitialised pointer; fuzz reproducer
+// fuzz/corpus/heap_ops_fuzz/uaf_write_only_free_block_of_full_page).
+TEST_F(MisuseTest, WrittenOnlyFreeBlockOfAFullPageIsReportedAndAnotherPageServes) {
+  TestHeaps heaps;
+  Heap* a = heaps.Acquire();
+  std::vector<void*> blocks = FillActivePage(a);  // every block carved: the page is full
+  void* victim = blocks[3];
+  a->Free(victim);  // caching off: onto the page's free list, its only free block
+  unsigned char* word1 = static_cast<unsigned char*>(victim) + 8;
+  UnpoisonMemory(word1, 8);
+  *word1 ^= 1;  // one bit of the canary: the program wrote into the freed block
+  void* p = a->Allocate(kSize);
+  ASSERT_NE(p, nullptr);
+  EXPECT_NE(PageOf(p), PageOf(victim)) << "the page had no other free block";
+  EXPECT_EQ(Heap::UsableSize(p), ClassInfo(kClass).size) << "a live block of the class";
+  ASSERT_EQ(reports_.size(), 1u);
+  EXPECT_EQ(reports_[0].kind, ErrorKind::kCorruptFreeList);
+  EXPECT_EQ(reports_[0].pointer, victim);
+  a->CheckInvariants(true);
+  HeapRegistry::Global().CheckAll(true);
+  for (void* b : blocks) {
+    if (b != victim) a->Free(b);
+  }
+  a->Free(p);
+  EXPECT_EQ(reports_.size(), 1u);
+}
+
 TEST_F(MisuseTest, InteriorForeignAndHeaderPointers) {
   TestHeaps heaps;
   Heap* a = heaps.Acquire();

@@ -3,7 +3,7 @@
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 
-ALL_STAGES=(default asan tsan ubsan debug hardened fuzz install bazel-dep)
+ALL_STAGES=(commits default asan tsan ubsan debug hardened fuzz install bazel-dep)
 # Stages run only when named (not part of the gate: too long for CI's limit).
 OPTIONAL_STAGES=(mutants)
 usage() {
@@ -11,6 +11,8 @@ usage() {
 usage: tools/test.sh [STAGE...]      (no stage: all of them, in this order)
 
 Stages:
+  commits     every commit subject since the check was added is <= 72 characters
+              (tools/commit_subjects.sh; skipped outside a git checkout)
   default     bazel test //... (every test, including the fuzz corpora, stress tests, spin models)
   asan        the same under AddressSanitizer + LeakSanitizer
   tsan        the same under ThreadSanitizer (empty suppressions)
@@ -215,6 +217,7 @@ mutants_stage() {
 # would let a nondeterministic stress test pass without running.
 for s in "${stages[@]}"; do
   case "$s" in
+    commits) run_stage commits bash tools/commit_subjects.sh ;;
     default) run_stage default bazel test --nocache_test_results //... ;;
     asan | tsan | ubsan | debug) run_stage "$s" bazel test --nocache_test_results "--config=$s" //... ;;
     hardened) run_stage hardened bazel test --nocache_test_results --config=hardened //mf2/... //fuzz/... //stress/... ;;
