@@ -1,12 +1,12 @@
 // Adoption racing the owner of a detached page, at the exact interleaving points of two C++
 // mutants of VERIFICATION.md that only spin models caught before, deterministically:
 //
-// R4, the owner's drain of a detached page, with an adopter acting inside it. CollectDequeued makes a detached page private (where = kNowhere)
-// BEFORE the exchange that takes its remote stack and releases its flag: from that exchange on,
-// another thread may win the flag again and queue the page on its owner, where a Route P adopter
-// pops it; it must find the page not detached and leave it. Made private too late, the page is
-// still kDetached then, the adopter takes it, and the owner goes on filing a page it no longer
-// owns.
+// R4, the owner's drain of a detached page, with an adopter acting inside it. CollectDequeued makes
+// a detached page private (where = kNowhere) BEFORE the exchange that takes its remote stack and
+// releases its flag: from that exchange on, another thread may win the flag again and queue the
+// page on its owner, where a Route P adopter pops it; it must find the page not detached and leave
+// it. Made private too late, the page is still kDetached then, the adopter takes it, and the owner
+// goes on filing a page it no longer owns.
 //
 // One OS thread plays the owner `a`, the freers `b` and `c` and the adopter `d`. The adopter's
 // turn runs inside a's drain, after the exchange: the test writes into the word 1 of a block

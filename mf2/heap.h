@@ -71,9 +71,9 @@
 // move re-checks the canary it expects, so the block is handed out at most once: a cached block
 // whose canary says "on its page" or "on a remote stack" was freed elsewhere too and is dropped
 // from the cache (reported), and a remote block whose canary says anything but "on a remote
-// stack" is dropped when its page is collected. A refill happens only when the class's cache is empty and a
-// flush re-checks every block, so a stale cached copy is always checked before the page's copy
-// can reach the cache again.
+// stack" is dropped when its page is collected. A refill happens only when the class's cache is
+// empty and a flush re-checks every block, so a stale cached copy is always checked before the
+// page's copy can reach the cache again.
 //
 // Concurrency. A heap is owned by whoever holds its claim (`xclaim_`): its thread while alive,
 // briefly a reclaiming or adopting thread once abandoned. Every owner-only field below is touched
@@ -84,8 +84,8 @@
 //
 // Invariants (CheckInvariants):
 //   caches: 0 <= n <= cap <= kCacheSlots for every class; cache_cap_bytes_ == sum of cap * size
-//     <= max(initial capacity, CacheBudget() when it last grew); each cached block is a block start of
-//     a page in use of its class, with canary kInCache, counted in that page's used()
+//     <= max(initial capacity, CacheBudget() when it last grew); each cached block is a block
+//     start of a page in use of its class, with canary kInCache, counted in that page's used()
 //     (HeapRegistry::CheckAll also checks no block is cached twice, in one heap or two)
 //   remote chains: count == |head chain| <= kRemoteBatch, tail its last block; every block a block
 //     start of `page` (a page of another heap, or adopted since), canary kOnRemote; empty in a

@@ -64,7 +64,8 @@ void Heap::CheckInvariants(bool quiescent) const {
       MF2_CHECK(++n <= partial_[k].size(), "partial list longer than its size (cycle?)");
     }
     MF2_CHECK(n == partial_[k].size(), "partial list size");
-    MF2_CHECK(PartialEmpty_mt(k) == partial_[k].empty(), "xpartial_mask_ bit k == !partial_[k].empty()");
+    MF2_CHECK(PartialEmpty_mt(k) == partial_[k].empty(),
+              "xpartial_mask_ bit k == !partial_[k].empty()");
   }
   size_t retained = 0;
   for (uint32_t k = 1; k < kNumClasses; ++k) {

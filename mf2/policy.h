@@ -21,7 +21,8 @@
 //
 // The policy in force is an immutable copy published through an atomic pointer: OptionSet makes
 // a new copy (never freed, so a reader may keep a reference); GetPolicy is one acquire load.
-// Tests override fields through SetPolicyForTesting before creating heaps.
+// Tests override fields through testing::ScopedPolicy (mf2/testing/scoped_policy.h) before
+// creating heaps.
 #ifndef MF2_POLICY_H_
 #define MF2_POLICY_H_
 

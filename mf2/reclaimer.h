@@ -3,15 +3,15 @@
 //
 // Without it, the freeing thread releases an idle owner's whole pages itself
 // (Heap::ReclaimIdleOwner_mt), but only from a free that completes a page while the owner is
-// already idle and has Policy::reclaim_batch such pages. A producer whose consumer frees everything within
-// Policy::reclaim_after_ns of the producer's last slow path therefore kept all of it: no free
-// came later. Every free that brings a page back whole now notifies this thread instead, which
+// already idle and has Policy::reclaim_batch such pages. A producer whose consumer frees everything
+// within Policy::reclaim_after_ns of the producer's last slow path therefore kept all of it: no
+// free came later. Every free that brings a page back whole now notifies this thread instead, which
 // looks at every heap with whole pages waiting, sweeps those whose owner has been idle for
 // reclaim_after_ns (through a heap of its own, as a freeing thread would), and sleeps until the
 // earliest moment one of the others could be idle (at least 1 ms), then looks again. Freeing
-// threads leave the sweeps to it (Heap::RequestSweep_mt): the sweep, and the madvise of the
-// spans it releases, are off their path; they sweep themselves only without the reclaimer, or
-// when it is starved (Starved: a notification unserved for 100 ms).
+// threads leave the sweeps to it (Heap::RequestSweep_mt): the sweep, and the madvise of the spans
+// it releases, are off their path; they sweep themselves only without the reclaimer, or when it is
+// starved (Starved: a notification unserved for 100 ms).
 //
 // It costs nothing while nothing is owed: it starts on the first notification (no thread in a
 // process whose pages never come back whole), and then waits for a notification without a

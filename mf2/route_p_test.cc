@@ -314,8 +314,9 @@ TEST(RoutePolicy, EnvironmentSelectsRouteAndGates) {
   EXPECT_FALSE(p.reclaim_idle);
   setenv("MF2_ROUTE", "bogus", 1);  // an unknown route keeps the default
   EXPECT_EQ(PolicyFromEnvironment().route, Route::kRouteS);
-  for (const char* v : {"MF2_ROUTE", "MF2_IDLE_US", "MF2_ADOPT_PRESSURE", "MF2_ADOPT_MIN_REMOTE",
-                        "MF2_RFR_US", "MF2_RECLAIM_IDLE", "MF2_ADOPT_PARTIAL_GATE", "MF2_RECLAIM_AFTER_US"}) {
+  for (const char* v :
+       {"MF2_ROUTE", "MF2_IDLE_US", "MF2_ADOPT_PRESSURE", "MF2_ADOPT_MIN_REMOTE", "MF2_RFR_US",
+        "MF2_RECLAIM_IDLE", "MF2_ADOPT_PARTIAL_GATE", "MF2_RECLAIM_AFTER_US"}) {
     unsetenv(v);
   }
   Policy d = PolicyFromEnvironment();

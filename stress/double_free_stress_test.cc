@@ -344,26 +344,25 @@ TEST(ConcurrentDoubleFree, TwoRemoteThreadsFreeTheSameBlocks) {
 
 // ---- Reproducers: two interleavings that broke the promise before the remote CAS ------------
 //
-// (Before the fix, both frees of a block passed their canary check when the remote freer's check (Heap::FreeRemote:
-// no canary) comes before the owner's free and its store (PushRemote_mt: kOnRemote) after it:
-// the block is then in the owner's hands (its cache, or its page's free list when caching is
-// off) and on the page's remote stack, with canary kOnRemote. The canary checks of heap.h
-// ("Double frees") only keep such a block from being handed out twice as long as the owner meets
-// the stale copy first. When the owner's drain meets the remote copy first, it accepts it
-// (kOnRemote is right) and returns the block to its page a second time:
-//   - caching off: used() is decremented twice, so the page is released while another block of
-//     it is still live, and its memory is handed out again;
-//   - caching on: the page comes back empty and is released while the owner's cache still holds
-//     the block; the cache later hands out an address inside a page of another class that
-//     reused the span, overlapping that page's blocks.
-// Neither is reported before the damage, in any MF2_ON_ERROR mode. The window is a few dozen
-// instructions (ConcurrentDoubleFree above counts how often both checks pass: hundreds of times
-// per run under TSan). The tests replay the interleaving on one thread: B's Free is split where
-// it checked the canary, exactly as multi_actor_fuzz splits remote frees (PushRemote_mt is the
-// rest of Free after its check).) The fix makes the remote free's check and store one atomic step:
-// a compare-exchange of word 1 from the value its check saw, reporting a double free when it
-// fails (Heap::PushRemote_mt; REMOTE_CAS in model/cache.pml, which verifies). RemoteFreeFinish
-// passes the value seen at the check; the push reports and pushes nothing.
+// (Before the fix, both frees of a block passed their canary check when the remote freer's check
+// (Heap::FreeRemote: no canary) comes before the owner's free and its store (PushRemote_mt:
+// kOnRemote) after it: the block is then in the owner's hands (its cache, or its page's free list
+// when caching is off) and on the page's remote stack, with canary kOnRemote. The canary checks of
+// heap.h ("Double frees") only keep such a block from being handed out twice as long as the owner
+// meets the stale copy first. When the owner's drain meets the remote copy first, it accepts it
+// (kOnRemote is right) and returns the block to its page a second time: - caching off: used() is
+// decremented twice, so the page is released while another block of it is still live, and its
+// memory is handed out again; - caching on: the page comes back empty and is released while the
+// owner's cache still holds the block; the cache later hands out an address inside a page of
+// another class that reused the span, overlapping that page's blocks. Neither is reported before
+// the damage, in any MF2_ON_ERROR mode. The window is a few dozen instructions
+// (ConcurrentDoubleFree above counts how often both checks pass: hundreds of times per run under
+// TSan). The tests replay the interleaving on one thread: B's Free is split where it checked the
+// canary, exactly as multi_actor_fuzz splits remote frees (PushRemote_mt is the rest of Free after
+// its check).) The fix makes the remote free's check and store one atomic step: a compare-exchange
+// of word 1 from the value its check saw, reporting a double free when it fails
+// (Heap::PushRemote_mt; REMOTE_CAS in model/cache.pml, which verifies). RemoteFreeFinish passes the
+// value seen at the check; the push reports and pushes nothing.
 
 // B's Free(p) up to its canary check: p is live (word 1 holds no canary).
 uint64_t RemoteFreeCheck(const void* p) {
