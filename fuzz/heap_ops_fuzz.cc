@@ -53,7 +53,6 @@
 // that every span went back (invariant 9).
 #include "fuzz/fuzz_std.h"  // first: the standard library without coverage
 
-#include <algorithm>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
@@ -263,38 +262,22 @@ class State {
     }
   }
 
-  // FILL: allocates cap + 1 blocks of the class of `size` (appended to the live list), then frees
-  // them, newest first, until the class's cache is full; mode odd: one free more, into the full
-  // cache. The blocks left live stay at the end of the live list (seeds rely on it). An
-  // allocation's slow path may double the cache (Heap::GrowCache), so cap is read after each.
+  // FILL (see the op table): cap + 1 blocks of the class of `size` appended to the live list,
+  // cap read after each allocation, then LiveSet's FillCache. The blocks left live stay at the
+  // end of the live list (seeds rely on it).
   void OpFill(Reader& in) {
     const size_t size = SizeFromByte(in.Byte());
     const bool overflow = (in.Byte() & 1) != 0;
     if (IsLargeSize(size)) return;
-    const uint32_t k = mf2::SizeToClass(size);
+    const mf2::Heap::Magazine& cache = heap_->cache(mf2::SizeToClass(size));
     const size_t first = live_.size();
-    for (uint32_t i = 0; i < heap_->cache(k).cap + 1 && !live_.Full(size); ++i) Allocate(size);
-    const uint32_t cap = heap_->cache(k).cap;
-    FUZZ_CHECK(heap_->cache(k).n <= cap, "a cache never holds more than its capacity");
+    for (uint32_t i = 0; i < cache.cap + 1 && !live_.Full(size); ++i) Allocate(size);
     size_t next = live_.size();  // fresh blocks are live_[first, next)
-    auto free_one = [&]() {
+    FillCache(cache, overflow, [&]() {
       if (next == first) return false;
       Free(--next);
       return true;
-    };
-    while (heap_->cache(k).n < cap && free_one()) {
-    }
-    if (heap_->cache(k).n < cap) return;  // too few blocks (the live-set bound)
-    FUZZ_CHECK(heap_->cache(k).n == cap, "a cache never holds more than its capacity");
-    if (!overflow || !free_one()) return;
-    const uint32_t grown = heap_->cache(k).cap;
-    if (grown != cap) {
-      FUZZ_CHECK(grown == std::min(2 * cap, mf2::Heap::kCacheSlots) && heap_->cache(k).n == cap + 1,
-                 "a full cache that grows takes the freed block without a flush");
-    } else {
-      FUZZ_CHECK(heap_->cache(k).n == (cap == 0 ? 0 : CacheAfterOverflow(cap)),
-                 "a free into a full cache that cannot grow returns the older half to the pages");
-    }
+    });
   }
 
   void OpFlush() {

@@ -10,6 +10,7 @@
 
 #include "fuzz/fuzz_std.h"  // first: the standard library without coverage
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <utility>
@@ -123,6 +124,32 @@ class LiveSet {
   RangeSet ranges_;
   Checker check_;
 };
+
+// FILL's frees and checks, one for the three targets (they allocate differently): called after
+// the filling heap allocated cap + 1 blocks of a class, cap read after each allocation (a slow
+// path may double a cache, Heap::GrowCache, and refill half of the grown one). `cache` is that
+// class's cache of the heap, read live; free_one() frees the newest fresh block the heap may cache
+// (one of its own pages) and returns false when none is left. The blocks are freed until the
+// cache is full, then, `overflow`: one more free, into the full cache, which either grows it (the
+// block goes in) or returns its older half to the pages (Heap::FreeToFullCache).
+template <typename FreeOne>
+MF2_FUZZ_NO_COVERAGE void FillCache(const mf2::Heap::Magazine& cache, bool overflow,
+                                    FreeOne free_one) {
+  const uint32_t cap = cache.cap;
+  FUZZ_CHECK(cache.n <= cap, "a cache never holds more than its capacity");
+  while (cache.n < cap && free_one()) {
+  }
+  if (cache.n < cap) return;  // too few blocks (the live-set bound, or pages adopted meanwhile)
+  FUZZ_CHECK(cache.n == cap, "a cache never holds more than its capacity");
+  if (!overflow || !free_one()) return;
+  if (cache.cap != cap) {
+    FUZZ_CHECK(cache.cap == std::min(2 * cap, mf2::Heap::kCacheSlots) && cache.n == cap + 1,
+               "a full cache that grows takes the freed block without a flush");
+  } else {
+    FUZZ_CHECK(cache.n == (cap == 0 ? 0 : CacheAfterOverflow(cap)),
+               "a free into a full cache that cannot grow returns the older half to the pages");
+  }
+}
 
 // The frame of one iteration: built when the State is (nothing outstanding then), Finish()ed at
 // its end, after the State freed every live block and released every heap: every heap and page

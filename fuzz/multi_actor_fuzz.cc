@@ -357,18 +357,17 @@ class State {
 
   // ---- helpers ----
 
-  // FILL: actor `a` allocates cap + 1 blocks of the class of `size` (appended to the live list),
-  // then frees those on its own pages, newest first, until its cache of the class is full;
-  // `overflow`: one free more. (A block from the cache whose page was adopted meanwhile is not
-  // the actor's: its free is remote.)
+  // FILL: actor `a` allocates cap + 1 blocks of the class of `size` (appended to the live list;
+  // cap read after each allocation), then LiveSet's FillCache frees those on its own pages,
+  // newest first. (A block from the cache whose page was adopted meanwhile is not the actor's:
+  // its free is remote.)
   void Fill(int a, size_t size, bool overflow) {
     Heap* h = heap_[a];
-    const uint32_t k = mf2::SizeToClass(size);
-    const uint32_t cap = h->cache(k).cap;
+    const Heap::Magazine& cache = h->cache(mf2::SizeToClass(size));
     const size_t first = live_.size();
-    for (uint32_t i = 0; i < cap + 1; ++i) Allocate(a, size);
+    for (uint32_t i = 0; i < cache.cap + 1 && !live_.Full(size); ++i) Allocate(a, size);
     size_t next = live_.size();  // fresh blocks are live_[first, next)
-    auto free_one = [&]() {
+    FillCache(cache, overflow, [&]() {
       while (next > first) {
         Page* page = ClassPage(live_[--next].p);
         if (page != nullptr && page->owner_relaxed() == h) {
@@ -377,14 +376,7 @@ class State {
         }
       }
       return false;
-    };
-    while (h->cache(k).n < cap && free_one()) {
-    }
-    if (h->cache(k).n < cap) return;  // too few blocks (the live-set bound)
-    FUZZ_CHECK(h->cache(k).n == cap, "a cache never holds more than its capacity");
-    if (!overflow || !free_one()) return;
-    FUZZ_CHECK(h->cache(k).n == (cap == 0 ? 0 : CacheAfterOverflow(cap)),
-               "a free into a full cache returns the older half to the pages");
+    });
   }
 
   static Page* ClassPage(const void* p) {

@@ -387,22 +387,28 @@ class State {
            page->owner_relaxed() == h;
   }
 
-  // FILL on worker w (see the op table); the cache is read while the worker is parked. The fresh
-  // blocks are appended to the live list; those left live stay last.
+  // FILL on worker w (see the op table): cap + 1 blocks allocated on the worker, cap read after
+  // each allocation (a slow path may grow the cache), appended to the live list; then LiveSet's
+  // FillCache frees those on the worker's own pages, newest first, reading the cache while the
+  // worker is parked. Those left live stay last.
   void Fill(int w, size_t size, bool overflow) {
     Worker* worker = workers_[w];
     Heap* h = worker->heap();
     const uint32_t k = mf2::SizeToClass(size);
-    const uint32_t cap = h->cache(k).cap;
-    const int count = static_cast<int>(cap + 1);
-    if (live_.Full(size * static_cast<size_t>(count))) return;
+    const Heap::Magazine& cache = h->cache(k);
+    if (live_.Full(size * (cache.cap + 1))) return;
     const size_t first = live_.size();
     std::vector<Live> got;
-    const uint64_t stamp = NextStamps(w, count);
-    worker->Run([&](Heap* heap) { AllocateOn(heap, size, count, stamp, &got); });
+    const uint64_t stamp = NextStamps(w, 0);  // the stamps of the blocks the worker allocates
+    worker->Run([&](Heap* heap) {
+      for (uint32_t i = 0; i < heap->cache(k).cap + 1; ++i) {
+        AllocateOn(heap, size, 1, stamp + i, &got);
+      }
+    });
+    seq_ += got.size();
     Hold(got);
     size_t next = live_.size();
-    auto free_one = [&]() {
+    FillCache(cache, overflow, [&]() {
       while (next > first) {
         if (Owned(live_[--next], h, k)) {
           FreeBy(worker, next);
@@ -410,14 +416,7 @@ class State {
         }
       }
       return false;
-    };
-    while (h->cache(k).n < cap && free_one()) {
-    }
-    if (h->cache(k).n < cap) return;
-    FUZZ_CHECK(h->cache(k).n == cap, "a cache never holds more than its capacity");
-    if (!overflow || !free_one()) return;
-    FUZZ_CHECK(h->cache(k).n == (cap == 0 ? 0 : CacheAfterOverflow(cap)),
-               "a free into a full cache returns the older half to the pages");
+    });
   }
 
   // `worker` frees live block i (verifying it on its thread).
