@@ -351,13 +351,16 @@ class State {
   }
 
   // What a second free of `p` (a block start just freed) is reported as: a large block is
-  // remembered as freed; a page whose last block this was went back to the source (not a block
-  // any more); otherwise the block is simply not live.
+  // remembered as freed; a class block whose segment went back to the OS with its last page
+  // (POLICY: no retained segments) is no MF2 memory any more (a foreign pointer); a page whose
+  // last block this was went back to the source (not a block any more); otherwise the block is
+  // simply not live.
   static mf2::ErrorKind SecondFreeKind(const void* p, bool large) {
+    if (large) return mf2::ErrorKind::kDoubleFree;
+    if (!mf2::InSegment(p)) return mf2::ErrorKind::kForeignPointer;
     mf2::Page* page = mf2::PageOf(p);
-    return large                                ? mf2::ErrorKind::kDoubleFree
-           : page == nullptr || !page->in_use() ? mf2::ErrorKind::kNotABlock
-                                                : mf2::ErrorKind::kDoubleFree;
+    return page == nullptr || !page->in_use() ? mf2::ErrorKind::kNotABlock
+                                              : mf2::ErrorKind::kDoubleFree;
   }
 
   // MISUSE 5: the owner frees a class block, the program writes into its word 1 (the canary), and
