@@ -205,6 +205,13 @@ inline uint32_t ExpectedCacheCap(size_t bytes, uint32_t k) {
 // the freed block is cached (heap.h, "Cache full").
 inline uint32_t CacheAfterOverflow(uint32_t cap) { return cap - (cap / 2 > 1 ? cap / 2 : 1) + 1; }
 
+// After Heap::FlushCaches: every cache of `heap` is empty.
+inline void CheckCachesEmpty(const mf2::Heap& heap) {
+  for (uint32_t k = 1; k < mf2::kNumClasses; ++k) {
+    FUZZ_CHECK(heap.cache(k).n == 0, "FlushCaches empties every cache");
+  }
+}
+
 // The policy a fuzz input runs under. Deterministic: thresholds measured in time are either 0
 // (always passed) or an hour (never), so a replay takes the same decisions.
 //   route byte r: r % 4 selects route_s, route_p with every gate open, route_p with the gates

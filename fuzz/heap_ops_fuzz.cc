@@ -1,6 +1,7 @@
 // heap_ops_fuzz: one heap against a shadow model.
 //
-// Schedule: a sequence of ops, each an op byte (value % kNumOps) followed by its arguments:
+// Schedule: a sequence of ops, each an op byte (value % kNumOps; the values of enum class Op)
+// followed by its arguments:
 //   0 ALLOC        size                 allocate SizeFromByte(size) (class boundaries, 0, large)
 //   1 ALLOC_N      size count           allocate 1 + count % 64 blocks of that size
 //   2 ALIGNED      align size           AllocateAligned(1 << align % 21, size)
@@ -52,13 +53,13 @@
 // that every span went back (invariant 9).
 #include "fuzz/fuzz_std.h"  // first: the standard library without coverage
 
-#include <algorithm>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
-#include <vector>
+#include <cstring>
 
 #include "fuzz/fuzz_util.h"
+#include "fuzz/live_set.h"
 #include "mf2/check.h"
 #include "mf2/heap.h"
 #include "mf2/heap_registry.h"
@@ -69,306 +70,133 @@ namespace {
 
 using mf2::Heap;
 
-constexpr int kNumOps = 14;
-constexpr size_t kMaxLive = 4096;
-constexpr size_t kMaxLiveBytes = size_t{48} << 20;
-constexpr int kMaxOps = 4096;
-
-struct Live {
-  void* p;
-  size_t requested;
-  size_t usable;
-  uint64_t stamp;
-  bool large;  // a large allocation (mapped by the OS, no page)
+// The op numbers of the byte encoding (the table above). Never renumber: the corpus means them.
+enum class Op : uint8_t {
+  kAlloc = 0,
+  kAllocN = 1,
+  kAligned = 2,
+  kFree = 3,
+  kFreeRun = 4,
+  kUsable = 5,
+  kExit = 6,
+  kMisuse = 7,
+  kAllocOom = 8,
+  kPolicy = 9,
+  kCache = 10,
+  kFill = 11,
+  kFlush = 12,
+  kLate = 13,
 };
+constexpr int kNumOps = static_cast<int>(Op::kLate) + 1;
+constexpr int kMaxOps = 4096;
 
 class State {
  public:
   State() : heap_(AcquireHeap()) { SetBudget(8); }
   ~State() {
-    for (const Live& b : live_) FreeBlock(b);
-    live_.clear();
-    check_.Full(true);
+    for (const Live& b : live_.TakeAll()) {
+      Verify(b);
+      heap_->Free(b.p);
+    }
+    live_.checker().Full(true);
     mf2::HeapRegistry::Global().ReleaseHeap(heap_);
-    mf2::HeapRegistry::Global().CheckAll(true);
-    ledger_.CheckEmpty();
-    empty_.Check();
-    ResetPolicy();  // default policy for the next iteration
+    frame_.Finish(live_.checker());
   }
 
-  void Run(Reader& in) {
-    for (int n = 1; n <= kMaxOps && !in.done(); ++n) {
-      Step(in);
-      if (n % FullCheckEvery() == 0) {
-        FullCheck();
-      } else {
-        check_.Touched(true, heap_);
-      }
+  void Perform(Reader& in) {
+    switch (static_cast<Op>(in.Byte() % kNumOps)) {
+      case Op::kAlloc: return OpAlloc(in);
+      case Op::kAllocN: return OpAllocN(in);
+      case Op::kAligned: return OpAligned(in);
+      case Op::kFree: return OpFree(in);
+      case Op::kFreeRun: return OpFreeRun(in);
+      case Op::kUsable: return OpUsable(in);
+      case Op::kExit: return OpExit();
+      case Op::kMisuse: return OpMisuse(in);
+      case Op::kAllocOom: return OpAllocOom(in);
+      case Op::kPolicy: return OpPolicy(in);
+      case Op::kCache: return OpCache(in);
+      case Op::kFill: return OpFill(in);
+      case Op::kFlush: return OpFlush();
+      case Op::kLate: return OpLate(in);
     }
-    FullCheck();
-    TraceStats("heap_ops_fuzz");
+  }
+
+  // `full`: HeapRegistry::CheckAll(true) (Heap::CheckInvariants(true) of every heap) and every
+  // page; else the pages the op touched.
+  void CheckAfterStep(bool full) {
+    if (!full) return live_.checker().Touched(true, heap_);
+    mf2::HeapRegistry::Global().CheckAll(true);
+    live_.checker().Full(true);
   }
 
  private:
-  void FullCheck() {
-    mf2::HeapRegistry::Global().CheckAll(true);  // Heap::CheckInvariants(true) of every heap
-    check_.Full(true);
+  // ---- the ops (the table at the top of the file), each reading its own argument bytes ----
+
+  void OpAlloc(Reader& in) { Allocate(SizeFromByte(in.Byte())); }
+
+  void OpAllocN(Reader& in) {
+    const size_t size = SizeFromByte(in.Byte());
+    const int count = 1 + in.Byte() % 64;
+    for (int i = 0; i < count; ++i) Allocate(size);
   }
 
-  void Step(Reader& in) {
-    switch (in.Byte() % kNumOps) {
-      case 0: Allocate(SizeFromByte(in.Byte())); break;
-      case 1: {
-        size_t size = SizeFromByte(in.Byte());
-        int count = 1 + in.Byte() % 64;
-        for (int i = 0; i < count; ++i) Allocate(size);
-        break;
-      }
-      case 2: {
-        size_t align = size_t{1} << (in.Byte() % 21);
-        AllocateAligned(align, SizeFromByte(in.Byte()));
-        break;
-      }
-      case 3: {
-        uint16_t idx = in.U16();
-        if (!live_.empty()) Free(idx % live_.size());
-        break;
-      }
-      case 4: {
-        uint16_t idx = in.U16();
-        int count = 1 + in.Byte() % 64;
-        for (int i = 0; i < count && !live_.empty(); ++i) Free(idx % live_.size());
-        break;
-      }
-      case 5: {
-        uint16_t idx = in.U16();
-        if (live_.empty()) break;
-        const Live& b = live_[idx % live_.size()];
-        FUZZ_CHECK(Heap::UsableSize(b.p) == b.usable, "UsableSize is stable while live");
-        break;
-      }
-      case 6:
-        mf2::HeapRegistry::Global().ReleaseHeap(heap_);
-        mf2::HeapRegistry::Global().CheckAll(true);
-        heap_ = AcquireHeap();
-        break;
-      case 7: {
-        uint8_t kind = in.Byte();
-        Misuse(kind, in.U16());
-        break;
-      }
-      case 8: {
-        size_t size = SizeFromByte(in.Byte());
-        if (IsLargeSize(size)) break;  // large allocations do not use the page source
-        Source().set_fail(true);
-        errno = 0;
-        void* p = heap_->Allocate(size);
-        Source().set_fail(false);
-        if (p == nullptr) {
-          FUZZ_CHECK(errno == ENOMEM, "a failed allocation sets ENOMEM");
-        } else {
-          Record(p, size, 1);
-        }
-        break;
-      }
-      case 9: {
-        uint8_t b = in.Byte();
-        mf2::Policy p;
-        p.page_cache_bytes = size_t{b & 7u} << 20;
-        p.retained_segments = (b >> 3) % 3;
-        p.cache_class_bytes = CacheBytesForMode(CacheMode());
-        mf2::SetPolicyForTesting(p);
-        break;
-      }
-      case 10: {
-        CacheMode() = in.Byte() % 4;
-        mf2::Policy p = mf2::GetPolicy();
-        p.cache_class_bytes = CacheBytesForMode(CacheMode());
-        mf2::SetPolicyForTesting(p);
-        mf2::HeapRegistry::Global().ReleaseHeap(heap_);
-        heap_ = AcquireHeap();
-        for (uint32_t k = 1; k < mf2::kNumClasses; ++k) {
-          FUZZ_CHECK(heap_->cache(k).n == 0 &&
-                         heap_->cache(k).cap == ExpectedCacheCap(p.cache_class_bytes, k),
-                     "a heap taken over has empty caches sized by the policy in force");
-        }
-        break;
-      }
-      case 11: {
-        size_t size = SizeFromByte(in.Byte());
-        const uint8_t mode = in.Byte();
-        if (!IsLargeSize(size)) Fill(size, (mode & 1) != 0);
-        break;
-      }
-      case 12:
-        heap_->FlushCaches();
-        for (uint32_t k = 1; k < mf2::kNumClasses; ++k) {
-          FUZZ_CHECK(heap_->cache(k).n == 0, "FlushCaches empties every cache");
-        }
-        break;
-      case 13: {
-        const uint16_t idx = in.U16();
-        const int count = 1 + in.Byte() % 4;
-        const size_t size = SizeFromByte(in.Byte());
-        AfterExit(idx, count, size);
-        break;
-      }
-    }
-  }
-
-  // FILL: allocates cap + 1 blocks of the class of `size` (appended to the live list), then frees
-  // them, newest first, until the class's cache is full; `overflow`: one free more, into the full
-  // cache. The blocks left live stay at the end of the live list (seeds rely on it). An
-  // allocation's slow path may double the cache (Heap::GrowCache), so cap is read after each.
-  void Fill(size_t size, bool overflow) {
-    const uint32_t k = mf2::SizeToClass(size);
-    const size_t first = live_.size();
-    for (uint32_t i = 0; i < heap_->cache(k).cap + 1 && !Full(size); ++i) Allocate(size);
-    const uint32_t cap = heap_->cache(k).cap;
-    FUZZ_CHECK(heap_->cache(k).n <= cap, "a cache never holds more than its capacity");
-    size_t next = live_.size();  // fresh blocks are live_[first, next)
-    auto free_one = [&]() {
-      if (next == first) return false;
-      Free(--next);
-      return true;
-    };
-    while (heap_->cache(k).n < cap && free_one()) {
-    }
-    if (heap_->cache(k).n < cap) return;  // too few blocks (the live-set bound)
-    FUZZ_CHECK(heap_->cache(k).n == cap, "a cache never holds more than its capacity");
-    if (!overflow || !free_one()) return;
-    const uint32_t grown = heap_->cache(k).cap;
-    if (grown != cap) {
-      FUZZ_CHECK(grown == std::min(2 * cap, mf2::Heap::kCacheSlots) && heap_->cache(k).n == cap + 1,
-                 "a full cache that grows takes the freed block without a flush");
-    } else {
-      FUZZ_CHECK(heap_->cache(k).n == (cap == 0 ? 0 : CacheAfterOverflow(cap)),
-                 "a free into a full cache that cannot grow returns the older half to the pages");
-    }
-  }
-
-  bool Full(size_t size) const {
-    return live_.size() >= kMaxLive || live_bytes_ + size > kMaxLiveBytes;
-  }
-
-  void Allocate(size_t size) {
-    if (Full(size)) return;
-    void* p = heap_->Allocate(size);
-    FUZZ_CHECK(p != nullptr, "allocation succeeds");
-    Record(p, size, 1);
-  }
-
-  void AllocateAligned(size_t align, size_t size) {
-    if (Full(size + align)) return;
+  void OpAligned(Reader& in) {
+    const size_t align = size_t{1} << (in.Byte() % 21);
+    const size_t size = SizeFromByte(in.Byte());
+    if (live_.Full(size + align)) return;
     void* p = heap_->AllocateAligned(align, size);
     FUZZ_CHECK(p != nullptr, "aligned allocation succeeds");
     FUZZ_CHECK(reinterpret_cast<uintptr_t>(p) % align == 0, "aligned allocation is aligned");
     Record(p, size, align);
   }
 
-  // Mirrors AllocateAligned: small alignments are plain allocations; up to a slice, a class
-  // whose size is a multiple of the alignment serves any request that fits once rounded up.
-  static bool ExpectLarge(size_t size, size_t align) {
-    if (size > mf2::kMaxClassSize) return true;
-    if (align <= mf2::kMinAlign) return false;
-    if (align > mf2::kSliceSize) return true;
-    const size_t rounded = size < align ? align : (size + align - 1) & ~(align - 1);
-    return rounded > mf2::kMaxClassSize;
+  void OpFree(Reader& in) {
+    const uint16_t idx = in.U16();
+    if (!live_.empty()) Free(idx % live_.size());
   }
 
-  // `late`: allocated through the dead sentinel (its page belongs to an abandoned heap).
-  void Record(void* p, size_t size, size_t align, bool late = false) {
-    const bool exact_class = align <= mf2::kMinAlign;
-    FUZZ_CHECK(reinterpret_cast<uintptr_t>(p) % mf2::kMinAlign == 0, "16-byte alignment");
-    const size_t usable = Heap::UsableSize(p);
-    FUZZ_CHECK(usable >= size, "usable size >= requested");
-    mf2::Page* page = mf2::PageOf(p);
-    const bool large = page == nullptr;
-    if (Tracing()) std::fprintf(stderr, "alloc %p size %zu align %zu usable %zu%s\n", p, size,
-                                align, usable, large ? " large" : "");
-    FUZZ_CHECK(large || page->in_use(), "a class block lies in a page in use");
-    FUZZ_CHECK(large == ExpectLarge(size, align),
-               "large exactly for requests above 64 KiB, or aligned beyond what a class can");
-    if (!large) {
-      FUZZ_CHECK(usable == page->block_size(), "usable size is the class size");
-      const uint32_t k = mf2::SizeToClass(size);
-      FUZZ_CHECK(exact_class ? k == page->size_class() : k <= page->size_class(),
-                 "the block's class serves the request (the smallest for Allocate)");
-      FUZZ_CHECK(late || page->owner_relaxed() == heap_,
-                 "a new block comes from a page of this heap");
-    }
-    ranges_.Insert(p, usable);
-    const uint64_t stamp = ++seq_;
-    Stamp(p, usable, stamp);
-    check_.AddLive(p);
-    live_.push_back(Live{p, size, usable, stamp, large});
-    live_bytes_ += usable;
+  void OpFreeRun(Reader& in) {
+    const uint16_t idx = in.U16();
+    const int count = 1 + in.Byte() % 64;
+    for (int i = 0; i < count && !live_.empty(); ++i) Free(idx % live_.size());
   }
 
-  // Frees `b` through `by` (the thread's heap by default).
-  void FreeBlock(const Live& b, Heap* by = nullptr) {
-    VerifyStamp(b.p, b.usable, b.stamp);
+  void OpUsable(Reader& in) {
+    const uint16_t idx = in.U16();
+    if (live_.empty()) return;
+    const Live& b = live_[idx % live_.size()];
     FUZZ_CHECK(Heap::UsableSize(b.p) == b.usable, "UsableSize is stable while live");
-    ranges_.Erase(b.p);
-    check_.RemoveLive(b.p);
-    (by != nullptr ? by : heap_)->Free(b.p);
   }
 
-  void Free(size_t i, Heap* by = nullptr) {
-    Live b = live_[i];
-    live_.erase(live_.begin() + static_cast<long>(i));
-    live_bytes_ -= b.usable;
-    FreeBlock(b, by);
-  }
-
-  // LATE: the thread exits (its heap released), then frees `count` blocks from `idx` and
-  // allocates one of `size` after its exit hook, through the dead sentinel; a new thread follows.
-  void AfterExit(uint16_t idx, int count, size_t size) {
+  void OpExit() {
     mf2::HeapRegistry::Global().ReleaseHeap(heap_);
-    Heap* dead = DeadSentinel();
-    for (int i = 0; i < count && !live_.empty(); ++i) Free(idx % live_.size(), dead);
-    if (!Full(size)) {
-      errno = 0;
-      void* p = dead->Allocate(size);
-      FUZZ_CHECK(p != nullptr, "an allocation after the exit hook succeeds");
-      Record(p, size, 1, /*late=*/true);
-    }
+    mf2::HeapRegistry::Global().CheckAll(true);
     heap_ = AcquireHeap();
-  }
-
-  // What a second free of `p` (a block start just freed) is reported as: a large block is
-  // remembered as freed; a page whose last block this was went back to the source (not a block
-  // any more); otherwise the block is simply not live.
-  static mf2::ErrorKind SecondFreeKind(const void* p, bool large) {
-    mf2::Page* page = mf2::PageOf(p);
-    return large                                ? mf2::ErrorKind::kDoubleFree
-           : page == nullptr || !page->in_use() ? mf2::ErrorKind::kNotABlock
-                                                : mf2::ErrorKind::kDoubleFree;
   }
 
   // MISUSE (see the op table): each misuse must be reported with the right kind, and must change
   // nothing (no block absorbed: the checks after the op would see it).
-  void Misuse(uint8_t kind, uint16_t idx) {
-    if (live_.empty() && kind % 6 != 2) return;
+  void OpMisuse(Reader& in) {
+    const uint8_t kind = in.Byte() % 6;
+    const uint16_t idx = in.U16();
+    if (live_.empty() && kind != 2) return;
     ReportCapture capture;
-    switch (kind % 6) {
+    switch (kind) {
       case 0: {  // interior pointer of a live block
         const Live& b = live_[idx % live_.size()];
         // Offsets 8, 24, 40, ...: inside the block, never a block start.
         const void* bad = static_cast<char*>(b.p) + 8 + 16 * (idx % (b.usable / 16));
-        check_.Touch(b.p);
+        live_.checker().Touch(b.p);
         heap_->Free(const_cast<void*>(bad));
         capture.Expect(1, mf2::ErrorKind::kNotABlock, bad, "interior free");
         break;
       }
       case 1:    // double free by the owner
       case 3: {  // double free by a thread without a heap, after the owner's free
-        const size_t i = idx % live_.size();
-        void* p = live_[i].p;
-        const bool large = live_[i].large;
-        Free(i);
-        (kind % 6 == 1 ? heap_ : DeadSentinel())->Free(p);
-        capture.Expect(1, SecondFreeKind(p, large), p, "double free");
+        const Live b = Free(idx % live_.size());
+        (kind == 1 ? heap_ : DeadSentinel())->Free(b.p);
+        capture.Expect(1, SecondFreeKind(b.p, b.large), b.p, "double free");
         break;
       }
       case 2: {  // a pointer MF2 never handed out
@@ -380,8 +208,7 @@ class State {
       case 4: {  // remote free by a thread without a heap, then its second free and the owner's
         const size_t i = idx % live_.size();
         if (live_[i].large) break;
-        void* p = live_[i].p;
-        Free(i, DeadSentinel());
+        void* p = Free(i, DeadSentinel()).p;
         capture.Expect(0, mf2::ErrorKind::kDoubleFree, p, "remote free");
         // The page stays queued on its owner, flagged, unless an idle sweep released it whole
         // (POLICY's default thresholds): then p is no block any more.
@@ -396,6 +223,144 @@ class State {
         UseAfterFreeWrite(idx, capture);
         break;
     }
+  }
+
+  void OpAllocOom(Reader& in) {
+    const size_t size = SizeFromByte(in.Byte());
+    if (IsLargeSize(size)) return;  // large allocations do not use the page source
+    Source().set_fail(true);
+    errno = 0;
+    void* p = heap_->Allocate(size);
+    Source().set_fail(false);
+    if (p == nullptr) {
+      FUZZ_CHECK(errno == ENOMEM, "a failed allocation sets ENOMEM");
+    } else {
+      Record(p, size, 1);
+    }
+  }
+
+  void OpPolicy(Reader& in) {
+    const uint8_t b = in.Byte();
+    mf2::Policy p;
+    p.page_cache_bytes = size_t{b & 7u} << 20;
+    p.retained_segments = (b >> 3) % 3;
+    p.cache_class_bytes = CacheBytesForMode(CacheMode());
+    mf2::SetPolicyForTesting(p);
+  }
+
+  void OpCache(Reader& in) {
+    CacheMode() = in.Byte() % 4;
+    mf2::Policy p = mf2::GetPolicy();
+    p.cache_class_bytes = CacheBytesForMode(CacheMode());
+    mf2::SetPolicyForTesting(p);
+    mf2::HeapRegistry::Global().ReleaseHeap(heap_);
+    heap_ = AcquireHeap();
+    for (uint32_t k = 1; k < mf2::kNumClasses; ++k) {
+      FUZZ_CHECK(heap_->cache(k).n == 0 &&
+                     heap_->cache(k).cap == ExpectedCacheCap(p.cache_class_bytes, k),
+                 "a heap taken over has empty caches sized by the policy in force");
+    }
+  }
+
+  // FILL (see the op table): cap + 1 blocks of the class of `size` appended to the live list,
+  // cap read after each allocation, then LiveSet's FillCache. The blocks left live stay at the
+  // end of the live list (seeds rely on it).
+  void OpFill(Reader& in) {
+    const size_t size = SizeFromByte(in.Byte());
+    const bool overflow = (in.Byte() & 1) != 0;
+    if (IsLargeSize(size)) return;
+    const mf2::Heap::Magazine& cache = heap_->cache(mf2::SizeToClass(size));
+    const size_t first = live_.size();
+    for (uint32_t i = 0; i < cache.cap + 1 && !live_.Full(size); ++i) Allocate(size);
+    size_t next = live_.size();  // fresh blocks are live_[first, next)
+    FillCache(cache, overflow, [&]() {
+      if (next == first) return false;
+      Free(--next);
+      return true;
+    });
+  }
+
+  void OpFlush() {
+    heap_->FlushCaches();
+    CheckCachesEmpty(*heap_);
+  }
+
+  // LATE: the thread exits (its heap released), then frees `count` blocks from `idx` and
+  // allocates one of `size` after its exit hook, through the dead sentinel; a new thread follows.
+  void OpLate(Reader& in) {
+    const uint16_t idx = in.U16();
+    const int count = 1 + in.Byte() % 4;
+    const size_t size = SizeFromByte(in.Byte());
+    mf2::HeapRegistry::Global().ReleaseHeap(heap_);
+    Heap* dead = DeadSentinel();
+    for (int i = 0; i < count && !live_.empty(); ++i) Free(idx % live_.size(), dead);
+    if (!live_.Full(size)) {
+      errno = 0;
+      void* p = dead->Allocate(size);
+      FUZZ_CHECK(p != nullptr, "an allocation after the exit hook succeeds");
+      Record(p, size, 1, /*late=*/true);
+    }
+    heap_ = AcquireHeap();
+  }
+
+  // ---- helpers ----
+
+  void Allocate(size_t size) {
+    if (live_.Full(size)) return;
+    void* p = heap_->Allocate(size);
+    FUZZ_CHECK(p != nullptr, "allocation succeeds");
+    Record(p, size, 1);
+  }
+
+  // Mirrors AllocateAligned: small alignments are plain allocations; up to a slice, a class
+  // whose size is a multiple of the alignment serves any request that fits once rounded up.
+  static bool ExpectLarge(size_t size, size_t align) {
+    if (size > mf2::kMaxClassSize) return true;
+    if (align <= mf2::kMinAlign) return false;
+    if (align > mf2::kSliceSize) return true;
+    const size_t rounded = size < align ? align : (size + align - 1) & ~(align - 1);
+    return rounded > mf2::kMaxClassSize;
+  }
+
+  // Holds a block just handed out for `size` bytes at `align`, after the checks of a new block.
+  // `late`: allocated through the dead sentinel (its page belongs to an abandoned heap).
+  void Record(void* p, size_t size, size_t align, bool late = false) {
+    FUZZ_CHECK(reinterpret_cast<uintptr_t>(p) % mf2::kMinAlign == 0, "16-byte alignment");
+    const Live& b = live_.Add(p, size, ++seq_);
+    mf2::Page* page = mf2::PageOf(p);
+    if (Tracing()) std::fprintf(stderr, "alloc %p size %zu align %zu usable %zu%s\n", p, size,
+                                align, b.usable, b.large ? " large" : "");
+    FUZZ_CHECK(b.large || page->in_use(), "a class block lies in a page in use");
+    FUZZ_CHECK(b.large == ExpectLarge(size, align),
+               "large exactly for requests above 64 KiB, or aligned beyond what a class can");
+    if (b.large) return;
+    FUZZ_CHECK(b.usable == page->block_size(), "usable size is the class size");
+    const uint32_t k = mf2::SizeToClass(size);
+    FUZZ_CHECK(align <= mf2::kMinAlign ? k == page->size_class() : k <= page->size_class(),
+               "the block's class serves the request (the smallest for Allocate)");
+    FUZZ_CHECK(late || page->owner_relaxed() == heap_,
+               "a new block comes from a page of this heap");
+  }
+
+  // Frees live block `i` through `by` (the thread's heap by default); returns it.
+  Live Free(size_t i, Heap* by = nullptr) {
+    const Live b = live_.Take(i);
+    Verify(b);
+    (by != nullptr ? by : heap_)->Free(b.p);
+    return b;
+  }
+
+  // What a second free of `p` (a block start just freed) is reported as: a large block is
+  // remembered as freed; a class block whose segment went back to the OS with its last page
+  // (POLICY: no retained segments) is no MF2 memory any more (a foreign pointer); a page whose
+  // last block this was went back to the source (not a block any more); otherwise the block is
+  // simply not live.
+  static mf2::ErrorKind SecondFreeKind(const void* p, bool large) {
+    if (large) return mf2::ErrorKind::kDoubleFree;
+    if (!mf2::InSegment(p)) return mf2::ErrorKind::kForeignPointer;
+    mf2::Page* page = mf2::PageOf(p);
+    return page == nullptr || !page->in_use() ? mf2::ErrorKind::kNotABlock
+                                              : mf2::ErrorKind::kDoubleFree;
   }
 
   // MISUSE 5: the owner frees a class block, the program writes into its word 1 (the canary), and
@@ -435,12 +400,8 @@ class State {
   }
 
   Heap* heap_;
-  EmptinessCheck empty_;
-  RemoteLedger ledger_;
-  RangeSet ranges_;
-  Checker check_;
-  std::vector<Live> live_;
-  size_t live_bytes_ = 0;
+  IterationFrame frame_;
+  LiveSet live_{/*max_blocks=*/4096, /*max_bytes=*/size_t{48} << 20};
   uint64_t seq_ = 0;
 };
 
@@ -450,6 +411,6 @@ class State {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   mf2_fuzz::Reader in(data, size);
   mf2_fuzz::State state;
-  state.Run(in);
+  mf2_fuzz::RunSchedule(state, in, mf2_fuzz::kMaxOps, "heap_ops_fuzz");
   return 0;
 }

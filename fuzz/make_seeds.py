@@ -1,59 +1,97 @@
 #!/usr/bin/env python3
 """Writes the hand-made seed schedules of fuzz/corpus/{heap_ops,multi_actor,threads}_fuzz.
 
-Usage: python3 fuzz/make_seeds.py [fuzz/corpus]
+Usage: bazel run //fuzz:make_seeds
+   or: python3 fuzz/make_seeds.py [--tables FUZZ_TABLES] [--check] [CORPUS]
 
 Each builder below mirrors one target's schedule encoding (documented at the top of its .cc file)
 and keeps a shadow of the harness's live-block list, so seeds name blocks by label instead of by
 index. Seed files are named seed_*; crash reproducers and fuzzer-found inputs kept in the same
-folders are left alone (this script only rewrites seed_* files).
+folders are left alone (this script only rewrites seed_* files and the hand-made reproducers).
 
-Size bytes (fuzz_util.h SizeFromByte): byte (k - 1) + 80 is exactly class k's size, byte
-(k - 1) is one byte less, (k - 1) + 160 one more (the next class).
+Sizes come from the real tables: fuzz_tables (fuzz/fuzz_tables.cc) prints every size class
+(mf2/size_class.h) and the request of every size byte (fuzz_util.h SizeFromByte), and a seed asks
+for a size by the byte that requests it. FUZZ_TABLES is that binary; without --tables the script
+builds and runs it with `bazel run //fuzz:fuzz_tables`. CORPUS defaults to fuzz/corpus of the
+workspace. --check writes nothing: it fails, naming the files, unless every seed it would write
+is in CORPUS byte for byte and CORPUS holds no other seed_* file (//fuzz:seeds_test).
 """
 
+import argparse
 import os
 import struct
+import subprocess
 import sys
 
 
-def class_size(k):
-    if k <= 8:
-        return 16 * k
-    group = (k - 9) // 8
-    m = 9 + (k - 9) % 8
-    return m << (4 + group)
+class Tables:
+    """fuzz_tables' output: the class sizes and every size byte's request."""
+
+    def __init__(self, text):
+        self.class_sizes = []  # class k's size at index k - 1
+        self.byte_size = {}  # size byte -> request
+        self.max_class_size = None
+        for line in text.splitlines():
+            words = line.split()
+            if words[0] == "class":
+                assert int(words[1]) == len(self.class_sizes) + 1, line
+                self.class_sizes.append(int(words[2]))
+            elif words[0] == "byte":
+                self.byte_size[int(words[1])] = int(words[2])
+            elif words[0] == "max_class_size":
+                self.max_class_size = int(words[1])
+        assert self.class_sizes and len(self.byte_size) == 256 and self.max_class_size, \
+            "fuzz_tables printed no tables"
+
+    def size_byte(self, size, first=0):
+        """The first size byte >= `first` that requests exactly `size`."""
+        for b in range(first, 256):
+            if self.byte_size[b] == size:
+                return b
+        raise ValueError("no size byte requests %d bytes" % size)
 
 
-def class_of(size):
-    for k in range(1, 81):
-        if class_size(k) >= size:
-            return k
-    raise ValueError(size)
+TABLES = None  # set by main() before any seed is built
 
 
 def exact(size):
     """The size byte that requests exactly `size` (a class size)."""
-    k = class_of(size)
-    assert class_size(k) == size, size
-    return (k - 1) + 80
+    assert size in TABLES.class_sizes, size
+    return TABLES.size_byte(size)
 
 
 def minus1(size):
-    return class_of(size) - 1
+    """The size byte that requests one byte less than class size `size`."""
+    assert size in TABLES.class_sizes, size
+    return TABLES.size_byte(size - 1)
 
 
 def plus1(size):
-    return class_of(size) - 1 + 160
+    """The size byte that requests one byte more than class size `size` (the next class, or a
+    large allocation above the largest)."""
+    assert size in TABLES.class_sizes, size
+    return TABLES.size_byte(size + 1)
 
 
-S8K = exact(8192)  # 8 blocks per page: pages fill quickly
-S4K = exact(4096)  # 16 per page
-S1K = exact(1024)
-S64 = exact(64)
-S512 = exact(512)
-S64K = exact(65536)
-ZERO, LARGE65K, LARGE100K, LARGE1M = 240, 241, 242, 243
+def special(size):
+    """The size byte among the special ones (past the class boundaries) that requests `size`."""
+    return TABLES.size_byte(size, first=240)
+
+
+def set_sizes(tables):
+    """The size bytes the seeds use, from the tables."""
+    global TABLES, S8K, S4K, S1K, S64, S512, S64K, ZERO, LARGE65K, LARGE100K, LARGE1M
+    TABLES = tables
+    S8K = exact(8192)  # 8 blocks per page: pages fill quickly
+    S4K = exact(4096)  # 16 per page
+    S1K = exact(1024)
+    S64 = exact(64)
+    S512 = exact(512)
+    S64K = exact(65536)
+    ZERO = special(0)
+    LARGE65K = special(tables.max_class_size + 1)
+    LARGE100K = special(100000)
+    LARGE1M = special(1 << 20)
 
 
 class Unknown:
@@ -184,9 +222,9 @@ def heap_ops_seeds():
     seeds = {}
 
     s = HeapOps()  # every class boundary: size - 1, size, size + 1
-    for k in range(1, 81):
-        for d in (0, 80, 160):
-            s.alloc((k - 1) + d, "c%d_%d_" % (k, d))
+    for k, size in enumerate(TABLES.class_sizes, 1):
+        for d, sb in ((0, minus1(size)), (80, exact(size)), (160, plus1(size))):
+            s.alloc(sb, "c%d_%d_" % (k, d))
     for label in list(s.live)[::2]:
         s.usable(label)
         s.free(label)
@@ -208,7 +246,8 @@ def heap_ops_seeds():
     seeds["aligned"] = s
 
     s = HeapOps()  # large allocations, zero-size, odd small sizes
-    for sb in (ZERO, LARGE65K, LARGE100K, LARGE1M, 244, 245, 250, 255, S64K, plus1(65536)):
+    odd = [special(n) for n in (1, 8, 43, 78)]
+    for sb in [ZERO, LARGE65K, LARGE100K, LARGE1M] + odd + [S64K, plus1(65536)]:
         s.alloc(sb, "l")
     s.usable(s.live[1])
     s.free(s.live[1])
@@ -1084,27 +1123,90 @@ def without_caches(target, seeds):
     return out
 
 
-def main():
-    root = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "corpus")
+def run_tables(binary):
+    """fuzz_tables' output: from `binary`, else built and run by Bazel in the workspace."""
+    if binary:
+        return subprocess.run([binary], check=True, stdout=subprocess.PIPE, text=True).stdout
+    workspace = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return subprocess.run(["bazel", "run", "--ui_event_filters=-info", "--noshow_progress",
+                           "//fuzz:fuzz_tables"], cwd=workspace, check=True,
+                          stdout=subprocess.PIPE, text=True).stdout
+
+
+def all_files():
+    """{target: {file name: bytes}}: every seed (and hand-made reproducer) this script writes."""
+    out = {}
     for target, seeds in (("heap_ops_fuzz", heap_ops_seeds()),
                           ("multi_actor_fuzz", multi_actor_seeds()),
                           ("threads_fuzz", threads_seeds())):
+        files = {"seed_" + name: bytes(s.out) for name, s in seeds.items()}
+        files.update({"seed_" + name: data for name, data in without_caches(target, seeds).items()})
+        out[target] = files
+    out["heap_ops_fuzz"].update({name: bytes(s.out) for name, s in heap_ops_reproducers().items()})
+    return out
+
+
+def write(root, files):
+    for target, by_name in files.items():
         d = os.path.join(root, target)
         os.makedirs(d, exist_ok=True)
         for f in os.listdir(d):
             if f.startswith("seed_"):
                 os.remove(os.path.join(d, f))
-        files = {name: bytes(s.out) for name, s in seeds.items()}
-        files.update(without_caches(target, seeds))
-        for name, data in files.items():
-            with open(os.path.join(d, "seed_" + name), "wb") as f:
+        for name, data in by_name.items():
+            with open(os.path.join(d, name), "wb") as f:
                 f.write(data)
-        print("%s: %d seeds" % (target, len(files)))
-    d = os.path.join(root, "heap_ops_fuzz")
-    for name, s in heap_ops_reproducers().items():
-        with open(os.path.join(d, name), "wb") as f:
-            f.write(bytes(s.out))
+        print("%s: %d seeds" % (target, sum(n.startswith("seed_") for n in by_name)))
+
+
+def check(root, files):
+    """The names of the files in `root` that differ from `files`, or are missing, or extra."""
+    bad = []
+    for target, by_name in files.items():
+        d = os.path.join(root, target)
+        present = set(os.listdir(d)) if os.path.isdir(d) else set()
+        for name, data in sorted(by_name.items()):
+            path = os.path.join(d, name)
+            if name not in present:
+                bad.append("%s: missing" % path)
+                continue
+            with open(path, "rb") as f:
+                if f.read() != data:
+                    bad.append("%s: differs from what the builders write" % path)
+        for name in sorted(present):
+            if name.startswith("seed_") and name not in by_name:
+                bad.append("%s: no builder writes it" % os.path.join(d, name))
+    return bad
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tables", help="the fuzz_tables binary (default: bazel run)")
+    parser.add_argument("--check", action="store_true",
+                        help="compare with CORPUS instead of writing it")
+    parser.add_argument("corpus", nargs="?", help="the corpus folder (default: fuzz/corpus)")
+    args = parser.parse_args()
+    root = args.corpus
+    if root is None:
+        workspace = os.environ.get("BUILD_WORKSPACE_DIRECTORY")  # set by `bazel run`
+        if workspace is None:
+            workspace = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        root = os.path.join(workspace, "fuzz", "corpus")
+    set_sizes(Tables(run_tables(args.tables)))
+    files = all_files()
+    if not args.check:
+        write(root, files)
+        return 0
+    bad = check(root, files)
+    for line in bad:
+        print(line, file=sys.stderr)
+    if bad:
+        print("%d seed files are stale: run `bazel run //fuzz:make_seeds` and commit the corpus"
+              % len(bad), file=sys.stderr)
+        return 1
+    print("%d seed files match the builders" % sum(len(v) for v in files.values()))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -3,7 +3,8 @@
 //
 // Schedule: a config byte (actors = 2 + b % 3, pending budget = 1 + (b / 3) % 8, cache policy
 // (b / 24) % 4: fuzz_util.h CacheBytesForMode, default / off / small), then ops.
-// Each op byte names an actor (high nibble % actors) and an op (low nibble % kNumOps):
+// Each op byte names an actor (high nibble % actors) and an op (low nibble % kNumOps; the values
+// of enum class Op):
 //   0 ALLOC        size                 actor allocates SizeFromByte(size)
 //   1 ALLOC_N      size count           1 + count % 32 of them
 //   2 FREE         idx16                actor frees live block idx % live with Free() (local if
@@ -77,6 +78,7 @@
 #include <vector>
 
 #include "fuzz/fuzz_util.h"
+#include "fuzz/live_set.h"
 #include "mf2/check.h"
 #include "mf2/heap.h"
 #include "mf2/heap_registry.h"
@@ -90,18 +92,28 @@ using mf2::Block;
 using mf2::Heap;
 using mf2::Page;
 
-constexpr int kMaxActors = 4;
-constexpr int kNumOps = 16;
-constexpr size_t kMaxLive = 4096;
-constexpr size_t kMaxLiveBytes = size_t{48} << 20;
-constexpr int kMaxOps = 4096;
-
-struct Live {
-  void* p;
-  size_t usable;
-  uint64_t stamp;  // (actor << 56) | sequence
-  bool large;      // mapped by the OS, no page
+// The op numbers of the byte encoding (the table above). Never renumber: the corpus means them.
+enum class Op : uint8_t {
+  kAlloc = 0,
+  kAllocN = 1,
+  kFree = 2,
+  kRemote1 = 3,
+  kStep2 = 4,
+  kExit = 5,   // LATE when the actor has exited already
+  kStart = 6,  // DOUBLE when the actor runs already
+  kBudget = 7,
+  kFreePage = 8,
+  kRemote1Page = 9,
+  kAligned = 10,
+  kRoute = 11,
+  kSweep = 12,
+  kFill = 13,
+  kFlush = 14,
+  kIdle = 15,
 };
+constexpr int kNumOps = static_cast<int>(Op::kIdle) + 1;
+constexpr int kMaxActors = 4;
+constexpr int kMaxOps = 4096;
 
 class State {
  public:
@@ -124,220 +136,205 @@ class State {
       running[n++] = 0;
     }
     // Alternate the freeing actor: some frees are local, some remote (into live or dead owners).
-    for (size_t i = 0; i < live_.size(); ++i) FreeBlock(heap_[running[i % n]], live_[i]);
-    live_.clear();
-    check_.Full(true);
+    const std::vector<Live> all = live_.TakeAll();
+    for (size_t i = 0; i < all.size(); ++i) {
+      Verify(all[i]);
+      FreeBy(heap_[running[i % n]], all[i].p);
+    }
+    live_.checker().Full(true);
     for (int a = 0; a < actors_; ++a) {
       if (heap_[a] != nullptr) mf2::HeapRegistry::Global().ReleaseHeap(heap_[a]);
       if (heap_[a] != nullptr) maybe_cached_.erase(heap_[a]);
     }
-    mf2::HeapRegistry::Global().CheckAll(true);
-    check_.Full(true);
-    ledger_.CheckEmpty();
-    empty_.Check();
-    ResetPolicy();
+    frame_.Finish(live_.checker());
   }
 
-  void Run(Reader& in) {
-    for (int n = 1; n <= kMaxOps && !in.done(); ++n) {
-      Step(in);
-      CheckAfterStep(n % FullCheckEvery() == 0);
+  // One op of actor (high nibble % actors). Ops of an actor whose thread is not running read
+  // their arguments and do nothing.
+  void Perform(Reader& in) {
+    const OpByte op = SplitOpByte(in.Byte(), actors_, kNumOps);
+    const int a = op.who;
+    switch (static_cast<Op>(op.op)) {
+      case Op::kAlloc: return OpAlloc(a, in);
+      case Op::kAllocN: return OpAllocN(a, in);
+      case Op::kFree: return OpFree(a, in);
+      case Op::kRemote1: return OpRemote1(a, in);
+      case Op::kStep2: return OpStep2(in);
+      case Op::kExit: return OpExit(a);
+      case Op::kStart: return OpStart(a);
+      case Op::kBudget: return OpBudget(in);
+      case Op::kFreePage: return OpFreePage(a, in);
+      case Op::kRemote1Page: return OpRemote1Page(a, in);
+      case Op::kAligned: return OpAligned(a, in);
+      case Op::kRoute: return OpRoute(in);
+      case Op::kSweep: return OpSweep(a, in);
+      case Op::kFill: return OpFill(a, in);
+      case Op::kFlush: return OpFlush(a);
+      case Op::kIdle: return OpIdle(a, in);
     }
-    CheckAfterStep(true);
-    TraceStats("multi_actor_fuzz");
+  }
+
+  // `full`: every page and heap; else the pages the step touched.
+  void CheckAfterStep(bool full) {
+    for (const InFlight& op : in_flight_) CheckHeldPage(op.page);
+    if (!full) {
+      live_.checker().Touched(in_flight_.empty(), heap_, static_cast<size_t>(actors_));
+      return;
+    }
+    // Heap::CheckInvariants of every heap, the actors' included.
+    mf2::HeapRegistry::Global().CheckAll(in_flight_.empty());
+    mf2::HeapRegistry::Global().CheckWholeCounts();
+    frame_.ledger().Check();
+    live_.checker().Full(in_flight_.empty());
   }
 
  private:
-  void Step(Reader& in) {
-    const uint8_t op = in.Byte();
-    const int a = (op >> 4) % actors_;
+  // ---- the ops (the table at the top of the file), each reading its own argument bytes ----
+
+  void OpAlloc(int a, Reader& in) {
+    const size_t size = SizeFromByte(in.Byte());
+    if (heap_[a] != nullptr) Allocate(a, size);
+  }
+
+  void OpAllocN(int a, Reader& in) {
+    const size_t size = SizeFromByte(in.Byte());
+    const int count = 1 + in.Byte() % 32;
+    for (int i = 0; heap_[a] != nullptr && i < count; ++i) Allocate(a, size);
+  }
+
+  void OpFree(int a, Reader& in) {
+    const uint16_t idx = in.U16();
+    if (heap_[a] != nullptr && !live_.empty()) Free(heap_[a], idx % live_.size());
+  }
+
+  void OpRemote1(int a, Reader& in) {
+    const uint16_t idx = in.U16();
     Heap* h = heap_[a];
-    switch ((op & 15) % kNumOps) {
-      case 0: {
-        size_t size = SizeFromByte(in.Byte());
-        if (h != nullptr) Allocate(a, size);
-        break;
-      }
-      case 1: {
-        size_t size = SizeFromByte(in.Byte());
-        int count = 1 + in.Byte() % 32;
-        for (int i = 0; h != nullptr && i < count; ++i) Allocate(a, size);
-        break;
-      }
-      case 2: {
-        uint16_t idx = in.U16();
-        if (h != nullptr && !live_.empty()) Free(h, idx % live_.size());
-        break;
-      }
-      case 3: {
-        uint16_t idx = in.U16();
-        if (h == nullptr || live_.empty()) break;
-        for (size_t n = 0; n < live_.size(); ++n) {
-          size_t i = (idx + n) % live_.size();
-          if (RemoteCandidate(h, live_[i].p)) {
-            RemoteStep1(h, i);
-            break;
-          }
-        }
-        break;
-      }
-      case 4: {
-        uint8_t idx = in.Byte();
-        if (!in_flight_.empty()) CompleteStep2(idx % in_flight_.size());
-        break;
-      }
-      case 5:
-        if (h != nullptr) {
-          mf2::HeapRegistry::Global().ReleaseHeap(h);  // flushes its cache
-          maybe_cached_.erase(h);
-          heap_[a] = nullptr;
-        } else {
-          AfterExit(a);
-        }
-        break;
-      case 6:
-        if (h == nullptr) {
-          heap_[a] = AcquireHeap();
-        } else {
-          DoubleFree(h);
-        }
-        break;
-      case 7: {
-        const uint8_t b = in.Byte();
-        budget_ = 1 + b % 8;
-        tight_ = (b & 8) != 0;
-        if ((b >> 4) & 3) CacheMode() = (b >> 4) & 3;
-        SetBudget(budget_, tight_, route_);
-        break;
-      }
-      case 11:
-        route_ = in.Byte();
-        SetBudget(budget_, tight_, route_);
-        break;
-      case 12: {
-        uint16_t idx = in.U16();
-        if (h == nullptr || live_.empty()) break;
-        Page* page = ClassPage(live_[idx % live_.size()].p);
-        if (page == nullptr || won_.count(page) != 0) break;
-        h->ReclaimIdleOwner_mt(page->owner_relaxed());
-        break;
-      }
-      case 8: {
-        uint16_t idx = in.U16();
-        if (h == nullptr || live_.empty()) break;
-        Page* page = ClassPage(live_[idx % live_.size()].p);
-        if (page == nullptr) {
-          Free(h, idx % live_.size());
-          break;
-        }
-        for (size_t i = live_.size(); i-- > 0;) {
-          if (mf2::PageOf(live_[i].p) == page) Free(h, i);
-        }
-        break;
-      }
-      case 9: {
-        uint16_t idx = in.U16();
-        if (h == nullptr || live_.empty()) break;
-        void* first = live_[idx % live_.size()].p;
-        if (!RemoteCandidate(h, first)) break;
-        Page* page = mf2::PageOf(first);
-        for (size_t i = live_.size(); i-- > 0;) {
-          if (mf2::PageOf(live_[i].p) == page) RemoteStep1(h, i);
-        }
-        break;
-      }
-      case 13: {
-        size_t size = SizeFromByte(in.Byte());
-        const uint8_t mode = in.Byte();
-        if (h != nullptr && !IsLargeSize(size)) Fill(a, size, (mode & 1) != 0);
-        break;
-      }
-      case 14:
-        if (h != nullptr) {
-          h->FlushCaches();
-          for (uint32_t k = 1; k < mf2::kNumClasses; ++k) {
-            FUZZ_CHECK(h->cache(k).n == 0, "FlushCaches empties every cache");
-          }
-        }
-        break;
-      case 15: {
-        size_t size = SizeFromByte(in.Byte());
-        if (h != nullptr && !IsLargeSize(size)) IdleFlush(a, size);
-        break;
-      }
-      case 10: {
-        size_t align = size_t{1} << (in.Byte() % 17);
-        size_t size = SizeFromByte(in.Byte());
-        if (h == nullptr || Full(size + align)) break;
-        void* p = h->AllocateAligned(align, size);
-        FUZZ_CHECK(p != nullptr, "aligned allocation succeeds");
-        FUZZ_CHECK(reinterpret_cast<uintptr_t>(p) % align == 0, "aligned");
-        Record(a, p, size);
-        break;
-      }
+    if (h == nullptr) return;
+    for (size_t n = 0; n < live_.size(); ++n) {
+      const size_t i = (idx + n) % live_.size();
+      if (RemoteCandidate(h, live_[i].p)) return RemoteStep1(h, i);
     }
   }
 
-  // FILL: actor `a` allocates cap + 1 blocks of the class of `size` (appended to the live list),
-  // then frees those on its own pages, newest first, until its cache of the class is full;
-  // `overflow`: one free more. (A block from the cache whose page was adopted meanwhile is not
-  // the actor's: its free is remote.)
-  void Fill(int a, size_t size, bool overflow) {
-    Heap* h = heap_[a];
-    const uint32_t k = mf2::SizeToClass(size);
-    const uint32_t cap = h->cache(k).cap;
-    const size_t first = live_.size();
-    for (uint32_t i = 0; i < cap + 1; ++i) Allocate(a, size);
-    size_t next = live_.size();  // fresh blocks are live_[first, next)
-    auto free_one = [&]() {
-      while (next > first) {
-        Page* page = ClassPage(live_[--next].p);
-        if (page != nullptr && page->owner_relaxed() == h) {
-          Free(h, next);
-          return true;
-        }
-      }
-      return false;
-    };
-    while (h->cache(k).n < cap && free_one()) {
-    }
-    if (h->cache(k).n < cap) return;  // too few blocks (the live-set bound)
-    FUZZ_CHECK(h->cache(k).n == cap, "a cache never holds more than its capacity");
-    if (!overflow || !free_one()) return;
-    FUZZ_CHECK(h->cache(k).n == (cap == 0 ? 0 : CacheAfterOverflow(cap)),
-               "a free into a full cache returns the older half to the pages");
+  void OpStep2(Reader& in) {
+    const uint8_t idx = in.Byte();
+    if (!in_flight_.empty()) CompleteStep2(idx % in_flight_.size());
   }
 
-  // LATE: actor `a`'s thread, after its exit hook, frees the newest live block and allocates one.
-  void AfterExit(int a) {
+  // EXIT of a running actor; LATE of an exited one: its thread, after its exit hook, frees the
+  // newest live block and allocates one.
+  void OpExit(int a) {
+    if (Heap* h = heap_[a]) {
+      mf2::HeapRegistry::Global().ReleaseHeap(h);  // flushes its cache
+      maybe_cached_.erase(h);
+      heap_[a] = nullptr;
+      return;
+    }
     Heap* dead = DeadSentinel();
     if (!live_.empty()) Free(dead, live_.size() - 1);
     const size_t size = SizeFromByte(static_cast<uint8_t>(seq_ * 37 % 240));
-    if (Full(size)) return;
+    if (live_.Full(size)) return;
     void* p = dead->Allocate(size);
     FUZZ_CHECK(p != nullptr, "an allocation after the exit hook succeeds");
     Record(a, p, size, /*late=*/true);
   }
 
-  // DOUBLE: `h` frees the block freed last again, if it is still a free block of its page.
-  void DoubleFree(Heap* h) {
+  // START of an exited actor; DOUBLE of a running one: it frees the block freed last again, if
+  // that is still a free block of its page.
+  void OpStart(int a) {
+    Heap* h = heap_[a];
+    if (h == nullptr) {
+      heap_[a] = AcquireHeap();
+      return;
+    }
     if (last_freed_.p == nullptr) return;
     void* p = last_freed_.p;
     Page* page = ClassPage(p);
     if (page != last_freed_.page || page->size_class() != last_freed_.size_class ||
-        page->BlockIndex(p) >= page->carved() || ranges_.Covers(p)) {
+        page->BlockIndex(p) >= page->carved() || live_.Covers(p)) {
       return;
     }
     ReportCapture capture;
-    check_.Touch(p);
+    live_.checker().Touch(p);
     h->Free(p);
     capture.Expect(1, mf2::ErrorKind::kDoubleFree, p, "double free");
+  }
+
+  void OpBudget(Reader& in) {
+    const uint8_t b = in.Byte();
+    budget_ = 1 + b % 8;
+    tight_ = (b & 8) != 0;
+    if ((b >> 4) & 3) CacheMode() = (b >> 4) & 3;
+    SetBudget(budget_, tight_, route_);
+  }
+
+  void OpFreePage(int a, Reader& in) {
+    const uint16_t idx = in.U16();
+    Heap* h = heap_[a];
+    if (h == nullptr || live_.empty()) return;
+    Page* page = ClassPage(live_[idx % live_.size()].p);
+    if (page == nullptr) return Free(h, idx % live_.size());
+    for (size_t i = live_.size(); i-- > 0;) {
+      if (mf2::PageOf(live_[i].p) == page) Free(h, i);
+    }
+  }
+
+  void OpRemote1Page(int a, Reader& in) {
+    const uint16_t idx = in.U16();
+    Heap* h = heap_[a];
+    if (h == nullptr || live_.empty()) return;
+    void* first = live_[idx % live_.size()].p;
+    if (!RemoteCandidate(h, first)) return;
+    Page* page = mf2::PageOf(first);
+    for (size_t i = live_.size(); i-- > 0;) {
+      if (mf2::PageOf(live_[i].p) == page) RemoteStep1(h, i);
+    }
+  }
+
+  void OpAligned(int a, Reader& in) {
+    const size_t align = size_t{1} << (in.Byte() % 17);
+    const size_t size = SizeFromByte(in.Byte());
+    if (heap_[a] == nullptr || live_.Full(size + align)) return;
+    void* p = heap_[a]->AllocateAligned(align, size);
+    FUZZ_CHECK(p != nullptr, "aligned allocation succeeds");
+    FUZZ_CHECK(reinterpret_cast<uintptr_t>(p) % align == 0, "aligned");
+    Record(a, p, size);
+  }
+
+  void OpRoute(Reader& in) {
+    route_ = in.Byte();
+    SetBudget(budget_, tight_, route_);
+  }
+
+  void OpSweep(int a, Reader& in) {
+    const uint16_t idx = in.U16();
+    Heap* h = heap_[a];
+    if (h == nullptr || live_.empty()) return;
+    Page* page = ClassPage(live_[idx % live_.size()].p);
+    if (page == nullptr || won_.count(page) != 0) return;
+    h->ReclaimIdleOwner_mt(page->owner_relaxed());
+  }
+
+  void OpFill(int a, Reader& in) {
+    const size_t size = SizeFromByte(in.Byte());
+    const uint8_t mode = in.Byte();
+    if (heap_[a] != nullptr && !IsLargeSize(size)) Fill(a, size, (mode & 1) != 0);
+  }
+
+  void OpFlush(int a) {
+    Heap* h = heap_[a];
+    if (h == nullptr) return;
+    h->FlushCaches();
+    CheckCachesEmpty(*h);
   }
 
   // IDLE: actor `a` fills a cache and goes idle; the other actors complete its pages; the
   // background reclaimer's pass. Whatever MF2 does then must keep every invariant (checked after
   // the op), and the blocks in a's cache stay valid for a's later allocations (Record).
-  void IdleFlush(int a, size_t size) {
+  void OpIdle(int a, Reader& in) {
+    const size_t size = SizeFromByte(in.Byte());
+    if (heap_[a] == nullptr || IsLargeSize(size)) return;
     Fill(a, size, /*overflow=*/false);
     std::vector<int> others;
     for (int b = 0; b < actors_; ++b) {
@@ -358,6 +355,30 @@ class State {
     SetBudget(budget_, tight_, route_);
   }
 
+  // ---- helpers ----
+
+  // FILL: actor `a` allocates cap + 1 blocks of the class of `size` (appended to the live list;
+  // cap read after each allocation), then LiveSet's FillCache frees those on its own pages,
+  // newest first. (A block from the cache whose page was adopted meanwhile is not the actor's:
+  // its free is remote.)
+  void Fill(int a, size_t size, bool overflow) {
+    Heap* h = heap_[a];
+    const Heap::Magazine& cache = h->cache(mf2::SizeToClass(size));
+    const size_t first = live_.size();
+    for (uint32_t i = 0; i < cache.cap + 1 && !live_.Full(size); ++i) Allocate(a, size);
+    size_t next = live_.size();  // fresh blocks are live_[first, next)
+    FillCache(cache, overflow, [&]() {
+      while (next > first) {
+        Page* page = ClassPage(live_[--next].p);
+        if (page != nullptr && page->owner_relaxed() == h) {
+          Free(h, next);
+          return true;
+        }
+      }
+      return false;
+    });
+  }
+
   static Page* ClassPage(const void* p) {
     Page* page = mf2::PageOf(p);
     return page != nullptr && page->in_use() ? page : nullptr;
@@ -369,21 +390,16 @@ class State {
     return page != nullptr && page->owner_relaxed() != freer;
   }
 
-  bool Full(size_t size) const {
-    return live_.size() >= kMaxLive || live_bytes_ + size > kMaxLiveBytes;
-  }
-
   void Allocate(int a, size_t size) {
-    if (Full(size)) return;
+    if (live_.Full(size)) return;
     void* p = heap_[a]->Allocate(size);
     FUZZ_CHECK(p != nullptr, "allocation succeeds");
     Record(a, p, size);
   }
 
+  // Holds a block actor `a` was just handed, stamped (actor, sequence).
   // `late`: allocated through the dead sentinel (its page belongs to an abandoned heap).
   void Record(int a, void* p, size_t size, bool late = false) {
-    const size_t usable = Heap::UsableSize(p);
-    FUZZ_CHECK(usable >= size, "usable size >= requested");
     const bool was_cached = !late && maybe_cached_[heap_[a]].count(p) != 0;
     for (auto& entry : maybe_cached_) entry.second.erase(p);
     if (Page* page = ClassPage(p)) {
@@ -394,52 +410,31 @@ class State {
       FUZZ_CHECK(won_.count(page) == 0 || page->remote().Peek().pending(),
                  "a page with an in-flight winner keeps its flag");
     }
-    ranges_.Insert(p, usable);  // never handed out twice
-    const uint64_t stamp = (uint64_t(a) << 56) | ++seq_;
-    Stamp(p, usable, stamp);
-    check_.AddLive(p);
-    live_.push_back(Live{p, usable, stamp, mf2::PageOf(p) == nullptr});
-    live_bytes_ += usable;
+    live_.Add(p, size, (uint64_t(a) << 56) | ++seq_);  // never handed out twice (3, 4)
   }
 
   // Removes live block i from the shadow after verifying it; returns it.
   Live TakeLive(size_t i) {
-    Live b = live_[i];
-    live_.erase(live_.begin() + static_cast<long>(i));
-    live_bytes_ -= b.usable;
-    VerifyStamp(b.p, b.usable, b.stamp);
-    FUZZ_CHECK(Heap::UsableSize(b.p) == b.usable, "UsableSize is stable while live");
-    ranges_.Erase(b.p);
-    check_.RemoveLive(b.p);
+    const Live b = live_.Take(i);
+    Verify(b);
     if (Page* page = ClassPage(b.p)) last_freed_ = LastFreed{b.p, page, page->size_class()};
     return b;
   }
 
-  void FreeBlock(Heap* h, const Live& b) {
-    VerifyStamp(b.p, b.usable, b.stamp);
-    ranges_.Erase(b.p);
-    check_.RemoveLive(b.p);
-    NoteFree(h, b.p);
-    h->Free(b.p);
-  }
+  void Free(Heap* h, size_t i) { FreeBy(h, TakeLive(i).p); }
 
-  void Free(Heap* h, size_t i) {
-    void* p = TakeLive(i).p;
-    NoteFree(h, p);
-    h->Free(p);
-  }
-
-  // A free by the page's owner may put the block in the owner's cache.
-  void NoteFree(Heap* h, void* p) {
+  // `h` frees `p`. A free by the page's owner may put the block in the owner's cache.
+  void FreeBy(Heap* h, void* p) {
     if (Page* page = ClassPage(p)) {
       if (page->owner_relaxed() == h) maybe_cached_[h].insert(p);
     }
+    h->Free(p);
   }
 
   // Step 1 of a remote free, exactly as Free runs it.
   void RemoteStep1(Heap* freer, size_t i) {
     Page* page = mf2::PageOf(live_[i].p);
-    Live b = TakeLive(i);
+    const Live b = TakeLive(i);
     const bool flagged_before = page->remote().Peek().pending();
     const bool won = freer->PushRemote_mt(page, static_cast<Block*>(b.p));
     FUZZ_CHECK(won != flagged_before, "the push wins the edge exactly when the flag was clear");
@@ -462,7 +457,7 @@ class State {
     FUZZ_CHECK(it != won_.end() && it->second == 1, "in-flight bookkeeping");
     won_.erase(it);
     CheckHeldPage(page);
-    check_.Touch(page->start());
+    live_.checker().Touch(page->start());
     // A real thread finishes its free before it can exit; here the freer's heap may have been
     // released meanwhile, and then nobody adopts the dead owner's pages in this step.
     bool freer_alive = false;
@@ -481,31 +476,13 @@ class State {
 #endif
   }
 
-  // `full`: every page and heap; else the pages the step touched.
-  void CheckAfterStep(bool full) {
-    for (const InFlight& op : in_flight_) CheckHeldPage(op.page);
-    if (!full) {
-      check_.Touched(in_flight_.empty(), heap_, static_cast<size_t>(actors_));
-      return;
-    }
-    // Heap::CheckInvariants of every heap, the actors' included.
-    mf2::HeapRegistry::Global().CheckAll(in_flight_.empty());
-    mf2::HeapRegistry::Global().CheckWholeCounts();
-    ledger_.Check();
-    check_.Full(in_flight_.empty());
-  }
-
   const int actors_;
   uint32_t budget_ = 8;
   bool tight_ = false;
   uint8_t route_ = 0;
   Heap* heap_[kMaxActors] = {};
-  EmptinessCheck empty_;
-  RemoteLedger ledger_;
-  RangeSet ranges_;
-  Checker check_;
-  std::vector<Live> live_;
-  size_t live_bytes_ = 0;
+  IterationFrame frame_;
+  LiveSet live_{/*max_blocks=*/4096, /*max_bytes=*/size_t{48} << 20};
   uint64_t seq_ = 0;
   struct InFlight {
     Page* page;
@@ -527,6 +504,6 @@ class State {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   mf2_fuzz::Reader in(data, size);
   mf2_fuzz::State state(in.Byte());
-  state.Run(in);
+  mf2_fuzz::RunSchedule(state, in, mf2_fuzz::kMaxOps, "multi_actor_fuzz");
   return 0;
 }

@@ -7,7 +7,8 @@
 //
 // Schedule: a config byte (workers = 2 + b % 2, pending budget = 1 + (b / 2) % 8, cache policy
 // (b / 16) % 4: fuzz_util.h CacheBytesForMode, default / off / small), then ops.
-// Each op byte names a worker (high nibble % workers) and an op (low nibble % kNumOps):
+// Each op byte names a worker (high nibble % workers) and an op (low nibble % kNumOps; the values
+// of enum class Op):
 //   0 ALLOC   size count    worker allocates 1 + count % 16 blocks of SizeFromByte(size)
 //   1 FREE    idx16         worker frees live block idx % live, whoever allocated it (a block
 //                           of another worker's page is a remote free; of an exited one, a
@@ -57,6 +58,7 @@
 #include <vector>
 
 #include "fuzz/fuzz_util.h"
+#include "fuzz/live_set.h"
 #include "mf2/heap.h"
 #include "mf2/heap_registry.h"
 
@@ -65,18 +67,21 @@ namespace {
 
 using mf2::Heap;
 
-constexpr int kMaxWorkers = 3;
-constexpr int kNumOps = 9;
-constexpr size_t kMaxLive = 2048;
-constexpr size_t kMaxLiveBytes = size_t{32} << 20;
-constexpr int kMaxOps = 1024;
-
-struct Live {
-  void* p;
-  size_t usable;
-  uint64_t stamp;
-  bool large;  // mapped by the OS, no page
+// The op numbers of the byte encoding (the table above). Never renumber: the corpus means them.
+enum class Op : uint8_t {
+  kAlloc = 0,
+  kFree = 1,
+  kExit = 2,  // LATE when the worker has exited already
+  kBurst = 3,
+  kBudget = 4,
+  kStart = 5,
+  kFill = 6,
+  kFlush = 7,
+  kIdle = 8,
 };
+constexpr int kNumOps = static_cast<int>(Op::kIdle) + 1;
+constexpr int kMaxWorkers = 3;
+constexpr int kMaxOps = 1024;
 
 // One OS thread owning one heap; runs the tasks it is given until told to stop.
 class Worker {
@@ -149,6 +154,15 @@ class Worker {
   std::thread thread_;  // last: starts after the fields above exist
 };
 
+// Runs on the allocating thread: stamps a block just handed out; the driver holds it
+// (LiveSet::AddStamped).
+Live Stamped(void* p, size_t size, uint64_t stamp) {
+  const size_t usable = Heap::UsableSize(p);
+  FUZZ_CHECK(usable >= size, "usable size >= requested");
+  Stamp(p, usable, stamp);
+  return Live{p, size, usable, stamp, mf2::PageOf(p) == nullptr};
+}
+
 // Runs on a worker: allocates `count` blocks of `size`, stamps them, appends them to `out`.
 void AllocateOn(Heap* heap, size_t size, int count, uint64_t first_stamp, std::vector<Live>* out) {
   for (int i = 0; i < count; ++i) {
@@ -160,25 +174,20 @@ void AllocateOn(Heap* heap, size_t size, int count, uint64_t first_stamp, std::v
     }
     void* p = heap->Allocate(size);
     FUZZ_CHECK(p != nullptr, "allocation succeeds");
-    const size_t usable = Heap::UsableSize(p);
-    FUZZ_CHECK(usable >= size, "usable size >= requested");
     if (mf2::Page* page = mf2::PageOf(p)) {
       // A block cached while the heap owned its page stays valid after the page was adopted by
       // another heap (route_p, cda, idle sweeps; page.h): it counts in that page's used().
       FUZZ_CHECK(!page->in_use() || page->owner_relaxed() == heap || p == cached,
                  "a new block comes from a page of the allocating heap, or from its cache");
     }
-    Stamp(p, usable, first_stamp + static_cast<uint64_t>(i));
-    out->push_back(
-        Live{p, usable, first_stamp + static_cast<uint64_t>(i), mf2::PageOf(p) == nullptr});
+    out->push_back(Stamped(p, size, first_stamp + static_cast<uint64_t>(i)));
   }
 }
 
 // Runs on a worker: verifies and frees `blocks`.
 void FreeOn(Heap* heap, const std::vector<Live>& blocks) {
   for (const Live& b : blocks) {
-    VerifyStamp(b.p, b.usable, b.stamp);
-    FUZZ_CHECK(Heap::UsableSize(b.p) == b.usable, "UsableSize is stable while live");
+    Verify(b);
     heap->Free(b.p);
   }
 }
@@ -198,34 +207,35 @@ class State {
       if (workers_[w] == nullptr) workers_[w] = new Worker();
     }
     std::vector<std::vector<Live>> share(n_);
-    for (size_t i = 0; i < live_.size(); ++i) share[i % n_].push_back(live_[i]);
-    for (const Live& b : live_) {
-      ranges_.Erase(b.p);
-      check_.RemoveLive(b.p);
-    }
-    live_.clear();
+    const std::vector<Live> all = live_.TakeAll();
+    for (size_t i = 0; i < all.size(); ++i) share[i % n_].push_back(all[i]);
     for (int w = 0; w < n_; ++w) {
       workers_[w]->Post([&share, w](Heap* h) { FreeOn(h, share[w]); });
     }
     for (int w = 0; w < n_; ++w) workers_[w]->Wait();
     for (int w = 0; w < n_; ++w) delete workers_[w];
-    mf2::HeapRegistry::Global().CheckAll(true);
-    check_.Full(true);
-    ledger_.CheckEmpty();
-    empty_.Check();
-    ResetPolicy();
+    frame_.Finish(live_.checker());
   }
 
-  void Run(Reader& in) {
-    for (int n = 1; n <= kMaxOps && !in.done(); ++n) {
-      Step(in);
-      CheckAfterStep(n % FullCheckEvery() == 0);  // workers parked
+  // One op of worker (high nibble % workers), run while every other worker is parked (BURST and
+  // IDLE excepted). Ops of a worker whose thread is not running read their arguments and do
+  // nothing.
+  void Perform(Reader& in) {
+    const OpByte op = SplitOpByte(in.Byte(), n_, kNumOps);
+    const int w = op.who;
+    switch (static_cast<Op>(op.op)) {
+      case Op::kAlloc: return OpAlloc(w, in);
+      case Op::kFree: return OpFree(w, in);
+      case Op::kExit: return OpExit(w);
+      case Op::kBurst: return OpBurst(in);
+      case Op::kBudget: return OpBudget(in);
+      case Op::kStart: return OpStart(w);
+      case Op::kFill: return OpFill(w, in);
+      case Op::kFlush: return OpFlush(w);
+      case Op::kIdle: return OpIdle(w, in);
     }
-    CheckAfterStep(true);
-    TraceStats("threads_fuzz");
   }
 
- private:
   // Workers parked. `full`: every page and heap; else the pages the step touched.
   void CheckAfterStep(bool full) {
     if (!full) {
@@ -233,125 +243,45 @@ class State {
       for (int w = 0; w < n_; ++w) {
         if (workers_[w] != nullptr) heaps[w] = workers_[w]->heap();
       }
-      check_.Touched(true, heaps, kMaxWorkers);
+      live_.checker().Touched(true, heaps, kMaxWorkers);
       return;
     }
     mf2::HeapRegistry::Global().CheckAll(true);
-    ledger_.Check();
-    check_.Full(true);
+    frame_.ledger().Check();
+    live_.checker().Full(true);
   }
 
-  void Step(Reader& in) {
-    const uint8_t op = in.Byte();
-    const int w = (op >> 4) % n_;
-    Worker* worker = workers_[w];
-    switch ((op & 15) % kNumOps) {
-      case 0: {
-        size_t size = SizeFromByte(in.Byte());
-        int count = 1 + in.Byte() % 16;
-        if (worker == nullptr || Full(size * static_cast<size_t>(count))) break;
-        std::vector<Live> got;
-        const uint64_t stamp = NextStamps(w, count);
-        workers_[w]->Run([&](Heap* h) { AllocateOn(h, size, count, stamp, &got); });
-        Adopt(got);
-        break;
-      }
-      case 1: {
-        uint16_t idx = in.U16();
-        if (worker == nullptr || live_.empty()) break;
-        std::vector<Live> one{Take(idx % live_.size())};
-        workers_[w]->Run([&](Heap* h) { FreeOn(h, one); });
-        break;
-      }
-      case 2:
-        if (worker != nullptr) {
-          delete worker;
-          workers_[w] = nullptr;
-        } else {
-          AfterExit(w);
-        }
-        break;
-      case 3: Burst(in.Byte() % 16); break;
-      case 4: {
-        const uint8_t b = in.Byte();
-        budget_ = 1 + b % 8;
-        route_ = in.Byte();
-        if ((b >> 3) & 3) CacheMode() = (b >> 3) & 3;
-        SetBudget(budget_, false, route_);
-        break;
-      }
-      case 5:
-        if (worker == nullptr) workers_[w] = new Worker();
-        break;
-      case 6: {
-        size_t size = SizeFromByte(in.Byte());
-        const uint8_t mode = in.Byte();
-        if (worker != nullptr && !IsLargeSize(size)) Fill(w, size, (mode & 1) != 0);
-        break;
-      }
-      case 7:
-        if (worker != nullptr) {
-          worker->Run([](Heap* h) { h->FlushCaches(); });
-          for (uint32_t k = 1; k < mf2::kNumClasses; ++k) {
-            FUZZ_CHECK(worker->heap()->cache(k).n == 0, "FlushCaches empties every cache");
-          }
-        }
-        break;
-      case 8: {
-        size_t size = SizeFromByte(in.Byte());
-        if (worker != nullptr && !IsLargeSize(size)) IdleFlush(w, size);
-        break;
-      }
-    }
-  }
+ private:
+  // ---- the ops (the table at the top of the file), each reading its own argument bytes ----
 
-  // Whether live block `b` is of class k on a page `h` owns (workers parked).
-  static bool Owned(const Live& b, Heap* h, uint32_t k) {
-    mf2::Page* page = mf2::PageOf(b.p);
-    return page != nullptr && page->in_use() && page->size_class() == k &&
-           page->owner_relaxed() == h;
-  }
-
-  // FILL on worker w (see the op table); the cache is read while the worker is parked. The fresh
-  // blocks are appended to the live list; those left live stay last.
-  void Fill(int w, size_t size, bool overflow) {
-    Worker* worker = workers_[w];
-    Heap* h = worker->heap();
-    const uint32_t k = mf2::SizeToClass(size);
-    const uint32_t cap = h->cache(k).cap;
-    const int count = static_cast<int>(cap + 1);
-    if (Full(size * static_cast<size_t>(count))) return;
-    const size_t first = live_.size();
+  void OpAlloc(int w, Reader& in) {
+    const size_t size = SizeFromByte(in.Byte());
+    const int count = 1 + in.Byte() % 16;
+    if (workers_[w] == nullptr || live_.Full(size * static_cast<size_t>(count))) return;
     std::vector<Live> got;
     const uint64_t stamp = NextStamps(w, count);
-    worker->Run([&](Heap* heap) { AllocateOn(heap, size, count, stamp, &got); });
-    Adopt(got);
-    size_t next = live_.size();
-    auto free_one = [&]() {
-      while (next > first) {
-        if (Owned(live_[--next], h, k)) {
-          std::vector<Live> one{Take(next)};
-          worker->Run([&](Heap* heap) { FreeOn(heap, one); });
-          return true;
-        }
-      }
-      return false;
-    };
-    while (h->cache(k).n < cap && free_one()) {
-    }
-    if (h->cache(k).n < cap) return;
-    FUZZ_CHECK(h->cache(k).n == cap, "a cache never holds more than its capacity");
-    if (!overflow || !free_one()) return;
-    FUZZ_CHECK(h->cache(k).n == (cap == 0 ? 0 : CacheAfterOverflow(cap)),
-               "a free into a full cache returns the older half to the pages");
+    workers_[w]->Run([&](Heap* h) { AllocateOn(h, size, count, stamp, &got); });
+    Hold(got);
   }
 
-  // LATE (see the op table), on a thread of its own while every worker is parked.
-  void AfterExit(int w) {
+  void OpFree(int w, Reader& in) {
+    const uint16_t idx = in.U16();
+    if (workers_[w] == nullptr || live_.empty()) return;
+    FreeBy(workers_[w], idx % live_.size());
+  }
+
+  // EXIT of a running worker; LATE of an exited one: on a thread of its own while every worker
+  // is parked, the newest live block freed and one block allocated after the exit hook.
+  void OpExit(int w) {
+    if (workers_[w] != nullptr) {
+      delete workers_[w];
+      workers_[w] = nullptr;
+      return;
+    }
     std::vector<Live> one;
-    if (!live_.empty()) one.push_back(Take(live_.size() - 1));
+    if (!live_.empty()) one.push_back(live_.Take(live_.size() - 1));
     const size_t size = SizeFromByte(static_cast<uint8_t>(seq_ * 37 % 240));
-    const bool alloc = !Full(size);
+    const bool alloc = !live_.Full(size);
     const uint64_t stamp = NextStamps(w, 1);
     std::vector<Live> got;
     std::thread([&] {
@@ -360,16 +290,71 @@ class State {
       if (!alloc) return;
       void* p = dead->Allocate(size);
       FUZZ_CHECK(p != nullptr, "an allocation after the exit hook succeeds");
-      const size_t usable = Heap::UsableSize(p);
-      FUZZ_CHECK(usable >= size, "usable size >= requested");
-      Stamp(p, usable, stamp);
-      got.push_back(Live{p, usable, stamp, mf2::PageOf(p) == nullptr});
+      got.push_back(Stamped(p, size, stamp));
     }).join();
-    Adopt(got);
+    Hold(got);
+  }
+
+  // BURST: every running worker at once, on disjoint work: the r-th frees every live block at an
+  // index i with i % (2 * running) == r, then allocates `count` blocks.
+  void OpBurst(Reader& in) {
+    const int count = in.Byte() % 16;
+    std::vector<Worker*> running;
+    for (int w = 0; w < n_; ++w) {
+      if (workers_[w] != nullptr) running.push_back(workers_[w]);
+    }
+    const size_t n = running.size();
+    if (n == 0) return;
+    std::vector<std::vector<Live>> frees(n);
+    live_.TakeIf([&](size_t i, const Live& b) {
+      if (i % (2 * n) >= n) return false;
+      frees[i % (2 * n)].push_back(b);
+      return true;
+    });
+    const size_t size = SizeFromByte(static_cast<uint8_t>(count * 37 + 5));
+    const bool alloc = count > 0 && !live_.Full(size * static_cast<size_t>(count) * n);
+    std::vector<std::vector<Live>> got(n);
+    std::vector<uint64_t> stamps(n);
+    for (size_t r = 0; r < n; ++r) stamps[r] = NextStamps(static_cast<int>(r), count);
+    for (size_t r = 0; r < n; ++r) {
+      running[r]->Post([&, r](Heap* h) {
+        FreeOn(h, frees[r]);
+        if (alloc) AllocateOn(h, size, count, stamps[r], &got[r]);
+      });
+    }
+    for (Worker* worker : running) worker->Wait();
+    for (size_t r = 0; r < n; ++r) Hold(got[r]);
+  }
+
+  void OpBudget(Reader& in) {
+    const uint8_t b = in.Byte();
+    budget_ = 1 + b % 8;
+    route_ = in.Byte();
+    if ((b >> 3) & 3) CacheMode() = (b >> 3) & 3;
+    SetBudget(budget_, false, route_);
+  }
+
+  void OpStart(int w) {
+    if (workers_[w] == nullptr) workers_[w] = new Worker();
+  }
+
+  void OpFill(int w, Reader& in) {
+    const size_t size = SizeFromByte(in.Byte());
+    const uint8_t mode = in.Byte();
+    if (workers_[w] != nullptr && !IsLargeSize(size)) Fill(w, size, (mode & 1) != 0);
+  }
+
+  void OpFlush(int w) {
+    Worker* worker = workers_[w];
+    if (worker == nullptr) return;
+    worker->Run([](Heap* h) { h->FlushCaches(); });
+    CheckCachesEmpty(*worker->heap());
   }
 
   // IDLE on worker w (see the op table).
-  void IdleFlush(int w, size_t size) {
+  void OpIdle(int w, Reader& in) {
+    const size_t size = SizeFromByte(in.Byte());
+    if (workers_[w] == nullptr || IsLargeSize(size)) return;
     Fill(w, size, /*overflow=*/false);
     Heap* owner = workers_[w]->heap();
     std::vector<Worker*> others;
@@ -383,7 +368,7 @@ class State {
     for (size_t i = live_.size(); i-- > 0;) {
       mf2::Page* page = mf2::PageOf(live_[i].p);
       if (page == nullptr || !page->in_use() || page->owner_relaxed() != owner) continue;
-      frees[turn++ % others.size()].push_back(Take(i));
+      frees[turn++ % others.size()].push_back(live_.Take(i));
     }
     for (size_t r = 0; r < others.size(); ++r) {
       others[r]->Post([&frees, r](Heap* h) { FreeOn(h, frees[r]); });
@@ -393,40 +378,51 @@ class State {
     SetBudget(budget_, false, route_);
   }
 
-  void Burst(int count) {
-    std::vector<Worker*> running;
-    for (int w = 0; w < n_; ++w) {
-      if (workers_[w] != nullptr) running.push_back(workers_[w]);
-    }
-    const size_t n = running.size();
-    if (n == 0) return;
-    std::vector<std::vector<Live>> frees(n);
-    std::vector<Live> keep;
-    for (size_t i = 0; i < live_.size(); ++i) {
-      const size_t slot = i % (2 * n);
-      if (slot < n) {
-        frees[slot].push_back(live_[i]);
-        ranges_.Erase(live_[i].p);
-        check_.RemoveLive(live_[i].p);
-        live_bytes_ -= live_[i].usable;
-      } else {
-        keep.push_back(live_[i]);
+  // ---- helpers ----
+
+  // Whether live block `b` is of class k on a page `h` owns (workers parked).
+  static bool Owned(const Live& b, Heap* h, uint32_t k) {
+    mf2::Page* page = mf2::PageOf(b.p);
+    return page != nullptr && page->in_use() && page->size_class() == k &&
+           page->owner_relaxed() == h;
+  }
+
+  // FILL on worker w (see the op table): cap + 1 blocks allocated on the worker, cap read after
+  // each allocation (a slow path may grow the cache), appended to the live list; then LiveSet's
+  // FillCache frees those on the worker's own pages, newest first, reading the cache while the
+  // worker is parked. Those left live stay last.
+  void Fill(int w, size_t size, bool overflow) {
+    Worker* worker = workers_[w];
+    Heap* h = worker->heap();
+    const uint32_t k = mf2::SizeToClass(size);
+    const Heap::Magazine& cache = h->cache(k);
+    if (live_.Full(size * (cache.cap + 1))) return;
+    const size_t first = live_.size();
+    std::vector<Live> got;
+    const uint64_t stamp = NextStamps(w, 0);  // the stamps of the blocks the worker allocates
+    worker->Run([&](Heap* heap) {
+      for (uint32_t i = 0; i < heap->cache(k).cap + 1; ++i) {
+        AllocateOn(heap, size, 1, stamp + i, &got);
       }
-    }
-    live_ = std::move(keep);
-    const size_t size = SizeFromByte(static_cast<uint8_t>(count * 37 + 5));
-    const bool alloc = count > 0 && !Full(size * static_cast<size_t>(count) * n);
-    std::vector<std::vector<Live>> got(n);
-    std::vector<uint64_t> stamps(n);
-    for (size_t r = 0; r < n; ++r) stamps[r] = NextStamps(static_cast<int>(r), count);
-    for (size_t r = 0; r < n; ++r) {
-      running[r]->Post([&, r](Heap* h) {
-        FreeOn(h, frees[r]);
-        if (alloc) AllocateOn(h, size, count, stamps[r], &got[r]);
-      });
-    }
-    for (Worker* worker : running) worker->Wait();
-    for (size_t r = 0; r < n; ++r) Adopt(got[r]);
+    });
+    seq_ += got.size();
+    Hold(got);
+    size_t next = live_.size();
+    FillCache(cache, overflow, [&]() {
+      while (next > first) {
+        if (Owned(live_[--next], h, k)) {
+          FreeBy(worker, next);
+          return true;
+        }
+      }
+      return false;
+    });
+  }
+
+  // `worker` frees live block i (verifying it on its thread).
+  void FreeBy(Worker* worker, size_t i) {
+    const std::vector<Live> one{live_.Take(i)};
+    worker->Run([&](Heap* h) { FreeOn(h, one); });
   }
 
   uint64_t NextStamps(int w, int count) {
@@ -435,38 +431,17 @@ class State {
     return first;
   }
 
-  bool Full(size_t bytes) const {
-    return live_.size() >= kMaxLive || live_bytes_ + bytes > kMaxLiveBytes;
-  }
-
-  void Adopt(const std::vector<Live>& got) {
-    for (const Live& b : got) {
-      ranges_.Insert(b.p, b.usable);  // never handed out twice
-      check_.AddLive(b.p);
-      live_.push_back(b);
-      live_bytes_ += b.usable;
-    }
-  }
-
-  Live Take(size_t i) {
-    Live b = live_[i];
-    live_.erase(live_.begin() + static_cast<long>(i));
-    ranges_.Erase(b.p);
-    check_.RemoveLive(b.p);
-    live_bytes_ -= b.usable;
-    return b;
+  // The blocks a worker was handed (stamped on its thread): no overlap with a live block (3, 4).
+  void Hold(const std::vector<Live>& got) {
+    for (const Live& b : got) live_.AddStamped(b);
   }
 
   const int n_;
   uint32_t budget_ = 8;
   uint8_t route_ = 0;
   Worker* workers_[kMaxWorkers] = {};
-  EmptinessCheck empty_;
-  RemoteLedger ledger_;
-  RangeSet ranges_;
-  Checker check_;
-  std::vector<Live> live_;
-  size_t live_bytes_ = 0;
+  IterationFrame frame_;
+  LiveSet live_{/*max_blocks=*/2048, /*max_bytes=*/size_t{32} << 20};
   uint64_t seq_ = 0;
 };
 
@@ -476,6 +451,6 @@ class State {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   mf2_fuzz::Reader in(data, size);
   mf2_fuzz::State state(in.Byte());
-  state.Run(in);
+  mf2_fuzz::RunSchedule(state, in, mf2_fuzz::kMaxOps, "threads_fuzz");
   return 0;
 }
