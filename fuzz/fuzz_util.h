@@ -433,7 +433,7 @@ class Checker {
     return it == live_.end() ? 0 : it->second;
   }
 
-  // One page in use: the equation, and CheckAll's per-page checks (heap_registry.cc).
+  // One page in use: the equation, and CheckAll's per-page checks (heap_check.cc).
   MF2_FUZZ_NO_COVERAGE void CheckPage(const mf2::Page* page, uint32_t cached,
                                       bool quiescent) const {
     const mf2::RemoteWord w = page->remote().Peek();

@@ -733,7 +733,7 @@ def multi_actor_seeds():
     s.free(A, p[2])            # remote into B
     seeds["adopt_exited_page"] = s
 
-    # Adoption refused while a won push holds the page's flag: GiveUpPage skips it, step 2 then
+    # Adoption refused while a won push holds the page's flag: AdoptPartial skips it, step 2 then
     # queues it on the dead owner and the freer drains it.
     s = Multi(2, 8)
     p = s.alloc_n(A, S8K, 3, "p")
