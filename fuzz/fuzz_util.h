@@ -247,8 +247,13 @@ inline mf2::Policy FuzzPolicy(uint32_t budget, bool tight_memory, uint8_t route_
   return p;
 }
 
+// The fuzzers' one way to change the policy. Tests use testing::ScopedPolicy; here an op changes
+// the policy in the middle of an input (a scope would end with the op), and ResetPolicy() at the
+// end of every input restores the default, as a ScopedPolicy's destructor does for a test.
+inline void ApplyPolicy(const mf2::Policy& p) { mf2::SetPolicyForTesting(p); }
+
 inline void SetBudget(uint32_t budget, bool tight_memory = false, uint8_t route_byte = 0) {
-  mf2::SetPolicyForTesting(FuzzPolicy(budget, tight_memory, route_byte));
+  ApplyPolicy(FuzzPolicy(budget, tight_memory, route_byte));
 }
 
 // The default policy for the next iteration (caches at their default size).

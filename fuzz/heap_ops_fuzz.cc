@@ -245,14 +245,14 @@ class State {
     p.page_cache_bytes = size_t{b & 7u} << 20;
     p.retained_segments = (b >> 3) % 3;
     p.cache_class_bytes = CacheBytesForMode(CacheMode());
-    mf2::SetPolicyForTesting(p);
+    ApplyPolicy(p);
   }
 
   void OpCache(Reader& in) {
     CacheMode() = in.Byte() % 4;
     mf2::Policy p = mf2::GetPolicy();
     p.cache_class_bytes = CacheBytesForMode(CacheMode());
-    mf2::SetPolicyForTesting(p);
+    ApplyPolicy(p);
     mf2::HeapRegistry::Global().ReleaseHeap(heap_);
     heap_ = AcquireHeap();
     for (uint32_t k = 1; k < mf2::kNumClasses; ++k) {
