@@ -6,12 +6,13 @@
 #   bazel build -c opt //bench:pair_loop //mf2:libmf2_malloc.so
 #   bash bench/count_instructions.sh [allocator ...]     (default: mf2 glibc mimalloc tcmalloc jemalloc)
 #
-# Allocators: mf2 (bazel-bin/mf2/libmf2_malloc.so), glibc (no preload), mimalloc, tcmalloc
+# Allocators: mf2 (bazel-out/k8-opt/bin/mf2/libmf2_malloc.so: the -c opt build, whatever bazel-bin
+# points at after other builds), glibc (no preload), mimalloc, tcmalloc
 # (gperftools' tcmalloc_minimal), jemalloc, or NAME=/path/to/lib.so.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 command -v valgrind >/dev/null || { echo "valgrind is needed: apt-get install valgrind" >&2; exit 1; }
-loop=bazel-bin/bench/pair_loop
+loop=bazel-out/k8-opt/bin/bench/pair_loop
 [ -x "$loop" ] || { echo "build first: bazel build -c opt //bench:pair_loop //mf2:libmf2_malloc.so" >&2; exit 1; }
 libdir=/usr/lib/x86_64-linux-gnu
 N1=${N1:-20000}
@@ -19,7 +20,7 @@ N2=${N2:-120000}
 
 lib_of() {
   case "$1" in
-    mf2) echo "$PWD/bazel-bin/mf2/libmf2_malloc.so" ;;
+    mf2) echo "$PWD/bazel-out/k8-opt/bin/mf2/libmf2_malloc.so" ;;
     glibc) echo "" ;;
     mimalloc) echo "$libdir/libmimalloc.so.2" ;;
     tcmalloc) echo "$libdir/libtcmalloc_minimal.so.4" ;;
