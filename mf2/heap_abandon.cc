@@ -16,10 +16,15 @@ namespace mf2 {
 
 bool Heap::TryClaim() {
   uint32_t expected = 0;
-  // seq_cst: acquire (the previous holder's writes to owner-only state) and the total order the
-  // abandoned-heap hand-off relies on (see ReleaseClaimAndRecheck).
+  // seq_cst on success: acquire (the previous holder's writes to owner-only state) and the total
+  // order the abandoned-heap hand-off relies on (see ReleaseClaimAndRecheck). seq_cst on failure
+  // too: a freer that queued a page and then fails to claim leaves the page to the holder, and
+  // that failed CAS is the load of a store-buffering shape with the holder's "claim = 0; read the
+  // queue": relaxed, it could read the holder's stale claim while the holder missed the page, and
+  // the page would stay queued on a heap nobody drains (spin claim_sb.pml, mutant
+  // W_claim_cas_fail). The same instruction on x86.
   return xclaim_.compare_exchange_strong(expected, 1, std::memory_order_seq_cst,
-                                         std::memory_order_relaxed);
+                                         std::memory_order_seq_cst);
 }
 
 void Heap::ReleaseClaimAndRecheck(Heap* adopter) {
