@@ -143,8 +143,9 @@ class State {
     }
     live_.checker().Full(true);
     for (int a = 0; a < actors_; ++a) {
-      if (heap_[a] != nullptr) mf2::HeapRegistry::Global().ReleaseHeap(heap_[a]);
-      if (heap_[a] != nullptr) maybe_cached_.erase(heap_[a]);
+      if (heap_[a] == nullptr) continue;
+      mf2::HeapRegistry::Global().ReleaseHeap(heap_[a]);
+      maybe_cached_.erase(heap_[a]);
     }
     frame_.Finish(live_.checker());
   }
