@@ -72,29 +72,20 @@ void* Heap::AllocateSlow(Magazine* m) {
   FlushRemoteChains();
   // Relaxed load and store (single writer): others only watch it change (OwnerIdle_mt).
   xslow_epoch_.store(xslow_epoch_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  Page* page = FindPageUnderPressure(k);
+  if (MF2_PREDICT_FALSE(page == nullptr)) return nullptr;
   GrowCache(m);
-  // Refill half the cache (one block when caching is off) from a page; hand out the top.
+  // Refill half the cache (one block when caching is off) from the page; hand out the top.
   void* one[1];
   void** out = m->cap == 0 ? one : m->slot;
   const uint32_t want = m->cap == 0 ? 1 : std::max<uint32_t>(1, m->cap / 2);
-  uint32_t got = 0;
-  do {
-    Page* page = FindPage(k);
-    if (MF2_PREDICT_FALSE(page == nullptr)) {
-      // The page source is out of memory: give back what this heap keeps and try once more.
-      // (The source itself releases its caches and the large-mapping cache before it fails.)
-      FlushCaches();
-      ReleaseRetainedEmpties();
-      page = FindPage(k);
-      if (page == nullptr) {
-        errno = ENOMEM;
-        return nullptr;
-      }
-    }
-    // 0 only when the page's free list was written to after a free (PopBatch reported it and
-    // dropped the list) and nothing else of it was free: that page is full now, find another.
-    got = page->PopBatch(out, want);
-  } while (MF2_PREDICT_FALSE(got == 0));
+  uint32_t got;
+  // 0 only when the page's free list was written to after a free (PopBatch reported it and
+  // dropped the list) and nothing else of it was free: that page is full now, find another.
+  while (MF2_PREDICT_FALSE((got = page->PopBatch(out, want)) == 0)) {
+    page = FindPageUnderPressure(k);
+    if (page == nullptr) return nullptr;
+  }
   std::reverse(out, out + got);  // the first block popped (warmest, or lowest address) on top
   MF2_STAT_INC(stats_, cache_refills);
   MF2_STAT_ADD(stats_, blocks_refilled, got);
@@ -104,6 +95,19 @@ void* Heap::AllocateSlow(Magazine* m) {
   UnpoisonMemory(p, ClassInfo(k).size);
   MF2_EXPENSIVE_DCHECK((CheckInvariants(false), true), "heap invariants");
   return p;
+}
+
+// FindPage; when the page source is out of memory, gives back what this heap keeps (its caches,
+// its retained empty pages) and tries once more. (The source itself releases its caches and the
+// large-mapping cache before it fails.) nullptr with errno = ENOMEM if that fails too.
+Page* Heap::FindPageUnderPressure(uint32_t k) {
+  Page* page = FindPage(k);
+  if (MF2_PREDICT_TRUE(page != nullptr)) return page;
+  FlushCaches();
+  ReleaseRetainedEmpties();
+  page = FindPage(k);
+  if (page == nullptr) errno = ENOMEM;
+  return page;
 }
 
 // A block popped off a cache does not carry the cache's canary: it was freed a second time

@@ -373,6 +373,7 @@ class Heap {
   size_t CacheBudget() const;
   void GrowCache(Magazine* m);
   Page* FindPage(uint32_t k);
+  Page* FindPageUnderPressure(uint32_t k);
   Page* CollectPending(uint32_t k, uint32_t budget);
   void GiveBack(Page* chain);
   void CollectDequeued(Page* page);
