@@ -1,6 +1,5 @@
 #include "mf2/reclaimer.h"
 
-#include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/syscall.h>
@@ -12,6 +11,7 @@
 
 #include "mf2/adoption.h"
 #include "mf2/check.h"
+#include "mf2/futex.h"
 #include "mf2/heap.h"
 #include "mf2/heap_registry.h"
 #include "mf2/page_source.h"
@@ -34,19 +34,6 @@ std::atomic<uint64_t> g_notified_ns{0};          // when `pending` last went 0 -
 // A pass that found owners not idle yet waits at least this long before the next one.
 constexpr uint64_t kMinWaitNs = 1'000'000;
 constexpr int kMaxHeapsPerScan = 256;
-
-void FutexWait(std::atomic<uint32_t>* word, uint32_t expected, uint64_t timeout_ns) {
-  timespec ts{static_cast<time_t>(timeout_ns / 1'000'000'000),
-              static_cast<long>(timeout_ns % 1'000'000'000)};
-  // Returns at once if *word != expected (EAGAIN), on a wake, on timeout or on a signal.
-  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT_PRIVATE, expected,
-          timeout_ns == 0 ? nullptr : &ts, nullptr, 0);
-}
-
-void FutexWake(std::atomic<uint32_t>* word) {
-  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr,
-          0);
-}
 
 // One pass: sweeps every heap whose owner has been idle long enough. Returns 0 when nothing is
 // owed, else how long to wait before the next pass: until the earliest owner with whole pages
