@@ -21,6 +21,8 @@
  *                   with the failure order returning any readable value different from it (a
  *                   failed compare-exchange is only a load in C++, and may read a stale value).
  *   acquire         (ACQ, ACQREL, SC loads and RMWs) joins the message of the write read.
+ *   heavy fence     wm_heavy_fence(t, u): the membarrier half of an asymmetric fence pair
+ *                   (park_sb.pml); merges the two threads' views at one step.
  * seq_cst operations therefore happen in one total order, the order in which spin interleaves
  * them (writes in that order, seq_cst loads never older than the latest seq_cst write), while a
  * relaxed or acquire load may still return an older value: exactly the store-buffering outcome
@@ -225,5 +227,25 @@ inline wm_cas(t, x, succ, fail, expected, desired, ok) {
      fi;
      ok = 0
   fi;
+  wm_done()
+}
+
+/* The heavy half of an asymmetric fence pair (mf2/fence.h: membarrier), executed by thread t
+   against thread u, whose light half (a compiler barrier) keeps u's program order. One atomic
+   step at the point P where it splits u's instruction stream: everything u wrote or saw before
+   P becomes visible to t's later loads, and everything t wrote or saw before the fence becomes
+   visible to u's later loads (both views merged). */
+inline wm_heavy_fence(t, u) {
+  wm_j = 0;
+  do
+  :: wm_j < NV ->
+     if
+     :: VW(u, wm_j) > VW(t, wm_j) -> VW(t, wm_j) = VW(u, wm_j)
+     :: VW(t, wm_j) > VW(u, wm_j) -> VW(u, wm_j) = VW(t, wm_j)
+     :: else -> skip
+     fi;
+     wm_j++
+  :: else -> break
+  od;
   wm_done()
 }
