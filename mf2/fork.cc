@@ -1,5 +1,6 @@
 // fork(): no MF2 lock may be held by another thread at the moment of fork, or the child would
-// inherit it locked forever. Lock order: policy (OptionSet), registry, page source, large table.
+// inherit it locked forever. Lock order: the idle flush (Heap::IdleFlushMutex), policy
+// (OptionSet), registry, page source, large table.
 //
 // Other libraries' fork handlers may allocate. glibc runs prepare handlers in reverse order of
 // registration and parent/child handlers in order, so a library that registered before MF2
@@ -36,20 +37,26 @@ namespace {
 
 using mutex_internal::t_fork_phase;
 
-void PrepareFork() {
+// The idle flush mutex is taken here and released in the after-fork handlers (the other locks
+// are taken and released inside their owners' functions, which say so to the analysis).
+void PrepareFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
   t_fork_phase = mutex_internal::kLocking;  // each lock below is marked as held for this fork
+  // First: a parker holds it while it acts as an idle owner (heap.h, "The idle flush"), and
+  // takes the locks below meanwhile.
+  Heap::IdleFlushMutex().Lock();
   PolicyPrepareFork();
   HeapRegistry::Global().PrepareFork();
   OsPageSource::Global().PrepareFork();
   LargePrepareFork();
   t_fork_phase = mutex_internal::kHeld;  // later handlers on this thread may allocate
 }
-void ParentAfterFork() {
+void ParentAfterFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
   t_fork_phase = mutex_internal::kUnlocking;
   LargeParentAfterFork();
   OsPageSource::Global().ParentAfterFork();
   HeapRegistry::Global().ParentAfterFork();
   PolicyParentAfterFork();
+  Heap::IdleFlushMutex().Unlock();
   t_fork_phase = mutex_internal::kNotForking;
 }
 void ChildAfterFork() {
@@ -58,6 +65,7 @@ void ChildAfterFork() {
   OsPageSource::Global().ChildAfterFork();
   HeapRegistry::Global().ChildAfterFork();
   PolicyChildAfterFork();
+  Heap::IdleFlushMutex().ResetAfterFork();
   t_fork_phase = mutex_internal::kNotForking;
   ThreadHeapAfterForkInChild();
   reclaimer::AfterForkInChild();

@@ -65,11 +65,12 @@ void Heap::GrowCache(Magazine* m) {
 // few instructions.
 
 void* Heap::AllocateSlow(Magazine* m) {
+  const OpEnd end{this};  // tail-called by a fast path: ends its operation
   const uint32_t k = ClassOf(m);
   if (MF2_PREDICT_FALSE(is_sentinel())) return sentinel_allocate_(k);
   MF2_STAT_INC(stats_, slow_allocs);
   // Remote frees held back go out at every slow path: their owners' pages see them soon.
-  FlushRemoteChains();
+  FlushRemoteChainsInOp();
   // Relaxed load and store (single writer): others only watch it change (OwnerIdle_mt).
   xslow_epoch_.store(xslow_epoch_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   Page* page = FindPageUnderPressure(k);
@@ -103,7 +104,7 @@ void* Heap::AllocateSlow(Magazine* m) {
 Page* Heap::FindPageUnderPressure(uint32_t k) {
   Page* page = FindPage(k);
   if (MF2_PREDICT_TRUE(page != nullptr)) return page;
-  FlushCaches();
+  FlushCachesInOp();
   ReleaseRetainedEmpties();
   page = FindPage(k);
   if (page == nullptr) errno = ENOMEM;
@@ -131,6 +132,7 @@ void* Heap::CachedBlockBad(Magazine* m, void* p) {
 
 // The class's cache is full: its older half goes back to the pages, then `p` is cached.
 void Heap::FreeToFullCache(Magazine* m, void* p) {
+  const OpEnd end{this};  // tail-called by a fast path: ends its operation
   if (m->cap == 0) {
     // No cache: straight back to the page, as a block leaving a cache (ReturnBlock's canary).
     StoreCanary(p, Canary(p, kInCache));
@@ -154,9 +156,9 @@ void Heap::FreeToFullCache(Magazine* m, void* p) {
   PoisonMemory(p, ClassInfo(ClassOf(m)).size);
 }
 
-void Heap::GoIdle() {
+void Heap::GoIdleInOp() {
   if (is_sentinel()) return;
-  FlushCaches();  // and the held remote frees
+  FlushCachesInOp();  // and the held remote frees
   ProcessAllPending();
   // An empty active page would stay ours until the next allocation of its class: release it.
   for (uint32_t k = 1; k < kNumClasses; ++k) {
@@ -169,8 +171,74 @@ void Heap::GoIdle() {
   ReleaseRetainedEmpties();
 }
 
-void Heap::FlushCaches() {
-  FlushRemoteChains();
+// The parker's GoIdle (heap.h, "The idle flush"). As GoIdle, except in two ways that keep every
+// page a sweep could release sweepable. A cached block of a detached (full) page goes onto that
+// page's remote stack, as any other thread's free would, rather than onto its free list: the page
+// stays detached, and a sweep releases it as soon as its last blocks come back (this one may be
+// the last). And a detached page on the pending queue that is not whole yet stays queued as it
+// is: collecting it would file it as partial, and a partial page is released only by its owner,
+// which is idle. The rest is GoIdle's: the held remote frees go out, the active pages' remote
+// frees are collected, every other queued page is collected and filed, and empty pages (an
+// empty active page, retained empties) are released.
+void Heap::IdleFlushInOp() {
+  FlushRemoteChainsInOp();
+  for (uint32_t k = 1; k < kNumClasses; ++k) {
+    Magazine& m = cache_[k];
+    if (m.n == 0) continue;
+    for (uint32_t i = 0; i < m.n; ++i) {
+      void* p = m.slot[i];
+      Page* page = PageOf(p);
+      // Where before owner (page.h): our own address as owner makes the kDetached we saw ours.
+      const bool detached = page->where_acquire() == Page::Where::kDetached;
+      if (detached && page->owner_relaxed() == this && LoadCanary(p) == Canary(p, kInCache)) {
+        ReturnRemote(page, static_cast<Block*>(p), Canary(p, kInCache), "free");
+      } else {
+        FlushOne(p);  // re-checks the canary (reported and dropped if wrong)
+      }
+    }
+    MF2_STAT_INC(stats_, cache_flushes);
+    MF2_STAT_ADD(stats_, blocks_flushed, m.n);
+    m.n = 0;
+  }
+  for (uint32_t k = 1; k < kNumClasses; ++k) {
+    Page* page = active_[k];
+    if (page == nullptr) continue;
+    if (page->remote().Peek().count() != 0) {
+      Collect(page, page->remote().TakeBlocksKeepFlag(), this);
+    }
+    if (page->used() != 0) continue;
+    active_[k] = nullptr;
+    page->set_where(Page::Where::kNowhere);
+    if (!TryRelease(page)) PartialPush(page);  // still flagged: collected below
+  }
+  // The pending queue: a detached page that is not whole yet is given back as it is (still
+  // detached and queued: the sweep that finds it whole releases it); every other page is
+  // collected and filed as the owner's own drain would (an empty one is released).
+  Page* kept = nullptr;
+  Page* kept_last = nullptr;
+  for (Page* chain = xpending_.PopAll(); chain != nullptr;) {
+    Page* page = chain;
+    chain = page->pending_next();  // hazard 5: the link before the flag is cleared
+    if (page->where() == Page::Where::kDetached &&
+        page->remote().Peek().count() != page->capacity()) {
+      page->set_pending_next(nullptr);
+      if (kept_last == nullptr) {
+        kept = page;
+      } else {
+        kept_last->set_pending_next(page);
+      }
+      kept_last = page;
+      continue;
+    }
+    CollectDequeued(page);
+    FilePage(page, 0);  // class 0 matches nothing: file or release it
+  }
+  if (kept != nullptr) GiveBack(kept);
+  ReleaseRetainedEmpties();
+}
+
+void Heap::FlushCachesInOp() {
+  FlushRemoteChainsInOp();
   for (uint32_t k = 1; k < kNumClasses; ++k) {
     Magazine& m = cache_[k];
     if (m.n == 0) continue;
@@ -530,6 +598,7 @@ void Heap::QueueWonPage_mt(Page* page, Heap* adopter) {
 }
 
 void Heap::FreeRemote(Page* page, void* p, const char* call) {
+  const OpEnd end{this};  // tail-called by a fast path: ends its operation
   // A canary of any state in word 1: the block is free already (block.h). Word 1 then moves from
   // exactly this value, so a free by another thread in between is caught too.
   const uint64_t seen = LoadCanary(p);
@@ -563,7 +632,7 @@ void Heap::HoldRemote(Page* page, Block* b) {
   if (++chain->count >= remote_batch_) PushChain(chain);
 }
 
-void Heap::FlushRemoteChains() {
+void Heap::FlushRemoteChainsInOp() {
   for (RemoteChain& chain : remote_) {
     if (chain.count != 0) PushChain(&chain);
   }
@@ -683,6 +752,7 @@ void Heap::FreeDetached(Page* page, Block* b) {
 }
 
 void Heap::FreeUnusual(void* p, const char* call) {
+  const OpEnd end{this};  // tail-called by a fast path: ends its operation
   if (p == nullptr) return;
   if (LargeFree(p, call)) return;  // a large block, or misuse of one (reported there)
   LargeReportMisuse(p, call, LargeAccess::kFree);
@@ -690,6 +760,7 @@ void Heap::FreeUnusual(void* p, const char* call) {
 
 // `p` is inside an MF2 segment but is not the start of one of its span's blocks.
 void Heap::ReportBadFree(void* p, const char* call) {
+  const OpEnd end{this};  // tail-called by a fast path: ends its operation
   const Slice* slice = SliceOf(reinterpret_cast<uintptr_t>(p));
   if (slice != nullptr && slice->size_class != 0) {
     internal::ReportError(ErrorKind::kNotABlock, call, p,
@@ -704,6 +775,7 @@ void Heap::ReportBadFree(void* p, const char* call) {
 
 // `p` is a block start whose canary says it is free already (block.h).
 void Heap::ReportDoubleFree(void* p, const char* call) {
+  const OpEnd end{this};  // tail-called by a fast path: ends its operation
   switch (CanaryState(p)) {
     case kInCache:
       internal::ReportError(ErrorKind::kDoubleFree, call, p,
@@ -744,19 +816,21 @@ size_t Heap::UsableSize(const void* p, const char* call) {
 
 void* Heap::AllocateZeroedLarge(size_t size) {
   bool zeroed = false;
-  void* p = AllocateLarge(size, kMinAlign, &zeroed);
+  BeginOpOrWait();
+  void* p = AllocateLarge(size, kMinAlign, &zeroed);  // ends the operation
   // A mapping reused from the large cache held a freed block.
   if (p != nullptr && !zeroed) memset(p, 0, size);
   return p;
 }
 
 void* Heap::AllocateLarge(size_t size, size_t alignment, bool* zeroed) {
+  const OpEnd end{this};  // tail-called by a fast path: ends its operation
   MF2_STAT_INC(stats_, large_allocs);
   if (void* p = LargeAllocate(size, alignment, zeroed)) return p;
   // The OS refused even after the shared caches were released (large.cc): what this heap keeps
   // (cached blocks pinning pages, spare empty pages) may be what stands in the way.
   if (is_sentinel() || errno != ENOMEM) return nullptr;
-  FlushCaches();
+  FlushCachesInOp();
   ReleaseRetainedEmpties();
   OsPageSource::Global().ReleaseUnderPressure();
   return LargeAllocate(size, alignment, zeroed);
@@ -768,17 +842,19 @@ void* Heap::AllocateAligned(size_t alignment, size_t size) {
     return nullptr;
   }
   if (alignment <= kMinAlign) return Allocate(size);
+  BeginOpOrWait();
   // Span starts are slice-aligned, so every block of a class whose size is a multiple of the
   // alignment is aligned. Powers of two are classes, so such a class always exists below 64 KiB.
   if (alignment <= kSliceSize && size <= kMaxClassSize) {
     size_t rounded = size < alignment ? alignment : (size + alignment - 1) & ~(alignment - 1);
     if (rounded <= kMaxClassSize) {
       for (uint32_t k = SizeToClass(rounded); k < kNumClasses; ++k) {
+        // In tail position: Allocate's EndOp ends this operation too.
         if (ClassInfo(k).size % alignment == 0) return Allocate(ClassInfo(k).size);
       }
     }
   }
-  return AllocateLarge(size, alignment);
+  return AllocateLarge(size, alignment);  // ends the operation
 }
 
 }  // namespace mf2

@@ -113,6 +113,8 @@
 
 #include "mf2/block.h"
 #include "mf2/check.h"
+#include "mf2/fence.h"
+#include "mf2/mutex.h"
 #include "mf2/page.h"
 #include "mf2/page_list.h"
 #include "mf2/page_source.h"
@@ -174,6 +176,7 @@ class Heap {
   void* AllocateZeroedLarge(size_t size);
   // nullptr with errno = ENOMEM when memory is exhausted or `size` is absurd.
   MF2_ALWAYS_INLINE void* Allocate(size_t size) {
+    if (MF2_PREDICT_FALSE(!BeginOp())) return AllocateParked(size);
     Magazine* m;
     if (MF2_PREDICT_TRUE(size <= kSmallMax)) {
       m = direct_[(size + kMinAlign - 1) / kMinAlign];
@@ -193,13 +196,14 @@ class Heap {
 #ifdef MF2_ASAN
     UnpoisonMemory(p, ClassInfo(ClassOf(m)).size);
 #endif
-    return p;
+    return EndOp(p);
   }
   // `alignment` must be a power of two (else nullptr, errno = EINVAL).
   void* AllocateAligned(size_t alignment, size_t size);
   // Frees `p` (from any heap; nullptr is ignored). Misuse is reported, never absorbed; `call`
   // names the entry point in the report.
   MF2_ALWAYS_INLINE void Free(void* p, const char* call = "free") {
+    if (MF2_PREDICT_FALSE(!BeginOp())) return FreeParked(p, call);
     const uintptr_t a = reinterpret_cast<uintptr_t>(p);
     const Slice* s = SliceOf(a);
     if (MF2_PREDICT_FALSE(s == nullptr)) return FreeUnusual(p, call);
@@ -222,17 +226,67 @@ class Heap {
 #ifdef MF2_ASAN
     PoisonMemory(p, ClassInfo(k).size);
 #endif
+    EndOp();
   }
-
   // Returns every cached block to its page, and pushes the remote frees this heap holds back
   // (thread exit, memory pressure, tests).
-  void FlushCaches();
+  void FlushCaches() {
+    BeginOpOrWait();
+    FlushCachesInOp();
+    EndOp();
+  }
   // The owner is about to be idle for a while (mf2_thread_idle): its caches and held remote
   // frees go back, its pending queue is drained, and the empty pages it retains are released,
   // so nothing of it pins pages that could come back whole. The heap stays its own.
-  void GoIdle();
+  void GoIdle() {
+    BeginOpOrWait();
+    GoIdleInOp();
+    EndOp();
+  }
   // Pushes the remote frees held back (RemoteChain) onto their pages' remote stacks.
-  void FlushRemoteChains();
+  void FlushRemoteChains() {
+    BeginOpOrWait();
+    FlushRemoteChainsInOp();
+    EndOp();
+  }
+
+  // ---- The idle flush: another thread does GoIdle for an owner that went idle ----
+  // A thread that stops calling the allocator keeps what its caches hold, and every page a
+  // cached block sits on stays in use however many of its other blocks come back. So the
+  // background reclaimer, when it sweeps an idle owner, first parks the heap and runs GoIdle on
+  // the owner's behalf. The owner's operations never wait for that unless they start while it
+  // runs, and pay for it two stores and a load on a line they touch anyway:
+  //   owner   BeginOp: xbusy_ = 1 (relaxed); light fence; if xpark_ != 0 (acquire): WaitUnparked
+  //           (then the operation runs again from the start).
+  //           ... the operation ...
+  //           EndOp: xbusy_ = 0 (release).
+  //   parker  CAS xpark_ 0 -> requested; heavy fence (membarrier); read xbusy_ (acquire):
+  //           1: the owner is inside an operation: CAS requested -> 0, give up;
+  //           0: CAS requested -> parked: the heap is the parker's until it stores 0 (release)
+  //              and wakes the owner.
+  //   owner   WaitUnparked: requested -> CAS it back to 0 (the parker's CAS then fails and it
+  //           gives up); parked -> futex-wait for 0 (acquire: everything the parker did).
+  // The fences (fence.h) make "xbusy_ = 1; read xpark_" and "xpark_ = requested; read xbusy_"
+  // behave as if both were seq_cst: either the parker sees the owner busy, or the owner's
+  // operation sees the request and waits for the parker's decision. An operation that started
+  // before the request has set xbusy_ before the heavy fence, so the parker sees it. Spin model
+  // model/park_sb.pml, with mutants for a missing fence, a check before the store, a relaxed
+  // EndOp, a relaxed unpark and a relaxed BeginOp load. Operations nest only in tail position
+  // (the Allocate of CachedBlockBad, AllocateAligned and the *Parked twins), whose EndOp is the
+  // outer operation's last action. Cost: 5 instructions per operation (bench/RESULTS.md).
+  //
+  // Called by the background reclaimer's helper heap (this) for an idle `owner`: parks it and,
+  // unless it was abandoned meanwhile, does its GoIdle (a variant that leaves every page a sweep
+  // could release sweepable: heap.cc, IdleFlushInOp). Returns whether it ran; false when
+  // the owner was inside an operation, started one, is a sentinel or helper, or the kernel offers
+  // no membarrier (AsymmetricFenceHeavy). Holds IdleFlushMutex() throughout.
+  bool FlushIdleOwner_mt(Heap* owner);
+  // Held while a heap is parked: fork's prepare handler and HeapRegistry::CheckAll take it, so
+  // no fork and no check of every heap happens while a parker acts as some heap's owner. Taken
+  // before every other MF2 lock.
+  static Mutex& IdleFlushMutex();
+  // Tests: whether an owner operation of this heap is in progress.
+  bool in_op_for_testing() const { return xbusy_.load(std::memory_order_acquire) != 0; }
 
   // ---- Any thread ----
   // The usable size of a live block (its class size), or 0 after reporting misuse (`call`
@@ -351,6 +405,49 @@ class Heap {
  private:
   uint32_t ClassOf(const Magazine* m) const { return static_cast<uint32_t>(m - cache_); }
 
+  // An owner operation (see "The idle flush" above). BeginOp returns false when a parker asked
+  // for the heap or holds it: a fast path then tail-calls its *Parked twin, which waits and runs
+  // the operation again (a call that returned into the fast path would cost it a stack frame).
+  // Other operations use BeginOpOrWait.
+  MF2_ALWAYS_INLINE bool BeginOp() {
+    // Relaxed store, light fence, then the load: the owner's half of the asymmetric store-
+    // buffering pair (fence.h); the parker's half has the heavy fence. Acquire load: the 0 it
+    // reads may be the unpark of a parker that ran GoIdle since our last operation (release),
+    // whose writes to our caches this operation must see (model/park_sb.pml, mutant
+    // W_park_begin_relaxed). Free on x86 and one ldar on Arm.
+    xbusy_.store(1, std::memory_order_relaxed);
+    AsymmetricFenceLight();
+    return MF2_PREDICT_TRUE(xpark_.load(std::memory_order_acquire) == kUnparked);
+  }
+  MF2_ALWAYS_INLINE void BeginOpOrWait() {
+    if (!BeginOp()) WaitUnparked();
+  }
+  MF2_ALWAYS_INLINE void EndOp() {
+    // Release: a parker that reads this 0 (acquire) sees everything the operation wrote.
+    xbusy_.store(0, std::memory_order_release);
+  }
+  template <typename T>
+  MF2_ALWAYS_INLINE T EndOp(T result) {
+    EndOp();
+    return result;
+  }
+  // The slow paths the fast paths tail-call end the operation themselves (an EndOp after a call
+  // would cost every fast path a stack frame): AllocateSlow, CachedBlockBad (through its
+  // Allocate), AllocateLarge, FreeUnusual, ReportBadFree, FreeRemote, ReportDoubleFree and
+  // FreeToFullCache each start with an OpEnd. Ending twice is harmless.
+  struct OpEnd {
+    Heap* heap;
+    ~OpEnd() { heap->EndOp(); }
+  };
+  MF2_NOINLINE void WaitUnparked();
+  MF2_NOINLINE void* AllocateParked(size_t size);
+  MF2_NOINLINE void FreeParked(void* p, const char* call);
+  enum Park : uint32_t { kUnparked = 0, kParkRequested = 1, kParked = 2 };
+  void FlushCachesInOp();
+  void FlushRemoteChainsInOp();
+  void GoIdleInOp();
+  void IdleFlushInOp();
+
   // heap.cc: the owner's algorithm.
   MF2_NOINLINE void* AllocateSlow(Magazine* m);
   MF2_NOINLINE void* CachedBlockBad(Magazine* m, void* p);
@@ -403,6 +500,11 @@ class Heap {
   // ---- Owner-only (claim holder); the fast paths' fields first ----
   // The process's canary key (block.h), copied here so the fast paths load it next to the cache.
   uint64_t key_ = 0;
+  // The idle flush (above): the park state, written by parkers and by the owner's cancel, read
+  // by every owner operation; and 1 while an owner operation runs, written by the owner only.
+  // On the fast paths' first line: a parker writes it only to park an idle owner.
+  std::atomic<uint32_t> xpark_{kUnparked};
+  std::atomic<uint8_t> xbusy_{0};
   Magazine* direct_[kSmallMax / kMinAlign + 1] = {};  // by (size + 15) / 16: &cache_[class]
   Magazine cache_[kNumClasses];
   const SentinelAllocate sentinel_allocate_ = nullptr;
@@ -453,8 +555,10 @@ class Heap {
 #pragma GCC diagnostic ignored "-Winvalid-offsetof"
 struct HeapLayout {
   static constexpr size_t kLine = 64;
-  static_assert(offsetof(Heap, key_) < kLine && offsetof(Heap, direct_) < kLine,
-                "the fast paths' first loads (key, class pointers) on the heap's first line");
+  static_assert(offsetof(Heap, key_) < kLine && offsetof(Heap, direct_) < kLine &&
+                    offsetof(Heap, xpark_) < kLine && offsetof(Heap, xbusy_) < kLine,
+                "the fast paths' first accesses (key, park state, busy flag, class pointers) on "
+                "the heap's first line");
   static_assert(offsetof(Heap, xslow_epoch_) % kLine == 0 &&
                     offsetof(Heap, xpage_bytes_) / kLine == offsetof(Heap, xslow_epoch_) / kLine,
                 "the gates' line: slow-path epoch, partial mask and page counts together");

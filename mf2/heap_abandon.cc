@@ -51,8 +51,9 @@ void Heap::ReclaimAbandoned_mt(Heap* adopter) {
 // A thread exits, a new thread takes its heap over.
 
 void Heap::Abandon() {
+  BeginOpOrWait();
   // The caches first: their blocks go back to the pages while we still own them all.
-  FlushCaches();
+  FlushCachesInOp();
   // seq_cst: orders this store before the pop-alls below, against producers' "push; load
   // abandoned" (PendingQueue::Push_mt): either we see their page or they see the flag.
   xabandoned_.store(true, std::memory_order_seq_cst);
@@ -71,13 +72,17 @@ void Heap::Abandon() {
   ProcessAllPending();
   ReleaseRetainedEmpties();
   MF2_STAT_INC(stats_, heaps_abandoned);
+  EndOp();
 }
 
 void Heap::TakeOver() {
+  BeginOpOrWait();
   ConfigureCaches();
-  // Relaxed: we hold the claim; producers that still see `true` only fail to claim.
+  // Relaxed: we hold the claim; producers that still see `true` only fail to claim. (A parker
+  // reads it after acquiring this operation's EndOp.)
   xabandoned_.store(false, std::memory_order_relaxed);
   MF2_STAT_INC(stats_, heaps_reused);
+  EndOp();
 }
 
 void Heap::ProcessAllPending(Heap* adopter) {

@@ -3,9 +3,12 @@
 // (page.h, "Detached pages"); the queue is popped whole and what is not taken goes back with one
 // CAS (pending_queue.h). Gates and switches: policy.h; ready bitmap and counts: adoption.h.
 #include <algorithm>
+#include <climits>
 #include <cstdint>
 
 #include "mf2/adoption.h"
+#include "mf2/fence.h"
+#include "mf2/futex.h"
 #include "mf2/heap.h"
 #include "mf2/heap_registry.h"
 #include "mf2/page_source.h"
@@ -216,6 +219,10 @@ bool Heap::ReclaimIdleOwner_mt(Heap* owner, uint64_t* idle_in_ns) {
     MF2_STAT_INC(stats_, reclaim_blocked_owner_active);
     return false;
   }
+  // The background reclaimer first does the owner's GoIdle (its caches and held remote frees
+  // back, its queue collected, its empty pages released): what the caches pinned comes back
+  // too. Not a freeing thread: a membarrier and another heap's GoIdle stay off its path.
+  if (helper_) FlushIdleOwner_mt(owner);
   // seq_cst exchange, CAS, exchange and load: the try-lock-and-recheck handshake described
   // above (spin model model/sweep_sb.pml). Weak-memory details (issue 10, item 11):
   //  - the CAS's failure order is seq_cst too: a failed CAS is the load of a store-buffering
@@ -239,6 +246,83 @@ bool Heap::ReclaimIdleOwner_mt(Heap* owner, uint64_t* idle_in_ns) {
     owner->xsweeping_.store(false, std::memory_order_seq_cst);
     if (!owner->xsweep_wanted_.load(std::memory_order_seq_cst)) return true;
   }
+}
+
+// ------------------------------------------------------------------------------------------
+// The idle flush (heap.h): a parker acts as an idle owner for the length of its GoIdle.
+
+Mutex& Heap::IdleFlushMutex() {
+  static Mutex mu;
+  return mu;
+}
+
+void Heap::WaitUnparked() {
+  for (;;) {
+    // Acquire: a 0 stored by the parker's unpark (release) carries everything it did as owner.
+    uint32_t state = xpark_.load(std::memory_order_acquire);
+    if (state == kUnparked) return;
+    if (state == kParkRequested) {
+      // Cancel the request; the parker's CAS requested -> parked then fails and it touches
+      // nothing. Acquire on both outcomes: a failure may read the parker's 0 (see above).
+      if (xpark_.compare_exchange_strong(state, kUnparked, std::memory_order_acquire,
+                                         std::memory_order_acquire)) {
+        return;
+      }
+      continue;
+    }
+    FutexWait(&xpark_, kParked);  // the parker wakes every waiter when it unparks
+  }
+}
+
+void* Heap::AllocateParked(size_t size) {
+  WaitUnparked();
+  return Allocate(size);  // from the start: the caches may have changed
+}
+
+void Heap::FreeParked(void* p, const char* call) {
+  WaitUnparked();
+  Free(p, call);
+}
+
+bool Heap::FlushIdleOwner_mt(Heap* owner) {
+  if (owner == this || owner->is_sentinel() || owner->source_ != source_) return false;
+  MutexLock lock(&IdleFlushMutex());
+  uint32_t expected = kUnparked;
+  // Relaxed: the heavy fence below orders this store before the load of xbusy_, against the
+  // owner's "xbusy_ = 1; light fence; load xpark_" (heap.h, fence.h).
+  if (!owner->xpark_.compare_exchange_strong(expected, kParkRequested,
+                                             std::memory_order_relaxed)) {
+    return false;  // only one parker at a time holds the mutex: the owner is cancelling
+  }
+  bool ran = false;
+  // Acquire: a 0 read here was stored by the owner's last EndOp (release): its writes are ours.
+  if (AsymmetricFenceHeavy() && owner->xbusy_.load(std::memory_order_acquire) == 0) {
+    expected = kParkRequested;
+    // Relaxed: what we need of the owner came with xbusy_ above; a failure means the owner
+    // cancelled (it started an operation after the fence and read the request).
+    if (owner->xpark_.compare_exchange_strong(expected, kParked, std::memory_order_relaxed)) {
+      // seq_cst: an owner that abandoned the heap before the fence did so in an operation whose
+      // EndOp we acquired; the heap then belongs to its claim holders, not to us.
+      if (!owner->abandoned_seq_cst()) {
+        const size_t pages = owner->page_count();
+        owner->IdleFlushInOp();
+        // What GoIdle released are the idle owner's pages a sweep would have counted.
+        const size_t left = owner->page_count();
+        MF2_STAT_ADD(stats_, pages_reclaimed, pages > left ? pages - left : 0);
+        ran = true;
+      }
+      // Release: the owner's WaitUnparked (acquire) sees everything GoIdle did.
+      owner->xpark_.store(kUnparked, std::memory_order_release);
+      FutexWake(&owner->xpark_, INT_MAX);
+      return ran;
+    }
+    return false;
+  }
+  // The owner is inside an operation (or no heavy fence exists): withdraw the request, unless
+  // the owner cancelled it already. Relaxed: nothing was done.
+  expected = kParkRequested;
+  owner->xpark_.compare_exchange_strong(expected, kUnparked, std::memory_order_relaxed);
+  return false;
 }
 
 void Heap::SweepIdleOwner_mt(Heap* owner) {

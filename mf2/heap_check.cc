@@ -218,6 +218,8 @@ void CheckOnePage(Page* page, void* arg) {
 void HeapRegistry::CheckAll(bool quiescent) {
   // Large enough for every heap a test creates; static so the check does not allocate.
   static PageCheck pc;
+  // No parker acts as a heap's owner while we read the heaps (heap.h, "The idle flush").
+  MutexLock park(&Heap::IdleFlushMutex());
   MutexLock lock(&mu_);
   pc.registry = this;
   pc.quiescent = quiescent;
@@ -250,6 +252,7 @@ void HeapRegistry::CheckAll(bool quiescent) {
 
 void HeapRegistry::ForEachCachedBlock(void (*fn)(void* block, const Heap* heap, void* arg),
                                       void* arg) {
+  MutexLock park(&Heap::IdleFlushMutex());
   MutexLock lock(&mu_);
   for (Heap* h = all_; h != nullptr; h = h->all_next) {
     for (uint32_t k = 1; k < kNumClasses; ++k) {
@@ -291,6 +294,7 @@ void CountWhole(Page* page, void* arg) {
 
 void HeapRegistry::CheckWholeCounts() {
   static WholeCount wc;  // static: the check does not allocate
+  MutexLock park(&Heap::IdleFlushMutex());
   MutexLock lock(&mu_);
   wc.n = 0;
   for (Heap* h = all_; h != nullptr && wc.n < 4096; h = h->all_next) {

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "mf2/fence.h"
 #include "mf2/heap.h"
 #include "mf2/heap_registry.h"
 #include "mf2/mf2.hpp"
@@ -125,9 +126,13 @@ class Producer {
 };
 
 // What an idle producer may keep once its whole pages are released: pages that are not whole
-// (the active page of each class it used, pages pinned by blocks in its caches), at most two per
-// class, and its retained empty pages.
+// (the active page of each class it used; pages pinned by blocks in its caches when there is no
+// idle flush, heap.h), at most two per class, and its retained empty pages. (With the idle flush
+// it usually keeps nothing, but a flush that runs while frees are still arriving may leave an
+// active page that only its owner would collect.)
 size_t KeptPagesBound() { return 2 * kNumClasses; }
+// For the resume test: what a producer may gain on top of its pages at hand-off.
+size_t ResumeSlack() { return 2 * kNumClasses; }
 
 // Every sweep done and nothing pending: then the quiescent invariants must hold.
 void QuiesceAndCheck() {
@@ -153,14 +158,25 @@ TEST(ReclaimerStress, AllFreedAtOnceRightAfterTheLastAllocation) {
     const Stats before = GetStats();
     Producer producer(round + 1);
     producer.Start();
-    ASSERT_GT(producer.pages_at_handoff(), KeptPagesBound()) << "too few pages to tell";
+    ASSERT_GT(producer.pages_at_handoff(), 2 * kNumClasses) << "too few pages to tell";
     producer.FreeRange(0, producer.count());  // well within the 20 ms before it counts as idle
     EXPECT_TRUE(WaitFor([&] { return producer.heap()->page_count() <= KeptPagesBound(); },
                         std::chrono::seconds(20)))
         << "the idle producer kept " << producer.heap()->page_count() << " of "
         << producer.pages_at_handoff() << " pages";
-    EXPECT_GT(GetStats().pages_reclaimed, before.pages_reclaimed);
+    // Counted when the reclaimer's pass over this owner ends, which may be just after the pages
+    // went back.
+    EXPECT_TRUE(WaitFor([&] { return GetStats().pages_reclaimed > before.pages_reclaimed; },
+                        std::chrono::seconds(20)));
     QuiesceAndCheck();
+    // The reclaimer did the idle producer's GoIdle before its sweep (heap.h, "The idle flush"):
+    // nothing is left in its caches (read after CheckAll, which excludes parkers: ordered after
+    // the parker's writes; the producer has not run an operation since).
+    if (AsymmetricFenceHeavy()) {
+      for (uint32_t k = 1; k < kNumClasses; ++k) {
+        EXPECT_EQ(producer.heap()->cache(k).n, 0u) << "class " << k << " still cached";
+      }
+    }
     producer.Exit();
   }
 }
@@ -214,7 +230,7 @@ TEST(ReclaimerStress, AProducerThatResumesKeepsItsPages) {
     // amount again, and holds about as many pages as before.
     EXPECT_LE(GetStats().segments_mapped, before.segments_mapped + 1)
         << "the resumed producer needed new memory for what it had freed";
-    EXPECT_LE(producer.pages_after_resume(), producer.pages_at_handoff() + KeptPagesBound());
+    EXPECT_LE(producer.pages_after_resume(), producer.pages_at_handoff() + ResumeSlack());
     QuiesceAndCheck();
     producer.Exit();
   }

@@ -1,0 +1,143 @@
+// The idle flush (heap.h, "The idle flush"), deterministically on one OS thread: a parker does
+// GoIdle for an idle owner, so that blocks in the owner's caches no longer pin pages that every
+// other block came back to; and it never acts while one of the owner's operations is running.
+// The concurrent side (an owner at full speed, a freer and a parker on three threads) is
+// stress/idle_flush_stress_test.cc; the weak-memory handshake is model/park_sb.pml.
+#include <cstdint>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "mf2/fence.h"
+#include "mf2/heap.h"
+#include "mf2/heap_registry.h"
+#include "mf2/testing/scoped_policy.h"
+#include "mf2/testing/test_heaps.h"
+
+namespace mf2 {
+namespace {
+
+using testing::ScopedPolicy;
+using testing::TestHeaps;
+
+constexpr size_t kSize = 2048;
+const uint32_t kClass = SizeToClass(kSize);
+constexpr int kPages = 4;
+
+class IdleFlushTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!AsymmetricFenceHeavy()) GTEST_SKIP() << "no membarrier on this kernel: no idle flush";
+  }
+  // Caches on (their default), every remote free on its page at once, owners idle at once, no
+  // background reclaimer (the test's own heap parks and sweeps).
+  ScopedPolicy policy_{[](Policy* p) {
+    p->remote_batch = 1;
+    p->reclaim_after_ns = 0;
+    p->background_reclaim = false;
+  }};
+};
+
+// The owner fills kPages pages, frees one block of each into its cache and hands the rest to a
+// freer: every page is whole but for one cached block. A sweep cannot release them; the flush
+// does.
+TEST_F(IdleFlushTest, AParkerReturnsAnIdleOwnersCachedBlocksAndTheirPages) {
+  TestHeaps heaps;
+  Heap* owner = heaps.Acquire();
+  Heap* freer = heaps.Acquire();
+  Heap* parker = heaps.Acquire();
+  std::vector<void*> blocks;
+  std::vector<Page*> pages;
+  while (pages.size() < kPages || owner->active_page(kClass)->HasFree()) {
+    void* p = owner->Allocate(kSize);
+    ASSERT_NE(p, nullptr);
+    if (pages.empty() || pages.back() != PageOf(p)) pages.push_back(PageOf(p));
+    blocks.push_back(p);
+  }
+  // The refills put some of the pages' blocks in the cache too (unhanded, pinning their pages).
+  const uint32_t refilled = owner->cache(kClass).n;
+  std::vector<void*> cached;
+  for (void* p : blocks) {
+    if (cached.empty() || PageOf(cached.back()) != PageOf(p)) {
+      cached.push_back(p);
+      owner->Free(p);  // local: into the owner's cache
+    } else {
+      freer->Free(p);  // remote: onto the page's stack
+    }
+  }
+  ASSERT_EQ(owner->cache(kClass).n, refilled + cached.size());
+  const size_t outstanding = heaps.source().outstanding();
+  ASSERT_GE(owner->page_count(), pages.size());
+
+  // What existed before: a sweep of the idle owner finds no page that came back whole.
+  parker->ReclaimIdleOwner_mt(owner);
+  EXPECT_EQ(heaps.source().outstanding(), outstanding) << "cached blocks pin their pages";
+  EXPECT_EQ(owner->cache(kClass).n, refilled + cached.size());
+
+  EXPECT_TRUE(parker->FlushIdleOwner_mt(owner));
+  EXPECT_EQ(owner->cache(kClass).n, 0u) << "the parker returned the cached blocks";
+  // The full pages had their last blocks pushed onto their remote stacks (they stayed detached)
+  // and came back whole: collected with the queue and released, as was the active page.
+  EXPECT_EQ(owner->page_count(), 0u) << "every page the owner had is back";
+  EXPECT_LT(heaps.source().outstanding(), outstanding);
+  EXPECT_FALSE(owner->in_op_for_testing());
+  HeapRegistry::Global().CheckAll(/*quiescent=*/true);
+
+  // The owner carries on as if it had called GoIdle itself.
+  void* p = owner->Allocate(kSize);
+  ASSERT_NE(p, nullptr);
+  owner->Free(p);
+  HeapRegistry::Global().CheckAll(/*quiescent=*/true);
+}
+
+// An error handler runs inside the operation that found the misuse: a parker called from there
+// must refuse (the owner is busy), and leave the heap as it was.
+Heap* g_owner = nullptr;
+Heap* g_parker = nullptr;
+int g_reports = 0;
+bool g_parked_inside = false;
+bool g_busy_inside = false;
+void ParkFromInsideTheOperation(const ErrorReport&) {
+  ++g_reports;
+  g_busy_inside = g_owner->in_op_for_testing();
+  g_parked_inside = g_parker->FlushIdleOwner_mt(g_owner);
+}
+
+TEST_F(IdleFlushTest, AnOwnerInsideAnOperationIsNeverParked) {
+  TestHeaps heaps;
+  g_owner = heaps.Acquire();
+  g_parker = heaps.Acquire();
+  void* kept = g_owner->Allocate(kSize);
+  void* p = g_owner->Allocate(kSize);
+  g_owner->Free(p);  // cached
+  const uint32_t cached = g_owner->cache(kClass).n;
+  ASSERT_GT(cached, 0u);
+  const ErrorHandler previous = SetErrorHandler(&ParkFromInsideTheOperation);
+  g_owner->Free(static_cast<char*>(kept) + 16);  // interior pointer: reported inside Free
+  g_owner->Free(p);                               // double free: reported inside Free
+  SetErrorHandler(previous);
+  EXPECT_EQ(g_reports, 2);
+  EXPECT_TRUE(g_busy_inside);
+  EXPECT_FALSE(g_parked_inside) << "a parker acted inside the owner's operation";
+  EXPECT_EQ(g_owner->cache(kClass).n, cached) << "the cache was left alone";
+  EXPECT_TRUE(g_parker->FlushIdleOwner_mt(g_owner)) << "between operations it may";
+  EXPECT_EQ(g_owner->cache(kClass).n, 0u);
+  g_owner->Free(kept);
+  HeapRegistry::Global().CheckAll(/*quiescent=*/true);
+}
+
+// A parker does not act for a heap whose owner has abandoned it (its pages belong to whoever
+// claims it), nor for itself.
+TEST_F(IdleFlushTest, NoFlushOfAnAbandonedHeapOrOfItself) {
+  TestHeaps heaps;
+  Heap* owner = heaps.Acquire();
+  Heap* parker = heaps.Acquire();
+  void* p = owner->Allocate(kSize);
+  owner->Free(p);
+  EXPECT_FALSE(parker->FlushIdleOwner_mt(parker));
+  heaps.Release(owner);  // abandoned
+  EXPECT_FALSE(parker->FlushIdleOwner_mt(owner));
+  HeapRegistry::Global().CheckAll(/*quiescent=*/true);
+}
+
+}  // namespace
+}  // namespace mf2
