@@ -13,6 +13,12 @@
 // it releases, are off their path; they sweep themselves only without the reclaimer, or when it is
 // starved (Starved: a notification unserved for 100 ms).
 //
+// Before it sweeps an idle owner, it does the owner's GoIdle (Heap::FlushIdleOwner_mt, heap.h "The
+// idle flush"): it parks the heap between two of the owner's operations (a membarrier makes that
+// handshake safe with two plain stores on the owner's side), returns the owner's cached blocks
+// and held remote frees, collects its active pages and queue, and releases what is empty, so
+// blocks in an idle thread's caches no longer pin pages. Freeing threads never do this.
+//
 // It costs nothing while nothing is owed: it starts on the first notification (no thread in a
 // process whose pages never come back whole), and then waits for a notification without a
 // timeout (no wake-ups, no CPU) once no heap has whole pages waiting and the page source's cache
