@@ -1,10 +1,11 @@
 // An idle producer: does the allocator give memory back when the thread that allocated it stops
 // allocating and another thread frees it?
 //
-//   idle_producer total_mib keep_percent rounds [spread_ms] [resume_ms] [idle_s]
+//   idle_producer total_mib keep_percent rounds [spread_ms] [resume_ms] [idle_s] [scratch_percent]
 //   e.g. idle_producer 256 10 3          (the consumer frees at once)
 //        idle_producer 256 10 2 5000     (the consumer's frees spread over 5 s)
 //        idle_producer 256 10 3 0 5      (the producer allocates again 5 ms after the hand-off)
+//        idle_producer 256 10 3 0 0 10 50  (the producer also frees its own scratch blocks)
 //
 // Each round: the producer thread allocates `total_mib` MiB of messages (sizes 16..4096 bytes,
 // fixed seed), hands them all to the consumer thread, and stops allocating (it waits for the next
@@ -20,6 +21,9 @@
 // returning memory: that CPU time is reported as a total) and then `idle_s` seconds (default 1),
 // and reports the CPU time per second of the latter (an allocator polling in the background
 // would show here) and the resident set along the way.
+// With `scratch_percent` > 0 the producer, for that share of its messages, also allocates a
+// scratch block (same sizes) that it holds while it produces and frees itself just before the
+// hand-off: its own frees then sit in its caches or on its pages, between the consumer's blocks.
 //
 // Output per round:  round=R live_mib=L rss0_mib=A rss10_mib=B rss100_mib=C
 // Then: Throughput = <messages freed per second by the consumer>, idle_cpu_ms (per second of
@@ -80,27 +84,42 @@ struct Args {
   int keep_percent;
   int rounds;
   int resume_ms;
+  int scratch_percent;
   Exchange* ex;
   double resume_seconds = 0;  // the producer's time allocating resumed batches
   uint64_t resume_allocs = 0;
 };
 
-// Allocates messages of `total` bytes into `batch`.
-void Produce(std::vector<Message>* batch, size_t total, SplitMix64* rng) {
+char* MallocOrDie(size_t size) {
+  char* p = static_cast<char*>(std::malloc(size));
+  if (p == nullptr) {
+    std::fprintf(stderr, "malloc(%zu) failed\n", size);
+    std::exit(1);
+  }
+  return p;
+}
+
+// Allocates messages of `total` bytes into `batch`; with `scratch_percent`, scratch blocks too,
+// freed at the end (by the calling thread).
+void Produce(std::vector<Message>* batch, size_t total, SplitMix64* rng,
+             int scratch_percent = 0) {
   batch->clear();
+  std::vector<char*> scratch;
   size_t bytes = 0;
   while (bytes < total) {
     const size_t size = 16 + rng->Next() % 4081;
-    char* p = static_cast<char*>(std::malloc(size));
-    if (p == nullptr) {
-      std::fprintf(stderr, "malloc(%zu) failed\n", size);
-      std::exit(1);
-    }
+    char* p = MallocOrDie(size);
     p[0] = static_cast<char>(size);
     p[size - 1] = static_cast<char>(size);
     batch->push_back(Message{p, size});
     bytes += size;
+    if (scratch_percent > 0 && static_cast<int>(rng->Next() % 100) < scratch_percent) {
+      char* t = MallocOrDie(16 + rng->Next() % 4081);
+      t[0] = 1;
+      scratch.push_back(t);
+    }
   }
+  for (char* t : scratch) std::free(t);
 }
 
 void* Producer(void* arg) {
@@ -110,7 +129,7 @@ void* Producer(void* arg) {
   std::vector<Message> resumed;
   for (int r = 0; r < a->rounds; ++r) {
     std::vector<Message>& batch = batches[r % 2];
-    Produce(&batch, a->total_bytes, &rng);
+    Produce(&batch, a->total_bytes, &rng, a->scratch_percent);
     std::unique_lock<std::mutex> lock(a->ex->mu);
     a->ex->cv.wait(lock, [&] { return a->ex->batch_done; });
     a->ex->batch = &batch;
@@ -143,8 +162,10 @@ int main(int argc, char** argv) {
   const double spread_ms = mf2_bench::ArgOr(argc, argv, 4, 0);
   const int resume_ms = static_cast<int>(mf2_bench::ArgOr(argc, argv, 5, 0));
   const double idle_s = mf2_bench::ArgOr(argc, argv, 6, 1);
+  const int scratch_percent = static_cast<int>(mf2_bench::ArgOr(argc, argv, 7, 0));
   Exchange ex;
-  Args args{static_cast<size_t>(total_mib * 1024 * 1024), keep_percent, rounds, resume_ms, &ex};
+  Args args{static_cast<size_t>(total_mib * 1024 * 1024), keep_percent, rounds, resume_ms,
+            scratch_percent, &ex};
   pthread_t producer;
   pthread_create(&producer, nullptr, &Producer, &args);
 

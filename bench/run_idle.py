@@ -3,12 +3,16 @@
 
 Usage (after `bazel build -c opt //bench:idle_producer //mf2:libmf2_malloc.so`):
   python3 bench/run_idle.py [--reps 5] [--scenarios at-once,spread,resume] [--out FILE]
+      [--allocator NAME=/path/lib.so ...] [--only REGEX]
 
-Scenarios (arguments of idle_producer: total_mib keep_percent rounds spread_ms resume_ms idle_s):
+Scenarios (arguments of idle_producer: total_mib keep_percent rounds spread_ms resume_ms idle_s
+scratch_percent):
   at-once  256 10 3 0 0 10    the consumer frees everything right after the hand-off, the producer
                               sleeps; then 2 s + 10 s idle (idle CPU measured over the 10 s)
   spread   256 10 2 5000 0 1  the consumer's frees are spread over 5 s, the producer stays idle
   resume   256 10 3 0 5 1     the producer allocates as much again 5 ms after the hand-off
+  scratch  256 10 3 0 0 1 50  as at-once, and the producer frees scratch blocks of its own (half
+                              as many as its messages) just before the hand-off, then sleeps
 
 For each allocator and repetition it records the last round's resident set 100 ms after the
 consumer's last free, the live bytes then, their ratio, the consumer's frees per second, the
@@ -40,6 +44,8 @@ SCENARIOS = {
     "at-once": ("256 10 3 0 0 10", "the consumer frees everything at once, the producer sleeps"),
     "spread": ("256 10 2 5000 0 1", "the consumer's frees spread over 5 s, the producer idle"),
     "resume": ("256 10 3 0 5 1", "the producer allocates as much again 5 ms after the hand-off"),
+    "scratch": ("256 10 3 0 0 1 50", "as at-once, the producer also freeing scratch blocks of its "
+                "own just before the hand-off"),
 }
 
 
@@ -99,8 +105,20 @@ def main():
     p.add_argument("--scenarios", default=",".join(SCENARIOS))
     p.add_argument("--bin", default="bazel-out/k8-opt/bin/bench/idle_producer")
     p.add_argument("--out")
+    p.add_argument("--allocator", action="append", default=[], metavar="NAME=/path/lib.so",
+                   help="another preload library (e.g. MF2 built at another commit); repeatable")
+    p.add_argument("--only", help="regex: run only the allocators whose name matches")
     o = p.parse_args()
     allocators = [a for a in ALLOCATORS if a[1] is None or os.path.exists(a[1])]
+    for spec in o.allocator:
+        name, sep, path = spec.partition("=")
+        if not sep or not os.path.exists(path):
+            p.error("--allocator %r: expected NAME=/path/to/lib.so (an existing file)" % spec)
+        allocators.append((name, path, {}))
+    if o.only:
+        allocators = [a for a in allocators if re.search(o.only, a[0])]
+        if not allocators:
+            p.error("--only %r matches no allocator" % o.only)
     texts = []
     for name in o.scenarios.split(","):
         args, what = SCENARIOS[name]
