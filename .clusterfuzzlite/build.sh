@@ -48,7 +48,7 @@ if $CXX $CXXFLAGS -Werror=unused-command-line-argument \
     -c "$probe/probe.cc" -o "$probe/probe.o" 2>/dev/null; then
   ignorelist=(-fsanitize-coverage-ignorelist="$mf2/fuzz/coverage_ignorelist.txt")
 else
-  echo "build.sh: no coverage ignorelist (the flags do not instrument, or the compiler is older)" >&2
+  echo "build.sh: no coverage ignorelist (no coverage in the flags, or an older compiler)" >&2
 fi
 rm -rf "$probe"
 
