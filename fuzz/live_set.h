@@ -43,23 +43,30 @@ MF2_FUZZ_NO_COVERAGE inline void Verify(const Live& b) {
 // bounded in count and bytes, with the oracles that every change of the set runs: a block handed
 // out overlaps no live block (RangeSet, invariants 3 and 4), and the Checker's per-page counts
 // follow every block in and out (so Checker::Touched and Full know what the harness holds).
+//
+// Taking block i leaves a tombstone in its slot instead of moving the later blocks down (an
+// erase from the middle of thousands of live blocks was a memmove per free); a Fenwick tree of
+// the slots' live counts finds the i-th live slot in O(log n), so index i still names the i-th
+// oldest live block, as the committed corpora mean it. The slots are compacted (tombstones
+// dropped, order kept) when half of them are dead or none is left free.
 class LiveSet {
  public:
-  LiveSet(size_t max_blocks, size_t max_bytes) : max_blocks_(max_blocks), max_bytes_(max_bytes) {}
+  LiveSet(size_t max_blocks, size_t max_bytes) : max_blocks_(max_blocks), max_bytes_(max_bytes) {
+    Reset(kMinSlots);
+  }
 
   // Whether `bytes` more would exceed the bounds (the op then allocates nothing).
-  bool Full(size_t bytes) const {
-    return live_.size() >= max_blocks_ || bytes_ + bytes > max_bytes_;
-  }
-  bool empty() const { return live_.empty(); }
-  size_t size() const { return live_.size(); }
-  const Live& operator[](size_t i) const { return live_[i]; }
+  bool Full(size_t bytes) const { return live_ >= max_blocks_ || bytes_ + bytes > max_bytes_; }
+  bool empty() const { return live_ == 0; }
+  size_t size() const { return live_; }
+  // Live block i (oldest first). The reference lasts until the next Add.
+  MF2_FUZZ_NO_COVERAGE const Live& operator[](size_t i) const { return slots_[SlotOf(i)]; }
   // Whether `p` lies inside a live block.
   bool Covers(const void* p) const { return ranges_.Covers(p); }
   Checker& checker() { return check_; }
 
   // A block just handed out for `requested` bytes: usable >= requested, no overlap with a live
-  // block, then stamped with `stamp` and held (last). Returns it.
+  // block, then stamped with `stamp` and held (last). Returns it (until the next Add).
   MF2_FUZZ_NO_COVERAGE const Live& Add(void* p, size_t requested, uint64_t stamp) {
     const size_t usable = mf2::Heap::UsableSize(p);
     FUZZ_CHECK(usable >= requested, "usable size >= requested");
@@ -76,40 +83,106 @@ class LiveSet {
   // Removes live block `i` from the shadow, before the caller frees it (and Verify()s it on the
   // freeing thread). The later blocks move down one index.
   MF2_FUZZ_NO_COVERAGE Live Take(size_t i) {
-    Live b = live_[i];
-    live_.erase(live_.begin() + static_cast<long>(i));
+    const size_t s = SlotOf(i);
+    const Live b = slots_[s];
+    alive_[s] = 0;
+    TreeAdd(s, -1);
+    --live_;
     Forget(b);
+    if (slots_.size() >= kMinSlots && 2 * live_ < slots_.size()) Compact();
     return b;
   }
   // Every live block, oldest first; the set is empty afterwards.
   MF2_FUZZ_NO_COVERAGE std::vector<Live> TakeAll() {
-    std::vector<Live> all = std::move(live_);
-    live_.clear();
+    std::vector<Live> all;
+    all.reserve(live_);
+    for (size_t s = 0; s < slots_.size(); ++s) {
+      if (alive_[s]) all.push_back(slots_[s]);
+    }
     for (const Live& b : all) Forget(b);
+    live_ = 0;
+    Reset(kMinSlots);
     return all;
   }
-  // Takes every block for which take(i, block) returns true (i: its index now), keeping the
-  // order of the rest; the callback keeps what it takes.
+  // Takes every block for which take(i, block) returns true (i: its index before the call),
+  // keeping the order of the rest; the callback keeps what it takes.
   template <typename Fn>
   MF2_FUZZ_NO_COVERAGE void TakeIf(Fn take) {
-    std::vector<Live> kept;
-    for (size_t i = 0; i < live_.size(); ++i) {
-      if (take(i, live_[i])) {
-        Forget(live_[i]);
-      } else {
-        kept.push_back(live_[i]);
+    size_t i = 0;
+    for (size_t s = 0; s < slots_.size(); ++s) {
+      if (!alive_[s]) continue;
+      if (take(i++, slots_[s])) {
+        Forget(slots_[s]);
+        alive_[s] = 0;
+        --live_;
       }
     }
-    live_ = std::move(kept);
+    Compact();
   }
 
  private:
+  static constexpr size_t kMinSlots = 64;
+
+  // Empty, with room for `capacity` slots.
+  MF2_FUZZ_NO_COVERAGE void Reset(size_t capacity) {
+    slots_.clear();
+    alive_.clear();
+    Resize(capacity);
+  }
+  MF2_FUZZ_NO_COVERAGE void Resize(size_t capacity) {
+    tree_.assign(capacity + 1, 0);
+    top_ = 1;
+    while (2 * top_ <= capacity) top_ *= 2;
+  }
+  // Fenwick tree over alive_ (tree_[j] for j in 1..capacity).
+  MF2_FUZZ_NO_COVERAGE void TreeAdd(size_t slot, int delta) {
+    for (size_t j = slot + 1; j < tree_.size(); j += j & (~j + 1)) {
+      tree_[j] = static_cast<uint32_t>(static_cast<int>(tree_[j]) + delta);
+    }
+  }
+  // The slot of the i-th live block (i < live_): the smallest slot s with i + 1 live slots in
+  // [0, s].
+  MF2_FUZZ_NO_COVERAGE size_t SlotOf(size_t i) const {
+    FUZZ_CHECK(i < live_, "a live block's index is below size()");
+    size_t pos = 0;  // slots [0, pos) hold at most i live blocks
+    size_t rest = i + 1;
+    for (size_t step = top_; step != 0; step /= 2) {
+      if (pos + step < tree_.size() && tree_[pos + step] < rest) {
+        pos += step;
+        rest -= tree_[pos];
+      }
+    }
+    return pos;
+  }
+  // Drops the tombstones, keeping the order; room for twice the live blocks (at least
+  // kMinSlots) afterwards, so compactions cost O(1) per Take or Hold amortized.
+  MF2_FUZZ_NO_COVERAGE void Compact() {
+    size_t n = 0;
+    for (size_t s = 0; s < slots_.size(); ++s) {
+      if (alive_[s]) slots_[n++] = slots_[s];
+    }
+    FUZZ_CHECK(n == live_, "shadow: the live count matches the live slots");
+    Resize(std::max(kMinSlots, 2 * n));
+    slots_.resize(n);
+    alive_.assign(n, 1);
+    // Linear-time build: every node counts its own slot (live: the first n), then adds its
+    // count to its parent's. Nodes past n count too: they cover live slots below them.
+    for (size_t j = 1; j < tree_.size(); ++j) {
+      if (j <= n) tree_[j] += 1;
+      const size_t parent = j + (j & (~j + 1));
+      if (parent < tree_.size()) tree_[parent] += tree_[j];
+    }
+  }
   MF2_FUZZ_NO_COVERAGE const Live& Hold(const Live& b, bool inserted) {
     if (!inserted) ranges_.Insert(b.p, b.usable);
     check_.AddLive(b.p);
-    live_.push_back(b);
+    if (slots_.size() + 1 >= tree_.size()) Compact();
+    slots_.push_back(b);
+    alive_.push_back(1);
+    TreeAdd(slots_.size() - 1, +1);
+    ++live_;
     bytes_ += b.usable;
-    return live_.back();
+    return slots_.back();
   }
   MF2_FUZZ_NO_COVERAGE void Forget(const Live& b) {
     ranges_.Erase(b.p);
@@ -119,7 +192,11 @@ class LiveSet {
 
   const size_t max_blocks_;
   const size_t max_bytes_;
-  std::vector<Live> live_;
+  std::vector<Live> slots_;      // every block held since the last compaction, in order
+  std::vector<uint8_t> alive_;   // per slot: 1 live, 0 taken (a tombstone)
+  std::vector<uint32_t> tree_;   // Fenwick tree of alive_, 1-based; size() - 1 slots of room
+  size_t top_ = 1;               // the largest power of two <= tree_.size() - 1
+  size_t live_ = 0;
   size_t bytes_ = 0;
   RangeSet ranges_;
   Checker check_;

@@ -389,8 +389,10 @@ class State {
 
   // FILL on worker w (see the op table): cap + 1 blocks allocated on the worker, cap read after
   // each allocation (a slow path may grow the cache), appended to the live list; then LiveSet's
-  // FillCache frees those on the worker's own pages, newest first, reading the cache while the
-  // worker is parked. Those left live stay last.
+  // FillCache frees those on the worker's own pages, newest first, on the worker itself: one
+  // hand-off for the whole fill instead of one per free (the driver waits meanwhile, so the
+  // live list is the worker's alone, and the owner reads its own cache). Those left live stay
+  // last.
   void Fill(int w, size_t size, bool overflow) {
     Worker* worker = workers_[w];
     Heap* h = worker->heap();
@@ -408,14 +410,18 @@ class State {
     seq_ += got.size();
     Hold(got);
     size_t next = live_.size();
-    FillCache(cache, overflow, [&]() {
-      while (next > first) {
-        if (Owned(live_[--next], h, k)) {
-          FreeBy(worker, next);
-          return true;
+    worker->Run([&](Heap* heap) {
+      FillCache(cache, overflow, [&]() {
+        while (next > first) {
+          if (Owned(live_[--next], h, k)) {
+            const Live b = live_.Take(next);
+            Verify(b);
+            heap->Free(b.p);
+            return true;
+          }
         }
-      }
-      return false;
+        return false;
+      });
     });
   }
 
