@@ -531,12 +531,16 @@ bool Heap::TryRelease(Page* page) {
   return true;
 }
 
-// An idle heap keeps no spare memory: its retained empty pages go back to the page source.
+// An idle heap keeps no spare memory: its retained empty pages go back to the page source. One
+// that cannot go yet (flagged: a remote free's winner holds it, or it is queued) is no longer
+// retained either, so that it is released when it is dequeued (PageGainedFree releases only a
+// page that is not retained): a retained page left on an exiting thread's heap stayed there
+// until a new thread took the heap over.
 void Heap::ReleaseRetainedEmpties() {
   for (uint32_t k = 1; k < kNumClasses && empty_bytes_ > 0; ++k) {
     for (Page* page = partial_[k].front(); page != nullptr;) {
       Page* next = page->next;
-      if (page->retained_empty) TryRelease(page);
+      if (page->retained_empty && !TryRelease(page)) Unretain(page);
       page = next;
     }
   }

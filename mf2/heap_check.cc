@@ -76,6 +76,7 @@ void Heap::CheckInvariants(bool quiescent) const {
     }
   }
   MF2_CHECK(retained == empty_bytes_, "empty_bytes_ == bytes of retained empty pages");
+  MF2_CHECK(!abandoned() || empty_bytes_ == 0, "an abandoned heap retains no empty page");
   MF2_CHECK(key_ == CanaryKey(), "key_ == CanaryKey()");
   for (const RemoteChain& chain : remote_) {
     MF2_CHECK(chain.count <= kRemoteBatch && (chain.count == 0) == (chain.head == nullptr) &&
