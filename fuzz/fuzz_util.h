@@ -262,13 +262,15 @@ inline void ResetPolicy() {
   SetBudget(8);
 }
 
-// The background reclaimer's pass over an idle owner (README.md, "Not yet": a background thread
-// that releases what idle owners keep). Until MF2 has one, the harness plays it with what exists:
-// `sweeper` (a heap the calling thread owns) sweeps `owner`'s pending queue for pages that came
-// back whole (Heap::ReclaimIdleOwner_mt; it does nothing while the owner is not idle for the
-// policy in force). When the reclaimer lands, its entry point goes here, and every IDLE op of
-// multi_actor_fuzz and threads_fuzz runs it.
+// The background reclaimer's pass over an idle owner (reclaimer.cc Pass), played by `sweeper`, a
+// heap the calling thread owns: first the idle flush (Heap::FlushIdleOwner_mt: the sweeper parks
+// `owner` between its operations and does its GoIdle, so what its caches held goes back), then
+// the sweep of its pending queue for pages that came back whole (Heap::ReclaimIdleOwner_mt; it
+// does nothing while the owner is not idle for the policy in force). The reclaimer does both
+// only for an idle owner; the flush of a busy one is what stress/idle_flush_stress_test.cc
+// covers, so here it runs whenever an IDLE op of multi_actor_fuzz or threads_fuzz asks for it.
 inline void BackgroundReclaimPass(mf2::Heap* sweeper, mf2::Heap* owner) {
+  sweeper->FlushIdleOwner_mt(owner);
   sweeper->ReclaimIdleOwner_mt(owner);
 }
 
