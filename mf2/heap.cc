@@ -160,15 +160,24 @@ void Heap::GoIdleInOp() {
   if (is_sentinel()) return;
   FlushCachesInOp();  // and the held remote frees
   ProcessAllPending();
-  // An empty active page would stay ours until the next allocation of its class: release it.
+  ReleaseEmptyActivePages(/*collect_first=*/false);
+  ReleaseRetainedEmpties();
+}
+
+// An empty active page would stay ours until the next allocation of its class: release it
+// (`collect_first`: after collecting its remote frees directly, as the idle flush does).
+void Heap::ReleaseEmptyActivePages(bool collect_first) {
   for (uint32_t k = 1; k < kNumClasses; ++k) {
     Page* page = active_[k];
-    if (page == nullptr || page->used() != 0) continue;
+    if (page == nullptr) continue;
+    if (collect_first && page->remote().Peek().count() != 0) {
+      Collect(page, page->remote().TakeBlocksKeepFlag(), this);
+    }
+    if (page->used() != 0) continue;
     active_[k] = nullptr;
     page->set_where(Page::Where::kNowhere);
     if (!TryRelease(page)) PartialPush(page);  // still flagged: released when dequeued
   }
-  ReleaseRetainedEmpties();
 }
 
 // The parker's GoIdle (heap.h, "The idle flush"). As GoIdle, except in two ways that keep every
@@ -200,17 +209,7 @@ void Heap::IdleFlushInOp() {
     MF2_STAT_ADD(stats_, blocks_flushed, m.n);
     m.n = 0;
   }
-  for (uint32_t k = 1; k < kNumClasses; ++k) {
-    Page* page = active_[k];
-    if (page == nullptr) continue;
-    if (page->remote().Peek().count() != 0) {
-      Collect(page, page->remote().TakeBlocksKeepFlag(), this);
-    }
-    if (page->used() != 0) continue;
-    active_[k] = nullptr;
-    page->set_where(Page::Where::kNowhere);
-    if (!TryRelease(page)) PartialPush(page);  // still flagged: collected below
-  }
+  ReleaseEmptyActivePages(/*collect_first=*/true);  // a flagged one is collected below
   // The pending queue: a detached page that is not whole yet is given back as it is (still
   // detached and queued: the sweep that finds it whole releases it); every other page is
   // collected and filed as the owner's own drain would (an empty one is released).

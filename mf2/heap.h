@@ -447,6 +447,7 @@ class Heap {
   void FlushRemoteChainsInOp();
   void GoIdleInOp();
   void IdleFlushInOp();
+  void ReleaseEmptyActivePages(bool collect_first);
 
   // heap.cc: the owner's algorithm.
   MF2_NOINLINE void* AllocateSlow(Magazine* m);
