@@ -69,7 +69,8 @@ struct ErrorReport {
 // (`MF2_ON_ERROR=report` makes it write and continue). In report mode it prints the first
 // kReportsInFull reports of each kind, then one line saying that further reports of that kind
 // are suppressed, and at exit one line with how many were. The misused block is never absorbed
-// into a free list, whatever the handler does.
+// into a free list, whatever the handler does. A handler returns or ends the process; it must
+// not throw (free, operator delete and their slow paths are noexcept: a throw terminates).
 using ErrorHandler = void (*)(const ErrorReport& report);
 inline constexpr uint32_t kReportsInFull = 10;
 

@@ -64,7 +64,7 @@ void Heap::GrowCache(Magazine* m) {
 // Allocation slow path: the class's cache is empty. Out of line: the fast path in heap.h stays a
 // few instructions.
 
-void* Heap::AllocateSlow(Magazine* m) {
+void* Heap::AllocateSlow(Magazine* m) noexcept {
   const OpEnd end{this};  // tail-called by a fast path: ends its operation
   const uint32_t k = ClassOf(m);
   if (MF2_PREDICT_FALSE(is_sentinel())) return sentinel_allocate_(k);
@@ -115,7 +115,7 @@ Page* Heap::FindPageUnderPressure(uint32_t k) {
 // concurrently (another thread put it on its page's remote stack, or it was collected or flushed
 // to its page's free list meanwhile), or the program wrote into it after freeing it. Either way it
 // is not handed out (block.h, heap.h "Double frees"); it stays counted as handed out of its page.
-void* Heap::CachedBlockBad(Magazine* m, void* p) {
+void* Heap::CachedBlockBad(Magazine* m, void* p) noexcept {
   const uint64_t state = CanaryState(p);
   MF2_STAT_INC(stats_, cache_drops);
   if (state == kOnPage || state == kOnRemote) {
@@ -131,7 +131,7 @@ void* Heap::CachedBlockBad(Magazine* m, void* p) {
 }
 
 // The class's cache is full: its older half goes back to the pages, then `p` is cached.
-void Heap::FreeToFullCache(Magazine* m, void* p) {
+void Heap::FreeToFullCache(Magazine* m, void* p) noexcept {
   const OpEnd end{this};  // tail-called by a fast path: ends its operation
   if (m->cap == 0) {
     // No cache: straight back to the page, as a block leaving a cache (ReturnBlock's canary).
@@ -600,7 +600,7 @@ void Heap::QueueWonPage_mt(Page* page, Heap* adopter) {
   if (owner->xabandoned_.load(std::memory_order_seq_cst)) owner->ReclaimAbandoned_mt(adopter);
 }
 
-void Heap::FreeRemote(Page* page, void* p, const char* call) {
+void Heap::FreeRemote(Page* page, void* p, const char* call) noexcept {
   const OpEnd end{this};  // tail-called by a fast path: ends its operation
   // A canary of any state in word 1: the block is free already (block.h). Word 1 then moves from
   // exactly this value, so a free by another thread in between is caught too.
@@ -754,7 +754,7 @@ void Heap::FreeDetached(Page* page, Block* b) {
   if (page->used() == 0) PageGainedFree(page);  // keep it as a spare or release it
 }
 
-void Heap::FreeUnusual(void* p, const char* call) {
+void Heap::FreeUnusual(void* p, const char* call) noexcept {
   const OpEnd end{this};  // tail-called by a fast path: ends its operation
   if (p == nullptr) return;
   if (LargeFree(p, call)) return;  // a large block, or misuse of one (reported there)
@@ -762,7 +762,7 @@ void Heap::FreeUnusual(void* p, const char* call) {
 }
 
 // `p` is inside an MF2 segment but is not the start of one of its span's blocks.
-void Heap::ReportBadFree(void* p, const char* call) {
+void Heap::ReportBadFree(void* p, const char* call) noexcept {
   const OpEnd end{this};  // tail-called by a fast path: ends its operation
   const Slice* slice = SliceOf(reinterpret_cast<uintptr_t>(p));
   if (slice != nullptr && slice->size_class != 0) {
@@ -777,7 +777,7 @@ void Heap::ReportBadFree(void* p, const char* call) {
 }
 
 // `p` is a block start whose canary says it is free already (block.h).
-void Heap::ReportDoubleFree(void* p, const char* call) {
+void Heap::ReportDoubleFree(void* p, const char* call) noexcept {
   const OpEnd end{this};  // tail-called by a fast path: ends its operation
   switch (CanaryState(p)) {
     case kInCache:
@@ -826,7 +826,7 @@ void* Heap::AllocateZeroedLarge(size_t size) {
   return p;
 }
 
-void* Heap::AllocateLarge(size_t size, size_t alignment, bool* zeroed) {
+void* Heap::AllocateLarge(size_t size, size_t alignment, bool* zeroed) noexcept {
   const OpEnd end{this};  // tail-called by a fast path: ends its operation
   MF2_STAT_INC(stats_, large_allocs);
   if (void* p = LargeAllocate(size, alignment, zeroed)) return p;

@@ -179,9 +179,9 @@ class Heap {
     if (MF2_PREDICT_FALSE(!BeginOp())) return AllocateParked(size);
     Magazine* m;
     if (MF2_PREDICT_TRUE(size <= kSmallMax)) {
-      m = direct_[(size + kMinAlign - 1) / kMinAlign];
+      m = SmallMagazine(size);
     } else if (MF2_PREDICT_TRUE(size <= kMaxClassSize)) {
-      m = &cache_[kMidClass.k[(size + kMidStep - 1) / kMidStep]];
+      m = MidMagazine(size);
     } else {
       return AllocateLarge(size, kMinAlign);
     }
@@ -192,11 +192,37 @@ class Heap {
     if (MF2_PREDICT_FALSE(LoadCanary(p) != (reinterpret_cast<uintptr_t>(p) ^ key_))) {
       return CachedBlockBad(m, p);  // not the kInCache canary: freed twice, or written to
     }
-    StoreCanary(p, 0);
-#ifdef MF2_ASAN
-    UnpoisonMemory(p, ClassInfo(ClassOf(m)).size);
-#endif
-    return EndOp(p);
+    return TakeCached(m, p);
+  }
+  // Allocate for an entry point that must do more than return nullptr when it fails (operator
+  // new: the new-handler, std::bad_alloc). Only a block from the cache is served here; every
+  // other way out ends the operation untouched and tail-calls `kSlow(size)`, which allocates
+  // through Allocate (slow paths, reports, large sizes) and handles failure. So the entry point
+  // keeps no stack frame: testing Allocate's result for nullptr after a call that returns into
+  // it would cost every operator new one (push, pops, stack adjustment: 7 instructions).
+  template <void* (*kSlow)(size_t)>
+  MF2_ALWAYS_INLINE void* AllocateOrTailCall(size_t size) {
+    if (MF2_PREDICT_FALSE(!BeginOp())) return kSlow(size);  // parked: Allocate waits
+    Magazine* m;
+    if (MF2_PREDICT_TRUE(size <= kSmallMax)) {
+      m = SmallMagazine(size);
+    } else if (MF2_PREDICT_TRUE(size <= kMaxClassSize)) {
+      m = MidMagazine(size);
+    } else {
+      EndOp();
+      return kSlow(size);
+    }
+    const uint32_t n = m->n;
+    if (MF2_PREDICT_TRUE(n != 0)) {
+      void* p = m->slot[n - 1];
+      // The canary before the pop: a bad block stays cached for Allocate to find and report.
+      if (MF2_PREDICT_TRUE(LoadCanary(p) == (reinterpret_cast<uintptr_t>(p) ^ key_))) {
+        m->n = n - 1;
+        return TakeCached(m, p);
+      }
+    }
+    EndOp();
+    return kSlow(size);
   }
   // `alignment` must be a power of two (else nullptr, errno = EINVAL).
   void* AllocateAligned(size_t alignment, size_t size);
@@ -404,6 +430,25 @@ class Heap {
 
  private:
   uint32_t ClassOf(const Magazine* m) const { return static_cast<uint32_t>(m - cache_); }
+  // The cache of `size`'s class: SmallMagazine for size <= kSmallMax, MidMagazine for the
+  // sizes above it up to kMaxClassSize (the fast paths test the bounds, small first).
+  MF2_ALWAYS_INLINE Magazine* SmallMagazine(size_t size) {
+    return direct_[(size + kMinAlign - 1) / kMinAlign];
+  }
+  MF2_ALWAYS_INLINE Magazine* MidMagazine(size_t size) {
+    return &cache_[kMidClass.k[(size + kMidStep - 1) / kMidStep]];
+  }
+  // The fast paths' last step: `p`, popped from `m` with its kInCache canary checked, is handed
+  // out (canary cleared) and the operation ends.
+  MF2_ALWAYS_INLINE void* TakeCached(Magazine* m, void* p) {
+    StoreCanary(p, 0);
+#ifdef MF2_ASAN
+    UnpoisonMemory(p, ClassInfo(ClassOf(m)).size);
+#else
+    (void)m;
+#endif
+    return EndOp(p);
+  }
 
   // An owner operation (see "The idle flush" above). BeginOp returns false when a parker asked
   // for the heap or holds it: a fast path then tail-calls its *Parked twin, which waits and runs
@@ -440,8 +485,8 @@ class Heap {
     ~OpEnd() { heap->EndOp(); }
   };
   MF2_NOINLINE void WaitUnparked();
-  MF2_NOINLINE void* AllocateParked(size_t size);
-  MF2_NOINLINE void FreeParked(void* p, const char* call);
+  MF2_NOINLINE void* AllocateParked(size_t size) noexcept;
+  MF2_NOINLINE void FreeParked(void* p, const char* call) noexcept;
   enum Park : uint32_t { kUnparked = 0, kParkRequested = 1, kParked = 2 };
   void FlushCachesInOp();
   void FlushRemoteChainsInOp();
@@ -450,18 +495,19 @@ class Heap {
   void ReleaseEmptyActivePages(bool collect_first);
 
   // heap.cc: the owner's algorithm.
-  MF2_NOINLINE void* AllocateSlow(Magazine* m);
-  MF2_NOINLINE void* CachedBlockBad(Magazine* m, void* p);
-  MF2_NOINLINE void FreeToFullCache(Magazine* m, void* p);
-  MF2_NOINLINE void FreeRemote(Page* page, void* p, const char* call);
+  MF2_NOINLINE void* AllocateSlow(Magazine* m) noexcept;
+  MF2_NOINLINE void* CachedBlockBad(Magazine* m, void* p) noexcept;
+  MF2_NOINLINE void FreeToFullCache(Magazine* m, void* p) noexcept;
+  MF2_NOINLINE void FreeRemote(Page* page, void* p, const char* call) noexcept;
   void ReturnRemote(Page* page, Block* b, uint64_t seen, const char* call);
   void HoldRemote(Page* page, Block* b);
   void PushChain(RemoteChain* chain);
   void AfterRemotePush(Page* page, Heap* owner, bool won, bool completed);
-  MF2_NOINLINE void FreeUnusual(void* p, const char* call);
-  MF2_NOINLINE void ReportBadFree(void* p, const char* call);
-  MF2_NOINLINE void ReportDoubleFree(void* p, const char* call);
-  MF2_NOINLINE void* AllocateLarge(size_t size, size_t alignment, bool* zeroed = nullptr);
+  MF2_NOINLINE void FreeUnusual(void* p, const char* call) noexcept;
+  MF2_NOINLINE void ReportBadFree(void* p, const char* call) noexcept;
+  MF2_NOINLINE void ReportDoubleFree(void* p, const char* call) noexcept;
+  MF2_NOINLINE void* AllocateLarge(size_t size, size_t alignment,
+                                   bool* zeroed = nullptr) noexcept;
   void FreeDetached(Page* page, Block* b);
   void PageGainedFree(Page* page);
   // A block leaving a cache (canary kInCache checked by FlushOne) goes back to its page.

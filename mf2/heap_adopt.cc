@@ -274,12 +274,12 @@ void Heap::WaitUnparked() {
   }
 }
 
-void* Heap::AllocateParked(size_t size) {
+void* Heap::AllocateParked(size_t size) noexcept {
   WaitUnparked();
   return Allocate(size);  // from the start: the caches may have changed
 }
 
-void Heap::FreeParked(void* p, const char* call) {
+void Heap::FreeParked(void* p, const char* call) noexcept {
   WaitUnparked();
   Free(p, call);
 }

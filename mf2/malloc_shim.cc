@@ -44,9 +44,9 @@ MF2_NOINLINE void* NewSlow(size_t size) {
   }
 }
 
+// A cached block, or NewSlow (which allocates through Allocate): no frame (heap.h).
 MF2_ALWAYS_INLINE void* NewOrThrow(size_t size) {
-  if (void* p = Malloc(size)) return p;
-  return NewSlow(size);
+  return mf2::ThreadHeap()->AllocateOrTailCall<NewSlow>(size);
 }
 
 void* NewAlignedOrThrow(size_t size, std::align_val_t al) {
