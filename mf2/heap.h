@@ -177,14 +177,8 @@ class Heap {
   // nullptr with errno = ENOMEM when memory is exhausted or `size` is absurd.
   MF2_ALWAYS_INLINE void* Allocate(size_t size) {
     if (MF2_PREDICT_FALSE(!BeginOp())) return AllocateParked(size);
-    Magazine* m;
-    if (MF2_PREDICT_TRUE(size <= kSmallMax)) {
-      m = SmallMagazine(size);
-    } else if (MF2_PREDICT_TRUE(size <= kMaxClassSize)) {
-      m = MidMagazine(size);
-    } else {
-      return AllocateLarge(size, kMinAlign);
-    }
+    Magazine* m = MagazineFor(size);
+    if (MF2_PREDICT_FALSE(m == nullptr)) return AllocateLarge(size, kMinAlign);
     const uint32_t n = m->n;
     if (MF2_PREDICT_FALSE(n == 0)) return AllocateSlow(m);
     void* p = m->slot[n - 1];
@@ -203,16 +197,8 @@ class Heap {
   template <void* (*kSlow)(size_t)>
   MF2_ALWAYS_INLINE void* AllocateOrTailCall(size_t size) {
     if (MF2_PREDICT_FALSE(!BeginOp())) return kSlow(size);  // parked: Allocate waits
-    Magazine* m;
-    if (MF2_PREDICT_TRUE(size <= kSmallMax)) {
-      m = SmallMagazine(size);
-    } else if (MF2_PREDICT_TRUE(size <= kMaxClassSize)) {
-      m = MidMagazine(size);
-    } else {
-      EndOp();
-      return kSlow(size);
-    }
-    const uint32_t n = m->n;
+    Magazine* m = MagazineFor(size);
+    const uint32_t n = m != nullptr ? m->n : 0;  // large sizes go the slow way
     if (MF2_PREDICT_TRUE(n != 0)) {
       void* p = m->slot[n - 1];
       // The canary before the pop: a bad block stays cached for Allocate to find and report.
@@ -430,13 +416,20 @@ class Heap {
 
  private:
   uint32_t ClassOf(const Magazine* m) const { return static_cast<uint32_t>(m - cache_); }
-  // The cache of `size`'s class: SmallMagazine for size <= kSmallMax, MidMagazine for the
-  // sizes above it up to kMaxClassSize (the fast paths test the bounds, small first).
-  MF2_ALWAYS_INLINE Magazine* SmallMagazine(size_t size) {
-    return direct_[(size + kMinAlign - 1) / kMinAlign];
-  }
-  MF2_ALWAYS_INLINE Magazine* MidMagazine(size_t size) {
-    return &cache_[kMidClass.k[(size + kMidStep - 1) / kMidStep]];
+  // The cache of `size`'s class (one table load for small sizes, one for mid sizes); nullptr
+  // above the largest class.
+  MF2_ALWAYS_INLINE Magazine* MagazineFor(size_t size) {
+    if (MF2_PREDICT_TRUE(size <= kSmallMax)) {
+      Magazine* m = direct_[(size + kMinAlign - 1) / kMinAlign];
+      // Never null (CheckInvariants: direct_[i] == &cache_[...]); saying so spares the fast
+      // paths a test of the loaded pointer.
+      if (m == nullptr) __builtin_unreachable();
+      return m;
+    }
+    if (MF2_PREDICT_TRUE(size <= kMaxClassSize)) {
+      return &cache_[kMidClass.k[(size + kMidStep - 1) / kMidStep]];
+    }
+    return nullptr;
   }
   // The fast paths' last step: `p`, popped from `m` with its kInCache canary checked, is handed
   // out (canary cleared) and the operation ends.
