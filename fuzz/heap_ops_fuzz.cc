@@ -44,6 +44,8 @@
 //                                       it (a heap taken and released at once); then a new thread
 //                                       takes a heap
 // FILL then EXIT is a thread exit with a full cache (Abandon flushes it).
+// Allocations take malloc's fast path (Heap::Allocate) and operator new's (AllocateOrTailCall)
+// in turn: the same block either way, so the encoding means what it meant before.
 // After every op: the pages the op allocated from or freed into (fuzz_util.h Checker::Touched:
 // Page::CheckInvariants, exact block conservation with the caches, CheckAll's per-page checks).
 // Every FullCheckEvery() ops (16; MF2_FUZZ_FULL_CHECK_EVERY) and at the end of the input:
@@ -89,6 +91,11 @@ enum class Op : uint8_t {
 };
 constexpr int kNumOps = static_cast<int>(Op::kLate) + 1;
 constexpr int kMaxOps = 4096;
+
+// operator new's fast path (heap.h AllocateOrTailCall) needs a slow way that knows the heap:
+// the one State::HeapAllocate names just before it calls.
+thread_local Heap* t_new_heap = nullptr;
+void* AllocateThroughNewHeap(size_t size) { return t_new_heap->Allocate(size); }
 
 class State {
  public:
@@ -230,7 +237,7 @@ class State {
     if (IsLargeSize(size)) return;  // large allocations do not use the page source
     Source().set_fail(true);
     errno = 0;
-    void* p = heap_->Allocate(size);
+    void* p = HeapAllocate(size);
     Source().set_fail(false);
     if (p == nullptr) {
       FUZZ_CHECK(errno == ENOMEM, "a failed allocation sets ENOMEM");
@@ -305,9 +312,19 @@ class State {
 
   // ---- helpers ----
 
+  // Every allocation of a block of a class or a large one: malloc's fast path (Heap::Allocate)
+  // and operator new's (Heap::AllocateOrTailCall, whose slow way is Allocate) in turn. Both hand
+  // out the same block from the same state, so the choice changes no outcome: each op that
+  // allocates checks both paths, the corrupt cached block of MISUSE 5 included.
+  void* HeapAllocate(size_t size) {
+    if (++allocations_ % 2 == 0) return heap_->Allocate(size);
+    t_new_heap = heap_;
+    return heap_->AllocateOrTailCall<&AllocateThroughNewHeap>(size);
+  }
+
   void Allocate(size_t size) {
     if (live_.Full(size)) return;
-    void* p = heap_->Allocate(size);
+    void* p = HeapAllocate(size);
     FUZZ_CHECK(p != nullptr, "allocation succeeds");
     Record(p, size, 1);
   }
@@ -390,7 +407,7 @@ class State {
     std::memcpy(&w, word1, 8);
     w ^= uint64_t{1} << 40;
     std::memcpy(word1, &w, 8);
-    void* q = heap_->Allocate(size);
+    void* q = HeapAllocate(size);
     FUZZ_CHECK(q != nullptr && q != p, "a block written to after its free is not handed out");
     capture.Expect(1, mf2::ErrorKind::kCorruptFreeList, p, "use-after-free write");
     Record(q, size, 1);
@@ -403,6 +420,7 @@ class State {
   IterationFrame frame_;
   LiveSet live_{/*max_blocks=*/4096, /*max_bytes=*/size_t{48} << 20};
   uint64_t seq_ = 0;
+  uint64_t allocations_ = 0;  // HeapAllocate's turn
 };
 
 }  // namespace
