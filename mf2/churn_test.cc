@@ -1,16 +1,21 @@
-// Thread churn (bench/thread_churn.cc in miniature), deterministically on one OS thread: short-
-// lived workers allocate, hand some blocks to a shared transfer array and exit; a main thread
-// that never allocates frees half of the array after each round. The pages of an exited worker
-// must stay where the next worker reuses them, so the spans in use stay proportional to what is
-// live, however many workers come and go.
+// Thread churn (bench/thread_churn.cc in miniature): short-lived workers allocate, hand some
+// blocks to a shared transfer array and exit; a main thread that does not allocate frees half of
+// the array after each round. The pages of an exited worker must stay where the next worker
+// reuses them, so the spans in use stay proportional to what is live, however many workers come
+// and go. Deterministically on one OS thread (explicit heaps), then with real threads.
+#include <algorithm>
+#include <atomic>
 #include <cstdint>
+#include <thread>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "mf2/heap.h"
 #include "mf2/heap_registry.h"
+#include "mf2/mf2.hpp"
 #include "mf2/testing/scoped_policy.h"
 #include "mf2/testing/test_heaps.h"
+#include "mf2/thread_heap.h"
 
 namespace mf2 {
 namespace {
@@ -97,6 +102,61 @@ TEST(ThreadChurnTest, AFreeingThreadTakesNoPagesOfExitedWorkers) {
   for (void*& p : transfer) {
     if (p != nullptr) main_heap->Free(p);
   }
+  HeapRegistry::Global().CheckAll(true);
+}
+
+// The same with real threads, through the thread-exit path: each worker's heap is handed back by
+// its thread-exit hook and taken over by a worker of the next round. The main thread's heap must
+// not grow with the number of workers that exited (before the fix it took over the queued pages
+// of every exited worker it freed into: hundreds of pages here).
+TEST(ThreadChurnTest, RealThreadsLeaveTheirPagesToTheNextWorkers) {
+  ScopedPolicy policy(ChurnPolicy);
+  constexpr int kThreads = 2;
+  constexpr int kAllocs = 4000;
+  Free(Allocate(64));  // the main thread's heap exists, under the policy above
+  Heap* const main_heap = ThreadHeap();
+  const size_t main_pages = main_heap->page_count();
+  std::vector<std::atomic<void*>> transfer(kSlots);
+  for (auto& slot : transfer) slot.store(nullptr, std::memory_order_relaxed);
+  Rng main_rng{77};
+  for (int round = 0; round < kRounds; ++round) {
+    std::vector<std::thread> workers;
+    for (int t = 0; t < kThreads; ++t) {
+      workers.emplace_back([&transfer, seed = uint64_t(round * kThreads + t + 1)] {
+        Rng rng{seed};
+        std::vector<void*> held;
+        for (int i = 0; i < kAllocs; ++i) {
+          void* p = Allocate(size_t{16} << (rng.Next() % 4));  // 16..128 bytes
+          ASSERT_NE(p, nullptr);
+          if (rng.OneIn(4)) {
+            // acq_rel: hands our block to whoever takes the slot next, and takes theirs.
+            p = transfer[rng.Next() % kSlots].exchange(p, std::memory_order_acq_rel);
+            if (p == nullptr) continue;
+          }
+          held.push_back(p);
+          if (rng.OneIn(2)) {
+            const size_t j = rng.Next() % held.size();
+            Free(held[j]);
+            held[j] = held.back();
+            held.pop_back();
+          }
+        }
+        for (void* p : held) Free(p);
+      });
+    }
+    for (std::thread& w : workers) w.join();
+    for (auto& slot : transfer) {
+      if (main_rng.OneIn(2)) {
+        // acquire: takes the block from the worker that put it there.
+        Free(slot.exchange(nullptr, std::memory_order_acquire));
+      }
+    }
+  }
+  // At most one page per class the main thread used (its 64-byte allocation above).
+  EXPECT_LE(main_heap->page_count(), main_pages + 1)
+      << "the main thread owns pages of exited workers";
+  for (auto& slot : transfer) Free(slot.exchange(nullptr, std::memory_order_acquire));
+  main_heap->FlushCaches();
   HeapRegistry::Global().CheckAll(true);
 }
 
