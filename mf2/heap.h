@@ -32,11 +32,12 @@
 //   otherwise (_mt):    push on the page's remote stack (one CAS: block, count, flag). The
 //                       thread that turns in_remote_pending 0->1 pushes the page once on the
 //                       owner's pending queue; if the owner has exited, it drains that heap's
-//                       queue into that heap (the next thread takes the pages over with it). The push that brings a page back whole
-//                       counts it and asks for a sweep (RequestSweep_mt): the background
-//                       reclaimer (reclaimer.h) sweeps the queues of idle owners and releases
-//                       their whole pages; without it (or far behind) the freer sweeps an idle
-//                       owner itself once reclaim_batch such pages wait (ReclaimIdleOwner_mt).
+//                       queue into that heap (the next thread takes the pages over with it). The
+//                       push that brings a page back whole counts it and asks for a sweep
+//                       (RequestSweep_mt): the background reclaimer (reclaimer.h) sweeps the
+//                       queues of idle owners and releases their whole pages; without it (or far
+//                       behind) the freer sweeps an idle owner itself once reclaim_batch such
+//                       pages wait (ReclaimIdleOwner_mt).
 // Cache full (FreeToFullCache): the older half goes back to its pages (ReturnBlock: local free
 //                      list, page state changes: full -> partial, empty -> kept or released).
 // Cache empty (AllocateSlow): one page with a free block is found in Route S's order, and up to

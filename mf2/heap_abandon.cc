@@ -46,8 +46,8 @@ void Heap::ReleaseClaimAndRecheck(Heap* adopter) {
 // frees into them were local; but a freer that does not allocate those classes never reused
 // them, and their blocks, freed later by other threads, waited on its pending queue, which only
 // its own allocation slow path drains: a main thread that frees what exited workers left behind
-// collected every such page, 52 MiB of spans holding 1 MiB of blocks in bench/thread_churn.cc
-// (bench/RESULTS.md, issue 11; mf2/churn_test.cc).
+// collected every such page: in bench/thread_churn.cc its heap held 44-45 MiB of spans with about
+// 1 MiB of blocks in them at the peak (bench/RESULTS.md, issue 11; mf2/churn_test.cc).
 void Heap::ReclaimAbandoned_mt(Heap* /*freer*/) {
   if (!TryClaim()) return;  // the holder will see our page when it releases (see above)
   if (abandoned()) {
