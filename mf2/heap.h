@@ -31,12 +31,13 @@
 //   owner == this heap: push on the class's cache. No atomics.
 //   otherwise (_mt):    push on the page's remote stack (one CAS: block, count, flag). The
 //                       thread that turns in_remote_pending 0->1 pushes the page once on the
-//                       owner's pending queue; if the owner has exited, it drains that heap and
-//                       takes over the pages it dequeues. The push that brings a page back whole
-//                       counts it and asks for a sweep (RequestSweep_mt): the background
-//                       reclaimer (reclaimer.h) sweeps the queues of idle owners and releases
-//                       their whole pages; without it (or far behind) the freer sweeps an idle
-//                       owner itself once reclaim_batch such pages wait (ReclaimIdleOwner_mt).
+//                       owner's pending queue; if the owner has exited, it drains that heap's
+//                       queue into that heap (the next thread takes the pages over with it). The
+//                       push that brings a page back whole counts it and asks for a sweep
+//                       (RequestSweep_mt): the background reclaimer (reclaimer.h) sweeps the
+//                       queues of idle owners and releases their whole pages; without it (or far
+//                       behind) the freer sweeps an idle owner itself once reclaim_batch such
+//                       pages wait (ReclaimIdleOwner_mt).
 // Cache full (FreeToFullCache): the older half goes back to its pages (ReturnBlock: local free
 //                      list, page state changes: full -> partial, empty -> kept or released).
 // Cache empty (AllocateSlow): one page with a free block is found in Route S's order, and up to
@@ -59,7 +60,8 @@
 // Thread exit:         Abandon(): the caches go back to their pages, everything is collected,
 //                      every empty page released (to the page cache), and the heap with its
 //                      pages left to the registry. A new thread takes such a heap over whole;
-//                      live threads adopt its pages (step 4 and the dead-owner drain above).
+//                      live threads that need a page adopt its pages (step 4); remote freers
+//                      only drain its queue into it (the dead-owner drain above).
 // Pages a thread does not own move only while their in_remote_pending flag is held, and only
 // when detached (full, on none of the owner's lists): see page.h, "Detached pages". The code
 // acting on another live heap's queue (Route P, cda, idle sweeps) is in heap_adopt.cc.
@@ -309,8 +311,8 @@ class Heap {
   // heaps' operations; Free() runs exactly these. Step 1: push `b` (a validated block start of
   // `page`, owned by another heap) on the page's remote stack; returns whether this push won the
   // in_remote_pending 0->1 edge. Step 2, only if it did: queue the page on its owner's pending
-  // queue and, if the owner has exited, drain that queue and hand its pages to `adopter` (the
-  // freer's own heap, owned by the calling thread; nullptr to adopt nothing).
+  // queue and, if the owner has exited, drain that queue into the exited owner's heap (`adopter`,
+  // the freer's own heap or nullptr, takes none of its pages: ReclaimAbandoned_mt).
   // `completed` (optional) is set when this push brought the page back whole (every block on
   // its remote stack; counted in the owner's whole_unswept_mt()).
   // Word 1 of `b` moves to canary kOnRemote by one compare-exchange from `*seen` (what the
@@ -366,9 +368,10 @@ class Heap {
   // Releases the claim of an abandoned heap; if pages were queued meanwhile, processes them
   // (handing them to `adopter` if not null).
   void ReleaseClaimAndRecheck(Heap* adopter = nullptr);
-  // A remote freer whose own heap is `adopter` queued a page on this (abandoned) heap: unless
-  // someone else holds the claim, process the queue, handing every queued page to `adopter`.
-  void ReclaimAbandoned_mt(Heap* adopter);
+  // A remote freer (whose own heap is `freer`) queued a page on this (abandoned) heap: unless
+  // someone else holds the claim, process the queue into this heap. The freer's heap takes none
+  // of the pages (heap_abandon.cc says why); `freer` is unused.
+  void ReclaimAbandoned_mt(Heap* freer);
   // Claim holder: process the whole pending queue. On an abandoned heap with an `adopter` (a
   // live heap of the same page source, owned by the caller), each dequeued page changes owner
   // while its in_remote_pending flag is still held, then joins the adopter; otherwise pages are

@@ -1,6 +1,7 @@
 // The lifecycle of a heap and the pages that change owner with it: a thread's claim, its exit
-// (Abandon), a new thread taking the heap over whole, and live heaps adopting the pages of a heap
-// whose thread exited (through its pending queue, or one page of a class from its partial list).
+// (Abandon), a new thread taking the heap over whole, remote freers collecting the queue of a heap
+// whose thread exited, and live heaps that need a page adopting that heap's pages (its queued
+// pages, and one page of the class from its partial list).
 // The owner's algorithm is in heap.cc; adoption from live owners and idle sweeps in
 // heap_adopt.cc; the checks in heap_check.cc.
 #include <cstdint>
@@ -38,13 +39,22 @@ void Heap::ReleaseClaimAndRecheck(Heap* adopter) {
   }
 }
 
-void Heap::ReclaimAbandoned_mt(Heap* adopter) {
+// The freer collects the dead heap's queue into the dead heap itself: empty pages go back to the
+// page source, the others stay on its lists, where the next thread takes them over with the heap
+// (HeapRegistry::AcquireHeap) and a live thread that needs a page adopts one (AdoptAbandoned).
+// The freer's own heap takes none of them (`freer` is unused). It did once, so that its later
+// frees into them were local; but a freer that does not allocate those classes never reused
+// them, and their blocks, freed later by other threads, waited on its pending queue, which only
+// its own allocation slow path drains: a main thread that frees what exited workers left behind
+// collected every such page: in bench/thread_churn.cc its heap held 44-45 MiB of spans with about
+// 1 MiB of blocks in them at the peak (bench/RESULTS.md, issue 11; mf2/churn_test.cc).
+void Heap::ReclaimAbandoned_mt(Heap* /*freer*/) {
   if (!TryClaim()) return;  // the holder will see our page when it releases (see above)
   if (abandoned()) {
-    ProcessAllPending(adopter);
+    ProcessAllPending();
     MF2_STAT_INC(stats_, dead_owner_reclaims);
   }
-  ReleaseClaimAndRecheck(adopter);
+  ReleaseClaimAndRecheck();
 }
 
 // ------------------------------------------------------------------------------------------
