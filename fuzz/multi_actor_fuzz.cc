@@ -177,7 +177,7 @@ class State {
 
   // `full`: every page and heap; else the pages the step touched.
   void CheckAfterStep(bool full) {
-    for (const InFlight& op : in_flight_) CheckHeldPage(op.page);
+    for (Page* page : in_flight_) CheckHeldPage(page);
     if (!full) {
       live_.checker().Touched(in_flight_.empty(), heap_, static_cast<size_t>(actors_));
       return;
@@ -442,7 +442,7 @@ class State {
     FUZZ_CHECK(page->remote().Peek().pending(), "a pushed page is flagged");
     if (won) {
       FUZZ_CHECK(++won_[page] == 1, "at most one won-but-not-queued op per page (invariant 5)");
-      in_flight_.push_back(InFlight{page, freer});
+      in_flight_.push_back(page);
     } else {
       FUZZ_CHECK(won_.count(page) == 1 || page->owner_relaxed()->PendingContains(page),
                  "a flagged page is held by an in-flight winner or queued on its owner (7)");
@@ -451,8 +451,7 @@ class State {
 
   // Step 2: queue the page on its owner (draining it if the owner exited).
   void CompleteStep2(size_t i) {
-    Page* page = in_flight_[i].page;
-    Heap* freer = in_flight_[i].freer;
+    Page* page = in_flight_[i];
     in_flight_.erase(in_flight_.begin() + static_cast<long>(i));
     auto it = won_.find(page);
     FUZZ_CHECK(it != won_.end() && it->second == 1, "in-flight bookkeeping");
@@ -460,10 +459,9 @@ class State {
     CheckHeldPage(page);
     live_.checker().Touch(page->start());
     // A real thread finishes its free before it can exit; here the freer's heap may have been
-    // released meanwhile, and then nobody adopts the dead owner's pages in this step.
-    bool freer_alive = false;
-    for (int a = 0; a < actors_; ++a) freer_alive = freer_alive || heap_[a] == freer;
-    Heap::QueueWonPage_mt(page, freer_alive ? freer : nullptr);
+    // released meanwhile. Step 2 does not need it: a dead owner's queue is drained into that
+    // owner's heap, not the freer's.
+    Heap::QueueWonPage_mt(page);
   }
 
   // A page whose edge winner has not queued it yet.
@@ -485,11 +483,7 @@ class State {
   IterationFrame frame_;
   LiveSet live_{/*max_blocks=*/4096, /*max_bytes=*/size_t{48} << 20};
   uint64_t seq_ = 0;
-  struct InFlight {
-    Page* page;
-    Heap* freer;
-  };
-  std::vector<InFlight> in_flight_;  // remote frees whose step 2 is pending, oldest first
+  std::vector<Page*> in_flight_;  // remote frees whose step 2 is pending, oldest first
   std::map<Page*, int> won_;      // won-but-not-queued ops per page
   std::map<Heap*, std::set<void*>> maybe_cached_;  // freed by their page's owner, not reused
   struct LastFreed {

@@ -52,7 +52,7 @@ uint64_t Stat(const Heap* h, HeapStats::Counter c) { return h->stats().Get(c); }
 // (caching off, batch 1: the block goes straight onto the page's remote stack).
 void RemoteFree(Heap* freer, void* p) {
   Page* page = PageOf(p);
-  if (freer->PushRemote_mt(page, static_cast<Block*>(p))) Heap::QueueWonPage_mt(page, freer);
+  if (freer->PushRemote_mt(page, static_cast<Block*>(p))) Heap::QueueWonPage_mt(page);
 }
 
 Policy RouteP(Policy* p) {

@@ -581,7 +581,7 @@ bool Heap::PushRemote_mt(Page* page, Block* b, bool* completed, const uint64_t* 
   return won;
 }
 
-void Heap::QueueWonPage_mt(Page* page, Heap* adopter) {
+void Heap::QueueWonPage_mt(Page* page) {
   // This free turned in_remote_pending 0->1: queue the page on its owner, exactly once. The
   // owner pointer is read only now, while we hold the flag (owners change only under it).
   Heap* owner = page->owner_mt();
@@ -597,7 +597,7 @@ void Heap::QueueWonPage_mt(Page* page, Heap* adopter) {
   if (route != Route::kRouteS) AdoptionBoard::Global().MarkReady(k, owner->id_);
   // seq_cst: pairs with Abandon's store (see PendingQueue::Push_mt). A dead owner never drains
   // its queue, so the thread that queued the page does.
-  if (owner->xabandoned_.load(std::memory_order_seq_cst)) owner->ReclaimAbandoned_mt(adopter);
+  if (owner->xabandoned_.load(std::memory_order_seq_cst)) owner->ReclaimAbandoned_mt();
 }
 
 void Heap::FreeRemote(Page* page, void* p, const char* call) noexcept {
@@ -718,8 +718,7 @@ void Heap::ReturnRemote(Page* page, Block* b, uint64_t seen, const char* call) {
 // After a push onto `page`'s remote stack (owner as read before it): queue the page if the push
 // won the edge, and sweep or notify for whole pages.
 void Heap::AfterRemotePush(Page* page, Heap* owner, bool won, bool completed) {
-  // A sentinel (a thread without a heap) or a helper adopts nothing.
-  if (won) QueueWonPage_mt(page, adopter());
+  if (won) QueueWonPage_mt(page);
   // The page came back whole, or we queued a page that a completer's sweep may have missed
   // while we held it.
   if ((completed || won) && owner != nullptr) RequestSweep_mt(owner);
@@ -743,7 +742,7 @@ void Heap::FreeDetached(Page* page, Block* b) {
     // Adopted between our check and the flag. We hold its flag, so we are its edge winner: the
     // page is queued even if the push is refused (a concurrent double free, reported).
     PushRemote_mt(page, b);
-    QueueWonPage_mt(page, this);
+    QueueWonPage_mt(page);
     return;
   }
   MF2_STAT_INC(stats_, detached_frees);

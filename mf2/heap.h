@@ -311,8 +311,8 @@ class Heap {
   // heaps' operations; Free() runs exactly these. Step 1: push `b` (a validated block start of
   // `page`, owned by another heap) on the page's remote stack; returns whether this push won the
   // in_remote_pending 0->1 edge. Step 2, only if it did: queue the page on its owner's pending
-  // queue and, if the owner has exited, drain that queue into the exited owner's heap (`adopter`,
-  // the freer's own heap or nullptr, takes none of its pages: ReclaimAbandoned_mt).
+  // queue and, if the owner has exited, drain that queue into the exited owner's heap (the
+  // freer's own heap takes none of its pages: ReclaimAbandoned_mt).
   // `completed` (optional) is set when this push brought the page back whole (every block on
   // its remote stack; counted in the owner's whole_unswept_mt()).
   // Word 1 of `b` moves to canary kOnRemote by one compare-exchange from `*seen` (what the
@@ -322,7 +322,7 @@ class Heap {
   bool PushRemote_mt(Page* page, Block* b, bool* completed = nullptr,
                      const uint64_t* seen = nullptr, bool* refused = nullptr,
                      const char* call = "free");
-  static void QueueWonPage_mt(Page* page, Heap* adopter);
+  static void QueueWonPage_mt(Page* page);
 
   // Tests only (mf2/detached_race_test.cc, mutant R7 of VERIFICATION.md): when set, the owner's
   // free into one of its adoptable detached pages calls it with the page after the caller has
@@ -368,10 +368,10 @@ class Heap {
   // Releases the claim of an abandoned heap; if pages were queued meanwhile, processes them
   // (handing them to `adopter` if not null).
   void ReleaseClaimAndRecheck(Heap* adopter = nullptr);
-  // A remote freer (whose own heap is `freer`) queued a page on this (abandoned) heap: unless
-  // someone else holds the claim, process the queue into this heap. The freer's heap takes none
-  // of the pages (heap_abandon.cc says why); `freer` is unused.
-  void ReclaimAbandoned_mt(Heap* freer);
+  // A remote freer queued a page on this (abandoned) heap: unless someone else holds the claim,
+  // process the queue into this heap. The freer's own heap takes none of the pages
+  // (heap_abandon.cc says why).
+  void ReclaimAbandoned_mt();
   // Claim holder: process the whole pending queue. On an abandoned heap with an `adopter` (a
   // live heap of the same page source, owned by the caller), each dequeued page changes owner
   // while its in_remote_pending flag is still held, then joins the adopter; otherwise pages are

@@ -42,13 +42,13 @@ void Heap::ReleaseClaimAndRecheck(Heap* adopter) {
 // The freer collects the dead heap's queue into the dead heap itself: empty pages go back to the
 // page source, the others stay on its lists, where the next thread takes them over with the heap
 // (HeapRegistry::AcquireHeap) and a live thread that needs a page adopts one (AdoptAbandoned).
-// The freer's own heap takes none of them (`freer` is unused). It did once, so that its later
+// The freer's own heap takes none of them. It did once, so that its later
 // frees into them were local; but a freer that does not allocate those classes never reused
 // them, and their blocks, freed later by other threads, waited on its pending queue, which only
 // its own allocation slow path drains: a main thread that frees what exited workers left behind
 // collected every such page: in bench/thread_churn.cc its heap held 44-45 MiB of spans with about
 // 1 MiB of blocks in them at the peak (bench/RESULTS.md, issue 11; mf2/churn_test.cc).
-void Heap::ReclaimAbandoned_mt(Heap* /*freer*/) {
+void Heap::ReclaimAbandoned_mt() {
   if (!TryClaim()) return;  // the holder will see our page when it releases (see above)
   if (abandoned()) {
     ProcessAllPending();

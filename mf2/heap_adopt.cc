@@ -73,7 +73,7 @@ static void SweepQueue(Heap* self, Heap* owner, PendingQueue* queue, Take take) 
   }
   // seq_cst (inside abandoned_seq_cst): ordered after the seq_cst push above, against the
   // exiting owner's "store abandoned; pop all" (PendingQueue::Push_mt).
-  if (owner->abandoned_seq_cst()) owner->ReclaimAbandoned_mt(self->adopter());
+  if (owner->abandoned_seq_cst()) owner->ReclaimAbandoned_mt();
 }
 
 Page* Heap::AdoptFromPending_mt(uint32_t k, Route route) {

@@ -36,7 +36,7 @@ void RemoteFree(Heap* freer, void* p) {
   Heap* owner = page->owner_relaxed();
   bool completed = false;
   if (freer->PushRemote_mt(page, static_cast<Block*>(p), &completed)) {
-    Heap::QueueWonPage_mt(page, freer);
+    Heap::QueueWonPage_mt(page);
   }
   if (completed && owner->whole_unswept_mt() >= static_cast<int64_t>(GetPolicy().reclaim_batch)) {
     freer->ReclaimIdleOwner_mt(owner);

@@ -374,7 +374,7 @@ uint64_t RemoteFreeCheck(const void* p) {
 void RemoteFreeFinish(Heap* b, void* p, uint64_t seen_at_check) {
   Page* page = PageOf(p);
   if (b->PushRemote_mt(page, static_cast<Block*>(p), nullptr, &seen_at_check)) {
-    Heap::QueueWonPage_mt(page, b);
+    Heap::QueueWonPage_mt(page);
   }
 }
 
