@@ -25,8 +25,8 @@ Heap::Heap(PageSource* source, HeapRegistry* registry, uint32_t id)
 }
 
 // Caches start at Policy::cache_class_bytes per class (at least 2 blocks, at most kCacheSlots;
-// 0 bytes turns caching off) and grow where they overflow or run dry (GrowCache): their total
-// capacity stays within CacheBudget(), so a heap's caches hold at most that many bytes.
+// 0 bytes turns caching off) and grow where they overflow or run dry (GrowCache) by at most
+// CacheBudget() in all, so a heap's caches hold at most their initial capacity plus that.
 void Heap::ConfigureCaches() {
   const size_t bytes = GetPolicy().cache_class_bytes;
   remote_batch_ = std::min(GetPolicy().remote_batch, kRemoteBatch);
@@ -39,10 +39,16 @@ void Heap::ConfigureCaches() {
                                      kCacheSlots, std::max<size_t>(2, fit)));
     cache_cap_bytes_ += size_t{cache_[k].cap} * ClassInfo(k).size;
   }
+  cache_initial_bytes_ = cache_cap_bytes_;
+  cache_grow_budget_ = 0;
 }
 
-// The most a heap's caches may hold: Policy::cache_heap_bytes, or an eighth of the heap's own
-// pages if more (a large heap's working set needs deep caches; a small one keeps little).
+// How much a heap's caches may grow beyond their initial capacity, in all:
+// Policy::cache_heap_bytes, or an eighth of the heap's own pages if more (a large heap's working
+// set needs deep caches; a small one keeps little). Growth is counted apart from the initial
+// capacity, which alone is larger than the default budget (every class at 64 KiB, or at least 2
+// or at most 63 blocks: 3.8 MiB over the 80 classes): a budget on the total would let no
+// cache grow until the heap held some 31 MiB of pages.
 size_t Heap::CacheBudget() const {
   return std::max(GetPolicy().cache_heap_bytes, xpage_bytes_.load(std::memory_order_relaxed) / 8);
 }
@@ -54,8 +60,10 @@ void Heap::GrowCache(Magazine* m) {
   const size_t size = ClassInfo(ClassOf(m)).size;
   const uint32_t cap = std::min(kCacheSlots, m->cap * 2);
   const size_t more = size_t{cap - m->cap} * size;
-  if (cache_cap_bytes_ + more > CacheBudget()) return;
+  const size_t budget = CacheBudget();
+  if (cache_cap_bytes_ - cache_initial_bytes_ + more > budget) return;
   cache_cap_bytes_ += more;
+  cache_grow_budget_ = std::max(cache_grow_budget_, budget);
   m->cap = cap;
   MF2_STAT_INC(stats_, cache_grows);
 }

@@ -86,8 +86,9 @@
 //
 // Invariants (CheckInvariants):
 //   caches: 0 <= n <= cap <= kCacheSlots for every class; cache_cap_bytes_ == sum of cap * size
-//     <= max(initial capacity, CacheBudget() when it last grew); each cached block is a block
-//     start of a page in use of its class, with canary kInCache, counted in that page's used()
+//     >= cache_initial_bytes_ (caps only grow), and cache_cap_bytes_ - cache_initial_bytes_ <=
+//     cache_grow_budget_ (the largest CacheBudget() a cache grew within); each cached block is a
+//     block start of a page in use of its class, with canary kInCache, counted in its page's used()
 //     (HeapRegistry::CheckAll also checks no block is cached twice, in one heap or two)
 //   remote chains: count == |head chain| <= kRemoteBatch, tail its last block; every block a block
 //     start of `page` (a page of another heap, or adopted since), canary kOnRemote; empty in a
@@ -557,7 +558,9 @@ class Heap {
   PageList partial_[kNumClasses];
   uint32_t rotor_ = 0;       // where AdoptFromPending_mt starts looking in the ready bitmap
   size_t empty_bytes_ = 0;  // spans of empty pages kept on partial lists for reuse
-  size_t cache_cap_bytes_ = 0;  // sum over classes of cache cap * class size
+  size_t cache_cap_bytes_ = 0;      // sum over classes of cache cap * class size
+  size_t cache_initial_bytes_ = 0;  // cache_cap_bytes_ as ConfigureCaches left it
+  size_t cache_grow_budget_ = 0;    // the largest CacheBudget() a cache grew within since then
   uint32_t remote_batch_ = 1;   // Policy::remote_batch when the heap was taken
   HeapStats stats_;
   PageSource* const source_;

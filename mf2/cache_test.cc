@@ -1,0 +1,119 @@
+// Deterministic tests of the per-thread caches in front of the pages (heap.h, "caches"): how deep
+// they start, how they grow, and the budget that bounds the growth. One OS thread, explicit
+// heaps. (stress/cache_stress_test.cc drives the caches from many threads.)
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "mf2/heap.h"
+#include "mf2/heap_registry.h"
+#include "mf2/policy.h"
+#include "mf2/size_class.h"
+#include "mf2/stats.h"
+#include "mf2/testing/scoped_policy.h"
+#include "mf2/testing/test_heaps.h"
+
+namespace mf2 {
+namespace {
+
+using testing::ScopedPolicy;
+using testing::TestHeaps;
+
+constexpr size_t kMid = 32 * 1024;  // 64 KiB per class at first: a cache of 2 blocks
+
+size_t CapBytes(const Heap& h) {
+  size_t bytes = 0;
+  for (uint32_t k = 1; k < kNumClasses; ++k) bytes += size_t{h.cache(k).cap} * ClassInfo(k).size;
+  return bytes;
+}
+
+// Allocates `burst` blocks of `size`, then frees them, `rounds` times: the class's cache runs dry
+// on the way up and overflows on the way down whenever `burst` is deeper than the cache.
+void Churn(Heap* h, size_t size, int burst, int rounds) {
+  std::vector<void*> blocks;
+  for (int r = 0; r < rounds; ++r) {
+    for (int i = 0; i < burst; ++i) {
+      blocks.push_back(h->Allocate(size));
+      ASSERT_NE(blocks.back(), nullptr);
+    }
+    for (void* p : blocks) h->Free(p);
+    blocks.clear();
+  }
+}
+
+// With the default options, the initial capacity of all classes together (64 KiB each, at least
+// 2 and at most 63 blocks) is larger than the default growth budget (MF2_CACHE_HEAP_KB, 1 MiB).
+// When the budget bounded the total, no cache of a small heap could ever grow; it bounds the
+// growth now, so a class that keeps overflowing deepens.
+TEST(CacheTest, ACacheThatKeepsOverflowingGrowsWithTheDefaultOptions) {
+  TestHeaps heaps;
+  Heap* h = heaps.Acquire();
+  const uint32_t k = SizeToClass(kMid);
+  const uint32_t initial = h->cache(k).cap;
+  ASSERT_EQ(initial, 2u) << "64 KiB of 32 KiB blocks";
+  ASSERT_GT(CapBytes(*h), GetPolicy().cache_heap_bytes)
+      << "the premise: the initial capacity alone is above the default budget";
+  Churn(h, kMid, 16, 8);
+  EXPECT_GE(h->cache(k).cap, 16u) << "the cache doubled while it overflowed";
+  if (MF2_STATS) EXPECT_GT(h->stats().Get(HeapStats::k_cache_grows), 0u);
+  h->CheckInvariants(true);
+  HeapRegistry::Global().CheckAll(true);
+  heaps.Release(h);
+}
+
+// Growth stops at the budget: several classes competing for 256 KiB of growth get no more than
+// that in all, and the classes that never overflowed keep their initial depth. (The budget is
+// an eighth of the heap's pages when that is more: empty pages go back at once here, so the
+// heap never holds more than one class's 1.25 MiB of pages, and 256 KiB binds.)
+TEST(CacheTest, GrowthStaysWithinTheHeapBudget) {
+  constexpr size_t kBudget = 256 << 10;
+  ScopedPolicy policy([](Policy* p) {
+    p->cache_heap_bytes = kBudget;
+    p->heap_empty_bytes = 0;
+  });
+  TestHeaps heaps;
+  Heap* h = heaps.Acquire();
+  const size_t initial_bytes = CapBytes(*h);
+  const uint32_t small = SizeToClass(64);
+  const uint32_t small_cap = h->cache(small).cap;
+  for (size_t size : {kMid, size_t{24 * 1024}, size_t{16 * 1024}, size_t{8 * 1024}}) {
+    Churn(h, size, 40, 6);
+  }
+  const size_t grown = CapBytes(*h) - initial_bytes;
+  EXPECT_GT(grown, kBudget / 2) << "the classes want far more than the budget: it binds";
+  EXPECT_LE(grown, kBudget) << "growth is bounded by MF2_CACHE_HEAP_KB";
+  EXPECT_EQ(h->cache(small).cap, small_cap) << "a class that never overflowed keeps its depth";
+  h->CheckInvariants(true);
+  heaps.Release(h);
+}
+
+// MF2_CACHE_HEAP_KB=0 turns growth off (an eighth of a small heap's pages is less than one
+// doubling of a 32 KiB class here), and MF2_CACHE_CLASS_KB=0 turns the caches off altogether:
+// nothing grows from a capacity of 0.
+TEST(CacheTest, NoGrowthWithoutBudgetAndNoCacheWhenOff) {
+  {
+    ScopedPolicy policy([](Policy* p) { p->cache_heap_bytes = 0; });
+    TestHeaps heaps;
+    Heap* h = heaps.Acquire();
+    const uint32_t k = SizeToClass(kMid);
+    Churn(h, kMid, 4, 4);
+    EXPECT_EQ(h->cache(k).cap, 2u);
+    if (MF2_STATS) EXPECT_EQ(h->stats().Get(HeapStats::k_cache_grows), 0u);
+    h->CheckInvariants(true);
+    heaps.Release(h);
+  }
+  {
+    ScopedPolicy policy([](Policy* p) { p->cache_class_bytes = 0; });
+    TestHeaps heaps;
+    Heap* h = heaps.Acquire();
+    Churn(h, kMid, 16, 4);
+    EXPECT_EQ(CapBytes(*h), 0u);
+    if (MF2_STATS) EXPECT_EQ(h->stats().Get(HeapStats::k_cache_grows), 0u);
+    h->CheckInvariants(true);
+    heaps.Release(h);
+  }
+}
+
+}  // namespace
+}  // namespace mf2
