@@ -360,7 +360,7 @@ def main(argv=None):
     body = "\n".join(text) + "\n"
     with open(os.path.join(out_dir, "results.md"), "w") as f:
         f.write(body)
-    print(body)
+    sys.stdout.write(body)
     print("Results in %s" % out_dir, file=sys.stderr)
     if failed:
         sys.exit(1)
