@@ -150,6 +150,11 @@ def run_counted(cmd, preload, mf2_env, timeout_s, out_file):
             os.killpg(proc.pid, 9)
             proc.wait()
             status = "timeout"
+        except BaseException:
+            # Interrupted (Ctrl-C): valgrind runs in its own session, so it would outlive us.
+            os.killpg(proc.pid, 9)
+            proc.wait()
+            raise
         out.seek(0)
         err.seek(0)
         stdout = out.read().decode(errors="replace")
@@ -243,10 +248,6 @@ def main(argv=None):
             parser.error("--%s must be > 0, got %g" % (flag.replace("_", "-"), value))
     if opts.threads is not None and any(t < 1 for t in opts.threads):
         parser.error("--threads wants thread counts >= 1, got %s" % opts.threads)
-    for tool in ("valgrind", "objcopy"):
-        if not shutil.which(tool):
-            sys.exit("%s is needed (apt-get install %s)"
-                     % (tool, "valgrind" if tool == "valgrind" else "binutils"))
     bin_dir = opts.bin_dir or os.path.join(opts.workspace, "bazel-out", "k8-opt", "bin", "bench")
     try:
         allocators, warnings = h2h.resolve_allocators(opts)
@@ -274,6 +275,9 @@ def main(argv=None):
         for wl in workloads:
             print("  %-24s %s" % (wl.label, " ".join(wl.command(bin_dir))), file=sys.stderr)
         return
+    for tool, package in (("valgrind", "valgrind"), ("objcopy", "binutils")):
+        if not shutil.which(tool):
+            sys.exit("%s is needed (apt-get install %s)" % (tool, package))
 
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     out_dir = opts.out or os.path.join(RESULTS_DIR, stamp + "-instructions")
