@@ -62,7 +62,9 @@ OPERATIONS = {
     "xmalloc_test": (re.compile(r"^frees\s*=\s*(\d+)", re.M),
                      "`frees =`: blocks freed by the consumers (each malloc'd by a producer); "
                      "batches still queued at the end, up to (100 + workers) x 4096 blocks, are "
-                     "allocated and freed but not counted"),
+                     "allocated and freed but not counted, and under valgrind the queue is "
+                     "usually full at the end: this row is inflated, by more for allocators "
+                     "that made fewer operations (see bench/README.md)"),
     "cache_scratch": (None, "Throughput x elapsed = threads x iterations allocations (each "
                             "malloc, repetitions/threads writes of every byte, free): fixed work "
                             "dominated by the writes"),
