@@ -214,7 +214,10 @@ def make_workloads(opts):
     for t in threads:
         w.append(Workload("larson-mid", t, "larson",
                           [larson_s, 1024, 32768, 5000, 100, 4141, t], larson_s + 0.3, "ops"))
-    xm_s = 1 if quick else 1.5
+    # The other time-based programs (--timed-seconds; count_workload_instructions.py runs them
+    # longer under valgrind).
+    timed_s = opts.timed_seconds if opts.timed_seconds else (1 if quick else 1.5)
+    xm_s = timed_s
     for t in ([2] if quick else [1, 2]):
         w.append(Workload("xmalloc-test", t, "xmalloc_test",
                           ["-w", t, "-t", xm_s, "-s", 64], xm_s + 0.1, "frees"))
@@ -226,7 +229,7 @@ def make_workloads(opts):
     # rounds (same work per round, more thread generations) so process start-up is not the noise.
     churn = [2, 50, 25] if quick else [2, 50, 100]
     w.append(Workload("thread-churn", 2, "thread_churn", churn, 0.25 if quick else 0.8, "allocs"))
-    pc_s = 1 if quick else 1.5
+    pc_s = timed_s
     w.append(Workload("producer-consumer", 4, "producer_consumer", [4, pc_s, 16, 256],
                       pc_s + 0.05, "frees"))
     if opts.only:
@@ -271,13 +274,13 @@ GENERATIONS_RE = re.compile(r"^thread_generations\s*=\s*(\d+)", re.M)
 STATS_FIELD_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_.-]*)\s*[=:]\s*([^\s,;]+)")
 
 
-def parse_mf2_stats(stderr_text):
-    """Returns (summary, reuse-rate, new-pages) from the `mf2_stats:` lines, or Nones.
+def mf2_stats_fields(stderr_text):
+    """Returns (fields, summary, lines) from the `mf2_stats:` lines: {lower-case name: value
+    string}, the key=value line or None, and every line's text after the prefix.
 
     MF2 prints a header, memory lines, one `mf2_stats:   <counter> <value> <description>` line per
     counter and a line of `key=value` fields (`route=route_s reuse_rate=0.9985 new_pages=1461 ...`).
-    Counter lines and the key=value line are read; the latter's fields win. `summary` is the
-    key=value line (or all lines joined when there is none).
+    Counter lines and the key=value line are read; the latter's fields win.
     """
     fields, summary, lines = {}, None, []
     for line in stderr_text.splitlines():
@@ -294,6 +297,13 @@ def parse_mf2_stats(stderr_text):
             words = body.split()
             if len(words) >= 2 and words[1].isdigit():  # a counter line, not a memory line
                 fields.setdefault(words[0].lower().replace("-", "_"), words[1])
+    return fields, summary, lines
+
+
+def parse_mf2_stats(stderr_text):
+    """Returns (summary, reuse-rate, new-pages) from the `mf2_stats:` lines (mf2_stats_fields), or
+    Nones. `summary` is the key=value line (or all lines joined when there is none)."""
+    fields, summary, lines = mf2_stats_fields(stderr_text)
     if not lines:
         return None, None, None
     def pick(exact, part):
@@ -690,6 +700,9 @@ def build_parser():
                         help="Larson thread counts, e.g. 1,2,4")
     parser.add_argument("--larson-seconds", type=float,
                         help="Larson sleep_seconds (default 2, quick 1; the peers use 5)")
+    parser.add_argument("--timed-seconds", type=float,
+                        help="run time of xmalloc-test and producer-consumer (default 1.5, "
+                             "quick 1)")
     parser.add_argument("--allocators",
                         help="comma list of the allocators to run, in order, among "
                              "glibc,mimalloc,jemalloc,tcmalloc,mf2, the MF2 policy variants "
