@@ -60,11 +60,8 @@ OPERATIONS = {
                "`allocations =`: worker replacements (one free + one malloc each); the warm-up "
                "(threads x chunks mallocs, as many replacements) is not counted"),
     "xmalloc_test": (re.compile(r"^frees\s*=\s*(\d+)", re.M),
-                     "`frees =`: blocks freed by the consumers (each malloc'd by a producer); "
-                     "batches still queued at the end, up to (100 + workers) x 4096 blocks, are "
-                     "allocated and freed but not counted, and under valgrind the queue is "
-                     "usually full at the end: this row is inflated, by more for allocators "
-                     "that made fewer operations (see bench/README.md)"),
+                     "`frees =` + `leftover_frees =`: blocks freed by the consumers and, at the "
+                     "end, those of the batches still queued (each malloc'd by a producer)"),
     "cache_scratch": (None, "Throughput x elapsed = threads x iterations allocations (each "
                             "malloc, repetitions/threads writes of every byte, free): fixed work "
                             "dominated by the writes"),
@@ -73,6 +70,12 @@ OPERATIONS = {
                      "another or main)"),
     "producer_consumer": (None, "Throughput x elapsed = frees by stages 1..stages-1 (each "
                                 "followed by a malloc, except in the last stage)"),
+}
+
+# Count lines added to the main one when present: xmalloc-test's blocks freed at exit (older
+# builds of the program do not print it).
+EXTRA_OPERATIONS = {
+    "xmalloc_test": re.compile(r"^leftover_frees\s*=\s*(\d+)", re.M),
 }
 
 COLLECTED_RE = re.compile(r"Collected\s*:\s*(\d+)")
@@ -100,7 +103,13 @@ def parse_operations(program, stdout):
     if line_re is not None:
         m = line_re.search(stdout)
         if m:
-            return int(m.group(1)), line_re.pattern.strip("^").split("\\s")[0] + " line"
+            n, source = int(m.group(1)), line_re.pattern.strip("^").split("\\s")[0] + " line"
+            extra = EXTRA_OPERATIONS.get(program)
+            e = extra.search(stdout) if extra is not None else None
+            if e:
+                n += int(e.group(1))
+                source += " + " + extra.pattern.strip("^").split("\\s")[0]
+            return n, source
         return None, "no count line (%s)" % line_re.pattern
     tp = h2h.THROUGHPUT_RE.search(stdout)
     el = h2h.ELAPSED_RE.search(stdout)
