@@ -1,5 +1,5 @@
 // Deterministic tests of the per-thread caches in front of the pages (heap.h, "caches"): how deep
-// they start, how they grow, and the budget that bounds the growth. One OS thread, explicit
+// they start, how they grow, and the budget that bounds them. One OS thread, explicit
 // heaps. (stress/cache_stress_test.cc drives the caches from many threads.)
 #include <cstddef>
 #include <cstdint>
@@ -43,9 +43,9 @@ void Churn(Heap* h, size_t size, int burst, int rounds) {
 }
 
 // With the default options, the initial capacity of all classes together (64 KiB each, at least
-// 2 and at most 63 blocks) is larger than the default growth budget (MF2_CACHE_HEAP_KB, 1 MiB).
-// When the budget bounded the total, no cache of a small heap could ever grow; it bounds the
-// growth now, so a class that keeps overflowing deepens.
+// 2 and at most 63 blocks) is larger than the default MF2_CACHE_HEAP_KB (1 MiB). When that alone
+// bounded the total, no cache of a small heap could ever grow; a small heap's caches may now grow
+// by it beyond their initial capacity, so a class that keeps overflowing deepens.
 TEST(CacheTest, ACacheThatKeepsOverflowingGrowsWithTheDefaultOptions) {
   TestHeaps heaps;
   Heap* h = heaps.Acquire();
@@ -84,6 +84,29 @@ TEST(CacheTest, GrowthStaysWithinTheHeapBudget) {
   EXPECT_GT(grown, kBudget / 2) << "the classes want far more than the budget: it binds";
   EXPECT_LE(grown, kBudget) << "growth is bounded by MF2_CACHE_HEAP_KB";
   EXPECT_EQ(h->cache(small).cap, small_cap) << "a class that never overflowed keeps its depth";
+  h->CheckInvariants(true);
+  heaps.Release(h);
+}
+
+// A large heap's caches hold at most an eighth of its pages in all, not that on top of their
+// initial capacity: 40 MiB of live 32 KiB blocks (51 MiB of pages with the churn's and the empty
+// pages kept, under 56 MiB: a bound of 7 MiB) and seven classes each wanting 63 blocks (about 12
+// MiB). A bound of initial + pages / 8 lets them reach 11 MiB here.
+TEST(CacheTest, ALargeHeapsCachesStayWithinAnEighthOfItsPages) {
+  ScopedPolicy policy([](Policy* p) { p->heap_empty_bytes = 0; });
+  TestHeaps heaps;
+  Heap* h = heaps.Acquire();
+  const size_t initial_bytes = CapBytes(*h);
+  std::vector<void*> live;
+  for (size_t i = 0; i < (size_t{40} << 20) / kMid; ++i) {
+    live.push_back(h->Allocate(kMid));
+    ASSERT_NE(live.back(), nullptr);
+  }
+  for (size_t kib : {64, 48, 32, 24, 16, 12, 8}) Churn(h, kib << 10, 70, 8);
+  EXPECT_GT(CapBytes(*h), initial_bytes + (size_t{1} << 20)) << "an eighth of 40 MiB is more";
+  EXPECT_LE(CapBytes(*h), size_t{7} << 20) << "at most an eighth of the heap's pages";
+  h->CheckInvariants(true);
+  for (void* p : live) h->Free(p);
   h->CheckInvariants(true);
   heaps.Release(h);
 }

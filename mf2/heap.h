@@ -86,7 +86,7 @@
 //
 // Invariants (CheckInvariants):
 //   caches: 0 <= n <= cap <= kCacheSlots for every class; cache_cap_bytes_ == sum of cap * size
-//     >= cache_initial_bytes_ (caps only grow), and cache_cap_bytes_ - cache_initial_bytes_ <=
+//     >= cache_initial_bytes_ (caps only grow), and once a cache grew, cache_cap_bytes_ <=
 //     cache_grow_budget_ (the largest CacheBudget() a cache grew within); each cached block is a
 //     block start of a page in use of its class, with canary kInCache, counted in its page's used()
 //     (HeapRegistry::CheckAll also checks no block is cached twice, in one heap or two)

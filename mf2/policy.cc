@@ -133,10 +133,10 @@ constexpr OptionLine kOptions[] = {
     // At least 2 blocks, at most Heap::kCacheSlots, per class; sized when a heap is taken.
     MF2_OPTION("MF2_CACHE_CLASS_KB", kSize, cache_class_bytes, "KiB", kKiB, 0, kMaxBytes,
                "free blocks each thread caches per size class at first (0: no caches)"),
-    // A cache that overflows or runs dry doubles (up to 63 blocks) while the growth of all of a
-    // heap's caches stays within this budget.
+    // A cache that overflows or runs dry doubles (up to 63 blocks) while all of a heap's caches
+    // stay within their initial capacity plus this budget, or an eighth of its pages if more.
     MF2_OPTION("MF2_CACHE_HEAP_KB", kSize, cache_heap_bytes, "KiB", kKiB, 0, kMaxBytes,
-               "how much a thread's caches may grow in all (or an eighth of its pages, if more)"),
+               "how much a thread's caches may grow in all (or to an eighth of its pages)"),
     // At most Heap::kRemoteBatch; 1 pushes every remote free at once.
     MF2_OPTION("MF2_REMOTE_BATCH", kCount, remote_batch, "", 1, 1, 32,
                "remote frees a thread holds back per page before pushing them with one CAS"),
