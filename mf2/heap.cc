@@ -40,17 +40,13 @@ void Heap::ConfigureCaches() {
     cache_cap_bytes_ += size_t{cache_[k].cap} * ClassInfo(k).size;
   }
   cache_initial_bytes_ = cache_cap_bytes_;
-  cache_grow_budget_ = 0;
+  cache_grow_budget_ = cache_cap_bytes_;
 }
 
 // The most a heap's caches may hold in all (the sum of cap * size): their initial capacity plus
 // Policy::cache_heap_bytes, or an eighth of the heap's own pages if more (a large heap's working
-// set needs deep caches; a small one keeps little). The initial capacity alone (every class at
-// 64 KiB, at least 2 and at most 63 blocks: 3.8 MiB over the 80 classes) is larger than the
-// default cache_heap_bytes, so a bound of max(cache_heap_bytes, pages / 8) would let no cache
-// grow until the heap held some 31 MiB of pages; a bound of initial + max(...) would let a large
-// heap's caches grow by an eighth of its pages on top of their initial 3.8 MiB (+11 MiB of
-// resident memory on Larson mid-size, one thread).
+// set needs deep caches; a small one keeps little). The floor counts from the initial capacity
+// because that alone (3.8 MiB over the 80 classes) exceeds the default cache_heap_bytes.
 size_t Heap::CacheBudget() const {
   return std::max(cache_initial_bytes_ + GetPolicy().cache_heap_bytes,
                   xpage_bytes_.load(std::memory_order_relaxed) / 8);
@@ -66,7 +62,7 @@ void Heap::GrowCache(Magazine* m) {
   const size_t budget = CacheBudget();
   if (cache_cap_bytes_ + more > budget) return;
   cache_cap_bytes_ += more;
-  cache_grow_budget_ = std::max(cache_grow_budget_, budget);
+  cache_grow_budget_ = std::max(cache_grow_budget_, budget);  // for CheckInvariants
   m->cap = cap;
   MF2_STAT_INC(stats_, cache_grows);
 }

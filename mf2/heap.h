@@ -86,8 +86,8 @@
 //
 // Invariants (CheckInvariants):
 //   caches: 0 <= n <= cap <= kCacheSlots for every class; cache_cap_bytes_ == sum of cap * size
-//     >= cache_initial_bytes_ (caps only grow), and once a cache grew, cache_cap_bytes_ <=
-//     cache_grow_budget_ (the largest CacheBudget() a cache grew within); each cached block is a
+//     >= cache_initial_bytes_ (caps only grow), and <= cache_grow_budget_ (the initial capacity,
+//     or the largest CacheBudget() a cache grew within); each cached block is a
 //     block start of a page in use of its class, with canary kInCache, counted in its page's used()
 //     (HeapRegistry::CheckAll also checks no block is cached twice, in one heap or two)
 //   remote chains: count == |head chain| <= kRemoteBatch, tail its last block; every block a block
@@ -560,7 +560,7 @@ class Heap {
   size_t empty_bytes_ = 0;  // spans of empty pages kept on partial lists for reuse
   size_t cache_cap_bytes_ = 0;      // sum over classes of cache cap * class size
   size_t cache_initial_bytes_ = 0;  // cache_cap_bytes_ as ConfigureCaches left it
-  size_t cache_grow_budget_ = 0;    // the largest CacheBudget() a cache grew within since then
+  size_t cache_grow_budget_ = 0;    // max(initial, largest CacheBudget() a cache grew within)
   uint32_t remote_batch_ = 1;   // Policy::remote_batch when the heap was taken
   HeapStats stats_;
   PageSource* const source_;
