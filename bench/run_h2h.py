@@ -217,10 +217,9 @@ def make_workloads(opts):
     # The other time-based programs (--timed-seconds; count_workload_instructions.py runs them
     # longer under valgrind).
     timed_s = opts.timed_seconds if opts.timed_seconds else (1 if quick else 1.5)
-    xm_s = timed_s
     for t in ([2] if quick else [1, 2]):
         w.append(Workload("xmalloc-test", t, "xmalloc_test",
-                          ["-w", t, "-t", xm_s, "-s", 64], xm_s + 0.1, "frees"))
+                          ["-w", t, "-t", timed_s, "-s", 64], timed_s + 0.1, "frees"))
     # Fixed work; the peers' command is `cache-scratch T 1000 1 2000000 T` (about 3 s here).
     reps = 500000 if quick else 2000000
     w.append(Workload("cache-scratch", 2, "cache_scratch", [2, 1000, 1, reps, 2],
@@ -229,9 +228,8 @@ def make_workloads(opts):
     # rounds (same work per round, more thread generations) so process start-up is not the noise.
     churn = [2, 50, 25] if quick else [2, 50, 100]
     w.append(Workload("thread-churn", 2, "thread_churn", churn, 0.25 if quick else 0.8, "allocs"))
-    pc_s = timed_s
-    w.append(Workload("producer-consumer", 4, "producer_consumer", [4, pc_s, 16, 256],
-                      pc_s + 0.05, "frees"))
+    w.append(Workload("producer-consumer", 4, "producer_consumer", [4, timed_s, 16, 256],
+                      timed_s + 0.05, "frees"))
     if opts.only:
         pattern = re.compile(opts.only)
         w = [x for x in w if pattern.search(x.label)]
