@@ -102,17 +102,31 @@ void Page::SetOwner(Heap* h) {
 }
 
 uint32_t Page::PopBatch(void** out, uint32_t max) {
+  // The list's head and the bounds live in registers for the loop; the page's fields are
+  // written back at the end and before LoseLocalList reads them.
+  const uint64_t key = CanaryKey();
+  const CarvedBounds carved = Carved();
+  Block* head = local_free_;
   uint32_t n = 0;
-  while (n < max && local_free_ != nullptr) {
-    Block* b = local_free_;  // a carved block start: checked before it became the head
-    if (LoadCanary(b) != Canary(b, kOnPage)) {
+  uint32_t popped = 0;  // taken off the list and not yet subtracted from local_count_
+  while (n < max && head != nullptr) {
+    Block* b = head;  // a carved block start: checked before it became the head
+    const uintptr_t self = reinterpret_cast<uintptr_t>(b);
+    if (LoadCanary(b) != (self ^ key ^ kOnPage)) {
+      local_free_ = head;
+      local_count_ -= popped;
+      popped = 0;
       LoseLocalList(b, b, 0, "a block on its page's free list lost its free-block canary (a "
                           "use-after-free write, an overflow into a free block, or a block "
                           "freed twice): it and the rest of the page's free list are not reused");
+      head = nullptr;
       break;
     }
-    Block* link = LoadLink(b);
-    if (link != nullptr && !IsCarvedBlock(link)) {
+    Block* link = LoadLink(b, key);
+    if (link != nullptr && !carved.Contains(link)) {
+      local_free_ = head;
+      local_count_ -= popped;
+      popped = 0;
       // Named by the word as stored (what a stray write put there; hardened builds decode it
       // into another address), with the free block that holds it.
       LoseLocalList(LoadNext(b), b, 1,
@@ -121,17 +135,21 @@ uint32_t Page::PopBatch(void** out, uint32_t max) {
                     "page's free list is not reused");
       link = nullptr;
     }
-    local_free_ = link;
-    --local_count_;
-    StoreCanary(b, Canary(b, kInCache));
+    head = link;
+    ++popped;
+    StoreCanary(b, self ^ key ^ kInCache);
     out[n++] = b;
   }
-  while (n < max && carved_ < capacity_) {
-    Block* b = reinterpret_cast<Block*>(start_ + size_t{carved_} * block_size_);
-    ++carved_;
-    StoreCanary(b, Canary(b, kInCache));
+  local_free_ = head;
+  local_count_ -= popped;
+  uint32_t fresh = 0;  // then the never-carved tail, in address order
+  while (n < max && carved_ + fresh < capacity_) {
+    Block* b = reinterpret_cast<Block*>(carved.start + carved.end + size_t{fresh} * block_size_);
+    ++fresh;
+    StoreCanary(b, reinterpret_cast<uintptr_t>(b) ^ key ^ kInCache);
     out[n++] = b;
   }
+  carved_ += fresh;
   used_ += n;
   return n;
 }
@@ -155,27 +173,40 @@ void Page::PushLocal(Block* b) {
 }
 
 uint32_t Page::CollectRemote(RemoteWord taken) {
+  // PushLocal for each block, with the list's head and the bounds in registers; the page's
+  // fields are written back before a report (its handler may look at the page) and at the end.
   const uint32_t count = taken.count();
+  const uint64_t key = CanaryKey();
+  const CarvedBounds carved = Carved();
+  Block* local = local_free_;
   uint32_t moved = 0;
-  for (Block* b = taken.head(); b != nullptr;) {
-    if (moved == count || !IsCarvedBlock(b)) {
-      internal::ReportError(ErrorKind::kCorruptFreeList, "malloc", b,
-                            "a remote free list is longer than its count or leaves the page; "
-                            "the rest of the list is dropped, not reused");
+  const char* bad = nullptr;
+  ErrorKind kind = ErrorKind::kCorruptFreeList;
+  Block* b = taken.head();
+  for (; b != nullptr; ++moved) {
+    if (moved == count || !carved.Contains(b)) {
+      bad = "a remote free list is longer than its count or leaves the page; the rest of the "
+            "list is dropped, not reused";
       break;
     }
-    if (LoadCanary(b) != Canary(b, kOnRemote)) {
-      internal::ReportError(ErrorKind::kDoubleFree, "malloc", b,
-                            "a block on a remote free list was also freed by its owner or "
-                            "freed twice concurrently; it and the rest of the list are dropped, "
-                            "not reused");
+    const uintptr_t self = reinterpret_cast<uintptr_t>(b);
+    if (LoadCanary(b) != (self ^ key ^ kOnRemote)) {
+      kind = ErrorKind::kDoubleFree;
+      bad = "a block on a remote free list was also freed by its owner or freed twice "
+            "concurrently; it and the rest of the list are dropped, not reused";
       break;
     }
     Block* next_block = LoadNext(b);
-    PushLocal(b);
-    ++moved;
+    StoreLink(b, local, key);
+    StoreCanary(b, self ^ key ^ kOnPage);
+    PoisonMemory(b, block_size_);
+    local = b;
     b = next_block;
   }
+  local_free_ = local;
+  local_count_ += moved;
+  used_ -= moved;
+  if (bad != nullptr) internal::ReportError(kind, "malloc", b, bad);
   return moved;
 }
 

@@ -260,6 +260,25 @@ class alignas(256) Page {
   // so a use-after-free write cannot plant a pointer that decodes inside the page by chance.
   static void StoreLink(Block* b, Block* next);
   static Block* LoadLink(const Block* b);
+  // The same with `key` == CanaryKey(), which loops read once.
+  static void StoreLink(Block* b, Block* next, uint64_t key);
+  static Block* LoadLink(const Block* b, uint64_t key);
+  // IsCarvedBlock's bounds, read once by the loops over a list (PopBatch, CollectRemote): the
+  // compiler cannot keep the page's fields in registers across the blocks' stores.
+  struct CarvedBounds {
+    uintptr_t start;
+    uint64_t mul;    // kClassDiv's exact-division test for the class
+    uint64_t limit;
+    uintptr_t end;   // carved_ * block_size_
+    bool Contains(const Block* b) const {
+      const uintptr_t off = reinterpret_cast<uintptr_t>(b) - start;
+      return off * mul < limit && off < end;
+    }
+  };
+  CarvedBounds Carved() const {
+    return {reinterpret_cast<uintptr_t>(start_), kClassDiv.div[size_class_].mul,
+            kClassDiv.div[size_class_].limit, uintptr_t{carved_} * block_size_};
+  }
 
   friend struct PageLayout;  // the static_asserts below
 };
@@ -284,11 +303,29 @@ struct PageLayout {
 };
 #pragma GCC diagnostic pop
 
-inline void Page::StoreLink(Block* b, Block* next) {
+inline void Page::StoreLink(Block* b, Block* next, uint64_t key) {
 #if defined(MF2_HARDENED) && MF2_HARDENED
   const uintptr_t self = reinterpret_cast<uintptr_t>(b);
-  StoreNext(b, reinterpret_cast<Block*>(reinterpret_cast<uintptr_t>(next) ^ CanaryKey() ^
+  StoreNext(b, reinterpret_cast<Block*>(reinterpret_cast<uintptr_t>(next) ^ key ^
                                         ((self << 17) | (self >> 47))));
+#else
+  StoreNext(b, next);
+#endif
+}
+
+inline Block* Page::LoadLink(const Block* b, uint64_t key) {
+#if defined(MF2_HARDENED) && MF2_HARDENED
+  const uintptr_t self = reinterpret_cast<uintptr_t>(b);
+  return reinterpret_cast<Block*>(reinterpret_cast<uintptr_t>(LoadNext(b)) ^ key ^
+                                  ((self << 17) | (self >> 47)));
+#else
+  return LoadNext(b);
+#endif
+}
+
+inline void Page::StoreLink(Block* b, Block* next) {
+#if defined(MF2_HARDENED) && MF2_HARDENED
+  StoreLink(b, next, CanaryKey());
 #else
   StoreNext(b, next);
 #endif
@@ -296,9 +333,7 @@ inline void Page::StoreLink(Block* b, Block* next) {
 
 inline Block* Page::LoadLink(const Block* b) {
 #if defined(MF2_HARDENED) && MF2_HARDENED
-  const uintptr_t self = reinterpret_cast<uintptr_t>(b);
-  return reinterpret_cast<Block*>(reinterpret_cast<uintptr_t>(LoadNext(b)) ^ CanaryKey() ^
-                                  ((self << 17) | (self >> 47)));
+  return LoadLink(b, CanaryKey());
 #else
   return LoadNext(b);
 #endif
