@@ -607,8 +607,35 @@ void Heap::QueueWonPage_mt(Page* page) {
   if (owner->xabandoned_.load(std::memory_order_seq_cst)) owner->ReclaimAbandoned_mt();
 }
 
+// The common case, kept free of calls so that it needs no stack frame (saving and restoring the
+// registers a call would clobber cost every remote free a dozen instructions): the block joins
+// the chain this heap already holds for its page, and the chain stays below the batch size.
+// Everything else (a new page for the slot, the push of a full chain, a double free, a lost
+// compare-exchange, a heap that holds nothing) is FreeRemoteSlow, which reads word 1 again.
+// A chain names a page only while it holds a block (count != 0), and only a heap that may hold
+// remote frees (not abandoned, not a sentinel or helper) ever fills one (CheckInvariants), so
+// `chain->page == page` also rules those heaps out.
 void Heap::FreeRemote(Page* page, void* p, const char* call) noexcept {
-  const OpEnd end{this};  // tail-called by a fast path: ends its operation
+  RemoteChain* chain = &remote_[RemoteSlot(page)];
+  Block* b = static_cast<Block*>(p);
+  const uint64_t seen = LoadCanary(b);
+  const uint64_t in_cache = reinterpret_cast<uintptr_t>(p) ^ key_;  // Canary(b, kInCache)
+  static_assert(kInCache == 0, "Canary(b, s) == Canary(b, kInCache) ^ s");
+  if (MF2_PREDICT_TRUE(chain->page == page && chain->count + 1 < remote_batch_ &&
+                       (seen ^ in_cache) >= kNumBlockStates &&
+                       CasCanary(b, seen, in_cache ^ kOnRemote))) {
+    PoisonMemory(b, page->block_size());
+    StoreNext(b, chain->head);
+    chain->head = b;
+    ++chain->count;
+    EndOp();  // tail-called by a fast path: ends its operation
+    return;
+  }
+  return FreeRemoteSlow(page, p, call);
+}
+
+void Heap::FreeRemoteSlow(Page* page, void* p, const char* call) noexcept {
+  const OpEnd end{this};  // tail-called by FreeRemote: ends the operation
   // A canary of any state in word 1: the block is free already (block.h). Word 1 then moves from
   // exactly this value, so a free by another thread in between is caught too.
   const uint64_t seen = LoadCanary(p);
@@ -631,7 +658,7 @@ void Heap::FreeRemote(Page* page, void* p, const char* call) noexcept {
 // Links `b` (canary kOnRemote) into the chain of its page, pushing chains that are full or whose
 // slot another page needs.
 void Heap::HoldRemote(Page* page, Block* b) {
-  RemoteChain* chain = &remote_[(reinterpret_cast<uintptr_t>(page) >> 8) % kRemoteSlots];
+  RemoteChain* chain = &remote_[RemoteSlot(page)];
   if (chain->page != page) {
     if (chain->count != 0) PushChain(chain);
     chain->page = page;
@@ -648,11 +675,30 @@ void Heap::FlushRemoteChainsInOp() {
   }
 }
 
-// One CAS for the whole chain, then what a single remote free does after its push. A block whose
-// canary is no longer kOnRemote was freed again by its owner while we held it (the owner's store
-// came after our compare-exchange: a concurrent double free): it is reported and left out, and
-// the rest of the chain goes on (the collection would otherwise cut the list there).
-void Heap::PushChain(RemoteChain* chain) {
+// Whether every block `chain` holds still has canary kOnRemote and links to a block start of its
+// page, `count` of them ending in nullptr. Read-only: PushChain's common case.
+bool Heap::ChainIntact(const RemoteChain& chain) const {
+  const Page* page = chain.page;
+  const uintptr_t start = reinterpret_cast<uintptr_t>(page->start());
+  const uint32_t k = page->size_class();
+  const uint64_t on_remote = key_ ^ kOnRemote;  // Canary(b, kOnRemote) == b ^ on_remote
+  uint32_t n = 0;
+  for (const Block* b = chain.head; b != nullptr;) {
+    if (++n > chain.count || LoadCanary(b) != (reinterpret_cast<uintptr_t>(b) ^ on_remote)) {
+      return false;
+    }
+    const Block* next = LoadNext(b);
+    if (next != nullptr && !IsBlockOffset(reinterpret_cast<uintptr_t>(next) - start, k)) {
+      return false;
+    }
+    b = next;
+  }
+  return n == chain.count;
+}
+
+// Rebuilds `chain` from its blocks that still have canary kOnRemote, reporting the others (see
+// PushChain); count 0 when none is left.
+void Heap::RebuildChain(RemoteChain* chain) {
   Page* page = chain->page;
   Block* head = nullptr;
   Block* tail = nullptr;
@@ -686,10 +732,22 @@ void Heap::PushChain(RemoteChain* chain) {
   chain->head = head;
   chain->tail = tail;
   chain->count = count;
-  if (count == 0) {
+}
+
+// One CAS for the whole chain, then what a single remote free does after its push. A block whose
+// canary is no longer kOnRemote was freed again by its owner while we held it (the owner's store
+// came after our compare-exchange: a concurrent double free): it is reported and left out, and
+// the rest of the chain goes on (the collection would otherwise cut the list there).
+//
+// The walk that rebuilds the chain runs only when ChainIntact, a read-only walk, finds something
+// wrong: the common case writes no block.
+void Heap::PushChain(RemoteChain* chain) {
+  if (MF2_PREDICT_FALSE(!ChainIntact(*chain))) RebuildChain(chain);
+  if (chain->count == 0) {
     chain->page = nullptr;
     return;
   }
+  Page* page = chain->page;
   // Read before the push: afterwards the page may be collected and released at once.
   Heap* owner = page->owner_relaxed();
   const uint32_t capacity = page->capacity();

@@ -145,7 +145,10 @@ class Heap {
   // Remote frees held back: blocks freed by this heap's thread into pages of other heaps, linked
   // per page (canary kOnRemote, counted in their page's used()) and pushed onto the page's remote
   // stack with one CAS once kRemoteBatch of them wait, when another page needs the slot, or at
-  // this heap's next slow path, flush or exit. Owner only.
+  // this heap's next slow path, flush or exit. Owner only. Invariants (CheckInvariants): a
+  // chain holds at most kRemoteBatch blocks, names its page exactly while it holds one, sits in
+  // slot RemoteSlot(page), and only a heap that is not abandoned, a sentinel or a helper holds any
+  // (FreeRemote's fast path relies on the last two).
   static constexpr uint32_t kRemoteSlots = 8;
   static constexpr uint32_t kRemoteBatch = 32;
   struct RemoteChain {
@@ -475,8 +478,9 @@ class Heap {
   }
   // The slow paths the fast paths tail-call end the operation themselves (an EndOp after a call
   // would cost every fast path a stack frame): AllocateSlow, CachedBlockBad (through its
-  // Allocate), AllocateLarge, FreeUnusual, ReportBadFree, FreeRemote, ReportDoubleFree and
-  // FreeToFullCache each start with an OpEnd. Ending twice is harmless.
+  // Allocate), AllocateLarge, FreeUnusual, ReportBadFree, FreeRemoteSlow, ReportDoubleFree and
+  // FreeToFullCache each start with an OpEnd (FreeRemote's own fast path ends it by hand). Ending
+  // twice is harmless.
   struct OpEnd {
     Heap* heap;
     ~OpEnd() { heap->EndOp(); }
@@ -496,9 +500,15 @@ class Heap {
   MF2_NOINLINE void* CachedBlockBad(Magazine* m, void* p) noexcept;
   MF2_NOINLINE void FreeToFullCache(Magazine* m, void* p) noexcept;
   MF2_NOINLINE void FreeRemote(Page* page, void* p, const char* call) noexcept;
+  MF2_NOINLINE void FreeRemoteSlow(Page* page, void* p, const char* call) noexcept;
+  static uint32_t RemoteSlot(const Page* page) {
+    return (reinterpret_cast<uintptr_t>(page) >> 8) % kRemoteSlots;
+  }
   void ReturnRemote(Page* page, Block* b, uint64_t seen, const char* call);
   void HoldRemote(Page* page, Block* b);
   void PushChain(RemoteChain* chain);
+  bool ChainIntact(const RemoteChain& chain) const;
+  void RebuildChain(RemoteChain* chain);
   void AfterRemotePush(Page* page, Heap* owner, bool won, bool completed);
   MF2_NOINLINE void FreeUnusual(void* p, const char* call) noexcept;
   MF2_NOINLINE void ReportBadFree(void* p, const char* call) noexcept;

@@ -80,7 +80,8 @@ void Heap::CheckInvariants(bool quiescent) const {
   MF2_CHECK(key_ == CanaryKey(), "key_ == CanaryKey()");
   for (const RemoteChain& chain : remote_) {
     MF2_CHECK(chain.count <= kRemoteBatch && (chain.count == 0) == (chain.head == nullptr) &&
-                  (chain.count == 0 || chain.page != nullptr),
+                  (chain.count == 0) == (chain.page == nullptr) &&
+                  (chain.page == nullptr || RemoteSlot(chain.page) == &chain - remote_),
               "a remote chain's count matches its list, at most kRemoteBatch");
     MF2_CHECK(chain.count == 0 || (!abandoned() && !is_sentinel() && !helper_),
               "an abandoned, sentinel or helper heap holds no remote free");

@@ -5,6 +5,7 @@
 // off so every free reaches the heap's page logic.
 #include <cstdint>
 #include <set>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -14,12 +15,14 @@
 #include "mf2/mf2.hpp"
 #include "mf2/policy.h"
 #include "mf2/testing/scoped_policy.h"
+#include "mf2/testing/scoped_reports.h"
 #include "mf2/testing/test_heaps.h"
 
 namespace mf2 {
 namespace {
 
 using testing::ScopedPolicy;
+using testing::ScopedReports;
 using testing::TestHeaps;
 
 constexpr size_t kSize = 256;  // 256 blocks in a 64 KiB span: room for batches
@@ -201,6 +204,74 @@ TEST_F(RemoteBatchTest, ThreadExitPushesHeldFrees) {
   EXPECT_EQ(OnStack(blocks[0]), 6u) << "the exiting thread pushed what it held";
   EXPECT_TRUE(Flagged(blocks[0]));
   HeapRegistry::Global().CheckAll(false);
+  heaps.Release(owner);
+  EXPECT_EQ(heaps.source().outstanding(), 0u);
+}
+
+// A held chain goes out as it is when every block still has canary kOnRemote and every link
+// leads to a block start (PushChain's read-only check); otherwise it is rebuilt from the blocks
+// that still qualify. The two tests below break a held chain the way a concurrent double free
+// would, by writing what the racing owner (or the program, into a block handed out again) writes,
+// and check that the push reports it and sends the rest.
+
+// The owner's free of a held block passed its canary check before our compare-exchange and
+// stored its cache's canary after it: reported, left out, the other four pushed.
+TEST_F(RemoteBatchTest, AHeldBlockTheOwnerFreedAgainIsReportedAndLeftOut) {
+  ScopedPolicy policy([](Policy* p) { UseBatches(p, 32); });
+  TestHeaps heaps;
+  Heap* owner = heaps.Acquire();
+  Heap* freer = heaps.Acquire();
+  std::vector<void*> blocks = BlocksOfOnePage(owner, 5);
+  for (void* p : blocks) freer->Free(p);
+  ASSERT_EQ(Held(freer), 5u);
+  StoreCanary(blocks[2], Canary(blocks[2], kInCache));  // the racing owner's store
+  ScopedReports reports;
+  freer->FlushRemoteChains();
+  std::vector<ErrorReport> got = reports.Take();
+  ASSERT_EQ(got.size(), 1u) << "the racing free is reported once";
+  EXPECT_EQ(got[0].kind, ErrorKind::kDoubleFree);
+  EXPECT_EQ(got[0].pointer, blocks[2]);
+  EXPECT_NE(std::string(got[0].detail).find("returned once"), std::string::npos) << got[0].detail;
+  EXPECT_EQ(OnStack(blocks[0]), 4u) << "the other held blocks went out";
+  EXPECT_EQ(Held(freer), 0u);
+  HeapRegistry::Global().CheckAll(false);
+  // The block is the owner's again (as if its free had put it in a cache): end the race.
+  StoreCanary(blocks[2], 0);
+  owner->Free(blocks[2]);
+  heaps.Release(freer);
+  heaps.Release(owner);
+  EXPECT_EQ(heaps.source().outstanding(), 0u) << "every block came back, the page with them";
+}
+
+// A held block was freed again by its owner, handed out again and written to: its link no longer
+// leads to a block start. Reported; the blocks before it go out, those after it are not followed.
+TEST_F(RemoteBatchTest, AHeldChainWithABadLinkIsReportedAndCut) {
+  ScopedPolicy policy([](Policy* p) { UseBatches(p, 32); });
+  TestHeaps heaps;
+  Heap* owner = heaps.Acquire();
+  Heap* freer = heaps.Acquire();
+  std::vector<void*> blocks = BlocksOfOnePage(owner, 5);
+  for (void* p : blocks) freer->Free(p);
+  ASSERT_EQ(Held(freer), 5u);
+  // Held newest first: blocks[4] -> blocks[3] -> blocks[2] -> ...
+  ASSERT_EQ(LoadNext(static_cast<Block*>(blocks[3])), blocks[2]);
+  StoreNext(static_cast<Block*>(blocks[3]),
+            reinterpret_cast<Block*>(static_cast<char*>(blocks[0]) + 8));  // the program's write
+  ScopedReports reports;
+  freer->FlushRemoteChains();
+  std::vector<ErrorReport> got = reports.Take();
+  ASSERT_EQ(got.size(), 1u) << "the bad link is reported once";
+  EXPECT_EQ(got[0].kind, ErrorKind::kDoubleFree);
+  EXPECT_EQ(got[0].pointer, blocks[3]);
+  EXPECT_EQ(OnStack(blocks[0]), 2u) << "blocks[4] and blocks[3] went out, nothing after the link";
+  EXPECT_EQ(Held(freer), 0u);
+  HeapRegistry::Global().CheckAll(false);
+  // Blocks 0..2 stay counted as handed out (never reused). End the scenario: give them back.
+  for (int i = 0; i <= 2; ++i) {
+    StoreCanary(blocks[i], 0);
+    owner->Free(blocks[i]);
+  }
+  heaps.Release(freer);
   heaps.Release(owner);
   EXPECT_EQ(heaps.source().outstanding(), 0u);
 }
