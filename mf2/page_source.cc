@@ -92,8 +92,9 @@ Segment* OsPageSource::MapSegment() {
   }
   MF2_CHECK(aligned + kSegmentSize <= kUserAddressLimit, "segment above the 47-bit limit");
   Segment* s = new (reinterpret_cast<void*>(aligned)) Segment();
-  MF2_CHECK(reinterpret_cast<uintptr_t>(&s->slices[0]) == aligned + 64,
-            "slices start at the header's second cache line (SliceOf)");
+  MF2_CHECK(reinterpret_cast<uintptr_t>(s->slice_area) == aligned + 64 &&
+                reinterpret_cast<uintptr_t>(s->slices()) == aligned + SliceTableOffset(aligned),
+            "the slice area starts at the header's second cache line (SliceOf)");
   s->cookie = kSegmentCookie;
   s->used_slices = kHeaderBit;
   PushFront(s);
@@ -111,7 +112,7 @@ Page* OsPageSource::CarveSpan(Segment* s, uint32_t first, uint32_t slices) {
     PushBack(s);
   }
   Page* head = &s->pages[first];
-  head->MakeSpan(slices, s->slice_start(first), &s->slices[first], static_cast<uint8_t>(first));
+  head->MakeSpan(slices, s->slice_start(first), &s->slices()[first], static_cast<uint8_t>(first));
   return head;
 }
 
@@ -342,7 +343,7 @@ void OsPageSource::CheckInvariants() {
       MF2_CHECK(n >= 1 && n <= kMaxSlicesPerSpan && i + n <= kSlicesPerSegment,
                 "span head with bad length");
       for (uint32_t j = 0; j < n; ++j) {
-        MF2_CHECK(s->slices[i + j].head == i && ((s->used_slices >> (i + j)) & 1),
+        MF2_CHECK(s->slices()[i + j].head == i && ((s->used_slices >> (i + j)) & 1),
                   "a span's slices name its first slice");
         MF2_CHECK(j == 0 || s->pages[i + j].span_slices == 0, "only the first slice heads a span");
       }

@@ -5,6 +5,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <set>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -122,6 +123,45 @@ TEST_F(PageSourceTest, SegmentHeadersAndFreeSlicesAreNotPages) {
   EXPECT_EQ(PageOf(&on_stack), nullptr);
   EXPECT_FALSE(InSegment(&on_stack));
   source_.FreeSpan(p);
+}
+
+// Slice tables are coloured by the segment's address (segment.h): every slice of a span maps to
+// the entry of its segment's own table, the table sits at 64 + colour * 1 KiB, and segments
+// next to each other in the address space use different colours (so different L1 sets).
+TEST_F(PageSourceTest, SliceTablesAreColouredBySegmentAddress) {
+  std::vector<Page*> spans;
+  std::vector<Segment*> segments;
+  for (int i = 0; i < 21; ++i) {  // three segments' worth of 8-slice spans
+    Page* p = source_.AllocateSpan(8);
+    spans.push_back(p);
+    Segment* s = SegmentOf(p->start());
+    if (segments.empty() || segments.back() != s) segments.push_back(s);
+    for (uint32_t j = 0; j < 8; ++j) {
+      const uintptr_t a = reinterpret_cast<uintptr_t>(p->start()) + j * kSliceSize + 8;
+      const uint32_t slice = static_cast<uint32_t>((a >> kSliceShift) % kSlicesPerSegment);
+      ASSERT_EQ(SliceOf(a), &s->slices()[slice]) << "slice " << slice;
+      EXPECT_EQ(SliceOf(a)->head, slice - j) << "every slice names its span's first slice";
+    }
+  }
+  ASSERT_EQ(segments.size(), 3u);
+  std::set<uintptr_t> offsets;
+  for (Segment* s : segments) {
+    const uintptr_t base = reinterpret_cast<uintptr_t>(s);
+    const uintptr_t colour = (base >> kSegmentShift) % kSliceColours;
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(s->slices()), base + 64 + colour * kSliceTableBytes);
+    offsets.insert(reinterpret_cast<uintptr_t>(s->slices()) - base);
+  }
+  for (size_t i = 1; i < segments.size(); ++i) {
+    const uintptr_t d = reinterpret_cast<uintptr_t>(segments[i]) >> kSegmentShift;
+    const uintptr_t e = reinterpret_cast<uintptr_t>(segments[i - 1]) >> kSegmentShift;
+    if (d - e < kSliceColours || e - d < kSliceColours) {
+      EXPECT_NE(SliceTableOffset(reinterpret_cast<uintptr_t>(segments[i])),
+                SliceTableOffset(reinterpret_cast<uintptr_t>(segments[i - 1])))
+          << "segments within 32 of each other have different colours";
+    }
+  }
+  for (Page* p : spans) source_.FreeSpan(p);
+  source_.CheckInvariants();
 }
 
 }  // namespace
