@@ -644,7 +644,11 @@ void Heap::FreeRemoteSlow(Page* page, void* p, const char* call) noexcept {
     return ReportDoubleFree(p, call);
   }
   Block* b = static_cast<Block*>(p);
-  if (adopter() == nullptr) return ReturnRemote(page, b, seen, call);  // sentinels hold nothing
+  if (adopter() == nullptr) {  // sentinels and helpers hold nothing
+    // A thread without a heap may take one now and free through it (thread_heap.cc).
+    if (sentinel_remote_free_ != nullptr && sentinel_remote_free_(p, call)) return;
+    return ReturnRemote(page, b, seen, call);
+  }
   if (MF2_PREDICT_FALSE(!CasCanary(b, seen, Canary(b, kOnRemote)))) {
     internal::ReportError(ErrorKind::kDoubleFree, call, b,
                           "block freed twice: another thread freed it at the same time (a "
@@ -662,6 +666,8 @@ void Heap::HoldRemote(Page* page, Block* b) {
   if (chain->page != page) {
     if (chain->count != 0) PushChain(chain);
     chain->page = page;
+    if (held_slots_ == 0) xholds_remote_.store(true, std::memory_order_relaxed);
+    held_slots_ |= uint32_t{1} << (chain - remote_);
   }
   StoreNext(b, chain->head);
   chain->head = b;
@@ -670,9 +676,14 @@ void Heap::HoldRemote(Page* page, Block* b) {
 }
 
 void Heap::FlushRemoteChainsInOp() {
-  for (RemoteChain& chain : remote_) {
-    if (chain.count != 0) PushChain(&chain);
-  }
+  // Only the slots that hold something: every slow path runs this.
+  while (held_slots_ != 0) PushChain(&remote_[__builtin_ctz(held_slots_)]);
+}
+
+// `chain` holds nothing any more: its bit in held_slots_ goes, and the hint with the last one.
+void Heap::ReleaseSlot(RemoteChain* chain) {
+  held_slots_ &= ~(uint32_t{1} << (chain - remote_));
+  if (held_slots_ == 0) xholds_remote_.store(false, std::memory_order_relaxed);
 }
 
 // Whether every block `chain` holds still has canary kOnRemote and links to a block start of its
@@ -745,6 +756,7 @@ void Heap::PushChain(RemoteChain* chain) {
   if (MF2_PREDICT_FALSE(!ChainIntact(*chain))) RebuildChain(chain);
   if (chain->count == 0) {
     chain->page = nullptr;
+    ReleaseSlot(chain);
     return;
   }
   Page* page = chain->page;
@@ -759,6 +771,7 @@ void Heap::PushChain(RemoteChain* chain) {
   chain->page = nullptr;
   chain->head = chain->tail = nullptr;
   chain->count = 0;
+  ReleaseSlot(chain);
   const bool completed = count_after == capacity && owner != nullptr;
   if (completed) {
     // seq_cst: as PushRemote_mt.

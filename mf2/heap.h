@@ -145,11 +145,13 @@ class Heap {
   // Remote frees held back: blocks freed by this heap's thread into pages of other heaps, linked
   // per page (canary kOnRemote, counted in their page's used()) and pushed onto the page's remote
   // stack with one CAS once kRemoteBatch of them wait, when another page needs the slot, or at
-  // this heap's next slow path, flush or exit. Owner only. Invariants (CheckInvariants): a
-  // chain holds at most kRemoteBatch blocks, names its page exactly while it holds one, sits in
-  // slot RemoteSlot(page), and only a heap that is not abandoned, a sentinel or a helper holds any
-  // (FreeRemote's fast path relies on the last two).
+  // this heap's next slow path, flush or exit, or when the background reclaimer flushes the heap
+  // idle. Owner only. Invariants (CheckInvariants): a chain holds at most kRemoteBatch blocks,
+  // names its page exactly while it holds one, sits in slot RemoteSlot(page), has its bit in
+  // held_slots_ exactly while it holds one, and only a heap that is not abandoned, a sentinel or
+  // a helper holds any (FreeRemote's fast path relies on the second and third).
   static constexpr uint32_t kRemoteSlots = 8;
+  static_assert(kRemoteSlots <= 32, "held_slots_ has a bit per slot");
   static constexpr uint32_t kRemoteBatch = 32;
   struct RemoteChain {
     Page* page = nullptr;
@@ -160,11 +162,17 @@ class Heap {
 
   // A heap that owns nothing, for threads that have none (thread_heap.h): every cache is empty
   // with capacity 0, so an allocation calls `on_allocate(class)` and a free goes the remote way
-  // (no page is ever owned by it). Constant-initialised: usable before any constructor runs.
+  // (no page is ever owned by it): first to `on_remote_free(p, call)` when that is set, which
+  // returns true when it freed `p` itself (through a heap it took for the thread), else one
+  // compare-exchange onto the page's remote stack. Constant-initialised: usable before any
+  // constructor runs.
   struct SentinelTag {};
   using SentinelAllocate = void* (*)(uint32_t size_class);
-  constexpr Heap(SentinelTag, SentinelAllocate on_allocate)
+  using SentinelRemoteFree = bool (*)(void* p, const char* call);
+  constexpr Heap(SentinelTag, SentinelAllocate on_allocate,
+                 SentinelRemoteFree on_remote_free = nullptr)
       : sentinel_allocate_(on_allocate),
+        sentinel_remote_free_(on_remote_free),
         stats_(/*shared=*/true),
         source_(nullptr),
         registry_(nullptr),
@@ -297,8 +305,10 @@ class Heap {
   // unless it was abandoned meanwhile, does its GoIdle (a variant that leaves every page a sweep
   // could release sweepable: heap.cc, IdleFlushInOp). Returns whether it ran; false when
   // the owner was inside an operation, started one, is a sentinel or helper, or the kernel offers
-  // no membarrier (AsymmetricFenceHeavy). Holds IdleFlushMutex() throughout.
-  bool FlushIdleOwner_mt(Heap* owner);
+  // no membarrier (AsymmetricFenceHeavy). Holds IdleFlushMutex() throughout. With
+  // `held_frees_only`, only the owner's held remote frees go out (FlushRemoteChainsInOp): its
+  // caches and pages stay as they are (FlushIdleHolder_mt).
+  bool FlushIdleOwner_mt(Heap* owner, bool held_frees_only = false);
   // Held while a heap is parked: fork's prepare handler and HeapRegistry::CheckAll take it, so
   // no fork and no check of every heap happens while a parker acts as some heap's owner. Taken
   // before every other MF2 lock.
@@ -352,6 +362,13 @@ class Heap {
   // if given: how long until it would be), true otherwise (swept, handed to a sweep in
   // progress, or not for this heap to sweep).
   bool ReclaimIdleOwner_mt(Heap* owner, uint64_t* idle_in_ns = nullptr);
+  // The background reclaimer (a helper heap): `holder` holds remote frees back (chains); if it
+  // has been idle as long as an owner must be before a sweep (no allocation slow path for
+  // Policy::reclaim_after_ns, which a thread that only frees never takes), its held frees go out
+  // through the idle flush (FlushIdleOwner_mt, held frees only: an owner busy on its fast paths
+  // keeps its caches), so the pages they pin can come back whole.
+  // Returns false when the holder was not idle yet (*idle_in_ns: how long until it would be).
+  bool FlushIdleHolder_mt(Heap* holder, uint64_t* idle_in_ns);
   // `owner` may have whole pages to sweep (a page of it came back whole, or we queued or gave
   // back pages that a completer's sweep may have missed). With the background reclaimer, wakes
   // it: the sweep and the madvise of what it releases stay off this thread's path. Sweeps
@@ -402,6 +419,8 @@ class Heap {
   const PageList& partial(uint32_t k) const { return partial_[k]; }
   const Magazine& cache(uint32_t k) const { return cache_[k]; }
   const RemoteChain& remote_chain(uint32_t i) const { return remote_[i]; }
+  // Whether the heap holds remote frees back (any thread; a hint, see xholds_remote_).
+  bool holds_remote_mt() const { return xholds_remote_.load(std::memory_order_relaxed); }
 
   // Checks the heap's equations; `quiescent` also walks the pending queue.
   void CheckInvariants(bool quiescent) const;
@@ -508,6 +527,7 @@ class Heap {
   void HoldRemote(Page* page, Block* b);
   void PushChain(RemoteChain* chain);
   bool ChainIntact(const RemoteChain& chain) const;
+  void ReleaseSlot(RemoteChain* chain);
   void RebuildChain(RemoteChain* chain);
   void AfterRemotePush(Page* page, Heap* owner, bool won, bool completed);
   MF2_NOINLINE void FreeUnusual(void* p, const char* call) noexcept;
@@ -562,8 +582,14 @@ class Heap {
   Magazine* direct_[kSmallMax / kMinAlign + 1] = {};  // by (size + 15) / 16: &cache_[class]
   Magazine cache_[kNumClasses];
   const SentinelAllocate sentinel_allocate_ = nullptr;
+  const SentinelRemoteFree sentinel_remote_free_ = nullptr;
   bool helper_ = false;
   RemoteChain remote_[kRemoteSlots];
+  uint32_t held_slots_ = 0;  // bit i: remote_[i] holds a block (owner only)
+  // held_slots_ != 0, for the background reclaimer, which flushes the held frees of idle heaps
+  // (reclaimer.cc). Written by the owner when that changes; relaxed everywhere: a hint for which
+  // heaps to park, the park handshake orders the flush itself.
+  std::atomic<bool> xholds_remote_{false};
   Page* active_[kNumClasses] = {};
   PageList partial_[kNumClasses];
   uint32_t rotor_ = 0;       // where AdoptFromPending_mt starts looking in the ready bitmap

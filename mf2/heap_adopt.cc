@@ -284,7 +284,14 @@ void Heap::FreeParked(void* p, const char* call) noexcept {
   Free(p, call);
 }
 
-bool Heap::FlushIdleOwner_mt(Heap* owner) {
+bool Heap::FlushIdleHolder_mt(Heap* holder, uint64_t* idle_in_ns) {
+  MF2_CHECK(helper_, "only the background reclaimer flushes other heaps' held frees");
+  if (!holder->OwnerIdle_mt(NowNs(), GetPolicy().reclaim_after_ns, idle_in_ns)) return false;
+  FlushIdleOwner_mt(holder, /*held_frees_only=*/true);
+  return true;
+}
+
+bool Heap::FlushIdleOwner_mt(Heap* owner, bool held_frees_only) {
   if (owner == this || owner->is_sentinel() || owner->source_ != source_) return false;
   MutexLock lock(&IdleFlushMutex());
   uint32_t expected = kUnparked;
@@ -305,7 +312,11 @@ bool Heap::FlushIdleOwner_mt(Heap* owner) {
       // EndOp we acquired; the heap then belongs to its claim holders, not to us.
       if (!owner->abandoned_seq_cst()) {
         const size_t pages = owner->page_count();
-        owner->IdleFlushInOp();
+        if (held_frees_only) {
+          owner->FlushRemoteChainsInOp();
+        } else {
+          owner->IdleFlushInOp();
+        }
         // What GoIdle released are the idle owner's pages a sweep would have counted.
         const size_t left = owner->page_count();
         MF2_STAT_ADD(stats_, pages_reclaimed, pages > left ? pages - left : 0);

@@ -78,9 +78,13 @@ void Heap::CheckInvariants(bool quiescent) const {
   MF2_CHECK(retained == empty_bytes_, "empty_bytes_ == bytes of retained empty pages");
   MF2_CHECK(!abandoned() || empty_bytes_ == 0, "an abandoned heap retains no empty page");
   MF2_CHECK(key_ == CanaryKey(), "key_ == CanaryKey()");
+  // Relaxed: the owner's (or a quiescent checker's) read of the owner's last store.
+  MF2_CHECK(xholds_remote_.load(std::memory_order_relaxed) == (held_slots_ != 0),
+            "xholds_remote_ == (held_slots_ != 0)");
   for (const RemoteChain& chain : remote_) {
     MF2_CHECK(chain.count <= kRemoteBatch && (chain.count == 0) == (chain.head == nullptr) &&
                   (chain.count == 0) == (chain.page == nullptr) &&
+                  (chain.count == 0) == (((held_slots_ >> (&chain - remote_)) & 1) == 0) &&
                   (chain.page == nullptr || RemoteSlot(chain.page) == &chain - remote_),
               "a remote chain's count matches its list, at most kRemoteBatch");
     MF2_CHECK(chain.count == 0 || (!abandoned() && !is_sentinel() && !helper_),

@@ -82,6 +82,17 @@ int HeapRegistry::CollectHeapsWithWholePages(const Heap* self, Heap** out, int m
   return n;
 }
 
+int HeapRegistry::CollectHeapsHoldingRemoteFrees(const Heap* self, Heap** out, int max) {
+  MutexLock lock(&mu_);
+  int n = 0;
+  for (Heap* h = all_; h != nullptr && n < max; h = h->all_next) {
+    if (h != self && h->source() == self->source() && !h->abandoned() && h->holds_remote_mt()) {
+      out[n++] = h;
+    }
+  }
+  return n;
+}
+
 void HeapRegistry::ReleaseThreadListing(Heap* heap) {
   MutexLock lock(&mu_);
   UnlinkThreadHeap(heap);

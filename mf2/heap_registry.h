@@ -54,6 +54,9 @@ class HeapRegistry {
   // Heaps other than `self`, of self's page source and not abandoned, that have pages which came
   // back whole waiting (the background reclaimer's candidates): at most `max` into `out`.
   int CollectHeapsWithWholePages(const Heap* self, Heap** out, int max);
+  // Up to `max` heaps other than `self`, of self's page source and not abandoned, that hold
+  // remote frees back (Heap::holds_remote_mt, a hint): the background reclaimer's other scan.
+  int CollectHeapsHoldingRemoteFrees(const Heap* self, Heap** out, int max);
   // Takes `heap` off the thread-heap list (it stays claimed by its owner).
   void ReleaseThreadListing(Heap* heap);
   // Claims an idle heap other than `self` with the same page source, or nullptr.

@@ -195,6 +195,7 @@ TEST(ThreadExit, AFreeByAThreadWithoutAHeapTakesNone) {
   for (size_t size : {16, 48, 100, 3000, 40 * 1024, 1 << 20}) {
     for (int i = 0; i < 10; ++i) blocks.push_back(Allocate(size));
   }
+  static_assert(60 < kHeaplessFreesBeforeHeap, "a few frees: below the threshold (next test)");
   // An idle heap exists (the thread's below could take it over without mapping one).
   std::thread([] { Free(Allocate(64)); }).join();
   const uint32_t heaps_before = HeapRegistry::Global().heap_count();
@@ -209,6 +210,46 @@ TEST(ThreadExit, AFreeByAThreadWithoutAHeapTakesNone) {
   EXPECT_EQ(after.heaps_reused, before.heaps_reused) << "freeing took over an idle heap";
   EXPECT_EQ(HeapRegistry::Global().heap_count(), heaps_before) << "freeing created a heap";
   EXPECT_GE(after.remote_frees - before.remote_frees, 50u) << "the frees went the remote way";
+  HeapRegistry::Global().CheckAll(true);
+}
+
+// A thread that keeps freeing without allocating (a consumer) takes a heap at its
+// kHeaplessFreesBeforeHeap-th free, so that its frees are batched; the free that takes it keeps
+// errno, and the heap goes back at thread exit with everything it held pushed.
+TEST(ThreadExit, AThreadThatKeepsFreeingTakesAHeap) {
+  testing::ScopedPolicy policy([](Policy* p) {
+    p->background_reclaim = false;
+    p->remote_batch = 32;
+  });
+  constexpr int kBlocks = 3 * kHeaplessFreesBeforeHeap;
+  std::vector<void*> blocks;
+  for (int i = 0; i < kBlocks; ++i) blocks.push_back(Allocate(64));
+  const Stats before = GetStats();
+  bool heap_before_threshold = true, heap_at_threshold = false;
+  int errno_after = 0;
+  uint32_t held = 0;
+  std::thread([&] {
+    for (int i = 0; i < kBlocks; ++i) {
+      if (i == static_cast<int>(kHeaplessFreesBeforeHeap) - 1) {
+        heap_before_threshold = ThreadHasHeap();
+        errno = 4242;
+        Free(blocks[i]);  // the threshold: takes a heap
+        errno_after = errno;
+        heap_at_threshold = ThreadHasHeap();
+        continue;
+      }
+      Free(blocks[i]);
+    }
+    for (uint32_t c = 0; c < Heap::kRemoteSlots; ++c) held += ThreadHeap()->remote_chain(c).count;
+  }).join();
+  EXPECT_FALSE(heap_before_threshold);
+  EXPECT_TRUE(heap_at_threshold) << "the threshold's free takes a heap";
+  EXPECT_EQ(errno_after, 4242) << "free changed errno";
+  EXPECT_GT(held, 0u) << "the frees after it are held back in chains";
+  const Stats after = GetStats();
+  EXPECT_GT(after.remote_chains, before.remote_chains) << "and pushed in chains";
+  EXPECT_EQ(after.remote_frees - before.remote_frees, static_cast<uint64_t>(kBlocks))
+      << "every free reached its page's remote stack by the thread's exit";
   HeapRegistry::Global().CheckAll(true);
 }
 

@@ -55,6 +55,19 @@ uint64_t Pass(Heap* self) {
       wait_ns = wait_ns == 0 ? idle_in_ns : std::min(wait_ns, idle_in_ns);
     }
   }
+  // Heaps that hold remote frees back and have been idle as long: their held frees go out. Such
+  // a heap sends them at its next slow path, which a thread that only frees never reaches, and
+  // until then they pin their pages (an idle producer's among them), which cannot come back
+  // whole. A holder that is not idle yet is owed a flush: wait for it as for an owner.
+  const int m = HeapRegistry::Global().CollectHeapsHoldingRemoteFrees(self, heaps, kMaxHeapsPerScan);
+  if (m == kMaxHeapsPerScan) wait_ns = wait_ns == 0 ? kMinWaitNs : std::min(wait_ns, kMinWaitNs);
+  for (int i = 0; i < m; ++i) {
+    uint64_t idle_in_ns = 0;
+    if (!self->FlushIdleHolder_mt(heaps[i], &idle_in_ns)) {
+      idle_in_ns = std::max(idle_in_ns, kMinWaitNs);
+      wait_ns = wait_ns == 0 ? idle_in_ns : std::min(wait_ns, idle_in_ns);
+    }
+  }
   // Relaxed: a statistic.
   g_passes.fetch_add(1, std::memory_order_relaxed);
   return wait_ns;

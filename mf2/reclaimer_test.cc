@@ -96,6 +96,83 @@ TEST(Reclaimer, FreeingThreadsLeaveTheSweepsToIt) {
       << "the consumer (this thread) swept an owner itself";
 }
 
+// A consumer that never allocates takes a heap at its kHeaplessFreesBeforeHeap-th free, so its
+// frees go out in chains; such a thread never reaches a slow path, where held frees go out, so
+// once it is idle the reclaimer sends them (Heap::FlushIdleHolder_mt), and the producer's pages
+// they pinned come back whole and are released like the others.
+TEST(Reclaimer, AnIdleFreeOnlyThreadsHeldFreesGoOut) {
+  testing::ScopedPolicy policy([](Policy* p) {
+    p->reclaim_after_ns = 20'000'000;
+    p->reclaim_batch = 1 << 20;
+    p->background_reclaim = true;
+    p->remote_batch = 32;
+  });
+  for (int i = 0; i < 2000 && reclaimer::Running() && !reclaimer::WaitingForTesting(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  const Stats before = GetStats();
+  constexpr int kMany = 1024;
+  std::vector<void*> blocks(kMany);
+  std::atomic<bool> produced{false}, done{false};
+  std::atomic<Heap*> producer_heap{nullptr};
+  std::thread producer([&] {
+    for (void*& p : blocks) p = Allocate(kSize);
+    producer_heap.store(ThreadHeap(), std::memory_order_relaxed);
+    produced.store(true, std::memory_order_release);  // the consumer's acquire sees the pointers
+    while (!done.load(std::memory_order_acquire)) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));  // idle, alive
+    }
+  });
+  while (!produced.load(std::memory_order_acquire)) std::this_thread::yield();
+  const size_t pages_at_first = producer_heap.load(std::memory_order_relaxed)->page_count();
+  std::atomic<Heap*> consumer_heap{nullptr};
+  std::atomic<bool> freed{false};
+  bool heap_before = true, heap_at_last_heapless = true, heap_after = false;
+  std::thread consumer([&] {
+    heap_before = ThreadHasHeap();
+    for (int i = 0; i < kMany; ++i) {
+      if (i == static_cast<int>(kHeaplessFreesBeforeHeap) - 1) {
+        heap_at_last_heapless = ThreadHasHeap();
+      }
+      Free(blocks[i]);
+    }
+    heap_after = ThreadHasHeap();
+    consumer_heap.store(ThreadHeap(), std::memory_order_release);
+    freed.store(true, std::memory_order_release);
+    while (!done.load(std::memory_order_acquire)) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));  // idle, alive, never allocates
+    }
+  });
+  while (!freed.load(std::memory_order_acquire)) std::this_thread::yield();
+  Heap* heap = consumer_heap.load(std::memory_order_acquire);
+  const bool held_at_first = heap->holds_remote_mt();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (heap->holds_remote_mt() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  const bool held_at_end = heap->holds_remote_mt();
+  // Then every page of the producer comes back whole and is released (5 s at most), but for its
+  // active page, which an idle owner keeps only when it still has free blocks (none here).
+  Heap* owner = producer_heap.load(std::memory_order_acquire);
+  while (owner->page_count() > 1 &&
+         std::chrono::steady_clock::now() < deadline + std::chrono::seconds(5)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  const size_t pages_at_end = owner->page_count();
+  const uint64_t released = GetStats().pages_reclaimed - before.pages_reclaimed;
+  done.store(true, std::memory_order_release);
+  consumer.join();
+  producer.join();
+  EXPECT_FALSE(heap_before) << "the consumer starts without a heap";
+  EXPECT_FALSE(heap_at_last_heapless) << "no heap before its first free beyond the threshold";
+  EXPECT_TRUE(heap_after) << "a thread that keeps freeing takes a heap";
+  EXPECT_TRUE(held_at_first) << "its frees are held back in chains";
+  EXPECT_FALSE(held_at_end) << "the reclaimer sends an idle holder's frees";
+  EXPECT_GE(pages_at_first, 8u) << "the blocks span many pages";
+  EXPECT_LE(pages_at_end, 1u) << "pages pinned by held frees were not released";
+  EXPECT_GT(released, 0u);
+}
+
 TEST(Reclaimer, SleepsWhenNothingIsOwed) {
   testing::ScopedPolicy policy([](Policy* p) {
     p->reclaim_after_ns = 20'000'000;

@@ -17,9 +17,10 @@ namespace {
 
 void* AllocateWithoutHeap(uint32_t size_class);
 void* AllocateAfterExit(uint32_t size_class);
+bool FreeWithoutHeap(void* p, const char* call);
 
-[[clang::require_constant_initialization]] Heap g_empty_heap{Heap::SentinelTag{},
-                                                             &AllocateWithoutHeap};
+[[clang::require_constant_initialization]] Heap g_empty_heap{
+    Heap::SentinelTag{}, &AllocateWithoutHeap, &FreeWithoutHeap};
 [[clang::require_constant_initialization]] Heap g_dead_heap{Heap::SentinelTag{},
                                                             &AllocateAfterExit};
 
@@ -47,22 +48,56 @@ void InitOnce() {
   MF2_CHECK(pthread_key_create(&g_key, &ThreadExit) == 0, "pthread_key_create");
 }
 
-// First allocation of a thread: take a heap, then allocate from it. When no heap is idle, the
-// heaps of threads that exited without handing theirs back are released first (a thread whose
-// first allocation came in its last key destructor round never ran ThreadExit).
-void* AllocateWithoutHeap(uint32_t size_class) {
+// Takes a heap for the calling thread (which has none) and arms its exit hook; nullptr when no
+// heap can be had. When no heap is idle, the heaps of threads that exited without handing theirs
+// back are released first (a thread whose first allocation came in its last key destructor round
+// never ran ThreadExit).
+Heap* TakeHeap() {
   pthread_once(&g_key_once, &InitOnce);
   HeapRegistry& registry = HeapRegistry::Global();
   if (registry.idle_count() == 0) registry.ReclaimExitedThreadHeaps(nullptr, kExitChecks);
   Heap* heap = registry.AcquireHeap(&OsPageSource::Global());
+  if (heap == nullptr) return nullptr;
+  t_heap = heap;
+  pthread_setspecific(g_key, heap);
+  registry.RegisterThreadHeap(heap, static_cast<int32_t>(syscall(SYS_gettid)));
+  return heap;
+}
+
+// First allocation of a thread: take a heap, then allocate from it.
+void* AllocateWithoutHeap(uint32_t size_class) {
+  Heap* heap = TakeHeap();
   if (heap == nullptr) {
     errno = ENOMEM;
     return nullptr;
   }
-  t_heap = heap;
-  pthread_setspecific(g_key, heap);
-  registry.RegisterThreadHeap(heap, static_cast<int32_t>(syscall(SYS_gettid)));
   return heap->Allocate(ClassInfo(size_class).size);
+}
+
+// Remote frees by this thread while it has had no heap. Initial-exec, zero-initialised: no
+// allocation, no constructor.
+__thread uint32_t t_heapless_remote_frees __attribute__((tls_model("initial-exec"))) = 0;
+
+// A free by a thread that has no heap (every such free is remote: one compare-exchange onto the
+// page's remote stack). A thread that frees a few blocks needs no heap; one that keeps freeing
+// (a consumer that never allocates) takes one at its kHeaplessFreesBeforeHeap-th free, so that
+// its frees are held back and pushed in chains (Heap::HoldRemote) like any owner's: one
+// compare-exchange on a page's remote word per chain instead of one per block. Such a thread
+// never reaches an allocation slow path, where held frees go out, so the background reclaimer
+// flushes its chains when it is idle (reclaimer.cc). Returns true when `p` was freed through the
+// new heap; false: the caller frees it without one (also when no heap can be had: a free never
+// fails for want of memory). errno is left as it was.
+bool FreeWithoutHeap(void* p, const char* call) {
+  if (++t_heapless_remote_frees < kHeaplessFreesBeforeHeap) return false;
+  const int saved_errno = errno;
+  Heap* heap = TakeHeap();
+  errno = saved_errno;
+  if (heap == nullptr) {
+    t_heapless_remote_frees = 0;  // try again after as many frees
+    return false;
+  }
+  heap->Free(p, call);
+  return true;
 }
 
 // An allocation after the thread-exit hook: a heap for this one block only.

@@ -5,9 +5,11 @@
 //
 // States of a thread (t_heap):
 //   no heap yet   the empty sentinel: its caches are empty with capacity 0, so the first
-//                 allocation takes a heap (AllocateSlow -> here), and a free never needs one:
-//                 no page is owned by the sentinel, so every free goes the remote way. Freeing
-//                 never needs new memory.
+//                 allocation takes a heap (AllocateSlow -> here), and a free does not need one:
+//                 no page is owned by the sentinel, so every free goes the remote way, one
+//                 compare-exchange each. At its kHeaplessFreesBeforeHeap-th free the thread
+//                 takes a heap anyway, so that its frees are batched (FreeWithoutHeap); if no
+//                 heap can be had it goes on without: a free never fails for want of memory.
 //   own heap      the thread's heap.
 //   exited        the dead sentinel, after the thread-exit hook handed the heap back. glibc
 //                 frees per-thread buffers after every pthread key destructor has run
@@ -23,6 +25,9 @@
 #include "mf2/heap.h"
 
 namespace mf2 {
+
+// Remote frees a thread without a heap makes before it takes one (thread_heap.cc).
+inline constexpr uint32_t kHeaplessFreesBeforeHeap = 64;
 
 namespace thread_heap_internal {
 // __thread, not thread_local: guaranteed static initialisation, so other translation units read
