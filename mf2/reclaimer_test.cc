@@ -22,15 +22,19 @@ namespace {
 constexpr size_t kSize = 4096;
 constexpr int kBlocks = 4096;  // 16 MiB: a few hundred pages
 
+// A reclaimer still busy with an earlier test's pages would be counted by the next test.
+void WaitForTheReclaimerToSettle() {
+  for (int i = 0; i < 2000 && reclaimer::Running() && !reclaimer::WaitingForTesting(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
 // The producer allocates every block, hands them over and then idles (it stays alive); the
 // consumer frees them all at once, right away, long before the producer counts as idle, so no
 // free finds the producer idle, and with a reclaim batch larger than the page count no free
 // sweeps either. Returns the producer's pages released by sweeps within `wait`.
 uint64_t IdleProducerPagesReleased(std::chrono::milliseconds wait) {
-  // A reclaimer still busy with an earlier test's pages would be counted here.
-  for (int i = 0; i < 2000 && reclaimer::Running() && !reclaimer::WaitingForTesting(); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  WaitForTheReclaimerToSettle();
   const Stats before = GetStats();
   std::vector<void*> blocks(kBlocks);
   std::atomic<bool> produced{false}, done{false};
@@ -107,9 +111,7 @@ TEST(Reclaimer, AnIdleFreeOnlyThreadsHeldFreesGoOut) {
     p->background_reclaim = true;
     p->remote_batch = 32;
   });
-  for (int i = 0; i < 2000 && reclaimer::Running() && !reclaimer::WaitingForTesting(); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  WaitForTheReclaimerToSettle();
   const Stats before = GetStats();
   constexpr int kMany = 1024;
   std::vector<void*> blocks(kMany);
