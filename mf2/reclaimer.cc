@@ -59,7 +59,8 @@ uint64_t Pass(Heap* self) {
   // a heap sends them at its next slow path, which a thread that only frees never reaches, and
   // until then they pin their pages (an idle producer's among them), which cannot come back
   // whole. A holder that is not idle yet is owed a flush: wait for it as for an owner.
-  const int m = HeapRegistry::Global().CollectHeapsHoldingRemoteFrees(self, heaps, kMaxHeapsPerScan);
+  const int m =
+      HeapRegistry::Global().CollectHeapsHoldingRemoteFrees(self, heaps, kMaxHeapsPerScan);
   if (m == kMaxHeapsPerScan) wait_ns = wait_ns == 0 ? kMinWaitNs : std::min(wait_ns, kMinWaitNs);
   for (int i = 0; i < m; ++i) {
     uint64_t idle_in_ns = 0;
