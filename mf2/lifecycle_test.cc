@@ -224,8 +224,9 @@ TEST(ThreadExit, AThreadThatKeepsFreeingTakesAHeap) {
   constexpr int kBlocks = 3 * kHeaplessFreesBeforeHeap;
   std::vector<void*> blocks;
   for (int i = 0; i < kBlocks; ++i) blocks.push_back(Allocate(64));
+  void* extra = Allocate(64);
   const Stats before = GetStats();
-  bool heap_before_threshold = true, heap_at_threshold = false;
+  bool heap_before_threshold = true, heap_at_threshold = false, heap_after_release = true;
   int errno_after = 0;
   uint32_t held = 0;
   std::thread([&] {
@@ -241,14 +242,19 @@ TEST(ThreadExit, AThreadThatKeepsFreeingTakesAHeap) {
       Free(blocks[i]);
     }
     for (uint32_t c = 0; c < Heap::kRemoteSlots; ++c) held += ThreadHeap()->remote_chain(c).count;
+    // A heap released now is taken again at the next allocation, or after as many frees again.
+    ReleaseThreadHeapNow();
+    Free(extra);
+    heap_after_release = ThreadHasHeap();
   }).join();
+  EXPECT_FALSE(heap_after_release) << "a free right after ReleaseThreadHeapNow took a heap";
   EXPECT_FALSE(heap_before_threshold);
   EXPECT_TRUE(heap_at_threshold) << "the threshold's free takes a heap";
   EXPECT_EQ(errno_after, 4242) << "free changed errno";
   EXPECT_GT(held, 0u) << "the frees after it are held back in chains";
   const Stats after = GetStats();
   EXPECT_GT(after.remote_chains, before.remote_chains) << "and pushed in chains";
-  EXPECT_EQ(after.remote_frees - before.remote_frees, static_cast<uint64_t>(kBlocks))
+  EXPECT_EQ(after.remote_frees - before.remote_frees, static_cast<uint64_t>(kBlocks) + 1)
       << "every free reached its page's remote stack by the thread's exit";
   HeapRegistry::Global().CheckAll(true);
 }

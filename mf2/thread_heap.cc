@@ -137,6 +137,9 @@ void ReleaseThreadHeapNow() {
   Heap* heap = t_heap;
   if (heap->is_sentinel()) return;
   t_heap = &thread_heap_internal::g_empty_heap;
+  // Counted afresh: the thread takes a heap again at its next allocation or at as many frees
+  // as a thread that never had one.
+  thread_heap_internal::t_heapless_remote_frees = 0;
   pthread_setspecific(thread_heap_internal::g_key, nullptr);
   HeapRegistry::Global().ReleaseHeap(heap);
 }
