@@ -109,13 +109,16 @@ uint32_t Page::PopBatch(void** out, uint32_t max) {
   Block* head = local_free_;
   uint32_t n = 0;
   uint32_t popped = 0;  // taken off the list and not yet subtracted from local_count_
+  auto write_back = [&] {
+    local_free_ = head;
+    local_count_ -= popped;
+    popped = 0;
+  };
   while (n < max && head != nullptr) {
     Block* b = head;  // a carved block start: checked before it became the head
     const uintptr_t self = reinterpret_cast<uintptr_t>(b);
     if (LoadCanary(b) != (self ^ key ^ kOnPage)) {
-      local_free_ = head;
-      local_count_ -= popped;
-      popped = 0;
+      write_back();
       LoseLocalList(b, b, 0, "a block on its page's free list lost its free-block canary (a "
                           "use-after-free write, an overflow into a free block, or a block "
                           "freed twice): it and the rest of the page's free list are not reused");
@@ -124,9 +127,7 @@ uint32_t Page::PopBatch(void** out, uint32_t max) {
     }
     Block* link = LoadLink(b, key);
     if (link != nullptr && !carved.Contains(link)) {
-      local_free_ = head;
-      local_count_ -= popped;
-      popped = 0;
+      write_back();
       // Named by the word as stored (what a stray write put there; hardened builds decode it
       // into another address), with the free block that holds it.
       LoseLocalList(LoadNext(b), b, 1,
@@ -140,8 +141,7 @@ uint32_t Page::PopBatch(void** out, uint32_t max) {
     StoreCanary(b, self ^ key ^ kInCache);
     out[n++] = b;
   }
-  local_free_ = head;
-  local_count_ -= popped;
+  write_back();
   uint32_t fresh = 0;  // then the never-carved tail, in address order
   while (n < max && carved_ + fresh < capacity_) {
     Block* b = reinterpret_cast<Block*>(carved.start + carved.end + size_t{fresh} * block_size_);

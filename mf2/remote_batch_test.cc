@@ -54,6 +54,32 @@ class RemoteBatchTest : public ::testing::Test {
     for (void* p : blocks) EXPECT_EQ(PageOf(p), PageOf(blocks[0])) << "one page";
     return blocks;
   }
+
+  // Five blocks of one page of `owner`, freed by `freer` and held back in one chain (newest first:
+  // blocks[4] -> blocks[3] -> ... -> blocks[0]).
+  static std::vector<void*> HeldChainOfFive(Heap* owner, Heap* freer) {
+    std::vector<void*> blocks = BlocksOfOnePage(owner, 5);
+    for (void* p : blocks) freer->Free(p);
+    EXPECT_EQ(Held(freer), 5u);
+    EXPECT_EQ(LoadNext(static_cast<Block*>(blocks[3])), blocks[2]);
+    return blocks;
+  }
+
+  // Pushes what `freer` holds; the reports that made, which the caller expects to be exactly one.
+  static std::vector<ErrorReport> FlushReports(Heap* freer) {
+    ScopedReports reports;
+    freer->FlushRemoteChains();
+    EXPECT_EQ(Held(freer), 0u);
+    HeapRegistry::Global().CheckAll(false);
+    return reports.Take();
+  }
+
+  // A block the scenario left counted as handed out (a word 1 without a canary) goes back to its
+  // owner, so that the heaps can be released empty.
+  static void HandBack(Heap* owner, void* p) {
+    StoreCanary(p, 0);
+    owner->Free(p);
+  }
 };
 
 TEST_F(RemoteBatchTest, AFullBatchGoesOutWithOneCas) {
@@ -221,23 +247,15 @@ TEST_F(RemoteBatchTest, AHeldBlockTheOwnerFreedAgainIsReportedAndLeftOut) {
   TestHeaps heaps;
   Heap* owner = heaps.Acquire();
   Heap* freer = heaps.Acquire();
-  std::vector<void*> blocks = BlocksOfOnePage(owner, 5);
-  for (void* p : blocks) freer->Free(p);
-  ASSERT_EQ(Held(freer), 5u);
+  std::vector<void*> blocks = HeldChainOfFive(owner, freer);
   StoreCanary(blocks[2], Canary(blocks[2], kInCache));  // the racing owner's store
-  ScopedReports reports;
-  freer->FlushRemoteChains();
-  std::vector<ErrorReport> got = reports.Take();
+  std::vector<ErrorReport> got = FlushReports(freer);
   ASSERT_EQ(got.size(), 1u) << "the racing free is reported once";
   EXPECT_EQ(got[0].kind, ErrorKind::kDoubleFree);
   EXPECT_EQ(got[0].pointer, blocks[2]);
   EXPECT_NE(std::string(got[0].detail).find("returned once"), std::string::npos) << got[0].detail;
   EXPECT_EQ(OnStack(blocks[0]), 4u) << "the other held blocks went out";
-  EXPECT_EQ(Held(freer), 0u);
-  HeapRegistry::Global().CheckAll(false);
-  // The block is the owner's again (as if its free had put it in a cache): end the race.
-  StoreCanary(blocks[2], 0);
-  owner->Free(blocks[2]);
+  HandBack(owner, blocks[2]);  // the owner's again (as if its free had cached it)
   heaps.Release(freer);
   heaps.Release(owner);
   EXPECT_EQ(heaps.source().outstanding(), 0u) << "every block came back, the page with them";
@@ -250,27 +268,16 @@ TEST_F(RemoteBatchTest, AHeldChainWithABadLinkIsReportedAndCut) {
   TestHeaps heaps;
   Heap* owner = heaps.Acquire();
   Heap* freer = heaps.Acquire();
-  std::vector<void*> blocks = BlocksOfOnePage(owner, 5);
-  for (void* p : blocks) freer->Free(p);
-  ASSERT_EQ(Held(freer), 5u);
-  // Held newest first: blocks[4] -> blocks[3] -> blocks[2] -> ...
-  ASSERT_EQ(LoadNext(static_cast<Block*>(blocks[3])), blocks[2]);
+  std::vector<void*> blocks = HeldChainOfFive(owner, freer);
   StoreNext(static_cast<Block*>(blocks[3]),
             reinterpret_cast<Block*>(static_cast<char*>(blocks[0]) + 8));  // the program's write
-  ScopedReports reports;
-  freer->FlushRemoteChains();
-  std::vector<ErrorReport> got = reports.Take();
+  std::vector<ErrorReport> got = FlushReports(freer);
   ASSERT_EQ(got.size(), 1u) << "the bad link is reported once";
   EXPECT_EQ(got[0].kind, ErrorKind::kDoubleFree);
   EXPECT_EQ(got[0].pointer, blocks[3]);
   EXPECT_EQ(OnStack(blocks[0]), 2u) << "blocks[4] and blocks[3] went out, nothing after the link";
-  EXPECT_EQ(Held(freer), 0u);
-  HeapRegistry::Global().CheckAll(false);
   // Blocks 0..2 stay counted as handed out (never reused). End the scenario: give them back.
-  for (int i = 0; i <= 2; ++i) {
-    StoreCanary(blocks[i], 0);
-    owner->Free(blocks[i]);
-  }
+  for (int i = 0; i <= 2; ++i) HandBack(owner, blocks[i]);
   heaps.Release(freer);
   heaps.Release(owner);
   EXPECT_EQ(heaps.source().outstanding(), 0u);

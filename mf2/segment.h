@@ -63,17 +63,18 @@ struct alignas(256) Segment {
   // Constructs the header in fresh (zero) memory, and only the own colour's slice table in the
   // slice area (a defaulted constructor would zero all of it).
   Segment() : cookie(0), next(nullptr), prev(nullptr), used_slices(0) {
-    Slice* table = reinterpret_cast<Slice*>(reinterpret_cast<char*>(this) +
-                                            SliceTableOffset(reinterpret_cast<uintptr_t>(this)));
-    for (uint32_t i = 0; i < kSlicesPerSegment; ++i) new (&table[i]) Slice();
+    for (uint32_t i = 0; i < kSlicesPerSegment; ++i) new (&slice_table()[i]) Slice();
   }
-  Slice* slices() {
-    return std::launder(reinterpret_cast<Slice*>(
-        reinterpret_cast<char*>(this) + SliceTableOffset(reinterpret_cast<uintptr_t>(this))));
-  }
+  Slice* slices() { return std::launder(slice_table()); }
 
   char* slice_start(uint32_t i) { return reinterpret_cast<char*>(this) + i * kSliceSize; }
   uint32_t slice_index(const Page* p) const { return static_cast<uint32_t>(p - pages); }
+ private:
+  // Where this segment's table lies in the slice area (storage; slices() names the objects).
+  Slice* slice_table() {
+    return reinterpret_cast<Slice*>(reinterpret_cast<char*>(this) +
+                                    SliceTableOffset(reinterpret_cast<uintptr_t>(this)));
+  }
 };
 
 static_assert(sizeof(Segment) <= kSliceSize, "the segment header must fit in slice 0");
