@@ -76,8 +76,13 @@ void* Heap::AllocateSlow(Magazine* m) noexcept {
   const uint32_t k = ClassOf(m);
   if (MF2_PREDICT_FALSE(is_sentinel())) return sentinel_allocate_(k);
   MF2_STAT_INC(stats_, slow_allocs);
-  // Remote frees held back go out at every slow path: their owners' pages see them soon.
-  FlushRemoteChainsInOp();
+  // Remote frees held back go out at every kSlowPathsPerRemoteFlush-th slow path that finds any:
+  // a thread that keeps allocating sends what it holds within that many refills, and its chains
+  // have that long to grow.
+  if (held_slots_ != 0 && ++slow_paths_holding_ == kSlowPathsPerRemoteFlush) {
+    slow_paths_holding_ = 0;
+    FlushRemoteChainsInOp();
+  }
   // Relaxed load and store (single writer): others only watch it change (OwnerIdle_mt).
   xslow_epoch_.store(xslow_epoch_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   Page* page = FindPageUnderPressure(k);

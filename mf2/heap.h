@@ -144,14 +144,20 @@ class Heap {
 
   // Remote frees held back: blocks freed by this heap's thread into pages of other heaps, linked
   // per page (canary kOnRemote, counted in their page's used()) and pushed onto the page's remote
-  // stack with one CAS once kRemoteBatch of them wait, when another page needs the slot, or at
-  // this heap's next slow path, flush or exit, or when the background reclaimer flushes the heap
-  // idle. Owner only. Invariants (CheckInvariants): a chain holds at most kRemoteBatch blocks,
+  // stack with one CAS once kRemoteBatch of them wait, when another page needs the slot, at this
+  // heap's flush or exit, when the background reclaimer flushes the heap idle, or, all of them,
+  // at every kSlowPathsPerRemoteFlush-th allocation slow path that finds some held (a chain must
+  // outlive a few cache refills to grow: pushed at every slow path, chains of a consumer that
+  // also allocates held 1.8 blocks on average on bench/producer_consumer.cc). Owner only.
+  // 32 slots: a thread typically frees into one page per size class of each thread it takes
+  // blocks from, and with 8 slots these collided so often that chains rarely grew past one or
+  // two blocks. Invariants (CheckInvariants): a chain holds at most kRemoteBatch blocks,
   // names its page exactly while it holds one, sits in slot RemoteSlot(page), has its bit in
   // held_slots_ exactly while it holds one, and only a heap that is not abandoned, a sentinel or
   // a helper holds any (FreeRemote's fast path relies on the second and third).
-  static constexpr uint32_t kRemoteSlots = 8;
+  static constexpr uint32_t kRemoteSlots = 32;
   static_assert(kRemoteSlots <= 32, "held_slots_ has a bit per slot");
+  static constexpr uint32_t kSlowPathsPerRemoteFlush = 16;
   static constexpr uint32_t kRemoteBatch = 32;
   struct RemoteChain {
     Page* page = nullptr;
@@ -590,6 +596,9 @@ class Heap {
   // (reclaimer.cc). Written by the owner when that changes; relaxed everywhere: a hint for which
   // heaps to park, the park handshake orders the flush itself.
   std::atomic<bool> xholds_remote_{false};
+  // Allocation slow paths that found held_slots_ != 0 since the held frees last went out at one
+  // (< kSlowPathsPerRemoteFlush; owner only).
+  uint32_t slow_paths_holding_ = 0;
   Page* active_[kNumClasses] = {};
   PageList partial_[kNumClasses];
   uint32_t rotor_ = 0;       // where AdoptFromPending_mt starts looking in the ready bitmap

@@ -81,6 +81,8 @@ void Heap::CheckInvariants(bool quiescent) const {
   // Relaxed: the owner's (or a quiescent checker's) read of the owner's last store.
   MF2_CHECK(xholds_remote_.load(std::memory_order_relaxed) == (held_slots_ != 0),
             "xholds_remote_ == (held_slots_ != 0)");
+  MF2_CHECK(slow_paths_holding_ < kSlowPathsPerRemoteFlush,
+            "slow_paths_holding_ < kSlowPathsPerRemoteFlush");
   for (const RemoteChain& chain : remote_) {
     MF2_CHECK(chain.count <= kRemoteBatch && (chain.count == 0) == (chain.head == nullptr) &&
                   (chain.count == 0) == (chain.page == nullptr) &&

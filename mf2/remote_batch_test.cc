@@ -1,7 +1,7 @@
 // Remote frees held back and pushed in chains (Heap::HoldRemote, Heap::PushChain, Policy::
 // remote_batch): when a held block reaches its page's remote stack, that nothing is lost on the
-// way, and that a thread which stops freeing does not keep what it holds past its next slow path,
-// its flush or its exit. Explicit heaps play the threads, except in the exit test; caches are
+// way, and that a thread which stops freeing does not keep what it holds past its next
+// Heap::kSlowPathsPerRemoteFlush slow paths, its flush or its exit. Explicit heaps play the threads, except in the exit test; caches are
 // off so every free reaches the heap's page logic.
 #include <cstdint>
 #include <set>
@@ -109,7 +109,7 @@ TEST_F(RemoteBatchTest, AFullBatchGoesOutWithOneCas) {
   EXPECT_EQ(heaps.source().outstanding(), 0u) << "every block came back, the page with them";
 }
 
-TEST_F(RemoteBatchTest, HeldFreesGoOutAtTheFreersNextSlowPath) {
+TEST_F(RemoteBatchTest, HeldFreesGoOutWithinSixteenSlowPaths) {
   ScopedPolicy policy([](Policy* p) { UseBatches(p, 32); });
   TestHeaps heaps;
   Heap* owner = heaps.Acquire();
@@ -117,13 +117,22 @@ TEST_F(RemoteBatchTest, HeldFreesGoOutAtTheFreersNextSlowPath) {
   std::vector<void*> blocks = BlocksOfOnePage(owner, 5);
   for (void* p : blocks) freer->Free(p);
   ASSERT_EQ(OnStack(blocks[0]), 0u);
-  // The freer's allocation of another class runs its slow path (caches are off): a thread that
-  // keeps working sends what it held within one slow path.
-  void* q = freer->Allocate(64);
-  EXPECT_EQ(OnStack(blocks[0]), 5u) << "the slow path pushed the held frees";
+  static_assert(Heap::kSlowPathsPerRemoteFlush == 16, "the test's name");
+  // Every allocation of the freer runs its slow path (caches are off). The chain is kept through
+  // the first 15, so that it can grow while the thread refills its caches...
+  std::vector<void*> own;
+  for (uint32_t i = 1; i < Heap::kSlowPathsPerRemoteFlush; ++i) {
+    own.push_back(freer->Allocate(64));
+    ASSERT_EQ(Held(freer), 5u) << "slow path " << i << " kept the held frees";
+  }
+  EXPECT_EQ(OnStack(blocks[0]), 0u);
+  // ... and a thread that keeps working sends what it held at the 16th.
+  own.push_back(freer->Allocate(64));
+  EXPECT_EQ(OnStack(blocks[0]), 5u) << "the 16th slow path pushed the held frees";
   EXPECT_TRUE(Flagged(blocks[0]));
   EXPECT_EQ(Held(freer), 0u);
-  freer->Free(q);
+  freer->CheckInvariants(true);
+  for (void* q : own) freer->Free(q);
   heaps.Release(freer);
   heaps.Release(owner);
   EXPECT_EQ(heaps.source().outstanding(), 0u);
