@@ -250,6 +250,7 @@ class Heap {
       return ReportDoubleFree(p, call);
     }
     Magazine* m = &cache_[k];
+    MF2_IN_REGISTER(m);
     const uint32_t n = m->n;
     if (MF2_PREDICT_FALSE(n >= m->cap)) return FreeToFullCache(m, p);
     m->slot[n] = p;

@@ -73,6 +73,9 @@ struct alignas(16) Slice {
   std::atomic<Heap*> xowner{nullptr};  // the span's owner; changes only under its flag
   uint8_t size_class = 0;  // the span's class; 0 when no span serving a class covers the slice
   uint8_t head = 0;        // index of the span's first slice in its segment; 0 when in no span
+  // head << kSliceShift: the span's first byte as an offset into the segment, so that free finds
+  // a block's offset in its span with one subtraction (SpanOffset).
+  uint32_t span_offset = 0;
 };
 static_assert(sizeof(Slice) == 16, "four slices per cache line");
 

@@ -122,6 +122,13 @@ TEST_F(PageSourceTest, SegmentHeadersAndFreeSlicesAreNotPages) {
   int on_stack = 0;
   EXPECT_EQ(PageOf(&on_stack), nullptr);
   EXPECT_FALSE(InSegment(&on_stack));
+  // The segment map covers the 47-bit user address space: its last entry and every address
+  // above it (which would index past the map) are in no segment.
+  for (uintptr_t a : {kUserAddressLimit - 1, kUserAddressLimit, uintptr_t{0xffff800000000000},
+                      ~uintptr_t{0}}) {
+    EXPECT_FALSE(InSegment(reinterpret_cast<void*>(a))) << a;
+    EXPECT_EQ(PageOf(reinterpret_cast<void*>(a)), nullptr) << a;
+  }
   source_.FreeSpan(p);
 }
 

@@ -2,7 +2,7 @@
 // one Page descriptor per slice; spans of 1..8 slices serve size classes.
 //
 // Pointer to slice in O(1), with no lock: the segment is `p & ~(4 MiB - 1)`; a process-wide
-// bitmap with one bit per 4 MiB of address space says whether that is an MF2 segment (so pointers
+// map with one byte per 4 MiB of address space says whether that is an MF2 segment (so pointers
 // MF2 never handed out are recognised without touching unmapped memory); the slice index selects
 // the 16-byte Slice (page.h: owner, class, first slice of the span), whose `head` indexes the
 // span's Page descriptor.
@@ -85,21 +85,31 @@ static_assert((kSliceColours & (kSliceColours - 1)) == 0 && kSliceShift == 16 &&
               "SliceTableOffset: (a >> 12) has the slice at bits 4-9 and the colour from bit 10");
 static_assert(kSlicesPerSegment == 64, "used_slices is one 64-bit mask");
 
-// The process-wide segment bitmap: one bit per 4 MiB of the 47-bit user address space, 2^25
-// bits in 4 MiB of zero-initialised .bss (resident only where a word is touched).
+// The process-wide segment map: one byte per 4 MiB of the 47-bit user address space, 2^25 bytes
+// (32 MiB) of zero-initialised .bss, resident only where touched (a 4 KiB page of it covers 16 GiB
+// of address space). A byte rather than a bit because free tests it on every call: one compare,
+// where a bit costs a second shift, the word's index and a bit test.
 namespace segment_map {
 
-inline constexpr size_t kBits = kUserAddressLimit >> kSegmentShift;
-extern std::atomic<uint64_t> g_bits[kBits / 64];
+inline constexpr size_t kEntries = kUserAddressLimit >> kSegmentShift;
+extern std::atomic<uint8_t> g_present[kEntries];
 
 void Insert(const Segment* s);
 void Erase(const Segment* s);
 
-// On every free: inline, one load.
+// Whether the segment starting at `segment_base` (4 MiB aligned, below kUserAddressLimit) is
+// mapped.
 inline bool Contains(uintptr_t segment_base) {
-  uintptr_t i = segment_base >> kSegmentShift;
-  // Acquire: a set bit implies the header it guards is initialised (pairs with Insert).
-  return (g_bits[i / 64].load(std::memory_order_acquire) >> (i % 64)) & 1;
+  // Acquire: a set byte implies the header it guards is initialised (pairs with Insert).
+  return g_present[segment_base >> kSegmentShift].load(std::memory_order_acquire) != 0;
+}
+
+// Whether any address `a` lies in a mapped segment. On every free: inline, one compare and one
+// byte load (an address at or above kUserAddressLimit indexes past the map and is in none).
+MF2_ALWAYS_INLINE bool Covers(uintptr_t a) {
+  const uintptr_t i = a >> kSegmentShift;
+  return MF2_PREDICT_TRUE(i < kEntries) &&
+         g_present[i].load(std::memory_order_acquire) != 0;  // acquire: as Contains
 }
 
 }  // namespace segment_map
@@ -109,18 +119,15 @@ inline Segment* SegmentOf(const void* p) {
 }
 
 // The Slice holding `a`, or nullptr when `a` is not inside an MF2 segment. Any thread, no lock.
-// On every free: inline, two loads (the bitmap word and the slice's line).
+// On every free: inline, two loads (the segment map's byte and the slice's line).
 MF2_ALWAYS_INLINE Slice* SliceOf(uintptr_t a) {
-  if (MF2_PREDICT_FALSE(a >= kUserAddressLimit) ||
-      MF2_PREDICT_FALSE(!segment_map::Contains(a & ~(kSegmentSize - 1)))) {
-    return nullptr;
-  }
+  if (MF2_PREDICT_FALSE(!segment_map::Covers(a))) return nullptr;
   return reinterpret_cast<Slice*>((a & ~(kSegmentSize - 1)) + SliceTableOffset(a));
 }
 
 // The offset of `a` from the first byte of the span covering its slice `s`.
 MF2_ALWAYS_INLINE uintptr_t SpanOffset(uintptr_t a, const Slice* s) {
-  return (a & (kSegmentSize - 1)) - (uintptr_t{s->head} << kSliceShift);
+  return (a & (kSegmentSize - 1)) - s->span_offset;
 }
 
 // The Page descriptor of the span covering slice `s` (of the segment holding `a`): pages[0], a
@@ -147,7 +154,7 @@ inline Page* PageOf(const void* p) {
 // Whether `p` lies inside some MF2 segment (header included). Any thread.
 inline bool InSegment(const void* p) {
   uintptr_t a = reinterpret_cast<uintptr_t>(p);
-  return a < kUserAddressLimit && segment_map::Contains(a & ~(kSegmentSize - 1));
+  return segment_map::Covers(a);
 }
 
 }  // namespace mf2
