@@ -56,7 +56,7 @@ uint64_t Pass(Heap* self) {
     }
   }
   // Heaps that hold remote frees back and have been idle as long: their held frees go out. Such
-  // a heap sends them at its next slow path, which a thread that only frees never reaches, and
+  // a heap sends them within 16 slow paths, which a thread that only frees never reaches, and
   // until then they pin their pages (an idle producer's among them), which cannot come back
   // whole. A holder that is not idle yet is owed a flush: wait for it as for an owner.
   const int m =

@@ -118,10 +118,10 @@ TEST_F(SequentialDoubleFree, OwnerFreesACachedBlockTwice) {
 TEST_F(SequentialDoubleFree, RemoteThreadFreesTwiceInARow) {
   void* p = a_->Allocate(kSize);
   b_->Free(p);
-  b_->FlushRemoteChains();  // b pushes what it held back (as at its next slow path)
+  b_->FlushRemoteChains();  // b pushes what it held back (as a slow path does)
   ASSERT_EQ(PageOf(p)->remote().Peek().count(), 1u) << "the first free is a remote push";
   b_->Free(p);
-  b_->FlushRemoteChains();  // b pushes what it held back (as at its next slow path)
+  b_->FlushRemoteChains();  // b pushes what it held back (as a slow path does)
   ExpectOneDoubleFree(reports_, p, "remote, remote");
   EXPECT_EQ(PageOf(p)->remote().Peek().count(), 1u) << "nothing absorbed: p is pushed once";
   ExpectHandedOutOnce(a_, p, heaps_.source());
@@ -131,7 +131,7 @@ TEST_F(SequentialDoubleFree, OwnerThenRemote) {
   void* p = a_->Allocate(kSize);
   a_->Free(p);
   b_->Free(p);
-  b_->FlushRemoteChains();  // b pushes what it held back (as at its next slow path)
+  b_->FlushRemoteChains();  // b pushes what it held back (as a slow path does)
   ExpectOneDoubleFree(reports_, p, "owner (cached), remote");
   EXPECT_EQ(PageOf(p)->remote().Peek().count(), 0u);
   ExpectHandedOutOnce(a_, p, heaps_.source());
@@ -141,7 +141,7 @@ TEST_F(SequentialDoubleFree, RemoteThenOwner) {
   void* p = a_->Allocate(kSize);
   const uint32_t n = a_->cache(kClass).n;
   b_->Free(p);
-  b_->FlushRemoteChains();  // b pushes what it held back (as at its next slow path)
+  b_->FlushRemoteChains();  // b pushes what it held back (as a slow path does)
   a_->Free(p);
   ExpectOneDoubleFree(reports_, p, "remote, owner");
   EXPECT_EQ(a_->cache(kClass).n, n) << "not cached";
@@ -156,7 +156,7 @@ TEST_F(SequentialDoubleFree, AfterAFlushToThePage) {
   a_->Free(p);
   ExpectOneDoubleFree(reports_, p, "owner, flush, owner");
   b_->Free(p);
-  b_->FlushRemoteChains();  // b pushes what it held back (as at its next slow path)
+  b_->FlushRemoteChains();  // b pushes what it held back (as a slow path does)
   ExpectOneDoubleFree(reports_, p, "owner, flush, remote");
   ExpectHandedOutOnce(a_, p, heaps_.source());
 }

@@ -52,7 +52,7 @@ class StageAllocator {
   void Release() {
     if (heap_ != nullptr) HeapRegistry::Global().ReleaseHeap(heap_);
   }
-  // A stage that is done pushes the remote frees it held back (as its next slow path would).
+  // A stage that is done pushes the remote frees it held back (as a slow path would).
   void FlushHeldRemoteFrees() {
     if (heap_ != nullptr) heap_->FlushRemoteChains();
   }
