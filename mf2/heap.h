@@ -153,10 +153,11 @@ class Heap {
   // blocks from, and with 8 slots these collided so often that chains rarely grew past one or
   // two blocks. More slots are not better: a chain whose page the thread has moved on from waits
   // for a collision to go out, pinning that page; with 32, xmalloc-test's producer, whose pages
-  // its consumer frees in order, took new pages sooner (bench/RESULTS.md). Invariants (CheckInvariants): a chain holds at most kRemoteBatch blocks,
-  // names its page exactly while it holds one, sits in slot RemoteSlot(page), has its bit in
-  // held_slots_ exactly while it holds one, and only a heap that is not abandoned, a sentinel or
-  // a helper holds any (FreeRemote's fast path relies on the second and third).
+  // its consumer frees in order, took new pages sooner (bench/RESULTS.md).
+  // Invariants (CheckInvariants): a chain holds at most kRemoteBatch blocks, names its page
+  // exactly while it holds one, sits in slot RemoteSlot(page), has its bit in held_slots_ exactly
+  // while it holds one, and only a heap that is not abandoned, a sentinel or a helper holds any
+  // (FreeRemote's fast path relies on the second and third).
   static constexpr uint32_t kRemoteSlots = 16;
   static_assert(kRemoteSlots <= 32, "held_slots_ has a bit per slot");
   static constexpr uint32_t kSlowPathsPerRemoteFlush = 16;

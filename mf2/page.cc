@@ -42,7 +42,6 @@ void Page::MakeSpan(uint32_t slices, char* start, Slice* slice, uint8_t index) {
   size_class_ = 0;
   block_size_ = 0;
   for (uint32_t i = 0; i < slices; ++i) {
-    slice[i].head = index;
     slice[i].span_offset = uint32_t{index} << kSliceShift;
     slice[i].size_class = 0;
     slice[i].xowner.store(nullptr, std::memory_order_relaxed);  // Relaxed: no reader yet
@@ -51,7 +50,6 @@ void Page::MakeSpan(uint32_t slices, char* start, Slice* slice, uint8_t index) {
 
 void Page::UnmakeSpan() {
   for (uint32_t i = 0; i < span_slices; ++i) {
-    slice_[i].head = 0;
     slice_[i].span_offset = 0;
     slice_[i].size_class = 0;
   }
@@ -235,11 +233,10 @@ void Page::DebugNoteDequeued() {
 
 void Page::CheckInvariants(bool quiescent) const {
   MF2_CHECK(span_slices > 0 && slice_ != nullptr, "checked on a span's head");
-  const uint8_t index = slice_[0].head;
+  const uint32_t index = slice_[0].head();
   for (uint32_t i = 0; i < span_slices; ++i) {
     const Slice& s = slice_[i];
-    MF2_CHECK(s.head == index && s.span_offset == uint32_t{index} << kSliceShift &&
-                  s.size_class == size_class_ &&
+    MF2_CHECK(s.head() == index && s.size_class == size_class_ &&
                   s.xowner.load(std::memory_order_relaxed) == owner_relaxed(),
               "every slice of the span names the span's head, class and owner");
   }

@@ -66,16 +66,18 @@ namespace mf2 {
 
 class Heap;
 
-// The free path's view of one slice (see above). Written by the page source (head, under its
+// The free path's view of one slice (see above). Written by the page source (span_offset, under its
 // lock, while the span is on no heap) and by the span's owner or flag holder (size_class at
 // InitForClass/Retire, xowner at SetOwner).
 struct alignas(16) Slice {
   std::atomic<Heap*> xowner{nullptr};  // the span's owner; changes only under its flag
   uint8_t size_class = 0;  // the span's class; 0 when no span serving a class covers the slice
-  uint8_t head = 0;        // index of the span's first slice in its segment; 0 when in no span
-  // head << kSliceShift: the span's first byte as an offset into the segment, so that free finds
-  // a block's offset in its span with one subtraction (SpanOffset).
+  // The span's first byte as an offset into its segment (its first slice's index <<
+  // kSliceShift), so that free finds a block's offset in its span with one subtraction
+  // (SpanOffset); 0 when in no span.
   uint32_t span_offset = 0;
+  // Index of the span's first slice in its segment; 0 when in no span.
+  uint32_t head() const { return span_offset >> kSliceShift; }
 };
 static_assert(sizeof(Slice) == 16, "four slices per cache line");
 

@@ -328,7 +328,7 @@ void OsPageSource::CheckInvariants() {
     const bool full = s->used_slices == ~uint64_t{0};
     MF2_CHECK(full || !seen_full, "segments with a free slice precede full ones");
     seen_full = seen_full || full;
-    MF2_CHECK(s->cookie == kSegmentCookie && segment_map::Contains(reinterpret_cast<uintptr_t>(s)),
+    MF2_CHECK(s->cookie == kSegmentCookie && segment_map::Covers(reinterpret_cast<uintptr_t>(s)),
               "segment header corrupt or unregistered");
     MF2_CHECK(s->used_slices & kHeaderBit, "header slice marked used");
     if (s->used_slices == kHeaderBit) ++empty;
@@ -337,9 +337,8 @@ void OsPageSource::CheckInvariants() {
       if (!((s->used_slices >> i) & 1)) {
         MF2_CHECK(!p->in_use(), "free slice with a page in use");
         const Slice& free_slice = s->slices()[i];
-        MF2_CHECK(free_slice.head == 0 && free_slice.span_offset == 0 &&
-                      free_slice.size_class == 0,
-                  "a free slice is in no span (head, span_offset and size_class 0)");
+        MF2_CHECK(free_slice.span_offset == 0 && free_slice.size_class == 0,
+                  "a free slice is in no span (span_offset and size_class 0)");
         ++i;
         continue;
       }
@@ -347,10 +346,9 @@ void OsPageSource::CheckInvariants() {
       MF2_CHECK(n >= 1 && n <= kMaxSlicesPerSpan && i + n <= kSlicesPerSegment,
                 "span head with bad length");
       for (uint32_t j = 0; j < n; ++j) {
-        MF2_CHECK(s->slices()[i + j].head == i &&
-                      s->slices()[i + j].span_offset == i << kSliceShift &&
+        MF2_CHECK(s->slices()[i + j].span_offset == i << kSliceShift &&
                       ((s->used_slices >> (i + j)) & 1),
-                  "a span's slices name its first slice and its offset");
+                  "a span's slices name its first slice");
         MF2_CHECK(j == 0 || s->pages[i + j].span_slices == 0, "only the first slice heads a span");
       }
       spans_bytes += n * kSliceSize;

@@ -147,7 +147,7 @@ TEST_F(PageSourceTest, SliceTablesAreColouredBySegmentAddress) {
       const uintptr_t a = reinterpret_cast<uintptr_t>(p->start()) + j * kSliceSize + 8;
       const uint32_t slice = static_cast<uint32_t>((a >> kSliceShift) % kSlicesPerSegment);
       ASSERT_EQ(SliceOf(a), &s->slices()[slice]) << "slice " << slice;
-      EXPECT_EQ(SliceOf(a)->head, slice - j) << "every slice names its span's first slice";
+      EXPECT_EQ(SliceOf(a)->head(), slice - j) << "every slice names its span's first slice";
     }
   }
   ASSERT_EQ(segments.size(), 3u);

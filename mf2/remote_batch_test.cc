@@ -1,8 +1,8 @@
 // Remote frees held back and pushed in chains (Heap::HoldRemote, Heap::PushChain, Policy::
 // remote_batch): when a held block reaches its page's remote stack, that nothing is lost on the
 // way, and that a thread which stops freeing does not keep what it holds past its next
-// Heap::kSlowPathsPerRemoteFlush slow paths, its flush or its exit. Explicit heaps play the threads, except in the exit test; caches are
-// off so every free reaches the heap's page logic.
+// Heap::kSlowPathsPerRemoteFlush slow paths, its flush or its exit. Explicit heaps play the
+// threads, except in the exit test; caches are off so every free reaches the heap's page logic.
 #include <cstdint>
 #include <set>
 #include <string>

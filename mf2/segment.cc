@@ -7,12 +7,12 @@ namespace segment_map {
 std::atomic<uint8_t> g_present[kEntries];
 
 void Insert(const Segment* s) {
-  // Release: a reader whose acquiring Contains sees the byte also sees the initialised header.
+  // Release: a reader whose acquiring Covers sees the byte also sees the initialised header.
   g_present[reinterpret_cast<uintptr_t>(s) >> kSegmentShift].store(1, std::memory_order_release);
 }
 
 void Erase(const Segment* s) {
-  // Release: pairs with Contains' acquire; the segment is unmapped only after this.
+  // Release: pairs with Covers' acquire; the segment is unmapped only after this.
   g_present[reinterpret_cast<uintptr_t>(s) >> kSegmentShift].store(0, std::memory_order_release);
 }
 

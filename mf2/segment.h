@@ -4,8 +4,8 @@
 // Pointer to slice in O(1), with no lock: the segment is `p & ~(4 MiB - 1)`; a process-wide
 // map with one byte per 4 MiB of address space says whether that is an MF2 segment (so pointers
 // MF2 never handed out are recognised without touching unmapped memory); the slice index selects
-// the 16-byte Slice (page.h: owner, class, first slice of the span), whose `head` indexes the
-// span's Page descriptor.
+// the 16-byte Slice (page.h: owner, class, the span's offset), whose `head()` indexes the span's
+// Page descriptor.
 //
 // Slice tables are coloured. Every segment starts at a multiple of 4 MiB, so a table at the same
 // offset in every segment would put entry i of all of them in the same set of the L1 cache (which
@@ -97,19 +97,12 @@ extern std::atomic<uint8_t> g_present[kEntries];
 void Insert(const Segment* s);
 void Erase(const Segment* s);
 
-// Whether the segment starting at `segment_base` (4 MiB aligned, below kUserAddressLimit) is
-// mapped.
-inline bool Contains(uintptr_t segment_base) {
-  // Acquire: a set byte implies the header it guards is initialised (pairs with Insert).
-  return g_present[segment_base >> kSegmentShift].load(std::memory_order_acquire) != 0;
-}
-
 // Whether any address `a` lies in a mapped segment. On every free: inline, one compare and one
 // byte load (an address at or above kUserAddressLimit indexes past the map and is in none).
 MF2_ALWAYS_INLINE bool Covers(uintptr_t a) {
   const uintptr_t i = a >> kSegmentShift;
-  return MF2_PREDICT_TRUE(i < kEntries) &&
-         g_present[i].load(std::memory_order_acquire) != 0;  // acquire: as Contains
+  // Acquire: a set byte implies the header it guards is initialised (pairs with Insert).
+  return MF2_PREDICT_TRUE(i < kEntries) && g_present[i].load(std::memory_order_acquire) != 0;
 }
 
 }  // namespace segment_map
@@ -133,7 +126,7 @@ MF2_ALWAYS_INLINE uintptr_t SpanOffset(uintptr_t a, const Slice* s) {
 // The Page descriptor of the span covering slice `s` (of the segment holding `a`): pages[0], a
 // descriptor that never serves a class, when the slice is in no span.
 MF2_ALWAYS_INLINE Page* SpanPage(uintptr_t a, const Slice* s) {
-  return &reinterpret_cast<Segment*>(a & ~(kSegmentSize - 1))->pages[s->head];
+  return &reinterpret_cast<Segment*>(a & ~(kSegmentSize - 1))->pages[s->head()];
 }
 
 // Whether `a` is the start of a block of a span serving a class. Any thread.
@@ -147,7 +140,7 @@ inline bool IsBlockStart(uintptr_t a) {
 inline Page* PageOf(const void* p) {
   const uintptr_t a = reinterpret_cast<uintptr_t>(p);
   const Slice* s = SliceOf(a);
-  if (s == nullptr || s->head == 0) return nullptr;
+  if (s == nullptr || s->head() == 0) return nullptr;
   return SpanPage(a, s);
 }
 
