@@ -240,8 +240,8 @@ class Heap {
   MF2_ALWAYS_INLINE void Free(void* p, const char* call = "free") {
     if (MF2_PREDICT_FALSE(!BeginOp())) return FreeParked(p, call);
     const uintptr_t a = reinterpret_cast<uintptr_t>(p);
-    const Slice* s = SliceOf(a);
-    if (MF2_PREDICT_FALSE(s == nullptr)) return FreeUnusual(p, call);
+    if (MF2_PREDICT_FALSE(!segment_map::Covers(a))) return FreeUnusual(p, call);
+    const Slice* s = SliceOfCovered(a);  // two loads: the map's byte and the Slice's line
     const uint32_t k = s->size_class;
     if (MF2_PREDICT_FALSE(!IsBlockOffset(SpanOffset(a, s), k))) return ReportBadFree(p, call);
     if (MF2_PREDICT_FALSE(s->xowner.load(std::memory_order_relaxed) != this)) {

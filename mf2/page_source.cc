@@ -92,9 +92,9 @@ Segment* OsPageSource::MapSegment() {
   }
   MF2_CHECK(aligned + kSegmentSize <= kUserAddressLimit, "segment above the 47-bit limit");
   Segment* s = new (reinterpret_cast<void*>(aligned)) Segment();
-  MF2_CHECK(reinterpret_cast<uintptr_t>(s->slice_area) == aligned + 64 &&
+  MF2_CHECK(reinterpret_cast<uintptr_t>(s->slice_area) == aligned &&
                 reinterpret_cast<uintptr_t>(s->slices()) == aligned + SliceTableOffset(aligned),
-            "the slice area starts at the header's second cache line (SliceOf)");
+            "the slice area starts at the segment's first byte (SliceOf)");
   s->cookie = kSegmentCookie;
   s->used_slices = kHeaderBit;
   PushFront(s);

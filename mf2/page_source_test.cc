@@ -133,7 +133,7 @@ TEST_F(PageSourceTest, SegmentHeadersAndFreeSlicesAreNotPages) {
 }
 
 // Slice tables are coloured by the segment's address (segment.h): every slice of a span maps to
-// the entry of its segment's own table, the table sits at 64 + colour * 1 KiB, and segments
+// the entry of its segment's own table, the table sits at colour * 1 KiB, and segments
 // next to each other in the address space use different colours (so different L1 sets).
 TEST_F(PageSourceTest, SliceTablesAreColouredBySegmentAddress) {
   std::vector<Page*> spans;
@@ -155,7 +155,7 @@ TEST_F(PageSourceTest, SliceTablesAreColouredBySegmentAddress) {
   for (Segment* s : segments) {
     const uintptr_t base = reinterpret_cast<uintptr_t>(s);
     const uintptr_t colour = (base >> kSegmentShift) % kSliceColours;
-    EXPECT_EQ(reinterpret_cast<uintptr_t>(s->slices()), base + 64 + colour * kSliceTableBytes);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(s->slices()), base + colour * kSliceTableBytes);
     offsets.insert(reinterpret_cast<uintptr_t>(s->slices()) - base);
   }
   for (size_t i = 1; i < segments.size(); ++i) {

@@ -10,9 +10,12 @@
 // Slice tables are coloured. Every segment starts at a multiple of 4 MiB, so a table at the same
 // offset in every segment would put entry i of all of them in the same set of the L1 cache (which
 // is indexed by address bits 6-11) and their header pages in the same set of a set-associative
-// TLB. A segment's table of 64 Slices (1 KiB) instead sits at 64 + colour * 1 KiB, colour = bits
+// TLB. A segment's table of 64 Slices (1 KiB) instead sits at colour * 1 KiB, colour = bits
 // 22-26 of its address (32 colours over eight 4 KiB pages), which the free path gets from the
-// same shift and mask it used before, with a wider mask: no extra instruction. Only the own
+// same shift and mask it used before, with a wider mask: no extra instruction. The area starts
+// at the segment's first byte, so the free path reaches a Slice's fields with the segment base
+// and that offset as one address operand (with the area at offset 64, Heap::Free spent one
+// instruction more forming the Slice's address). Only the own
 // colour's entries are ever constructed or touched; the rest of the 32 KiB area stays untouched
 // (never-written mapped memory). Larson with 1-32 KiB blocks (its 5,000 blocks spread over
 // dozens of segments): +5-7% operations per second (bench/RESULTS.md).
@@ -39,24 +42,25 @@ inline constexpr uint32_t kSliceColours = 32;
 inline constexpr size_t kSliceTableBytes = kSlicesPerSegment * 16;  // 16 == sizeof(Slice)
 
 // The offset from a segment's first byte of the Slice of the slice holding `a` (any address in
-// the segment; slice 0 gives the table itself): 64 + colour * kSliceTableBytes + slice * 16.
+// the segment; slice 0 gives the table itself): colour * kSliceTableBytes + slice * 16.
 // (a >> 12) holds the slice index (address bits 16-21) at bits 4-9 and the colour (bits 22-26)
 // at bits 10-14: one shift and one mask.
 MF2_ALWAYS_INLINE uintptr_t SliceTableOffset(uintptr_t a) {
-  return 64 + ((a >> 12) & (kSliceColours * kSliceTableBytes - 16));
+  return (a >> 12) & (kSliceColours * kSliceTableBytes - 16);
 }
 
 struct alignas(256) Segment {
+  // The free path's view of every slice: kSliceColours tables' room from offset 0 (checked when
+  // a segment is made, page_source.cc), of which this segment uses the one of its colour
+  // (SliceTableOffset; the others are never touched). The table's entries are constructed by
+  // the constructor; slices()[0] (this header) never serves a class: a pointer into the header
+  // is rejected.
+  unsigned char slice_area[kSliceColours * kSliceTableBytes];
+
   uint64_t cookie;
   Segment* next;         // page source's list of segments (under its lock): segments with a
   Segment* prev;         //   free slice first, full ones after
-
   uint64_t used_slices;  // bit i: slice i belongs to a span or the header (under its lock)
-  // The free path's view of every slice: kSliceColours tables' room from offset 64, of which
-  // this segment uses the one of its colour (SliceTableOffset; the others are never touched).
-  // The table's entries are constructed by the constructor; slices()[0] (this header) never
-  // serves a class: a pointer into the header is rejected.
-  alignas(64) unsigned char slice_area[kSliceColours * kSliceTableBytes];
   // Span descriptors: pages[i] describes the span whose first slice is i.
   Page pages[kSlicesPerSegment];
 
@@ -111,11 +115,16 @@ inline Segment* SegmentOf(const void* p) {
   return reinterpret_cast<Segment*>(reinterpret_cast<uintptr_t>(p) & ~(kSegmentSize - 1));
 }
 
+// The Slice holding `a`, an address segment_map::Covers (the free path tests that first and
+// then needs no null test of the result). Any thread, no lock.
+MF2_ALWAYS_INLINE Slice* SliceOfCovered(uintptr_t a) {
+  return reinterpret_cast<Slice*>((a & ~(kSegmentSize - 1)) + SliceTableOffset(a));
+}
+
 // The Slice holding `a`, or nullptr when `a` is not inside an MF2 segment. Any thread, no lock.
-// On every free: inline, two loads (the segment map's byte and the slice's line).
 MF2_ALWAYS_INLINE Slice* SliceOf(uintptr_t a) {
   if (MF2_PREDICT_FALSE(!segment_map::Covers(a))) return nullptr;
-  return reinterpret_cast<Slice*>((a & ~(kSegmentSize - 1)) + SliceTableOffset(a));
+  return SliceOfCovered(a);
 }
 
 // The offset of `a` from the first byte of the span covering its slice `s`.
