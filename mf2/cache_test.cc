@@ -111,6 +111,27 @@ TEST(CacheTest, ALargeHeapsCachesStayWithinAnEighthOfItsPages) {
   heaps.Release(h);
 }
 
+// Every request size up to the largest class reaches its own class's cache (the fast path's
+// direct_ table, heap.h): the block handed out is of that class, and freed it is the one handed
+// out next.
+TEST(CacheTest, EveryRequestSizeIsServedFromItsClassCache) {
+  TestHeaps heaps;
+  Heap* h = heaps.Acquire();
+  for (size_t size = 0; size <= kMaxClassSize; ++size) {
+    void* p = h->Allocate(size);
+    ASSERT_NE(p, nullptr) << size;
+    const uint32_t k = SizeToClass(size == 0 ? 1 : size);
+    ASSERT_EQ(Heap::UsableSize(p), ClassInfo(k).size) << size;
+    const uint32_t cached = h->cache(k).n;
+    h->Free(p);
+    ASSERT_EQ(h->cache(k).n, cached + 1) << size << ": freed into its class's cache";
+    ASSERT_EQ(h->Allocate(size), p) << size << ": and handed out again from it";
+    h->Free(p);
+  }
+  h->CheckInvariants(true);
+  heaps.Release(h);
+}
+
 // Churns the 32 KiB class under `set`'s policy: its cache must stay at `cap` blocks and nothing
 // may grow. Returns the initial capacity of all classes, for the caller's expectation.
 size_t ExpectNoGrowth(void (*set)(Policy*), uint32_t cap) {

@@ -93,7 +93,8 @@
 //   remote chains: count == |head chain| <= kRemoteBatch, tail its last block; every block a block
 //     start of `page` (a page of another heap, or adopted since), canary kOnRemote; empty in a
 //     sentinel, a helper and an abandoned heap
-//   direct_[i] == &cache_[kSmallClass.k[i]]; key_ == CanaryKey() (0 in a sentinel, which
+//   direct_[i] == &cache_[DirectClass(i)] (the class of the sizes entry i serves);
+//     key_ == CanaryKey() (0 in a sentinel, which
 //     caches nothing and owns no page, so its fast paths never compare a canary)
 //   active_[k] == nullptr or (active_[k]->size_class() == k, where == kActive, owner == this)
 //   every page on partial_[k]: class k, where == kPartial, owner == this, HasFree()
@@ -186,7 +187,7 @@ class Heap {
         source_(nullptr),
         registry_(nullptr),
         id_(~0u) {
-    for (uint32_t i = 0; i <= kSmallMax / kMinAlign; ++i) direct_[i] = &cache_[kSmallClass.k[i]];
+    for (uint32_t i = 0; i < kDirectEntries; ++i) direct_[i] = &cache_[DirectClass(i)];
   }
   Heap(PageSource* source, HeapRegistry* registry, uint32_t id);
   Heap(const Heap&) = delete;
@@ -452,8 +453,7 @@ class Heap {
 
  private:
   uint32_t ClassOf(const Magazine* m) const { return static_cast<uint32_t>(m - cache_); }
-  // The cache of `size`'s class (one table load for small sizes, one for mid sizes); nullptr
-  // above the largest class.
+  // The cache of `size`'s class (one load from direct_); nullptr above the largest class.
   MF2_ALWAYS_INLINE Magazine* MagazineFor(size_t size) {
     if (MF2_PREDICT_TRUE(size <= kSmallMax)) {
       Magazine* m = direct_[(size + kMinAlign - 1) / kMinAlign];
@@ -463,7 +463,9 @@ class Heap {
       return m;
     }
     if (MF2_PREDICT_TRUE(size <= kMaxClassSize)) {
-      return &cache_[kMidClass.k[(size + kMidStep - 1) / kMidStep]];
+      Magazine* m = direct_[kMidBase + (size + kMidStep - 1) / kMidStep];
+      if (m == nullptr) __builtin_unreachable();  // as above
+      return m;
     }
     return nullptr;
   }
@@ -589,7 +591,23 @@ class Heap {
   // On the fast paths' first line: a parker writes it only to park an idle owner.
   std::atomic<uint32_t> xpark_{kUnparked};
   std::atomic<uint8_t> xbusy_{0};
-  Magazine* direct_[kSmallMax / kMinAlign + 1] = {};  // by (size + 15) / 16: &cache_[class]
+  // The address of each request size's cache: direct_[(size + 15) / 16] for size <= kSmallMax,
+  // direct_[kMidBase + (size + kMidStep - 1) / kMidStep] above (the mid indexes start at
+  // kMidFirst), up to kMaxClassSize. Pointers (4.5 KiB) rather than class bytes: the fast path
+  // loads its cache's address, where a class byte cost a shift and two adds more on every
+  // mid-size allocation.
+  static constexpr uint32_t kSmallEntries = kSmallMax / kMinAlign + 1;
+  static constexpr uint32_t kMidFirst = kSmallMax / kMidStep + 1;
+  static constexpr uint32_t kMidBase = kSmallEntries - kMidFirst;
+  static constexpr uint32_t kDirectEntries = kMidBase + kMaxClassSize / kMidStep + 1;
+  static constexpr uint32_t DirectClass(uint32_t i) {
+    return i < kSmallEntries ? kSmallClass.k[i] : kMidClass.k[i - kMidBase];
+  }
+  Magazine* direct_[kDirectEntries] = {};
+  // Keeps cache_ at page offset 0x240 (heaps are page-aligned), where it was before direct_
+  // grew: without it cache_[7] starts a page, and its slots' stores would share page offsets
+  // with the first line's fields that every operation loads (4K aliasing).
+  unsigned char pad_direct_[64] = {};
   Magazine cache_[kNumClasses];
   const SentinelAllocate sentinel_allocate_ = nullptr;
   const SentinelRemoteFree sentinel_remote_free_ = nullptr;
@@ -661,6 +679,7 @@ struct HeapLayout {
                     offsetof(Heap, xidle_probe_) / kLine == offsetof(Heap, xwhole_unswept_) / kLine,
                 "idle reclamation's line: whole count, sweep flags and the observers' probe");
   static_assert(offsetof(Heap, xpending_) % kLine == 0, "the pending queue's head on its own line");
+  static_assert(offsetof(Heap, cache_) % 4096 == 0x240, "pad_direct_: cache_ at page offset 0x240");
 };
 #pragma GCC diagnostic pop
 

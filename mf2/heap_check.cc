@@ -31,8 +31,8 @@ void Heap::CheckAdoptionBookkeeping(uint32_t* counted) const {
 }
 
 void Heap::CheckInvariants(bool quiescent) const {
-  for (uint32_t i = 0; i <= kSmallMax / kMinAlign; ++i) {
-    MF2_CHECK(direct_[i] == &cache_[kSmallClass.k[i]], "direct_[i] == &cache_[kSmallClass.k[i]]");
+  for (uint32_t i = 0; i < kDirectEntries; ++i) {
+    MF2_CHECK(direct_[i] == &cache_[DirectClass(i)], "direct_[i] == &cache_[DirectClass(i)]");
   }
   for (uint32_t k = 1; k < kNumClasses; ++k) {
     const Magazine& m = cache_[k];
