@@ -132,6 +132,52 @@ TEST(CacheTest, EveryRequestSizeIsServedFromItsClassCache) {
   heaps.Release(h);
 }
 
+// A refill takes half a cache even when the page it finds has fewer free blocks: it tops up from
+// the next partial pages (never a new one). Five pages with one free block each: one slow path
+// fills the cache with all five, where one page per refill took a slow path for each.
+TEST(CacheTest, ARefillTopsUpFromFurtherPartialPages) {
+  constexpr size_t kSize = 2048;
+  ScopedPolicy policy([](Policy* p) {
+    p->cache_class_bytes = 16 * kSize;  // a cache of 16 blocks: a refill wants 8
+    p->cache_heap_bytes = 0;            // and it does not grow
+  });
+  TestHeaps heaps;
+  Heap* h = heaps.Acquire();
+  const uint32_t k = SizeToClass(kSize);
+  const uint32_t per_page = ClassInfo(k).capacity;
+  ASSERT_EQ(h->cache(k).cap, 16u);
+  ASSERT_EQ(per_page % 8, 0u) << "refills of 8 use pages up exactly";
+  std::vector<void*> blocks;
+  for (uint32_t i = 0; i < 6 * per_page; ++i) {
+    blocks.push_back(h->Allocate(kSize));
+    ASSERT_NE(blocks.back(), nullptr);
+  }
+  ASSERT_EQ(h->cache(k).n, 0u) << "six pages handed out whole, nothing cached";
+  for (uint32_t i = 0; i < 5; ++i) h->Free(blocks[i * per_page]);  // one block of pages 1-5
+  h->FlushCaches();
+  ASSERT_EQ(h->partial(k).size(), 5u) << "five pages with one free block each";
+  const uint64_t spans = heaps.source().allocated();
+  const uint64_t refills = MF2_STATS ? h->stats().Get(HeapStats::k_cache_refills) : 0;
+  void* p = h->Allocate(kSize);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(h->cache(k).n, 4u) << "one refill took the free block of every partial page";
+  EXPECT_EQ(h->partial(k).size(), 0u);
+  EXPECT_EQ(heaps.source().allocated(), spans) << "no new page for a top-up";
+  if (MF2_STATS) EXPECT_EQ(h->stats().Get(HeapStats::k_cache_refills), refills + 1);
+  h->CheckInvariants(true);
+  HeapRegistry::Global().CheckAll(true);
+  for (uint32_t i = 0; i < 4; ++i) {
+    void* q = h->Allocate(kSize);
+    ASSERT_NE(q, nullptr);
+    blocks[(i + 1) * per_page] = q;  // any of the five: they are all freed below
+  }
+  blocks[0] = p;
+  EXPECT_EQ(h->cache(k).n, 0u);
+  for (void* b : blocks) h->Free(b);
+  h->CheckInvariants(true);
+  heaps.Release(h);
+}
+
 // Churns the 32 KiB class under `set`'s policy: its cache must stay at `cap` blocks and nothing
 // may grow. Returns the initial capacity of all classes, for the caller's expectation.
 size_t ExpectNoGrowth(void (*set)(Policy*), uint32_t cap) {

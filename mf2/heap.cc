@@ -99,6 +99,14 @@ void* Heap::AllocateSlow(Magazine* m) noexcept {
     page = FindPageUnderPressure(k);
     if (page == nullptr) return nullptr;
   }
+  // Short of half a cache: top up from the partial list, the next reusable pages in Route S's
+  // order (never a new page). Mid-size pages under random frees hold one or two free blocks
+  // each, so one page per refill meant a slow path every second or third allocation of the
+  // class (bench/RESULTS.md).
+  while (got < want && (page = partial_[k].front()) != nullptr) {
+    SetActive(k, page);
+    got += page->PopBatch(out + got, want - got);
+  }
   std::reverse(out, out + got);  // the first block popped (warmest, or lowest address) on top
   MF2_STAT_INC(stats_, cache_refills);
   MF2_STAT_ADD(stats_, blocks_refilled, got);

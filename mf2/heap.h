@@ -42,7 +42,9 @@
 //                      list, page state changes: full -> partial, empty -> kept or released).
 // Cache empty (AllocateSlow): one page with a free block is found in Route S's order, and up to
 //                      half the cache is refilled from it (its free list, then never-used
-//                      blocks). Route S, in this order (the must-reuse gate):
+//                      blocks), topped up from the next pages of the partial list (step 3)
+//                      when it has fewer; never from a new page, so the gate below holds.
+//                      Route S, in this order (the must-reuse gate):
 //   1. own pending queue: pop pages that received remote frees (pop-all, at most
 //      Policy::pending_budget collected per call, the rest given back at once), collect each; the
 //      first with a free block of class k wins; others are filed on their class's partial list
