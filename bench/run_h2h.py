@@ -12,6 +12,14 @@ Method
   * Runs are interleaved: for rep in 1..R: for workload: for allocator (the allocator order rotates
     by one each repetition so no allocator always runs right after the same neighbour). Slow drift
     of the machine (other jobs, thermal) then hits every allocator alike.
+  * Each repetition preloads fresh copies of the libraries (copied into the results folder at the
+    start of the repetition, all removed at the end; --same-files preloads them in place). Where
+    a library's file sits in physical memory is fixed for as long as the file is cached, and it
+    decides which L2/L3 sets its code competes for: four byte-identical copies of one MF2 build,
+    interleaved, gave medians 40.4-44.1 Mops/s on larson-classic T=1 (7 runs each), each copy
+    keeping its own level run after run. With one file per allocator that bias is the same in
+    every repetition and the median keeps it; with a copy per repetition it becomes part of the
+    spread and the median averages it out.
   * Per (workload, allocator): median throughput over the repetitions, min and max, median, min and
     max peak RSS (ru_maxrss of the child, measured by GNU time), ratio of the median to the
     baseline's median (mimalloc unless --baseline says otherwise).
@@ -714,6 +722,9 @@ def build_parser():
     parser.add_argument("--only", help="regex: run only workloads whose label matches")
     parser.add_argument("--mf2-lib", help="MF2 preload library (default: found under bazel-out)")
     parser.add_argument("--out", help="results folder (default bench/results/<timestamp>)")
+    parser.add_argument("--same-files", action="store_true",
+                        help="preload the libraries in place instead of a fresh copy of each per "
+                             "repetition (see Method)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     return parser
 
@@ -861,6 +872,21 @@ def csv_row(rep, wl, name, path, cmd, res):
     }
 
 
+def fresh_copies(allocators, folder, rep):
+    """{name: path}: a new copy of every preload library for repetition `rep`, in `folder`
+    (None stays None: no preload)."""
+    paths = {}
+    for name, path in allocators:
+        if path is None:
+            paths[name] = None
+            continue
+        copy = os.path.join(folder, "rep%d-%s-%s" % (rep, re.sub(r"[^A-Za-z0-9_.-]+", "_", name),
+                                                      os.path.basename(path)))
+        shutil.copyfile(path, copy)
+        paths[name] = copy
+    return paths
+
+
 def run(p, opts):
     """Measures the machine's load, then runs every (rep, workload, allocator), interleaved with
     the allocator order rotated each repetition; writes runs.csv and logs/ as it goes and reports
@@ -878,10 +904,15 @@ def run(p, opts):
     rows = []
     started = time.monotonic()
     n = 0
+    # Copies are kept until the end: a file deleted after its repetition would hand its pages
+    # straight back to the next copy.
+    copies = None if opts.same_files else tempfile.mkdtemp(prefix="libs-", dir=out_dir)
     with open(os.path.join(out_dir, "runs.csv"), "w", newline="") as raw_file:
         writer = csv.DictWriter(raw_file, fieldnames=RUNS_CSV_FIELDS)
         writer.writeheader()
         for rep in range(1, p.reps + 1):
+            preload = (dict(p.allocators) if copies is None
+                       else fresh_copies(p.allocators, copies, rep))
             for wl in p.workloads:
                 shift = (rep - 1) % len(p.allocators)
                 order = p.allocators[shift:] + p.allocators[:shift]
@@ -889,7 +920,7 @@ def run(p, opts):
                     n += 1
                     cmd = wl.command(opts.bin_dir)
                     mf2_env = MF2_VARIANTS.get(name, {}) if is_mf2(name) else None
-                    res = run_one(cmd, path, mf2_env, 3 * wl.expected_s + 20)
+                    res = run_one(cmd, preload[name], mf2_env, 3 * wl.expected_s + 20)
                     print(progress_line(n, p.total_runs, wl, name, rep, res), file=sys.stderr,
                           flush=True)
                     row = csv_row(rep, wl, name, path, cmd, res)
@@ -906,6 +937,8 @@ def run(p, opts):
                                 row["command"], res.status, res.stdout, res.stderr))
                     rows.append(dict(row, rss_kib=res.rss_kib, throughput=res.throughput,
                                      others_cpu=res.others_cpu, mf2_raw=res.mf2_raw))
+    if copies is not None:
+        shutil.rmtree(copies)
     return Measured(out_dir=out_dir, stamp=stamp, rows=rows, busy_start=busy_start, load=load,
                     elapsed_min=(time.monotonic() - started) / 60)
 
@@ -939,8 +972,10 @@ def report(p, opts, m):
         "# Head-to-head results %s" % m.stamp,
         "",
         "- Mode: %s, %d repetitions, interleaved (rep -> workload -> allocator, order rotated "
-        "each rep), %d runs in %.1f min" % ("quick" if opts.quick else "full", p.reps,
-                                            p.total_runs, m.elapsed_min),
+        "each rep), %d runs in %.1f min; libraries preloaded %s" % (
+            "quick" if opts.quick else "full", p.reps, p.total_runs, m.elapsed_min,
+            "in place (--same-files)" if opts.same_files
+            else "from a fresh copy per repetition"),
         "- Machine: %s, %d CPUs, kernel %s; CPU busy with other work just before the run: %s; "
         "load average %s" % (
             platform.node(), os.cpu_count() or 0, platform.release(),

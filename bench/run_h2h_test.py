@@ -246,6 +246,9 @@ class Planning(TempDirTest):
 # time pass for the runner to measure the other processes' share of the CPUs during the run.
 FAKE_PROGRAM = """#!/bin/sh
 sleep 0.1
+if [ -n "$FAKE_PRELOAD_LOG" ]; then
+  echo "$LD_PRELOAD $(cksum < "${LD_PRELOAD:-/dev/null}")" >> "$FAKE_PRELOAD_LOG"
+fi
 echo "Throughput = 1234567 operations per second"
 echo "peak_rss_kib = 2048"
 """
@@ -265,12 +268,29 @@ class TinyRun(TempDirTest):
         # Not a real library: the dynamic loader says so on stderr and runs the program anyway.
         lib = self.write("fake.so", b"not an ELF file")
         out = os.path.join(self.dir, "out")
+        preload_log = os.path.join(self.dir, "preloads")
         res = subprocess.run(
             [sys.executable, os.path.join(HERE, "run_h2h.py"), "--bin-dir", bin_dir,
              "--workspace", self.dir, "--quick", "--reps", "2", "--only", "larson-classic T=1",
              "--allocators", "glibc", "--allocator", "fake=" + lib, "--out", out],
-            capture_output=True, text=True)
+            capture_output=True, text=True, env=dict(os.environ, FAKE_PRELOAD_LOG=preload_log))
         self.assertEqual(res.returncode, 0, res.stderr)
+        # Each repetition preloaded its own copy of the library (same bytes, another file), and
+        # the copies are gone after the run; glibc runs preload nothing.
+        with open(preload_log) as f:
+            seen = [line.split(" ", 1) for line in f.read().splitlines()]
+        copies = [path for path, _ in seen if path]
+        self.assertEqual(len(seen), 4, seen)
+        self.assertEqual(len(copies), 2, seen)
+        self.assertEqual(len(set(copies)), 2, "a new copy per repetition")
+        with open(lib, "rb") as f:
+            want = subprocess.run(["cksum"], stdin=f, capture_output=True, text=True).stdout
+        for path, sum_ in seen:
+            if path:
+                self.assertNotEqual(path, lib)
+                self.assertTrue(path.startswith(out + os.sep), path)
+                self.assertEqual(sum_.strip(), want.strip(), "a byte-identical copy")
+                self.assertFalse(os.path.exists(path), "removed after the run")
         with open(os.path.join(out, "runs.csv")) as f:
             rows = list(csv.DictReader(f))
         self.assertEqual(sorted((r["allocator"], r["rep"], r["status"]) for r in rows),
@@ -284,6 +304,7 @@ class TinyRun(TempDirTest):
         with open(os.path.join(out, "results.md")) as f:
             md = f.read()
         self.assertIn("- fake (--allocator): LD_PRELOAD=" + lib, md)
+        self.assertIn("libraries preloaded from a fresh copy per repetition", md)
         self.assertIn("| larson-classic T=1 | ops | 1.23M x1.00 ±0%", md)
         self.assertIn("ratio to glibc", md, "mimalloc is not in the run: glibc is the baseline")
         with open(os.path.join(out, "summary.csv")) as f:
