@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -12,6 +13,7 @@
 #include "mf2/mutex.h"
 #include "mf2/page_source.h"
 #include "mf2/policy.h"
+#include "mf2/reclaimer.h"
 #include "mf2/stats.h"
 
 namespace mf2 {
@@ -106,9 +108,11 @@ class LargeTable {
 
 LargeTable g_table;
 
-// Freed mappings kept for reuse (most recent first), bounded by Policy::large_cache_bytes, so
-// programs that allocate and free the same large buffers repeatedly do not pay mmap + munmap +
-// page faults each time. Resident memory stays within the bound.
+// Freed mappings kept for reuse (in the order they were freed, oldest first), bounded by
+// Policy::large_cache_bytes, so programs that allocate and free the same large buffers
+// repeatedly do not pay mmap + munmap + page faults each time. Resident memory stays within the
+// bound, and the cache decays as the page source's does (LargeDecay): mappings nobody took for a
+// decay period are unmapped, so an idle process does not keep them resident.
 struct CachedMapping {
   uintptr_t base;
   size_t len;
@@ -117,6 +121,20 @@ constexpr int kMaxCached = 16;
 CachedMapping g_cached[kMaxCached] ABSL_GUARDED_BY(g_table.mu);
 int g_num_cached ABSL_GUARDED_BY(g_table.mu) = 0;
 size_t g_cached_bytes ABSL_GUARDED_BY(g_table.mu) = 0;
+// The decay: the least g_cached_bytes since the last decay, and when the next one is due (0: none
+// scheduled, the cache was empty at the last).
+size_t g_low_water_bytes ABSL_GUARDED_BY(g_table.mu) = 0;
+uint64_t g_next_decay_ns ABSL_GUARDED_BY(g_table.mu) = 0;
+
+// Removes g_cached[i], keeping the order of the rest.
+CachedMapping RemoveCached(int i) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_table.mu) {
+  const CachedMapping m = g_cached[i];
+  for (int j = i + 1; j < g_num_cached; ++j) g_cached[j - 1] = g_cached[j];
+  --g_num_cached;
+  g_cached_bytes -= m.len;
+  if (g_cached_bytes < g_low_water_bytes) g_low_water_bytes = g_cached_bytes;
+  return m;
+}
 
 // The smallest cached mapping of at least `len` and at most twice that, removed from the cache;
 // {0, 0} if none.
@@ -127,16 +145,16 @@ CachedMapping TakeCached(size_t len) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_table.mu) {
     if (l >= len && l <= 2 * len && (best < 0 || l < g_cached[best].len)) best = i;
   }
   if (best < 0) return CachedMapping{0, 0};
-  CachedMapping m = g_cached[best];
-  g_cached_bytes -= m.len;
-  g_cached[best] = g_cached[--g_num_cached];
-  return m;
+  return RemoveCached(best);
 }
 
 // Keeps [base, base + len) for reuse if it fits the bound; returns false if the caller must unmap.
-bool PutCached(uintptr_t base, size_t len) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_table.mu) {
+// `*first`: the cache was empty (no decay scheduled), so a sleeping reclaimer must look again.
+bool PutCached(uintptr_t base, size_t len, bool* first)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_table.mu) {
   const size_t bound = GetPolicy().large_cache_bytes;
   if (len > bound / 4 || g_num_cached == kMaxCached || g_cached_bytes + len > bound) return false;
+  *first = g_cached_bytes == 0;
   g_cached[g_num_cached++] = CachedMapping{base, len};
   g_cached_bytes += len;
   return true;
@@ -313,6 +331,7 @@ bool LargeFree(void* p, const char* call) {
   const uintptr_t user = reinterpret_cast<uintptr_t>(p);
   Entry e{};
   bool cached = false;
+  bool first_cached = false;
   LargeDiagnosis diagnosis{LargeDiagnosis::kLive, user, 0};
   {
     MutexLock lock(&g_table.mu);
@@ -321,7 +340,7 @@ bool LargeFree(void* p, const char* call) {
       e = *found;
       g_table.Erase(found);
       RememberFreed(e.user, e.size);
-      cached = PutCached(e.map_base, e.map_len);
+      cached = PutCached(e.map_base, e.map_len, &first_cached);
     } else {
       diagnosis = DiagnoseLocked(user);
     }
@@ -332,6 +351,9 @@ bool LargeFree(void* p, const char* call) {
     return true;
   }
   if (!cached) munmap(reinterpret_cast<void*>(e.map_base), e.map_len);
+  // The cache has something to decay again: a reclaimer asleep for good must look (after the
+  // unlock; it is woken for this, never started).
+  if (first_cached) reclaimer::NotifyIfRunning();
   return true;
 }
 
@@ -382,11 +404,40 @@ void LargeReportMisuse(const void* p, const char* call, LargeAccess access) {
 void LargeReleaseCache() {
   MutexLock lock(&g_table.mu);
   while (g_num_cached > 0) {
-    CachedMapping m = g_cached[--g_num_cached];
-    g_cached_bytes -= m.len;
+    const CachedMapping m = RemoveCached(g_num_cached - 1);
     munmap(reinterpret_cast<void*>(m.base), m.len);
   }
 }
+
+uint64_t LargeDecay(uint64_t now_ns) {
+  const uint64_t period = GetPolicy().page_cache_decay_ns;
+  CachedMapping doomed[kMaxCached];
+  int n = 0;
+  uint64_t due = 0;
+  {
+    MutexLock lock(&g_table.mu);
+    if (period == 0) return 0;
+    if (g_next_decay_ns == 0 || now_ns >= g_next_decay_ns) {
+      if (g_next_decay_ns != 0) {
+        // What stayed cached the whole period: nobody needed it. The oldest mappings go first,
+        // until at least that much is gone.
+        size_t unused = g_low_water_bytes;
+        while (unused > 0 && g_num_cached > 0) {
+          doomed[n] = RemoveCached(0);
+          unused -= std::min(unused, doomed[n].len);
+          ++n;
+        }
+      }
+      g_low_water_bytes = g_cached_bytes;
+      g_next_decay_ns = g_cached_bytes == 0 ? 0 : now_ns + period;
+    }
+    if (g_next_decay_ns != 0) due = g_next_decay_ns - now_ns;
+  }
+  // Outside the lock: the mappings belong to no entry and to the cache no more.
+  for (int i = 0; i < n; ++i) munmap(reinterpret_cast<void*>(doomed[i].base), doomed[i].len);
+  return due;
+}
+
 
 size_t LargeCachedBytes() {
   MutexLock lock(&g_table.mu);

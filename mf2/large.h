@@ -74,6 +74,12 @@ size_t LargeLiveCount();
 size_t LargeCachedBytes();
 // Unmaps every cached mapping (tests; before the retry when the OS refuses a mapping).
 void LargeReleaseCache();
+// The cache's decay, called by the background reclaimer with the page source's (same period,
+// Policy::page_cache_decay_ns): once per period, the oldest cached mappings are unmapped until at
+// least the least amount cached during the period (its low-water mark: mappings nobody took) is
+// gone. Returns how long until the next decay is due, or 0 when none is (the cache is empty, or
+// decay is off).
+uint64_t LargeDecay(uint64_t now_ns);
 
 // fork(): hold the table lock across fork.
 void LargePrepareFork();

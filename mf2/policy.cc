@@ -123,9 +123,10 @@ constexpr OptionLine kOptions[] = {
                "empty pages a heap keeps for reuse (or an eighth of its own pages, if more)"),
     MF2_OPTION("MF2_PAGE_CACHE_MB", kSize, page_cache_bytes, "MiB", kMiB, 0, kMaxBytes,
                "free spans kept resident for reuse; beyond, returned with madvise(DONTNEED)"),
-    // OsPageSource::Decay, run by the background reclaimer (never started for this alone).
+    // OsPageSource::Decay and LargeDecay, run by the background reclaimer (never started for
+    // this alone).
     MF2_OPTION("MF2_PAGE_CACHE_DECAY_US", kDuration, page_cache_decay_ns, "us", kUs, 0, kMaxNs,
-               "cached free spans unused for this long go back to the OS (0: kept)"),
+               "cached free spans and large mappings unused this long go back to the OS (0: kept)"),
     MF2_OPTION("MF2_LARGE_CACHE_MB", kSize, large_cache_bytes, "MiB", kMiB, 0, kMaxBytes,
                "freed large mappings (above 64 KiB) kept for reuse"),
     MF2_OPTION("MF2_RETAINED_SEGMENTS", kCount, retained_segments, "", 1, 0, kU32,

@@ -14,6 +14,7 @@
 #include "mf2/futex.h"
 #include "mf2/heap.h"
 #include "mf2/heap_registry.h"
+#include "mf2/large.h"
 #include "mf2/page_source.h"
 #include "mf2/policy.h"
 
@@ -89,8 +90,13 @@ void* Main(void*) {
     // seq_cst: the clear precedes this pass's loads of the whole counts (reclaimer.h).
     g_pending.store(0, std::memory_order_seq_cst);
     const uint64_t wait_ns = Pass(self);
-    // The page source's decay, on its own schedule (0: nothing cached, or decay off).
-    const uint64_t decay_ns = OsPageSource::Global().Decay(NowNs());
+    // The decay of the page source's cache and of the large mappings' cache, each on its own
+    // schedule (0: nothing cached, or decay off): wake for the earlier.
+    const uint64_t now = NowNs();
+    const uint64_t spans_in = OsPageSource::Global().Decay(now);
+    const uint64_t large_in = LargeDecay(now);
+    const uint64_t decay_ns =
+        spans_in == 0 ? large_in : large_in == 0 ? spans_in : std::min(spans_in, large_in);
     if (wait_ns != 0) {
       // Sleep until the earliest owner owed a sweep would be idle (or the decay is due),
       // whatever notifications come meanwhile: they come from completions (while a consumer

@@ -22,19 +22,21 @@
 // It costs nothing while nothing is owed: it starts on the first notification (no thread in a
 // process whose pages never come back whole), and then waits for a notification without a
 // timeout (no wake-ups, no CPU) once no heap has whole pages waiting and the page source's cache
-// is empty; while the cache holds spans, it also wakes once per MF2_PAGE_CACHE_DECAY_US to
-// return those nobody used meanwhile (OsPageSource::Decay), so an idle process gives its cache
-// back too. A notification is one relaxed load when the thread is awake or already notified,
-// and a futex wake only when it waits for one. MF2_BACKGROUND_RECLAIM=0 turns it off (then
-// freeing threads sweep, as described above, and the cache does not decay).
+// and the large mappings' cache are empty; while either holds memory, it also wakes once per
+// MF2_PAGE_CACHE_DECAY_US to return what nobody used meanwhile (OsPageSource::Decay,
+// LargeDecay), so an idle process gives its caches back too. A notification is one relaxed load
+// when the thread is awake or already notified, and a futex wake only when it waits for one.
+// MF2_BACKGROUND_RECLAIM=0 turns it off (then freeing threads sweep, as described above, and the
+// caches do not decay).
 //
 // Lost wake-ups: a completer counts its page (a seq_cst RMW on the owner's whole count) before it
 // notifies (a seq_cst exchange of `pending`); the reclaimer clears `pending` (seq_cst) before it
 // scans the counts (seq_cst loads), and sleeps only on pending == 0. Store-buffering shape with
 // every access seq_cst: either the scan sees the count, or the exchange comes after the clear and
 // the futex wait returns at once. Spin model: model/reclaimer.pml (with three mutants that lose
-// a wake-up). The cache going non-empty is the same shape: FreeSpan fills it under the page
-// source's lock, then notifies; Decay reads it under that lock after the clear.
+// a wake-up). A cache going non-empty is the same shape: FreeSpan (LargeFree) fills it under the
+// page source's (the large table's) lock, then notifies; Decay (LargeDecay) reads it under that
+// lock after the clear.
 #ifndef MF2_RECLAIMER_H_
 #define MF2_RECLAIMER_H_
 

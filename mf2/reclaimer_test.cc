@@ -6,12 +6,14 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <thread>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "mf2/heap.h"
 #include "mf2/heap_registry.h"
+#include "mf2/large.h"
 #include "mf2/mf2.hpp"
 #include "mf2/testing/scoped_policy.h"
 #include "mf2/thread_heap.h"
@@ -214,6 +216,62 @@ TEST(Reclaimer, TheSpanCacheDecaysThenTheThreadSleeps) {
   const uint64_t passes = reclaimer::Passes();
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   EXPECT_EQ(reclaimer::Passes(), passes) << "a pass with nothing owed and nothing cached";
+}
+
+// Freed large mappings kept for reuse decay too: an idle process does not keep them resident.
+// (They stayed for good before: 12 MiB here, up to MF2_LARGE_CACHE_MB = 64 by default.)
+TEST(Reclaimer, TheLargeCacheDecays) {
+  testing::ScopedPolicy policy([](Policy* p) {
+    p->background_reclaim = true;
+    p->page_cache_decay_ns = 50'000'000;  // 50 ms
+  });
+  LargeReleaseCache();
+  reclaimer::Notify();  // the thread runs (a process's first whole page would start it)
+  constexpr size_t kLargeSize = size_t{4} << 20;
+  void* blocks[3];
+  for (void*& b : blocks) {
+    b = LargeAllocate(kLargeSize, 4096);
+    ASSERT_NE(b, nullptr);
+    memset(b, 1, kLargeSize);  // resident
+  }
+  for (void* b : blocks) ASSERT_TRUE(LargeFree(b));
+  ASSERT_EQ(LargeCachedBytes(), 3 * kLargeSize) << "freed mappings are cached for reuse first";
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (LargeCachedBytes() != 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(LargeCachedBytes(), 0u) << "cached large mappings left after the decay";
+}
+
+// A mapping taken again within a period is not lost to the decay: only what stayed cached for a
+// whole period (the low-water mark) goes. Driven by hand, with the reclaimer off.
+TEST(Reclaimer, TheLargeCacheDecaysOnlyWhatNobodyTook) {
+  testing::ScopedPolicy policy([](Policy* p) {
+    p->background_reclaim = false;
+    p->page_cache_decay_ns = 1'000'000'000;
+  });
+  LargeReleaseCache();
+  constexpr uint64_t kPeriod = 1'000'000'000;
+  constexpr size_t kMiB = size_t{1} << 20;
+  void* a = LargeAllocate(kMiB, 4096);
+  void* b = LargeAllocate(2 * kMiB, 4096);
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  ASSERT_TRUE(LargeFree(a));  // the oldest
+  ASSERT_TRUE(LargeFree(b));
+  ASSERT_EQ(LargeCachedBytes(), 3 * kMiB);
+  const uint64_t t0 = uint64_t{1} << 40;
+  EXPECT_EQ(LargeDecay(t0), kPeriod) << "the first decay only schedules the next";
+  EXPECT_EQ(LargeDecay(t0 + kPeriod / 2), kPeriod / 2) << "not due yet";
+  void* again = LargeAllocate(2 * kMiB, 4096);  // takes b's mapping back: low water 1 MiB
+  ASSERT_NE(again, nullptr);
+  ASSERT_EQ(LargeCachedBytes(), kMiB);
+  ASSERT_TRUE(LargeFree(again));
+  ASSERT_EQ(LargeCachedBytes(), 3 * kMiB);
+  EXPECT_EQ(LargeDecay(t0 + kPeriod), kPeriod) << "due: 1 MiB stayed unused, the rest goes on";
+  EXPECT_EQ(LargeCachedBytes(), 2 * kMiB) << "only the mapping nobody took is unmapped";
+  EXPECT_EQ(LargeDecay(t0 + 2 * kPeriod), 0u) << "due again: nobody took the rest either";
+  EXPECT_EQ(LargeCachedBytes(), 0u);
 }
 
 // Without decay the cache stays: what MF2_PAGE_CACHE_DECAY_US=0 promises.
