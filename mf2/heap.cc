@@ -100,10 +100,13 @@ void* Heap::AllocateSlow(Magazine* m) noexcept {
     if (page == nullptr) return nullptr;
   }
   // Short of half a cache: top up from the partial list, the next reusable pages in Route S's
-  // order (never a new page). Mid-size pages under random frees hold one or two free blocks
-  // each, so one page per refill meant a slow path every second or third allocation of the
-  // class (bench/RESULTS.md).
-  while (got < want && (page = partial_[k].front()) != nullptr) {
+  // order (never a new page), for classes of at most kTopUpMaxBlocks blocks per page. Such
+  // pages (the mid sizes) under random frees hold one or two free blocks each, so one page per
+  // refill meant a slow path on one mid-size allocation in 34 on Larson. A page of many small
+  // blocks usually fills half a cache by itself, and topping those up too made xmalloc-test
+  // (64-byte blocks, two producer/consumer pairs) 8% slower (bench/RESULTS.md).
+  while (got < want && ClassInfo(k).capacity <= kTopUpMaxBlocks &&
+         (page = partial_[k].front()) != nullptr) {
     SetActive(k, page);
     got += page->PopBatch(out + got, want - got);
   }

@@ -43,7 +43,8 @@
 // Cache empty (AllocateSlow): one page with a free block is found in Route S's order, and up to
 //                      half the cache is refilled from it (its free list, then never-used
 //                      blocks), topped up from the next pages of the partial list (step 3)
-//                      when it has fewer; never from a new page, so the gate below holds.
+//                      when it has fewer and the class has at most kTopUpMaxBlocks blocks per
+//                      page; never from a new page, so the gate below holds.
 //                      Route S, in this order (the must-reuse gate):
 //   1. own pending queue: pop pages that received remote frees (pop-all, at most
 //      Policy::pending_budget collected per call, the rest given back at once), collect each; the
@@ -164,6 +165,9 @@ class Heap {
   static constexpr uint32_t kRemoteSlots = 16;
   static_assert(kRemoteSlots <= 32, "held_slots_ has a bit per slot");
   static constexpr uint32_t kSlowPathsPerRemoteFlush = 16;
+  // A refill short of half a cache tops up from further partial pages only for classes of at
+  // most this many blocks per page: the mid sizes, from 1 KiB (AllocateSlow).
+  static constexpr uint32_t kTopUpMaxBlocks = 64;
   static constexpr uint32_t kRemoteBatch = 32;
   struct RemoteChain {
     Page* page = nullptr;
