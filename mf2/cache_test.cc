@@ -161,6 +161,9 @@ uint32_t CachedAfterARefillFromFivePartialPages(size_t size, size_t* partial_lef
   EXPECT_NE(p, nullptr);
   const uint32_t cached = h->cache(k).n;
   *partial_left = h->partial(k).size();
+  // The pages a top-up moved past are detached, and another heap may adopt a detached page at
+  // once; the block handed out comes from the page left active, which stays this heap's.
+  EXPECT_EQ(PageOf(p), h->active_page(k)) << "the block handed out is of the active page";
   EXPECT_EQ(heaps.source().allocated(), spans) << "no new page for a refill";
   if (MF2_STATS) EXPECT_EQ(h->stats().Get(HeapStats::k_cache_refills), refills + 1);
   h->CheckInvariants(true);

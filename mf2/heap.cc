@@ -105,12 +105,19 @@ void* Heap::AllocateSlow(Magazine* m) noexcept {
   // refill meant a slow path on one mid-size allocation in 34 on Larson. A page of many small
   // blocks usually fills half a cache by itself, and topping those up too made xmalloc-test
   // (64-byte blocks, two producer/consumer pairs) 8% slower (bench/RESULTS.md).
+  uint32_t active_first = 0;  // where the blocks of the page left active start in `out`
   while (got < want && ClassInfo(k).capacity <= kTopUpMaxBlocks &&
          (page = partial_[k].front()) != nullptr) {
     SetActive(k, page);
-    got += page->PopBatch(out + got, want - got);
+    const uint32_t more = page->PopBatch(out + got, want - got);
+    if (more != 0) active_first = got;
+    got += more;
   }
   std::reverse(out, out + got);  // the first block popped (warmest, or lowest address) on top
+  // The block handed out is the active page's first: a page the top-up moved past is detached,
+  // and another heap may adopt a detached page at once (its blocks in our cache stay valid, as
+  // any cached block's do), while the active page stays ours. Without a top-up, the top itself.
+  std::swap(out[got - 1 - active_first], out[got - 1]);
   MF2_STAT_INC(stats_, cache_refills);
   MF2_STAT_ADD(stats_, blocks_refilled, got);
   void* p = out[got - 1];
