@@ -410,6 +410,7 @@ class State {
                  "a new block comes from the actor's page or its cache");
       FUZZ_CHECK(won_.count(page) == 0 || page->remote().Peek().pending(),
                  "a page with an in-flight winner keeps its flag");
+      if (!late) NoteCached(heap_[a], page->size_class());
     }
     live_.Add(p, size, (uint64_t(a) << 56) | ++seq_);  // never handed out twice (3, 4)
   }
@@ -423,6 +424,14 @@ class State {
   }
 
   void Free(Heap* h, size_t i) { FreeBy(h, TakeLive(i).p); }
+
+  // What `h`'s cache of class k holds now may be handed out after its page moved to another
+  // heap, as blocks freed into it may (FreeBy): a refill that tops up from further pages leaves
+  // those pages detached, and so adoptable, while their blocks wait in the cache.
+  void NoteCached(Heap* h, uint32_t k) {
+    const Heap::Magazine& m = h->cache(k);
+    for (uint32_t i = 0; i < m.n; ++i) maybe_cached_[h].insert(m.slot[i]);
+  }
 
   // `h` frees `p`. A free by the page's owner may put the block in the owner's cache.
   void FreeBy(Heap* h, void* p) {
@@ -485,7 +494,7 @@ class State {
   uint64_t seq_ = 0;
   std::vector<Page*> in_flight_;  // remote frees whose step 2 is pending, oldest first
   std::map<Page*, int> won_;      // won-but-not-queued ops per page
-  std::map<Heap*, std::set<void*>> maybe_cached_;  // freed by their page's owner, not reused
+  std::map<Heap*, std::set<void*>> maybe_cached_;  // freed or refilled into a cache, not reused
   struct LastFreed {
     void* p = nullptr;
     Page* page = nullptr;
