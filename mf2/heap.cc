@@ -20,7 +20,7 @@ std::atomic<Heap::FreeDetachedHook> Heap::free_detached_hook_for_testing{nullptr
 
 Heap::Heap(PageSource* source, HeapRegistry* registry, uint32_t id)
     : key_(CanaryKey()), source_(source), registry_(registry), id_(id) {
-  for (uint32_t i = 0; i < kDirectEntries; ++i) direct_[i] = &cache_[DirectClass(i)];
+  FillDirect();
   ConfigureCaches();
 }
 

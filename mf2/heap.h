@@ -193,7 +193,7 @@ class Heap {
         source_(nullptr),
         registry_(nullptr),
         id_(~0u) {
-    for (uint32_t i = 0; i < kDirectEntries; ++i) direct_[i] = &cache_[DirectClass(i)];
+    FillDirect();
   }
   Heap(PageSource* source, HeapRegistry* registry, uint32_t id);
   Heap(const Heap&) = delete;
@@ -608,6 +608,9 @@ class Heap {
   static constexpr uint32_t kDirectEntries = kMidBase + kMaxClassSize / kMidStep + 1;
   static constexpr uint32_t DirectClass(uint32_t i) {
     return i < kSmallEntries ? kSmallClass.k[i] : kMidClass.k[i - kMidBase];
+  }
+  constexpr void FillDirect() {  // both constructors (the sentinel's is constant-initialised)
+    for (uint32_t i = 0; i < kDirectEntries; ++i) direct_[i] = &cache_[DirectClass(i)];
   }
   Magazine* direct_[kDirectEntries] = {};
   // Keeps cache_ at page offset 0x240 (heaps are page-aligned), where it was before direct_

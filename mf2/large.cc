@@ -10,6 +10,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "mf2/check.h"
+#include "mf2/decay.h"
 #include "mf2/mutex.h"
 #include "mf2/page_source.h"
 #include "mf2/policy.h"
@@ -121,10 +122,7 @@ constexpr int kMaxCached = 16;
 CachedMapping g_cached[kMaxCached] ABSL_GUARDED_BY(g_table.mu);
 int g_num_cached ABSL_GUARDED_BY(g_table.mu) = 0;
 size_t g_cached_bytes ABSL_GUARDED_BY(g_table.mu) = 0;
-// The decay: the least g_cached_bytes since the last decay, and when the next one is due (0: none
-// scheduled, the cache was empty at the last).
-size_t g_low_water_bytes ABSL_GUARDED_BY(g_table.mu) = 0;
-uint64_t g_next_decay_ns ABSL_GUARDED_BY(g_table.mu) = 0;
+DecayClock g_decay ABSL_GUARDED_BY(g_table.mu);  // the cache's decay schedule (LargeDecay)
 
 // Removes g_cached[i], keeping the order of the rest.
 CachedMapping RemoveCached(int i) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_table.mu) {
@@ -132,7 +130,7 @@ CachedMapping RemoveCached(int i) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_table.mu) {
   for (int j = i + 1; j < g_num_cached; ++j) g_cached[j - 1] = g_cached[j];
   --g_num_cached;
   g_cached_bytes -= m.len;
-  if (g_cached_bytes < g_low_water_bytes) g_low_water_bytes = g_cached_bytes;
+  g_decay.Lowered(g_cached_bytes);
   return m;
 }
 
@@ -417,21 +415,18 @@ uint64_t LargeDecay(uint64_t now_ns) {
   {
     MutexLock lock(&g_table.mu);
     if (period == 0) return 0;
-    if (g_next_decay_ns == 0 || now_ns >= g_next_decay_ns) {
-      if (g_next_decay_ns != 0) {
-        // What stayed cached the whole period: nobody needed it. The oldest mappings go first,
-        // until at least that much is gone.
-        size_t unused = g_low_water_bytes;
-        while (unused > 0 && g_num_cached > 0) {
-          doomed[n] = RemoveCached(0);
-          unused -= std::min(unused, doomed[n].len);
-          ++n;
-        }
+    if (g_decay.Due(now_ns)) {
+      // What stayed cached the whole period: nobody needed it. The oldest mappings go first,
+      // until at least that much is gone.
+      size_t unused = g_decay.Unused(g_cached_bytes);
+      while (unused > 0 && g_num_cached > 0) {
+        doomed[n] = RemoveCached(0);
+        unused -= std::min(unused, doomed[n].len);
+        ++n;
       }
-      g_low_water_bytes = g_cached_bytes;
-      g_next_decay_ns = g_cached_bytes == 0 ? 0 : now_ns + period;
+      g_decay.Restart(now_ns, period, g_cached_bytes);
     }
-    if (g_next_decay_ns != 0) due = g_next_decay_ns - now_ns;
+    due = g_decay.NextIn(now_ns);
   }
   // Outside the lock: the mappings belong to no entry and to the cache no more.
   for (int i = 0; i < n; ++i) munmap(reinterpret_cast<void*>(doomed[i].base), doomed[i].len);

@@ -138,7 +138,7 @@ Page* OsPageSource::AllocateSpan(uint32_t slices) {
     head->next = nullptr;
     head->cached = false;
     cached_bytes_ -= slices * kSliceSize;
-    low_water_bytes_ = std::min(low_water_bytes_, cached_bytes_);
+    decay_.Lowered(cached_bytes_);
   } else {
     head = CarveFromSegments(slices, /*exhaustive=*/false);
     if (head == nullptr) {
@@ -238,24 +238,21 @@ void OsPageSource::TrimCacheTo(size_t keep) {
       ReturnSpanToSegment(victim);
     }
   }
-  low_water_bytes_ = std::min(low_water_bytes_, cached_bytes_);
+  decay_.Lowered(cached_bytes_);
 }
 
 uint64_t OsPageSource::Decay(uint64_t now_ns) {
   const uint64_t period = GetPolicy().page_cache_decay_ns;
   MutexLock lock(&mu_);
   if (period == 0) return 0;
-  if (next_decay_ns_ == 0 || now_ns >= next_decay_ns_) {
-    if (next_decay_ns_ != 0) {
-      // What stayed cached the whole period: nobody needed it.
-      const uint64_t returned = spans_returned_;
-      TrimCacheTo(cached_bytes_ - std::min(low_water_bytes_, cached_bytes_));
-      spans_decayed_ += spans_returned_ - returned;
-    }
-    low_water_bytes_ = cached_bytes_;
-    next_decay_ns_ = cached_bytes_ == 0 ? 0 : now_ns + period;
+  if (decay_.Due(now_ns)) {
+    // What stayed cached the whole period: nobody needed it.
+    const uint64_t returned = spans_returned_;
+    TrimCacheTo(cached_bytes_ - decay_.Unused(cached_bytes_));
+    spans_decayed_ += spans_returned_ - returned;
+    decay_.Restart(now_ns, period, cached_bytes_);
   }
-  return next_decay_ns_ == 0 ? 0 : next_decay_ns_ - now_ns;
+  return decay_.NextIn(now_ns);
 }
 
 void OsPageSource::ReleaseCache() {

@@ -20,6 +20,7 @@
 #include <cstdint>
 
 #include "absl/base/thread_annotations.h"
+#include "mf2/decay.h"
 #include "mf2/mutex.h"
 #include "mf2/segment.h"
 #include "mf2/stats.h"
@@ -96,9 +97,7 @@ class OsPageSource final : public PageSource {
   // Cached free spans by length, linked through Page::next.
   Page* cache_[kMaxSlicesPerSpan + 1] ABSL_GUARDED_BY(mu_) = {};
   size_t cached_bytes_ ABSL_GUARDED_BY(mu_) = 0;
-  // The least cached_bytes_ since the last decay, and when the next one is due (0: not set).
-  size_t low_water_bytes_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t next_decay_ns_ ABSL_GUARDED_BY(mu_) = 0;
+  DecayClock decay_ ABSL_GUARDED_BY(mu_);  // the cache's decay schedule (Decay)
   uint64_t spans_decayed_ ABSL_GUARDED_BY(mu_) = 0;
   size_t cache_bound_ ABSL_GUARDED_BY(mu_) = 0;  // Policy::page_cache_bytes at the last FreeSpan
   size_t in_use_bytes_ ABSL_GUARDED_BY(mu_) = 0;
