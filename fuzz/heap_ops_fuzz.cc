@@ -18,7 +18,8 @@
 //                                       5 a use-after-free write into word 1 of a block the owner
 //                                       just freed, which the next allocation of its class pops
 //                                       (from the cache, or from the active page's free list when
-//                                       caching is off): reported as a corrupt free list, the
+//                                       caching is off and no remote frees wait on the page):
+//                                       reported as a corrupt free list, the
 //                                       block never handed out and kept as handed out (the harness
 //                                       takes it back as live and frees it later)
 //   8 ALLOC_OOM    size                 allocate while the page source fails: nullptr + ENOMEM,
@@ -384,8 +385,9 @@ class State {
   // the next allocation of its class must pop it, report it and hand out another block. Only
   // where the next allocation pops that very block: the cache of the class (LIFO: the block goes
   // on top), or, caching off, the active page's free list when the block is its only free block
-  // there (PopBatch pops the head first). The page keeps another block handed out, so the free
-  // cannot release it.
+  // there (PopBatch pops the head first) and no remote frees wait on the page (a slow path
+  // collects those onto the list first while the page has a never-carved tail). The page keeps
+  // another block handed out, so the free cannot release it.
   void UseAfterFreeWrite(uint16_t idx, const ReportCapture& capture) {
     const size_t i = idx % live_.size();
     if (live_[i].large) return;
@@ -394,7 +396,8 @@ class State {
     const uint32_t k = page->size_class();
     const bool cached = heap_->cache(k).cap > 0;
     if (page->owner_relaxed() != heap_ || page->used() < 2 ||
-        (!cached && (heap_->active_page(k) != page || page->local_count() != 0))) {
+        (!cached && (heap_->active_page(k) != page || page->local_count() != 0 ||
+                     page->remote().Peek().count() != 0))) {
       return;
     }
     const size_t size = live_[i].requested;

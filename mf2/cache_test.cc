@@ -199,6 +199,41 @@ TEST(CacheTest, ARefillOfASmallClassTakesOnePage) {
   EXPECT_EQ(partial_left, 4u) << "the other four pages wait on the partial list";
 }
 
+// A refill reuses what other threads freed into the active page before it carves the page's
+// never-carved tail. Carving first, an owner whose blocks a consumer frees (producer-consumer,
+// bench/RESULTS.md) touched every byte of each page before it reused one of them.
+TEST(CacheTest, ARefillCollectsTheActivePagesRemoteFreesBeforeCarvingItsTail) {
+  ScopedPolicy policy([](Policy* p) { p->remote_batch = 1; });  // remote frees land at once
+  TestHeaps heaps;
+  Heap* owner = heaps.Acquire();
+  Heap* consumer = heaps.Acquire();
+  constexpr size_t kSmall = 64;
+  const uint32_t k = SizeToClass(kSmall);
+  std::vector<void*> blocks;
+  for (int i = 0; i < 200; ++i) {
+    blocks.push_back(owner->Allocate(kSmall));
+    ASSERT_NE(blocks.back(), nullptr);
+  }
+  Page* page = owner->active_page(k);
+  for (void* p : blocks) ASSERT_EQ(PageOf(p), page) << "one page of 1024 blocks";
+  for (void* p : blocks) consumer->Free(p);  // 200 remote frees onto the page's remote stack
+  ASSERT_EQ(page->remote().Peek().count(), 200u);
+  const uint32_t carved = page->carved();
+  ASSERT_LT(carved, page->capacity());
+  // Empty the cache, then one slow path.
+  const uint32_t cached = owner->cache(k).n;
+  blocks.clear();
+  for (uint32_t i = 0; i < cached + 1; ++i) blocks.push_back(owner->Allocate(kSmall));
+  EXPECT_EQ(page->carved(), carved) << "the refill carved new blocks before reusing freed ones";
+  EXPECT_EQ(page->remote().Peek().count(), 0u) << "the remote frees were collected";
+  EXPECT_EQ(PageOf(blocks.back()), page);
+  owner->CheckInvariants(true);
+  HeapRegistry::Global().CheckAll(true);
+  for (void* p : blocks) owner->Free(p);
+  heaps.Release(consumer);
+  heaps.Release(owner);
+}
+
 // Churns the 32 KiB class under `set`'s policy: its cache must stay at `cap` blocks and nothing
 // may grow. Returns the initial capacity of all classes, for the caller's expectation.
 size_t ExpectNoGrowth(void (*set)(Policy*), uint32_t cap) {

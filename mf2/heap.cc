@@ -316,7 +316,12 @@ void Heap::ReturnBlock(Block* b) {
 Page* Heap::FindPage(uint32_t k) {
   // 0. The active page still has blocks the cache did not take (a refill takes half a cache).
   Page* page = active_[k];
-  if (page != nullptr && page->HasFree()) return page;
+  if (page != nullptr && page->HasFree()) {
+    // Blocks other threads freed into it come before its never-carved tail: a producer whose
+    // consumer frees what it made would touch every byte of each page first (bench/RESULTS.md).
+    if (page->HasUncarved()) CollectActive(k);
+    return page;
+  }
   const Route route = CurrentRoute();
   // The control: the failed consumer-driven adoption (docs/design.md), first and ungated.
   if (route == Route::kCda && (page = AdoptFromPending_mt(k, route)) != nullptr) {

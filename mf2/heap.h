@@ -46,6 +46,8 @@
 //                      when it has fewer and the class has at most kTopUpMaxBlocks blocks per
 //                      page; never from a new page, so the gate below holds.
 //                      Route S, in this order (the must-reuse gate):
+//   0. the active page, while it has a free block (its remote frees collected first while it
+//      has a never-carved tail: freed blocks before untouched memory).
 //   1. own pending queue: pop pages that received remote frees (pop-all, at most
 //      Policy::pending_budget collected per call, the rest given back at once), collect each; the
 //      first with a free block of class k wins; others are filed on their class's partial list

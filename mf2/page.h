@@ -211,6 +211,7 @@ class alignas(256) Page {
   uint32_t carved() const { return carved_; }
   uint32_t local_count() const { return local_count_; }
   bool HasFree() const { return local_free_ != nullptr || carved_ < capacity_; }
+  bool HasUncarved() const { return carved_ < capacity_; }
   // The index of a block start of this span (slow paths, checks).
   uint32_t BlockIndex(const void* b) const {
     return static_cast<uint32_t>((static_cast<const char*>(b) - start_) / block_size_);
