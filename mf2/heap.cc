@@ -72,6 +72,10 @@ void Heap::GrowCache(Magazine* m) {
 // few instructions.
 
 void* Heap::AllocateSlow(Magazine* m) noexcept {
+  if (MF2_PREDICT_FALSE(move_to_ != nullptr) && MoveDue()) {
+    EndOp();  // the fast path's operation: the heap is handed back outside any
+    return move_(this, ClassOf(m));
+  }
   const OpEnd end{this};  // tail-called by a fast path: ends its operation
   const uint32_t k = ClassOf(m);
   if (MF2_PREDICT_FALSE(is_sentinel())) return sentinel_allocate_(k);
@@ -126,6 +130,15 @@ void* Heap::AllocateSlow(Magazine* m) noexcept {
   UnpoisonMemory(p, ClassInfo(k).size);
   MF2_EXPENSIVE_DCHECK((CheckInvariants(false), true), "heap invariants");
   return p;
+}
+
+// Whether the thread should move to move_to_ now (heap.h, SetMoveTo): it was abandoned and its
+// claim released, so its thread has handed it back. Relaxed loads: hints, the registry claims
+// the heap under its lock. After kMoveChecks slow paths without it, the thread stays.
+bool Heap::MoveDue() {
+  if (move_to_->abandoned() && !move_to_->claimed_relaxed()) return true;
+  if (--move_checks_ == 0) move_to_ = nullptr;
+  return false;
 }
 
 // FindPage; when the page source is out of memory, gives back what this heap keeps (its caches,

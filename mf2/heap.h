@@ -64,7 +64,9 @@
 //   cda (the control) instead adopts ungated before step 1 and skips the own-queue steps.
 // Thread exit:         Abandon(): the caches go back to their pages, everything is collected,
 //                      every empty page released (to the page cache), and the heap with its
-//                      pages left to the registry. A new thread takes such a heap over whole;
+//                      pages left to the registry. A new thread takes such a heap over whole
+//                      (the heap of the first block it freed when that one is idle, or later:
+//                      SetMoveTo);
 //                      live threads that need a page adopt its pages (step 4); remote freers
 //                      only drain its queue into it (the dead-owner drain above).
 // Pages a thread does not own move only while their in_remote_pending flag is held, and only
@@ -418,7 +420,29 @@ class Heap {
   // collected and filed here.
   void ProcessAllPending(Heap* adopter = nullptr);
 
+  // ---- A successor moves to its predecessor's heap (thread_heap.cc) ----
+  // A thread whose first free was of a block of `predecessor` (a heap whose thread is likely
+  // exiting: a worker that starts a successor and ends) but found that heap still claimed
+  // took this one instead. For its next kMoveChecks allocation slow paths, each one that finds
+  // `predecessor` abandoned ends its operation and returns `move(this, class)` instead: the
+  // thread hands this heap back and takes `predecessor` (thread_heap.cc). Without the move,
+  // the successor frees its predecessor's blocks into one heap while it fills another, and
+  // whoever takes the predecessor's heap fills it while those frees hollow it out (Larson's
+  // threads: bench/RESULTS.md). Owner only; cleared by the move, by Abandon and by TakeOver.
+  // Invariant (CheckInvariants): move_to_ != nullptr exactly while move_checks_ != 0, and
+  // only on a heap that is not abandoned and is neither a sentinel nor a helper.
+  using MoveToHeap = void* (*)(Heap* from, uint32_t size_class);
+  static constexpr uint32_t kMoveChecks = 64;
+  void SetMoveTo(Heap* predecessor, MoveToHeap move) {
+    move_to_ = predecessor;
+    move_ = move;
+    move_checks_ = predecessor != nullptr ? kMoveChecks : 0;
+  }
+  Heap* move_to() const { return move_to_; }
+
   bool abandoned() const { return xabandoned_.load(std::memory_order_relaxed); }
+  // Whether someone holds the claim (relaxed: a hint; TryClaim decides).
+  bool claimed_relaxed() const { return xclaim_.load(std::memory_order_relaxed) != 0; }
   // seq_cst: for the push-then-check hand-off with an exiting owner (PendingQueue::Push_mt).
   bool abandoned_seq_cst() const { return xabandoned_.load(std::memory_order_seq_cst); }
   // A sentinel heap owns nothing (thread_heap.h).
@@ -452,6 +476,9 @@ class Heap {
   // Registry links (under the registry's lock).
   Heap* all_next = nullptr;
   Heap* idle_next = nullptr;
+  // A thread that preferred this heap found it claimed and waits to move to it (SetMoveTo):
+  // AcquireHeap gives it to others only when no other idle heap is left. Cleared when taken.
+  bool wanted = false;
   // A thread's heap (thread_heap.h): the thread's kernel id, and the registry's list of such
   // heaps whose thread has not handed them back yet (HeapRegistry::ReclaimExitedThreadHeaps).
   // 0 / unlinked for every other heap (explicit heaps, tests' heaps).
@@ -536,6 +563,7 @@ class Heap {
 
   // heap.cc: the owner's algorithm.
   MF2_NOINLINE void* AllocateSlow(Magazine* m) noexcept;
+  bool MoveDue();
   MF2_NOINLINE void* CachedBlockBad(Magazine* m, void* p) noexcept;
   MF2_NOINLINE void FreeToFullCache(Magazine* m, void* p) noexcept;
   MF2_NOINLINE void FreeRemote(Page* page, void* p, const char* call) noexcept;
@@ -640,6 +668,9 @@ class Heap {
   size_t cache_initial_bytes_ = 0;  // cache_cap_bytes_ as ConfigureCaches left it
   size_t cache_grow_budget_ = 0;    // max(initial, largest CacheBudget() a cache grew within)
   uint32_t remote_batch_ = 1;   // Policy::remote_batch when the heap was taken
+  Heap* move_to_ = nullptr;  // SetMoveTo
+  MoveToHeap move_ = nullptr;
+  uint32_t move_checks_ = 0;
   HeapStats stats_;
   PageSource* const source_;
   HeapRegistry* const registry_;

@@ -62,6 +62,7 @@ void Heap::ReclaimAbandoned_mt() {
 
 void Heap::Abandon() {
   BeginOpOrWait();
+  SetMoveTo(nullptr, nullptr);
   // The caches first: their blocks go back to the pages while we still own them all.
   FlushCachesInOp();
   // seq_cst: orders this store before the pop-alls below, against producers' "push; load
@@ -87,6 +88,7 @@ void Heap::Abandon() {
 
 void Heap::TakeOver() {
   BeginOpOrWait();
+  SetMoveTo(nullptr, nullptr);
   ConfigureCaches();
   // Relaxed: we hold the claim; producers that still see `true` only fail to claim. (A parker
   // reads it after acquiring this operation's EndOp.)

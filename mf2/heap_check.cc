@@ -31,6 +31,11 @@ void Heap::CheckAdoptionBookkeeping(uint32_t* counted) const {
 }
 
 void Heap::CheckInvariants(bool quiescent) const {
+  MF2_CHECK((move_to_ != nullptr) == (move_checks_ != 0) &&
+                (move_to_ == nullptr || move_ != nullptr),
+            "a successor's move: move_to_ exactly while move_checks_ != 0, with its hook");
+  MF2_CHECK(move_to_ == nullptr || (!abandoned() && !is_sentinel() && !helper_),
+            "only a live thread's own heap moves");
   for (uint32_t i = 0; i < kDirectEntries; ++i) {
     MF2_CHECK(direct_[i] == &cache_[DirectClass(i)], "direct_[i] == &cache_[DirectClass(i)]");
   }

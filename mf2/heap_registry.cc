@@ -21,18 +21,28 @@ HeapRegistry& HeapRegistry::Global() {
   return *registry;
 }
 
-Heap* HeapRegistry::AcquireHeap(PageSource* source) {
+Heap* HeapRegistry::AcquireHeap(PageSource* source, Heap* preferred) {
   {
     MutexLock lock(&mu_);
-    for (Heap** link = &idle_; *link != nullptr; link = &(*link)->idle_next) {
-      Heap* h = *link;
-      if (h->source() != source || !h->TryClaim()) continue;
-      *link = h->idle_next;
-      h->idle_next = nullptr;
-      // Relaxed: a hint for ClaimIdleHeap; the list itself is under mu_.
-      idle_count_.fetch_sub(1, std::memory_order_relaxed);
-      h->TakeOver();
-      return h;
+    // Pass 0 looks for `preferred` alone (compared as an address: heaps are never unmapped),
+    // pass 1 for any heap no other thread waits for, pass 2 for any. A preferred heap that is
+    // not idle yet is marked wanted, so that it stays idle for its successor to move to.
+    for (int pass = preferred != nullptr ? 0 : 1; pass < 3; ++pass) {
+      for (Heap** link = &idle_; *link != nullptr; link = &(*link)->idle_next) {
+        Heap* h = *link;
+        if ((pass == 0 && h != preferred) || (pass == 1 && h->wanted) || h->source() != source ||
+            !h->TryClaim()) {
+          continue;
+        }
+        *link = h->idle_next;
+        h->idle_next = nullptr;
+        h->wanted = false;
+        // Relaxed: a hint for ClaimIdleHeap; the list itself is under mu_.
+        idle_count_.fetch_sub(1, std::memory_order_relaxed);
+        h->TakeOver();
+        return h;
+      }
+      if (pass == 0) preferred->wanted = true;
     }
   }
   return AcquireNewHeap(source);

@@ -33,8 +33,10 @@ class HeapRegistry {
   constexpr HeapRegistry() = default;
 
   // A claimed heap for a new owner drawing spans from `source`: an idle one taken over, or new.
-  // nullptr only when memory for a heap cannot be mapped.
-  Heap* AcquireHeap(PageSource* source);
+  // `preferred` when it is idle; else it is marked wanted (Heap::wanted) and the idle heap
+  // released last that nobody wants is taken. nullptr only when memory for a heap cannot be
+  // mapped.
+  Heap* AcquireHeap(PageSource* source, Heap* preferred = nullptr);
   // A new heap, never an idle one (whose pages would come with it): for the background
   // reclaimer's helper heap, which must own nothing it would not drain itself.
   Heap* AcquireNewHeap(PageSource* source);

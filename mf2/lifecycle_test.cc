@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -256,6 +257,92 @@ TEST(ThreadExit, AThreadThatKeepsFreeingTakesAHeap) {
   EXPECT_GT(after.remote_chains, before.remote_chains) << "and pushed in chains";
   EXPECT_EQ(after.remote_frees - before.remote_frees, static_cast<uint64_t>(kBlocks) + 1)
       << "every free reached its page's remote stack by the thread's exit";
+  HeapRegistry::Global().CheckAll(true);
+}
+
+// ---- Successors: a thread that starts by freeing an exited thread's blocks ---------------------
+
+// A preferred heap that is still claimed is marked wanted; an idle wanted heap goes to the thread
+// that prefers it, to others only when no other idle heap is left (never a new heap for it).
+TEST(Successor, AWantedIdleHeapIsLeftForTheThreadThatWantsIt) {
+  TestHeaps heaps;
+  HeapRegistry& registry = HeapRegistry::Global();
+  Heap* b = heaps.Acquire();
+  Heap* owner = heaps.Acquire();
+  heaps.Release(b);
+  Heap* got = registry.AcquireHeap(&heaps.source(), owner);  // owner is claimed
+  EXPECT_EQ(got, b) << "the idle heap, since the preferred one is not idle";
+  EXPECT_TRUE(owner->wanted);
+  registry.ReleaseHeap(got);
+  heaps.Release(owner);  // idle, released last: owner, then b
+  const uint32_t heaps_before = registry.heap_count();
+  Heap* other = registry.AcquireHeap(&heaps.source());
+  EXPECT_EQ(other, b) << "the heap released last is wanted: another is taken";
+  Heap* wanted = registry.AcquireHeap(&heaps.source(), owner);
+  EXPECT_EQ(wanted, owner) << "the thread that wants it gets it";
+  EXPECT_FALSE(owner->wanted);
+  registry.ReleaseHeap(wanted);
+  registry.ReleaseHeap(other);
+  // Only wanted heaps idle: one of them rather than a new heap.
+  Heap* again = registry.AcquireHeap(&heaps.source(), b);  // b is idle: taken, not wanted
+  EXPECT_EQ(again, b);
+  owner->wanted = true;  // as if another thread waited for it
+  Heap* last = registry.AcquireHeap(&heaps.source());
+  EXPECT_EQ(last, owner) << "a wanted heap rather than a new one";
+  EXPECT_EQ(registry.heap_count(), heaps_before);
+  registry.ReleaseHeap(last);
+  registry.ReleaseHeap(again);
+  HeapRegistry::Global().CheckAll(true);
+}
+
+// A thread whose first free is of a block of a thread that has not handed its heap back yet
+// takes another heap, and moves to that one at its first allocation slow path after it was
+// handed back: its frees of the predecessor's blocks are local from then on.
+TEST(Successor, AThreadMovesToThePredecessorsHeapOnceItIsHandedBack) {
+  testing::ScopedPolicy policy([](Policy* p) { p->background_reclaim = false; });
+  std::atomic<int> step{0};
+  auto wait_for = [&step](int s) {
+    while (step.load(std::memory_order_acquire) < s) std::this_thread::yield();
+  };
+  std::vector<void*> blocks;
+  Heap* predecessor = nullptr;
+  std::thread a([&] {
+    for (int i = 0; i < 100; ++i) blocks.push_back(Allocate(64));
+    predecessor = ThreadHeap();
+    step.store(1, std::memory_order_release);
+    wait_for(2);  // exits (hands its heap back) when told
+  });
+  wait_for(1);
+  const Stats before = GetStats();
+  Heap* interim = nullptr;
+  const Heap* interim_move_to = nullptr;
+  Heap* after = nullptr;
+  Heap* block_owner = nullptr;
+  std::thread b([&] {
+    Free(blocks[0]);  // no heap yet: remote, and the predecessor's heap is noted
+    void* p = Allocate(64);  // the predecessor still holds its heap: another one
+    interim = ThreadHeap();
+    interim_move_to = interim->move_to();
+    step.store(2, std::memory_order_release);
+    a.join();
+    void* q = Allocate(3000);  // a class never used here: a slow path, which moves
+    after = ThreadHeap();
+    block_owner = PageOf(q)->owner_relaxed();
+    Free(p);  // the interim heap's block: remote now
+    for (int i = 1; i < 100; ++i) Free(blocks[i]);
+    Free(q);
+    after->CheckInvariants(true);
+  });
+  b.join();
+  EXPECT_NE(interim, predecessor);
+  EXPECT_EQ(interim_move_to, predecessor) << "the interim heap was not set to move";
+  EXPECT_EQ(after, predecessor) << "the thread did not move to its predecessor's heap";
+  EXPECT_EQ(block_owner, predecessor);
+  const Stats later = GetStats();
+  if (MF2_STATS) EXPECT_EQ(later.heap_moves - before.heap_moves, 1u);
+  EXPECT_EQ(later.remote_frees - before.remote_frees, 2u)
+      << "after the move, the predecessor's blocks were freed locally (the first free and the "
+         "interim heap's block are remote)";
   HeapRegistry::Global().CheckAll(true);
 }
 

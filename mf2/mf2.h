@@ -170,6 +170,7 @@ typedef struct mf2_stats {
   uint64_t cache_grows;
   uint64_t dead_thread_allocs;
   uint64_t exited_thread_heaps;
+  uint64_t heap_moves;
   /* Page source: 4 MiB segments mapped and unmapped since start, spans given back to the OS,
    * bytes of spans held by heaps now, bytes of free spans kept resident for reuse, times the OS
    * refused memory and MF2 released its caches before retrying, cached spans given back after

@@ -59,7 +59,8 @@
   X(cache_drops, "cached blocks found corrupt or freed twice, reported and never reused")     \
   X(cache_grows, "per-thread caches doubled in depth (they overflowed or ran dry)")           \
   X(dead_thread_allocs, "allocations by exited threads, served by a heap released at once")   \
-  X(exited_thread_heaps, "heaps of threads that exited without handing them back, released")
+  X(exited_thread_heaps, "heaps of threads that exited without handing them back, released")  \
+  X(heap_moves, "threads that moved to the heap of the exited thread whose blocks they freed")
 
 // X(name, description): figures of the page source (not per heap), after the counters in
 // mf2_stats, filled by PageSource::AddTo.

@@ -34,6 +34,13 @@ __attribute__((constructor)) void RegisterSentinelStats() {
 // Listed thread heaps checked per new thread heap when none is idle (a system call each).
 constexpr int kExitChecks = 16;
 
+// Remote frees by this thread while it has had no heap. Initial-exec, zero-initialised: no
+// allocation, no constructor.
+__thread uint32_t t_heapless_remote_frees __attribute__((tls_model("initial-exec"))) = 0;
+// The owner of the first block this thread freed while it had no heap: the heap it prefers to
+// take (Heap::SetMoveTo). Compared only as an address.
+__thread Heap* t_first_freed_owner __attribute__((tls_model("initial-exec"))) = nullptr;
+
 pthread_key_t g_key;
 pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
 
@@ -48,20 +55,52 @@ void InitOnce() {
   MF2_CHECK(pthread_key_create(&g_key, &ThreadExit) == 0, "pthread_key_create");
 }
 
+void* MoveToHeap(Heap* from, uint32_t size_class);
+
+// Makes `heap` the calling thread's: its pointer, its exit hook and its listing.
+void BindHeap(Heap* heap) {
+  t_heap = heap;
+  pthread_setspecific(g_key, heap);
+  HeapRegistry::Global().RegisterThreadHeap(heap, static_cast<int32_t>(syscall(SYS_gettid)));
+}
+
 // Takes a heap for the calling thread (which has none) and arms its exit hook; nullptr when no
 // heap can be had. When no heap is idle, the heaps of threads that exited without handing theirs
 // back are released first (a thread whose first allocation came in its last key destructor round
-// never ran ThreadExit).
+// never ran ThreadExit). The heap of the first block the thread freed is taken when it is idle;
+// when it is still claimed (its thread has not finished exiting), the thread takes another and
+// moves at one of its next slow paths (Heap::SetMoveTo).
 Heap* TakeHeap() {
   pthread_once(&g_key_once, &InitOnce);
   HeapRegistry& registry = HeapRegistry::Global();
   if (registry.idle_count() == 0) registry.ReclaimExitedThreadHeaps(nullptr, kExitChecks);
-  Heap* heap = registry.AcquireHeap(&OsPageSource::Global());
+  Heap* preferred = t_first_freed_owner;
+  t_first_freed_owner = nullptr;
+  Heap* heap = registry.AcquireHeap(&OsPageSource::Global(), preferred);
   if (heap == nullptr) return nullptr;
-  t_heap = heap;
-  pthread_setspecific(g_key, heap);
-  registry.RegisterThreadHeap(heap, static_cast<int32_t>(syscall(SYS_gettid)));
+  if (preferred != nullptr && heap != preferred) heap->SetMoveTo(preferred, &MoveToHeap);
+  BindHeap(heap);
   return heap;
+}
+
+// Heap::AllocateSlow of `from`, the thread's heap, outside any operation: the heap it wanted
+// (from->move_to()) is idle now. Hands `from` back as at thread exit, takes that one (or, if
+// another thread took it first, the heap released last, often `from` itself) and allocates.
+void* MoveToHeap(Heap* from, uint32_t size_class) {
+  MF2_CHECK(from == t_heap, "only the thread's own heap moves");
+  Heap* to = from->move_to();
+  t_heap = &g_empty_heap;
+  pthread_setspecific(g_key, nullptr);
+  HeapRegistry& registry = HeapRegistry::Global();
+  registry.ReleaseHeap(from);  // clears its move
+  Heap* heap = registry.AcquireHeap(&OsPageSource::Global(), to);
+  if (heap == nullptr) {
+    errno = ENOMEM;
+    return nullptr;  // heapless: the next allocation tries TakeHeap again
+  }
+  if (heap == to) MF2_STAT_INC(heap->mutable_stats(), heap_moves);
+  BindHeap(heap);
+  return heap->Allocate(ClassInfo(size_class).size);
 }
 
 // First allocation of a thread: take a heap, then allocate from it.
@@ -74,10 +113,6 @@ void* AllocateWithoutHeap(uint32_t size_class) {
   return heap->Allocate(ClassInfo(size_class).size);
 }
 
-// Remote frees by this thread while it has had no heap. Initial-exec, zero-initialised: no
-// allocation, no constructor.
-__thread uint32_t t_heapless_remote_frees __attribute__((tls_model("initial-exec"))) = 0;
-
 // A free by a thread that has no heap (every such free is remote: one compare-exchange onto the
 // page's remote stack). A thread that frees a few blocks needs no heap; one that keeps freeing
 // (a consumer that never allocates) takes one at its kHeaplessFreesBeforeHeap-th free, so that
@@ -88,6 +123,7 @@ __thread uint32_t t_heapless_remote_frees __attribute__((tls_model("initial-exec
 // new heap; false: the caller frees it without one (also when no heap can be had: a free never
 // fails for want of memory). errno is left as it was.
 bool FreeWithoutHeap(void* p, const char* call) {
+  if (t_heapless_remote_frees == 0) t_first_freed_owner = PageOf(p)->owner_relaxed();
   if (++t_heapless_remote_frees < kHeaplessFreesBeforeHeap) return false;
   const int saved_errno = errno;
   Heap* heap = TakeHeap();
@@ -140,6 +176,7 @@ void ReleaseThreadHeapNow() {
   // Counted afresh: the thread takes a heap again at its next allocation or at as many frees
   // as a thread that never had one.
   thread_heap_internal::t_heapless_remote_frees = 0;
+  thread_heap_internal::t_first_freed_owner = nullptr;
   pthread_setspecific(thread_heap_internal::g_key, nullptr);
   HeapRegistry::Global().ReleaseHeap(heap);
 }
