@@ -220,11 +220,17 @@ TEST(CacheTest, ARefillCollectsTheActivePagesRemoteFreesBeforeCarvingItsTail) {
   ASSERT_EQ(page->remote().Peek().count(), 200u);
   const uint32_t carved = page->carved();
   ASSERT_LT(carved, page->capacity());
+  const uint64_t drain_hits =
+      MF2_STATS ? owner->stats().Get(HeapStats::k_active_drain_hit) : 0;
   // Empty the cache, then one slow path.
   const uint32_t cached = owner->cache(k).n;
   blocks.clear();
   for (uint32_t i = 0; i < cached + 1; ++i) blocks.push_back(owner->Allocate(kSmall));
   EXPECT_EQ(page->carved(), carved) << "the refill carved new blocks before reusing freed ones";
+  if (MF2_STATS) {
+    EXPECT_EQ(owner->stats().Get(HeapStats::k_active_drain_hit), drain_hits + 1)
+        << "a slow path served by collected blocks counts as an active-page drain";
+  }
   EXPECT_EQ(page->remote().Peek().count(), 0u) << "the remote frees were collected";
   EXPECT_EQ(PageOf(blocks.back()), page);
   owner->CheckInvariants(true);

@@ -332,7 +332,10 @@ Page* Heap::FindPage(uint32_t k) {
   if (page != nullptr && page->HasFree()) {
     // Blocks other threads freed into it come before its never-carved tail: a producer whose
     // consumer frees what it made would touch every byte of each page first (bench/RESULTS.md).
-    if (page->HasUncarved()) CollectActive(k);
+    if (page->HasUncarved() && CollectActive(k) != nullptr) {
+      MF2_STAT_INC(stats_, active_drain_hit);  // served by what came back, as in step 2
+      MF2_STAT_INC(stats_, page_reuses);
+    }
     return page;
   }
   const Route route = CurrentRoute();
