@@ -38,9 +38,9 @@
 /* ---- Version ---------------------------------------------------------------------------- */
 
 #define MF2_VERSION_MAJOR 0
-#define MF2_VERSION_MINOR 3
+#define MF2_VERSION_MINOR 4
 #define MF2_VERSION_PATCH 0
-/* The version as one number, MAJOR * 10000 + MINOR * 100 + PATCH (0.3.0 is 300), so versions
+/* The version as one number, MAJOR * 10000 + MINOR * 100 + PATCH (0.4.0 is 400), so versions
  * compare with < and >. */
 #define MF2_VERSION (MF2_VERSION_MAJOR * 10000 + MF2_VERSION_MINOR * 100 + MF2_VERSION_PATCH)
 
@@ -129,6 +129,8 @@ void mf2_heap_free(mf2_heap_t* heap, void* p);
  * are process-wide. A snapshot taken while other threads allocate is approximate (each field
  * is read once, not all at one instant).
  */
+/* Before 1.0, a minor release may add fields (0.4.0 added heap_moves), which changes the
+ * struct's size: build against the mf2.h of the library you run. */
 typedef struct mf2_stats {
   /* Algorithm counters, in the order of MF2's counter list (mf2_stats_print describes each). */
   uint64_t slow_allocs;

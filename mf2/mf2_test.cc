@@ -191,7 +191,7 @@ TEST(Api, CFace) {
 
 TEST(Api, VersionOfTheHeaderIsTheLibrarys) {
   EXPECT_EQ(MF2_VERSION, MF2_VERSION_MAJOR * 10000 + MF2_VERSION_MINOR * 100 + MF2_VERSION_PATCH);
-  EXPECT_EQ(MF2_VERSION, 300);  // 0.3.0
+  EXPECT_EQ(MF2_VERSION, 400);  // 0.4.0
   EXPECT_EQ(mf2_version(), MF2_VERSION);
 }
 
@@ -518,7 +518,7 @@ TEST(Stats, ReportNamesTheProcessAndEveryCounterInColumns) {
   ASSERT_NE(fgets(comm, sizeof(comm), f), nullptr);
   fclose(f);
   comm[strcspn(comm, "\n")] = '\0';
-  const std::string head = "mf2_stats: MF2 0.3.0, pid " + std::to_string(getpid()) + " (" +
+  const std::string head = "mf2_stats: MF2 0.4.0, pid " + std::to_string(getpid()) + " (" +
                            comm + "), route ";
   EXPECT_EQ(lines[0].rfind(head, 0), 0u) << lines[0];
   for (const char* label : {"in use", "committed", "reserved", "resident"}) {

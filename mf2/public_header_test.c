@@ -22,7 +22,7 @@ static int failures = 0;
   } while (0)
 
 static void test_version(void) {
-  CHECK(MF2_VERSION_MAJOR == 0 && MF2_VERSION_MINOR == 3 && MF2_VERSION_PATCH == 0);
+  CHECK(MF2_VERSION_MAJOR == 0 && MF2_VERSION_MINOR == 4 && MF2_VERSION_PATCH == 0);
   CHECK(mf2_version() == MF2_VERSION);
 }
 
@@ -89,7 +89,7 @@ static void test_stats_and_options(void) {
   CHECK(n > 20);
   if (n > 0) {
     buf[n] = '\0';
-    CHECK(strncmp(buf, "mf2_stats: MF2 0.3.0, pid ", 26) == 0);
+    CHECK(strncmp(buf, "mf2_stats: MF2 0.4.0, pid ", 26) == 0);
   }
   errno = 0;
   CHECK(mf2_option_get("no_such_option", &value) == -1 && (errno == EINVAL || errno == ENOSYS));

@@ -61,7 +61,7 @@ HelperRun RunHelper(const char* mode, std::vector<std::string> env) {
 // The pids whose summaries `text` holds, in order (one per header line).
 std::vector<int> SummaryPids(const std::string& text) {
   std::vector<int> pids;
-  const std::string head = "mf2_stats: MF2 0.3.0, pid ";
+  const std::string head = "mf2_stats: MF2 0.4.0, pid ";
   for (size_t at = text.find(head); at != std::string::npos; at = text.find(head, at + 1)) {
     pids.push_back(atoi(text.c_str() + at + head.size()));
   }

@@ -11,7 +11,7 @@ load("@bazel_tools//tools/cpp:toolchain_utils.bzl", "find_cpp_toolchain")
 
 # The release version. The shared library's SONAME carries its major number, and the install
 # (tools/install.sh) checks that mf2/mf2.h's MF2_VERSION_MAJOR/MINOR/PATCH say the same.
-MF2_VERSION = "0.3.0"
+MF2_VERSION = "0.4.0"
 MF2_SONAME = "libmf2.so." + MF2_VERSION.split(".")[0]
 
 # What our sources need in any build, ours or a user's.
