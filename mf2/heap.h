@@ -424,11 +424,13 @@ class Heap {
   // A thread whose first free was of a block of `predecessor` (a heap whose thread is likely
   // exiting: a worker that starts a successor and ends) but found that heap still claimed
   // took this one instead. For its next kMoveChecks allocation slow paths, each one that finds
-  // `predecessor` abandoned ends its operation and returns `move(this, class)` instead: the
-  // thread hands this heap back and takes `predecessor` (thread_heap.cc). Without the move,
-  // the successor frees its predecessor's blocks into one heap while it fills another, and
-  // whoever takes the predecessor's heap fills it while those frees hollow it out (Larson's
-  // threads: bench/RESULTS.md). Owner only; cleared by the move, by Abandon and by TakeOver.
+  // `predecessor` handed back (abandoned, claim released: MoveDue) ends its operation and
+  // returns `move(this, class)` instead: the thread hands this heap back and takes
+  // `predecessor` (thread_heap.cc). Without the move, the successor frees its predecessor's
+  // blocks into one heap while it fills another, and whoever takes the predecessor's heap
+  // fills it while those frees hollow it out (Larson's threads: bench/RESULTS.md). A longer
+  // window moves more threads, but later: all the interim heap handed out is then freed
+  // remotely. Owner only; cleared by the move, by Abandon and by TakeOver.
   // Invariant (CheckInvariants): move_to_ != nullptr exactly while move_checks_ != 0, and
   // only on a heap that is not abandoned and is neither a sentinel nor a helper.
   using MoveToHeap = void* (*)(Heap* from, uint32_t size_class);
