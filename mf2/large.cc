@@ -433,7 +433,6 @@ uint64_t LargeDecay(uint64_t now_ns) {
   return due;
 }
 
-
 size_t LargeCachedBytes() {
   MutexLock lock(&g_table.mu);
   return g_cached_bytes;

@@ -64,6 +64,13 @@ void BindHeap(Heap* heap) {
   HeapRegistry::Global().RegisterThreadHeap(heap, static_cast<int32_t>(syscall(SYS_gettid)));
 }
 
+// Undoes BindHeap: the thread has no heap (the empty sentinel), and `heap` is handed back.
+void UnbindHeap(Heap* heap) {
+  t_heap = &g_empty_heap;
+  pthread_setspecific(g_key, nullptr);
+  HeapRegistry::Global().ReleaseHeap(heap);
+}
+
 // Takes a heap for the calling thread (which has none) and arms its exit hook; nullptr when no
 // heap can be had. When no heap is idle, the heaps of threads that exited without handing theirs
 // back are released first (a thread whose first allocation came in its last key destructor round
@@ -89,11 +96,8 @@ Heap* TakeHeap() {
 void* MoveToHeap(Heap* from, uint32_t size_class) {
   MF2_CHECK(from == t_heap, "only the thread's own heap moves");
   Heap* to = from->move_to();
-  t_heap = &g_empty_heap;
-  pthread_setspecific(g_key, nullptr);
-  HeapRegistry& registry = HeapRegistry::Global();
-  registry.ReleaseHeap(from);  // clears its move
-  Heap* heap = registry.AcquireHeap(&OsPageSource::Global(), to);
+  UnbindHeap(from);  // clears its move
+  Heap* heap = HeapRegistry::Global().AcquireHeap(&OsPageSource::Global(), to);
   if (heap == nullptr) {
     errno = ENOMEM;
     return nullptr;  // heapless: the next allocation tries TakeHeap again
@@ -172,13 +176,11 @@ void ReleaseThreadHeapNow() {
   using thread_heap_internal::t_heap;
   Heap* heap = t_heap;
   if (heap->is_sentinel()) return;
-  t_heap = &thread_heap_internal::g_empty_heap;
   // Counted afresh: the thread takes a heap again at its next allocation or at as many frees
   // as a thread that never had one.
   thread_heap_internal::t_heapless_remote_frees = 0;
   thread_heap_internal::t_first_freed_owner = nullptr;
-  pthread_setspecific(thread_heap_internal::g_key, nullptr);
-  HeapRegistry::Global().ReleaseHeap(heap);
+  thread_heap_internal::UnbindHeap(heap);
 }
 
 }  // namespace mf2

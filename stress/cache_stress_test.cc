@@ -37,7 +37,7 @@ namespace {
 using stress::Rng;
 
 constexpr int kWorkers = 4;
-const uint64_t kGenerations = stress::Scaled(12) < 3 ? 3 : stress::Scaled(12);
+const uint64_t kGenerations = stress::ScaledAtLeast(12, 3);
 const uint64_t kOpsPerWorker = stress::Scaled(40000);
 constexpr size_t kPoolMax = 96;
 

@@ -25,7 +25,7 @@ using stress::Rng;
 
 constexpr int kThreads = 4;
 constexpr size_t kSlots = 2048;
-const uint64_t kRounds = stress::Scaled(40) < 6 ? 6 : stress::Scaled(40);
+const uint64_t kRounds = stress::ScaledAtLeast(40, 6);
 constexpr uint64_t kItersPerRound = 6000;
 constexpr size_t kMaxLocal = 64;
 

@@ -48,6 +48,10 @@ constexpr uint64_t kSlowdown =
 #endif
 
 constexpr uint64_t Scaled(uint64_t n) { return n / kSlowdown > 0 ? n / kSlowdown : 1; }
+// Scaled(n), but at least `floor`: a count the test needs a minimum of in every build.
+constexpr uint64_t ScaledAtLeast(uint64_t n, uint64_t floor) {
+  return Scaled(n) < floor ? floor : Scaled(n);
+}
 
 // The stress tests run with the per-thread block caches on (the default policy), so their frees
 // and allocations go through the caches' fill, flush and refill paths, and their thread exits

@@ -33,7 +33,7 @@ using stress::Rng;
 
 constexpr int kLanes = 3;
 constexpr size_t kObjectsPerLane = 400;
-const uint64_t kGenerations = stress::Scaled(24) < 6 ? 6 : stress::Scaled(24);
+const uint64_t kGenerations = stress::ScaledAtLeast(24, 6);
 constexpr uint64_t kOpsPerGeneration = 4000;
 
 class Successors {

@@ -31,7 +31,7 @@ using stress::ThreadGroup;
 
 constexpr int kLanes = 4;
 constexpr size_t kObjectsPerLane = 512;
-const uint64_t kGenerations = stress::Scaled(48) < 8 ? 8 : stress::Scaled(48);
+const uint64_t kGenerations = stress::ScaledAtLeast(48, 8);
 constexpr uint64_t kOpsPerGeneration = 3000;
 
 enum class Lifecycle { kThreadLocal, kThreadLocalWithRelease, kExplicitHeaps };
