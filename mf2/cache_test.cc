@@ -240,6 +240,38 @@ TEST(CacheTest, ARefillCollectsTheActivePagesRemoteFreesBeforeCarvingItsTail) {
   heaps.Release(owner);
 }
 
+// A class's first refills carve little and double while the class keeps carving: a program
+// that allocates one 1 KiB block must not make half a cache (31 KiB) of its page resident, and
+// one that keeps allocating reaches half-cache refills after a few slow paths.
+TEST(CacheTest, AClasssFirstRefillsCarveLittleThenDouble) {
+  TestHeaps heaps;
+  Heap* h = heaps.Acquire();
+  constexpr size_t kSize = 1024;
+  const uint32_t k = SizeToClass(kSize);
+  ASSERT_EQ(ClassInfo(k).size, kSize);
+  ASSERT_EQ(h->cache(k).cap, 63u) << "64 KiB of 1 KiB blocks, at most kCacheSlots";
+  std::vector<void*> blocks{h->Allocate(kSize)};
+  ASSERT_NE(blocks.back(), nullptr);
+  Page* page = h->active_page(k);
+  ASSERT_NE(page, nullptr);
+  EXPECT_EQ(page->carved(), 4u) << "the first refill carves 4 KiB of the page, not half a cache";
+  // Each further slow path carves what the previous one did, doubled, up to half the cache.
+  std::vector<uint32_t> carves;
+  uint32_t carved = page->carved();
+  while (blocks.size() < 4 + 8 + 16 + 31) {
+    blocks.push_back(h->Allocate(kSize));
+    ASSERT_NE(blocks.back(), nullptr);
+    ASSERT_EQ(h->active_page(k), page) << "one page of 64 blocks";
+    if (page->carved() != carved) carves.push_back(page->carved() - carved);
+    carved = page->carved();
+  }
+  EXPECT_EQ(carves, (std::vector<uint32_t>{8, 16, 31}));
+  h->CheckInvariants(true);
+  HeapRegistry::Global().CheckAll(true);
+  for (void* p : blocks) h->Free(p);
+  heaps.Release(h);
+}
+
 // Churns the 32 KiB class under `set`'s policy: its cache must stay at `cap` blocks and nothing
 // may grow. Returns the initial capacity of all classes, for the caller's expectation.
 size_t ExpectNoGrowth(void (*set)(Policy*), uint32_t cap) {

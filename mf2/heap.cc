@@ -38,6 +38,8 @@ void Heap::ConfigureCaches() {
                                : static_cast<uint32_t>(std::min<size_t>(
                                      kCacheSlots, std::max<size_t>(2, fit)));
     cache_cap_bytes_ += size_t{cache_[k].cap} * ClassInfo(k).size;
+    carve_limit_[k] = static_cast<uint8_t>(
+        std::clamp<size_t>(kFirstCarveBytes / ClassInfo(k).size, 1, kCacheSlots));
   }
   cache_initial_bytes_ = cache_cap_bytes_;
   cache_grow_budget_ = cache_cap_bytes_;
@@ -96,10 +98,19 @@ void* Heap::AllocateSlow(Magazine* m) noexcept {
   void* one[1];
   void** out = m->cap == 0 ? one : m->slot;
   const uint32_t want = m->cap == 0 ? 1 : std::max<uint32_t>(1, m->cap / 2);
+  // Never-used blocks this refill may still carve (carve_limit_: slow start), >= 1 until a pop
+  // carves, so a page with nothing but its never-carved tail always gives a block.
+  uint32_t carve = carve_limit_[k];
+  const auto pop = [&carve](Page* from, void** to, uint32_t n) {
+    const uint32_t carved_before = from->carved();
+    const uint32_t got = from->PopBatch(to, n, carve);
+    carve -= from->carved() - carved_before;
+    return got;
+  };
   uint32_t got;
   // 0 only when the page's free list was written to after a free (PopBatch reported it and
   // dropped the list) and nothing else of it was free: that page is full now, find another.
-  while (MF2_PREDICT_FALSE((got = page->PopBatch(out, want)) == 0)) {
+  while (MF2_PREDICT_FALSE((got = pop(page, out, want)) == 0)) {
     page = FindPageUnderPressure(k);
     if (page == nullptr) return nullptr;
   }
@@ -110,10 +121,11 @@ void* Heap::AllocateSlow(Magazine* m) noexcept {
   // blocks usually fills half a cache by itself, and topping those up too made xmalloc-test
   // (64-byte blocks, two producer/consumer pairs) 8% slower (bench/RESULTS.md).
   uint32_t active_first = 0;  // where the blocks of the page left active start in `out`
-  while (got < want && ClassInfo(k).capacity <= kTopUpMaxBlocks &&
+  // Not once the carving limit is used up: a page of only never-carved blocks would give none.
+  while (got < want && carve != 0 && ClassInfo(k).capacity <= kTopUpMaxBlocks &&
          (page = partial_[k].front()) != nullptr) {
     SetActive(k, page);
-    const uint32_t more = page->PopBatch(out + got, want - got);
+    const uint32_t more = pop(page, out + got, want - got);
     if (more != 0) active_first = got;
     got += more;
   }
@@ -122,6 +134,9 @@ void* Heap::AllocateSlow(Magazine* m) noexcept {
   // and another heap may adopt a detached page at once (its blocks in our cache stay valid, as
   // any cached block's do), while the active page stays ours. Without a top-up, the top itself.
   std::swap(out[got - 1 - active_first], out[got - 1]);
+  if (carve == 0 && carve_limit_[k] < kCacheSlots) {  // the limit bound: the class is in use
+    carve_limit_[k] = static_cast<uint8_t>(std::min<uint32_t>(kCacheSlots, 2 * carve_limit_[k]));
+  }
   MF2_STAT_INC(stats_, cache_refills);
   MF2_STAT_ADD(stats_, blocks_refilled, got);
   void* p = out[got - 1];

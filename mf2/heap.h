@@ -42,9 +42,10 @@
 //                      list, page state changes: full -> partial, empty -> kept or released).
 // Cache empty (AllocateSlow): one page with a free block is found in Route S's order, and up to
 //                      half the cache is refilled from it (its free list, then never-used
-//                      blocks), topped up from the next pages of the partial list (step 3)
-//                      when it has fewer and the class has at most kTopUpMaxBlocks blocks per
-//                      page; never from a new page, so the gate below holds.
+//                      blocks, at most carve_limit_[k] of those), topped up from the next
+//                      pages of the partial list (step 3) when it has fewer and the class has
+//                      at most kTopUpMaxBlocks blocks per page; never from a new page, so the
+//                      gate below holds.
 //                      Route S, in this order (the must-reuse gate):
 //   0. the active page, while it has a free block (its remote frees collected first while it
 //      has a never-carved tail: freed blocks before untouched memory).
@@ -92,7 +93,8 @@
 // count and the sweep handshake.
 //
 // Invariants (CheckInvariants):
-//   caches: 0 <= n <= cap <= kCacheSlots for every class; cache_cap_bytes_ == sum of cap * size
+//   caches: 0 <= n <= cap <= kCacheSlots for every class; 1 <= carve_limit_[k] <= kCacheSlots
+//     (but 0 in a sentinel, which never refills); cache_cap_bytes_ == sum of cap * size
 //     >= cache_initial_bytes_ (caps only grow), and <= cache_grow_budget_ (the initial capacity,
 //     or the largest CacheBudget() a cache grew within); each cached block is a
 //     block start of a page in use of its class, with canary kInCache, counted in its page's used()
@@ -669,6 +671,14 @@ class Heap {
   size_t cache_cap_bytes_ = 0;      // sum over classes of cache cap * class size
   size_t cache_initial_bytes_ = 0;  // cache_cap_bytes_ as ConfigureCaches left it
   size_t cache_grow_budget_ = 0;    // max(initial, largest CacheBudget() a cache grew within)
+  // Slow start of carving: the most never-used blocks class k's next refill may carve. It starts
+  // at kFirstCarveBytes' worth (at least one block) when the caches are configured, and doubles,
+  // up to kCacheSlots, after each refill that carved that many. A refill takes up to half the
+  // cache, 16 to 64 KiB of a mid-size class, and carving writes every block it takes (its
+  // canary), so a class used a few times would make that much resident at its first malloc
+  // (bench/RESULTS.md). Free blocks are not limited: reusing them touches nothing new.
+  static constexpr size_t kFirstCarveBytes = 4096;
+  uint8_t carve_limit_[kNumClasses] = {};
   uint32_t remote_batch_ = 1;   // Policy::remote_batch when the heap was taken
   Heap* move_to_ = nullptr;  // SetMoveTo
   MoveToHeap move_ = nullptr;

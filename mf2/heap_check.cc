@@ -83,6 +83,10 @@ void Heap::CheckInvariants(bool quiescent) const {
   MF2_CHECK(retained == empty_bytes_, "empty_bytes_ == bytes of retained empty pages");
   MF2_CHECK(!abandoned() || empty_bytes_ == 0, "an abandoned heap retains no empty page");
   MF2_CHECK(key_ == CanaryKey(), "key_ == CanaryKey()");
+  for (uint32_t k = 1; k < kNumClasses; ++k) {
+    MF2_CHECK(is_sentinel() || (carve_limit_[k] >= 1 && carve_limit_[k] <= kCacheSlots),
+              "1 <= carve_limit_[k] <= kCacheSlots");
+  }
   // Relaxed: the owner's (or a quiescent checker's) read of the owner's last store.
   MF2_CHECK(xholds_remote_.load(std::memory_order_relaxed) == (held_slots_ != 0),
             "xholds_remote_ == (held_slots_ != 0)");

@@ -101,7 +101,7 @@ void Page::SetOwner(Heap* h) {
   for (uint32_t i = 0; i < span_slices; ++i) slice_[i].xowner.store(h, std::memory_order_release);
 }
 
-uint32_t Page::PopBatch(void** out, uint32_t max) {
+uint32_t Page::PopBatch(void** out, uint32_t max, uint32_t max_fresh) {
   // The list's head and the bounds live in registers for the loop; the page's fields are
   // written back at the end and before LoseLocalList reads them.
   const uint64_t key = CanaryKey();
@@ -143,7 +143,7 @@ uint32_t Page::PopBatch(void** out, uint32_t max) {
   }
   write_back();
   uint32_t fresh = 0;  // then the never-carved tail, in address order
-  while (n < max && carved_ + fresh < capacity_) {
+  while (n < max && fresh < max_fresh && carved_ + fresh < capacity_) {
     Block* b = reinterpret_cast<Block*>(carved.start + carved.end + size_t{fresh} * block_size_);
     ++fresh;
     StoreCanary(b, reinterpret_cast<uintptr_t>(b) ^ key ^ kInCache);

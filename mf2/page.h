@@ -222,8 +222,10 @@ class alignas(256) Page {
   // come from the local free list, most recently freed first, each one's canary (kOnPage) checked
   // and each link validated before it is followed (inside the carved part of the span, a block
   // start; otherwise the list is reported as corrupt and cut there, the rest never reused), then
-  // from the never-carved tail in address order. Returns the number handed out.
-  uint32_t PopBatch(void** out, uint32_t max);
+  // from the never-carved tail in address order, at most `max_fresh` of those (a heap's first
+  // refills of a class carve little: Heap::carve_limit_). Returns the number handed out.
+  uint32_t PopBatch(void** out, uint32_t max, uint32_t max_fresh);
+  uint32_t PopBatch(void** out, uint32_t max) { return PopBatch(out, max, max); }
   // Takes back a block handed out of this page (canary checked by the caller): it goes on the
   // local free list with canary kOnPage.
   void PushLocal(Block* b);
