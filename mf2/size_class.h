@@ -11,7 +11,13 @@
 //
 // Spans: a span is 1..8 contiguous 64 KiB slices. Each class takes the smallest span that holds
 // at least kMinBlocksPerSpan blocks (or as many as one slice allows) with an unusable tail of at
-// most 1/8 of the span. kSizeClassTable below is computed at compile time and static_asserted.
+// most 1/8 of the span; classes above 8 KiB at least 16 blocks (9 KiB: 3 slices, 21 blocks;
+// 32 KiB: 8 slices, 16), up to 8 slices (36-64 KiB: 14-8 blocks). Measured against 8 blocks on
+// mid-size Larson (1-32 KiB blocks): peak RSS 7-10% lower at 1, 2 and 4 threads, throughput not
+// lower; 16 blocks for every class above 4 KiB with spans up to 16 slices did no better
+// (bench/RESULTS.md). (A span's never-carved tail is not resident: a longer span costs memory
+// only as its blocks are used.) kSizeClassTable below is computed at compile time and
+// static_asserted.
 // Requests above kMaxClassSize (64 KiB) are large allocations served directly by the OS.
 #ifndef MF2_SIZE_CLASS_H_
 #define MF2_SIZE_CLASS_H_
@@ -28,6 +34,10 @@ inline constexpr size_t kMinAlign = 16;
 inline constexpr size_t kMaxClassSize = 64 * 1024;
 inline constexpr uint32_t kNumClasses = 81;  // classes 1..80; index 0 unused
 inline constexpr uint32_t kMinBlocksPerSpan = 8;
+// Classes above kDeepSpanMinSize take spans of at least kMinBlocksPerDeepSpan blocks, as far as
+// kMaxSlicesPerSpan allows (see above).
+inline constexpr size_t kDeepSpanMinSize = 8192;
+inline constexpr uint32_t kMinBlocksPerDeepSpan = 16;
 // Largest number of blocks in one span (16-byte blocks in one slice).
 inline constexpr uint32_t kMaxBlocksPerSpan = kSliceSize / kMinAlign;  // 4096
 // Requests up to this size find their class in one byte-table load (kSmallClass).
@@ -69,7 +79,8 @@ constexpr SizeClassInfo MakeInfo(uint32_t k) {
     size_t span = slices * kSliceSize;
     size_t cap = span / size;
     size_t tail = span - cap * size;
-    if (cap >= kMinBlocksPerSpan && tail * 8 <= span) break;
+    const uint32_t min_blocks = size > kDeepSpanMinSize ? kMinBlocksPerDeepSpan : kMinBlocksPerSpan;
+    if (cap >= min_blocks && tail * 8 <= span) break;
   }
   uint32_t capacity = static_cast<uint32_t>(slices * kSliceSize / size);
   const uint64_t c = DivMul(size);

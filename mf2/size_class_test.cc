@@ -34,6 +34,9 @@ TEST(SizeClass, SpansHaveBoundedTailAndEnoughBlocks) {
     size_t span = c.slices * kSliceSize;
     EXPECT_LE((span - size_t{c.capacity} * c.size) * 8, span) << "tail above 12.5% for " << c.size;
     EXPECT_GE(c.capacity, kMinBlocksPerSpan) << c.size;
+    if (c.size > kDeepSpanMinSize && c.slices < kMaxSlicesPerSpan) {
+      EXPECT_GE(c.capacity, kMinBlocksPerDeepSpan) << c.size;
+    }
     EXPECT_LE(c.slices, kMaxSlicesPerSpan);
     EXPECT_EQ(c.size % kMinAlign, 0u);
   }
