@@ -40,6 +40,7 @@ void Heap::ConfigureCaches() {
     cache_cap_bytes_ += size_t{cache_[k].cap} * ClassInfo(k).size;
     carve_limit_[k] = static_cast<uint8_t>(
         std::clamp<size_t>(kFirstCarveBytes / ClassInfo(k).size, 1, kCacheSlots));
+    carve_cut_[k] = false;
   }
   cache_initial_bytes_ = cache_cap_bytes_;
   cache_grow_budget_ = cache_cap_bytes_;
@@ -93,7 +94,9 @@ void* Heap::AllocateSlow(Magazine* m) noexcept {
   xslow_epoch_.store(xslow_epoch_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   Page* page = FindPageUnderPressure(k);
   if (MF2_PREDICT_FALSE(page == nullptr)) return nullptr;
-  GrowCache(m);
+  // A cache that ran dry because its last refill's carving was cut short (carve_cut_) is not
+  // too shallow: only other dry runs deepen it, as before the slow start.
+  if (!carve_cut_[k]) GrowCache(m);
   // Refill half the cache (one block when caching is off) from the page; hand out the top.
   void* one[1];
   void** out = m->cap == 0 ? one : m->slot;
@@ -134,7 +137,8 @@ void* Heap::AllocateSlow(Magazine* m) noexcept {
   // and another heap may adopt a detached page at once (its blocks in our cache stay valid, as
   // any cached block's do), while the active page stays ours. Without a top-up, the top itself.
   std::swap(out[got - 1 - active_first], out[got - 1]);
-  if (carve == 0 && carve_limit_[k] < kCacheSlots) {  // the limit bound: the class is in use
+  carve_cut_[k] = carve == 0 && got < want;
+  if (carve == 0 && carve_limit_[k] < kCacheSlots) {  // the limit was used up: the class is in use
     carve_limit_[k] = static_cast<uint8_t>(std::min<uint32_t>(kCacheSlots, 2 * carve_limit_[k]));
   }
   MF2_STAT_INC(stats_, cache_refills);
