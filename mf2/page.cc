@@ -3,6 +3,7 @@
 #include <sys/auxv.h>
 #include <time.h>
 
+#include <algorithm>
 #include <cstring>
 
 namespace mf2 {
@@ -142,10 +143,15 @@ uint32_t Page::PopBatch(void** out, uint32_t max, uint32_t max_fresh) {
     out[n++] = b;
   }
   write_back();
-  uint32_t fresh = 0;  // then the never-carved tail, in address order
-  while (n < max && fresh < max_fresh && carved_ + fresh < capacity_) {
-    Block* b = reinterpret_cast<Block*>(carved.start + carved.end + size_t{fresh} * block_size_);
-    ++fresh;
+  // Then the never-carved tail, in address order. The count is fixed first, so that the loop
+  // keeps it and the block size in registers (the stores through `out` and the canary stores
+  // would make the compiler reload page fields on every block).
+  const uint32_t fresh =
+      std::min(std::min(max - std::min(n, max), max_fresh), capacity_ - carved_);
+  const uintptr_t first = carved.start + carved.end;
+  const size_t size = block_size_;
+  for (uint32_t i = 0; i < fresh; ++i) {
+    Block* b = reinterpret_cast<Block*>(first + size_t{i} * size);
     StoreCanary(b, reinterpret_cast<uintptr_t>(b) ^ key ^ kInCache);
     out[n++] = b;
   }
