@@ -104,45 +104,45 @@ void Page::SetOwner(Heap* h) {
 
 uint32_t Page::PopBatch(void** out, uint32_t max, uint32_t max_fresh) {
   // The list's head and the bounds live in registers for the loop; the page's fields are
-  // written back at the end and before LoseLocalList reads them.
+  // written back at the end and before LoseLocalList reads them. Until then every block handed
+  // out came off the list, so `n` is also what local_count_ lacks (one counter fewer in the loop:
+  // with two, the compiler spilled `out` and reloaded it for every block).
   const uint64_t key = CanaryKey();
   const CarvedBounds carved = Carved();
   Block* head = local_free_;
   uint32_t n = 0;
-  uint32_t popped = 0;  // taken off the list and not yet subtracted from local_count_
-  auto write_back = [&] {
+  // LoseLocalList counts from the list as written back; the final write-back subtracts n again.
+  auto lose = [&](const void* bad, const Block* holder, uint32_t keep, const char* what) {
     local_free_ = head;
-    local_count_ -= popped;
-    popped = 0;
+    local_count_ -= n;
+    LoseLocalList(bad, holder, keep, what);
+    local_count_ += n;
   };
   while (n < max && head != nullptr) {
     Block* b = head;  // a carved block start: checked before it became the head
     const uintptr_t self = reinterpret_cast<uintptr_t>(b);
     if (LoadCanary(b) != (self ^ key ^ kOnPage)) {
-      write_back();
-      LoseLocalList(b, b, 0, "a block on its page's free list lost its free-block canary (a "
-                          "use-after-free write, an overflow into a free block, or a block "
-                          "freed twice): it and the rest of the page's free list are not reused");
+      lose(b, b, 0, "a block on its page's free list lost its free-block canary (a "
+                    "use-after-free write, an overflow into a free block, or a block freed "
+                    "twice): it and the rest of the page's free list are not reused");
       head = nullptr;
       break;
     }
     Block* link = LoadLink(b, key);
     if (link != nullptr && !carved.Contains(link)) {
-      write_back();
       // Named by the word as stored (what a stray write put there; hardened builds decode it
-      // into another address), with the free block that holds it.
-      LoseLocalList(LoadNext(b), b, 1,
-                    "a free block's link leaves its page or is not a block start (a "
-                    "use-after-free write or an overflow into a free block): the rest of the "
-                    "page's free list is not reused");
+      // into another address), with the free block that holds it, which is handed out.
+      lose(LoadNext(b), b, 1,
+           "a free block's link leaves its page or is not a block start (a use-after-free write "
+           "or an overflow into a free block): the rest of the page's free list is not reused");
       link = nullptr;
     }
     head = link;
-    ++popped;
     StoreCanary(b, self ^ key ^ kInCache);
     out[n++] = b;
   }
-  write_back();
+  local_free_ = head;
+  local_count_ -= n;
   // Then the never-carved tail, in address order. The count is fixed first, so that the loop
   // keeps it and the block size in registers (the stores through `out` and the canary stores
   // would make the compiler reload page fields on every block).
