@@ -75,7 +75,7 @@ void Heap::GrowCache(Magazine* m) {
 // few instructions.
 
 void* Heap::AllocateSlow(Magazine* m) noexcept {
-  if (MF2_PREDICT_FALSE(move_to_ != nullptr) && MoveDue()) {
+  if (MF2_PREDICT_FALSE(move_to_ != nullptr) && MoveDue(!carve_cut_[ClassOf(m)])) {
     EndOp();  // the fast path's operation: the heap is handed back outside any
     return move_(this, ClassOf(m));
   }
@@ -153,10 +153,10 @@ void* Heap::AllocateSlow(Magazine* m) noexcept {
 
 // Whether the thread should move to move_to_ now (heap.h, SetMoveTo): it was abandoned and its
 // claim released, so its thread has handed it back. Relaxed loads: hints, the registry claims
-// the heap under its lock. After kMoveChecks slow paths without it, the thread stays.
-bool Heap::MoveDue() {
+// the heap under its lock. After kMoveChecks counted slow paths without it, the thread stays.
+bool Heap::MoveDue(bool counts) {
   if (move_to_->abandoned() && !move_to_->claimed_relaxed()) return true;
-  if (--move_checks_ == 0) move_to_ = nullptr;
+  if (counts && --move_checks_ == 0) move_to_ = nullptr;
   return false;
 }
 

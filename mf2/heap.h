@@ -425,7 +425,8 @@ class Heap {
   // ---- A successor moves to its predecessor's heap (thread_heap.cc) ----
   // A thread whose first free was of a block of `predecessor` (a heap whose thread is likely
   // exiting: a worker that starts a successor and ends) but found that heap still claimed
-  // took this one instead. For its next kMoveChecks allocation slow paths, each one that finds
+  // took this one instead. For its next kMoveChecks allocation slow paths (not counting those
+  // a class's carving slow start causes, a few per class: carve_cut_), each one that finds
   // `predecessor` handed back (abandoned, claim released: MoveDue) ends its operation and
   // returns `move(this, class)` instead: the thread hands this heap back and takes
   // `predecessor` (thread_heap.cc). Without the move, the successor frees its predecessor's
@@ -567,7 +568,9 @@ class Heap {
 
   // heap.cc: the owner's algorithm.
   MF2_NOINLINE void* AllocateSlow(Magazine* m) noexcept;
-  bool MoveDue();
+  // `counts`: whether this slow path uses up one of the window's kMoveChecks (not when the
+  // carving slow start caused it: carve_cut_).
+  bool MoveDue(bool counts);
   MF2_NOINLINE void* CachedBlockBad(Magazine* m, void* p) noexcept;
   MF2_NOINLINE void FreeToFullCache(Magazine* m, void* p) noexcept;
   MF2_NOINLINE void FreeRemote(Page* page, void* p, const char* call) noexcept;

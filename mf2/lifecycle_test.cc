@@ -346,6 +346,52 @@ TEST(Successor, AThreadMovesToThePredecessorsHeapOnceItIsHandedBack) {
   HeapRegistry::Global().CheckAll(true);
 }
 
+// The move window counts slow paths, but not those the carving slow start causes (a class's
+// first refills carve little, so a thread that starts on many classes takes several slow paths
+// per class): a successor that begins with dozens of classes would otherwise close its window
+// before its predecessor has handed its heap back.
+TEST(Successor, TheCarvingSlowStartDoesNotCloseTheMoveWindow) {
+  testing::ScopedPolicy policy([](Policy* p) { p->background_reclaim = false; });
+  std::atomic<int> step{0};
+  auto wait_for = [&step](int s) {
+    while (step.load(std::memory_order_acquire) < s) std::this_thread::yield();
+  };
+  std::vector<void*> blocks;
+  Heap* predecessor = nullptr;
+  std::thread a([&] {
+    for (int i = 0; i < 100; ++i) blocks.push_back(Allocate(64));
+    predecessor = ThreadHeap();
+    step.store(1, std::memory_order_release);
+    wait_for(2);
+  });
+  wait_for(1);
+  Heap* after = nullptr;
+  uint64_t slow_paths = 0;
+  std::thread b([&] {
+    Free(blocks[0]);
+    std::vector<void*> mine{Allocate(64)};  // the predecessor still holds its heap: another one
+    const uint64_t slow_before = ThreadHeap()->stats().Get(HeapStats::k_slow_allocs);
+    // 15 blocks of every class from 1 to 8 KiB while the predecessor still holds its heap: each
+    // class's first refills are cut short by the carving limit, well over kMoveChecks slow paths.
+    for (uint32_t k = SizeToClass(1024); ClassInfo(k).size <= 8192; ++k) {
+      for (int i = 0; i < 15; ++i) mine.push_back(Allocate(ClassInfo(k).size));
+    }
+    slow_paths = ThreadHeap()->stats().Get(HeapStats::k_slow_allocs) - slow_before;
+    step.store(2, std::memory_order_release);
+    a.join();
+    mine.push_back(Allocate(20000));  // a class not used here yet: a slow path, which moves
+    after = ThreadHeap();
+    for (void* p : mine) Free(p);
+    for (int i = 1; i < 100; ++i) Free(blocks[i]);
+  });
+  b.join();
+  if (MF2_STATS) {
+    EXPECT_GT(slow_paths, uint64_t{Heap::kMoveChecks}) << "the premise: the window's length";
+  }
+  EXPECT_EQ(after, predecessor) << "the thread did not move to its predecessor's heap";
+  HeapRegistry::Global().CheckAll(true);
+}
+
 // ---- Item 6: memory freed earlier never makes an allocation fail ------------------------------
 
 #if !defined(MF2_SANITIZER)
