@@ -295,49 +295,66 @@ TEST(Successor, AWantedIdleHeapIsLeftForTheThreadThatWantsIt) {
   HeapRegistry::Global().CheckAll(true);
 }
 
+// A thread that allocates 100 blocks of 64 bytes and keeps its heap until HandBack() lets it
+// exit (hand its heap back): the predecessor of the Successor tests.
+class Predecessor {
+ public:
+  Predecessor()
+      : thread_([this] {
+          for (int i = 0; i < 100; ++i) blocks.push_back(Allocate(64));
+          heap = ThreadHeap();
+          step_.store(1, std::memory_order_release);
+          WaitFor(2);
+        }) {
+    WaitFor(1);
+  }
+  // Lets the thread exit and joins it (from any thread).
+  void HandBack() {
+    step_.store(2, std::memory_order_release);
+    thread_.join();
+  }
+
+  std::vector<void*> blocks;
+  Heap* heap = nullptr;
+
+ private:
+  void WaitFor(int s) {
+    while (step_.load(std::memory_order_acquire) < s) std::this_thread::yield();
+  }
+  std::atomic<int> step_{0};
+  std::thread thread_;  // last: it starts once the members above are made
+};
+
 // A thread whose first free is of a block of a thread that has not handed its heap back yet
 // takes another heap, and moves to that one at its first allocation slow path after it was
 // handed back: its frees of the predecessor's blocks are local from then on.
 TEST(Successor, AThreadMovesToThePredecessorsHeapOnceItIsHandedBack) {
   testing::ScopedPolicy policy([](Policy* p) { p->background_reclaim = false; });
-  std::atomic<int> step{0};
-  auto wait_for = [&step](int s) {
-    while (step.load(std::memory_order_acquire) < s) std::this_thread::yield();
-  };
-  std::vector<void*> blocks;
-  Heap* predecessor = nullptr;
-  std::thread a([&] {
-    for (int i = 0; i < 100; ++i) blocks.push_back(Allocate(64));
-    predecessor = ThreadHeap();
-    step.store(1, std::memory_order_release);
-    wait_for(2);  // exits (hands its heap back) when told
-  });
-  wait_for(1);
+  Predecessor a;
   const Stats before = GetStats();
   Heap* interim = nullptr;
   const Heap* interim_move_to = nullptr;
   Heap* after = nullptr;
   Heap* block_owner = nullptr;
   std::thread b([&] {
-    Free(blocks[0]);  // no heap yet: remote, and the predecessor's heap is noted
+    Free(a.blocks[0]);  // no heap yet: remote, and the predecessor's heap is noted
     void* p = Allocate(64);  // the predecessor still holds its heap: another one
     interim = ThreadHeap();
     interim_move_to = interim->move_to();
-    step.store(2, std::memory_order_release);
-    a.join();
+    a.HandBack();
     void* q = Allocate(3000);  // a class never used here: a slow path, which moves
     after = ThreadHeap();
     block_owner = PageOf(q)->owner_relaxed();
     Free(p);  // the interim heap's block: remote now
-    for (int i = 1; i < 100; ++i) Free(blocks[i]);
+    for (int i = 1; i < 100; ++i) Free(a.blocks[i]);
     Free(q);
     after->CheckInvariants(true);
   });
   b.join();
-  EXPECT_NE(interim, predecessor);
-  EXPECT_EQ(interim_move_to, predecessor) << "the interim heap was not set to move";
-  EXPECT_EQ(after, predecessor) << "the thread did not move to its predecessor's heap";
-  EXPECT_EQ(block_owner, predecessor);
+  EXPECT_NE(interim, a.heap);
+  EXPECT_EQ(interim_move_to, a.heap) << "the interim heap was not set to move";
+  EXPECT_EQ(after, a.heap) << "the thread did not move to its predecessor's heap";
+  EXPECT_EQ(block_owner, a.heap);
   const Stats later = GetStats();
   if (MF2_STATS) EXPECT_EQ(later.heap_moves - before.heap_moves, 1u);
   EXPECT_EQ(later.remote_frees - before.remote_frees, 2u)
@@ -352,23 +369,11 @@ TEST(Successor, AThreadMovesToThePredecessorsHeapOnceItIsHandedBack) {
 // before its predecessor has handed its heap back.
 TEST(Successor, TheCarvingSlowStartDoesNotCloseTheMoveWindow) {
   testing::ScopedPolicy policy([](Policy* p) { p->background_reclaim = false; });
-  std::atomic<int> step{0};
-  auto wait_for = [&step](int s) {
-    while (step.load(std::memory_order_acquire) < s) std::this_thread::yield();
-  };
-  std::vector<void*> blocks;
-  Heap* predecessor = nullptr;
-  std::thread a([&] {
-    for (int i = 0; i < 100; ++i) blocks.push_back(Allocate(64));
-    predecessor = ThreadHeap();
-    step.store(1, std::memory_order_release);
-    wait_for(2);
-  });
-  wait_for(1);
+  Predecessor a;
   Heap* after = nullptr;
   uint64_t slow_paths = 0;
   std::thread b([&] {
-    Free(blocks[0]);
+    Free(a.blocks[0]);
     std::vector<void*> mine{Allocate(64)};  // the predecessor still holds its heap: another one
     const uint64_t slow_before = ThreadHeap()->stats().Get(HeapStats::k_slow_allocs);
     // 15 blocks of every class from 1 to 8 KiB while the predecessor still holds its heap: each
@@ -377,18 +382,17 @@ TEST(Successor, TheCarvingSlowStartDoesNotCloseTheMoveWindow) {
       for (int i = 0; i < 15; ++i) mine.push_back(Allocate(ClassInfo(k).size));
     }
     slow_paths = ThreadHeap()->stats().Get(HeapStats::k_slow_allocs) - slow_before;
-    step.store(2, std::memory_order_release);
-    a.join();
+    a.HandBack();
     mine.push_back(Allocate(20000));  // a class not used here yet: a slow path, which moves
     after = ThreadHeap();
     for (void* p : mine) Free(p);
-    for (int i = 1; i < 100; ++i) Free(blocks[i]);
+    for (int i = 1; i < 100; ++i) Free(a.blocks[i]);
   });
   b.join();
   if (MF2_STATS) {
     EXPECT_GT(slow_paths, uint64_t{Heap::kMoveChecks}) << "the premise: the window's length";
   }
-  EXPECT_EQ(after, predecessor) << "the thread did not move to its predecessor's heap";
+  EXPECT_EQ(after, a.heap) << "the thread did not move to its predecessor's heap";
   HeapRegistry::Global().CheckAll(true);
 }
 

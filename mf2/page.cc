@@ -146,8 +146,7 @@ uint32_t Page::PopBatch(void** out, uint32_t max, uint32_t max_fresh) {
   // Then the never-carved tail, in address order. The count is fixed first, so that the loop
   // keeps it and the block size in registers (the stores through `out` and the canary stores
   // would make the compiler reload page fields on every block).
-  const uint32_t fresh =
-      std::min(std::min(max - std::min(n, max), max_fresh), capacity_ - carved_);
+  const uint32_t fresh = std::min(std::min(max - n, max_fresh), capacity_ - carved_);  // n <= max
   const uintptr_t first = carved.start + carved.end;
   const size_t size = block_size_;
   for (uint32_t i = 0; i < fresh; ++i) {
