@@ -107,7 +107,10 @@ run_stage() {
     summary+=("FAIL  $name (${took} s)  log: $log")
     failed=$((failed + 1))
     echo "[test.sh] stage $name: FAIL in ${took} s (log: $log)" >&2
-    grep -E -A6 "FAILED|ERROR|error:|Failure|FAIL:|WARNING: .*Sanitizer|SUMMARY" "$log" | head -n 40 >&2
+    grep -E -A6 "FAILED|ERROR|error:|Failure|FAIL:|WARNING: .*Sanitizer|SUMMARY|fuzz oracle failed" \
+      "$log" | head -n 40 >&2
+    # A fuzz target's crash input, whole (the lines after "base64:"), however long the above.
+    sed -n '/^fuzz: crash input .*base64:$/,/^fuzz: end of crash input$/p' "$log" | head -n 200 >&2
   fi
 }
 
@@ -138,7 +141,22 @@ fuzz_smoke() {
       n=$((n + 1))
     else
       echo "fuzz: $t FAILED (log: $flog; inputs in $log_dir/fuzz-crashes-$t/)"
-      grep -E -m1 -A25 "CHECK failed|FUZZ_CHECK|ERROR|runtime error|^mf2:" "$flog"
+      # What failed first (an oracle, an MF2 CHECK, a sanitizer), then the input, so that a CI
+      # log that is all one has still replays: base64 -d into a file, then
+      # `bazel run //fuzz:$t -- FILE` (the replayer; or the libFuzzer binary with FILE).
+      grep -E -m1 -B2 -A25 "fuzz oracle failed|CHECK failed|FUZZ_CHECK|ERROR|runtime error|^mf2:" \
+        "$flog"
+      local crash
+      for crash in "$log_dir/fuzz-crashes-$t"/*; do
+        [ -f "$crash" ] || continue
+        if [ "$(stat -c %s "$crash")" -le 16384 ]; then
+          echo "fuzz: crash input $(basename "$crash") ($(stat -c %s "$crash") bytes), base64:"
+          base64 -w 100 "$crash"
+          echo "fuzz: end of crash input"
+        else
+          echo "fuzz: crash input $(basename "$crash") is $(stat -c %s "$crash") bytes (not printed)"
+        fi
+      done
       rc=1
     fi
   done
