@@ -55,17 +55,37 @@
 
 namespace mf2_fuzz {
 
+// Where the running schedule is (RunSchedule keeps it), for a failure's message: the inputs a
+// process ran before carry over (idle heaps, the page source, the large-mapping cache), so a
+// failure that only a sequence of inputs provokes shows it by the input's number.
+struct Progress {
+  const char* target = "";
+  uint64_t input = 0;  // inputs started in this process, this one included
+  int op = 0;          // ops started in this input (0: before the first, or the final checks)
+  size_t offset = 0;   // the op byte's offset in the input
+};
+inline Progress& CurrentProgress() {
+  static Progress progress;
+  return progress;
+}
+
 [[noreturn]] inline void OracleFailed(const char* file, int line, const char* cond,
                                       const char* msg) {
-  std::fprintf(stderr, "fuzz oracle failed at %s:%d: %s (%s)\n", file, line, cond, msg);
+  const Progress& at = CurrentProgress();
+  std::fprintf(stderr,
+               "fuzz oracle failed at %s:%d: %s (%s)\n"
+               "fuzz oracle failed in %s, input %llu of this process, op %d (byte %zu)\n",
+               file, line, cond, msg, at.target, static_cast<unsigned long long>(at.input), at.op,
+               at.offset);
   std::abort();
 }
 
 // Reads a schedule front to back. Past the end every read yields 0 and sets `done`.
 class Reader {
  public:
-  Reader(const uint8_t* data, size_t size) : p_(data), end_(data + size) {}
+  Reader(const uint8_t* data, size_t size) : begin_(data), p_(data), end_(data + size) {}
   bool done() const { return done_ || p_ == end_; }
+  size_t offset() const { return static_cast<size_t>(p_ - begin_); }
   uint8_t Byte() {
     if (p_ == end_) {
       done_ = true;
@@ -79,6 +99,7 @@ class Reader {
   }
 
  private:
+  const uint8_t* begin_;
   const uint8_t* p_;
   const uint8_t* end_;
   bool done_ = false;

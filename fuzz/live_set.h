@@ -264,10 +264,16 @@ inline OpByte SplitOpByte(uint8_t byte, int count, int num_ops) {
 // the end, then the trace line (MF2_FUZZ_TRACE).
 template <typename State>
 void RunSchedule(State& state, Reader& in, int max_ops, const char* target) {
+  Progress& at = CurrentProgress();
+  at.target = target;
+  ++at.input;
   for (int n = 1; n <= max_ops && !in.done(); ++n) {
+    at.op = n;
+    at.offset = in.offset();
     state.Perform(in);
     state.CheckAfterStep(n % FullCheckEvery() == 0);
   }
+  at.op = 0;
   state.CheckAfterStep(true);
   TraceStats(target);
 }
