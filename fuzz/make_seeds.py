@@ -151,6 +151,7 @@ class HeapOps(Schedule):
         return self.labels(tag, 1)[0]
 
     def alloc_n(self, sb, count, tag):
+        assert 1 <= count <= 64, "ALLOC_N allocates 1 + byte % 64 blocks"
         self.add(1, sb, count - 1)
         return self.labels(tag, count)
 
@@ -1098,6 +1099,36 @@ def heap_ops_reproducers():
         s.free_run(s.live[0], 64)
     s.alloc_n(LARGE1M, 40, "big")  # enough mappings to reach down into the unmapped ranges
     repros["crash_segment_unmap_keeps_asan_poison"] = s
+
+    # A freed large block's record outlived its address range: large.cc remembers the last 64
+    # freed large blocks (a second free of one is a double free), and forgot one only when a new
+    # large block covered it. A segment mapped over an unmapped large block's range left the
+    # record, so a double free of a class block at that address, after its segment was unmapped
+    # again, was reported as a double free of a large block that no longer existed, instead of
+    # a foreign pointer. Found by heap_ops_fuzz in CI. This schedule: caching off, no span cache
+    # and no retained segments; the large-mapping cache filled (16 mappings), so that twelve
+    # 1 MiB blocks (1 MiB aligned: slice starts) are unmapped and remembered; 64 KiB blocks then
+    # take segments the kernel places over those ranges; every 64 KiB block of the second
+    # segment but one is freed, and the last one twice (its segment unmapped by the first free).
+    s = HeapOps()
+    s.cache(1)      # caching off: the first free releases the page
+    s.policy(0, 0)  # no span cache, no retained empty segment: the segment is unmapped with it
+    fill = s.alloc_n(LARGE100K, 16, "fill")
+    s.free_run(fill[0], 16)  # 16 mappings kept: the large-mapping cache is full
+    s.alloc_n(minus1(61440), 33, "c")  # 4 full pages and one block of the 60 KiB class
+    big = [s.aligned(20, LARGE1M, "big%d_" % i) for i in range(12)]
+    for label in big:
+        s.free(label)  # unmapped (the cache is full) and remembered
+    # 2 spans in the first segment, 7 in the second, 1 in a third (ALLOC_N takes at most 64)
+    d = s.alloc_n(S64K, 64, "d") + s.alloc_n(S64K, 9, "e")
+    for label in reversed(s.live[:32]):
+        s.free(label)  # the 60 KiB pages go back, retained by the heap
+    target = d[16 + 15]
+    for label in reversed(d[16:72]):
+        if label != target:
+            s.free(label)
+    s.misuse(1, target)  # the owner's double free: its segment is unmapped by the first free
+    repros["crash_freed_large_record_outlives_its_range"] = s
     return repros
 
 

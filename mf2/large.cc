@@ -160,8 +160,10 @@ bool PutCached(uintptr_t base, size_t len, bool* first)
 
 // The last kFreedRemembered freed blocks (a ring, newest at g_freed_next - 1), so that a second
 // free of one is named a double free rather than a foreign pointer. A block is forgotten as soon
-// as a live block covers its address again (ForgetFreed): what the ring says is never
-// contradicted by the table.
+// as a live block or a segment covers its address again (ForgetFreed, LargeForgetFreedRange):
+// what the ring says is never contradicted by the table or by a segment MF2 mapped since.
+// (Another mapping of the program's own may still come to lie there: a free of that exact
+// address is then named a double free of the old block, misuse either way.)
 struct FreedBlock {
   uintptr_t user;
   size_t size;
@@ -174,7 +176,7 @@ void RememberFreed(uintptr_t user, size_t size) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_
   ++g_freed_next;
 }
 
-// [start, start + len) is a live block's now: no freed block starts there any more.
+// [start, start + len) is a live block's now, or a segment's: no freed block starts there.
 void ForgetFreed(uintptr_t start, size_t len) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_table.mu) {
   for (FreedBlock& f : g_freed) {
     if (f.user >= start && f.user - start < len) f = FreedBlock{0, 0};
@@ -436,6 +438,11 @@ uint64_t LargeDecay(uint64_t now_ns) {
 size_t LargeCachedBytes() {
   MutexLock lock(&g_table.mu);
   return g_cached_bytes;
+}
+
+void LargeForgetFreedRange(const void* start, size_t len) {
+  MutexLock lock(&g_table.mu);
+  ForgetFreed(reinterpret_cast<uintptr_t>(start), len);
 }
 
 size_t LargeLiveCount() {

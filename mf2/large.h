@@ -69,6 +69,12 @@ enum class LargeAccess : uint8_t {
 // in fact a live large block. For the error paths of free, realloc and malloc_usable_size.
 void LargeReportMisuse(const void* p, const char* call, LargeAccess access);
 
+// MF2 mapped [start, start + len) for something else (a segment: OsPageSource::MapSegment): the
+// freed large blocks remembered there are forgotten, so that a misuse of one of those addresses
+// later (once the segment is unmapped again) is not named after a large block that no longer
+// exists. Takes the table lock: callers may hold the page source's lock, which comes first.
+void LargeForgetFreedRange(const void* start, size_t len);
+
 // Number of live large allocations, and bytes of freed mappings kept for reuse (tests).
 size_t LargeLiveCount();
 size_t LargeCachedBytes();

@@ -101,6 +101,9 @@ Segment* OsPageSource::MapSegment() {
   ++segments_mapped_;
   ++empty_segments_;
   segment_map::Insert(s);
+  // The range may have held large blocks freed and unmapped since: they are no longer
+  // remembered there (lock order: page source, then large table).
+  LargeForgetFreedRange(s, kSegmentSize);
   return s;
 }
 
