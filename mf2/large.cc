@@ -162,8 +162,9 @@ bool PutCached(uintptr_t base, size_t len, bool* first)
 // free of one is named a double free rather than a foreign pointer. A block is forgotten as soon
 // as a live block or a segment covers its address again (ForgetFreed, LargeForgetFreedRange):
 // what the ring says is never contradicted by the table or by a segment MF2 mapped since.
-// (Another mapping of the program's own may still come to lie there: a free of that exact
-// address is then named a double free of the old block, misuse either way.)
+// (Another mapping may still come to lie there, the program's own or one of MF2's few small
+// ones, heaps and this table: a free of that exact address is then named a double free of the
+// old block, misuse either way.)
 struct FreedBlock {
   uintptr_t user;
   size_t size;
