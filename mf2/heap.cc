@@ -92,14 +92,19 @@ void* Heap::AllocateSlow(Magazine* m) noexcept {
   }
   // Relaxed load and store (single writer): others only watch it change (OwnerIdle_mt).
   xslow_epoch_.store(xslow_epoch_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  // Refill half the cache (one block when caching is off) from the page found; hand out the top.
+  // The active page's remote frees may go straight into it during the search (refill_), up to
+  // half the cache as it is before GrowCache below.
+  void* one[1];
+  void** out = m->cap == 0 ? one : m->slot;
+  refill_ = Refill{out, m->cap == 0 ? 1 : std::max<uint32_t>(1, m->cap / 2), 0};
   Page* page = FindPageUnderPressure(k);
+  uint32_t got = refill_.got;  // 0 unless the search collected into the refill
+  refill_ = Refill{};
   if (MF2_PREDICT_FALSE(page == nullptr)) return nullptr;
   // A cache that ran dry because its last refill's carving was cut short (carve_cut_) is not
   // too shallow: only other dry runs deepen it, as before the slow start.
   if (!carve_cut_[k]) GrowCache(m);
-  // Refill half the cache (one block when caching is off) from the page; hand out the top.
-  void* one[1];
-  void** out = m->cap == 0 ? one : m->slot;
   const uint32_t want = m->cap == 0 ? 1 : std::max<uint32_t>(1, m->cap / 2);
   // Never-used blocks this refill may still carve (carve_limit_: slow start), >= 1 until a pop
   // carves, so a page with nothing but its never-carved tail always gives a block.
@@ -110,12 +115,13 @@ void* Heap::AllocateSlow(Magazine* m) noexcept {
     carve -= from->carved() - carved_before;
     return got;
   };
-  uint32_t got;
+  got += pop(page, out + got, want - got);  // got <= the refill's want before GrowCache <= want
   // 0 only when the page's free list was written to after a free (PopBatch reported it and
   // dropped the list) and nothing else of it was free: that page is full now, find another.
-  while (MF2_PREDICT_FALSE((got = pop(page, out, want)) == 0)) {
+  while (MF2_PREDICT_FALSE(got == 0)) {
     page = FindPageUnderPressure(k);
     if (page == nullptr) return nullptr;
+    got = pop(page, out, want);
   }
   // Short of half a cache: top up from the partial list, the next reusable pages in Route S's
   // order (never a new page), for classes of at most kTopUpMaxBlocks blocks per page. Such
@@ -386,7 +392,8 @@ Page* Heap::FindPage(uint32_t k) {
   }
   MF2_STAT_INC(stats_, page_reuses);
   SetActive(k, page);
-  MF2_DCHECK(page->HasFree(), "a reused page has a free block");
+  MF2_DCHECK(page->HasFree() || refill_.got != 0,
+             "a reused page has a free block, or gave its remote frees to the refill");
   return page;
 }
 
@@ -443,13 +450,14 @@ void Heap::CollectDequeued(Page* page) {
 // Moves the blocks of a remote stack taken off `page` while `taken_from` owned it onto the
 // page's local free list, counting the collection. A stack holding every block of the page was a
 // page that came back whole: one fewer for taken_from's sweeps to find (FreeRemote).
-uint32_t Heap::Collect(Page* page, RemoteWord taken, Heap* taken_from) {
+uint32_t Heap::Collect(Page* page, RemoteWord taken, Heap* taken_from, void** out,
+                       uint32_t max) {
   if (taken.count() == page->capacity()) {
     // seq_cst: as the increment in PushRemote_mt.
     taken_from->xwhole_unswept_.fetch_sub(1, std::memory_order_seq_cst);
   }
   MF2_STAT_INC(stats_, drain_attempts);
-  const uint32_t moved = page->CollectRemote(taken);
+  const uint32_t moved = page->CollectRemote(taken, out, max);
   if (moved > 0) MF2_STAT_INC(stats_, drain_successes);
   MF2_STAT_ADD(stats_, remote_blocks_drained, moved);
   return moved;
@@ -473,8 +481,18 @@ Page* Heap::FilePage(Page* page, uint32_t k) {
 Page* Heap::CollectActive(uint32_t k) {
   Page* page = active_[k];
   if (page == nullptr || page->remote().Peek().count() == 0) return nullptr;
-  Collect(page, page->remote().TakeBlocksKeepFlag(), this);
-  return page->HasFree() ? page : nullptr;
+  if (refill_.out == nullptr) {
+    Collect(page, page->remote().TakeBlocksKeepFlag(), this);
+    return page->HasFree() ? page : nullptr;
+  }
+  // AllocateSlow's search, and this page is the one it will pop from: the first blocks go
+  // straight to its refill (heap.h, refill_). A search makes at most one such collection: it
+  // returns the page when any block went there.
+  const uint32_t moved =
+      Collect(page, page->remote().TakeBlocksKeepFlag(), this, refill_.out, refill_.want);
+  refill_.got = std::min(moved, refill_.want);
+  refill_.out = nullptr;
+  return refill_.got != 0 || page->HasFree() ? page : nullptr;
 }
 
 Page* Heap::NewPage(uint32_t k) {

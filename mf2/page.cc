@@ -177,40 +177,51 @@ void Page::PushLocal(Block* b) {
   --used_;
 }
 
-uint32_t Page::CollectRemote(RemoteWord taken) {
-  // PushLocal for each block, with the list's head and the bounds in registers; the page's
-  // fields are written back before a report (its handler may look at the page) and at the end.
+uint32_t Page::CollectRemote(RemoteWord taken, void** out, uint32_t max) {
+  // The first `max` blocks as PopBatch would hand them out (canary kInCache, into `out`), the
+  // rest as PushLocal would take them, with the list's head and the bounds in registers; the
+  // page's fields are written back before a report (its handler may look at the page).
   const uint32_t count = taken.count();
   const uint64_t key = CanaryKey();
   const CarvedBounds carved = Carved();
-  Block* local = local_free_;
   uint32_t moved = 0;
   const char* bad = nullptr;
   ErrorKind kind = ErrorKind::kCorruptFreeList;
-  Block* b = taken.head();
-  for (; b != nullptr; ++moved) {
+  // Whether b, the list's moved-th node, is a free block of this page on a remote list.
+  const auto well_formed = [&](const Block* b) {
     if (moved == count || !carved.Contains(b)) {
       bad = "a remote free list is longer than its count or leaves the page; the rest of the "
             "list is dropped, not reused";
-      break;
+      return false;
     }
-    const uintptr_t self = reinterpret_cast<uintptr_t>(b);
-    if (LoadCanary(b) != (self ^ key ^ kOnRemote)) {
+    if (LoadCanary(b) != (reinterpret_cast<uintptr_t>(b) ^ key ^ kOnRemote)) {
       kind = ErrorKind::kDoubleFree;
       bad = "a block on a remote free list was also freed by its owner or freed twice "
             "concurrently; it and the rest of the list are dropped, not reused";
-      break;
+      return false;
     }
+    return true;
+  };
+  Block* b = taken.head();
+  for (; b != nullptr && moved < max && well_formed(b); ++moved) {
+    Block* next_block = LoadNext(b);
+    StoreCanary(b, reinterpret_cast<uintptr_t>(b) ^ key ^ kInCache);
+    out[moved] = b;
+    b = next_block;
+  }
+  const uint32_t handed = moved;  // still counted in used_: handed out, now to a cache
+  Block* local = local_free_;
+  for (; b != nullptr && bad == nullptr && well_formed(b); ++moved) {
     Block* next_block = LoadNext(b);
     StoreLink(b, local, key);
-    StoreCanary(b, self ^ key ^ kOnPage);
+    StoreCanary(b, reinterpret_cast<uintptr_t>(b) ^ key ^ kOnPage);
     PoisonMemory(b, block_size_);
     local = b;
     b = next_block;
   }
   local_free_ = local;
-  local_count_ += moved;
-  used_ -= moved;
+  local_count_ += moved - handed;
+  used_ -= moved - handed;
   if (bad != nullptr) internal::ReportError(kind, "malloc", b, bad);
   return moved;
 }

@@ -232,8 +232,11 @@ class alignas(256) Page {
   // Moves the blocks of a taken remote stack to the local free list after validating each one
   // (inside the carved part of the span, a block start, canary kOnRemote, at most `count` of
   // them). A list that is not well formed is reported and cut at the first bad node, never
-  // absorbed. Returns blocks moved.
-  uint32_t CollectRemote(RemoteWord taken);
+  // absorbed. Returns blocks moved. The first `max` of them go to `out` instead, as PopBatch
+  // hands blocks out (canary kInCache, still counted in used()): a refill that collects the
+  // page it is about to pop from writes each of those blocks once, not twice
+  // (min(returned, max) are in `out`).
+  uint32_t CollectRemote(RemoteWord taken, void** out = nullptr, uint32_t max = 0);
 
   // ---- Shared with other threads (head only) ----
   RemoteStack& remote() { return xremote_; }

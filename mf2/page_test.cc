@@ -199,5 +199,63 @@ TEST_F(PageTest, CorruptLinksAreReportedAndNeverFollowed) {
   head_ = nullptr;  // blocks cut off stay handed out for good: the span is never released
 }
 
+// A refill that collects the page it pops from (Heap::CollectActive) takes the first blocks of
+// the remote list straight into its cache: canary kInCache, still counted in used(), most recent
+// free first; the rest go on the local list as before. A list that is not well formed is cut
+// where it goes bad, in either part, and what was cut off stays counted as handed out.
+TEST_F(PageTest, CollectRemoteHandsTheFirstBlocksToARefill) {
+  static std::vector<ErrorReport>* reports = new std::vector<ErrorReport>();
+  reports->clear();
+  ErrorHandler previous = SetErrorHandler([](const ErrorReport& r) { reports->push_back(r); });
+  std::vector<Block*> live;
+  for (int i = 0; i < 8; ++i) live.push_back(Hand());
+  for (int i = 0; i < 6; ++i) PushRemote(live[i]);  // remote list: 5 4 3 2 1 0
+  void* out[4] = {};
+  EXPECT_EQ(head_->CollectRemote(head_->remote().TakeAll(), out, 4), 6u);
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(out[i], live[5 - i]);
+    EXPECT_EQ(LoadCanary(out[i]), Canary(out[i], kInCache));
+  }
+  EXPECT_EQ(head_->local_count(), 2u) << "blocks 1 and 0 on the local list";
+  EXPECT_EQ(head_->used(), 2u + 4u) << "blocks 6 and 7 handed out, four in the refill";
+  head_->CheckInvariants(true);
+  void* rest[2] = {};
+  EXPECT_EQ(head_->PopBatch(rest, 2, 0), 2u);
+  EXPECT_EQ(rest[0], live[0]);
+  EXPECT_EQ(rest[1], live[1]);
+  EXPECT_TRUE(reports->empty());
+  // Bad in the refill's part: a canary overwritten after the block's remote free (a use after
+  // free). The two blocks before it go to the refill; it and the two after it are cut off.
+  for (int i = 0; i < 5; ++i) PushRemote(static_cast<Block*>(i < 4 ? out[3 - i] : rest[0]));
+  // remote list now: live[0] live[5] live[4] live[3] live[2]
+  StoreCanary(live[4], 0x1234);
+  void* two[3] = {};
+  EXPECT_EQ(head_->CollectRemote(head_->remote().TakeAll(), two, 3), 2u);
+  EXPECT_EQ(two[0], live[0]);
+  EXPECT_EQ(two[1], live[5]);
+  ASSERT_EQ(reports->size(), 1u);
+  EXPECT_EQ((*reports)[0].kind, ErrorKind::kDoubleFree);
+  EXPECT_EQ((*reports)[0].pointer, live[4]);
+  EXPECT_EQ(head_->local_count(), 0u);
+  EXPECT_EQ(head_->used(), 8u) << "live[1] held, two in the refill, three cut off, two held";
+  head_->CheckInvariants(true);
+  // Bad past the refill's part: the refill gets its blocks, those before the bad node go on the
+  // local list, the rest is cut off.
+  PushRemote(live[7]);
+  PushRemote(live[6]);
+  PushRemote(static_cast<Block*>(rest[1]));  // remote list: live[1] live[6] live[7]
+  StoreCanary(live[7], 0x5678);
+  reports->clear();
+  void* one[1] = {};
+  EXPECT_EQ(head_->CollectRemote(head_->remote().TakeAll(), one, 1), 2u);
+  EXPECT_EQ(one[0], live[1]);
+  EXPECT_EQ(head_->local_count(), 1u) << "block 6";
+  ASSERT_EQ(reports->size(), 1u);
+  EXPECT_EQ((*reports)[0].pointer, live[7]);
+  head_->CheckInvariants(true);
+  SetErrorHandler(previous);
+  head_ = nullptr;  // blocks cut off stay handed out for good: the span is never released
+}
+
 }  // namespace
 }  // namespace mf2
