@@ -111,9 +111,9 @@ void* Heap::AllocateSlow(Magazine* m) noexcept {
   uint32_t carve = carve_limit_[k];
   const auto pop = [&carve](Page* from, void** to, uint32_t n) {
     const uint32_t carved_before = from->carved();
-    const uint32_t got = from->PopBatch(to, n, carve);
+    const uint32_t popped = from->PopBatch(to, n, carve);
     carve -= from->carved() - carved_before;
-    return got;
+    return popped;
   };
   got += pop(page, out + got, want - got);  // got <= the refill's want before GrowCache <= want
   // 0 only when the page's free list was written to after a free (PopBatch reported it and
