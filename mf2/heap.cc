@@ -93,19 +93,19 @@ void* Heap::AllocateSlow(Magazine* m) noexcept {
   // Relaxed load and store (single writer): others only watch it change (OwnerIdle_mt).
   xslow_epoch_.store(xslow_epoch_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   // Refill half the cache (one block when caching is off) from the page found; hand out the top.
-  // The active page's remote frees may go straight into it during the search (refill_), up to
+  // The active page's remote frees may go straight into it during the search (Refill), up to
   // half the cache as it is before GrowCache below.
+  const auto half_cache = [m] { return m->cap == 0 ? 1 : std::max<uint32_t>(1, m->cap / 2); };
   void* one[1];
   void** out = m->cap == 0 ? one : m->slot;
-  refill_ = Refill{out, m->cap == 0 ? 1 : std::max<uint32_t>(1, m->cap / 2), 0};
-  Page* page = FindPageUnderPressure(k);
-  uint32_t got = refill_.got;  // 0 unless the search collected into the refill
-  refill_ = Refill{};
+  Refill refill{out, half_cache(), 0};
+  Page* page = FindPageUnderPressure(k, &refill);
   if (MF2_PREDICT_FALSE(page == nullptr)) return nullptr;
+  uint32_t got = refill.got;  // 0 unless the search collected into the refill
   // A cache that ran dry because its last refill's carving was cut short (carve_cut_) is not
   // too shallow: only other dry runs deepen it, as before the slow start.
   if (!carve_cut_[k]) GrowCache(m);
-  const uint32_t want = m->cap == 0 ? 1 : std::max<uint32_t>(1, m->cap / 2);
+  const uint32_t want = half_cache();
   // Never-used blocks this refill may still carve (carve_limit_: slow start), >= 1 until a pop
   // carves, so a page with nothing but its never-carved tail always gives a block.
   uint32_t carve = carve_limit_[k];
@@ -169,12 +169,12 @@ bool Heap::MoveDue(bool counts) {
 // FindPage; when the page source is out of memory, gives back what this heap keeps (its caches,
 // its retained empty pages) and tries once more. (The source itself releases its caches and the
 // large-mapping cache before it fails.) nullptr with errno = ENOMEM if that fails too.
-Page* Heap::FindPageUnderPressure(uint32_t k) {
-  Page* page = FindPage(k);
+Page* Heap::FindPageUnderPressure(uint32_t k, Refill* refill) {
+  Page* page = FindPage(k, refill);
   if (MF2_PREDICT_TRUE(page != nullptr)) return page;
   FlushCachesInOp();
   ReleaseRetainedEmpties();
-  page = FindPage(k);
+  page = FindPage(k, refill);
   if (page == nullptr) errno = ENOMEM;
   return page;
 }
@@ -351,13 +351,13 @@ void Heap::ReturnBlock(Block* b) {
 
 // Route S's order (heap.h): a page of class k with a free block, made active, or nullptr when
 // the page source is out of memory.
-Page* Heap::FindPage(uint32_t k) {
+Page* Heap::FindPage(uint32_t k, Refill* refill) {
   // 0. The active page still has blocks the cache did not take (a refill takes half a cache).
   Page* page = active_[k];
   if (page != nullptr && page->HasFree()) {
     // Blocks other threads freed into it come before its never-carved tail: a producer whose
     // consumer frees what it made would touch every byte of each page first (bench/RESULTS.md).
-    if (page->HasUncarved() && CollectActive(k) != nullptr) {
+    if (page->HasUncarved() && CollectActive(k, refill) != nullptr) {
       MF2_STAT_INC(stats_, active_drain_hit);  // served by what came back, as in step 2
       MF2_STAT_INC(stats_, page_reuses);
     }
@@ -372,7 +372,7 @@ Page* Heap::FindPage(uint32_t k) {
   } else if (route != Route::kCda &&
              (page = CollectPending(k, GetPolicy().pending_budget)) != nullptr) {
     MF2_STAT_INC(stats_, mustreuse_hit);
-  } else if ((page = CollectActive(k)) != nullptr) {  // 2. the active page's remote frees
+  } else if ((page = CollectActive(k, refill)) != nullptr) {  // 2. the active page's remote frees
     MF2_STAT_INC(stats_, active_drain_hit);
   } else if ((page = partial_[k].front()) != nullptr) {  // 3. the partial list
     MF2_STAT_INC(stats_, partial_hit);
@@ -392,7 +392,7 @@ Page* Heap::FindPage(uint32_t k) {
   }
   MF2_STAT_INC(stats_, page_reuses);
   SetActive(k, page);
-  MF2_DCHECK(page->HasFree() || refill_.got != 0,
+  MF2_DCHECK(page->HasFree() || (refill != nullptr && refill->got != 0),
              "a reused page has a free block, or gave its remote frees to the refill");
   return page;
 }
@@ -478,21 +478,18 @@ Page* Heap::FilePage(Page* page, uint32_t k) {
   return nullptr;
 }
 
-Page* Heap::CollectActive(uint32_t k) {
+// `refill`: AllocateSlow's search, whose page this is if it returns it: the first blocks go
+// straight to the refill (heap.h, Refill). The search ends here when any block went there (the
+// page is returned), so it makes at most one such collection.
+Page* Heap::CollectActive(uint32_t k, Refill* refill) {
   Page* page = active_[k];
   if (page == nullptr || page->remote().Peek().count() == 0) return nullptr;
-  if (refill_.out == nullptr) {
-    Collect(page, page->remote().TakeBlocksKeepFlag(), this);
-    return page->HasFree() ? page : nullptr;
-  }
-  // AllocateSlow's search, and this page is the one it will pop from: the first blocks go
-  // straight to its refill (heap.h, refill_). A search makes at most one such collection: it
-  // returns the page when any block went there.
-  const uint32_t moved =
-      Collect(page, page->remote().TakeBlocksKeepFlag(), this, refill_.out, refill_.want);
-  refill_.got = std::min(moved, refill_.want);
-  refill_.out = nullptr;
-  return refill_.got != 0 || page->HasFree() ? page : nullptr;
+  const uint32_t want = refill != nullptr ? refill->want : 0;
+  const uint32_t moved = Collect(page, page->remote().TakeBlocksKeepFlag(), this,
+                                 refill != nullptr ? refill->out : nullptr, want);
+  const uint32_t handed = std::min(moved, want);
+  if (refill != nullptr) refill->got = handed;
+  return handed != 0 || page->HasFree() ? page : nullptr;
 }
 
 Page* Heap::NewPage(uint32_t k) {

@@ -49,7 +49,7 @@
 //                      Route S, in this order (the must-reuse gate):
 //   0. the active page, while it has a free block (its remote frees collected first while it
 //      has a never-carved tail: freed blocks before untouched memory). Here and in step 2 the
-//      first half-cache of the collected remote stack goes straight to the refill (refill_).
+//      first half-cache of the collected remote stack goes straight to the refill (Refill).
 //   1. own pending queue: pop pages that received remote frees (pop-all, at most
 //      Policy::pending_budget collected per call, the rest given back at once), collect each; the
 //      first with a free block of class k wins; others are filed on their class's partial list
@@ -94,7 +94,6 @@
 // count and the sweep handshake.
 //
 // Invariants (CheckInvariants):
-//   refill_.out == nullptr (set only during AllocateSlow's search for a page).
 //   caches: 0 <= n <= cap <= kCacheSlots for every class; 1 <= carve_limit_[k] <= kCacheSlots
 //     (but 0 in a sentinel, which never refills); cache_cap_bytes_ == sum of cap * size
 //     >= cache_initial_bytes_ (caps only grow), and <= cache_grow_budget_ (the initial capacity,
@@ -600,15 +599,23 @@ class Heap {
   void ConfigureCaches();
   size_t CacheBudget() const;
   void GrowCache(Magazine* m);
-  Page* FindPage(uint32_t k);
-  Page* FindPageUnderPressure(uint32_t k);
+  // The refill AllocateSlow is about to make, passed down its search for a page: when that is
+  // the active page with remote frees (CollectActive), up to `want` of them go straight into
+  // `out` (Page::CollectRemote), `got` of them, instead of onto the page's list and off it again.
+  struct Refill {
+    void** out;
+    uint32_t want;
+    uint32_t got;
+  };
+  Page* FindPage(uint32_t k, Refill* refill = nullptr);
+  Page* FindPageUnderPressure(uint32_t k, Refill* refill = nullptr);
   Page* CollectPending(uint32_t k, uint32_t budget);
   void GiveBack(Page* chain);
   void CollectDequeued(Page* page);
   uint32_t Collect(Page* page, RemoteWord taken, Heap* taken_from, void** out = nullptr,
                    uint32_t max = 0);
   Page* FilePage(Page* page, uint32_t k);
-  Page* CollectActive(uint32_t k);
+  Page* CollectActive(uint32_t k, Refill* refill = nullptr);
   void Detach(Page* page);
   void PartialPush(Page* page);
   void PartialRemove(Page* page);
@@ -690,16 +697,6 @@ class Heap {
   // slow start, not because it is too shallow. Counting those dry runs let the mid classes that
   // ramp first take the growth budget (pair_loop mid: 147 -> 152 instructions per pair).
   bool carve_cut_[kNumClasses] = {};
-  // The refill AllocateSlow is about to make, while it looks for its page: when that is the
-  // active page with remote frees (CollectActive), up to `want` of them go straight into `out`
-  // (Page::CollectRemote), `got` of them, instead of onto the page's list and off it again.
-  // `out` is nullptr outside that search.
-  struct Refill {
-    void** out = nullptr;
-    uint32_t want = 0;
-    uint32_t got = 0;
-  };
-  Refill refill_;
   uint32_t remote_batch_ = 1;   // Policy::remote_batch when the heap was taken
   Heap* move_to_ = nullptr;  // SetMoveTo
   MoveToHeap move_ = nullptr;

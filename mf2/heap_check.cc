@@ -83,7 +83,6 @@ void Heap::CheckInvariants(bool quiescent) const {
   MF2_CHECK(retained == empty_bytes_, "empty_bytes_ == bytes of retained empty pages");
   MF2_CHECK(!abandoned() || empty_bytes_ == 0, "an abandoned heap retains no empty page");
   MF2_CHECK(key_ == CanaryKey(), "key_ == CanaryKey()");
-  MF2_CHECK(refill_.out == nullptr, "refill_ is set only during AllocateSlow's search");
   for (uint32_t k = 1; k < kNumClasses; ++k) {
     MF2_CHECK(is_sentinel() || (carve_limit_[k] >= 1 && carve_limit_[k] <= kCacheSlots),
               "1 <= carve_limit_[k] <= kCacheSlots");

@@ -8,6 +8,7 @@
 #include "gtest/gtest.h"
 #include "mf2/page_source.h"
 #include "mf2/pending_queue.h"
+#include "mf2/testing/scoped_reports.h"
 
 namespace mf2 {
 namespace {
@@ -149,9 +150,8 @@ TEST_F(PageTest, BlockStartsAreRecognisedOnEverySliceAndNothingElse) {
 // A use-after-free write of a foreign address into a free block's link, or an overflow into it,
 // is reported when the list is popped and never followed (issue: free lists trusted blindly).
 TEST_F(PageTest, CorruptLinksAreReportedAndNeverFollowed) {
-  static std::vector<ErrorReport>* reports = new std::vector<ErrorReport>();
-  reports->clear();
-  ErrorHandler previous = SetErrorHandler([](const ErrorReport& r) { reports->push_back(r); });
+  testing::ScopedReports capture;
+  std::vector<ErrorReport>* reports = &capture.reports();
   std::vector<Block*> live;
   for (int i = 0; i < 6; ++i) live.push_back(Hand());
   for (Block* b : live) head_->PushLocal(b);  // list: 5 4 3 2 1 0
@@ -195,7 +195,6 @@ TEST_F(PageTest, CorruptLinksAreReportedAndNeverFollowed) {
   ASSERT_EQ(reports->size(), 1u);
   EXPECT_EQ((*reports)[0].pointer, z);
   head_->CheckInvariants(true);
-  SetErrorHandler(previous);
   head_ = nullptr;  // blocks cut off stay handed out for good: the span is never released
 }
 
@@ -204,9 +203,8 @@ TEST_F(PageTest, CorruptLinksAreReportedAndNeverFollowed) {
 // free first; the rest go on the local list as before. A list that is not well formed is cut
 // where it goes bad, in either part, and what was cut off stays counted as handed out.
 TEST_F(PageTest, CollectRemoteHandsTheFirstBlocksToARefill) {
-  static std::vector<ErrorReport>* reports = new std::vector<ErrorReport>();
-  reports->clear();
-  ErrorHandler previous = SetErrorHandler([](const ErrorReport& r) { reports->push_back(r); });
+  testing::ScopedReports capture;
+  std::vector<ErrorReport>* reports = &capture.reports();
   std::vector<Block*> live;
   for (int i = 0; i < 8; ++i) live.push_back(Hand());
   for (int i = 0; i < 6; ++i) PushRemote(live[i]);  // remote list: 5 4 3 2 1 0
@@ -253,7 +251,6 @@ TEST_F(PageTest, CollectRemoteHandsTheFirstBlocksToARefill) {
   ASSERT_EQ(reports->size(), 1u);
   EXPECT_EQ((*reports)[0].pointer, live[7]);
   head_->CheckInvariants(true);
-  SetErrorHandler(previous);
   head_ = nullptr;  // blocks cut off stay handed out for good: the span is never released
 }
 
