@@ -201,7 +201,7 @@ class ReportCapture {
 
 // The cache policy (Policy::cache_class_bytes) of the heaps an input creates or takes over:
 // caches are sized when a heap is taken (Heap::ConfigureCaches), so a change reaches the heaps
-// acquired after it. Mode % 4: 0 and 3 the default (64 KiB per class: 2..63 blocks), 1 caching
+// acquired after it. Mode % 4: 0 and 3 the default (64 KiB per class: 2..61 blocks), 1 caching
 // off (every free and allocation reaches a page), 2 small (256 bytes: 2..16 blocks, so caches
 // fill and flush often).
 inline size_t CacheBytesForMode(uint8_t mode) {

@@ -43,9 +43,10 @@ void Churn(Heap* h, size_t size, int burst, int rounds) {
 }
 
 // With the default options, the initial capacity of all classes together (64 KiB each, at least
-// 2 and at most 63 blocks) is larger than the default MF2_CACHE_HEAP_KB (1 MiB). When that alone
-// bounded the total, no cache of a small heap could ever grow; a small heap's caches may now grow
-// by it beyond their initial capacity, so a class that keeps overflowing deepens.
+// 2 and at most kCacheSlots, 61, blocks) is larger than the default MF2_CACHE_HEAP_KB (1 MiB).
+// When that alone bounded the total, no cache of a small heap could ever grow; a small heap's
+// caches may now grow by it beyond their initial capacity, so a class that keeps overflowing
+// deepens.
 TEST(CacheTest, ACacheThatKeepsOverflowingGrowsWithTheDefaultOptions) {
   TestHeaps heaps;
   Heap* h = heaps.Acquire();
@@ -90,7 +91,7 @@ TEST(CacheTest, GrowthStaysWithinTheHeapBudget) {
 
 // A large heap's caches hold at most an eighth of its pages in all, not that on top of their
 // initial capacity: 40 MiB of live 32 KiB blocks (51 MiB of pages with the churn's and the empty
-// pages kept, under 56 MiB: a bound of 7 MiB) and seven classes each wanting 63 blocks (about 12
+// pages kept, under 56 MiB: a bound of 7 MiB) and seven classes each wanting 61 blocks (about 12
 // MiB). A bound of initial + pages / 8 lets them reach 11 MiB here.
 TEST(CacheTest, ALargeHeapsCachesStayWithinAnEighthOfItsPages) {
   ScopedPolicy policy([](Policy* p) { p->heap_empty_bytes = 0; });
@@ -241,7 +242,7 @@ TEST(CacheTest, ARefillCollectsTheActivePagesRemoteFreesBeforeCarvingItsTail) {
 }
 
 // A class's first refills carve little and double while the class keeps carving: a program
-// that allocates one 1 KiB block must not make half a cache (31 KiB) of its page resident, and
+// that allocates one 1 KiB block must not make half a cache (30 KiB) of its page resident, and
 // one that keeps allocating reaches half-cache refills after a few slow paths.
 TEST(CacheTest, AClasssFirstRefillsCarveLittleThenDouble) {
   TestHeaps heaps;
@@ -249,7 +250,7 @@ TEST(CacheTest, AClasssFirstRefillsCarveLittleThenDouble) {
   constexpr size_t kSize = 1024;
   const uint32_t k = SizeToClass(kSize);
   ASSERT_EQ(ClassInfo(k).size, kSize);
-  ASSERT_EQ(h->cache(k).cap, 63u) << "64 KiB of 1 KiB blocks, at most kCacheSlots";
+  ASSERT_EQ(h->cache(k).cap, Heap::kCacheSlots) << "64 KiB of 1 KiB blocks, at most kCacheSlots";
   std::vector<void*> blocks{h->Allocate(kSize)};
   ASSERT_NE(blocks.back(), nullptr);
   Page* page = h->active_page(k);
@@ -258,14 +259,14 @@ TEST(CacheTest, AClasssFirstRefillsCarveLittleThenDouble) {
   // Each further slow path carves what the previous one did, doubled, up to half the cache.
   std::vector<uint32_t> carves;
   uint32_t carved = page->carved();
-  while (blocks.size() < 4 + 8 + 16 + 31) {
+  while (blocks.size() < 4 + 8 + 16 + Heap::kCacheSlots / 2) {
     blocks.push_back(h->Allocate(kSize));
     ASSERT_NE(blocks.back(), nullptr);
     ASSERT_EQ(h->active_page(k), page) << "one page of 64 blocks";
     if (page->carved() != carved) carves.push_back(page->carved() - carved);
     carved = page->carved();
   }
-  EXPECT_EQ(carves, (std::vector<uint32_t>{8, 16, 31}));
+  EXPECT_EQ(carves, (std::vector<uint32_t>{8, 16, Heap::kCacheSlots / 2}));
   h->CheckInvariants(true);
   HeapRegistry::Global().CheckAll(true);
   for (void* p : blocks) h->Free(p);

@@ -145,13 +145,24 @@ class HeapRegistry;
 class Heap {
  public:
   // A class's cache: a LIFO array of free blocks (canary kInCache), slot[0..n), top at n - 1.
-  static constexpr uint32_t kCacheSlots = 63;
+  static constexpr uint32_t kCacheSlots = 61;
   struct Magazine {
     uint32_t n = 0;
     uint32_t cap = 0;  // 0: caching off for the class (every free returns to the page)
+    // The class's block-start test (size_class.h: kClassDiv's mul and limit), copied here when
+    // the heap is made and constant after: free reads it on the line whose `n` it reads anyway,
+    // where the shared table cost it three instructions to form the entry's address. Class 0's
+    // 0 and 0 pass no offset (a slice that serves no class).
+    uint64_t div_mul = 0;
+    uint64_t div_limit = 0;
     void* slot[kCacheSlots] = {};
+    // Whether offset `off` from a span's first byte is the start of one of its blocks (page.h,
+    // IsBlockOffset, with this class's constants).
+    MF2_ALWAYS_INLINE bool IsBlockOffset(uintptr_t off) const { return off * div_mul < div_limit; }
   };
   static_assert(sizeof(Magazine) == 512, "a power of two: the class index scales by a shift");
+  static_assert(offsetof(Magazine, div_limit) + sizeof(uint64_t) <= 64,
+                "n, cap and the block-start test share the magazine's first cache line");
 
   // Remote frees held back: blocks freed by this heap's thread into pages of other heaps, linked
   // per page (canary kOnRemote, counted in their page's used()) and pushed onto the page's remote
@@ -220,7 +231,8 @@ class Heap {
     if (MF2_PREDICT_FALSE(n == 0)) return AllocateSlow(m);
     void* p = m->slot[n - 1];
     m->n = n - 1;
-    if (MF2_PREDICT_FALSE(LoadCanary(p) != (reinterpret_cast<uintptr_t>(p) ^ key_))) {
+    // (canary ^ p) against key_: the key is compared from memory, one instruction fewer.
+    if (MF2_PREDICT_FALSE((LoadCanary(p) ^ reinterpret_cast<uintptr_t>(p)) != key_)) {
       return CachedBlockBad(m, p);  // not the kInCache canary: freed twice, or written to
     }
     return TakeCached(m, p);
@@ -239,7 +251,7 @@ class Heap {
     if (MF2_PREDICT_TRUE(n != 0)) {
       void* p = m->slot[n - 1];
       // The canary before the pop: a bad block stays cached for Allocate to find and report.
-      if (MF2_PREDICT_TRUE(LoadCanary(p) == (reinterpret_cast<uintptr_t>(p) ^ key_))) {
+      if (MF2_PREDICT_TRUE((LoadCanary(p) ^ reinterpret_cast<uintptr_t>(p)) == key_)) {
         m->n = n - 1;
         return TakeCached(m, p);
       }
@@ -256,8 +268,10 @@ class Heap {
     const uintptr_t a = reinterpret_cast<uintptr_t>(p);
     if (MF2_PREDICT_FALSE(!segment_map::Covers(a))) return FreeUnusual(p, call);
     const Slice* s = SliceOfCovered(a);  // two loads: the map's byte and the Slice's line
-    const uint32_t k = s->size_class;
-    if (MF2_PREDICT_FALSE(!IsBlockOffset(SpanOffset(a, s), k))) return ReportBadFree(p, call);
+    // The class's cache, also for a remote free: its first line holds the block-start test.
+    Magazine* m = &cache_[s->size_class];
+    MF2_IN_REGISTER(m);  // formed once (one lea); else every use re-adds the heap and offset
+    if (MF2_PREDICT_FALSE(!m->IsBlockOffset(SpanOffset(a, s)))) return ReportBadFree(p, call);
     if (MF2_PREDICT_FALSE(s->xowner.load(std::memory_order_relaxed) != this)) {
       return FreeRemote(SpanPage(a, s), p, call);  // Relaxed: see Page::owner_relaxed
     }
@@ -266,8 +280,6 @@ class Heap {
     if (MF2_PREDICT_FALSE((LoadCanary(p) ^ canary) < kNumBlockStates)) {
       return ReportDoubleFree(p, call);
     }
-    Magazine* m = &cache_[k];
-    MF2_IN_REGISTER(m);
     const uint32_t n = m->n;
     if (MF2_PREDICT_FALSE(n >= m->cap)) return FreeToFullCache(m, p);
     m->slot[n] = p;
@@ -656,8 +668,14 @@ class Heap {
   static constexpr uint32_t DirectClass(uint32_t i) {
     return i < kSmallEntries ? kSmallClass.k[i] : kMidClass.k[i - kMidBase];
   }
-  constexpr void FillDirect() {  // both constructors (the sentinel's is constant-initialised)
+  // direct_ and each cache's block-start test; both constructors (the sentinel's is constant-
+  // initialised).
+  constexpr void FillDirect() {
     for (uint32_t i = 0; i < kDirectEntries; ++i) direct_[i] = &cache_[DirectClass(i)];
+    for (uint32_t k = 0; k < kNumClasses; ++k) {
+      cache_[k].div_mul = kClassDiv.div[k].mul;
+      cache_[k].div_limit = kClassDiv.div[k].limit;
+    }
   }
   Magazine* direct_[kDirectEntries] = {};
   // Keeps cache_ at page offset 0x240 (heaps are page-aligned), where it was before direct_

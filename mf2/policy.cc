@@ -134,7 +134,7 @@ constexpr OptionLine kOptions[] = {
     // At least 2 blocks, at most Heap::kCacheSlots, per class; sized when a heap is taken.
     MF2_OPTION("MF2_CACHE_CLASS_KB", kSize, cache_class_bytes, "KiB", kKiB, 0, kMaxBytes,
                "free blocks each thread caches per size class at first (0: no caches)"),
-    // A cache that overflows or runs dry doubles (up to 63 blocks) while all of a heap's caches
+    // A cache that overflows or runs dry doubles (up to 61 blocks) while all of a heap's caches
     // stay within their initial capacity plus this budget, or an eighth of its pages if more.
     MF2_OPTION("MF2_CACHE_HEAP_KB", kSize, cache_heap_bytes, "KiB", kKiB, 0, kMaxBytes,
                "how much a thread's caches may grow in all (or to an eighth of its pages)"),
