@@ -49,7 +49,8 @@
 //                      Route S, in this order (the must-reuse gate):
 //   0. the active page, while it has a free block (its remote frees collected first while it
 //      has a never-carved tail: freed blocks before untouched memory). Here and in step 2 the
-//      first half-cache of the collected remote stack goes straight to the refill (Refill).
+//      first blocks of the collected remote stack go straight to the refill (Refill): half a
+//      cache, a whole one for classes of more than kTopUpMaxBlocks blocks per page.
 //   1. own pending queue: pop pages that received remote frees (pop-all, at most
 //      Policy::pending_budget collected per call, the rest given back at once), collect each; the
 //      first with a free block of class k wins; others are filed on their class's partial list
