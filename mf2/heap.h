@@ -287,7 +287,7 @@ class Heap {
     m->n = n + 1;
     StoreCanary(p, canary);
 #ifdef MF2_ASAN
-    PoisonMemory(p, ClassInfo(k).size);
+    PoisonMemory(p, ClassInfo(ClassOf(m)).size);
 #endif
     EndOp();
   }
