@@ -99,7 +99,7 @@ void* Heap::AllocateSlow(Magazine* m) noexcept {
   // to be popped off it again, and a pipeline's stage, whose small blocks the next stage frees,
   // collects several caches' worth at a time (producer-consumer: 262 -> 246 instructions per
   // operation). A mid-size cache is shallow (2-16 blocks) and the owner's own frees need its
-  // room: filling it made Larson with 1-32 KiB blocks 2% slower and 4% larger (bench/RESULTS.md).
+  // room: filling it held 4% more peak RSS on Larson with 1-32 KiB blocks (bench/RESULTS.md).
   const auto half_cache = [m] { return m->cap == 0 ? 1 : std::max<uint32_t>(1, m->cap / 2); };
   void* one[1];
   void** out = m->cap == 0 ? one : m->slot;

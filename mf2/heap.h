@@ -271,7 +271,7 @@ class Heap {
     const Slice* s = SliceOfCovered(a);  // two loads: the map's byte and the Slice's line
     // The class's cache, also for a remote free: its first line holds the block-start test.
     Magazine* m = &cache_[s->size_class];
-    MF2_IN_REGISTER(m);  // formed once (one lea); else every use re-adds the heap and offset
+    MF2_IN_REGISTER(m);  // formed once; else the compiler re-adds the heap and offset per use
     if (MF2_PREDICT_FALSE(!m->IsBlockOffset(SpanOffset(a, s)))) return ReportBadFree(p, call);
     if (MF2_PREDICT_FALSE(s->xowner.load(std::memory_order_relaxed) != this)) {
       return FreeRemote(SpanPage(a, s), p, call);  // Relaxed: see Page::owner_relaxed
