@@ -103,8 +103,8 @@ void* Heap::AllocateSlow(Magazine* m) noexcept {
   const auto half_cache = [m] { return m->cap == 0 ? 1 : std::max<uint32_t>(1, m->cap / 2); };
   void* one[1];
   void** out = m->cap == 0 ? one : m->slot;
-  Refill refill{out, ClassInfo(k).capacity > kTopUpMaxBlocks && m->cap != 0 ? m->cap : half_cache(),
-                0};
+  const bool many_per_page = ClassInfo(k).capacity > kTopUpMaxBlocks;  // small classes
+  Refill refill{out, many_per_page ? std::max<uint32_t>(1, m->cap) : half_cache(), 0};
   Page* page = FindPageUnderPressure(k, &refill);
   if (MF2_PREDICT_FALSE(page == nullptr)) return nullptr;
   uint32_t got = refill.got;  // 0 unless the search collected into the refill
@@ -137,7 +137,7 @@ void* Heap::AllocateSlow(Magazine* m) noexcept {
   // (64-byte blocks, two producer/consumer pairs) 8% slower (bench/RESULTS.md).
   uint32_t active_first = 0;  // where the blocks of the page left active start in `out`
   // Not once the carving limit is used up: a page of only never-carved blocks would give none.
-  while (got < want && carve != 0 && ClassInfo(k).capacity <= kTopUpMaxBlocks &&
+  while (got < want && carve != 0 && !many_per_page &&
          (page = partial_[k].front()) != nullptr) {
     SetActive(k, page);
     const uint32_t more = pop(page, out + got, want - got);

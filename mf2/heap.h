@@ -150,19 +150,15 @@ class Heap {
   struct Magazine {
     uint32_t n = 0;
     uint32_t cap = 0;  // 0: caching off for the class (every free returns to the page)
-    // The class's block-start test (size_class.h: kClassDiv's mul and limit), copied here when
-    // the heap is made and constant after: free reads it on the line whose `n` it reads anyway,
+    // The class's block-start test (size_class.h: its kClassDiv entry), copied here when the
+    // heap is made and constant after: free reads it on the line whose `n` it reads anyway,
     // where the shared table cost it three instructions to form the entry's address. Class 0's
-    // 0 and 0 pass no offset (a slice that serves no class).
-    uint64_t div_mul = 0;
-    uint64_t div_limit = 0;
+    // (0, 0) passes no offset (a slice that serves no class).
+    ClassDiv div = {0, 0};
     void* slot[kCacheSlots] = {};
-    // Whether offset `off` from a span's first byte is the start of one of its blocks (page.h,
-    // IsBlockOffset, with this class's constants).
-    MF2_ALWAYS_INLINE bool IsBlockOffset(uintptr_t off) const { return off * div_mul < div_limit; }
   };
   static_assert(sizeof(Magazine) == 512, "a power of two: the class index scales by a shift");
-  static_assert(offsetof(Magazine, div_limit) + sizeof(uint64_t) <= 64,
+  static_assert(offsetof(Magazine, div) + sizeof(ClassDiv) <= 64,
                 "n, cap and the block-start test share the magazine's first cache line");
 
   // Remote frees held back: blocks freed by this heap's thread into pages of other heaps, linked
@@ -272,7 +268,7 @@ class Heap {
     // The class's cache, also for a remote free: its first line holds the block-start test.
     Magazine* m = &cache_[s->size_class];
     MF2_IN_REGISTER(m);  // formed once; else the compiler re-adds the heap and offset per use
-    if (MF2_PREDICT_FALSE(!m->IsBlockOffset(SpanOffset(a, s)))) return ReportBadFree(p, call);
+    if (MF2_PREDICT_FALSE(!m->div.IsBlockOffset(SpanOffset(a, s)))) return ReportBadFree(p, call);
     if (MF2_PREDICT_FALSE(s->xowner.load(std::memory_order_relaxed) != this)) {
       return FreeRemote(SpanPage(a, s), p, call);  // Relaxed: see Page::owner_relaxed
     }
@@ -673,10 +669,7 @@ class Heap {
   // initialised).
   constexpr void FillDirect() {
     for (uint32_t i = 0; i < kDirectEntries; ++i) direct_[i] = &cache_[DirectClass(i)];
-    for (uint32_t k = 0; k < kNumClasses; ++k) {
-      cache_[k].div_mul = kClassDiv.div[k].mul;
-      cache_[k].div_limit = kClassDiv.div[k].limit;
-    }
+    for (uint32_t k = 0; k < kNumClasses; ++k) cache_[k].div = kClassDiv.div[k];
   }
   Magazine* direct_[kDirectEntries] = {};
   // Keeps cache_ at page offset 0x240 (heaps are page-aligned), where it was before direct_

@@ -39,12 +39,12 @@ void Heap::CheckInvariants(bool quiescent) const {
   for (uint32_t i = 0; i < kDirectEntries; ++i) {
     MF2_CHECK(direct_[i] == &cache_[DirectClass(i)], "direct_[i] == &cache_[DirectClass(i)]");
   }
-  MF2_CHECK(cache_[0].n == 0 && cache_[0].cap == 0 && cache_[0].div_limit == 0,
+  MF2_CHECK(cache_[0].n == 0 && cache_[0].cap == 0 && cache_[0].div.limit == 0,
             "class 0's cache holds nothing and its block-start test passes no offset");
   for (uint32_t k = 1; k < kNumClasses; ++k) {
     const Magazine& m = cache_[k];
     MF2_CHECK(m.n <= m.cap && m.cap <= kCacheSlots, "0 <= n <= cap <= kCacheSlots");
-    MF2_CHECK(m.div_mul == kClassDiv.div[k].mul && m.div_limit == kClassDiv.div[k].limit,
+    MF2_CHECK(m.div.mul == kClassDiv.div[k].mul && m.div.limit == kClassDiv.div[k].limit,
               "a cache's block-start test is its class's");
     MF2_CHECK(!abandoned() || m.n == 0, "an abandoned heap caches nothing");
     for (uint32_t i = 0; i < m.n; ++i) {

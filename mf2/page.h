@@ -84,7 +84,7 @@ static_assert(sizeof(Slice) == 16, "four slices per cache line");
 // Whether offset `off` from a span's first byte is the start of one of its blocks of class k
 // (0..capacity-1): one multiply, one compare (size_class.h). False for every offset of class 0.
 MF2_ALWAYS_INLINE bool IsBlockOffset(uintptr_t off, uint32_t k) {
-  return off * kClassDiv.div[k].mul < kClassDiv.div[k].limit;
+  return kClassDiv.div[k].IsBlockOffset(off);
 }
 
 // alignas(256): descriptors are 256 bytes, each of their cache lines on a line boundary.
@@ -278,17 +278,16 @@ class alignas(256) Page {
   // compiler cannot keep the page's fields in registers across the blocks' stores.
   struct CarvedBounds {
     uintptr_t start;
-    uint64_t mul;    // kClassDiv's exact-division test for the class
-    uint64_t limit;
-    uintptr_t end;   // carved_ * block_size_
+    ClassDiv div;   // kClassDiv's exact-division test for the class
+    uintptr_t end;  // carved_ * block_size_
     bool Contains(const Block* b) const {
       const uintptr_t off = reinterpret_cast<uintptr_t>(b) - start;
-      return off * mul < limit && off < end;
+      return div.IsBlockOffset(off) && off < end;
     }
   };
   CarvedBounds Carved() const {
-    return {reinterpret_cast<uintptr_t>(start_), kClassDiv.div[size_class_].mul,
-            kClassDiv.div[size_class_].limit, uintptr_t{carved_} * block_size_};
+    return {reinterpret_cast<uintptr_t>(start_), kClassDiv.div[size_class_],
+            uintptr_t{carved_} * block_size_};
   }
 
   friend struct PageLayout;  // the static_asserts below

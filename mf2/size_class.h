@@ -147,12 +147,15 @@ constexpr SmallTable MakeSmallTable() {
 }
 }  // namespace internal
 
-// The block-start test's two constants per class (SizeClassInfo), dense for the free path: 16 bytes
-// a class, class 0's limit 0 (no block anywhere). Internal linkage: each user addresses its own
-// copy directly, with no GOT load in position-independent code.
+// The block-start test's two constants per class (SizeClassInfo), dense: 16 bytes a class, class
+// 0's limit 0 (no block anywhere). Every heap's caches keep a copy for free (heap.h, Magazine).
+// Internal linkage: each user addresses its own copy directly, with no GOT load in
+// position-independent code.
 struct ClassDiv {
   uint64_t mul;
   uint64_t limit;
+  // Whether offset `off` from a span's first byte is the start of one of its blocks.
+  constexpr bool IsBlockOffset(uintptr_t off) const { return off * mul < limit; }
 };
 namespace internal {
 struct DivTable {
