@@ -2,16 +2,17 @@
 
 #include <new>
 
+#include "mf2/base.h"
 #include "mf2/check.h"
 
 namespace mf2 {
 
-AdoptionBoard& AdoptionBoard::Global() {
-  // Constant-initialised, never destroyed (threads free memory after static destructors run).
-  alignas(AdoptionBoard) static unsigned char storage[sizeof(AdoptionBoard)];
-  static AdoptionBoard* board = new (storage) AdoptionBoard();
-  return *board;
-}
+namespace {
+// Never destroyed: threads free memory after static destructors run.
+MF2_CONSTINIT StaticObject<AdoptionBoard> g_board;
+}  // namespace
+
+AdoptionBoard& AdoptionBoard::Global() { return g_board.value; }
 
 void AdoptionBoard::RegisterHeap(Heap* heap, uint32_t id) {
   if (id >= kMaxHeaps) return;

@@ -1,5 +1,6 @@
 // Compiler hints shared by every layer (as absl/base/optimization.h): branch prediction,
-// inlining and register use. Nothing else, so any header may include it.
+// inlining, register use, constant initialisation; and StaticObject. Nothing else, so any header
+// may include it.
 #ifndef MF2_BASE_H_
 #define MF2_BASE_H_
 
@@ -12,5 +13,28 @@
 // into an object at a variable index (a heap's cache of class k) clang otherwise rebuilds the
 // address from its parts at each access, which cost Heap::Free two instructions.
 #define MF2_IN_REGISTER(p) __asm__("" : "+r"(p))
+// A variable with static storage so marked must be constant-initialised (checked by clang; C++20's
+// constinit).
+#if defined(__clang__)
+#define MF2_CONSTINIT [[clang::require_constant_initialization]]
+#else
+#define MF2_CONSTINIT
+#endif
+
+namespace mf2 {
+
+// A process-wide object that is constant-initialised (ready before any constructor runs: malloc
+// is called before static constructors and after static destructors) and never destroyed. T's
+// default constructor must be constexpr; declare the variable MF2_CONSTINIT. (A function-local
+// static built by placement new would need the C++ runtime's guard functions, which the shared
+// library does not link: MF2_NO_CXX_RUNTIME in tools/mf2.bzl.)
+template <typename T>
+union StaticObject {
+  constexpr StaticObject() : value() {}
+  ~StaticObject() {}  // never destroys `value`
+  T value;
+};
+
+}  // namespace mf2
 
 #endif  // MF2_BASE_H_

@@ -10,16 +10,17 @@
 #include <algorithm>
 #include <new>
 
+#include "mf2/base.h"
 #include "mf2/adoption.h"
 
 namespace mf2 {
 
-HeapRegistry& HeapRegistry::Global() {
-  // Never destroyed: threads exit (and release heaps) after static destructors run.
-  alignas(HeapRegistry) static unsigned char storage[sizeof(HeapRegistry)];
-  static HeapRegistry* registry = new (storage) HeapRegistry();
-  return *registry;
-}
+namespace {
+// Never destroyed: threads exit (and release heaps) after static destructors run.
+MF2_CONSTINIT StaticObject<HeapRegistry> g_registry;
+}  // namespace
+
+HeapRegistry& HeapRegistry::Global() { return g_registry.value; }
 
 Heap* HeapRegistry::AcquireHeap(PageSource* source, Heap* preferred) {
   {

@@ -8,9 +8,16 @@
 //
 // Not usable under ASan/TSan/MSan, which replace malloc themselves: tests that install this
 // library are tagged noasan/notsan/noubsan-free and run in the plain and optimised configs.
+//
+// The C++ runtime is used weakly (below): the shared library needs only libc, so a C program
+// that preloads it maps no libstdc++ (half of a small C program's resident memory, and a third of
+// its start-up time: bench/RESULTS.md), and a C++ program, which has the runtime loaded, gets the
+// new-handler and std::bad_alloc as the standard says. MF2's libraries are built without
+// exceptions and RTTI (MF2_NO_CXX_RUNTIME, tools/mf2.bzl).
 #include <errno.h>
 #include <pthread.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -22,9 +29,47 @@
 
 #define MF2_EXPORT extern "C" __attribute__((visibility("default")))
 
+// The C++ runtime's entry points for operator new's failure, by their Itanium C++ ABI names and
+// weak: resolved where the process has the runtime (every C++ program, whether it links MF2
+// statically or preloads it), null where it has not (a C program, which calls no operator new
+// unless it loads C++ code after this library was bound: see ThrowBadAlloc).
+extern "C" {
+__attribute__((weak)) void* __cxa_allocate_exception(size_t size) noexcept;
+__attribute__((weak)) void __cxa_throw(void* object, void* type, void (*destroy)(void*));
+__attribute__((weak)) std::new_handler _ZSt15get_new_handlerv() noexcept;  // std::get_new_handler
+__attribute__((weak)) void _ZNSt9bad_allocD1Ev(void* object);  // std::bad_alloc::~bad_alloc
+extern __attribute__((weak)) void* _ZTISt9bad_alloc[];  // typeid(std::bad_alloc)
+extern __attribute__((weak)) void* _ZTVSt9bad_alloc[];  // std::bad_alloc's vtable
+}
+
 namespace {
 
 constexpr size_t kOsPage = 4096;
+
+std::new_handler NewHandler() {
+  return _ZSt15get_new_handlerv != nullptr ? _ZSt15get_new_handlerv() : nullptr;
+}
+
+// throw std::bad_alloc(), spelled out so that the library references the runtime only weakly: a
+// std::bad_alloc is its vtable pointer alone (the Itanium ABI's address point is two words into
+// the vtable, after the offset to top and the type_info pointer). Without the runtime there is
+// nothing to throw with: the failure is reported and the process aborts, as an uncaught
+// std::bad_alloc would end it.
+[[noreturn]] MF2_NOINLINE void ThrowBadAlloc() {
+  static_assert(sizeof(std::bad_alloc) == sizeof(void*), "std::bad_alloc is one vtable pointer");
+  if (__cxa_allocate_exception != nullptr && __cxa_throw != nullptr &&
+      _ZNSt9bad_allocD1Ev != nullptr && _ZTISt9bad_alloc != nullptr &&
+      _ZTVSt9bad_alloc != nullptr) {
+    void* object = __cxa_allocate_exception(sizeof(std::bad_alloc));
+    *static_cast<void**>(object) = &_ZTVSt9bad_alloc[2];
+    __cxa_throw(object, _ZTISt9bad_alloc, _ZNSt9bad_allocD1Ev);
+  }
+  static const char kMessage[] =
+      "mf2: operator new: out of memory, and the process has no C++ runtime to throw "
+      "std::bad_alloc with\n";
+  (void)!write(STDERR_FILENO, kMessage, sizeof(kMessage) - 1);
+  abort();
+}
 
 // The fast paths are inlined into each entry point (heap.h): one TLS load, then the heap.
 MF2_ALWAYS_INLINE void* Malloc(size_t size) { return mf2::ThreadHeap()->Allocate(size); }
@@ -38,8 +83,8 @@ void* AlignedOrNull(size_t alignment, size_t size) {
 MF2_NOINLINE void* NewSlow(size_t size) {
   for (;;) {
     if (void* p = Malloc(size)) return p;
-    std::new_handler handler = std::get_new_handler();
-    if (handler == nullptr) throw std::bad_alloc();
+    std::new_handler handler = NewHandler();
+    if (handler == nullptr) ThrowBadAlloc();
     handler();
   }
 }
@@ -52,8 +97,8 @@ MF2_ALWAYS_INLINE void* NewOrThrow(size_t size) {
 void* NewAlignedOrThrow(size_t size, std::align_val_t al) {
   for (;;) {
     if (void* p = AlignedOrNull(static_cast<size_t>(al), size)) return p;
-    std::new_handler handler = std::get_new_handler();
-    if (handler == nullptr) throw std::bad_alloc();
+    std::new_handler handler = NewHandler();
+    if (handler == nullptr) ThrowBadAlloc();
     handler();
   }
 }

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <new>
 
+#include "mf2/base.h"
 #include "mf2/block.h"
 #include "mf2/large.h"
 #include "mf2/policy.h"
@@ -32,12 +33,12 @@ uint32_t FindRun(uint64_t used, uint32_t slices) {
 
 }  // namespace
 
-OsPageSource& OsPageSource::Global() {
-  // Never destroyed: blocks are freed by static destructors and after them.
-  alignas(OsPageSource) static unsigned char storage[sizeof(OsPageSource)];
-  static OsPageSource* source = new (storage) OsPageSource();
-  return *source;
-}
+namespace {
+// Never destroyed: blocks are freed by static destructors and after them.
+MF2_CONSTINIT StaticObject<OsPageSource> g_os_source;
+}  // namespace
+
+OsPageSource& OsPageSource::Global() { return g_os_source.value; }
 
 void OsPageSource::Unlink(Segment* s) {
   if (s->prev != nullptr) {

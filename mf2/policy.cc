@@ -1,5 +1,6 @@
 #include "mf2/policy.h"
 
+#include <pthread.h>
 #include <strings.h>
 #include <sys/mman.h>
 
@@ -484,16 +485,15 @@ void Publish(const Policy* p) {
 void internal::InitErrorMode() { GetPolicy(); }
 
 const Policy& policy_internal::InitPolicy() {
-  // A function-local static: runs exactly once even if two threads race to the first call (the
-  // guard is a futex, no allocation).
-  static const bool done = [] {
+  // Exactly once even if two threads race to the first call (pthread_once: a futex, no
+  // allocation; a function-local static would need the C++ runtime's guard, tools/mf2.bzl).
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, [] {
     g_initial = PolicyFromEnvironment(2);
     Publish(&g_initial);
     if (g_initial.verbose) PrintOptions(g_initial, 2);
-    return true;
-  }();
-  (void)done;
-  // Acquire: pairs with the release above or with a later OptionSet's.
+  });
+  // Acquire: pairs with the release in Publish or with a later OptionSet's.
   return *g_current.load(std::memory_order_acquire);
 }
 

@@ -76,6 +76,23 @@ same handoff "$td/handoff"
 same fork_while_allocating "$td/fork_while_allocating"
 same tls_teardown "$td/tls_teardown"
 
+# operator new's failure: std::bad_alloc and the new-handler as under glibc, through the weak
+# references to the C++ runtime in MF2's shared library (mf2/malloc_shim.cc).
+same new_failure "$td/new_failure"
+# A C program: MF2 brings no C++ runtime into it (the shared library needs only libc) ...
+same no_cxx_runtime_maps "$td/no_cxx_runtime" maps
+# ... and its operator new, called there anyway, reports that it cannot throw and aborts.
+LD_PRELOAD="$lib" "$td/no_cxx_runtime" new >"$tmp/nocxx.out" 2>&1
+rc=$?
+if [ $rc -ne 0 ] &&
+    grep -q "^mf2: operator new: out of memory, and the process has no C++ runtime" "$tmp/nocxx.out"
+then
+  pass "no_cxx_runtime new: $(grep -m1 '^mf2:' "$tmp/nocxx.out")"
+else
+  fail "no_cxx_runtime new (exit $rc)"
+  cat "$tmp/nocxx.out"
+fi
+
 # MF2's own test binaries, their allocations (gtest, std::) served by the preloaded MF2.
 for t in size_class_test page_source_test heap_test mf2_test; do
   if LD_PRELOAD="$lib" "$PWD/mf2/$t" >"$tmp/$t.log" 2>&1; then

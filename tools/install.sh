@@ -192,14 +192,14 @@ for sym in malloc free calloc realloc _Znwm _ZdlPv; do
 done
 
 # --- pkg-config and CMake. ---
-# A static link also needs the archive's own link flags (-pthread) and the C++ runtime (the shim's
-# operator new throws std::bad_alloc); a shared link gets both through libmf2.so's DT_NEEDED.
+# A static link also needs the archive's own link flags (-pthread). Neither link needs the C++
+# runtime: the shim reaches the new-handler and std::bad_alloc through weak references, bound in
+# a C++ program, which links the runtime anyway (mf2/malloc_shim.cc).
 private=$(tr '\n' ' ' <"$link_flags" | sed 's/  */ /g; s/ $//')
-private="${private:+$private }-lstdc++"
 cat >"$stage/lib/pkgconfig/mf2.pc" <<EOF
 # MF2 $version. Shared (default): the program's malloc becomes MF2's.
 # Static: gcc ... \$(pkg-config --static --cflags --libs mf2) -static, or link
-# \${libdir}/libmf2.a and then \$(pkg-config --static --libs-only-other mf2) -lstdc++.
+# \${libdir}/libmf2.a and then \$(pkg-config --static --libs-only-other mf2).
 prefix=\${pcfiledir}/../..
 libdir=\${prefix}/lib
 includedir=\${prefix}/include

@@ -35,6 +35,22 @@ MF2_COPTS = _LANGUAGE + select({
     "//conditions:default": [],
 })
 
+# The allocator's own libraries (mf2/BUILD: the engine, the API, the malloc shim) use no C++
+# runtime: no exceptions, no RTTI, no guarded function-local statics (mf2/base.h, StaticObject),
+# and operator new reaches the new-handler and std::bad_alloc through weak references
+# (mf2/malloc_shim.cc). So the shared library needs only libc, and a C program that preloads it
+# maps no libstdc++. Tests and benchmarks keep both. Under --config=ubsan our objects keep RTTI:
+# its vptr check, compiled into the white-box tests, needs the type_info of the classes they call.
+MF2_NO_CXX_RUNTIME = [
+    "-fno-exceptions",
+    # std::bad_alloc from operator new, and whatever a new-handler throws, unwind through our
+    # frames: keep their unwind tables (the x86-64 default) on every target.
+    "-funwind-tables",
+] + select({
+    "//tools:ubsan": [],
+    "//conditions:default": ["-fno-rtti"],
+})
+
 # Our code is optimised lightly outside -c opt (sanitizer runs and stress tests stay fast);
 # -c opt keeps the toolchain's -O2.
 _OPT = select({

@@ -186,11 +186,15 @@ install_consumers() {
   gcc "$src" $(pkg-config --cflags mf2) -static $(pkg-config --static --libs mf2) \
     -o "$work/c_static" || return 1
   "$work/c_static" || return 1
-  echo "== gcc main.c libmf2.a, dynamically linked otherwise (Libs.private)"
+  echo "== gcc main.c libmf2.a, dynamically linked otherwise (Libs.private; no C++ runtime)"
   # shellcheck disable=SC2046
   gcc "$src" $(pkg-config --cflags mf2) "$prefix/lib/libmf2.a" \
-    $(pkg-config --static --libs-only-other mf2) -lstdc++ -o "$work/c_archive" || return 1
+    $(pkg-config --static --libs-only-other mf2) -o "$work/c_archive" || return 1
+  ! ldd "$work/c_archive" | grep libstdc++ || return 1
   "$work/c_archive" || return 1
+  echo "== the shared library needs only libc"
+  readelf -d "$prefix/lib/libmf2.so" | grep NEEDED
+  [ "$(readelf -d "$prefix/lib/libmf2.so" | grep -c NEEDED)" = 1 ] || return 1
   echo "== cmake examples/cmake with find_package(mf2)"
   cmake -S "$ROOT/examples/cmake" -B "$work/cmake" -DCMAKE_PREFIX_PATH="$prefix" \
     -DCMAKE_C_COMPILER=gcc -DCMAKE_CXX_COMPILER=g++ || return 1
