@@ -39,15 +39,16 @@ MF2_COPTS = _LANGUAGE + select({
 # runtime: no exceptions, no RTTI, no guarded function-local statics (mf2/base.h, StaticObject),
 # and operator new reaches the new-handler and std::bad_alloc through weak references
 # (mf2/malloc_shim.cc). So the shared library needs only libc, and a C program that preloads it
-# maps no libstdc++. Tests and benchmarks keep both. Under --config=ubsan our objects keep RTTI:
-# its vptr check, compiled into the white-box tests, needs the type_info of the classes they call.
+# maps no libstdc++. Tests and benchmarks keep both. Under --config=ubsan and --config=fuzz our
+# objects keep RTTI (`--define=mf2_rtti=1`): UBSan's vptr check, compiled into the white-box tests
+# and fuzz targets, needs the type_info of the classes they call.
 MF2_NO_CXX_RUNTIME = [
     "-fno-exceptions",
     # std::bad_alloc from operator new, and whatever a new-handler throws, unwind through our
     # frames: keep their unwind tables (the x86-64 default) on every target.
     "-funwind-tables",
 ] + select({
-    "//tools:ubsan": [],
+    "//tools:rtti": [],
     "//conditions:default": ["-fno-rtti"],
 })
 
