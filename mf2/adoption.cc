@@ -1,7 +1,5 @@
 #include "mf2/adoption.h"
 
-#include <new>
-
 #include "mf2/base.h"
 #include "mf2/check.h"
 
