@@ -10,7 +10,7 @@
 // library are tagged noasan/notsan/noubsan-free and run in the plain and optimised configs.
 //
 // The C++ runtime is used weakly (below): the shared library needs only libc, so a C program
-// that preloads it maps no libstdc++ (half of a small C program's resident memory, and a third of
+// that preloads it maps no libstdc++ (half of a small C program's resident memory, and a quarter of
 // its start-up time: bench/RESULTS.md), and a C++ program, which has the runtime loaded, gets the
 // new-handler and std::bad_alloc as the standard says. MF2's libraries are built without
 // exceptions and RTTI (MF2_NO_CXX_RUNTIME, tools/mf2.bzl).
