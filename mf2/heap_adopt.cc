@@ -29,7 +29,11 @@ bool Heap::OwnerIdle_mt(uint64_t now_ns, uint64_t threshold_ns, uint64_t* idle_i
     xidle_probe_.store((epoch << 40) | now_us | (probe == 0 && now_us == 0 ? 1 : 0),
                        std::memory_order_relaxed);
   } else {
-    idle_for_ns = ((now_us - (probe & kTimeMask)) & kTimeMask) * 1000;
+    // An observer whose clock reading came after ours may have stored the probe: its time is
+    // later than now_us, and the masked difference wraps to almost 2^40 us. That is "just now":
+    // idle for no time yet, not for 12 days.
+    const uint64_t since_us = (now_us - (probe & kTimeMask)) & kTimeMask;
+    idle_for_ns = since_us < (kTimeMask >> 1) ? since_us * 1000 : 0;
   }
   if (idle_for_ns >= threshold_ns) return true;
   // Without another slow path, the owner is idle in (threshold - idle so far).

@@ -167,7 +167,7 @@ bool Starved() {
       g_state.load(std::memory_order_relaxed) != kRunning) {
     return false;
   }
-  return NowNs() - g_notified_ns.load(std::memory_order_relaxed) > kStarvedNs;
+  return WaitedTooLong(NowNs(), g_notified_ns.load(std::memory_order_relaxed));
 }
 
 bool Available() {

@@ -56,6 +56,14 @@ void NotifyIfRunning();
 // freeing threads sweep idle owners themselves again. One relaxed load while nothing waits.
 bool Starved();
 inline constexpr uint64_t kStarvedNs = 100'000'000;  // 100 ms
+// Starved()'s test of the time of the pending notification, `notified_ns`, against a clock
+// reading `now_ns` (both NowNs()). Another thread may store a notification time later than our
+// reading (the reclaimer cleared the notification and someone notified again in between): that
+// is a fresh notification. Unsigned, now_ns - notified_ns would wrap around to an age of
+// centuries, and a freeing thread would sweep an owner itself as if the reclaimer had starved.
+constexpr bool WaitedTooLong(uint64_t now_ns, uint64_t notified_ns) {
+  return now_ns > notified_ns && now_ns - notified_ns > kStarvedNs;
+}
 
 // Whether the background reclaimer sweeps (MF2_BACKGROUND_RECLAIM on, and its thread running or
 // not started yet): freeing threads then leave sweeps to it.

@@ -16,6 +16,7 @@
 #include "mf2/large.h"
 #include "mf2/mf2.hpp"
 #include "mf2/testing/scoped_policy.h"
+#include "mf2/testing/test_heaps.h"
 #include "mf2/thread_heap.h"
 
 namespace mf2 {
@@ -292,6 +293,38 @@ TEST(Reclaimer, WithoutDecayTheCacheStays) {
   EXPECT_GT(cached, 0u);
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   EXPECT_EQ(GetStats().bytes_cached_spans, cached);
+}
+
+// Starved() reads the clock, then the time of the pending notification, which another thread
+// may store in between (the reclaimer cleared the notification and someone notified again): that
+// newer time, later than the clock reading, is a fresh notification, not an age that wrapped
+// around (which made a freeing thread sweep an owner itself, as if the reclaimer had starved).
+TEST(Reclaimer, ANotificationNewerThanTheClockReadingIsNotStarved) {
+  const uint64_t now = uint64_t{1} << 40;  // about 18 minutes of CLOCK_MONOTONIC
+  EXPECT_FALSE(reclaimer::WaitedTooLong(now, now + 1));
+  EXPECT_FALSE(reclaimer::WaitedTooLong(now, now + reclaimer::kStarvedNs + 1));
+  EXPECT_FALSE(reclaimer::WaitedTooLong(now, now));
+  EXPECT_FALSE(reclaimer::WaitedTooLong(now + reclaimer::kStarvedNs, now));
+  EXPECT_TRUE(reclaimer::WaitedTooLong(now + reclaimer::kStarvedNs + 1, now));
+}
+
+// The same for an owner's idle clock (Heap::OwnerIdle_mt): the first observer of an epoch stores
+// its clock reading; an observer whose own reading was earlier must not see an idle time that
+// wrapped around (it made an owner that had just allocated count as idle for 12 days).
+TEST(Reclaimer, AnIdleProbeNewerThanTheClockReadingIsNotIdle) {
+  testing::TestHeaps heaps;
+  Heap* owner = heaps.Acquire();
+  const uint64_t first = uint64_t{1} << 40;  // ns
+  const uint64_t threshold = 10'000'000;     // 10 ms
+  uint64_t idle_in = 0;
+  EXPECT_FALSE(owner->OwnerIdle_mt(first, threshold, &idle_in)) << "first sight starts the clock";
+  EXPECT_EQ(idle_in, threshold);
+  // Another observer read the clock 1 ms before the first one stored its probe.
+  EXPECT_FALSE(owner->OwnerIdle_mt(first - 1'000'000, threshold, &idle_in));
+  EXPECT_EQ(idle_in, threshold) << "a reading older than the probe: idle for no time yet";
+  EXPECT_FALSE(owner->OwnerIdle_mt(first + 4'000'000, threshold, &idle_in));
+  EXPECT_EQ(idle_in, 6'000'000u);
+  EXPECT_TRUE(owner->OwnerIdle_mt(first + threshold, threshold));
 }
 
 }  // namespace
