@@ -79,14 +79,21 @@ void* AlignedOrNull(size_t alignment, size_t size) {
   return mf2::ThreadHeap()->AllocateAligned(alignment, size);
 }
 
-// operator new failed: call the new-handler until it gives up, then throw.
-MF2_NOINLINE void* NewSlow(size_t size) {
+// What every throwing operator new does after its first try failed: `allocate()` again after
+// each call of the new-handler, until it succeeds or there is no handler; then std::bad_alloc.
+template <typename Allocate>
+MF2_ALWAYS_INLINE void* RetryOrThrow(Allocate allocate) {
   for (;;) {
-    if (void* p = Malloc(size)) return p;
+    if (void* p = allocate()) return p;
     std::new_handler handler = NewHandler();
     if (handler == nullptr) ThrowBadAlloc();
     handler();
   }
+}
+
+// operator new's slow way (everything but a cached block; the first try is Allocate's).
+MF2_NOINLINE void* NewSlow(size_t size) {
+  return RetryOrThrow([size] { return Malloc(size); });
 }
 
 // A cached block, or NewSlow (which allocates through Allocate): no frame (heap.h).
@@ -95,12 +102,7 @@ MF2_ALWAYS_INLINE void* NewOrThrow(size_t size) {
 }
 
 void* NewAlignedOrThrow(size_t size, std::align_val_t al) {
-  for (;;) {
-    if (void* p = AlignedOrNull(static_cast<size_t>(al), size)) return p;
-    std::new_handler handler = NewHandler();
-    if (handler == nullptr) ThrowBadAlloc();
-    handler();
-  }
+  return RetryOrThrow([size, al] { return AlignedOrNull(static_cast<size_t>(al), size); });
 }
 
 }  // namespace
