@@ -18,39 +18,45 @@ lines added above a hunk move it). Python 3 standard library only.
 import argparse
 import glob
 import os
+import re
 import sys
 import tempfile
 
 PATCH_GLOBS = ("tools/mutants/*.patch", "bench/variants/*.patch")
+HUNK = re.compile(r"^@@ -\d+(?:,(\d+))? \+\d+(?:,(\d+))? @@")
 
 
 def hunks(patch_text):
-    """Yields (path, old_lines) for every hunk of a unified diff."""
+    """Yields (path, old_lines) for every hunk of a unified diff. A hunk's header gives how many
+    old-side and new-side lines follow, so its body is read by count: a removed source line that
+    begins with "-- " (a "--- " line in the patch) is not taken for a file header."""
+    lines = patch_text.splitlines()
     path = None
-    old = None
-    for line in patch_text.splitlines():
-        if line.startswith(("diff ", "--- ", "+++ ", "index ")):
-            if old is not None:  # the previous file's last hunk ends here
-                yield path, old
-                old = None
-            if line.startswith("+++ "):
-                name = line[4:].split("\t")[0]
-                path = name[2:] if name.startswith("b/") else name
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        i += 1
+        if line.startswith("+++ "):
+            name = line[4:].split("\t")[0]
+            path = name[2:] if name.startswith("b/") else name
             continue
-        if line.startswith("@@"):
-            if old is not None:
-                yield path, old
-            old = []
-            continue
-        if old is None:
-            continue  # a header comment before the diff
-        if line.startswith(" ") or line.startswith("-"):
-            old.append(line[1:])
-        elif line == "":
-            old.append("")  # an empty context line whose leading space an editor dropped
-        elif line.startswith("\\"):
-            continue  # "\ No newline at end of file"
-    if old is not None:
+        m = HUNK.match(line)
+        if not m:
+            continue  # a header comment, `diff`, `index` or `---` line
+        old_left = int(m.group(1)) if m.group(1) is not None else 1
+        new_left = int(m.group(2)) if m.group(2) is not None else 1
+        old = []
+        while (old_left > 0 or new_left > 0) and i < len(lines):
+            body = lines[i]
+            i += 1
+            if body.startswith("\\"):
+                continue  # "\ No newline at end of file"
+            kind, text = (body[0], body[1:]) if body else (" ", "")  # "": a stripped context line
+            if kind in " -":
+                old.append(text)
+                old_left -= 1
+            if kind in " +":
+                new_left -= 1
         yield path, old
 
 
@@ -104,7 +110,12 @@ def self_test():
             f.write("int c() {\n  return 5;\n}\n")
         two_files = good + ("diff --git a/src/b.cc b/src/b.cc\n--- a/src/b.cc\n+++ b/src/b.cc\n"
                             "@@ -1,3 +1,3 @@\n int c() {\n-  return 5;\n+  return 6;\n }\n")
-        cases = [(good, 0), (stale, 1), (missing, 1), (two_files, 0)]
+        with open(os.path.join(d, "src", "c.sql"), "w", encoding="utf-8") as f:
+            f.write("SELECT 1;\n-- a comment\nSELECT 2;\n")
+        dashes = ("--- a/src/c.sql\n+++ b/src/c.sql\n@@ -1,3 +1,2 @@\n SELECT 1;\n"
+                  "--- a comment\n SELECT 2;\n")
+        cases = [(good, 0), (stale, 1), (missing, 1), (two_files, 0), (dashes, 0),
+                 (dashes.replace("--- a comment", "--- another comment"), 1)]
         for i, (text, want) in enumerate(cases):
             path = os.path.join(d, f"p{i}.patch")
             with open(path, "w", encoding="utf-8") as f:
@@ -113,8 +124,8 @@ def self_test():
             if got != want:
                 print(f"patches_check self-test: case {i}: {got} problems, expected {want}")
                 return 1
-    print("patches_check self-test: good patches (one file, two files) pass, a stale one and a "
-          "missing file are reported")
+    print("patches_check self-test: good patches (one file, two files, a removed line that "
+          "begins with '-- ') pass, stale ones and a missing file are reported")
     return 0
 
 
