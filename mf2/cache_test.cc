@@ -1,6 +1,9 @@
 // Deterministic tests of the per-thread caches in front of the pages (heap.h, "caches"): how deep
 // they start, how they grow, and the budget that bounds them. One OS thread, explicit
 // heaps. (stress/cache_stress_test.cc drives the caches from many threads.)
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -332,6 +335,39 @@ size_t ExpectNoGrowth(void (*set)(Policy*), uint32_t cap) {
 TEST(CacheTest, NoGrowthWithoutBudgetAndNoCacheWhenOff) {
   EXPECT_GT(ExpectNoGrowth([](Policy* p) { p->cache_heap_bytes = 0; }, 2), 0u);
   EXPECT_EQ(ExpectNoGrowth([](Policy* p) { p->cache_class_bytes = 0; }, 0), 0u);
+}
+
+// Pages of [p, p + bytes) that are resident (mincore); `p` is page-aligned.
+size_t ResidentPages(const void* p, size_t bytes) {
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  std::vector<unsigned char> in((bytes + page - 1) / page);
+  EXPECT_EQ(mincore(const_cast<void*>(p), bytes, in.data()), 0);
+  size_t n = 0;
+  for (unsigned char c : in) n += c & 1;
+  return n;
+}
+
+// A new heap writes its own fields, not its caches' slots: a slot page becomes resident when a
+// class on it first caches blocks. When the slots were inline and the heap's constructor wrote
+// them all, every heap made 48 KiB resident however few classes its thread used (bench/
+// RESULTS.md, "What a thread costs in memory").
+TEST(CacheTest, ANewHeapWritesNoCacheSlotsUntilItCaches) {
+  TestHeaps heaps;
+  Heap* h = HeapRegistry::Global().AcquireNewHeap(&heaps.source());
+  ASSERT_NE(h, nullptr);
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  const size_t mapped = sizeof(Heap) + sizeof(Heap::SlotStorage);
+  const size_t fields = (sizeof(Heap) + page - 1) / page;  // the last one holds slots too
+  const size_t made = ResidentPages(h, mapped);
+  EXPECT_LE(made, fields) << "the constructor wrote slots beyond the heap's own pages";
+  EXPECT_LE(made * page, size_t{16} << 10) << "a new heap makes at most 16 KiB resident";
+  void* p = h->Allocate(64);  // the refill caches blocks of one class
+  ASSERT_NE(p, nullptr);
+  ASSERT_GT(h->cache(SizeToClass(64)).n, 0u);
+  EXPECT_LE(ResidentPages(h, mapped), made + 1) << "one class's slots lie on one page";
+  h->Free(p);
+  h->CheckInvariants(true);
+  HeapRegistry::Global().ReleaseHeap(h);
 }
 
 }  // namespace

@@ -18,9 +18,10 @@ namespace mf2 {
 
 std::atomic<Heap::FreeDetachedHook> Heap::free_detached_hook_for_testing{nullptr};
 
-Heap::Heap(PageSource* source, HeapRegistry* registry, uint32_t id)
+Heap::Heap(PageSource* source, HeapRegistry* registry, uint32_t id, SlotStorage* slots)
     : key_(CanaryKey()), source_(source), registry_(registry), id_(id) {
   FillDirect();
+  for (uint32_t k = 0; k < kNumClasses; ++k) cache_[k].slot = slots->slot[k];
   ConfigureCaches();
 }
 

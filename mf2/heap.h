@@ -95,7 +95,9 @@
 // count and the sweep handshake.
 //
 // Invariants (CheckInvariants):
-//   caches: 0 <= n <= cap <= kCacheSlots for every class; 1 <= carve_limit_[k] <= kCacheSlots
+//   caches: 0 <= n <= cap <= kCacheSlots for every class; slot == the class's array of the
+//     heap's SlotStorage, kSlotStride apart (nullptr and cap == 0 in a sentinel);
+//     1 <= carve_limit_[k] <= kCacheSlots
 //     (but 0 in a sentinel, which never refills); cache_cap_bytes_ == sum of cap * size
 //     >= cache_initial_bytes_ (caps only grow), and <= cache_grow_budget_ (the initial capacity,
 //     or the largest CacheBudget() a cache grew within); each cached block is a
@@ -155,11 +157,24 @@ class Heap {
     // where the shared table cost it three instructions to form the entry's address. Class 0's
     // (0, 0) passes no offset (a slice that serves no class).
     ClassDiv div = {0, 0};
-    void* slot[kCacheSlots] = {};
+    // The class's array in the heap's SlotStorage, constant after the heap is made; nullptr in
+    // a sentinel, whose caps are 0 (nothing is ever cached there). A pointer, not slots inline:
+    // a heap's caches are written only where its thread caches, and one more load from the line
+    // that holds `n` is all it costs (see SlotStorage).
+    void** slot = nullptr;
   };
-  static_assert(sizeof(Magazine) == 512, "a power of two: the class index scales by a shift");
-  static_assert(offsetof(Magazine, div) + sizeof(ClassDiv) <= 64,
-                "n, cap and the block-start test share the magazine's first cache line");
+  static_assert(sizeof(Magazine) == 32, "a power of two: the class index scales by a shift");
+  static_assert(64 % sizeof(Magazine) == 0, "a magazine never straddles a cache line");
+  // Where the caches' blocks are: kCacheSlots per class, each class's array on its own cache
+  // lines. It is mapped with the heap and follows it (HeapRegistry::AcquireNewHeap), created
+  // without being written: a thread that caches blocks of a few classes makes a few of its pages
+  // resident, not all 40 KiB (bench/many_threads.cc: a heap whose caches were inline made 48 KiB
+  // resident when it was made, as its constructor wrote them).
+  static constexpr uint32_t kSlotStride = 64;
+  static_assert(kCacheSlots <= kSlotStride, "a class's slots fit its stride");
+  struct SlotStorage {
+    void* slot[kNumClasses][kSlotStride];  // no initialiser: created without a write
+  };
 
   // Remote frees held back: blocks freed by this heap's thread into pages of other heaps, linked
   // per page (canary kOnRemote, counted in their page's used()) and pushed onto the page's remote
@@ -210,7 +225,8 @@ class Heap {
         id_(~0u) {
     FillDirect();
   }
-  Heap(PageSource* source, HeapRegistry* registry, uint32_t id);
+  // `slots`: the heap's own, created (not written) in memory mapped with it, never shared.
+  Heap(PageSource* source, HeapRegistry* registry, uint32_t id, SlotStorage* slots);
   Heap(const Heap&) = delete;
   Heap& operator=(const Heap&) = delete;
 
@@ -672,10 +688,6 @@ class Heap {
     for (uint32_t k = 0; k < kNumClasses; ++k) cache_[k].div = kClassDiv.div[k];
   }
   Magazine* direct_[kDirectEntries] = {};
-  // Keeps cache_ at page offset 0x240 (heaps are page-aligned), where it was before direct_
-  // grew: without it cache_[7] starts a page, and its slots' stores would share page offsets
-  // with the first line's fields that every operation loads (4K aliasing).
-  unsigned char pad_direct_[64] = {};
   Magazine cache_[kNumClasses];
   const SentinelAllocate sentinel_allocate_ = nullptr;
   const SentinelRemoteFree sentinel_remote_free_ = nullptr;
@@ -763,7 +775,9 @@ struct HeapLayout {
                     offsetof(Heap, xidle_probe_) / kLine == offsetof(Heap, xwhole_unswept_) / kLine,
                 "idle reclamation's line: whole count, sweep flags and the observers' probe");
   static_assert(offsetof(Heap, xpending_) % kLine == 0, "the pending queue's head on its own line");
-  static_assert(offsetof(Heap, cache_) % 4096 == 0x240, "pad_direct_: cache_ at page offset 0x240");
+  static_assert(offsetof(Heap, cache_) % kLine == 0, "magazines do not straddle lines");
+  static_assert(sizeof(Heap) % alignof(Heap::SlotStorage) == 0,
+                "a SlotStorage mapped right after its heap is aligned");
 };
 #pragma GCC diagnostic pop
 

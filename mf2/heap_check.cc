@@ -41,6 +41,12 @@ void Heap::CheckInvariants(bool quiescent) const {
   }
   MF2_CHECK(cache_[0].n == 0 && cache_[0].cap == 0 && cache_[0].div.limit == 0,
             "class 0's cache holds nothing and its block-start test passes no offset");
+  for (uint32_t k = 0; k < kNumClasses; ++k) {
+    MF2_CHECK(is_sentinel() ? cache_[k].slot == nullptr && cache_[k].cap == 0
+                            : cache_[k].slot == cache_[0].slot + size_t{k} * kSlotStride &&
+                                  cache_[k].slot != nullptr,
+              "slot: the class's array of the heap's SlotStorage (none in a sentinel)");
+  }
   for (uint32_t k = 1; k < kNumClasses; ++k) {
     const Magazine& m = cache_[k];
     MF2_CHECK(m.n <= m.cap && m.cap <= kCacheSlots, "0 <= n <= cap <= kCacheSlots");
