@@ -37,7 +37,10 @@ void Heap::CheckInvariants(bool quiescent) const {
   MF2_CHECK(move_to_ == nullptr || (!abandoned() && !is_sentinel() && !helper_),
             "only a live thread's own heap moves");
   for (uint32_t i = 0; i < kDirectEntries; ++i) {
-    MF2_CHECK(direct_[i] == &cache_[DirectClass(i)], "direct_[i] == &cache_[DirectClass(i)]");
+    MF2_CHECK(direct_[i] == DirectOffset(i) &&
+                  DirectOffset(i) == reinterpret_cast<const char*>(&cache_[DirectClass(i)]) -
+                                         reinterpret_cast<const char*>(this),
+              "direct_[i]: the offset of cache_[DirectClass(i)]");
   }
   MF2_CHECK(cache_[0].n == 0 && cache_[0].cap == 0 && cache_[0].div.limit == 0,
             "class 0's cache holds nothing and its block-start test passes no offset");
