@@ -177,6 +177,12 @@ class Heap {
     void* slot[kNumClasses][kSlotStride];  // no initialiser: created without a write
   };
 
+ private:
+  // The caches' counters, first in the heap: free forms a class's cache as heap + (class << 5),
+  // one instruction fewer than with an offset to add (free 51 -> 50 instructions).
+  alignas(64) Magazine cache_[kNumClasses];
+
+ public:
   // Remote frees held back: blocks freed by this heap's thread into pages of other heaps, linked
   // per page (canary kOnRemote, counted in their page's used()) and pushed onto the page's remote
   // stack with one CAS once kRemoteBatch of them wait, when another page needs the slot, at this
@@ -702,7 +708,6 @@ class Heap {
 #pragma GCC diagnostic pop
   static_assert(kNumClasses * sizeof(Magazine) <= UINT16_MAX, "cache offsets fit direct_");
   uint16_t direct_[kDirectEntries] = {};
-  alignas(64) Magazine cache_[kNumClasses];
   const SentinelAllocate sentinel_allocate_ = nullptr;
   const SentinelRemoteFree sentinel_remote_free_ = nullptr;
   bool helper_ = false;
@@ -778,10 +783,12 @@ class Heap {
 #pragma GCC diagnostic ignored "-Winvalid-offsetof"
 struct HeapLayout {
   static constexpr size_t kLine = 64;
-  static_assert(offsetof(Heap, key_) < kLine && offsetof(Heap, direct_) < kLine &&
-                    offsetof(Heap, xpark_) < kLine && offsetof(Heap, xbusy_) < kLine,
+  static_assert(offsetof(Heap, key_) / kLine == offsetof(Heap, direct_) / kLine &&
+                    offsetof(Heap, xpark_) / kLine == offsetof(Heap, key_) / kLine &&
+                    offsetof(Heap, xbusy_) / kLine == offsetof(Heap, key_) / kLine,
                 "the fast paths' first accesses (key, park state, busy flag, cache offsets) on "
-                "the heap's first line");
+                "one line");
+  static_assert(offsetof(Heap, cache_) == 0, "free adds no offset to a class's cache");
   static_assert(offsetof(Heap, xslow_epoch_) % kLine == 0 &&
                     offsetof(Heap, xpage_bytes_) / kLine == offsetof(Heap, xslow_epoch_) / kLine,
                 "the gates' line: slow-path epoch, partial mask and page counts together");
