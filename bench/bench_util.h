@@ -12,6 +12,7 @@
 
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdint>
@@ -67,6 +68,17 @@ inline long PeakRssKib() {
   rusage usage;
   if (getrusage(RUSAGE_SELF, &usage) != 0) return -1;
   return usage.ru_maxrss;
+}
+
+// Resident set size of this process now, in KiB (/proc/self/statm's second field); -1 when it
+// cannot be read.
+inline long CurrentRssKib() {
+  FILE* f = std::fopen("/proc/self/statm", "r");
+  if (f == nullptr) return -1;
+  long size = 0, resident = -1;
+  if (std::fscanf(f, "%ld %ld", &size, &resident) != 2) resident = -1;
+  std::fclose(f);
+  return resident < 0 ? -1 : resident * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
 // Parses argv[index] as a number, or returns `fallback` when the argument is absent. Exits with a

@@ -13,7 +13,9 @@
 //
 // Output: `Throughput = N threads per second` (threads created, run and joined / elapsed; not the
 // point of this program), `kib_per_thread = K` ((peak RSS - the same program's RSS before the
-// threads start) / threads), then the common footer (bench_util.h).
+// threads start) / threads), `kib_per_exited_thread = E` ((RSS once every thread has been joined
+// - RSS before) / threads: what the allocator keeps for threads that are gone, MF2's idle heaps
+// among it), then the common footer (bench_util.h).
 #include <pthread.h>
 
 #include <atomic>
@@ -60,6 +62,7 @@ int main(int argc, char** argv) {
   pthread_attr_init(&attr);
   pthread_attr_setstacksize(&attr, 64 << 10);
   const long rss_before = mf2_bench::PeakRssKib();
+  const long current_before = mf2_bench::CurrentRssKib();
   const double start = mf2_bench::NowSeconds();
   for (int t = 0; t < threads; ++t) {
     if (pthread_create(&ids[t], &attr, Run, nullptr) != 0) {
@@ -71,11 +74,14 @@ int main(int argc, char** argv) {
   g_go.store(true, std::memory_order_release);
   for (int t = 0; t < threads; ++t) pthread_join(ids[t], nullptr);
   const double elapsed = mf2_bench::NowSeconds() - start;
+  const long current_after = mf2_bench::CurrentRssKib();
   pthread_attr_destroy(&attr);
   std::free(ids);
   std::printf("Throughput = %.0f threads per second\n", threads / elapsed);
   std::printf("kib_per_thread = %.1f\n",
               static_cast<double>(mf2_bench::PeakRssKib() - rss_before) / threads);
+  std::printf("kib_per_exited_thread = %.1f\n",
+              static_cast<double>(current_after - current_before) / threads);
   mf2_bench::PrintFooter(elapsed);
   return 0;
 }

@@ -370,5 +370,37 @@ TEST(CacheTest, ANewHeapWritesNoCacheSlotsUntilItCaches) {
   HeapRegistry::Global().ReleaseHeap(h);
 }
 
+// A heap released while HeapRegistry::kWarmIdleHeaps others are idle (a program whose threads
+// came and went) returns the pages of its cache slots to the OS; before, every idle heap kept
+// the slot pages its thread had used.
+TEST(CacheTest, AHeapReleasedAmongManyIdleOnesReturnsItsSlotPages) {
+  TestHeaps heaps;
+  HeapRegistry& registry = HeapRegistry::Global();
+  std::vector<Heap*> others;
+  for (uint32_t i = 0; i < HeapRegistry::kWarmIdleHeaps; ++i) {
+    others.push_back(registry.AcquireNewHeap(&heaps.source()));
+    ASSERT_NE(others.back(), nullptr);
+  }
+  for (Heap* o : others) registry.ReleaseHeap(o);
+  ASSERT_GE(registry.idle_count(), HeapRegistry::kWarmIdleHeaps);
+
+  Heap* h = registry.AcquireNewHeap(&heaps.source());
+  ASSERT_NE(h, nullptr);
+  for (size_t size = 16; size <= 16384; size *= 2) {  // caches of 11 classes, all over the slots
+    void* p = h->Allocate(size);
+    ASSERT_NE(p, nullptr);
+    h->Free(p);
+  }
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  const char* slots = reinterpret_cast<const char*>(h->cache(0).slot);
+  const char* first = reinterpret_cast<const char*>(
+      (reinterpret_cast<uintptr_t>(slots) + page - 1) & ~(page - 1));
+  const size_t bytes = static_cast<size_t>(slots + sizeof(Heap::SlotStorage) - first);
+  ASSERT_GE(ResidentPages(first, bytes), 2u) << "the caches' slots were written";
+  registry.ReleaseHeap(h);
+  EXPECT_EQ(ResidentPages(first, bytes), 0u) << "an idle heap among many keeps no slot page";
+  registry.CheckAll(true);
+}
+
 }  // namespace
 }  // namespace mf2

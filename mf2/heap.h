@@ -439,6 +439,11 @@ class Heap {
   // Owner at thread exit: flush the caches, collect, release empty pages, mark abandoned. Keeps
   // the claim.
   void Abandon();
+  // Owner (claim holder) of an abandoned heap, whose caches are empty: returns the pages of its
+  // SlotStorage to the OS (madvise(MADV_DONTNEED)). Nothing is lost: a slot is read only below
+  // its cache's `n`, so only after a new owner wrote it, and the pages come back as zeros when
+  // it does. The first page, shared with the heap's own fields, stays.
+  void ReleaseSlotPages();
   // A new owner that claimed an abandoned heap (or a new heap's creator) takes it over: caches
   // sized from the policy in force.
   void TakeOver();

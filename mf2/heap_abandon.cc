@@ -4,6 +4,9 @@
 // pages, and one page of the class from its partial list).
 // The owner's algorithm is in heap.cc; adoption from live owners and idle sweeps in
 // heap_adopt.cc; the checks in heap_check.cc.
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <cstdint>
 
 #include "mf2/adoption.h"
@@ -84,6 +87,19 @@ void Heap::Abandon() {
   ReleaseRetainedEmpties();
   MF2_STAT_INC(stats_, heaps_abandoned);
   EndOp();
+}
+
+void Heap::ReleaseSlotPages() {
+  MF2_CHECK(abandoned() && !is_sentinel(), "ReleaseSlotPages: an abandoned heap's");
+  for (uint32_t k = 0; k < kNumClasses; ++k) {
+    MF2_CHECK(cache_[k].n == 0, "ReleaseSlotPages: every cache is empty");
+  }
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t start = reinterpret_cast<uintptr_t>(cache_[0].slot);
+  const uintptr_t first = (start + page - 1) & ~(page - 1);
+  // The mapping ends at the page boundary after the storage (mmap maps whole pages).
+  const uintptr_t end = (start + sizeof(SlotStorage) + page - 1) & ~(page - 1);
+  if (first < end) madvise(reinterpret_cast<void*>(first), end - first, MADV_DONTNEED);
 }
 
 void Heap::TakeOver() {

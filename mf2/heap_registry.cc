@@ -68,6 +68,8 @@ Heap* HeapRegistry::AcquireNewHeap(PageSource* source) {
 
 void HeapRegistry::ReleaseHeap(Heap* heap) {
   heap->Abandon();
+  // Relaxed: a hint (see kWarmIdleHeaps); the heap is still claimed, so no one else touches it.
+  if (idle_count_.load(std::memory_order_relaxed) >= kWarmIdleHeaps) heap->ReleaseSlotPages();
   {
     MutexLock lock(&mu_);
     UnlinkThreadHeap(heap);

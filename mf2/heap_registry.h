@@ -85,6 +85,11 @@ class HeapRegistry {
   // Heaps that exist, and how many are idle.
   uint32_t heap_count();
   uint32_t idle_count() { return idle_count_.load(std::memory_order_relaxed); }
+  // A heap released while at least this many others are idle returns its cache slots' pages to
+  // the OS (Heap::ReleaseSlotPages): a program whose threads came and went keeps about 8 KiB per
+  // idle heap, not the slot pages its thread used too. Fewer idle heaps keep theirs: a program
+  // that replaces its threads one by one (thread churn) pays no system call for them.
+  static constexpr uint32_t kWarmIdleHeaps = 8;
 
   // fork(): hold the lock across fork.
   void PrepareFork() ABSL_NO_THREAD_SAFETY_ANALYSIS { mu_.Lock(); }
