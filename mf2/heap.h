@@ -804,6 +804,8 @@ struct HeapLayout {
   static_assert(offsetof(Heap, cache_) % kLine == 0, "magazines do not straddle lines");
   static_assert(sizeof(Heap) % alignof(Heap::SlotStorage) == 0,
                 "a SlotStorage mapped right after its heap is aligned");
+  static_assert(sizeof(Heap) <= 2 * 4096,
+                "a heap's own fields take at most two pages (docs/design.md, per-thread caches)");
 };
 #pragma GCC diagnostic pop
 
