@@ -800,10 +800,23 @@ void Heap::RebuildChain(RemoteChain* chain) {
   Block* tail = nullptr;
   uint32_t count = 0;
   uint32_t walked = 0;
+  // The blocks walked so far. Such a block, handed out again, may also have been freed again by
+  // this thread, while its first free was still held: it is in the chain twice, and its new link
+  // leads back into the chain. Taking it again would make the rebuilt chain a cycle.
+  const Block* seen[kRemoteBatch];
   for (Block* b = chain->head; b != nullptr;) {
+    bool again = false;
+    for (uint32_t i = 0; i < walked && !again; ++i) again = seen[i] == b;
+    if (MF2_PREDICT_FALSE(again)) {
+      internal::ReportError(ErrorKind::kDoubleFree, "free", b,
+                            "a block freed twice concurrently was handed out again and freed "
+                            "again while this thread still held its first free; returned once");
+      break;
+    }
     Block* next = LoadNext(b);
     // A block the owner freed again concurrently may be handed out by now and its link word
     // overwritten: follow a link only to a block start of the page, at most count of them.
+    if (walked < kRemoteBatch) seen[walked] = b;
     if (MF2_PREDICT_FALSE(++walked > chain->count ||
                           (next != nullptr &&
                            !page->IsBlockStart(reinterpret_cast<uintptr_t>(next))))) {

@@ -115,12 +115,16 @@ void Heap::CheckInvariants(bool quiescent) const {
               "an abandoned, sentinel or helper heap holds no remote free");
     uint32_t n = 0;
     const Block* last = nullptr;
+    const Block* seen[kRemoteBatch + 1];
     for (const Block* b = chain.head; b != nullptr && n <= kRemoteBatch; b = LoadNext(b)) {
       MF2_CHECK(chain.page->IsBlockStart(reinterpret_cast<uintptr_t>(b)),
                 "a held remote free is a block start of its chain's page");
       // kInCache: its owner freed it again concurrently (PushChain reports and drops it); such a
-      // block may even be handed out again, its link gone: stop the walk there.
-      const bool raced = LoadCanary(b) != Canary(b, kOnRemote);
+      // block may even be handed out again, its link gone, or freed again by this heap's thread
+      // while still held, so that it is in the chain twice (RebuildChain): stop the walk there.
+      bool raced = LoadCanary(b) != Canary(b, kOnRemote);
+      for (uint32_t i = 0; i < n && !raced; ++i) raced = seen[i] == b;
+      seen[n] = b;
       last = b;
       ++n;
       if (raced) {

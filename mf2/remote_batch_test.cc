@@ -292,5 +292,33 @@ TEST_F(RemoteBatchTest, AHeldChainWithABadLinkIsReportedAndCut) {
   EXPECT_EQ(heaps.source().outstanding(), 0u);
 }
 
+// The owner's racing free cached a held block, its malloc handed it out again, and the program
+// freed it again from this thread while the first free was still held: the block is in the chain
+// twice, its new link leading back into the chain. A concurrent double free of this shape made a
+// debug build's CheckInvariants fail on the cycle (mf2:lifecycle_preload_test, race mode), and
+// PushChain rebuilt the chain into a cycle. The invariants hold, the push reports it once, and
+// each block goes out once.
+TEST_F(RemoteBatchTest, AHeldBlockHandedOutAndFreedAgainByTheSameThreadGoesOutOnce) {
+  ScopedPolicy policy([](Policy* p) { UseBatches(p, 32); });
+  TestHeaps heaps;
+  Heap* owner = heaps.Acquire();
+  Heap* freer = heaps.Acquire();
+  std::vector<void*> blocks = HeldChainOfFive(owner, freer);  // held: 4 3 2 1 0
+  StoreCanary(blocks[2], 0);  // the owner cached it and handed it out again
+  freer->Free(blocks[2]);     // held: 2 4 3 2 4 ...: a cycle, blocks 1 and 0 out of reach
+  EXPECT_EQ(Held(freer), 6u);
+  freer->CheckInvariants(false);
+  std::vector<ErrorReport> got = FlushReports(freer);
+  ASSERT_EQ(got.size(), 1u) << "the block in the chain twice is reported once";
+  EXPECT_EQ(got[0].kind, ErrorKind::kDoubleFree);
+  EXPECT_EQ(got[0].pointer, blocks[2]);
+  EXPECT_EQ(OnStack(blocks[0]), 3u) << "blocks 2, 4 and 3 went out, each once";
+  // Blocks 0 and 1 stay counted as handed out (never reused). End the scenario: give them back.
+  for (int i = 0; i <= 1; ++i) HandBack(owner, blocks[i]);
+  heaps.Release(freer);
+  heaps.Release(owner);
+  EXPECT_EQ(heaps.source().outstanding(), 0u) << "every block came back, the page with them";
+}
+
 }  // namespace
 }  // namespace mf2
