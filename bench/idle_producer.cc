@@ -48,14 +48,8 @@ namespace {
 using mf2_bench::SplitMix64;
 
 double RssMib() {
-  FILE* f = std::fopen("/proc/self/statm", "r");
-  if (f == nullptr) return -1;
-  long pages_total = 0, pages_resident = 0;
-  const int n = std::fscanf(f, "%ld %ld", &pages_total, &pages_resident);
-  std::fclose(f);
-  if (n != 2) return -1;
-  return static_cast<double>(pages_resident) * static_cast<double>(sysconf(_SC_PAGESIZE)) /
-         (1024.0 * 1024.0);
+  const long kib = mf2_bench::CurrentRssKib();
+  return kib < 0 ? -1 : static_cast<double>(kib) / 1024.0;
 }
 
 double CpuSeconds() {

@@ -1,7 +1,6 @@
 // Deterministic tests of the per-thread caches in front of the pages (heap.h, "caches"): how deep
 // they start, how they grow, and the budget that bounds them. One OS thread, explicit
 // heaps. (stress/cache_stress_test.cc drives the caches from many threads.)
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cstddef>
@@ -14,12 +13,14 @@
 #include "mf2/policy.h"
 #include "mf2/size_class.h"
 #include "mf2/stats.h"
+#include "mf2/testing/resident_pages.h"
 #include "mf2/testing/scoped_policy.h"
 #include "mf2/testing/test_heaps.h"
 
 namespace mf2 {
 namespace {
 
+using testing::ResidentPages;
 using testing::ScopedPolicy;
 using testing::TestHeaps;
 
@@ -337,16 +338,6 @@ TEST(CacheTest, NoGrowthWithoutBudgetAndNoCacheWhenOff) {
   EXPECT_EQ(ExpectNoGrowth([](Policy* p) { p->cache_class_bytes = 0; }, 0), 0u);
 }
 
-// Pages of [p, p + bytes) that are resident (mincore); `p` is page-aligned.
-size_t ResidentPages(const void* p, size_t bytes) {
-  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-  std::vector<unsigned char> in((bytes + page - 1) / page);
-  EXPECT_EQ(mincore(const_cast<void*>(p), bytes, in.data()), 0);
-  size_t n = 0;
-  for (unsigned char c : in) n += c & 1;
-  return n;
-}
-
 // A new heap writes its own fields, not its caches' slots: a slot page becomes resident when a
 // class on it first caches blocks. When the slots were inline and the heap's constructor wrote
 // them all, every heap made 48 KiB resident however few classes its thread used (bench/
@@ -358,9 +349,12 @@ TEST(CacheTest, ANewHeapWritesNoCacheSlotsUntilItCaches) {
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   const size_t mapped = sizeof(Heap) + sizeof(Heap::SlotStorage);
   const size_t fields = (sizeof(Heap) + page - 1) / page;  // the last one holds slots too
-  const size_t made = ResidentPages(h, mapped);
-  EXPECT_LE(made, fields) << "the constructor wrote slots beyond the heap's own pages";
-  EXPECT_LE(made * page, size_t{16} << 10) << "a new heap makes at most 16 KiB resident";
+  const long made = ResidentPages(h, mapped);
+  ASSERT_GE(made, 0) << "the heap and its slots are mapped";
+  EXPECT_LE(static_cast<size_t>(made), fields)
+      << "the constructor wrote slots beyond the heap's own pages";
+  EXPECT_LE(static_cast<size_t>(made) * page, size_t{16} << 10)
+      << "a new heap makes at most 16 KiB resident";
   void* p = h->Allocate(64);  // the refill caches blocks of one class
   ASSERT_NE(p, nullptr);
   ASSERT_GT(h->cache(SizeToClass(64)).n, 0u);
@@ -396,9 +390,9 @@ TEST(CacheTest, AHeapReleasedAmongManyIdleOnesReturnsItsSlotPages) {
   const char* first = reinterpret_cast<const char*>(
       (reinterpret_cast<uintptr_t>(slots) + page - 1) & ~(page - 1));
   const size_t bytes = static_cast<size_t>(slots + sizeof(Heap::SlotStorage) - first);
-  ASSERT_GE(ResidentPages(first, bytes), 2u) << "the caches' slots were written";
+  ASSERT_GE(ResidentPages(first, bytes), 2) << "the caches' slots were written";
   registry.ReleaseHeap(h);
-  EXPECT_EQ(ResidentPages(first, bytes), 0u) << "an idle heap among many keeps no slot page";
+  EXPECT_EQ(ResidentPages(first, bytes), 0) << "an idle heap among many keeps no slot page";
   registry.CheckAll(true);
 }
 

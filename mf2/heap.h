@@ -801,7 +801,6 @@ struct HeapLayout {
                     offsetof(Heap, xidle_probe_) / kLine == offsetof(Heap, xwhole_unswept_) / kLine,
                 "idle reclamation's line: whole count, sweep flags and the observers' probe");
   static_assert(offsetof(Heap, xpending_) % kLine == 0, "the pending queue's head on its own line");
-  static_assert(offsetof(Heap, cache_) % kLine == 0, "magazines do not straddle lines");
   static_assert(sizeof(Heap) % alignof(Heap::SlotStorage) == 0,
                 "a SlotStorage mapped right after its heap is aligned");
   static_assert(sizeof(Heap) <= 2 * 4096,

@@ -74,6 +74,27 @@ class RemoteBatchTest : public ::testing::Test {
     return reports.Take();
   }
 
+  // Pushes what `freer` holds, which must make exactly one report (`what`): a double free of `p`.
+  // Returns the report's detail ("" when the reports were not that).
+  static std::string FlushReportingOneDoubleFree(Heap* freer, const void* p, const char* what) {
+    std::vector<ErrorReport> got = FlushReports(freer);
+    EXPECT_EQ(got.size(), 1u) << what;
+    if (got.size() != 1) return "";
+    EXPECT_EQ(got[0].kind, ErrorKind::kDoubleFree);
+    EXPECT_EQ(got[0].pointer, p);
+    return got[0].detail;
+  }
+
+  // Ends a scenario that left `lost` counted as handed out (never reused): gives them back,
+  // releases both heaps and expects every block back at the source, the page with them.
+  static void EndScenario(TestHeaps* heaps, Heap* owner, Heap* freer,
+                          const std::vector<void*>& lost) {
+    for (void* p : lost) HandBack(owner, p);
+    heaps->Release(freer);
+    heaps->Release(owner);
+    EXPECT_EQ(heaps->source().outstanding(), 0u) << "every block came back, the page with them";
+  }
+
   // A block the scenario left counted as handed out (a word 1 without a canary) goes back to its
   // owner, so that the heaps can be released empty.
   static void HandBack(Heap* owner, void* p) {
@@ -258,16 +279,12 @@ TEST_F(RemoteBatchTest, AHeldBlockTheOwnerFreedAgainIsReportedAndLeftOut) {
   Heap* freer = heaps.Acquire();
   std::vector<void*> blocks = HeldChainOfFive(owner, freer);
   StoreCanary(blocks[2], Canary(blocks[2], kInCache));  // the racing owner's store
-  std::vector<ErrorReport> got = FlushReports(freer);
-  ASSERT_EQ(got.size(), 1u) << "the racing free is reported once";
-  EXPECT_EQ(got[0].kind, ErrorKind::kDoubleFree);
-  EXPECT_EQ(got[0].pointer, blocks[2]);
-  EXPECT_NE(std::string(got[0].detail).find("returned once"), std::string::npos) << got[0].detail;
+  const std::string detail =
+      FlushReportingOneDoubleFree(freer, blocks[2], "the racing free is reported once");
+  EXPECT_NE(detail.find("returned once"), std::string::npos) << detail;
   EXPECT_EQ(OnStack(blocks[0]), 4u) << "the other held blocks went out";
-  HandBack(owner, blocks[2]);  // the owner's again (as if its free had cached it)
-  heaps.Release(freer);
-  heaps.Release(owner);
-  EXPECT_EQ(heaps.source().outstanding(), 0u) << "every block came back, the page with them";
+  // blocks[2] is the owner's again (as if its free had cached it).
+  EndScenario(&heaps, owner, freer, {blocks[2]});
 }
 
 // A held block was freed again by its owner, handed out again and written to: its link no longer
@@ -280,16 +297,9 @@ TEST_F(RemoteBatchTest, AHeldChainWithABadLinkIsReportedAndCut) {
   std::vector<void*> blocks = HeldChainOfFive(owner, freer);
   StoreNext(static_cast<Block*>(blocks[3]),
             reinterpret_cast<Block*>(static_cast<char*>(blocks[0]) + 8));  // the program's write
-  std::vector<ErrorReport> got = FlushReports(freer);
-  ASSERT_EQ(got.size(), 1u) << "the bad link is reported once";
-  EXPECT_EQ(got[0].kind, ErrorKind::kDoubleFree);
-  EXPECT_EQ(got[0].pointer, blocks[3]);
+  FlushReportingOneDoubleFree(freer, blocks[3], "the bad link is reported once");
   EXPECT_EQ(OnStack(blocks[0]), 2u) << "blocks[4] and blocks[3] went out, nothing after the link";
-  // Blocks 0..2 stay counted as handed out (never reused). End the scenario: give them back.
-  for (int i = 0; i <= 2; ++i) HandBack(owner, blocks[i]);
-  heaps.Release(freer);
-  heaps.Release(owner);
-  EXPECT_EQ(heaps.source().outstanding(), 0u);
+  EndScenario(&heaps, owner, freer, {blocks[0], blocks[1], blocks[2]});
 }
 
 // The owner's racing free cached a held block, its malloc handed it out again, and the program
@@ -308,16 +318,9 @@ TEST_F(RemoteBatchTest, AHeldBlockHandedOutAndFreedAgainByTheSameThreadGoesOutOn
   freer->Free(blocks[2]);     // held: 2 4 3 2 4 ...: a cycle, blocks 1 and 0 out of reach
   EXPECT_EQ(Held(freer), 6u);
   freer->CheckInvariants(false);
-  std::vector<ErrorReport> got = FlushReports(freer);
-  ASSERT_EQ(got.size(), 1u) << "the block in the chain twice is reported once";
-  EXPECT_EQ(got[0].kind, ErrorKind::kDoubleFree);
-  EXPECT_EQ(got[0].pointer, blocks[2]);
+  FlushReportingOneDoubleFree(freer, blocks[2], "the block in the chain twice is reported once");
   EXPECT_EQ(OnStack(blocks[0]), 3u) << "blocks 2, 4 and 3 went out, each once";
-  // Blocks 0 and 1 stay counted as handed out (never reused). End the scenario: give them back.
-  for (int i = 0; i <= 1; ++i) HandBack(owner, blocks[i]);
-  heaps.Release(freer);
-  heaps.Release(owner);
-  EXPECT_EQ(heaps.source().outstanding(), 0u) << "every block came back, the page with them";
+  EndScenario(&heaps, owner, freer, {blocks[0], blocks[1]});  // out of reach, never reused
 }
 
 }  // namespace

@@ -3,7 +3,6 @@
 // is not a live block is reported under realloc's name and fails with EINVAL.
 #include "mf2/resize.h"
 
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -16,6 +15,7 @@
 #include "mf2/large.h"
 #include "mf2/mf2.hpp"
 #include "mf2/size_class.h"
+#include "mf2/testing/resident_pages.h"
 #include "mf2/testing/scoped_reports.h"
 
 namespace mf2 {
@@ -23,14 +23,7 @@ namespace {
 
 constexpr size_t kPage = 4096;
 
-// Pages of [p, p + len) that are resident (mincore), or -1 if part of the range is not mapped.
-long ResidentPages(const void* p, size_t len) {
-  std::vector<unsigned char> vec(len / kPage);
-  if (mincore(const_cast<void*>(p), len, vec.data()) != 0) return -1;
-  long n = 0;
-  for (unsigned char v : vec) n += v & 1;
-  return n;
-}
+using testing::ResidentPages;
 
 TEST(ReallocLarge, GrowingBy4KiBStepsTo32MiBKeepsTheAddressMostOfTheTime) {
   size_t size = kMaxClassSize + kPage;
