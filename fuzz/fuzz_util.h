@@ -290,8 +290,12 @@ inline void ResetPolicy() {
 // does nothing while the owner is not idle for the policy in force). The reclaimer does both
 // only for an idle owner; the flush of a busy one is what stress/idle_flush_stress_test.cc
 // covers, so here it runs whenever an IDLE op of multi_actor_fuzz or threads_fuzz asks for it.
-inline void BackgroundReclaimPass(mf2::Heap* sweeper, mf2::Heap* owner) {
-  sweeper->FlushIdleOwner_mt(owner);
+// `long_idle`: the flush of an owner idle for Policy::idle_flush_after_ns instead, which also
+// returns its caches' slot pages to the OS (Heap::FlushLongIdleOwner_mt), so that the owner's
+// next operations refill its caches on zero pages.
+inline void BackgroundReclaimPass(mf2::Heap* sweeper, mf2::Heap* owner, bool long_idle) {
+  sweeper->FlushIdleOwner_mt(owner, long_idle ? mf2::Heap::FlushScope::kCachesAndSlots
+                                              : mf2::Heap::FlushScope::kCaches);
   sweeper->ReclaimIdleOwner_mt(owner);
 }
 

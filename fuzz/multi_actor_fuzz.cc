@@ -53,7 +53,9 @@
 //                                       every live block on its pages (complete remote frees:
 //                                       pages come back whole, freers sweep), then the
 //                                       background reclaimer's pass runs on it
-//                                       (fuzz_util.h BackgroundReclaimPass)
+//                                       (fuzz_util.h BackgroundReclaimPass; the long-idle flush,
+//                                       which also returns its slot pages, when an odd number
+//                                       of blocks is left live)
 // FILL then EXIT is a thread exit with a full cache (Abandon flushes it).
 // Ops of an actor whose thread is not running are skipped (their arguments still consumed).
 //
@@ -352,7 +354,9 @@ class State {
     }
     // A page won by an in-flight step 1 is on no queue; sweeps leave it alone, and so does the
     // harness (as SWEEP).
-    if (in_flight_.empty()) BackgroundReclaimPass(heap_[others[0]], heap_[a]);
+    if (in_flight_.empty()) {
+      BackgroundReclaimPass(heap_[others[0]], heap_[a], /*long_idle=*/live_.size() % 2 == 1);
+    }
     SetBudget(budget_, tight_, route_);
   }
 

@@ -36,7 +36,8 @@
 //                           idle (owners idle for reclamation, reclamation on, for this op); the
 //                           other running workers, all at once, free every live block on its
 //                           pages (pages come back whole, freers sweep); then another worker runs
-//                           the background reclaimer's pass on it (BackgroundReclaimPass)
+//                           the background reclaimer's pass on it (BackgroundReclaimPass; the
+//                           long-idle flush, slot pages too, when an odd number is left live)
 // FILL then EXIT is a thread exit with a full cache (the heap's release flushes it).
 // Ops of a worker whose thread is not running are skipped (their arguments still consumed).
 // After every op, with all workers parked: the pages the op allocated from or freed into
@@ -374,7 +375,8 @@ class State {
       others[r]->Post([&frees, r](Heap* h) { FreeOn(h, frees[r]); });
     }
     for (Worker* o : others) o->Wait();
-    others[0]->Run([owner](Heap* h) { BackgroundReclaimPass(h, owner); });
+    const bool long_idle = live_.size() % 2 == 1;
+    others[0]->Run([owner, long_idle](Heap* h) { BackgroundReclaimPass(h, owner, long_idle); });
     SetBudget(budget_, false, route_);
   }
 

@@ -31,6 +31,12 @@ int Probe() {
 
 }  // namespace
 
+bool AsymmetricFenceHeavyAvailable() {
+  int kind = g_kind.load(std::memory_order_relaxed);
+  if (kind == kUnknown) kind = Probe();
+  return kind != kNone;
+}
+
 bool AsymmetricFenceHeavy() {
   int kind = g_kind.load(std::memory_order_relaxed);
   if (kind == kUnknown) kind = Probe();

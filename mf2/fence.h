@@ -36,6 +36,10 @@ MF2_ALWAYS_INLINE void AsymmetricFenceLight() {
 // having fenced nothing, when the kernel offers neither (no membarrier, or a seccomp filter that
 // refuses it): the caller must then do without. Makes a system call: never on a hot path.
 bool AsymmetricFenceHeavy();
+// Whether AsymmetricFenceHeavy can fence (probing the kernel on first use, no fence): false when
+// it would always return false. A fence that was available may still fail later (a seccomp
+// filter installed since).
+bool AsymmetricFenceHeavyAvailable();
 
 }  // namespace mf2
 

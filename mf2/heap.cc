@@ -92,7 +92,15 @@ void* Heap::AllocateSlow(Magazine* m) noexcept {
     FlushRemoteChainsInOp();
   }
   // Relaxed load and store (single writer): others only watch it change (OwnerIdle_mt).
-  xslow_epoch_.store(xslow_epoch_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  const uint64_t epoch = xslow_epoch_.load(std::memory_order_relaxed) + 1;
+  xslow_epoch_.store(epoch, std::memory_order_relaxed);
+  // The first slow path since an idle flush of this heap (FlushIdleOwner_mt), or since it was
+  // made or taken over: the reclaimer may sleep without a timeout, every heap flushed; it should
+  // look at this one again. Relaxed: the flush's epoch was stored while we were parked, and our
+  // BeginOp acquired the unpark (or we stored it ourselves, MarkIdleFlushed).
+  if (MF2_PREDICT_FALSE(xidle_flushed_epoch_.load(std::memory_order_relaxed) == epoch)) {
+    reclaimer::NotifyHeapActive();
+  }
   // Refill half the cache (one block when caching is off) from the page found; hand out the top.
   // The active page's remote frees may go straight into it during the search (Refill): up to
   // half the cache as it is before GrowCache below, and up to all of it for the classes of more

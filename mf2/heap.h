@@ -361,10 +361,16 @@ class Heap {
   // unless it was abandoned meanwhile, does its GoIdle (a variant that leaves every page a sweep
   // could release sweepable: heap.cc, IdleFlushInOp). Returns whether it ran; false when
   // the owner was inside an operation, started one, is a sentinel or helper, or the kernel offers
-  // no membarrier (AsymmetricFenceHeavy). Holds IdleFlushMutex() throughout. With
-  // `held_frees_only`, only the owner's held remote frees go out (FlushRemoteChainsInOp): its
-  // caches and pages stay as they are (FlushIdleHolder_mt).
-  bool FlushIdleOwner_mt(Heap* owner, bool held_frees_only = false);
+  // no membarrier (AsymmetricFenceHeavy). Holds IdleFlushMutex() throughout. `scope`:
+  //   kHeldFrees        only the owner's held remote frees go out (FlushRemoteChainsInOp): its
+  //                     caches and pages stay as they are (FlushIdleHolder_mt);
+  //   kCaches           the GoIdle variant above;
+  //   kCachesAndSlots   that, then the pages of the emptied caches' slots go back to the OS
+  //                     (ReleaseSlotPages): for an owner idle long enough that its next
+  //                     operations may as well fault them in again (FlushLongIdleOwner_mt).
+  // A full flush (not kHeldFrees) records the owner's slow-path epoch (IdleFlushOwed_mt).
+  enum class FlushScope : uint8_t { kHeldFrees, kCaches, kCachesAndSlots };
+  bool FlushIdleOwner_mt(Heap* owner, FlushScope scope = FlushScope::kCaches);
   // Held while a heap is parked: fork's prepare handler and HeapRegistry::CheckAll take it, so
   // no fork and no check of every heap happens while a parker acts as some heap's owner. Taken
   // before every other MF2 lock.
@@ -425,6 +431,28 @@ class Heap {
   // keeps its caches), so the pages they pin can come back whole.
   // Returns false when the holder was not idle yet (*idle_in_ns: how long until it would be).
   bool FlushIdleHolder_mt(Heap* holder, uint64_t* idle_in_ns);
+  // The background reclaimer's helper heap (any heap in tests), for an `owner` that holds pages
+  // and was not flushed since its last allocation slow path (IdleFlushOwed_mt): if it has had
+  // none for Policy::idle_flush_after_ns, does its GoIdle and returns its caches' slot pages
+  // (FlushIdleOwner_mt, kCachesAndSlots). So an idle thread gives back what it holds even when
+  // no page of it ever comes back whole (a thread pool's idle workers, which freed their own
+  // blocks). Returns false when the owner was not idle yet or was inside an operation
+  // (*idle_in_ns: when to try again); true when flushed, or when it was not for us to flush.
+  bool FlushLongIdleOwner_mt(Heap* owner, uint64_t* idle_in_ns);
+  // Whether this heap holds pages and has entered its allocation slow path since its last full
+  // idle flush (or was never flushed): the background reclaimer's third scan. Any thread; a hint
+  // (relaxed loads of counters others write).
+  // Whoever acts as the owner (a parker, or the owner taking the heap over): the heap counts as
+  // flushed as of now. Relaxed: a hint (the epoch does not move meanwhile: we act as owner).
+  void MarkIdleFlushed() {
+    xidle_flushed_epoch_.store(xslow_epoch_.load(std::memory_order_relaxed) + 1,
+                               std::memory_order_relaxed);
+  }
+  bool IdleFlushOwed_mt() const {
+    // Relaxed: the reclaimer re-decides at every pass.
+    return page_count() != 0 && xidle_flushed_epoch_.load(std::memory_order_relaxed) !=
+                                    xslow_epoch_.load(std::memory_order_relaxed) + 1;
+  }
   // `owner` may have whole pages to sweep (a page of it came back whole, or we queued or gave
   // back pages that a completer's sweep may have missed). With the background reclaimer, wakes
   // it: the sweep and the madvise of what it releases stay off this thread's path. Sweeps
@@ -439,10 +467,11 @@ class Heap {
   // Owner at thread exit: flush the caches, collect, release empty pages, mark abandoned. Keeps
   // the claim.
   void Abandon();
-  // Owner (claim holder) of an abandoned heap, whose caches are empty: returns the pages of its
-  // SlotStorage to the OS (madvise(MADV_DONTNEED)). Nothing is lost: a slot is read only below
-  // its cache's `n`, so only after a new owner wrote it, and the pages come back as zeros when
-  // it does. The first page, shared with the heap's own fields, stays.
+  // Whoever acts as the owner (the claim holder of an abandoned heap, or a parker) of a heap whose
+  // caches are all empty: returns the pages of its SlotStorage to the OS
+  // (madvise(MADV_DONTNEED)). Nothing is lost: a slot is read only below its cache's `n`, so only
+  // after an owner wrote it, and the pages come back as zeros when it does. The first page,
+  // shared with the heap's own fields, stays.
   void ReleaseSlotPages();
   // A new owner that claimed an abandoned heap (or a new heap's creator) takes it over: caches
   // sized from the policy in force.
@@ -775,6 +804,10 @@ class Heap {
   // Observers' probe (OwnerIdle_mt), written by other threads, so away from the owner's lines:
   // (low 24 bits of the epoch seen) << 40 | (time seen, microseconds, 40 bits).
   std::atomic<uint64_t> xidle_probe_{0};
+  // xslow_epoch_ + 1 as the last full idle flush found it, or as it was when the heap was made
+  // or taken over (MarkIdleFlushed): not owed an idle flush until its next slow path, which
+  // notifies the reclaimer (IdleFlushOwed_mt, AllocateSlow).
+  std::atomic<uint64_t> xidle_flushed_epoch_{1};
   alignas(64) PendingQueue xpending_;
   std::atomic<uint32_t> xclaim_{0};
   std::atomic<bool> xabandoned_{false};
@@ -798,8 +831,12 @@ struct HeapLayout {
                     offsetof(Heap, xpage_bytes_) / kLine == offsetof(Heap, xslow_epoch_) / kLine,
                 "the gates' line: slow-path epoch, partial mask and page counts together");
   static_assert(offsetof(Heap, xwhole_unswept_) % kLine == 0 &&
-                    offsetof(Heap, xidle_probe_) / kLine == offsetof(Heap, xwhole_unswept_) / kLine,
-                "idle reclamation's line: whole count, sweep flags and the observers' probe");
+                    offsetof(Heap, xidle_probe_) / kLine ==
+                        offsetof(Heap, xwhole_unswept_) / kLine &&
+                    offsetof(Heap, xidle_flushed_epoch_) / kLine ==
+                        offsetof(Heap, xwhole_unswept_) / kLine,
+                "idle reclamation's line: whole count, sweep flags, the observers' probe and the "
+                "last idle flush's epoch");
   static_assert(offsetof(Heap, xpending_) % kLine == 0, "the pending queue's head on its own line");
   static_assert(sizeof(Heap) % alignof(Heap::SlotStorage) == 0,
                 "a SlotStorage mapped right after its heap is aligned");

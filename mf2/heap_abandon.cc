@@ -90,7 +90,7 @@ void Heap::Abandon() {
 }
 
 void Heap::ReleaseSlotPages() {
-  MF2_CHECK(abandoned() && !is_sentinel(), "ReleaseSlotPages: an abandoned heap's");
+  MF2_CHECK(!is_sentinel(), "ReleaseSlotPages: a sentinel has no slots");
   for (uint32_t k = 0; k < kNumClasses; ++k) {
     MF2_CHECK(cache_[k].n == 0, "ReleaseSlotPages: every cache is empty");
   }
@@ -106,6 +106,7 @@ void Heap::TakeOver() {
   BeginOpOrWait();
   SetMoveTo(nullptr, nullptr);
   ConfigureCaches();
+  MarkIdleFlushed();  // its first slow path tells the reclaimer it is in use again
   // Relaxed: we hold the claim; producers that still see `true` only fail to claim. (A parker
   // reads it after acquiring this operation's EndOp.)
   xabandoned_.store(false, std::memory_order_relaxed);

@@ -291,11 +291,26 @@ void Heap::FreeParked(void* p, const char* call) noexcept {
 bool Heap::FlushIdleHolder_mt(Heap* holder, uint64_t* idle_in_ns) {
   MF2_CHECK(helper_, "only the background reclaimer flushes other heaps' held frees");
   if (!holder->OwnerIdle_mt(NowNs(), GetPolicy().reclaim_after_ns, idle_in_ns)) return false;
-  FlushIdleOwner_mt(holder, /*held_frees_only=*/true);
+  FlushIdleOwner_mt(holder, FlushScope::kHeldFrees);
   return true;
 }
 
-bool Heap::FlushIdleOwner_mt(Heap* owner, bool held_frees_only) {
+bool Heap::FlushLongIdleOwner_mt(Heap* owner, uint64_t* idle_in_ns) {
+  if (owner == this || owner->is_sentinel() || owner->source_ != source_ || owner->abandoned() ||
+      !AsymmetricFenceHeavyAvailable()) {
+    return true;
+  }
+  if (!owner->IdleFlushOwed_mt()) return true;
+  if (!owner->OwnerIdle_mt(NowNs(), GetPolicy().idle_flush_after_ns, idle_in_ns)) return false;
+  if (FlushIdleOwner_mt(owner, FlushScope::kCachesAndSlots) || !owner->IdleFlushOwed_mt()) {
+    return true;
+  }
+  // Inside an operation (a thread on its fast paths only is idle by the slow-path clock): soon.
+  if (idle_in_ns != nullptr) *idle_in_ns = 0;
+  return false;
+}
+
+bool Heap::FlushIdleOwner_mt(Heap* owner, FlushScope scope) {
   if (owner == this || owner->is_sentinel() || owner->source_ != source_) return false;
   MutexLock lock(&IdleFlushMutex());
   uint32_t expected = kUnparked;
@@ -316,10 +331,12 @@ bool Heap::FlushIdleOwner_mt(Heap* owner, bool held_frees_only) {
       // EndOp we acquired; the heap then belongs to its claim holders, not to us.
       if (!owner->abandoned_seq_cst()) {
         const size_t pages = owner->page_count();
-        if (held_frees_only) {
+        if (scope == FlushScope::kHeldFrees) {
           owner->FlushRemoteChainsInOp();
         } else {
           owner->IdleFlushInOp();
+          if (scope == FlushScope::kCachesAndSlots) owner->ReleaseSlotPages();
+          owner->MarkIdleFlushed();  // the owner's BeginOp acquires our unpark (below)
         }
         // What GoIdle released are the idle owner's pages a sweep would have counted.
         const size_t left = owner->page_count();

@@ -109,6 +109,18 @@ int HeapRegistry::CollectHeapsHoldingRemoteFrees(const Heap* self, Heap** out, i
   return n;
 }
 
+int HeapRegistry::CollectHeapsOwedAnIdleFlush(const Heap* self, Heap** out, int max, int skip) {
+  MutexLock lock(&mu_);
+  int n = 0;
+  for (Heap* h = all_; h != nullptr && n < max; h = h->all_next) {
+    if (h != self && h->source() == self->source() && !h->abandoned() && h->IdleFlushOwed_mt() &&
+        skip-- <= 0) {
+      out[n++] = h;
+    }
+  }
+  return n;
+}
+
 void HeapRegistry::ReleaseThreadListing(Heap* heap) {
   MutexLock lock(&mu_);
   UnlinkThreadHeap(heap);

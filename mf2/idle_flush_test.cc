@@ -3,6 +3,8 @@
 // other block came back to; and it never acts while one of the owner's operations is running.
 // The concurrent side (an owner at full speed, a freer and a parker on three threads) is
 // stress/idle_flush_stress_test.cc; the weak-memory handshake is model/park_sb.pml.
+#include <unistd.h>
+
 #include <cstdint>
 #include <vector>
 
@@ -10,12 +12,14 @@
 #include "mf2/fence.h"
 #include "mf2/heap.h"
 #include "mf2/heap_registry.h"
+#include "mf2/testing/resident_pages.h"
 #include "mf2/testing/scoped_policy.h"
 #include "mf2/testing/test_heaps.h"
 
 namespace mf2 {
 namespace {
 
+using testing::ResidentPages;
 using testing::ScopedPolicy;
 using testing::TestHeaps;
 
@@ -136,6 +140,63 @@ TEST_F(IdleFlushTest, NoFlushOfAnAbandonedHeapOrOfItself) {
   EXPECT_FALSE(parker->FlushIdleOwner_mt(parker));
   heaps.Release(owner);  // abandoned
   EXPECT_FALSE(parker->FlushIdleOwner_mt(owner));
+  HeapRegistry::Global().CheckAll(/*quiescent=*/true);
+}
+
+// The idle flush of a long-idle owner (Heap::FlushLongIdleOwner_mt, the background reclaimer's
+// third scan): nothing until the owner has taken no slow path for the threshold; then its caches
+// and empty pages come back and its slot pages go to the OS; then nothing more is owed until its
+// next slow path, after which it works as before.
+TEST_F(IdleFlushTest, ALongIdleOwnerGivesBackItsPagesAndSlotPagesOnce) {
+  TestHeaps heaps;
+  Heap* owner = heaps.Acquire();
+  Heap* parker = heaps.Acquire();
+  std::vector<void*> blocks;
+  for (size_t size = 16; size <= 16384; size *= 2) {
+    for (int i = 0; i < 4; ++i) blocks.push_back(owner->Allocate(size));
+  }
+  for (void* p : blocks) owner->Free(p);  // all local: no page comes back whole remotely
+  const size_t pages = owner->page_count();
+  const size_t outstanding = heaps.source().outstanding();
+  ASSERT_GE(pages, 8u);
+  EXPECT_TRUE(owner->IdleFlushOwed_mt());
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t slots = reinterpret_cast<uintptr_t>(owner->cache(0).slot);
+  const uintptr_t first = (slots + page - 1) & ~(page - 1);
+  const size_t bytes = slots + sizeof(Heap::SlotStorage) - first;
+  ASSERT_GE(ResidentPages(reinterpret_cast<void*>(first), bytes), 2);
+
+  {
+    ScopedPolicy long_threshold([](Policy* p) { p->idle_flush_after_ns = uint64_t{3600} << 30; });
+    uint64_t idle_in_ns = 0;
+    EXPECT_FALSE(parker->FlushLongIdleOwner_mt(owner, &idle_in_ns)) << "not idle for an hour";
+    EXPECT_GT(idle_in_ns, 0u);
+    EXPECT_EQ(owner->page_count(), pages);
+  }
+  ScopedPolicy at_once([](Policy* p) { p->idle_flush_after_ns = 1; });
+  usleep(2000);  // the owner was first seen idle above, in an earlier microsecond
+  uint64_t idle_in_ns = 0;
+  EXPECT_TRUE(parker->FlushLongIdleOwner_mt(owner, &idle_in_ns));
+  EXPECT_EQ(owner->page_count(), 0u) << "every page held only free blocks";
+  EXPECT_LT(heaps.source().outstanding(), outstanding);
+  for (uint32_t k = 0; k < kNumClasses; ++k) EXPECT_EQ(owner->cache(k).n, 0u);
+  EXPECT_EQ(ResidentPages(reinterpret_cast<void*>(first), bytes), 0) << "slot pages kept";
+  EXPECT_FALSE(owner->IdleFlushOwed_mt()) << "flushed: owed nothing until its next slow path";
+  HeapRegistry::Global().CheckAll(/*quiescent=*/true);
+
+  // The owner carries on: its caches fill again (on zero pages), and it is owed a flush again.
+  void* p = owner->Allocate(kSize);
+  ASSERT_NE(p, nullptr);
+  owner->Free(p);
+  EXPECT_TRUE(owner->IdleFlushOwed_mt());
+  EXPECT_GT(owner->cache(kClass).n, 0u);
+  HeapRegistry::Global().CheckAll(/*quiescent=*/true);
+  // Idle since it was first seen with its new slow-path epoch (OwnerIdle_mt), not before.
+  EXPECT_FALSE(parker->FlushLongIdleOwner_mt(owner, &idle_in_ns)) << "idle since now only";
+  EXPECT_GT(owner->page_count(), 0u);
+  usleep(2000);
+  EXPECT_TRUE(parker->FlushLongIdleOwner_mt(owner, &idle_in_ns));
+  EXPECT_EQ(owner->page_count(), 0u);
   HeapRegistry::Global().CheckAll(/*quiescent=*/true);
 }
 

@@ -116,6 +116,11 @@ constexpr OptionLine kOptions[] = {
     // while no heap has whole pages waiting and the span cache is empty.
     MF2_OPTION("MF2_BACKGROUND_RECLAIM", kBool, background_reclaim, "", 1, 0, 1,
                "a background thread sweeps idle owners' whole pages and decays the span cache"),
+    // reclaimer.h: a thread pool's idle workers give back their caches and empty pages although
+    // no page of theirs comes back whole. The reclaimer starts once a second thread allocates.
+    MF2_OPTION("MF2_IDLE_FLUSH_US", kDuration, idle_flush_after_ns, "us", kUs, 0, kMaxNs,
+               "a thread with no allocation slow path for this long has its caches and empty "
+               "pages taken back by the background reclaimer (0: never)"),
     // The must-reuse gate still drains the whole queue before it ever takes a new page.
     MF2_OPTION("MF2_PENDING_BUDGET", kCount, pending_budget, "", 1, 1, kU32,
                "pending pages examined per slow path before the active page and partial list"),

@@ -57,6 +57,7 @@ struct Policy {
   uint64_t reclaim_after_ns = 10'000'000;
   uint32_t reclaim_batch = 32;
   bool background_reclaim = true;
+  uint64_t idle_flush_after_ns = 1'000'000'000;
   uint32_t pending_budget = 8;
   size_t heap_empty_bytes = size_t{2} << 20;
   size_t page_cache_bytes = size_t{32} << 20;

@@ -11,6 +11,7 @@
 
 #include "mf2/adoption.h"
 #include "mf2/check.h"
+#include "mf2/fence.h"
 #include "mf2/futex.h"
 #include "mf2/heap.h"
 #include "mf2/heap_registry.h"
@@ -36,12 +37,14 @@ std::atomic<uint64_t> g_notified_ns{0};          // when `pending` last went 0 -
 constexpr uint64_t kMinWaitNs = 1'000'000;
 constexpr int kMaxHeapsPerScan = 256;
 
-// One pass: sweeps every heap whose owner has been idle long enough. Returns 0 when nothing is
+// One pass: sweeps every heap whose owner has been idle long enough. Returns 0 when no sweep is
 // owed, else how long to wait before the next pass: until the earliest owner with whole pages
 // waiting would become idle (it was just seen for the first time, or is busy), at least
 // kMinWaitNs. A heap whose whole count stays above 0 after a sweep of its idle owner holds a
-// miscounted page (heap.h, xwhole_unswept_), not an owed one.
-uint64_t Pass(Heap* self) {
+// miscounted page (heap.h, xwhole_unswept_), not an owed one. Sets *flush_wait_ns to 0 when no
+// idle flush is owed, else to how long until the earliest owed one (at least kMinWaitNs).
+uint64_t Pass(Heap* self, uint64_t* flush_wait_ns) {
+  *flush_wait_ns = 0;
   if (!GetPolicy().background_reclaim) return 0;
   // Pages a sweep took over but could not release (a corrupt remote list, reported) come back
   // here when freed: drain them too, so the helper never strands what it holds.
@@ -70,6 +73,33 @@ uint64_t Pass(Heap* self) {
       wait_ns = wait_ns == 0 ? idle_in_ns : std::min(wait_ns, idle_in_ns);
     }
   }
+  // Heaps that hold pages and have not been flushed since their last slow path: once their
+  // owner has taken no slow path for idle_flush_after_ns, its caches, held frees and empty pages
+  // come back, and its slot pages go to the OS. A flushed heap is not looked at again until its
+  // owner's next slow path, which notifies us (Heap::AllocateSlow): a process whose threads all
+  // sleep ends with every heap flushed and this thread asleep.
+  // Such a wait ends early at a notification (Main): it may last a second, and a completion
+  // that comes meanwhile must not wait that long for its sweep (Starved).
+  // Every owed heap, kMaxHeapsPerScan at a time (a process of many busy threads must not make
+  // this thread wake every kMinWaitNs for the ones beyond the first scan).
+  if (GetPolicy().idle_flush_after_ns != 0 && AsymmetricFenceHeavyAvailable()) {
+    uint64_t flush_wait = 0;
+    // Heaps of the earlier scans that are still owed: the next scan skips them (each scan makes
+    // progress; a heap abandoned meanwhile may make it skip one more, seen again next pass).
+    int skip = 0;
+    for (int k = kMaxHeapsPerScan; k == kMaxHeapsPerScan;) {
+      k = HeapRegistry::Global().CollectHeapsOwedAnIdleFlush(self, heaps, kMaxHeapsPerScan, skip);
+      for (int i = 0; i < k; ++i) {
+        uint64_t idle_in_ns = 0;
+        if (!self->FlushLongIdleOwner_mt(heaps[i], &idle_in_ns)) {
+          idle_in_ns = std::max(idle_in_ns, kMinWaitNs);
+          flush_wait = flush_wait == 0 ? idle_in_ns : std::min(flush_wait, idle_in_ns);
+        }
+        if (heaps[i]->IdleFlushOwed_mt()) ++skip;
+      }
+    }
+    *flush_wait_ns = flush_wait;
+  }
   // Relaxed: a statistic.
   g_passes.fetch_add(1, std::memory_order_relaxed);
   return wait_ns;
@@ -86,30 +116,35 @@ void* Main(void*) {
   // Listed as a thread's heap: in a fork child, where this thread does not exist, it is an
   // orphan that ReclaimExitedThreadHeaps releases.
   HeapRegistry::Global().RegisterThreadHeap(self, static_cast<int32_t>(syscall(SYS_gettid)));
+  // The earlier of two timeouts, 0 meaning none.
+  const auto earlier = [](uint64_t a, uint64_t b) {
+    return a == 0 ? b : b == 0 ? a : std::min(a, b);
+  };
   for (;;) {
-    // seq_cst: the clear precedes this pass's loads of the whole counts (reclaimer.h).
-    g_pending.store(0, std::memory_order_seq_cst);
-    const uint64_t wait_ns = Pass(self);
+    // seq_cst: the clear precedes this pass's loads of the whole counts (reclaimer.h). An
+    // exchange, so also an acquire of the last notification: NotifyHeapActive's epoch.
+    g_pending.exchange(0, std::memory_order_seq_cst);
+    uint64_t flush_wait_ns = 0;
+    const uint64_t wait_ns = Pass(self, &flush_wait_ns);
     // The decay of the page source's cache and of the large mappings' cache, each on its own
-    // schedule (0: nothing cached, or decay off): wake for the earlier.
+    // schedule (0: nothing cached, or decay off): wake for the earlier, or for an idle flush.
     const uint64_t now = NowNs();
-    const uint64_t spans_in = OsPageSource::Global().Decay(now);
-    const uint64_t large_in = LargeDecay(now);
-    const uint64_t decay_ns =
-        spans_in == 0 ? large_in : large_in == 0 ? spans_in : std::min(spans_in, large_in);
+    const uint64_t timeout_ns =
+        earlier(earlier(OsPageSource::Global().Decay(now), LargeDecay(now)), flush_wait_ns);
     if (wait_ns != 0) {
-      // Sleep until the earliest owner owed a sweep would be idle (or the decay is due),
+      // Sleep until the earliest owner owed a sweep would be idle (or a decay or a flush is due),
       // whatever notifications come meanwhile: they come from completions (while a consumer
       // frees, one every few frees), and the next pass sweeps every idle owner's whole pages
       // anyway. A word nobody changes: the wait is a plain timed sleep (the thread blocks every
       // signal).
-      FutexWait(&g_timer, 0, decay_ns == 0 ? wait_ns : std::min(wait_ns, decay_ns));
+      FutexWait(&g_timer, 0, earlier(wait_ns, timeout_ns));
       continue;
     }
-    // Nothing owed: wait for a notification, until the decay is due or without a timeout.
+    // No sweep owed: wait for a notification, until the decay or an idle flush is due, or
+    // without a timeout.
     // seq_cst store, then load: against a notifier's exchange of pending and load of this flag.
     g_waiting.store(true, std::memory_order_seq_cst);
-    if (g_pending.load(std::memory_order_seq_cst) == 0) FutexWait(&g_pending, 0, decay_ns);
+    if (g_pending.load(std::memory_order_seq_cst) == 0) FutexWait(&g_pending, 0, timeout_ns);
     // Relaxed: only notifiers read it, and a stale `true` costs them one spurious wake.
     g_waiting.store(false, std::memory_order_relaxed);
   }
@@ -159,6 +194,27 @@ void NotifyOrStart(bool start) {
 }  // namespace
 
 void Notify() { NotifyOrStart(/*start=*/true); }
+void NotifyHeapActive() {
+  if (!GetPolicy().background_reclaim) return;
+  // Relaxed: see Start.
+  if (g_state.load(std::memory_order_relaxed) != kRunning) return;
+  // seq_cst exchange, always (not only when `pending` is 0, as NotifyOrStart): the reclaimer's
+  // clear, an exchange too, then reads this or a later value of the word's modification order
+  // and synchronises with us, so its next pass sees our slow-path epoch (release sequence).
+  if (g_pending.exchange(1, std::memory_order_seq_cst) == 0) {
+    // Relaxed: see NotifyOrStart.
+    g_notified_ns.store(NowNs(), std::memory_order_relaxed);
+    if (g_waiting.load(std::memory_order_seq_cst)) FutexWake(&g_pending);
+  }
+}
+
+void StartForIdleFlush() {
+  // Relaxed: see Start; a hint (a racing starter loses Start's compare-exchange).
+  if (g_state.load(std::memory_order_relaxed) != kNotStarted) return;
+  const Policy& policy = GetPolicy();
+  if (!policy.background_reclaim || policy.idle_flush_after_ns == 0) return;
+  Start();
+}
 void NotifyIfRunning() { NotifyOrStart(/*start=*/false); }
 
 bool Starved() {

@@ -19,10 +19,22 @@
 // and held remote frees, collects its active pages and queue, and releases what is empty, so
 // blocks in an idle thread's caches no longer pin pages. Freeing threads never do this.
 //
-// It costs nothing while nothing is owed: it starts on the first notification (no thread in a
-// process whose pages never come back whole), and then waits for a notification without a
-// timeout (no wake-ups, no CPU) once no heap has whole pages waiting and the page source's cache
-// and the large mappings' cache are empty; while either holds memory, it also wakes once per
+// A thread can go idle holding pages none of which ever comes back whole: a thread pool's
+// worker that freed its own blocks keeps its caches, its active pages and what it carved of them
+// (1.5 MiB per worker in bench/RESULTS.md's pool). So the reclaimer also flushes every heap that
+// holds pages and has taken no allocation slow path for Policy::idle_flush_after_ns (1 s;
+// Heap::FlushLongIdleOwner_mt): the same GoIdle, and its caches' slot pages go back to the OS.
+// A flushed heap is not looked at again until its owner's next slow path, which notifies the
+// reclaimer (NotifyHeapActive); until every heap is flushed, the reclaimer wakes for the
+// earliest one due (about once per second in a process whose threads keep working). "Idle" is
+// the slow-path clock that the sweeps use: a thread that runs on its caches alone for that long
+// is flushed too (it refills them).
+//
+// It costs nothing while nothing is owed: it starts on the first notification, or when a
+// second heap is bound to a thread (StartForIdleFlush: no thread in a single-threaded process),
+// and then waits for a notification without a timeout (no wake-ups, no CPU) once no heap has
+// whole pages waiting or is owed an idle flush and the page source's cache and the large
+// mappings' cache are empty; while either holds memory, it also wakes once per
 // MF2_PAGE_CACHE_DECAY_US to return what nobody used meanwhile (OsPageSource::Decay,
 // LargeDecay), so an idle process gives its caches back too. A notification is one relaxed load
 // when the thread is awake or already notified, and a futex wake only when it waits for one.
@@ -36,7 +48,10 @@
 // the futex wait returns at once. Spin model: model/reclaimer.pml (with three mutants that lose
 // a wake-up). A cache going non-empty is the same shape: FreeSpan (LargeFree) fills it under the
 // page source's (the large table's) lock, then notifies; Decay (LargeDecay) reads it under that
-// lock after the clear.
+// lock after the clear. A heap's first slow path after an idle flush bumps its epoch (relaxed),
+// then notifies with an exchange even when `pending` is 1 already (NotifyHeapActive), and the
+// reclaimer's clear is an exchange: it reads that exchange or a later one, so the notifier's
+// epoch happens before the pass that follows (release sequence), which sees the heap owed.
 #ifndef MF2_RECLAIMER_H_
 #define MF2_RECLAIMER_H_
 
@@ -51,6 +66,15 @@ void Notify();
 // The same, except that a reclaimer not running is not started (the page source's decay: a
 // process is given no thread for that alone).
 void NotifyIfRunning();
+// A heap's first allocation slow path since its last idle flush (Heap::AllocateSlow): the
+// reclaimer, which may be waiting without a timeout (every heap flushed), looks at it again.
+// Does not start the thread. Publishes the caller's slow-path epoch to the reclaimer's next pass.
+void NotifyHeapActive();
+// A second heap was bound to a thread (a multi-threaded process): starts the thread for the idle
+// flush of long-idle threads (Policy::idle_flush_after_ns), unless that or the reclaimer is off.
+// No notification: the first pass finds nothing idle yet. Called outside any heap operation
+// (creating the thread allocates, on the caller's heap).
+void StartForIdleFlush();
 
 // Whether a notification has waited kStarvedNs without a pass (the thread starved of CPU): then
 // freeing threads sweep idle owners themselves again. One relaxed load while nothing waits.

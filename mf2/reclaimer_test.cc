@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstring>
 #include <thread>
+#include <unistd.h>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -15,6 +16,7 @@
 #include "mf2/heap_registry.h"
 #include "mf2/large.h"
 #include "mf2/mf2.hpp"
+#include "mf2/testing/resident_pages.h"
 #include "mf2/testing/scoped_policy.h"
 #include "mf2/testing/test_heaps.h"
 #include "mf2/thread_heap.h"
@@ -184,6 +186,7 @@ TEST(Reclaimer, SleepsWhenNothingIsOwed) {
     p->reclaim_batch = 1 << 20;
     p->background_reclaim = true;
     p->page_cache_decay_ns = 0;  // the cache's decay would wake it (next test)
+    p->idle_flush_after_ns = 0;  // and so would the idle flush of this thread (its own test)
   });
   IdleProducerPagesReleased(std::chrono::seconds(5));
   // Once every owed page is released the thread waits without a timeout: its pass count stops.
@@ -191,6 +194,112 @@ TEST(Reclaimer, SleepsWhenNothingIsOwed) {
   const uint64_t passes = reclaimer::Passes();
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   EXPECT_EQ(reclaimer::Passes(), passes) << "no pass while nothing is owed";
+}
+
+// A worker of a thread pool: at each round it allocates blocks of many sizes, frees every one
+// of them itself (no page of it ever comes back whole through another thread), and then waits,
+// alive, for work that does not come. Round() returns its heap's page count and resident slot
+// pages (beyond the one they share with the heap's fields) after the work, and again once its
+// pages are gone or `wait` has passed.
+struct RoundPages {
+  size_t pages_after_work, pages_at_end;
+  long slot_pages_after_work, slot_pages_at_end;
+};
+long ResidentSlotPages(const Heap* heap) {
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t slots = reinterpret_cast<uintptr_t>(heap->cache(0).slot);
+  const uintptr_t first = (slots + page - 1) & ~(page - 1);
+  return testing::ResidentPages(reinterpret_cast<const void*>(first),
+                                slots + sizeof(Heap::SlotStorage) - first);
+}
+class PoolWorker {
+ public:
+  PoolWorker()
+      : thread_([this] {
+          for (int done = 0;;) {
+            int round;
+            while ((round = round_.load(std::memory_order_acquire)) == done) {
+              std::this_thread::sleep_for(std::chrono::milliseconds(1));  // idle, alive
+            }
+            if (round < 0) return;
+            std::vector<void*> blocks;
+            for (size_t size = 16; size <= 16384; size += size / 4 + 16) {
+              for (int i = 0; i < 8; ++i) {
+                blocks.push_back(Allocate(size));
+                std::memset(blocks.back(), 1, size);
+              }
+            }
+            for (void* p : blocks) Free(p);
+            heap_.store(ThreadHeap(), std::memory_order_relaxed);
+            done_.store(done = round, std::memory_order_release);
+          }
+        }) {}
+  ~PoolWorker() {
+    round_.store(-1, std::memory_order_release);
+    thread_.join();
+  }
+  RoundPages Round(std::chrono::milliseconds wait) {
+    const int round = round_.load(std::memory_order_relaxed) + 1;
+    round_.store(round, std::memory_order_release);
+    while (done_.load(std::memory_order_acquire) != round) std::this_thread::yield();
+    Heap* heap = heap_.load(std::memory_order_relaxed);
+    RoundPages r{heap->page_count(), 0, ResidentSlotPages(heap), 0};
+    const auto deadline = std::chrono::steady_clock::now() + wait;
+    while (heap->page_count() != 0 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    r.pages_at_end = heap->page_count();
+    r.slot_pages_at_end = ResidentSlotPages(heap);
+    return r;
+  }
+
+ private:
+  std::atomic<int> round_{0};
+  std::atomic<int> done_{0};
+  std::atomic<Heap*> heap_{nullptr};
+  std::thread thread_;  // last: starts once the fields above exist
+};
+
+// The idle flush of a long-idle thread: the worker above gets its caches and empty pages taken
+// back, and its slot pages returned, with no other thread's free to trigger it. Before, nothing
+// did (its pages never come back whole): the next test shows it with the flush off. Then, every
+// heap flushed, the reclaimer sleeps without a timeout; the worker's next round wakes it (its
+// first slow path after the flush), and its pages come back again.
+TEST(Reclaimer, AnIdleThreadGivesBackItsPagesThoughNoneCameBackWhole) {
+  testing::ScopedPolicy policy([](Policy* p) {
+    p->background_reclaim = true;
+    p->idle_flush_after_ns = 50'000'000;  // 50 ms
+    p->page_cache_decay_ns = 0;  // so that only the idle flush wakes it
+  });
+  WaitForTheReclaimerToSettle();
+  PoolWorker worker;
+  for (int round = 1; round <= 2; ++round) {
+    SCOPED_TRACE(round);
+    const RoundPages w = worker.Round(std::chrono::seconds(5));
+    EXPECT_GE(w.pages_after_work, 8u) << "the worker's blocks took pages of many classes";
+    EXPECT_GE(w.slot_pages_after_work, 2) << "and slots of many caches";
+    EXPECT_EQ(w.pages_at_end, 0u) << "an idle thread keeps pages whose blocks it freed itself";
+    EXPECT_EQ(w.slot_pages_at_end, 0) << "an idle thread keeps its caches' slot pages";
+    EXPECT_TRUE(reclaimer::Running());
+    // This thread's heap is flushed too (it has been idle as long); then nothing is owed.
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    const uint64_t passes = reclaimer::Passes();
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    EXPECT_EQ(reclaimer::Passes(), passes) << "a pass with every heap flushed";
+  }
+}
+
+// What the idle flush changed: with it off, the same worker keeps what it holds.
+TEST(Reclaimer, WithoutTheIdleFlushAnIdleThreadKeepsItsPages) {
+  testing::ScopedPolicy policy([](Policy* p) {
+    p->background_reclaim = true;
+    p->idle_flush_after_ns = 0;
+  });
+  PoolWorker worker;
+  const RoundPages w = worker.Round(std::chrono::milliseconds(300));
+  EXPECT_GE(w.pages_after_work, 8u);
+  EXPECT_EQ(w.pages_at_end, w.pages_after_work);
+  EXPECT_EQ(w.slot_pages_at_end, w.slot_pages_after_work);
 }
 
 // The page source's cache decays: spans nobody took for a decay period go back to the OS, so an
@@ -201,6 +310,7 @@ TEST(Reclaimer, TheSpanCacheDecaysThenTheThreadSleeps) {
     p->reclaim_batch = 1 << 20;
     p->background_reclaim = true;
     p->page_cache_decay_ns = 50'000'000;  // 50 ms
+    p->idle_flush_after_ns = 0;
   });
   const Stats before = GetStats();
   IdleProducerPagesReleased(std::chrono::seconds(5));

@@ -10,6 +10,7 @@
 
 #include "mf2/heap_registry.h"
 #include "mf2/page_source.h"
+#include "mf2/reclaimer.h"
 
 namespace mf2 {
 namespace thread_heap_internal {
@@ -87,6 +88,9 @@ Heap* TakeHeap() {
   if (heap == nullptr) return nullptr;
   if (preferred != nullptr && heap != preferred) heap->SetMoveTo(preferred, &MoveToHeap);
   BindHeap(heap);
+  // A second heap: the process is multi-threaded, and one of its threads may go idle holding
+  // what it allocated. Outside any operation of `heap`, which starting a thread allocates from.
+  if (!reclaimer::Running() && registry.heap_count() >= 2) reclaimer::StartForIdleFlush();
   return heap;
 }
 

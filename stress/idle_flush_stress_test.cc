@@ -5,7 +5,8 @@
 //           share handed to the freer, then a pause of a few microseconds (a chance to park);
 //   freer   frees what it is handed (remote frees into the owner's pages, queued on its pending
 //           queue, which the parker's GoIdle collects);
-//   parker  FlushIdleOwner_mt on the owner's heap, over and over.
+//   parker  FlushIdleOwner_mt on the owner's heap, over and over (every other time also
+//           returning its slot pages, as the flush of a long-idle owner does).
 // A parker that acted inside an owner's operation would hand a cached block out twice or lose it
 // (the shadow set and stamps of stress::CheckedBlocks catch both), or leave the heap's equations
 // broken (HeapRegistry::CheckAll between rounds and at the end); under TSan, every field the two
@@ -99,8 +100,11 @@ TEST(IdleFlushStressTest, AParkerActsOnlyBetweenTheOwnersOperations) {
     while ((target = owner_heap.load(std::memory_order_acquire)) == nullptr) {
       std::this_thread::yield();
     }
-    while (!stop.load(std::memory_order_acquire)) {
-      if (self->FlushIdleOwner_mt(target)) {
+    // Every other attempt the long-idle flush's scope: the owner's slot pages go back to the OS
+    // too, and its next operations must find its caches empty on zero pages.
+    for (uint64_t i = 0; !stop.load(std::memory_order_acquire); ++i) {
+      if (self->FlushIdleOwner_mt(target, i % 2 == 0 ? Heap::FlushScope::kCaches
+                                                     : Heap::FlushScope::kCachesAndSlots)) {
         parks.fetch_add(1, std::memory_order_relaxed);
       } else {
         refusals.fetch_add(1, std::memory_order_relaxed);
