@@ -237,7 +237,8 @@ void mf2_release_thread_heap(void);
  * back what its heap holds for speed, the free blocks in its per-thread caches, the frees into
  * other threads' pages it holds back, the empty pages it keeps, and processes the frees other
  * threads made into its pages, so that none of it pins memory while it waits. The background
- * reclaimer does the same for an idle thread once a page of it comes back whole (without
+ * reclaimer does the same for an idle thread once a page of it comes back whole, or once it has
+ * taken no allocation slow path for MF2_IDLE_FLUSH_US (1 s) in a multi-threaded process (without
  * membarrier, never); calling this does it at once, whatever comes back. The heap stays the
  * thread's; its next allocations refill the caches. Cheap to call when there is nothing to give
  * back. */
