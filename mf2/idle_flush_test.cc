@@ -156,6 +156,8 @@ TEST_F(IdleFlushTest, ALongIdleOwnerGivesBackItsPagesAndSlotPagesOnce) {
     for (int i = 0; i < 4; ++i) blocks.push_back(owner->Allocate(size));
   }
   for (void* p : blocks) owner->Free(p);  // all local: no page comes back whole remotely
+  void* kept = owner->Allocate(kSize);    // live throughout: its page stays the owner's
+  ASSERT_NE(kept, nullptr);
   const size_t pages = owner->page_count();
   const size_t outstanding = heaps.source().outstanding();
   ASSERT_GE(pages, 8u);
@@ -177,11 +179,12 @@ TEST_F(IdleFlushTest, ALongIdleOwnerGivesBackItsPagesAndSlotPagesOnce) {
   usleep(2000);  // the owner was first seen idle above, in an earlier microsecond
   uint64_t idle_in_ns = 0;
   EXPECT_TRUE(parker->FlushLongIdleOwner_mt(owner, &idle_in_ns));
-  EXPECT_EQ(owner->page_count(), 0u) << "every page held only free blocks";
+  EXPECT_EQ(owner->page_count(), 1u) << "every page but kept's held only free blocks";
   EXPECT_LT(heaps.source().outstanding(), outstanding);
   for (uint32_t k = 0; k < kNumClasses; ++k) EXPECT_EQ(owner->cache(k).n, 0u);
   EXPECT_EQ(ResidentPages(reinterpret_cast<void*>(first), bytes), 0) << "slot pages kept";
   EXPECT_FALSE(owner->IdleFlushOwed_mt()) << "flushed: owed nothing until its next slow path";
+  EXPECT_TRUE(parker->FlushLongIdleOwner_mt(owner, &idle_in_ns)) << "nothing to do";
   HeapRegistry::Global().CheckAll(/*quiescent=*/true);
 
   // The owner carries on: its caches fill again (on zero pages), and it is owed a flush again.
@@ -193,10 +196,12 @@ TEST_F(IdleFlushTest, ALongIdleOwnerGivesBackItsPagesAndSlotPagesOnce) {
   HeapRegistry::Global().CheckAll(/*quiescent=*/true);
   // Idle since it was first seen with its new slow-path epoch (OwnerIdle_mt), not before.
   EXPECT_FALSE(parker->FlushLongIdleOwner_mt(owner, &idle_in_ns)) << "idle since now only";
-  EXPECT_GT(owner->page_count(), 0u);
+  EXPECT_GT(owner->cache(kClass).n, 0u) << "not flushed";
   usleep(2000);
   EXPECT_TRUE(parker->FlushLongIdleOwner_mt(owner, &idle_in_ns));
-  EXPECT_EQ(owner->page_count(), 0u);
+  EXPECT_EQ(owner->page_count(), 1u);
+  EXPECT_EQ(owner->cache(kClass).n, 0u);
+  owner->Free(kept);
   HeapRegistry::Global().CheckAll(/*quiescent=*/true);
 }
 
