@@ -76,6 +76,24 @@ same handoff "$td/handoff"
 same fork_while_allocating "$td/fork_while_allocating"
 same tls_teardown "$td/tls_teardown"
 
+# MF2's own thread, the background reclaimer: never in a single-threaded program; once a second
+# thread allocated, one (it flushes threads that went idle); none with MF2_BACKGROUND_RECLAIM=0,
+# for programs that must be single-threaded again (unshare(CLONE_NEWUSER): README.md).
+own_threads() {
+  local name=$1 mode=$2 want=$3
+  shift 3
+  local got
+  got=$(env "$@" LD_PRELOAD="$lib" "$td/own_threads" "$mode" 2>&1)
+  if [ "$got" = "threads $want" ]; then
+    pass "own_threads $name: $got"
+  else
+    fail "own_threads $name: '$got', want 'threads $want'"
+  fi
+}
+own_threads single single 1
+own_threads two two 2
+own_threads two_without_reclaimer two 1 MF2_BACKGROUND_RECLAIM=0
+
 # operator new's failure: std::bad_alloc and the new-handler as under glibc, through the weak
 # references to the C++ runtime in MF2's shared library (mf2/malloc_shim.cc).
 same new_failure "$td/new_failure"
