@@ -29,6 +29,10 @@ enum State : uint32_t { kNotStarted = 0, kRunning = 1, kFailed = 2 };
 std::atomic<uint32_t> g_state{kNotStarted};
 std::atomic<uint32_t> g_pending{0};              // the futex word: a notification to consume
 std::atomic<bool> g_waiting{false};              // the thread waits for a notification
+// A heap worked again since an idle flush (NotifyHeapActive), and whether the thread waits
+// without a timeout, the only wait such a heap must interrupt (see NotifyHeapActive).
+std::atomic<uint32_t> g_heaps_active{0};
+std::atomic<bool> g_waiting_untimed{false};
 std::atomic<uint64_t> g_passes{0};
 std::atomic<uint32_t> g_timer{0};                // never written: the timed sleep's futex word
 std::atomic<uint64_t> g_notified_ns{0};          // when `pending` last went 0 -> 1
@@ -121,9 +125,11 @@ void* Main(void*) {
     return a == 0 ? b : b == 0 ? a : std::min(a, b);
   };
   for (;;) {
-    // seq_cst: the clear precedes this pass's loads of the whole counts (reclaimer.h). An
-    // exchange, so also an acquire of the last notification: NotifyHeapActive's epoch.
-    g_pending.exchange(0, std::memory_order_seq_cst);
+    // seq_cst: the clear precedes this pass's loads of the whole counts (reclaimer.h).
+    g_pending.store(0, std::memory_order_seq_cst);
+    // An exchange: it reads the last NotifyHeapActive's exchange or a later one and acquires
+    // the epochs those notifiers stored before (release sequence): this pass sees them owed.
+    g_heaps_active.exchange(0, std::memory_order_seq_cst);
     uint64_t flush_wait_ns = 0;
     const uint64_t wait_ns = Pass(self, &flush_wait_ns);
     // The decay of the page source's cache and of the large mappings' cache, each on its own
@@ -144,8 +150,17 @@ void* Main(void*) {
     // without a timeout.
     // seq_cst store, then load: against a notifier's exchange of pending and load of this flag.
     g_waiting.store(true, std::memory_order_seq_cst);
-    if (g_pending.load(std::memory_order_seq_cst) == 0) FutexWait(&g_pending, 0, timeout_ns);
-    // Relaxed: only notifiers read it, and a stale `true` costs them one spurious wake.
+    // Without a timeout, also against NotifyHeapActive's "heaps_active = 1; read the flag":
+    // seq_cst store, then load (store-buffering shape); a heap that worked again meanwhile
+    // means another pass now.
+    const bool untimed = timeout_ns == 0;
+    if (untimed) g_waiting_untimed.store(true, std::memory_order_seq_cst);
+    if (g_pending.load(std::memory_order_seq_cst) == 0 &&
+        !(untimed && g_heaps_active.load(std::memory_order_seq_cst) != 0)) {
+      FutexWait(&g_pending, 0, timeout_ns);
+    }
+    // Relaxed: only notifiers read them, and a stale `true` costs them one spurious wake.
+    g_waiting_untimed.store(false, std::memory_order_relaxed);
     g_waiting.store(false, std::memory_order_relaxed);
   }
   return nullptr;
@@ -198,14 +213,15 @@ void NotifyHeapActive() {
   if (!GetPolicy().background_reclaim) return;
   // Relaxed: see Start.
   if (g_state.load(std::memory_order_relaxed) != kRunning) return;
-  // seq_cst exchange, always (not only when `pending` is 0, as NotifyOrStart): the reclaimer's
-  // clear, an exchange too, then reads this or a later value of the word's modification order
-  // and synchronises with us, so its next pass sees our slow-path epoch (release sequence).
-  if (g_pending.exchange(1, std::memory_order_seq_cst) == 0) {
-    // Relaxed: see NotifyOrStart.
-    g_notified_ns.store(NowNs(), std::memory_order_relaxed);
-    if (g_waiting.load(std::memory_order_seq_cst)) FutexWake(&g_pending);
-  }
+  // seq_cst exchange, always: the reclaimer's next pass begins with an exchange of this word,
+  // which reads ours or a later one and synchronises with us (release sequence), so that pass
+  // sees our slow-path epoch. Only a wait without a timeout is interrupted for it: any other
+  // ends within the idle threshold (or sooner), and a pass then finds the heap anyway. Waking
+  // the thread at every heap's first slow path cost larson, whose threads replace each other
+  // all the time, 175 wake-ups a second. seq_cst exchange, then load: against the reclaimer's
+  // "waiting_untimed = true; read heaps_active" (store-buffering shape).
+  g_heaps_active.exchange(1, std::memory_order_seq_cst);
+  if (g_waiting_untimed.load(std::memory_order_seq_cst)) NotifyOrStart(/*start=*/false);
 }
 
 void StartForIdleFlush() {
@@ -236,6 +252,8 @@ void AfterForkInChild() {
   g_state.store(kNotStarted, std::memory_order_relaxed);
   g_pending.store(0, std::memory_order_relaxed);
   g_waiting.store(false, std::memory_order_relaxed);
+  g_heaps_active.store(0, std::memory_order_relaxed);
+  g_waiting_untimed.store(false, std::memory_order_relaxed);
 }
 
 uint64_t Passes() { return g_passes.load(std::memory_order_relaxed); }

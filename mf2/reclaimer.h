@@ -49,9 +49,11 @@
 // a wake-up). A cache going non-empty is the same shape: FreeSpan (LargeFree) fills it under the
 // page source's (the large table's) lock, then notifies; Decay (LargeDecay) reads it under that
 // lock after the clear. A heap's first slow path after an idle flush bumps its epoch (relaxed),
-// then notifies with an exchange even when `pending` is 1 already (NotifyHeapActive), and the
-// reclaimer's clear is an exchange: it reads that exchange or a later one, so the notifier's
-// epoch happens before the pass that follows (release sequence), which sees the heap owed.
+// then sets a second word with an exchange (NotifyHeapActive), which the reclaimer clears with an
+// exchange before each pass: it reads that exchange or a later one, so the notifier's epoch
+// happens before the pass that follows (release sequence), which sees the heap owed. Only the
+// reclaimer's wait without a timeout is interrupted for it (a store-buffering pair of seq_cst
+// flags); every other wait ends within the idle threshold.
 #ifndef MF2_RECLAIMER_H_
 #define MF2_RECLAIMER_H_
 
@@ -66,9 +68,10 @@ void Notify();
 // The same, except that a reclaimer not running is not started (the page source's decay: a
 // process is given no thread for that alone).
 void NotifyIfRunning();
-// A heap's first allocation slow path since its last idle flush (Heap::AllocateSlow): the
-// reclaimer, which may be waiting without a timeout (every heap flushed), looks at it again.
-// Does not start the thread. Publishes the caller's slow-path epoch to the reclaimer's next pass.
+// A heap's first allocation slow path since its last idle flush, or since it was made or taken
+// over (Heap::AllocateSlow): the reclaimer's next pass looks at it again, and a reclaimer that
+// waits without a timeout (every heap flushed) is woken. Does not start the thread. Publishes
+// the caller's slow-path epoch to that pass.
 void NotifyHeapActive();
 // A second heap was bound to a thread (a multi-threaded process): starts the thread for the idle
 // flush of long-idle threads (Policy::idle_flush_after_ns), unless that or the reclaimer is off.
