@@ -10,6 +10,7 @@
 #ifndef MF2_BENCH_BENCH_UTIL_H_
 #define MF2_BENCH_BENCH_UTIL_H_
 
+#include <pthread.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -110,6 +111,30 @@ inline void* CheckedMalloc(size_t size) {
     std::abort();
   }
   return p;
+}
+
+// Starts `n` threads running fn((void*)t) for t = 0..n-1, each with a 64 KiB stack (programs that
+// start hundreds of threads measure the allocator's memory, not the threads' stacks); exits with
+// a message naming `program` when one cannot be started. JoinThreads joins them and frees `ids`.
+inline pthread_t* StartSmallStackThreads(const char* program, int n, void* (*fn)(void*)) {
+  pthread_t* ids =
+      static_cast<pthread_t*>(CheckedMalloc(static_cast<size_t>(n) * sizeof(pthread_t)));
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, 64 << 10);
+  for (int t = 0; t < n; ++t) {
+    if (pthread_create(&ids[t], &attr, fn, reinterpret_cast<void*>(static_cast<uintptr_t>(t))) !=
+        0) {
+      std::fprintf(stderr, "%s: pthread_create failed at thread %d\n", program, t);
+      std::exit(1);
+    }
+  }
+  pthread_attr_destroy(&attr);
+  return ids;
+}
+inline void JoinThreads(pthread_t* ids, int n) {
+  for (int t = 0; t < n; ++t) pthread_join(ids[t], nullptr);
+  std::free(ids);
 }
 
 }  // namespace mf2_bench

@@ -59,20 +59,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: idle_pool threads(>= 1) [ops_per_worker(>= 1)] [idle_seconds]\n");
     return 2;
   }
-  pthread_t* ids = static_cast<pthread_t*>(
-      mf2_bench::CheckedMalloc(static_cast<size_t>(threads) * sizeof(pthread_t)));
-  pthread_attr_t attr;
-  pthread_attr_init(&attr);
-  pthread_attr_setstacksize(&attr, 64 << 10);
   const long before = mf2_bench::CurrentRssKib();
   const double start = mf2_bench::NowSeconds();
-  for (int t = 0; t < threads; ++t) {
-    if (pthread_create(&ids[t], &attr, Work, reinterpret_cast<void*>(static_cast<uintptr_t>(t))) !=
-        0) {
-      std::fprintf(stderr, "idle_pool: pthread_create failed at thread %d\n", t);
-      return 1;
-    }
-  }
+  pthread_t* ids = mf2_bench::StartSmallStackThreads("idle_pool", threads, Work);
   while (g_finished.load(std::memory_order_acquire) < threads) mf2_bench::SleepSeconds(0.001);
   const double elapsed = mf2_bench::NowSeconds() - start;
   const auto per_worker = [&] {
@@ -85,9 +74,7 @@ int main(int argc, char** argv) {
     std::printf("kib_per_idle_worker_after_%.1fs = %.1f\n", t, per_worker());
   }
   g_stop.store(true, std::memory_order_release);
-  for (int t = 0; t < threads; ++t) pthread_join(ids[t], nullptr);
-  pthread_attr_destroy(&attr);
-  std::free(ids);
+  mf2_bench::JoinThreads(ids, threads);
   mf2_bench::PrintFooter(elapsed);
   return 0;
 }

@@ -56,27 +56,15 @@ int main(int argc, char** argv) {
                  kMaxBlocks);
     return 2;
   }
-  pthread_t* ids = static_cast<pthread_t*>(
-      mf2_bench::CheckedMalloc(static_cast<size_t>(threads) * sizeof(pthread_t)));
-  pthread_attr_t attr;
-  pthread_attr_init(&attr);
-  pthread_attr_setstacksize(&attr, 64 << 10);
   const long rss_before = mf2_bench::PeakRssKib();
   const long current_before = mf2_bench::CurrentRssKib();
   const double start = mf2_bench::NowSeconds();
-  for (int t = 0; t < threads; ++t) {
-    if (pthread_create(&ids[t], &attr, Run, nullptr) != 0) {
-      std::fprintf(stderr, "many_threads: pthread_create failed at thread %d\n", t);
-      return 1;
-    }
-  }
+  pthread_t* ids = mf2_bench::StartSmallStackThreads("many_threads", threads, Run);
   while (g_ready.load(std::memory_order_acquire) < threads) mf2_bench::SleepSeconds(0.001);
   g_go.store(true, std::memory_order_release);
-  for (int t = 0; t < threads; ++t) pthread_join(ids[t], nullptr);
+  mf2_bench::JoinThreads(ids, threads);
   const double elapsed = mf2_bench::NowSeconds() - start;
   const long current_after = mf2_bench::CurrentRssKib();
-  pthread_attr_destroy(&attr);
-  std::free(ids);
   std::printf("Throughput = %.0f threads per second\n", threads / elapsed);
   std::printf("kib_per_thread = %.1f\n",
               static_cast<double>(mf2_bench::PeakRssKib() - rss_before) / threads);

@@ -27,6 +27,15 @@ namespace {
 constexpr size_t kSize = 4096;
 constexpr int kBlocks = 4096;  // 16 MiB: a few hundred pages
 
+// Whether the thread makes no pass in `window`, once `settle` has passed (it sleeps without a
+// timeout: nothing is owed, nothing is cached, every heap is flushed).
+bool NoPassFor(std::chrono::milliseconds settle, std::chrono::milliseconds window) {
+  std::this_thread::sleep_for(settle);
+  const uint64_t passes = reclaimer::Passes();
+  std::this_thread::sleep_for(window);
+  return reclaimer::Passes() == passes;
+}
+
 // A reclaimer still busy with an earlier test's pages would be counted by the next test.
 void WaitForTheReclaimerToSettle() {
   for (int i = 0; i < 2000 && reclaimer::Running() && !reclaimer::WaitingForTesting(); ++i) {
@@ -190,10 +199,8 @@ TEST(Reclaimer, SleepsWhenNothingIsOwed) {
   });
   IdleProducerPagesReleased(std::chrono::seconds(5));
   // Once every owed page is released the thread waits without a timeout: its pass count stops.
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  const uint64_t passes = reclaimer::Passes();
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  EXPECT_EQ(reclaimer::Passes(), passes) << "no pass while nothing is owed";
+  using std::chrono::milliseconds;
+  EXPECT_TRUE(NoPassFor(milliseconds(200), milliseconds(500))) << "no pass while nothing is owed";
 }
 
 // A worker of a thread pool: at each round it allocates blocks of many sizes, frees every one
@@ -282,10 +289,8 @@ TEST(Reclaimer, AnIdleThreadGivesBackItsPagesThoughNoneCameBackWhole) {
     EXPECT_EQ(w.slot_pages_at_end, 0) << "an idle thread keeps its caches' slot pages";
     EXPECT_TRUE(reclaimer::Running());
     // This thread's heap is flushed too (it has been idle as long); then nothing is owed.
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
-    const uint64_t passes = reclaimer::Passes();
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
-    EXPECT_EQ(reclaimer::Passes(), passes) << "a pass with every heap flushed";
+    EXPECT_TRUE(NoPassFor(std::chrono::milliseconds(300), std::chrono::milliseconds(300)))
+        << "a pass with every heap flushed";
   }
 }
 
@@ -323,10 +328,8 @@ TEST(Reclaimer, TheSpanCacheDecaysThenTheThreadSleeps) {
   const Stats after = GetStats();
   EXPECT_EQ(after.bytes_cached_spans, 0u) << "cached spans left after the decay";
   EXPECT_GT(after.spans_decayed, before.spans_decayed);
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  const uint64_t passes = reclaimer::Passes();
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  EXPECT_EQ(reclaimer::Passes(), passes) << "a pass with nothing owed and nothing cached";
+  EXPECT_TRUE(NoPassFor(std::chrono::milliseconds(200), std::chrono::milliseconds(300)))
+      << "a pass with nothing owed and nothing cached";
 }
 
 // Freed large mappings kept for reuse decay too: an idle process does not keep them resident.
