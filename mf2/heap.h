@@ -439,15 +439,15 @@ class Heap {
   // blocks). Returns false when the owner was not idle yet or was inside an operation
   // (*idle_in_ns: when to try again); true when flushed, or when it was not for us to flush.
   bool FlushLongIdleOwner_mt(Heap* owner, uint64_t* idle_in_ns);
-  // Whether this heap holds pages and has entered its allocation slow path since its last full
-  // idle flush (or was never flushed): the background reclaimer's third scan. Any thread; a hint
-  // (relaxed loads of counters others write).
   // Whoever acts as the owner (a parker, or the owner taking the heap over): the heap counts as
   // flushed as of now. Relaxed: a hint (the epoch does not move meanwhile: we act as owner).
   void MarkIdleFlushed() {
     xidle_flushed_epoch_.store(xslow_epoch_.load(std::memory_order_relaxed) + 1,
                                std::memory_order_relaxed);
   }
+  // Whether this heap holds pages and has entered its allocation slow path since its last full
+  // idle flush, or since it was made or taken over: the background reclaimer's third scan. Any
+  // thread; a hint (relaxed loads of counters others write).
   bool IdleFlushOwed_mt() const {
     // Relaxed: the reclaimer re-decides at every pass.
     return page_count() != 0 && xidle_flushed_epoch_.load(std::memory_order_relaxed) !=
