@@ -36,6 +36,13 @@ void Heap::CheckInvariants(bool quiescent) const {
             "a successor's move: move_to_ exactly while move_checks_ != 0, with its hook");
   MF2_CHECK(move_to_ == nullptr || (!abandoned() && !is_sentinel() && !helper_),
             "only a live thread's own heap moves");
+  {
+    // The flushed epoch was the slow-path epoch + 1 when it was stored, and the epoch only grows:
+    // read in this order, it never exceeds the epoch + 1 (relaxed: both are monotonic).
+    const uint64_t flushed = xidle_flushed_epoch_.load(std::memory_order_relaxed);
+    MF2_CHECK(flushed >= 1 && flushed <= xslow_epoch_.load(std::memory_order_relaxed) + 1,
+              "the last idle flush's epoch is an epoch this heap has had, plus one");
+  }
   for (uint32_t i = 0; i < kDirectEntries; ++i) {
     MF2_CHECK(direct_[i] == DirectOffset(i) &&
                   DirectOffset(i) == reinterpret_cast<const char*>(&cache_[DirectClass(i)]) -
