@@ -431,8 +431,8 @@ class Heap {
   // keeps its caches), so the pages they pin can come back whole.
   // Returns false when the holder was not idle yet (*idle_in_ns: how long until it would be).
   bool FlushIdleHolder_mt(Heap* holder, uint64_t* idle_in_ns);
-  // The background reclaimer's helper heap (any heap in tests), for an `owner` that holds pages
-  // and was not flushed since its last allocation slow path (IdleFlushOwed_mt): if it has had
+  // The background reclaimer's helper heap (any heap in tests), for an `owner` that has taken an
+  // allocation slow path since it was last flushed (IdleFlushOwed_mt): if it has had
   // none for Policy::idle_flush_after_ns, does its GoIdle and returns its caches' slot pages
   // (FlushIdleOwner_mt, kCachesAndSlots). So an idle thread gives back what it holds even when
   // no page of it ever comes back whole (a thread pool's idle workers, which freed their own
@@ -446,13 +446,15 @@ class Heap {
     xidle_flushed_epoch_.store(xslow_epoch_.load(std::memory_order_relaxed) + 1,
                                std::memory_order_relaxed);
   }
-  // Whether this heap holds pages and has entered its allocation slow path since its last full
-  // idle flush, or since it was made or taken over: the background reclaimer's third scan. Any
-  // thread; a hint (relaxed loads of counters others write).
+  // Whether this heap has entered its allocation slow path since its last full idle flush, or
+  // since it was made or taken over: the background reclaimer's third scan. Any thread; a hint
+  // (relaxed loads of counters others write). Not "and holds pages": the first slow path after a
+  // flush notifies the reclaimer before it takes a page, and a pass that ran in between would
+  // find none and wait for good, however many pages the thread took afterwards.
   bool IdleFlushOwed_mt() const {
     // Relaxed: the reclaimer re-decides at every pass.
-    return page_count() != 0 && xidle_flushed_epoch_.load(std::memory_order_relaxed) !=
-                                    xslow_epoch_.load(std::memory_order_relaxed) + 1;
+    return xidle_flushed_epoch_.load(std::memory_order_relaxed) !=
+           xslow_epoch_.load(std::memory_order_relaxed) + 1;
   }
   // `owner` may have whole pages to sweep (a page of it came back whole, or we queued or gave
   // back pages that a completer's sweep may have missed). With the background reclaimer, wakes

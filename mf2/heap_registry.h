@@ -59,8 +59,8 @@ class HeapRegistry {
   // Up to `max` heaps other than `self`, of self's page source and not abandoned, that hold
   // remote frees back (Heap::holds_remote_mt, a hint): the background reclaimer's other scan.
   int CollectHeapsHoldingRemoteFrees(const Heap* self, Heap** out, int max);
-  // Up to `max` heaps other than `self`, of self's page source and not abandoned, that hold pages
-  // and were not flushed since their last slow path (Heap::IdleFlushOwed_mt, a hint): the
+  // Up to `max` heaps other than `self`, of self's page source and not abandoned, that were not
+  // flushed since their last slow path (Heap::IdleFlushOwed_mt, a hint): the
   // background reclaimer's third scan, `max` at a time, skipping the first `skip` such heaps.
   int CollectHeapsOwedAnIdleFlush(const Heap* self, Heap** out, int max, int skip);
   // Takes `heap` off the thread-heap list (it stays claimed by its owner).

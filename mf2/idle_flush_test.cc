@@ -129,6 +129,30 @@ TEST_F(IdleFlushTest, AnOwnerInsideAnOperationIsNeverParked) {
   HeapRegistry::Global().CheckAll(/*quiescent=*/true);
 }
 
+// The first slow path after a flush notifies the reclaimer before it takes a page: a pass that
+// ran in between found the heap holding no page and, when "owed" also meant "holds pages", not
+// owed, and waited for good however many pages the thread took next (a CI run of
+// reclaimer_test under ASan and TSan). A heap that allocated since its flush is owed whatever
+// it holds at the moment.
+TEST_F(IdleFlushTest, AHeapThatAllocatedSinceItsFlushIsOwedWhateverItHolds) {
+  TestHeaps heaps;
+  Heap* owner = heaps.Acquire();
+  Heap* parker = heaps.Acquire();
+  owner->Free(owner->Allocate(kSize));
+  ScopedPolicy at_once([](Policy* p) { p->idle_flush_after_ns = 1; });
+  uint64_t idle_in_ns = 0;
+  EXPECT_FALSE(parker->FlushLongIdleOwner_mt(owner, &idle_in_ns)) << "first seen just now";
+  usleep(2000);
+  EXPECT_TRUE(parker->FlushLongIdleOwner_mt(owner, &idle_in_ns));
+  ASSERT_EQ(owner->page_count(), 0u);
+  EXPECT_FALSE(owner->IdleFlushOwed_mt());
+  owner->Free(owner->Allocate(kSize));  // a slow path since the flush
+  owner->GoIdle();                      // and nothing held any more
+  ASSERT_EQ(owner->page_count(), 0u);
+  EXPECT_TRUE(owner->IdleFlushOwed_mt()) << "owed only while it holds pages";
+  HeapRegistry::Global().CheckAll(/*quiescent=*/true);
+}
+
 // A thread that runs on its caches alone is idle by the slow-path clock but nearly always inside
 // an operation: the long-idle flush that finds it busy tries again a whole threshold later. It
 // tried again at the reclaimer's next pass (1 ms), parking a busy malloc/free loop with a

@@ -77,7 +77,7 @@ uint64_t Pass(Heap* self, uint64_t* flush_wait_ns) {
       wait_ns = wait_ns == 0 ? idle_in_ns : std::min(wait_ns, idle_in_ns);
     }
   }
-  // Heaps that hold pages and have not been flushed since their last slow path: once their
+  // Heaps that have not been flushed since their last slow path: once their
   // owner has taken no slow path for idle_flush_after_ns, its caches, held frees and empty pages
   // come back, and its slot pages go to the OS. A flushed heap is not looked at again until its
   // owner's next slow path, which notifies us (Heap::AllocateSlow): a process whose threads all

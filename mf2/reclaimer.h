@@ -22,8 +22,9 @@
 // A thread can go idle holding pages none of which ever comes back whole: a thread pool's
 // worker that freed its own blocks keeps its caches, its active pages and what it carved of them
 // (1.5 MiB per worker in bench/RESULTS.md's pool). So the reclaimer also flushes every heap that
-// holds pages and has taken no allocation slow path for Policy::idle_flush_after_ns (1 s;
-// Heap::FlushLongIdleOwner_mt): the same GoIdle, and its caches' slot pages go back to the OS.
+// has allocated since it was last flushed and has then taken no allocation slow path for
+// Policy::idle_flush_after_ns (1 s; Heap::FlushLongIdleOwner_mt): the same GoIdle, and its
+// caches' slot pages go back to the OS.
 // A flushed heap is not looked at again until its owner's next slow path, which notifies the
 // reclaimer (NotifyHeapActive); until every heap is flushed, the reclaimer wakes for the
 // earliest one due (about once per second in a process whose threads keep working). "Idle" is
