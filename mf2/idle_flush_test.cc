@@ -129,6 +129,14 @@ TEST_F(IdleFlushTest, AnOwnerInsideAnOperationIsNeverParked) {
   HeapRegistry::Global().CheckAll(/*quiescent=*/true);
 }
 
+// The parker sees the owner's slow-path epoch for the first time, so the owner is idle only
+// from now on (OwnerIdle_mt) and no long-idle flush happens yet; then `us` microseconds pass.
+void FirstSightThenWait(Heap* parker, Heap* owner, useconds_t us) {
+  uint64_t idle_in_ns = 0;
+  EXPECT_FALSE(parker->FlushLongIdleOwner_mt(owner, &idle_in_ns)) << "idle since now only";
+  usleep(us);
+}
+
 // The first slow path after a flush notifies the reclaimer before it takes a page: a pass that
 // ran in between found the heap holding no page and, when "owed" also meant "holds pages", not
 // owed, and waited for good however many pages the thread took next (a CI run of
@@ -140,9 +148,8 @@ TEST_F(IdleFlushTest, AHeapThatAllocatedSinceItsFlushIsOwedWhateverItHolds) {
   Heap* parker = heaps.Acquire();
   owner->Free(owner->Allocate(kSize));
   ScopedPolicy at_once([](Policy* p) { p->idle_flush_after_ns = 1; });
+  FirstSightThenWait(parker, owner, 2000);
   uint64_t idle_in_ns = 0;
-  EXPECT_FALSE(parker->FlushLongIdleOwner_mt(owner, &idle_in_ns)) << "first seen just now";
-  usleep(2000);
   EXPECT_TRUE(parker->FlushLongIdleOwner_mt(owner, &idle_in_ns));
   ASSERT_EQ(owner->page_count(), 0u);
   EXPECT_FALSE(owner->IdleFlushOwed_mt());
@@ -169,9 +176,8 @@ TEST_F(IdleFlushTest, ABusyOwnerIsTriedAgainAWholeThresholdLater) {
   g_parker = heaps.Acquire();
   void* kept = g_owner->Allocate(kSize);
   ScopedPolicy threshold([](Policy* p) { p->idle_flush_after_ns = 1'000'000; });  // 1 ms
+  FirstSightThenWait(g_parker, g_owner, 3000);  // idle for the threshold by the slow-path clock
   uint64_t idle_in_ns = 0;
-  EXPECT_FALSE(g_parker->FlushLongIdleOwner_mt(g_owner, &idle_in_ns)) << "first seen just now";
-  usleep(3000);  // idle for the threshold by the slow-path clock
   const ErrorHandler previous = SetErrorHandler(&LongFlushFromInsideTheOperation);
   g_owner->Free(static_cast<char*>(kept) + 16);  // interior pointer: reported inside Free
   SetErrorHandler(previous);
@@ -248,10 +254,9 @@ TEST_F(IdleFlushTest, ALongIdleOwnerGivesBackItsPagesAndSlotPagesOnce) {
   EXPECT_TRUE(owner->IdleFlushOwed_mt());
   EXPECT_GT(owner->cache(kClass).n, 0u);
   HeapRegistry::Global().CheckAll(/*quiescent=*/true);
-  // Idle since it was first seen with its new slow-path epoch (OwnerIdle_mt), not before.
-  EXPECT_FALSE(parker->FlushLongIdleOwner_mt(owner, &idle_in_ns)) << "idle since now only";
+  // Idle since it was first seen with its new slow-path epoch, not before.
+  FirstSightThenWait(parker, owner, 2000);
   EXPECT_GT(owner->cache(kClass).n, 0u) << "not flushed";
-  usleep(2000);
   EXPECT_TRUE(parker->FlushLongIdleOwner_mt(owner, &idle_in_ns));
   EXPECT_EQ(owner->page_count(), 1u);
   EXPECT_EQ(owner->cache(kClass).n, 0u);

@@ -41,6 +41,11 @@ std::atomic<uint64_t> g_notified_ns{0};          // when `pending` last went 0 -
 constexpr uint64_t kMinWaitNs = 1'000'000;
 constexpr int kMaxHeapsPerScan = 256;
 
+// The earlier of two waits, 0 meaning none.
+constexpr uint64_t Earlier(uint64_t a, uint64_t b) {
+  return a == 0 ? b : b == 0 ? a : std::min(a, b);
+}
+
 // One pass: sweeps every heap whose owner has been idle long enough. Returns 0 when no sweep is
 // owed, else how long to wait before the next pass: until the earliest owner with whole pages
 // waiting would become idle (it was just seen for the first time, or is busy), at least
@@ -59,8 +64,7 @@ uint64_t Pass(Heap* self, uint64_t* flush_wait_ns) {
   for (int i = 0; i < n; ++i) {
     uint64_t idle_in_ns = 0;
     if (!self->ReclaimIdleOwner_mt(heaps[i], &idle_in_ns)) {
-      idle_in_ns = std::max(idle_in_ns, kMinWaitNs);
-      wait_ns = wait_ns == 0 ? idle_in_ns : std::min(wait_ns, idle_in_ns);
+      wait_ns = Earlier(wait_ns, std::max(idle_in_ns, kMinWaitNs));
     }
   }
   // Heaps that hold remote frees back and have been idle as long: their held frees go out. Such
@@ -69,23 +73,21 @@ uint64_t Pass(Heap* self, uint64_t* flush_wait_ns) {
   // whole. A holder that is not idle yet is owed a flush: wait for it as for an owner.
   const int m =
       HeapRegistry::Global().CollectHeapsHoldingRemoteFrees(self, heaps, kMaxHeapsPerScan);
-  if (m == kMaxHeapsPerScan) wait_ns = wait_ns == 0 ? kMinWaitNs : std::min(wait_ns, kMinWaitNs);
+  if (m == kMaxHeapsPerScan) wait_ns = Earlier(wait_ns, kMinWaitNs);
   for (int i = 0; i < m; ++i) {
     uint64_t idle_in_ns = 0;
     if (!self->FlushIdleHolder_mt(heaps[i], &idle_in_ns)) {
-      idle_in_ns = std::max(idle_in_ns, kMinWaitNs);
-      wait_ns = wait_ns == 0 ? idle_in_ns : std::min(wait_ns, idle_in_ns);
+      wait_ns = Earlier(wait_ns, std::max(idle_in_ns, kMinWaitNs));
     }
   }
-  // Heaps that have not been flushed since their last slow path: once their
-  // owner has taken no slow path for idle_flush_after_ns, its caches, held frees and empty pages
-  // come back, and its slot pages go to the OS. A flushed heap is not looked at again until its
-  // owner's next slow path, which notifies us (Heap::AllocateSlow): a process whose threads all
-  // sleep ends with every heap flushed and this thread asleep.
-  // Such a wait ends early at a notification (Main): it may last a second, and a completion
-  // that comes meanwhile must not wait that long for its sweep (Starved).
-  // Every owed heap, kMaxHeapsPerScan at a time (a process of many busy threads must not make
-  // this thread wake every kMinWaitNs for the ones beyond the first scan).
+  // Heaps not flushed since their last slow path: once their owner has taken no slow path for
+  // idle_flush_after_ns, its caches, held frees and empty pages come back, and its slot pages go
+  // to the OS. A flushed heap is not looked at again until its owner's next slow path, which
+  // notifies us (Heap::AllocateSlow): a process whose threads all sleep ends with every heap
+  // flushed and this thread asleep. The wait for the next one ends early at a notification
+  // (Main): it may last a second, and a completion meanwhile must not wait that long for its
+  // sweep (Starved). Every owed heap is looked at, kMaxHeapsPerScan at a time, so that a process
+  // of many busy threads does not make this thread wake every kMinWaitNs for the ones beyond.
   if (GetPolicy().idle_flush_after_ns != 0 && AsymmetricFenceHeavyAvailable()) {
     uint64_t flush_wait = 0;
     // Heaps of the earlier scans that are still owed: the next scan skips them (each scan makes
@@ -96,8 +98,7 @@ uint64_t Pass(Heap* self, uint64_t* flush_wait_ns) {
       for (int i = 0; i < k; ++i) {
         uint64_t idle_in_ns = 0;
         if (!self->FlushLongIdleOwner_mt(heaps[i], &idle_in_ns)) {
-          idle_in_ns = std::max(idle_in_ns, kMinWaitNs);
-          flush_wait = flush_wait == 0 ? idle_in_ns : std::min(flush_wait, idle_in_ns);
+          flush_wait = Earlier(flush_wait, std::max(idle_in_ns, kMinWaitNs));
         }
         if (heaps[i]->IdleFlushOwed_mt()) ++skip;
       }
@@ -120,10 +121,6 @@ void* Main(void*) {
   // Listed as a thread's heap: in a fork child, where this thread does not exist, it is an
   // orphan that ReclaimExitedThreadHeaps releases.
   HeapRegistry::Global().RegisterThreadHeap(self, static_cast<int32_t>(syscall(SYS_gettid)));
-  // The earlier of two timeouts, 0 meaning none.
-  const auto earlier = [](uint64_t a, uint64_t b) {
-    return a == 0 ? b : b == 0 ? a : std::min(a, b);
-  };
   for (;;) {
     // seq_cst: the clear precedes this pass's loads of the whole counts (reclaimer.h).
     g_pending.store(0, std::memory_order_seq_cst);
@@ -136,14 +133,14 @@ void* Main(void*) {
     // schedule (0: nothing cached, or decay off): wake for the earlier, or for an idle flush.
     const uint64_t now = NowNs();
     const uint64_t timeout_ns =
-        earlier(earlier(OsPageSource::Global().Decay(now), LargeDecay(now)), flush_wait_ns);
+        Earlier(Earlier(OsPageSource::Global().Decay(now), LargeDecay(now)), flush_wait_ns);
     if (wait_ns != 0) {
       // Sleep until the earliest owner owed a sweep would be idle (or a decay or a flush is due),
       // whatever notifications come meanwhile: they come from completions (while a consumer
       // frees, one every few frees), and the next pass sweeps every idle owner's whole pages
       // anyway. A word nobody changes: the wait is a plain timed sleep (the thread blocks every
       // signal).
-      FutexWait(&g_timer, 0, earlier(wait_ns, timeout_ns));
+      FutexWait(&g_timer, 0, Earlier(wait_ns, timeout_ns));
       continue;
     }
     // No sweep owed: wait for a notification, until the decay or an idle flush is due, or
