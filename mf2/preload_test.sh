@@ -93,6 +93,9 @@ own_threads() {
 own_threads single single 1
 own_threads two two 2
 own_threads two_without_reclaimer two 1 MF2_BACKGROUND_RECLAIM=0
+# A child of a threaded process has one thread, which takes a heap again: no reclaimer (it
+# started one when its registry, inherited from the parent, counted several heaps).
+own_threads fork_child fork 1
 
 # operator new's failure: std::bad_alloc and the new-handler as under glibc, through the weak
 # references to the C++ runtime in MF2's shared library (mf2/malloc_shim.cc).

@@ -6,6 +6,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 
 #include "mf2/heap_registry.h"
@@ -41,6 +42,12 @@ __thread uint32_t t_heapless_remote_frees __attribute__((tls_model("initial-exec
 // The owner of the first block this thread freed while it had no heap: the heap it prefers to
 // take (Heap::SetMoveTo). Compared only as an address.
 __thread Heap* t_first_freed_owner __attribute__((tls_model("initial-exec"))) = nullptr;
+// Whether this thread has taken a heap in this process, and how many threads have: the second
+// makes the process multi-threaded, and starts the background reclaimer (TakeHeap). Not the
+// registry's heap count, which a fork child inherits: a single-threaded child of a threaded
+// parent would start a thread at its first heap. Relaxed: a hint.
+__thread bool t_took_heap __attribute__((tls_model("initial-exec"))) = false;
+std::atomic<uint32_t> g_threads_with_heaps{0};
 
 pthread_key_t g_key;
 pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
@@ -88,9 +95,15 @@ Heap* TakeHeap() {
   if (heap == nullptr) return nullptr;
   if (preferred != nullptr && heap != preferred) heap->SetMoveTo(preferred, &MoveToHeap);
   BindHeap(heap);
-  // A second heap: the process is multi-threaded, and one of its threads may go idle holding
-  // what it allocated. Outside any operation of `heap`, which starting a thread allocates from.
-  if (!reclaimer::Running() && registry.heap_count() >= 2) reclaimer::StartForIdleFlush();
+  // A second thread with a heap: the process is multi-threaded, and one of its threads may go
+  // idle holding what it allocated. Outside any operation of `heap`, which starting a thread
+  // allocates from.
+  if (!t_took_heap) {
+    t_took_heap = true;
+    if (g_threads_with_heaps.fetch_add(1, std::memory_order_relaxed) + 1 >= 2) {
+      reclaimer::StartForIdleFlush();
+    }
+  }
   return heap;
 }
 
@@ -169,6 +182,9 @@ void ThreadHeapAfterForkInChild() {
   // The forking thread goes on in the child under a new kernel id; the other threads' heaps are
   // orphans there, found by ReclaimExitedThreadHeaps (their ids name no thread of the child).
   Heap* heap = thread_heap_internal::t_heap;
+  // The child has one thread: only the forking one counts, if it ever took a heap.
+  thread_heap_internal::g_threads_with_heaps.store(thread_heap_internal::t_took_heap ? 1 : 0,
+                                                   std::memory_order_relaxed);
   if (heap->is_sentinel()) return;
   HeapRegistry::Global().ReleaseThreadListing(heap);
   HeapRegistry::Global().RegisterThreadHeap(heap, static_cast<int32_t>(syscall(SYS_gettid)));
