@@ -32,7 +32,7 @@
 // is flushed too (it refills them).
 //
 // It costs nothing while nothing is owed: it starts on the first notification, or when a
-// second heap is bound to a thread (StartForIdleFlush: no thread in a single-threaded process),
+// second thread takes a heap (StartForIdleFlush: no thread in a single-threaded process),
 // and then waits for a notification without a timeout (no wake-ups, no CPU) once no heap has
 // whole pages waiting or is owed an idle flush and the page source's cache and the large
 // mappings' cache are empty; while either holds memory, it also wakes once per
@@ -74,7 +74,7 @@ void NotifyIfRunning();
 // waits without a timeout (every heap flushed) is woken. Does not start the thread. Publishes
 // the caller's slow-path epoch to that pass.
 void NotifyHeapActive();
-// A second heap was bound to a thread (a multi-threaded process): starts the thread for the idle
+// A second thread took a heap (a multi-threaded process): starts the thread for the idle
 // flush of long-idle threads (Policy::idle_flush_after_ns), unless that or the reclaimer is off.
 // No notification: the first pass finds nothing idle yet. Called outside any heap operation
 // (creating the thread allocates, on the caller's heap).
