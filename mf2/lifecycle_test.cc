@@ -26,6 +26,7 @@
 #include "mf2/heap.h"
 #include "mf2/heap_registry.h"
 #include "mf2/mf2.h"
+#include "mf2/page_source.h"
 #include "mf2/policy.h"
 #include "mf2/size_class.h"
 #include "mf2/testing/scoped_policy.h"
@@ -408,6 +409,11 @@ std::vector<long> InChildUnderLimit(size_t headroom, Body body) {
   const pid_t pid = fork();
   if (pid == 0) {
     close(fds[0]);
+    // What the parent cached when it forked (spans, empty segments, large mappings) would come
+    // back to the child under pressure, beyond the limit below: as much as the parent's
+    // background decay had not yet returned, which differs from one fork to the next. Give it
+    // back first, so that every child starts from the memory in use.
+    OsPageSource::Global().ReleaseUnderPressure();
     long vm_pages = 0;
     FILE* f = fopen("/proc/self/statm", "r");
     if (f == nullptr || fscanf(f, "%ld", &vm_pages) != 1) _exit(3);
