@@ -8,6 +8,9 @@
 #define MF2_PREDICT_FALSE(x) __builtin_expect(!!(x), 0)
 #define MF2_ALWAYS_INLINE inline __attribute__((always_inline))
 #define MF2_NOINLINE __attribute__((noinline))
+// A function run once or on error only: laid out apart, and never inlined into its callers
+// (inlined, its calls would cost them a stack frame on every call).
+#define MF2_COLD __attribute__((cold, noinline))
 // Makes the compiler hold pointer `p` in a register from here on (an empty asm that may change
 // it), so that the fields reached through it are addressed as register + offset. For a pointer
 // into an object at a variable index (a heap's cache of class k) clang otherwise rebuilds the
