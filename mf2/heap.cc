@@ -332,7 +332,7 @@ void Heap::FlushCachesInOp() {
 }
 
 void Heap::FlushOne(void* p) {
-  if (MF2_PREDICT_FALSE(LoadCanary(p) != Canary(p, kInCache))) {
+  if (MF2_PREDICT_FALSE(LoadCanary(p) != (reinterpret_cast<uintptr_t>(p) ^ key_))) {  // kInCache
     MF2_STAT_INC(stats_, cache_drops);
     internal::ReportError(CanaryState(p) < kNumBlockStates ? ErrorKind::kDoubleFree
                                                            : ErrorKind::kCorruptFreeList,
@@ -347,16 +347,18 @@ void Heap::FlushOne(void* p) {
 // A block leaves this heap's hands for its page. Where before owner (page.h, "Detached pages"): if
 // we see our own address as owner, the where we saw is ours too, or kDetached.
 void Heap::ReturnBlock(Block* b) {
-  Page* page = PageOf(b);
+  // A block from this heap's cache lies in a span (its free found it there): no map test.
+  const uintptr_t a = reinterpret_cast<uintptr_t>(b);
+  Page* page = SpanPage(a, SliceOfCovered(a));
   const Page::Where where = page->where_acquire();
   if (MF2_PREDICT_FALSE(page->owner_relaxed() != this)) {
     // The page changed owner while the block sat in our cache (adopted): a remote free now.
-    return ReturnRemote(page, b, Canary(b, kInCache), "free");
+    return ReturnRemote(page, b, reinterpret_cast<uintptr_t>(b) ^ key_, "free");  // kInCache's
   }
   if (MF2_PREDICT_FALSE(where == Page::Where::kDetached) && page->adoptable_detach) {
     return FreeDetached(page, b);  // adoption armed: only under the page's flag
   }
-  page->PushLocal(b);
+  page->PushLocal(b, key_);
   // A partial page that still has live blocks needs nothing more; a full (detached) one joins
   // the partial list and an empty one is kept or released.
   if (where != Page::Where::kActive && (where == Page::Where::kDetached || page->used() == 0)) {

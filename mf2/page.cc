@@ -168,15 +168,6 @@ void Page::LoseLocalList(const void* bad, const Block* holder, uint32_t keep, co
   if (keep == 0) local_free_ = nullptr;
 }
 
-void Page::PushLocal(Block* b) {
-  StoreLink(b, local_free_);
-  StoreCanary(b, Canary(b, kOnPage));
-  PoisonMemory(b, block_size_);
-  local_free_ = b;
-  ++local_count_;
-  --used_;
-}
-
 uint32_t Page::CollectRemote(RemoteWord taken, void** out, uint32_t max) {
   // The first `max` blocks as PopBatch would hand them out (canary kInCache, into `out`), the
   // rest as PushLocal would take them, with the list's head and the bounds in registers; the

@@ -228,7 +228,18 @@ class alignas(256) Page {
   uint32_t PopBatch(void** out, uint32_t max) { return PopBatch(out, max, max); }
   // Takes back a block handed out of this page (canary checked by the caller): it goes on the
   // local free list with canary kOnPage.
-  void PushLocal(Block* b);
+  void PushLocal(Block* b) { PushLocal(b, CanaryKey()); }
+  // The same with `key` == CanaryKey(). Inline, and with the key from the caller (a heap's copy):
+  // a flush of a full cache runs it once per block (Heap::ReturnBlock), which then needs no
+  // stack frame.
+  void PushLocal(Block* b, uint64_t key) {
+    StoreLink(b, local_free_, key);
+    StoreCanary(b, reinterpret_cast<uintptr_t>(b) ^ key ^ kOnPage);  // Canary(b, kOnPage)
+    PoisonMemory(b, block_size_);
+    local_free_ = b;
+    ++local_count_;
+    --used_;
+  }
   // Moves the blocks of a taken remote stack to the local free list after validating each one
   // (inside the carved part of the span, a block start, canary kOnRemote, at most `count` of
   // them). A list that is not well formed is reported and cut at the first bad node, never
