@@ -437,8 +437,9 @@ class Heap {
   // (FlushIdleOwner_mt, kCachesAndSlots). So an idle thread gives back what it holds even when
   // no page of it ever comes back whole (a thread pool's idle workers, which freed their own
   // blocks). Returns false when the owner was not idle yet or was inside an operation
-  // (*idle_in_ns: when to try again; a whole threshold after a busy one); true when flushed, or
-  // when it was not for us to flush.
+  // (*idle_in_ns: when to try again; a quarter threshold after the first sight of a slow-path
+  // epoch, so that the flush comes within 1.25 thresholds of the owner's last slow path; a whole
+  // threshold after a busy one); true when flushed, or when it was not for us to flush.
   bool FlushLongIdleOwner_mt(Heap* owner, uint64_t* idle_in_ns);
   // Whoever acts as the owner (a parker, or the owner taking the heap over): the heap counts as
   // flushed as of now. Relaxed: a hint (the epoch does not move meanwhile: we act as owner).

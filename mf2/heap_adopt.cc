@@ -301,7 +301,15 @@ bool Heap::FlushLongIdleOwner_mt(Heap* owner, uint64_t* idle_in_ns) {
     return true;
   }
   if (!owner->IdleFlushOwed_mt()) return true;
-  if (!owner->OwnerIdle_mt(NowNs(), GetPolicy().idle_flush_after_ns, idle_in_ns)) return false;
+  const uint64_t threshold = GetPolicy().idle_flush_after_ns;
+  if (!owner->OwnerIdle_mt(NowNs(), threshold, idle_in_ns)) {
+    // A first sight of its slow-path epoch (the clock starts now, a whole threshold to go): the
+    // owner took a slow path since the last look, so it may be working still. Look again in a
+    // quarter threshold, not a whole one: an owner that stopped just after this look would
+    // otherwise be flushed up to two thresholds after its last slow path; now within 1.25.
+    if (idle_in_ns != nullptr && *idle_in_ns >= threshold) *idle_in_ns = threshold / 4;
+    return false;
+  }
   if (FlushIdleOwner_mt(owner, FlushScope::kCachesAndSlots) || !owner->IdleFlushOwed_mt()) {
     return true;
   }

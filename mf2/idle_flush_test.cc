@@ -137,6 +137,33 @@ void FirstSightThenWait(Heap* parker, Heap* owner, useconds_t us) {
   usleep(us);
 }
 
+// An owner seen for the first time since a slow path may still be working: the reclaimer looks
+// again in a quarter threshold, not a whole one. A whole one let an owner that stopped just after
+// a look keep everything for up to two thresholds after its last slow path (bench/RESULTS.md).
+// Without a new slow path the clock runs on from that first sight.
+TEST_F(IdleFlushTest, AnOwnerSeenWorkingIsLookedAtAgainInAQuarterThreshold) {
+  TestHeaps heaps;
+  Heap* owner = heaps.Acquire();
+  Heap* parker = heaps.Acquire();
+  constexpr uint64_t kThreshold = uint64_t{4} * 1000 * 1000 * 1000;  // 4 s: never reached here
+  ScopedPolicy slow([](Policy* p) { p->idle_flush_after_ns = kThreshold; });
+  owner->Free(owner->Allocate(kSize));  // a slow path: owed, first sight next
+  uint64_t idle_in_ns = 0;
+  EXPECT_FALSE(parker->FlushLongIdleOwner_mt(owner, &idle_in_ns));
+  EXPECT_EQ(idle_in_ns, kThreshold / 4) << "first sight of the epoch";
+  owner->Free(owner->Allocate(kSize * 2));  // another class, another slow path: working
+  idle_in_ns = 0;
+  EXPECT_FALSE(parker->FlushLongIdleOwner_mt(owner, &idle_in_ns));
+  EXPECT_EQ(idle_in_ns, kThreshold / 4) << "first sight of the new epoch";
+  usleep(2000);  // no slow path: the clock started at that sight
+  idle_in_ns = 0;
+  EXPECT_FALSE(parker->FlushLongIdleOwner_mt(owner, &idle_in_ns));
+  EXPECT_GT(idle_in_ns, kThreshold / 4) << "the rest of the threshold, not another quarter";
+  EXPECT_LT(idle_in_ns, kThreshold);
+  EXPECT_TRUE(owner->IdleFlushOwed_mt());
+  HeapRegistry::Global().CheckAll(/*quiescent=*/true);
+}
+
 // The first slow path after a flush notifies the reclaimer before it takes a page: a pass that
 // ran in between found the heap holding no page and, when "owed" also meant "holds pages", not
 // owed, and waited for good however many pages the thread took next (a CI run of
