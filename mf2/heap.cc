@@ -218,13 +218,13 @@ void Heap::FreeToFullCache(Magazine* m, void* p) noexcept {
   const OpEnd end{this};  // tail-called by a fast path: ends its operation
   if (m->cap == 0) {
     // No cache: straight back to the page, as a block leaving a cache (ReturnBlock's canary).
-    StoreCanary(p, Canary(p, kInCache));
+    StoreCanary(p, InCacheCanary(p));
     return ReturnBlock(static_cast<Block*>(p));
   }
   GrowCache(m);
   if (m->n < m->cap) {  // grown: room for p without a flush
     m->slot[m->n++] = p;
-    StoreCanary(p, Canary(p, kInCache));
+    StoreCanary(p, InCacheCanary(p));
     PoisonMemory(p, ClassInfo(ClassOf(m)).size);
     return;
   }
@@ -235,7 +235,7 @@ void Heap::FreeToFullCache(Magazine* m, void* p) noexcept {
   MF2_STAT_INC(stats_, cache_flushes);
   MF2_STAT_ADD(stats_, blocks_flushed, half);
   m->slot[m->n++] = p;
-  StoreCanary(p, Canary(p, kInCache));
+  StoreCanary(p, InCacheCanary(p));
   PoisonMemory(p, ClassInfo(ClassOf(m)).size);
 }
 
@@ -332,7 +332,7 @@ void Heap::FlushCachesInOp() {
 }
 
 void Heap::FlushOne(void* p) {
-  if (MF2_PREDICT_FALSE(LoadCanary(p) != (reinterpret_cast<uintptr_t>(p) ^ key_))) {  // kInCache
+  if (MF2_PREDICT_FALSE(LoadCanary(p) != InCacheCanary(p))) {
     MF2_STAT_INC(stats_, cache_drops);
     internal::ReportError(CanaryState(p) < kNumBlockStates ? ErrorKind::kDoubleFree
                                                            : ErrorKind::kCorruptFreeList,
@@ -353,7 +353,7 @@ void Heap::ReturnBlock(Block* b) {
   const Page::Where where = page->where_acquire();
   if (MF2_PREDICT_FALSE(page->owner_relaxed() != this)) {
     // The page changed owner while the block sat in our cache (adopted): a remote free now.
-    return ReturnRemote(page, b, reinterpret_cast<uintptr_t>(b) ^ key_, "free");  // kInCache's
+    return ReturnRemote(page, b, InCacheCanary(b), "free");
   }
   if (MF2_PREDICT_FALSE(where == Page::Where::kDetached) && page->adoptable_detach) {
     return FreeDetached(page, b);  // adoption armed: only under the page's flag
@@ -714,8 +714,7 @@ void Heap::FreeRemote(Page* page, void* p, const char* call) noexcept {
   RemoteChain* chain = &remote_[RemoteSlot(page)];
   Block* b = static_cast<Block*>(p);
   const uint64_t seen = LoadCanary(b);
-  const uint64_t in_cache = reinterpret_cast<uintptr_t>(p) ^ key_;  // Canary(b, kInCache)
-  static_assert(kInCache == 0, "Canary(b, s) == Canary(b, kInCache) ^ s");
+  const uint64_t in_cache = InCacheCanary(p);
   if (MF2_PREDICT_TRUE(chain->page == page && chain->count + 1 < remote_batch_ &&
                        (seen ^ in_cache) >= kNumBlockStates &&
                        CasCanary(b, seen, in_cache ^ kOnRemote))) {

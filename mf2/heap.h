@@ -296,7 +296,7 @@ class Heap {
       return FreeRemote(SpanPage(a, s), p, call);  // Relaxed: see Page::owner_relaxed
     }
     // A canary of any state in word 1: the block is free already (block.h).
-    const uint64_t canary = a ^ key_;  // kInCache's
+    const uint64_t canary = InCacheCanary(p);
     if (MF2_PREDICT_FALSE((LoadCanary(p) ^ canary) < kNumBlockStates)) {
       return ReportDoubleFree(p, call);
     }
@@ -564,6 +564,12 @@ class Heap {
 
  private:
   uint32_t ClassOf(const Magazine* m) const { return static_cast<uint32_t>(m - cache_); }
+  // Canary(p, kInCache) from this heap's copy of the key (key_ == CanaryKey() outside the
+  // sentinels): one xor, and no load of the global key or call to its lazy set-up.
+  MF2_ALWAYS_INLINE uint64_t InCacheCanary(const void* p) const {
+    static_assert(kInCache == 0, "Canary(p, s) == InCacheCanary(p) ^ s");
+    return reinterpret_cast<uintptr_t>(p) ^ key_;
+  }
   // The cache of `size`'s class (one load from direct_); nullptr above the largest class.
   MF2_ALWAYS_INLINE Magazine* MagazineFor(size_t size) {
     if (MF2_PREDICT_TRUE(size <= kSmallMax)) {

@@ -316,7 +316,7 @@ bool Heap::FlushLongIdleOwner_mt(Heap* owner, uint64_t* idle_in_ns) {
   // Inside an operation: a thread running on its caches alone, idle by the slow-path clock but
   // busy. Try again a whole threshold later, not at once: retrying every pass (1 ms) parked it
   // with a membarrier 550 times a second in a malloc/free loop (bench/RESULTS.md).
-  if (idle_in_ns != nullptr) *idle_in_ns = GetPolicy().idle_flush_after_ns;
+  if (idle_in_ns != nullptr) *idle_in_ns = threshold;
   return false;
 }
 

@@ -183,7 +183,7 @@ TEST_F(IdleFlushTest, AHeapThatAllocatedSinceItsFlushIsOwedWhateverItHolds) {
   owner->Free(owner->Allocate(kSize));  // a slow path since the flush
   owner->GoIdle();                      // and nothing held any more
   ASSERT_EQ(owner->page_count(), 0u);
-  EXPECT_TRUE(owner->IdleFlushOwed_mt()) << "owed only while it holds pages";
+  EXPECT_TRUE(owner->IdleFlushOwed_mt()) << "owed although it holds no page";
   HeapRegistry::Global().CheckAll(/*quiescent=*/true);
 }
 
@@ -209,7 +209,7 @@ TEST_F(IdleFlushTest, ABusyOwnerIsTriedAgainAWholeThresholdLater) {
   g_owner->Free(static_cast<char*>(kept) + 16);  // interior pointer: reported inside Free
   SetErrorHandler(previous);
   EXPECT_FALSE(g_long_flushed) << "flushed inside the owner's operation";
-  EXPECT_EQ(g_idle_in_ns, uint64_t{1'000'000}) << "a busy owner is tried again at once";
+  EXPECT_EQ(g_idle_in_ns, uint64_t{1'000'000}) << "a busy owner is tried again a whole threshold later";
   EXPECT_TRUE(g_parker->FlushLongIdleOwner_mt(g_owner, &idle_in_ns)) << "between operations";
   EXPECT_EQ(g_owner->cache(kClass).n, 0u);
   g_owner->Free(kept);

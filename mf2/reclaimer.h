@@ -27,7 +27,8 @@
 // caches' slot pages go back to the OS.
 // A flushed heap is not looked at again until its owner's next slow path, which notifies the
 // reclaimer (NotifyHeapActive); until every heap is flushed, the reclaimer wakes for the
-// earliest one due (about once per second in a process whose threads keep working). "Idle" is
+// earliest one due (about four times a second in a process whose threads keep working: a heap
+// seen working is looked at again a quarter threshold later). "Idle" is
 // the slow-path clock that the sweeps use: a thread that runs on its caches alone for that long
 // is flushed too (it refills them).
 //
