@@ -38,6 +38,16 @@ namespace {
 const uint64_t kRounds = stress::Scaled(20000);
 constexpr size_t kSizes[] = {16, 48, 256, 1024, 4096};
 
+// Takes a block out of `held` (not empty), chosen by `rng`'s upper bits: the last one fills its
+// slot.
+void* TakeHeld(std::vector<void*>* held, uint64_t rng) {
+  const size_t i = (rng >> 8) % held->size();
+  void* p = (*held)[i];
+  (*held)[i] = held->back();
+  held->pop_back();
+  return p;
+}
+
 TEST(IdleFlushStressTest, AParkerActsOnlyBetweenTheOwnersOperations) {
   if (!AsymmetricFenceHeavy()) GTEST_SKIP() << "no membarrier on this kernel: no idle flush";
   stress::ExpectCachesOn();
@@ -62,10 +72,7 @@ TEST(IdleFlushStressTest, AParkerActsOnlyBetweenTheOwnersOperations) {
         if (held.size() < 200 && (held.empty() || rng % 3 != 0)) {
           held.push_back(blocks.New(heap, kSizes[rng % 5], 0, seq++));
         } else {
-          const size_t i = (rng >> 8) % held.size();
-          void* p = held[i];
-          held[i] = held.back();
-          held.pop_back();
+          void* p = TakeHeld(&held, rng);
           if (rng % 7 == 0) {
             std::lock_guard<std::mutex> l(handoff_mu);
             handoff.push_back(p);
@@ -175,10 +182,7 @@ TEST(IdleFlushStressTest, TheReclaimerFlushesThreadsThatPause) {
           held.push_back(blocks.New(nullptr, kSizes[rng % 5], static_cast<uint32_t>(w), seq++));
           continue;
         }
-        const size_t i = (rng >> 8) % held.size();
-        void* p = held[i];
-        held[i] = held.back();
-        held.pop_back();
+        void* p = TakeHeld(&held, rng);
         if (rng % 5 == 0) {
           std::lock_guard<std::mutex> l(mu);
           handoff[(w + 1) % kWorkers].push_back(p);
