@@ -719,6 +719,11 @@ def build_parser():
     parser.add_argument("--baseline",
                         help="allocator the ratios are relative to (default mimalloc, or the "
                              "first allocator when mimalloc is not in the run)")
+    parser.add_argument("--paired-base", metavar="NAME",
+                        help="results.md also gives every other allocator's throughput over "
+                             "NAME's in the same repetition: median and range over the "
+                             "repetitions (bench/paired_ratios.py), the way to compare two "
+                             "builds on a noisy machine")
     parser.add_argument("--only", help="regex: run only workloads whose label matches")
     parser.add_argument("--mf2-lib", help="MF2 preload library (default: found under bazel-out)")
     parser.add_argument("--out", help="results folder (default bench/results/<timestamp>)")
@@ -803,6 +808,9 @@ def plan(parser, opts):
         if not allocators:
             raise UsageError("no allocator to run")
         baseline = pick_baseline(opts, names)
+        if opts.paired_base is not None and opts.paired_base not in names:
+            raise UsageError("--paired-base %s is not in the run (%s)"
+                             % (opts.paired_base, ", ".join(names)))
     except UsageError as e:
         parser.error(str(e))
 
@@ -943,6 +951,19 @@ def run(p, opts):
                     elapsed_min=(time.monotonic() - started) / 60)
 
 
+def paired_table(out_dir, workloads, names, base):
+    """results.md's section of paired ratios to `base` (--paired-base), from runs.csv."""
+    import paired_ratios  # noqa: E402 (next to this file; only this option needs it)
+    by_rep, _, _ = paired_ratios.read_runs(os.path.join(out_dir, "runs.csv"))
+    others = [n for n in names if n != base]
+    if not others:
+        return ""
+    return ("\n### Paired throughput ratios to %s: median (min-max) over the repetitions of "
+            "each run's throughput over %s's in the same repetition\n\n%s\n"
+            % (base, base, paired_ratios.table(by_rep, [wl.label for wl in workloads], others,
+                                                base)))
+
+
 def report(p, opts, m):
     """Writes summary.csv, chart.png and results.md into m.out_dir and prints the tables on
     stdout; warnings (including busy runs found now) go to stderr and results.md."""
@@ -995,6 +1016,8 @@ def report(p, opts, m):
     commands = ["", "### Command lines", ""]
     for wl in workloads:
         commands.append("- %s: `%s`" % (wl.label, " ".join([wl.program] + wl.args)))
+    if opts.paired_base is not None:
+        tables += paired_table(m.out_dir, workloads, names, opts.paired_base)
     text = "\n".join(header) + "\n" + tables + "\n".join(commands) + "\n"
     with open(os.path.join(m.out_dir, "results.md"), "w") as f:
         f.write(text)

@@ -213,6 +213,15 @@ class Planning(TempDirTest):
         return parser, parser.parse_args(["--bin-dir", self.dir, "--workspace", self.dir] +
                                          list(args))
 
+    def test_paired_base_must_be_in_the_run(self):
+        self.write("larson", b"#!/bin/sh\n", 0o755)
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), self.assertRaises(SystemExit) as exit_:
+            run_h2h.plan(*self.parse("--only", "larson-classic T=1", "--allocators", "glibc",
+                                     "--paired-base", "mf2-old"))
+        self.assertEqual(exit_.exception.code, 2)
+        self.assertIn("--paired-base mf2-old is not in the run (glibc)", err.getvalue())
+
     def test_plan(self):
         for program in ["larson", "cache_scratch"]:
             self.write(program, b"#!/bin/sh\n", 0o755)
@@ -272,7 +281,8 @@ class TinyRun(TempDirTest):
         res = subprocess.run(
             [sys.executable, os.path.join(HERE, "run_h2h.py"), "--bin-dir", bin_dir,
              "--workspace", self.dir, "--quick", "--reps", "2", "--only", "larson-classic T=1",
-             "--allocators", "glibc", "--allocator", "fake=" + lib, "--out", out],
+             "--allocators", "glibc", "--allocator", "fake=" + lib, "--out", out,
+             "--paired-base", "glibc"],
             capture_output=True, text=True, env=dict(os.environ, FAKE_PRELOAD_LOG=preload_log))
         self.assertEqual(res.returncode, 0, res.stderr)
         # Each repetition preloaded its own copy of the library (same bytes, another file), and
@@ -307,6 +317,9 @@ class TinyRun(TempDirTest):
         self.assertIn("libraries preloaded from a fresh copy per repetition", md)
         self.assertIn("| larson-classic T=1 | ops | 1.23M x1.00 ±0%", md)
         self.assertIn("ratio to glibc", md, "mimalloc is not in the run: glibc is the baseline")
+        self.assertIn("### Paired throughput ratios to glibc", md)
+        self.assertIn("| workload | fake / glibc |", md)
+        self.assertIn("| larson-classic T=1 | 1.00 (1.00-1.00) n=2 |", md)
         with open(os.path.join(out, "summary.csv")) as f:
             summary = list(csv.DictReader(f))
         self.assertEqual([s["ratio_to_baseline"] for s in summary], ["1.0", "1.0"])
