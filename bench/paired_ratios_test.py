@@ -31,14 +31,19 @@ class PairedRatiosTest(unittest.TestCase):
             code = paired_ratios.main([self.dir] + list(args))
         return code, out.getvalue(), err.getvalue()
 
+    def table(self, rows, *args):
+        """The tool's table for `rows`; the run must succeed."""
+        code, out, err = self.run_tool(rows, *args)
+        self.assertEqual(code, 0, err)
+        return out
+
     def test_ratios_pair_runs_of_the_same_repetition(self):
         # The new build is 10% faster than the old one in every repetition, while the machine
         # doubles its speed from one repetition to the next: unpaired medians would say 1.05.
         rows = ["1,larson T=1,1,old,ok,100\n", "1,larson T=1,1,new,ok,110\n",
                 "2,larson T=1,1,old,ok,200\n", "2,larson T=1,1,new,ok,220\n",
                 "3,larson T=1,1,old,ok,400\n", "3,larson T=1,1,new,ok,440\n"]
-        code, out, _ = self.run_tool(rows, "--base", "old")
-        self.assertEqual(code, 0)
+        out = self.table(rows, "--base", "old")
         self.assertIn("| larson T=1 | 1.10 (1.10-1.10) n=3 |", out)
         self.assertIn("new / old", out)
 
@@ -46,23 +51,21 @@ class PairedRatiosTest(unittest.TestCase):
         rows = []
         for rep, (a, b) in enumerate([(100, 90), (100, 120), (100, 100)], start=1):
             rows += ["%d,w,1,a,ok,%d\n" % (rep, a), "%d,w,1,b,ok,%d\n" % (rep, b)]
-        code, out, _ = self.run_tool(rows, "--base", "a", "b")
-        self.assertEqual(code, 0)
+        out = self.table(rows, "--base", "a", "b")
         self.assertIn("| w | 1.00 (0.90-1.20) n=3 |", out)
 
     def test_a_failed_run_gives_no_ratio(self):
         rows = ["1,w,1,a,ok,100\n", "1,w,1,b,failed,\n",
                 "2,w,1,a,ok,100\n", "2,w,1,b,ok,150\n",
                 "1,v,1,a,ok,100\n", "1,v,1,b,timeout,\n"]
-        code, out, _ = self.run_tool(rows, "--base", "a")
-        self.assertEqual(code, 0)
+        out = self.table(rows, "--base", "a")
         self.assertIn("| w | 1.50 (1.50-1.50) n=1 |", out)
         self.assertIn("| v | n/a |", out)
 
     def test_only_selects_workloads(self):
         rows = ["1,larson T=1,1,a,ok,1\n", "1,larson T=1,1,b,ok,2\n",
                 "1,xmalloc T=1,1,a,ok,1\n", "1,xmalloc T=1,1,b,ok,3\n"]
-        _, out, _ = self.run_tool(rows, "--base", "a", "--only", "^xmalloc")
+        out = self.table(rows, "--base", "a", "--only", "^xmalloc")
         self.assertIn("xmalloc T=1", out)
         self.assertNotIn("larson", out)
 

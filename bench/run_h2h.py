@@ -989,6 +989,8 @@ def report(p, opts, m):
     chart_problem = write_chart(m.out_dir, summary, workloads, names, baseline,
                                 chart_warning(m.rows, m.busy_start))
     tables = markdown_tables(summary, workloads, names, baseline)
+    if opts.paired_base is not None:
+        tables += paired_table(m.out_dir, workloads, names, opts.paired_base)
     header = [
         "# Head-to-head results %s" % m.stamp,
         "",
@@ -1016,8 +1018,6 @@ def report(p, opts, m):
     commands = ["", "### Command lines", ""]
     for wl in workloads:
         commands.append("- %s: `%s`" % (wl.label, " ".join([wl.program] + wl.args)))
-    if opts.paired_base is not None:
-        tables += paired_table(m.out_dir, workloads, names, opts.paired_base)
     text = "\n".join(header) + "\n" + tables + "\n".join(commands) + "\n"
     with open(os.path.join(m.out_dir, "results.md"), "w") as f:
         f.write(text)
