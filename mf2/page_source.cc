@@ -143,6 +143,7 @@ Page* OsPageSource::AllocateSpan(uint32_t slices) {
     head->cached = false;
     cached_bytes_ -= slices * kSliceSize;
     decay_.Lowered(cached_bytes_);
+    excess_decay_.Lowered(cached_bytes_);
   } else {
     head = CarveFromSegments(slices, /*exhaustive=*/false);
     if (head == nullptr) {
@@ -243,20 +244,39 @@ void OsPageSource::TrimCacheTo(size_t keep) {
     }
   }
   decay_.Lowered(cached_bytes_);
+  excess_decay_.Lowered(cached_bytes_);
 }
 
 uint64_t OsPageSource::Decay(uint64_t now_ns) {
-  const uint64_t period = GetPolicy().page_cache_decay_ns;
+  const Policy& policy = GetPolicy();
+  const uint64_t period = policy.page_cache_decay_ns;
+  // 0, or longer than the whole cache's period: the excess decays with the rest.
+  const uint64_t excess_period =
+      policy.page_cache_excess_decay_ns < period ? policy.page_cache_excess_decay_ns : 0;
   MutexLock lock(&mu_);
   if (period == 0) return 0;
+  const uint64_t returned = spans_returned_;
   if (decay_.Due(now_ns)) {
     // What stayed cached the whole period: nobody needed it.
-    const uint64_t returned = spans_returned_;
     TrimCacheTo(cached_bytes_ - decay_.Unused(cached_bytes_));
-    spans_decayed_ += spans_returned_ - returned;
     decay_.Restart(now_ns, period, cached_bytes_);
   }
-  return decay_.NextIn(now_ns);
+  // Second, so that a cache the whole period emptied schedules no short one either.
+  if (excess_period != 0 && excess_decay_.Due(now_ns)) {
+    // What stayed cached the whole short period, as far as the cache holds more than its
+    // reserve. (TrimCacheTo returns whole spans, so the cache may end a span below it.)
+    const size_t reserve = CacheReserve();
+    if (cached_bytes_ > reserve) {
+      const size_t unused = excess_decay_.Unused(cached_bytes_);
+      TrimCacheTo(cached_bytes_ - std::min(unused, cached_bytes_ - reserve));
+    }
+    excess_decay_.Restart(now_ns, excess_period, cached_bytes_);
+  }
+  spans_decayed_ += spans_returned_ - returned;
+  const uint64_t whole = decay_.NextIn(now_ns);
+  const uint64_t excess = excess_period != 0 ? excess_decay_.NextIn(now_ns) : 0;
+  if (whole == 0 || excess == 0) return whole + excess;  // 0 when neither is scheduled
+  return std::min(whole, excess);
 }
 
 void OsPageSource::ReleaseCache() {

@@ -9,10 +9,19 @@
 // the same length, bounded by Policy::page_cache_bytes; beyond the bound its memory is returned
 // with madvise(MADV_DONTNEED) and its slices become free in the segment; a segment whose slices
 // are all free is unmapped once more than Policy::retained_segments such segments exist. So
-// steady-state RSS follows live data plus the cache bound. The cache also decays: spans that
-// stayed unused in it for Policy::page_cache_decay_ns go back to the OS too (Decay, run by the
-// background reclaimer), so an idle process does not keep the cache resident forever. One mutex
-// guards it all: spans are taken and returned only on slow paths, never per allocation.
+// steady-state RSS follows live data plus the cache bound. The cache also decays (Decay, run by
+// the background reclaimer), in two tiers:
+//   - its reserve, up to an eighth of the spans in use (the share a heap may also keep in empty
+//     pages and grow its block caches to), goes back once it stayed unused for
+//     Policy::page_cache_decay_ns (1 s), so an idle process does not keep the cache resident;
+//   - what it holds beyond the reserve goes back once it stayed unused for
+//     Policy::page_cache_excess_decay_ns (20 ms): a burst of freed spans (a program's start-up
+//     data freed at once) does not stay resident for a second next to the spans in use, while a
+//     program that keeps taking and returning spans finds its reserve resident. Decaying the whole
+//     cache after 20 ms instead made a third more page faults on larson-mid T=4 (1-32 KiB
+//     blocks, 170 MiB) and cost it throughput; with the reserve it costs none (bench/RESULTS.md).
+// One mutex guards it all: spans are taken and returned only on slow paths, never per
+// allocation.
 #ifndef MF2_PAGE_SOURCE_H_
 #define MF2_PAGE_SOURCE_H_
 
@@ -56,8 +65,9 @@ class OsPageSource final : public PageSource {
   void ReleaseCache();
   // The cache's decay, called by the background reclaimer: once per Policy::page_cache_decay_ns
   // it returns to the OS as many cached bytes as stayed in the cache the whole period before
-  // (its low-water mark: spans nobody needed). Returns how long until the next decay is due, or
-  // 0 when none is (the cache is empty, or decay is off).
+  // (its low-water mark: spans nobody needed), and once per Policy::page_cache_excess_decay_ns
+  // as many as stayed the whole shorter period, down to the reserve (CacheReserve). Returns how
+  // long until the next decay is due, or 0 when none is (the cache is empty, or decay is off).
   uint64_t Decay(uint64_t now_ns);
   // Memory pressure: returns every cached span and unmaps every empty segment, and empties the
   // large-mapping cache (large.h). AllocateSpan does the same by itself before it fails.
@@ -81,6 +91,7 @@ class OsPageSource final : public PageSource {
   // FreeSpan under the lock; true when the span made the cache non-empty.
   bool FreeSpanLocked(Page* head, uint32_t slices);
   // Returns cached spans to the OS, longest first, until at most `keep` bytes stay cached.
+  // (Both decay clocks see the cache lowered.)
   void TrimCacheTo(size_t keep) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UnmapSegment(Segment* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReturnSpanToSegment(Page* head) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -97,7 +108,10 @@ class OsPageSource final : public PageSource {
   // Cached free spans by length, linked through Page::next.
   Page* cache_[kMaxSlicesPerSpan + 1] ABSL_GUARDED_BY(mu_) = {};
   size_t cached_bytes_ ABSL_GUARDED_BY(mu_) = 0;
-  DecayClock decay_ ABSL_GUARDED_BY(mu_);  // the cache's decay schedule (Decay)
+  // Cached bytes the short decay leaves: an eighth of the spans in use.
+  size_t CacheReserve() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return in_use_bytes_ / 8; }
+  DecayClock decay_ ABSL_GUARDED_BY(mu_);         // the whole cache's decay schedule (Decay)
+  DecayClock excess_decay_ ABSL_GUARDED_BY(mu_);  // the excess over CacheReserve()'s (Decay)
   uint64_t spans_decayed_ ABSL_GUARDED_BY(mu_) = 0;
   size_t cache_bound_ ABSL_GUARDED_BY(mu_) = 0;  // Policy::page_cache_bytes at the last FreeSpan
   size_t in_use_bytes_ ABSL_GUARDED_BY(mu_) = 0;

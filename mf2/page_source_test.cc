@@ -98,6 +98,75 @@ TEST_F(PageSourceTest, LoweringTheCacheBoundTrimsTheCacheOnTheNextFree) {
   source_.CheckInvariants();
 }
 
+size_t CachedBytes(OsPageSource* source) {
+  Stats st;
+  source->AddTo(&st);
+  return st.bytes_cached_spans;
+}
+
+// The cache decays in two tiers (page_source.h): what it holds beyond its reserve, an eighth of
+// the spans in use, goes back once it stayed unused for the short period; the reserve only after
+// the whole one. Decay takes the time as an argument: no test here waits.
+TEST_F(PageSourceTest, TheExcessOverTheReserveDecaysAfterTheShortPeriod) {
+  testing::ScopedPolicy decay([](Policy* p) {
+    p->page_cache_bytes = 64 * kSliceSize;
+    p->page_cache_decay_ns = 1'000'000'000;
+    p->page_cache_excess_decay_ns = 20'000'000;
+  });
+  constexpr uint64_t kMs = 1'000'000;
+  constexpr uint64_t t0 = 1'000'000 * kMs;
+  std::vector<Page*> in_use, spans;
+  for (int i = 0; i < 16; ++i) in_use.push_back(source_.AllocateSpan(1));  // reserve: 2 slices
+  for (int i = 0; i < 8; ++i) spans.push_back(source_.AllocateSpan(1));
+  for (Page* p : spans) source_.FreeSpan(p);
+  ASSERT_EQ(CachedBytes(&source_), 8 * kSliceSize);
+  EXPECT_EQ(source_.Decay(t0), 20 * kMs) << "both periods start; the short one ends first";
+  EXPECT_EQ(CachedBytes(&source_), 8 * kSliceSize);
+  // Seven spans taken and given back within the short period: one stayed unused all along.
+  for (int i = 0; i < 7; ++i) spans[i] = source_.AllocateSpan(1);
+  for (int i = 0; i < 7; ++i) source_.FreeSpan(spans[i]);
+  EXPECT_EQ(source_.Decay(t0 + 20 * kMs), 20 * kMs);
+  EXPECT_EQ(CachedBytes(&source_), 7 * kSliceSize) << "only what nobody took goes back";
+  // Nobody takes any for the next short period: all but the reserve goes back.
+  source_.Decay(t0 + 40 * kMs);
+  EXPECT_EQ(CachedBytes(&source_), 2 * kSliceSize) << "the reserve: an eighth of 16 slices";
+  source_.Decay(t0 + 60 * kMs);
+  EXPECT_EQ(CachedBytes(&source_), 2 * kSliceSize) << "the reserve waits for the whole period";
+  // The whole period returns what stayed cached all of it (one span: the others were taken).
+  EXPECT_EQ(source_.Decay(t0 + 1000 * kMs), 20 * kMs);
+  EXPECT_EQ(CachedBytes(&source_), 1 * kSliceSize);
+  EXPECT_EQ(source_.Decay(t0 + 2000 * kMs), 0u) << "an empty cache schedules nothing";
+  EXPECT_EQ(CachedBytes(&source_), 0u);
+  Stats st;
+  source_.AddTo(&st);
+  EXPECT_EQ(st.spans_decayed, 8u);
+  source_.CheckInvariants();
+  for (Page* p : in_use) source_.FreeSpan(p);
+}
+
+// Without the short period (0, or not shorter than the whole one) the excess waits for the whole
+// period too, as every cached span did before the tiers.
+TEST_F(PageSourceTest, WithoutTheShortPeriodTheExcessDecaysWithTheRest) {
+  for (const uint64_t excess : {uint64_t{0}, uint64_t{1'000'000'000}, uint64_t{5'000'000'000}}) {
+    SCOPED_TRACE(excess);
+    OsPageSource source;
+    testing::ScopedPolicy decay([excess](Policy* p) {
+      p->page_cache_bytes = 64 * kSliceSize;
+      p->page_cache_decay_ns = 1'000'000'000;
+      p->page_cache_excess_decay_ns = excess;
+    });
+    std::vector<Page*> spans;
+    for (int i = 0; i < 8; ++i) spans.push_back(source.AllocateSpan(1));
+    for (Page* p : spans) source.FreeSpan(p);
+    EXPECT_EQ(source.Decay(1'000'000'000), 1'000'000'000u);
+    EXPECT_EQ(source.Decay(1'500'000'000), 500'000'000u);
+    EXPECT_EQ(CachedBytes(&source), 8 * kSliceSize);
+    EXPECT_EQ(source.Decay(2'000'000'000), 0u);
+    EXPECT_EQ(CachedBytes(&source), 0u);
+    source.CheckInvariants();
+  }
+}
+
 TEST_F(PageSourceTest, EmptySegmentsBeyondTheReserveAreUnmapped) {
   std::vector<Page*> spans;
   // Three segments' worth of 8-slice spans (7 per segment: 63 usable slices).

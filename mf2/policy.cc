@@ -133,6 +133,12 @@ constexpr OptionLine kOptions[] = {
     // this alone).
     MF2_OPTION("MF2_PAGE_CACHE_DECAY_US", kDuration, page_cache_decay_ns, "us", kUs, 0, kMaxNs,
                "cached free spans and large mappings unused this long go back to the OS (0: kept)"),
+    // OsPageSource::Decay: the span cache beyond an eighth of the spans in use (at most
+    // MF2_PAGE_CACHE_DECAY_US counts).
+    MF2_OPTION("MF2_PAGE_CACHE_EXCESS_DECAY_US", kDuration, page_cache_excess_decay_ns, "us", kUs,
+               0, kMaxNs,
+               "cached free spans beyond an eighth of the spans in use go back to the OS after "
+               "this long unused (0: as MF2_PAGE_CACHE_DECAY_US)"),
     MF2_OPTION("MF2_LARGE_CACHE_MB", kSize, large_cache_bytes, "MiB", kMiB, 0, kMaxBytes,
                "freed large mappings (above 64 KiB) kept for reuse"),
     MF2_OPTION("MF2_RETAINED_SEGMENTS", kCount, retained_segments, "", 1, 0, kU32,
