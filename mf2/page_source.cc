@@ -250,7 +250,7 @@ void OsPageSource::TrimCacheTo(size_t keep) {
 uint64_t OsPageSource::Decay(uint64_t now_ns) {
   const Policy& policy = GetPolicy();
   const uint64_t period = policy.page_cache_decay_ns;
-  // 0, or longer than the whole cache's period: the excess decays with the rest.
+  // 0, or not shorter than the whole cache's period: the excess decays with the rest.
   const uint64_t excess_period =
       policy.page_cache_excess_decay_ns < period ? policy.page_cache_excess_decay_ns : 0;
   MutexLock lock(&mu_);

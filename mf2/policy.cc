@@ -133,8 +133,8 @@ constexpr OptionLine kOptions[] = {
     // this alone).
     MF2_OPTION("MF2_PAGE_CACHE_DECAY_US", kDuration, page_cache_decay_ns, "us", kUs, 0, kMaxNs,
                "cached free spans and large mappings unused this long go back to the OS (0: kept)"),
-    // OsPageSource::Decay: the span cache beyond an eighth of the spans in use (at most
-    // MF2_PAGE_CACHE_DECAY_US counts).
+    // OsPageSource::Decay: the span cache beyond an eighth of the spans in use; a period not
+    // shorter than MF2_PAGE_CACHE_DECAY_US is the same as 0.
     MF2_OPTION("MF2_PAGE_CACHE_EXCESS_DECAY_US", kDuration, page_cache_excess_decay_ns, "us", kUs,
                0, kMaxNs,
                "cached free spans beyond an eighth of the spans in use go back to the OS after "

@@ -62,8 +62,9 @@ struct Policy {
   size_t heap_empty_bytes = size_t{2} << 20;
   size_t page_cache_bytes = size_t{32} << 20;
   uint64_t page_cache_decay_ns = 1'000'000'000;
-  // The span cache's excess over its reserve (an eighth of the spans in use) decays sooner: see
-  // page_source.h. At most page_cache_decay_ns counts; 0 decays the excess as the reserve.
+  // The span cache's excess over its reserve (an eighth of the spans in use) decays after this
+  // shorter period (page_source.h); 0, or a period not shorter than page_cache_decay_ns, decays
+  // the excess with the reserve.
   uint64_t page_cache_excess_decay_ns = 20'000'000;
   size_t large_cache_bytes = size_t{64} << 20;
   uint32_t retained_segments = 2;
