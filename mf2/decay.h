@@ -18,6 +18,11 @@
 
 namespace mf2 {
 
+// The earlier of two waits, 0 meaning none (as NextIn returns).
+constexpr uint64_t EarlierWait(uint64_t a, uint64_t b) {
+  return a == 0 ? b : b == 0 ? a : (a < b ? a : b);
+}
+
 class DecayClock {
  public:
   // The cache now holds `cached` bytes, fewer than before.

@@ -142,8 +142,7 @@ Page* OsPageSource::AllocateSpan(uint32_t slices) {
     head->next = nullptr;
     head->cached = false;
     cached_bytes_ -= slices * kSliceSize;
-    decay_.Lowered(cached_bytes_);
-    excess_decay_.Lowered(cached_bytes_);
+    CacheLowered();
   } else {
     head = CarveFromSegments(slices, /*exhaustive=*/false);
     if (head == nullptr) {
@@ -243,8 +242,7 @@ void OsPageSource::TrimCacheTo(size_t keep) {
       ReturnSpanToSegment(victim);
     }
   }
-  decay_.Lowered(cached_bytes_);
-  excess_decay_.Lowered(cached_bytes_);
+  CacheLowered();
 }
 
 uint64_t OsPageSource::Decay(uint64_t now_ns) {
@@ -273,10 +271,8 @@ uint64_t OsPageSource::Decay(uint64_t now_ns) {
     excess_decay_.Restart(now_ns, excess_period, cached_bytes_);
   }
   spans_decayed_ += spans_returned_ - returned;
-  const uint64_t whole = decay_.NextIn(now_ns);
-  const uint64_t excess = excess_period != 0 ? excess_decay_.NextIn(now_ns) : 0;
-  if (whole == 0 || excess == 0) return whole + excess;  // 0 when neither is scheduled
-  return std::min(whole, excess);
+  return EarlierWait(decay_.NextIn(now_ns),
+                     excess_period != 0 ? excess_decay_.NextIn(now_ns) : 0);
 }
 
 void OsPageSource::ReleaseCache() {

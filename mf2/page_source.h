@@ -91,8 +91,12 @@ class OsPageSource final : public PageSource {
   // FreeSpan under the lock; true when the span made the cache non-empty.
   bool FreeSpanLocked(Page* head, uint32_t slices);
   // Returns cached spans to the OS, longest first, until at most `keep` bytes stay cached.
-  // (Both decay clocks see the cache lowered.)
   void TrimCacheTo(size_t keep) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The cache shrank (a span taken or returned to the OS): both decay clocks note its level.
+  void CacheLowered() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    decay_.Lowered(cached_bytes_);
+    excess_decay_.Lowered(cached_bytes_);
+  }
   void UnmapSegment(Segment* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReturnSpanToSegment(Page* head) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MaybeUnmap(Segment* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -11,6 +11,7 @@
 
 #include "mf2/adoption.h"
 #include "mf2/check.h"
+#include "mf2/decay.h"
 #include "mf2/fence.h"
 #include "mf2/futex.h"
 #include "mf2/heap.h"
@@ -41,11 +42,6 @@ std::atomic<uint64_t> g_notified_ns{0};          // when `pending` last went 0 -
 constexpr uint64_t kMinWaitNs = 1'000'000;
 constexpr int kMaxHeapsPerScan = 256;
 
-// The earlier of two waits, 0 meaning none.
-constexpr uint64_t Earlier(uint64_t a, uint64_t b) {
-  return a == 0 ? b : b == 0 ? a : std::min(a, b);
-}
-
 // One pass: sweeps every heap whose owner has been idle long enough. Returns 0 when no sweep is
 // owed, else how long to wait before the next pass: until the earliest owner with whole pages
 // waiting would become idle (it was just seen for the first time, or is busy), at least
@@ -64,7 +60,7 @@ uint64_t Pass(Heap* self, uint64_t* flush_wait_ns) {
   for (int i = 0; i < n; ++i) {
     uint64_t idle_in_ns = 0;
     if (!self->ReclaimIdleOwner_mt(heaps[i], &idle_in_ns)) {
-      wait_ns = Earlier(wait_ns, std::max(idle_in_ns, kMinWaitNs));
+      wait_ns = EarlierWait(wait_ns, std::max(idle_in_ns, kMinWaitNs));
     }
   }
   // Heaps that hold remote frees back and have been idle as long: their held frees go out. Such
@@ -73,11 +69,11 @@ uint64_t Pass(Heap* self, uint64_t* flush_wait_ns) {
   // whole. A holder that is not idle yet is owed a flush: wait for it as for an owner.
   const int m =
       HeapRegistry::Global().CollectHeapsHoldingRemoteFrees(self, heaps, kMaxHeapsPerScan);
-  if (m == kMaxHeapsPerScan) wait_ns = Earlier(wait_ns, kMinWaitNs);
+  if (m == kMaxHeapsPerScan) wait_ns = EarlierWait(wait_ns, kMinWaitNs);
   for (int i = 0; i < m; ++i) {
     uint64_t idle_in_ns = 0;
     if (!self->FlushIdleHolder_mt(heaps[i], &idle_in_ns)) {
-      wait_ns = Earlier(wait_ns, std::max(idle_in_ns, kMinWaitNs));
+      wait_ns = EarlierWait(wait_ns, std::max(idle_in_ns, kMinWaitNs));
     }
   }
   // Heaps not flushed since their last slow path: once their owner has taken no slow path for
@@ -98,7 +94,7 @@ uint64_t Pass(Heap* self, uint64_t* flush_wait_ns) {
       for (int i = 0; i < k; ++i) {
         uint64_t idle_in_ns = 0;
         if (!self->FlushLongIdleOwner_mt(heaps[i], &idle_in_ns)) {
-          flush_wait = Earlier(flush_wait, std::max(idle_in_ns, kMinWaitNs));
+          flush_wait = EarlierWait(flush_wait, std::max(idle_in_ns, kMinWaitNs));
         }
         if (heaps[i]->IdleFlushOwed_mt()) ++skip;
       }
@@ -132,15 +128,15 @@ void* Main(void*) {
     // The decay of the page source's cache and of the large mappings' cache, each on its own
     // schedule (0: nothing cached, or decay off): wake for the earlier, or for an idle flush.
     const uint64_t now = NowNs();
-    const uint64_t timeout_ns =
-        Earlier(Earlier(OsPageSource::Global().Decay(now), LargeDecay(now)), flush_wait_ns);
+    const uint64_t decay_ns = EarlierWait(OsPageSource::Global().Decay(now), LargeDecay(now));
+    const uint64_t timeout_ns = EarlierWait(decay_ns, flush_wait_ns);
     if (wait_ns != 0) {
       // Sleep until the earliest owner owed a sweep would be idle (or a decay or a flush is due),
       // whatever notifications come meanwhile: they come from completions (while a consumer
       // frees, one every few frees), and the next pass sweeps every idle owner's whole pages
       // anyway. A word nobody changes: the wait is a plain timed sleep (the thread blocks every
       // signal).
-      FutexWait(&g_timer, 0, Earlier(wait_ns, timeout_ns));
+      FutexWait(&g_timer, 0, EarlierWait(wait_ns, timeout_ns));
       continue;
     }
     // No sweep owed: wait for a notification, until the decay or an idle flush is due, or
