@@ -46,6 +46,13 @@ class DecayClock {
   }
   // Nanoseconds until the next decay is due, or 0 when none is scheduled.
   uint64_t NextIn(uint64_t now_ns) const { return next_ns_ == 0 ? 0 : next_ns_ - now_ns; }
+  // Whether a period runs (Restart scheduled one); Stop ends it. A stopped clock's next Due
+  // starts a new period and releases nothing (Unused is 0).
+  bool Scheduled() const { return next_ns_ != 0; }
+  void Stop() {
+    low_water_ = 0;
+    next_ns_ = 0;
+  }
 
  private:
   size_t low_water_ = 0;

@@ -206,8 +206,9 @@ void OsPageSource::FreeSpan(Page* head) {
   MF2_CHECK(!head->in_use() && head->span_slices > 0, "FreeSpan of a span still in use");
   uint32_t slices = head->span_slices;
   if (FreeSpanLocked(head, slices)) {
-    // The cache has something to decay again: a reclaimer asleep for good must look (after the
-    // unlock; it is woken for this, never started).
+    // The cache has something to decay again (it was empty), or it went past its reserve with
+    // the short tier stopped: a reclaimer asleep for good, or for the whole period, must look
+    // (after the unlock; it is woken for this, never started).
     reclaimer::NotifyIfRunning();
   }
 }
@@ -219,16 +220,25 @@ bool OsPageSource::FreeSpanLocked(Page* head, uint32_t slices) {
   // The bound may have been lowered since spans were cached: trim to it first.
   cache_bound_ = GetPolicy().page_cache_bytes;
   TrimCacheTo(cache_bound_);
+  bool first = false;
   if (cached_bytes_ + slices * kSliceSize > cache_bound_) {
-    ReturnSpanToSegment(head);
-    return false;
+    ReturnSpanToSegment(head);  // the reserve shrank: the cache may exceed it now
+  } else {
+    head->cached = true;
+    head->next = cache_[slices];
+    cache_[slices] = head;
+    first = cached_bytes_ == 0;
+    cached_bytes_ += slices * kSliceSize;
   }
-  head->cached = true;
-  head->next = cache_[slices];
-  cache_[slices] = head;
-  const bool first = cached_bytes_ == 0;
-  cached_bytes_ += slices * kSliceSize;
-  return first;
+  return first || ExcessUnscheduled();
+}
+
+bool OsPageSource::ExcessUnscheduled() const {
+  const Policy& policy = GetPolicy();
+  // The short tier is on (Decay) and stopped while the cache holds more than its reserve.
+  return policy.page_cache_excess_decay_ns != 0 &&
+         policy.page_cache_excess_decay_ns < policy.page_cache_decay_ns &&
+         !excess_decay_.Scheduled() && cached_bytes_ > CacheReserve();
 }
 
 void OsPageSource::TrimCacheTo(size_t keep) {
@@ -262,13 +272,21 @@ uint64_t OsPageSource::Decay(uint64_t now_ns) {
   // Second, so that a cache the whole period emptied schedules no short one either.
   if (excess_period != 0 && excess_decay_.Due(now_ns)) {
     // What stayed cached the whole short period, as far as the cache holds more than its
-    // reserve. (TrimCacheTo returns whole spans, so the cache may end a span below it.)
+    // reserve. (TrimCacheTo returns whole spans, so the cache may end a span below it.) A
+    // stopped clock is due and releases nothing: this starts its period.
     const size_t reserve = CacheReserve();
     if (cached_bytes_ > reserve) {
       const size_t unused = excess_decay_.Unused(cached_bytes_);
       TrimCacheTo(cached_bytes_ - std::min(unused, cached_bytes_ - reserve));
     }
-    excess_decay_.Restart(now_ns, excess_period, cached_bytes_);
+    // Within the reserve nothing is left for the short tier: it stops, and the reclaimer
+    // sleeps for the whole period, until FreeSpan takes the cache past the reserve again
+    // (ExcessUnscheduled) and wakes it to start a short period.
+    if (cached_bytes_ > reserve) {
+      excess_decay_.Restart(now_ns, excess_period, cached_bytes_);
+    } else {
+      excess_decay_.Stop();
+    }
   }
   spans_decayed_ += spans_returned_ - returned;
   return EarlierWait(decay_.NextIn(now_ns),

@@ -20,6 +20,10 @@
 //     program that keeps taking and returning spans finds its reserve resident. Decaying the whole
 //     cache after 20 ms instead made a third more page faults on larson-mid T=4 (1-32 KiB
 //     blocks, 170 MiB) and cost it throughput; with the reserve it costs none (bench/RESULTS.md).
+//     The short tier runs only while the cache holds more than its reserve: Decay stops it once
+//     the cache is within the reserve, and the FreeSpan that takes the cache past the reserve
+//     again wakes the reclaimer, whose next Decay starts a short period. So the reclaimer wakes
+//     every 20 ms only while there is an excess to watch, not whenever a span is cached.
 // One mutex guards it all: spans are taken and returned only on slow paths, never per
 // allocation.
 #ifndef MF2_PAGE_SOURCE_H_
@@ -66,8 +70,9 @@ class OsPageSource final : public PageSource {
   // The cache's decay, called by the background reclaimer: once per Policy::page_cache_decay_ns
   // it returns to the OS as many cached bytes as stayed in the cache the whole period before
   // (its low-water mark: spans nobody needed), and once per Policy::page_cache_excess_decay_ns
-  // as many as stayed the whole shorter period, down to the reserve (CacheReserve). Returns how
-  // long until the next decay is due, or 0 when none is (the cache is empty, or decay is off).
+  // as many as stayed the whole shorter period, down to the reserve (CacheReserve); the shorter
+  // period is scheduled only while the cache holds more than the reserve. Returns how long until
+  // the next decay is due, or 0 when none is (the cache is empty, or decay is off).
   uint64_t Decay(uint64_t now_ns);
   // Memory pressure: returns every cached span and unmaps every empty segment, and empties the
   // large-mapping cache (large.h). AllocateSpan does the same by itself before it fails.
@@ -88,8 +93,12 @@ class OsPageSource final : public PageSource {
   Page* CarveSpan(Segment* s, uint32_t first, uint32_t slices) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Page* CarveFromSegments(uint32_t slices, bool exhaustive) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReleaseLocked(bool keep_retained) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // FreeSpan under the lock; true when the span made the cache non-empty.
+  // FreeSpan under the lock; true when the reclaimer must look: the span made the cache
+  // non-empty, or the cache is past its reserve with the short decay stopped.
   bool FreeSpanLocked(Page* head, uint32_t slices);
+  // Whether the cache holds more than its reserve while the short decay is on but stopped (no
+  // short period runs: Decay stops it once the cache is within its reserve).
+  bool ExcessUnscheduled() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Returns cached spans to the OS, longest first, until at most `keep` bytes stay cached.
   void TrimCacheTo(size_t keep) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The cache shrank (a span taken or returned to the OS): both decay clocks note its level.

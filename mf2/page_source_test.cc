@@ -133,13 +133,48 @@ TEST_F(PageSourceTest, TheExcessOverTheReserveDecaysAfterTheShortPeriod) {
   source_.Decay(t0 + 60 * kMs);
   EXPECT_EQ(CachedBytes(&source_), 2 * kSliceSize) << "the reserve waits for the whole period";
   // The whole period returns what stayed cached all of it (one span: the others were taken).
-  EXPECT_EQ(source_.Decay(t0 + 1000 * kMs), 20 * kMs);
+  // Within its reserve, the cache schedules only the whole period.
+  EXPECT_EQ(source_.Decay(t0 + 1000 * kMs), 1000 * kMs);
   EXPECT_EQ(CachedBytes(&source_), 1 * kSliceSize);
   EXPECT_EQ(source_.Decay(t0 + 2000 * kMs), 0u) << "an empty cache schedules nothing";
   EXPECT_EQ(CachedBytes(&source_), 0u);
   Stats st;
   source_.AddTo(&st);
   EXPECT_EQ(st.spans_decayed, 8u);
+  source_.CheckInvariants();
+  for (Page* p : in_use) source_.FreeSpan(p);
+}
+
+// The short period runs only while there is an excess to watch: a cache within its reserve
+// schedules the whole period alone (the reclaimer sleeps that long), and the free that takes the
+// cache past the reserve asks for the reclaimer (FreeSpan notifies it: reclaimer_test), whose
+// next Decay starts a short period.
+TEST_F(PageSourceTest, TheShortPeriodRunsOnlyWhileTheCacheExceedsItsReserve) {
+  testing::ScopedPolicy decay([](Policy* p) {
+    p->page_cache_bytes = 64 * kSliceSize;
+    p->page_cache_decay_ns = 1'000'000'000;
+    p->page_cache_excess_decay_ns = 20'000'000;
+  });
+  constexpr uint64_t kMs = 1'000'000;
+  constexpr uint64_t t0 = 1'000'000 * kMs;
+  std::vector<Page*> in_use, spans;
+  for (int i = 0; i < 24; ++i) in_use.push_back(source_.AllocateSpan(1));  // reserve: 3 slices
+  for (int i = 0; i < 2; ++i) spans.push_back(source_.AllocateSpan(1));
+  for (Page* p : spans) source_.FreeSpan(p);
+  ASSERT_EQ(CachedBytes(&source_), 2 * kSliceSize);
+  EXPECT_EQ(source_.Decay(t0), 1000 * kMs) << "within the reserve: no short period";
+  EXPECT_EQ(source_.Decay(t0 + 500 * kMs), 500 * kMs);
+  EXPECT_EQ(CachedBytes(&source_), 2 * kSliceSize);
+  // Eight in-use spans come back: the reserve drops to 2 slices, the cache holds 10.
+  for (int i = 0; i < 8; ++i) {
+    source_.FreeSpan(in_use.back());
+    in_use.pop_back();
+  }
+  ASSERT_EQ(CachedBytes(&source_), 10 * kSliceSize);
+  EXPECT_EQ(source_.Decay(t0 + 510 * kMs), 20 * kMs) << "past the reserve: a short period";
+  EXPECT_EQ(CachedBytes(&source_), 10 * kSliceSize) << "a period starts; nothing goes yet";
+  EXPECT_EQ(source_.Decay(t0 + 530 * kMs), 470 * kMs) << "back within the reserve: it stops";
+  EXPECT_EQ(CachedBytes(&source_), 2 * kSliceSize);
   source_.CheckInvariants();
   for (Page* p : in_use) source_.FreeSpan(p);
 }

@@ -38,7 +38,8 @@
 // whole pages waiting or is owed an idle flush and the page source's cache and the large
 // mappings' cache are empty; while either holds memory, it also wakes once per
 // MF2_PAGE_CACHE_DECAY_US to return what nobody used meanwhile (OsPageSource::Decay,
-// LargeDecay), so an idle process gives its caches back too. A notification is one relaxed load
+// LargeDecay), so an idle process gives its caches back too, and once per
+// MF2_PAGE_CACHE_EXCESS_DECAY_US while the span cache holds more than its reserve. A notification is one relaxed load
 // when the thread is awake or already notified, and a futex wake only when it waits for one.
 // MF2_BACKGROUND_RECLAIM=0 turns it off (then freeing threads sweep, as described above, and the
 // caches do not decay).
@@ -48,9 +49,10 @@
 // scans the counts (seq_cst loads), and sleeps only on pending == 0. Store-buffering shape with
 // every access seq_cst: either the scan sees the count, or the exchange comes after the clear and
 // the futex wait returns at once. Spin model: model/reclaimer.pml (with three mutants that lose
-// a wake-up). A cache going non-empty is the same shape: FreeSpan (LargeFree) fills it under the
-// page source's (the large table's) lock, then notifies; Decay (LargeDecay) reads it under that
-// lock after the clear. A heap's first slow path after an idle flush bumps its epoch (relaxed),
+// a wake-up). A cache going non-empty, or the span cache going past its reserve while its short
+// decay is stopped, is the same shape: FreeSpan (LargeFree) fills it under the page source's (the
+// large table's) lock, then notifies; Decay (LargeDecay) reads it under that lock after the
+// clear. A heap's first slow path after an idle flush bumps its epoch (relaxed),
 // then sets a second word with an exchange (NotifyHeapActive), which the reclaimer clears with an
 // exchange before each pass: it reads that exchange or a later one, so the notifier's epoch
 // happens before the pass that follows (release sequence), which sees the heap owed. Only the
