@@ -233,12 +233,17 @@ bool OsPageSource::FreeSpanLocked(Page* head, uint32_t slices) {
   return first || ExcessUnscheduled();
 }
 
+// The short period in force, or 0 when the tier is off: 0, or not shorter than the whole
+// cache's period (then the excess decays with the rest).
+static uint64_t ShortPeriod(const Policy& policy) {
+  return policy.page_cache_excess_decay_ns < policy.page_cache_decay_ns
+             ? policy.page_cache_excess_decay_ns
+             : 0;
+}
+
 bool OsPageSource::ExcessUnscheduled() const {
-  const Policy& policy = GetPolicy();
-  // The short tier is on (Decay) and stopped while the cache holds more than its reserve.
-  return policy.page_cache_excess_decay_ns != 0 &&
-         policy.page_cache_excess_decay_ns < policy.page_cache_decay_ns &&
-         !excess_decay_.Scheduled() && cached_bytes_ > CacheReserve();
+  return ShortPeriod(GetPolicy()) != 0 && !excess_decay_.Scheduled() &&
+         cached_bytes_ > CacheReserve();
 }
 
 void OsPageSource::TrimCacheTo(size_t keep) {
@@ -258,9 +263,7 @@ void OsPageSource::TrimCacheTo(size_t keep) {
 uint64_t OsPageSource::Decay(uint64_t now_ns) {
   const Policy& policy = GetPolicy();
   const uint64_t period = policy.page_cache_decay_ns;
-  // 0, or not shorter than the whole cache's period: the excess decays with the rest.
-  const uint64_t excess_period =
-      policy.page_cache_excess_decay_ns < period ? policy.page_cache_excess_decay_ns : 0;
+  const uint64_t excess_period = ShortPeriod(policy);
   MutexLock lock(&mu_);
   if (period == 0) return 0;
   const uint64_t returned = spans_returned_;
