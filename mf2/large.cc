@@ -286,6 +286,8 @@ void* GrowLocked(uintptr_t user, size_t new_len, bool* moved)
   const uintptr_t new_base = reinterpret_cast<uintptr_t>(r);
   if (new_base == e->map_base) {
     ForgetFreed(user + e->size, new_len - e->size);
+    // The footprint gauge counts the grown bytes (Erase takes the whole mapping off it).
+    NoteLargeBytes(static_cast<int64_t>(new_map_len - e->map_len));
     e->size = new_len;
     e->map_len = new_map_len;
     return reinterpret_cast<void*>(user);
