@@ -578,6 +578,21 @@ MF2_FUZZ_NO_COVERAGE inline void VerifyStamp(const void* p, size_t usable, uint6
   });
 }
 
+// The two targets of the caches' decay (page_source_fuzz, large_fuzz) move a virtual clock on
+// by (step % 64) units of 1 us, 1 ms, 10 ms or 100 ms (step >> 6): their TIME op.
+inline uint64_t TimeStepNs(uint8_t step) {
+  constexpr uint64_t kUnits[] = {1'000, 1'000'000, 10'000'000, 100'000'000};
+  return (step % 64) * kUnits[step >> 6];
+}
+
+// A word the harness writes into (or reads from) memory it holds, at any alignment.
+MF2_FUZZ_NO_COVERAGE inline void WriteWord(void* p, uint64_t w) { std::memcpy(p, &w, sizeof w); }
+MF2_FUZZ_NO_COVERAGE inline uint64_t ReadWord(const void* p) {
+  uint64_t w;
+  std::memcpy(&w, p, sizeof w);
+  return w;
+}
+
 // Address ranges [p, p + usable) of live blocks; inserting one that overlaps a live range (or
 // repeats a live pointer) is the "handed out twice" oracle (invariant 3/4).
 class RangeSet {

@@ -69,7 +69,6 @@ constexpr size_t kAlignments[] = {16, kPage, 64 * 1024, kMiB};
 constexpr size_t kCacheBounds[] = {0, kMiB, 4 * kMiB, 16 * kMiB, 64 * kMiB};
 constexpr uint64_t kPeriods[] = {0, 50 * kMs, 1000 * kMs, 5000 * kMs};
 constexpr uint64_t kLongestPeriod = 5000 * kMs;
-constexpr uint64_t kUnits[] = {1000, kMs, 10 * kMs, 100 * kMs};
 constexpr int kMaxIdleDecays = 64;
 
 size_t SizeOf(uint8_t b) { return ((mf2::kMaxClassSize + 1) << (b % 8)) + (b >> 3) * kPage; }
@@ -81,13 +80,6 @@ struct Held {
   size_t alignment;
   uint64_t stamp;
 };
-
-MF2_FUZZ_NO_COVERAGE void WriteWord(unsigned char* p, uint64_t w) { std::memcpy(p, &w, 8); }
-MF2_FUZZ_NO_COVERAGE uint64_t ReadWord(const unsigned char* p) {
-  uint64_t w;
-  std::memcpy(&w, p, 8);
-  return w;
-}
 
 // The virtual clock of the whole process: LargeDecay's schedule outlives an input.
 uint64_t& Now() {
@@ -196,7 +188,7 @@ class State {
 
   void OpTime(Reader& in) {
     const uint8_t step = in.Byte();
-    Now() += (step % 64) * kUnits[step >> 6];
+    Now() += TimeStepNs(step);
     CheckWait(mf2::LargeDecay(Now()));
   }
 

@@ -70,7 +70,6 @@ constexpr size_t kMaxHeld = 256;  // at most 128 MiB of address space, a few pag
 constexpr uint64_t kMs = 1'000'000;
 constexpr uint64_t kWholePeriods[] = {0, 50 * kMs, 1000 * kMs, 5000 * kMs};
 constexpr uint64_t kShortPeriods[] = {0, 5 * kMs, 20 * kMs, 2000 * kMs};
-constexpr uint64_t kUnits[] = {1000, kMs, 10 * kMs, 100 * kMs};
 // IDLE's bound on Decay calls: the short tier stops within its reserve, so a cache left alone
 // needs a few; a tier that kept rescheduling itself every 5 ms for 5 s would need 1,000.
 constexpr int kMaxIdleDecays = 64;
@@ -81,13 +80,6 @@ struct Held {
   size_t len;
   uint64_t stamp;
 };
-
-MF2_FUZZ_NO_COVERAGE void WriteWord(char* p, uint64_t w) { std::memcpy(p, &w, sizeof w); }
-MF2_FUZZ_NO_COVERAGE uint64_t ReadWord(const char* p) {
-  uint64_t w;
-  std::memcpy(&w, p, sizeof w);
-  return w;
-}
 
 class State {
  public:
@@ -162,7 +154,7 @@ class State {
   }
   void OpTime(Reader& in) {
     const uint8_t step = in.Byte();
-    now_ns_ += (step % 64) * kUnits[step >> 6];
+    now_ns_ += TimeStepNs(step);
     CheckWait(source_.Decay(now_ns_));
   }
   void OpPolicy(Reader& in) {

@@ -107,14 +107,19 @@ size_t CachedBytes(OsPageSource* source) {
 // The cache decays in two tiers (page_source.h): what it holds beyond its reserve, an eighth of
 // the spans in use, goes back once it stayed unused for the short period; the reserve only after
 // the whole one. Decay takes the time as an argument: no test here waits.
-TEST_F(PageSourceTest, TheExcessOverTheReserveDecaysAfterTheShortPeriod) {
-  testing::ScopedPolicy decay([](Policy* p) {
+// The two decay tiers at their default periods (1 s, 20 ms), driven with explicit times.
+class TieredDecayTest : public PageSourceTest {
+ protected:
+  static constexpr uint64_t kMs = 1'000'000;
+  static constexpr uint64_t t0 = 1'000'000 * kMs;
+  testing::ScopedPolicy decay_{[](Policy* p) {
     p->page_cache_bytes = 64 * kSliceSize;
     p->page_cache_decay_ns = 1'000'000'000;
     p->page_cache_excess_decay_ns = 20'000'000;
-  });
-  constexpr uint64_t kMs = 1'000'000;
-  constexpr uint64_t t0 = 1'000'000 * kMs;
+  }};
+};
+
+TEST_F(TieredDecayTest, TheExcessOverTheReserveDecaysAfterTheShortPeriod) {
   std::vector<Page*> in_use, spans;
   for (int i = 0; i < 16; ++i) in_use.push_back(source_.AllocateSpan(1));  // reserve: 2 slices
   for (int i = 0; i < 8; ++i) spans.push_back(source_.AllocateSpan(1));
@@ -147,16 +152,9 @@ TEST_F(PageSourceTest, TheExcessOverTheReserveDecaysAfterTheShortPeriod) {
 
 // The short period runs only while there is an excess to watch: a cache within its reserve
 // schedules the whole period alone (the reclaimer sleeps that long), and the free that takes the
-// cache past the reserve asks for the reclaimer (FreeSpan notifies it: reclaimer_test), whose
+// cache past the reserve asks for the reclaimer (FreeSpan notifies it: decay_wake_test), whose
 // next Decay starts a short period.
-TEST_F(PageSourceTest, TheShortPeriodRunsOnlyWhileTheCacheExceedsItsReserve) {
-  testing::ScopedPolicy decay([](Policy* p) {
-    p->page_cache_bytes = 64 * kSliceSize;
-    p->page_cache_decay_ns = 1'000'000'000;
-    p->page_cache_excess_decay_ns = 20'000'000;
-  });
-  constexpr uint64_t kMs = 1'000'000;
-  constexpr uint64_t t0 = 1'000'000 * kMs;
+TEST_F(TieredDecayTest, TheShortPeriodRunsOnlyWhileTheCacheExceedsItsReserve) {
   std::vector<Page*> in_use, spans;
   for (int i = 0; i < 24; ++i) in_use.push_back(source_.AllocateSpan(1));  // reserve: 3 slices
   for (int i = 0; i < 2; ++i) spans.push_back(source_.AllocateSpan(1));
