@@ -10,7 +10,8 @@
 //   0 TAKE     n              AllocateSpan(1 + n % kMaxSlicesPerSpan)
 //   1 TAKE_N   n count        1 + count % 16 spans of that length
 //   2 GIVE     idx16          FreeSpan of held span idx % held
-//   3 GIVE_N   idx16 count    1 + count % 16 held spans from idx (wrapping)
+//   3 GIVE_N   idx16 count    GIVE idx 1 + count % 16 times (each time the span then at
+//                             idx % held: a given span's place takes the last one)
 //   4 TIME     step           the clock moves on (step % 64) units of 1 us, 1 ms, 10 ms or
 //                             100 ms (step >> 6), then Decay
 //   5 POLICY   a b            span cache bound (a % 32) slices, retained empty segments
