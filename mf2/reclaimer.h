@@ -39,10 +39,10 @@
 // mappings' cache are empty; while either holds memory, it also wakes once per
 // MF2_PAGE_CACHE_DECAY_US to return what nobody used meanwhile (OsPageSource::Decay,
 // LargeDecay), so an idle process gives its caches back too, and once per
-// MF2_PAGE_CACHE_EXCESS_DECAY_US while the span cache holds more than its reserve. A notification is one relaxed load
-// when the thread is awake or already notified, and a futex wake only when it waits for one.
-// MF2_BACKGROUND_RECLAIM=0 turns it off (then freeing threads sweep, as described above, and the
-// caches do not decay).
+// MF2_PAGE_CACHE_EXCESS_DECAY_US while the span cache holds more than its reserve. A
+// notification is one relaxed load when the thread is awake or already notified, and a futex
+// wake only when it waits for one. MF2_BACKGROUND_RECLAIM=0 turns it off (then freeing threads
+// sweep, as described above, and the caches do not decay).
 //
 // Lost wake-ups: a completer counts its page (a seq_cst RMW on the owner's whole count) before it
 // notifies (a seq_cst exchange of `pending`); the reclaimer clears `pending` (seq_cst) before it
@@ -52,8 +52,8 @@
 // a wake-up). A cache going non-empty, or the span cache going past its reserve while its short
 // decay is stopped, is the same shape: FreeSpan (LargeFree) fills it under the page source's (the
 // large table's) lock, then notifies; Decay (LargeDecay) reads it under that lock after the
-// clear. A heap's first slow path after an idle flush bumps its epoch (relaxed),
-// then sets a second word with an exchange (NotifyHeapActive), which the reclaimer clears with an
+// clear. A heap's first slow path after an idle flush bumps its epoch (relaxed), then sets a
+// second word with an exchange (NotifyHeapActive), which the reclaimer clears with an
 // exchange before each pass: it reads that exchange or a later one, so the notifier's epoch
 // happens before the pass that follows (release sequence), which sees the heap owed. Only the
 // reclaimer's wait without a timeout is interrupted for it (a store-buffering pair of seq_cst
