@@ -585,6 +585,19 @@ inline uint64_t TimeStepNs(uint8_t step) {
   return (step % 64) * kUnits[step >> 6];
 }
 
+// The decay targets' IDLE op: `step(now_ns)` runs one decay at `now_ns` with the target's checks
+// and returns how long until the next one is due (0: none is, or decay is off). The clock moves
+// on by that much until none is due, at most `max_steps` times: a decay left alone must end.
+template <typename Step>
+void DecayUntilNoneDue(uint64_t& now_ns, int max_steps, Step step) {
+  for (int n = 0; n < max_steps; ++n) {
+    const uint64_t wait_ns = step(now_ns);
+    if (wait_ns == 0) return;
+    now_ns += wait_ns;
+  }
+  FUZZ_CHECK(false, "the decay of a cache left alone never ended");
+}
+
 // A word the harness writes into (or reads from) memory it holds, at any alignment.
 MF2_FUZZ_NO_COVERAGE inline void WriteWord(void* p, uint64_t w) { std::memcpy(p, &w, sizeof w); }
 MF2_FUZZ_NO_COVERAGE inline uint64_t ReadWord(const void* p) {

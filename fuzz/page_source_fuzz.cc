@@ -225,25 +225,23 @@ class State {
     const uint64_t t0 = now_ns_;
     const uint64_t whole_by = t0 + longest_whole_ns_ + policy_.page_cache_decay_ns;
     const uint64_t short_by = t0 + longest_short_ns_ + policy_.page_cache_excess_decay_ns;
-    for (int n = 0; n < kMaxIdleDecays; ++n) {
-      const uint64_t wait_ns = source_.Decay(now_ns_);
+    DecayUntilNoneDue(now_ns_, kMaxIdleDecays, [&](uint64_t now_ns) -> uint64_t {
+      const uint64_t wait_ns = source_.Decay(now_ns);
       CheckWait(wait_ns);
-      if (policy_.page_cache_decay_ns == 0) return;  // nothing decays: the cache stays
+      if (policy_.page_cache_decay_ns == 0) return 0;  // nothing decays: the cache stays
       const mf2::Stats st = Figures();
-      if (ShortTierOn() && now_ns_ >= short_by) {
+      if (ShortTierOn() && now_ns >= short_by) {
         FUZZ_CHECK(st.bytes_cached_spans <= st.bytes_in_use_spans / 8,
                    "an excess left alone outlived the short period");
       }
-      if (now_ns_ >= whole_by) {
+      if (now_ns >= whole_by) {
         FUZZ_CHECK(st.bytes_cached_spans == 0, "a cache left alone outlived the whole period");
       }
       if (wait_ns == 0) {
         FUZZ_CHECK(st.bytes_cached_spans == 0, "no decay scheduled for a non-empty cache");
-        return;
       }
-      now_ns_ += wait_ns;
-    }
-    FUZZ_CHECK(false, "the decay of a cache left alone never ended");
+      return wait_ns;
+    });
   }
 
   OsPageSource source_;

@@ -15,19 +15,14 @@
 #include "mf2/page_source.h"
 #include "mf2/reclaimer.h"
 #include "mf2/segment.h"
+#include "mf2/testing/reclaimer_wait.h"
 #include "mf2/testing/scoped_policy.h"
 
 namespace mf2 {
 namespace {
 
-// Until the thread waits with nothing pending (a pass has run since the last notification).
-bool Settled() {
-  for (int i = 0; i < 2000; ++i) {
-    if (reclaimer::Running() && reclaimer::WaitingForTesting()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return false;
-}
+using testing::NoPassFor;
+using testing::WaitForTheReclaimerToSettle;
 
 bool PastReserve() {
   const Stats st = GetStats();
@@ -48,10 +43,9 @@ TEST(DecayWake, ACachePastItsReserveWakesTheReclaimerForTheShortDecay) {
   for (int i = 0; i < 64; ++i) held.push_back(source.AllocateSpan(1));  // a reserve of >= 8
   // The cache goes non-empty, within its reserve: the thread looks, then sleeps for a minute.
   source.FreeSpan(source.AllocateSpan(1));
-  ASSERT_TRUE(Settled());
-  const uint64_t passes = reclaimer::Passes();
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  EXPECT_EQ(reclaimer::Passes(), passes) << "a wake-up with only the reserve cached";
+  ASSERT_TRUE(WaitForTheReclaimerToSettle());
+  EXPECT_TRUE(NoPassFor(std::chrono::milliseconds(0), std::chrono::milliseconds(100)))
+      << "a wake-up with only the reserve cached";
   ASSERT_EQ(GetStats().bytes_cached_spans, kSliceSize);
   // 65 slices cached, the reserve down by 8: the excess must go within a few short periods.
   for (Page* p : held) source.FreeSpan(p);
@@ -63,10 +57,9 @@ TEST(DecayWake, ACachePastItsReserveWakesTheReclaimerForTheShortDecay) {
   EXPECT_FALSE(PastReserve()) << "the excess over the reserve stayed cached";
   EXPECT_LT(GetStats().bytes_cached_spans, 64 * kSliceSize);
   // Within its reserve again, the cache lets the thread sleep.
-  ASSERT_TRUE(Settled());
-  const uint64_t later = reclaimer::Passes();
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  EXPECT_EQ(reclaimer::Passes(), later) << "a wake-up after the excess went";
+  ASSERT_TRUE(WaitForTheReclaimerToSettle());
+  EXPECT_TRUE(NoPassFor(std::chrono::milliseconds(0), std::chrono::milliseconds(100)))
+      << "a wake-up after the excess went";
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include "mf2/large.h"
 #include "mf2/mf2.hpp"
 #include "mf2/testing/resident_pages.h"
+#include "mf2/testing/reclaimer_wait.h"
 #include "mf2/testing/scoped_policy.h"
 #include "mf2/testing/test_heaps.h"
 #include "mf2/thread_heap.h"
@@ -27,21 +28,8 @@ namespace {
 constexpr size_t kSize = 4096;
 constexpr int kBlocks = 4096;  // 16 MiB: a few hundred pages
 
-// Whether the thread makes no pass in `window`, once `settle` has passed (it sleeps without a
-// timeout: nothing is owed, nothing is cached, every heap is flushed).
-bool NoPassFor(std::chrono::milliseconds settle, std::chrono::milliseconds window) {
-  std::this_thread::sleep_for(settle);
-  const uint64_t passes = reclaimer::Passes();
-  std::this_thread::sleep_for(window);
-  return reclaimer::Passes() == passes;
-}
-
-// A reclaimer still busy with an earlier test's pages would be counted by the next test.
-void WaitForTheReclaimerToSettle() {
-  for (int i = 0; i < 2000 && reclaimer::Running() && !reclaimer::WaitingForTesting(); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-}
+using testing::NoPassFor;
+using testing::WaitForTheReclaimerToSettle;
 
 // The producer allocates every block, hands them over and then idles (it stays alive); the
 // consumer frees them all at once, right away, long before the producer counts as idle, so no
