@@ -286,8 +286,9 @@ class Heap {
   MF2_ALWAYS_INLINE void Free(void* p, const char* call = "free") {
     if (MF2_PREDICT_FALSE(!BeginOp())) return FreeParked(p, call);
     const uintptr_t a = reinterpret_cast<uintptr_t>(p);
-    if (MF2_PREDICT_FALSE(!segment_map::Covers(a))) return FreeUnusual(p, call);
-    const Slice* s = SliceOfCovered(a);  // two loads: the map's byte and the Slice's line
+    const uintptr_t segment = SegmentNumber(a);
+    if (MF2_PREDICT_FALSE(!segment_map::CoversIndex(segment))) return FreeUnusual(p, call);
+    const Slice* s = SliceOfCovered(a, segment);  // two loads: the map's byte, the Slice's line
     // The class's cache, also for a remote free: its first line holds the block-start test.
     Magazine* m = &cache_[s->size_class];
     MF2_IN_REGISTER(m);  // formed once; else the compiler re-adds the heap and offset per use

@@ -43,7 +43,8 @@ void Page::MakeSpan(uint32_t slices, char* start, Slice* slice, uint8_t index) {
   size_class_ = 0;
   block_size_ = 0;
   for (uint32_t i = 0; i < slices; ++i) {
-    slice[i].span_offset = uint32_t{index} << kSliceShift;
+    slice[i].head_slice = index;
+    slice[i].in_span = i << kSliceShift;
     slice[i].size_class = 0;
     slice[i].xowner.store(nullptr, std::memory_order_relaxed);  // Relaxed: no reader yet
   }
@@ -51,7 +52,8 @@ void Page::MakeSpan(uint32_t slices, char* start, Slice* slice, uint8_t index) {
 
 void Page::UnmakeSpan() {
   for (uint32_t i = 0; i < span_slices; ++i) {
-    slice_[i].span_offset = 0;
+    slice_[i].head_slice = 0;
+    slice_[i].in_span = 0;
     slice_[i].size_class = 0;
   }
   span_slices = 0;
@@ -243,9 +245,9 @@ void Page::CheckInvariants(bool quiescent) const {
   const uint32_t index = slice_[0].head();
   for (uint32_t i = 0; i < span_slices; ++i) {
     const Slice& s = slice_[i];
-    MF2_CHECK(s.head() == index && s.size_class == size_class_ &&
+    MF2_CHECK(s.head() == index && s.in_span == i << kSliceShift && s.size_class == size_class_ &&
                   s.xowner.load(std::memory_order_relaxed) == owner_relaxed(),
-              "every slice of the span names the span's head, class and owner");
+              "every slice of the span names the span's head, its place in it, class and owner");
   }
   if (!in_use()) {
     MF2_CHECK(xremote_.Peek().raw() == 0, "free span with remote state");

@@ -72,13 +72,15 @@ class Heap;
 struct alignas(16) Slice {
   std::atomic<Heap*> xowner{nullptr};  // the span's owner; changes only under its flag
   uint8_t size_class = 0;  // the span's class; 0 when no span serving a class covers the slice
-  // The span's first byte as an offset into its segment (its first slice's index <<
-  // kSliceShift), so that free finds a block's offset in its span with one subtraction
-  // (SpanOffset); 0 when in no span.
-  uint32_t span_offset = 0;
   // Index of the span's first slice in its segment; 0 when in no span.
-  uint32_t head() const { return span_offset >> kSliceShift; }
+  uint8_t head_slice = 0;
+  // This slice's first byte as an offset into its span ((slice - head_slice) << kSliceShift), so
+  // that free finds a block's offset in its span as its offset in the slice plus this: a
+  // zero-extending move and an add from memory (SpanOffset); 0 when in no span.
+  uint32_t in_span = 0;
+  uint32_t head() const { return head_slice; }
 };
+static_assert(offsetof(Slice, in_span) + sizeof(uint32_t) <= 16, "the Slice's fields fit it");
 static_assert(sizeof(Slice) == 16, "four slices per cache line");
 
 // Whether offset `off` from a span's first byte is the start of one of its blocks of class k

@@ -375,8 +375,9 @@ void OsPageSource::CheckInvariants() {
       if (!((s->used_slices >> i) & 1)) {
         MF2_CHECK(!p->in_use(), "free slice with a page in use");
         const Slice& free_slice = s->slices()[i];
-        MF2_CHECK(free_slice.span_offset == 0 && free_slice.size_class == 0,
-                  "a free slice is in no span (span_offset and size_class 0)");
+        MF2_CHECK(free_slice.head_slice == 0 && free_slice.in_span == 0 &&
+                      free_slice.size_class == 0,
+                  "a free slice is in no span (head_slice, in_span and size_class 0)");
         ++i;
         continue;
       }
@@ -384,7 +385,8 @@ void OsPageSource::CheckInvariants() {
       MF2_CHECK(n >= 1 && n <= kMaxSlicesPerSpan && i + n <= kSlicesPerSegment,
                 "span head with bad length");
       for (uint32_t j = 0; j < n; ++j) {
-        MF2_CHECK(s->slices()[i + j].span_offset == i << kSliceShift &&
+        MF2_CHECK(s->slices()[i + j].head_slice == i &&
+                      s->slices()[i + j].in_span == j << kSliceShift &&
                       ((s->used_slices >> (i + j)) & 1),
                   "a span's slices name its first slice");
         MF2_CHECK(j == 0 || s->pages[i + j].span_slices == 0, "only the first slice heads a span");

@@ -4,8 +4,8 @@
 // Pointer to slice in O(1), with no lock: the segment is `p & ~(4 MiB - 1)`; a process-wide
 // map with one byte per 4 MiB of address space says whether that is an MF2 segment (so pointers
 // MF2 never handed out are recognised without touching unmapped memory); the slice index selects
-// the 16-byte Slice (page.h: owner, class, the span's offset), whose `head()` indexes the span's
-// Page descriptor.
+// the 16-byte Slice (page.h: owner, class, the span's head and the slice's offset in it), whose
+// `head()` indexes the span's Page descriptor.
 //
 // Slice tables are coloured. Every segment starts at a multiple of 4 MiB, so a table at the same
 // offset in every segment would put entry i of all of them in the same set of the L1 cache (which
@@ -104,14 +104,26 @@ void Erase(const Segment* s);
 
 // Whether any address `a` lies in a mapped segment. On every free: inline, one compare and one
 // byte load (an address at or above kUserAddressLimit indexes past the map and is in none).
-MF2_ALWAYS_INLINE bool Covers(uintptr_t a) {
-  uintptr_t i = a >> kSegmentShift;
-  // Opaque to the compiler, which would otherwise test `a >> 47` and then shift again for the
-  // index: two instructions more on every free.
-  MF2_IN_REGISTER(i);
+// CoversIndex takes the segment's number, `a >> kSegmentShift` (SegmentNumber), which the free
+// path shifts back into the segment's base.
+MF2_ALWAYS_INLINE bool CoversIndex(uintptr_t i) {
   // Acquire: a set byte implies the header it guards is initialised (pairs with Insert).
   return MF2_PREDICT_TRUE(i < kEntries) && g_present[i].load(std::memory_order_acquire) != 0;
 }
+
+}  // namespace segment_map
+
+// `a >> kSegmentShift`, opaque to the compiler, which would otherwise test `a >> 47` and then
+// shift again for the map's index: two instructions more on every free.
+MF2_ALWAYS_INLINE uintptr_t SegmentNumber(uintptr_t a) {
+  uintptr_t i = a >> kSegmentShift;
+  MF2_IN_REGISTER(i);
+  return i;
+}
+
+namespace segment_map {
+
+MF2_ALWAYS_INLINE bool Covers(uintptr_t a) { return CoversIndex(SegmentNumber(a)); }
 
 }  // namespace segment_map
 
@@ -124,6 +136,11 @@ inline Segment* SegmentOf(const void* p) {
 MF2_ALWAYS_INLINE Slice* SliceOfCovered(uintptr_t a) {
   return reinterpret_cast<Slice*>((a & ~(kSegmentSize - 1)) + SliceTableOffset(a));
 }
+// The same from `a`'s segment number `i` (SegmentNumber(a)), as the free path has it: the base
+// is one shift of it, where masking `a` costs a copy and an and.
+MF2_ALWAYS_INLINE Slice* SliceOfCovered(uintptr_t a, uintptr_t i) {
+  return reinterpret_cast<Slice*>((i << kSegmentShift) + SliceTableOffset(a));
+}
 
 // The Slice holding `a`, or nullptr when `a` is not inside an MF2 segment. Any thread, no lock.
 MF2_ALWAYS_INLINE Slice* SliceOf(uintptr_t a) {
@@ -131,9 +148,12 @@ MF2_ALWAYS_INLINE Slice* SliceOf(uintptr_t a) {
   return SliceOfCovered(a);
 }
 
-// The offset of `a` from the first byte of the span covering its slice `s`.
+// The offset of `a` from the first byte of the span covering its slice `s`. In 32 bits (a span
+// is at most 512 KiB): the zero-extending move of a's low 16 bits and an add from memory, where
+// an offset into the segment minus the span's cost four instructions.
 MF2_ALWAYS_INLINE uintptr_t SpanOffset(uintptr_t a, const Slice* s) {
-  return (a & (kSegmentSize - 1)) - s->span_offset;
+  static_assert(kSliceSize == 65536, "a's offset in its slice is its low 16 bits");
+  return static_cast<uint32_t>(static_cast<uint16_t>(a)) + s->in_span;
 }
 
 // The Page descriptor of the span covering slice `s` (of the segment holding `a`): pages[0], a
