@@ -1044,4 +1044,33 @@ void* Heap::AllocateAligned(size_t alignment, size_t size) {
   return AllocateLarge(size, alignment);  // ends the operation
 }
 
+// ---- The fast paths' ways out (heap.h, Heap::Out) ----
+
+void* Heap::Out::AllocateParked(size_t size, Heap* h) noexcept { return h->AllocateParked(size); }
+void* Heap::Out::AllocateLarge(size_t size, Heap* h) noexcept {
+  return h->AllocateLarge(size, kMinAlign);
+}
+void* Heap::Out::AllocateSlow(Magazine* m, Heap* h) noexcept { return h->AllocateSlow(m); }
+void* Heap::Out::CachedBlockBad(Magazine* m, Heap* h, void* p) noexcept {
+  return h->CachedBlockBad(m, p);
+}
+void Heap::Out::FreeParked(void* p, Heap* h, const char* call) noexcept {
+  h->FreeParked(p, call);
+}
+void Heap::Out::FreeUnusual(void* p, Heap* h, const char* call) noexcept {
+  h->FreeUnusual(p, call);
+}
+void Heap::Out::ReportBadFree(void* p, Heap* h, const char* call) noexcept {
+  h->ReportBadFree(p, call);
+}
+void Heap::Out::FreeRemote(void* p, Heap* h, Page* page, const char* call) noexcept {
+  h->FreeRemote(page, p, call);
+}
+void Heap::Out::ReportDoubleFree(void* p, Heap* h, const char* call) noexcept {
+  h->ReportDoubleFree(p, call);
+}
+void Heap::Out::FreeToFullCache(void* p, Heap* h, Magazine* m) noexcept {
+  h->FreeToFullCache(m, p);
+}
+
 }  // namespace mf2

@@ -244,16 +244,17 @@ class Heap {
   void* AllocateZeroedLarge(size_t size);
   // nullptr with errno = ENOMEM when memory is exhausted or `size` is absurd.
   MF2_ALWAYS_INLINE void* Allocate(size_t size) {
-    if (MF2_PREDICT_FALSE(!BeginOp())) return AllocateParked(size);
+    if (MF2_PREDICT_FALSE(!BeginOp())) return Out::AllocateParked(size, this);
     Magazine* m = MagazineFor(size);
-    if (MF2_PREDICT_FALSE(m == nullptr)) return AllocateLarge(size, kMinAlign);
+    if (MF2_PREDICT_FALSE(m == nullptr)) return Out::AllocateLarge(size, this);
     const uint32_t n = m->n;
-    if (MF2_PREDICT_FALSE(n == 0)) return AllocateSlow(m);
+    if (MF2_PREDICT_FALSE(n == 0)) return Out::AllocateSlow(m, this);
     void* p = m->slot[n - 1];
     m->n = n - 1;
     // (canary ^ p) against key_: the key is compared from memory, one instruction fewer.
     if (MF2_PREDICT_FALSE((LoadCanary(p) ^ reinterpret_cast<uintptr_t>(p)) != key_)) {
-      return CachedBlockBad(m, p);  // not the kInCache canary: freed twice, or written to
+      // Not the kInCache canary: freed twice, or written to.
+      return Out::CachedBlockBad(m, this, p);
     }
     return TakeCached(m, p);
   }
@@ -284,25 +285,29 @@ class Heap {
   // Frees `p` (from any heap; nullptr is ignored). Misuse is reported, never absorbed; `call`
   // names the entry point in the report.
   MF2_ALWAYS_INLINE void Free(void* p, const char* call = "free") {
-    if (MF2_PREDICT_FALSE(!BeginOp())) return FreeParked(p, call);
+    if (MF2_PREDICT_FALSE(!BeginOp())) return Out::FreeParked(p, this, call);
     const uintptr_t a = reinterpret_cast<uintptr_t>(p);
     const uintptr_t segment = SegmentNumber(a);
-    if (MF2_PREDICT_FALSE(!segment_map::CoversIndex(segment))) return FreeUnusual(p, call);
+    if (MF2_PREDICT_FALSE(!segment_map::CoversIndex(segment))) {
+      return Out::FreeUnusual(p, this, call);
+    }
     const Slice* s = SliceOfCovered(a, segment);  // two loads: the map's byte, the Slice's line
     // The class's cache, also for a remote free: its first line holds the block-start test.
     Magazine* m = &cache_[s->size_class];
     MF2_IN_REGISTER(m);  // formed once; else the compiler re-adds the heap and offset per use
-    if (MF2_PREDICT_FALSE(!m->div.IsBlockOffset(SpanOffset(a, s)))) return ReportBadFree(p, call);
+    if (MF2_PREDICT_FALSE(!m->div.IsBlockOffset(SpanOffset(a, s)))) {
+      return Out::ReportBadFree(p, this, call);
+    }
     if (MF2_PREDICT_FALSE(s->xowner.load(std::memory_order_relaxed) != this)) {
-      return FreeRemote(SpanPage(a, s), p, call);  // Relaxed: see Page::owner_relaxed
+      return Out::FreeRemote(p, this, SpanPage(a, s), call);  // Relaxed: see Page::owner_relaxed
     }
     // A canary of any state in word 1: the block is free already (block.h).
     const uint64_t canary = InCacheCanary(p);
     if (MF2_PREDICT_FALSE((LoadCanary(p) ^ canary) < kNumBlockStates)) {
-      return ReportDoubleFree(p, call);
+      return Out::ReportDoubleFree(p, this, call);
     }
     const uint32_t n = m->n;
-    if (MF2_PREDICT_FALSE(n >= m->cap)) return FreeToFullCache(m, p);
+    if (MF2_PREDICT_FALSE(n >= m->cap)) return Out::FreeToFullCache(p, this, m);
     m->slot[n] = p;
     m->n = n + 1;
     StoreCanary(p, canary);
@@ -635,6 +640,22 @@ class Heap {
     Heap* heap;
     ~OpEnd() { heap->EndOp(); }
   };
+  // The fast paths' ways out, tail-called with the entry point's own argument (the size or the
+  // pointer) first and the heap second: that argument stays in the register it arrived in, where
+  // a member's `this` in its place would move it aside (one instruction on every malloc and every
+  // free). Each runs the member of its name (heap.cc).
+  struct Out {
+    MF2_NOINLINE static void* AllocateParked(size_t size, Heap* h) noexcept;
+    MF2_NOINLINE static void* AllocateLarge(size_t size, Heap* h) noexcept;
+    MF2_NOINLINE static void* AllocateSlow(Magazine* m, Heap* h) noexcept;
+    MF2_NOINLINE static void* CachedBlockBad(Magazine* m, Heap* h, void* p) noexcept;
+    MF2_NOINLINE static void FreeParked(void* p, Heap* h, const char* call) noexcept;
+    MF2_NOINLINE static void FreeUnusual(void* p, Heap* h, const char* call) noexcept;
+    MF2_NOINLINE static void ReportBadFree(void* p, Heap* h, const char* call) noexcept;
+    MF2_NOINLINE static void FreeRemote(void* p, Heap* h, Page* page, const char* call) noexcept;
+    MF2_NOINLINE static void ReportDoubleFree(void* p, Heap* h, const char* call) noexcept;
+    MF2_NOINLINE static void FreeToFullCache(void* p, Heap* h, Magazine* m) noexcept;
+  };
   MF2_NOINLINE void WaitUnparked();
   MF2_NOINLINE void* AllocateParked(size_t size) noexcept;
   MF2_NOINLINE void FreeParked(void* p, const char* call) noexcept;
@@ -646,13 +667,14 @@ class Heap {
   void ReleaseEmptyActivePages(bool collect_first);
 
   // heap.cc: the owner's algorithm.
-  MF2_NOINLINE void* AllocateSlow(Magazine* m) noexcept;
+  // AllocateSlow, FreeToFullCache and FreeRemote: inline into their Out:: twins only (heap.cc).
+  MF2_ALWAYS_INLINE void* AllocateSlow(Magazine* m) noexcept;
   // `counts`: whether this slow path uses up one of the window's kMoveChecks (not when the
   // carving slow start caused it: carve_cut_).
   bool MoveDue(bool counts);
   MF2_NOINLINE void* CachedBlockBad(Magazine* m, void* p) noexcept;
-  MF2_NOINLINE void FreeToFullCache(Magazine* m, void* p) noexcept;
-  MF2_NOINLINE void FreeRemote(Page* page, void* p, const char* call) noexcept;
+  MF2_ALWAYS_INLINE void FreeToFullCache(Magazine* m, void* p) noexcept;
+  MF2_ALWAYS_INLINE void FreeRemote(Page* page, void* p, const char* call) noexcept;
   MF2_NOINLINE void FreeRemoteSlow(Page* page, void* p, const char* call) noexcept;
   static uint32_t RemoteSlot(const Page* page) {
     return (reinterpret_cast<uintptr_t>(page) >> 8) % kRemoteSlots;
