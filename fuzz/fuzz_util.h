@@ -229,7 +229,7 @@ inline uint32_t CacheAfterOverflow(uint32_t cap) { return cap - (cap / 2 > 1 ? c
 // After Heap::FlushCaches: every cache of `heap` is empty.
 inline void CheckCachesEmpty(const mf2::Heap& heap) {
   for (uint32_t k = 1; k < mf2::kNumClasses; ++k) {
-    FUZZ_CHECK(heap.cache(k).n == 0, "FlushCaches empties every cache");
+    FUZZ_CHECK(heap.cache(k).n() == 0, "FlushCaches empties every cache");
   }
 }
 
@@ -399,7 +399,7 @@ class Checker {
         if ((done[k / 64] >> (k % 64)) & 1) continue;
         done[k / 64] |= uint64_t{1} << (k % 64);
         const mf2::Heap::Magazine& m = heap->cache(k);
-        for (uint32_t j = 0; j < m.n; ++j) count(m.slot[j]);
+        for (uint32_t j = 0; j < m.n(); ++j) count(m.slots()[j]);
       }
       // Held remote frees: as HeapRegistry::ForEachCachedBlock walks them.
       for (uint32_t c = 0; c < mf2::Heap::kRemoteSlots; ++c) {

@@ -264,8 +264,8 @@ class State {
     mf2::HeapRegistry::Global().ReleaseHeap(heap_);
     heap_ = AcquireHeap();
     for (uint32_t k = 1; k < mf2::kNumClasses; ++k) {
-      FUZZ_CHECK(heap_->cache(k).n == 0 &&
-                     heap_->cache(k).cap == ExpectedCacheCap(p.cache_class_bytes, k),
+      FUZZ_CHECK(heap_->cache(k).n() == 0 &&
+                     heap_->cache(k).cap() == ExpectedCacheCap(p.cache_class_bytes, k),
                  "a heap taken over has empty caches sized by the policy in force");
     }
   }
@@ -279,7 +279,7 @@ class State {
     if (IsLargeSize(size)) return;
     const mf2::Heap::Magazine& cache = heap_->cache(mf2::SizeToClass(size));
     const size_t first = live_.size();
-    for (uint32_t i = 0; i < cache.cap + 1 && !live_.Full(size); ++i) Allocate(size);
+    for (uint32_t i = 0; i < cache.cap() + 1 && !live_.Full(size); ++i) Allocate(size);
     size_t next = live_.size();  // fresh blocks are live_[first, next)
     FillCache(cache, overflow, [&]() {
       if (next == first) return false;
@@ -394,7 +394,7 @@ class State {
     void* p = live_[i].p;
     mf2::Page* page = mf2::PageOf(p);
     const uint32_t k = page->size_class();
-    const bool cached = heap_->cache(k).cap > 0;
+    const bool cached = heap_->cache(k).cap() > 0;
     if (page->owner_relaxed() != heap_ || page->used() < 2 ||
         (!cached && (heap_->active_page(k) != page || page->local_count() != 0 ||
                      page->remote().Peek().count() != 0))) {

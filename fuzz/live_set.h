@@ -212,18 +212,18 @@ class LiveSet {
 template <typename FreeOne>
 MF2_FUZZ_NO_COVERAGE void FillCache(const mf2::Heap::Magazine& cache, bool overflow,
                                     FreeOne free_one) {
-  const uint32_t cap = cache.cap;
-  FUZZ_CHECK(cache.n <= cap, "a cache never holds more than its capacity");
-  while (cache.n < cap && free_one()) {
+  const uint32_t cap = cache.cap();
+  FUZZ_CHECK(cache.n() <= cap, "a cache never holds more than its capacity");
+  while (cache.n() < cap && free_one()) {
   }
-  if (cache.n < cap) return;  // too few blocks (the live-set bound, or pages adopted meanwhile)
-  FUZZ_CHECK(cache.n == cap, "a cache never holds more than its capacity");
+  if (cache.n() < cap) return;  // too few blocks (the live-set bound, or pages adopted meanwhile)
+  FUZZ_CHECK(cache.n() == cap, "a cache never holds more than its capacity");
   if (!overflow || !free_one()) return;
-  if (cache.cap != cap) {
-    FUZZ_CHECK(cache.cap == std::min(2 * cap, mf2::Heap::kCacheSlots) && cache.n == cap + 1,
+  if (cache.cap() != cap) {
+    FUZZ_CHECK(cache.cap() == std::min(2 * cap, mf2::Heap::kCacheSlots) && cache.n() == cap + 1,
                "a full cache that grows takes the freed block without a flush");
   } else {
-    FUZZ_CHECK(cache.n == (cap == 0 ? 0 : CacheAfterOverflow(cap)),
+    FUZZ_CHECK(cache.n() == (cap == 0 ? 0 : CacheAfterOverflow(cap)),
                "a free into a full cache that cannot grow returns the older half to the pages");
   }
 }

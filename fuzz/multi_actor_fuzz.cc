@@ -370,7 +370,7 @@ class State {
     Heap* h = heap_[a];
     const Heap::Magazine& cache = h->cache(mf2::SizeToClass(size));
     const size_t first = live_.size();
-    for (uint32_t i = 0; i < cache.cap + 1 && !live_.Full(size); ++i) Allocate(a, size);
+    for (uint32_t i = 0; i < cache.cap() + 1 && !live_.Full(size); ++i) Allocate(a, size);
     size_t next = live_.size();  // fresh blocks are live_[first, next)
     FillCache(cache, overflow, [&]() {
       while (next > first) {
@@ -434,7 +434,7 @@ class State {
   // those pages detached, and so adoptable, while their blocks wait in the cache.
   void NoteCached(Heap* h, uint32_t k) {
     const Heap::Magazine& m = h->cache(k);
-    for (uint32_t i = 0; i < m.n; ++i) maybe_cached_[h].insert(m.slot[i]);
+    for (uint32_t i = 0; i < m.n(); ++i) maybe_cached_[h].insert(m.slots()[i]);
   }
 
   // `h` frees `p`. A free by the page's owner may put the block in the owner's cache.

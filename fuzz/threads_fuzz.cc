@@ -171,7 +171,7 @@ void AllocateOn(Heap* heap, size_t size, int count, uint64_t first_stamp, std::v
     const void* cached = nullptr;
     if (size <= mf2::kMaxClassSize) {
       const Heap::Magazine& m = heap->cache(mf2::SizeToClass(size));
-      if (m.n > 0) cached = m.slot[m.n - 1];
+      if (m.n() > 0) cached = m.slots()[m.n() - 1];
     }
     void* p = heap->Allocate(size);
     FUZZ_CHECK(p != nullptr, "allocation succeeds");
@@ -400,12 +400,12 @@ class State {
     Heap* h = worker->heap();
     const uint32_t k = mf2::SizeToClass(size);
     const Heap::Magazine& cache = h->cache(k);
-    if (live_.Full(size * (cache.cap + 1))) return;
+    if (live_.Full(size * (cache.cap() + 1))) return;
     const size_t first = live_.size();
     std::vector<Live> got;
     const uint64_t stamp = NextStamps(w, 0);  // the stamps of the blocks the worker allocates
     worker->Run([&](Heap* heap) {
-      for (uint32_t i = 0; i < heap->cache(k).cap + 1; ++i) {
+      for (uint32_t i = 0; i < heap->cache(k).cap() + 1; ++i) {
         AllocateOn(heap, size, 1, stamp + i, &got);
       }
     });

@@ -28,7 +28,7 @@ constexpr size_t kMid = 32 * 1024;  // 64 KiB per class at first: a cache of 2 b
 
 size_t CapBytes(const Heap& h) {
   size_t bytes = 0;
-  for (uint32_t k = 1; k < kNumClasses; ++k) bytes += size_t{h.cache(k).cap} * ClassInfo(k).size;
+  for (uint32_t k = 1; k < kNumClasses; ++k) bytes += size_t{h.cache(k).cap()} * ClassInfo(k).size;
   return bytes;
 }
 
@@ -55,12 +55,12 @@ TEST(CacheTest, ACacheThatKeepsOverflowingGrowsWithTheDefaultOptions) {
   TestHeaps heaps;
   Heap* h = heaps.Acquire();
   const uint32_t k = SizeToClass(kMid);
-  const uint32_t initial = h->cache(k).cap;
+  const uint32_t initial = h->cache(k).cap();
   ASSERT_EQ(initial, 2u) << "64 KiB of 32 KiB blocks";
   ASSERT_GT(CapBytes(*h), GetPolicy().cache_heap_bytes)
       << "the premise: the initial capacity alone is above the default budget";
   Churn(h, kMid, 16, 8);
-  EXPECT_GE(h->cache(k).cap, 16u) << "the cache doubled while it overflowed";
+  EXPECT_GE(h->cache(k).cap(), 16u) << "the cache doubled while it overflowed";
   if (MF2_STATS) EXPECT_GT(h->stats().Get(HeapStats::k_cache_grows), 0u);
   h->CheckInvariants(true);
   HeapRegistry::Global().CheckAll(true);
@@ -81,14 +81,14 @@ TEST(CacheTest, GrowthStaysWithinTheHeapBudget) {
   Heap* h = heaps.Acquire();
   const size_t initial_bytes = CapBytes(*h);
   const uint32_t small = SizeToClass(64);
-  const uint32_t small_cap = h->cache(small).cap;
+  const uint32_t small_cap = h->cache(small).cap();
   for (size_t size : {kMid, size_t{24 * 1024}, size_t{16 * 1024}, size_t{8 * 1024}}) {
     Churn(h, size, 40, 6);
   }
   const size_t grown = CapBytes(*h) - initial_bytes;
   EXPECT_GT(grown, kBudget / 2) << "the classes want far more than the budget: it binds";
   EXPECT_LE(grown, kBudget) << "growth is bounded by MF2_CACHE_HEAP_KB";
-  EXPECT_EQ(h->cache(small).cap, small_cap) << "a class that never overflowed keeps its depth";
+  EXPECT_EQ(h->cache(small).cap(), small_cap) << "a class that never overflowed keeps its depth";
   h->CheckInvariants(true);
   heaps.Release(h);
 }
@@ -127,9 +127,9 @@ TEST(CacheTest, EveryRequestSizeIsServedFromItsClassCache) {
     ASSERT_NE(p, nullptr) << size;
     const uint32_t k = SizeToClass(size == 0 ? 1 : size);
     ASSERT_EQ(Heap::UsableSize(p), ClassInfo(k).size) << size;
-    const uint32_t cached = h->cache(k).n;
+    const uint32_t cached = h->cache(k).n();
     h->Free(p);
-    ASSERT_EQ(h->cache(k).n, cached + 1) << size << ": freed into its class's cache";
+    ASSERT_EQ(h->cache(k).n(), cached + 1) << size << ": freed into its class's cache";
     ASSERT_EQ(h->Allocate(size), p) << size << ": and handed out again from it";
     h->Free(p);
   }
@@ -149,14 +149,14 @@ uint32_t CachedAfterARefillFromFivePartialPages(size_t size, size_t* partial_lef
   Heap* h = heaps.Acquire();
   const uint32_t k = SizeToClass(size);
   const uint32_t per_page = ClassInfo(k).capacity;
-  EXPECT_EQ(h->cache(k).cap, 16u);
+  EXPECT_EQ(h->cache(k).cap(), 16u);
   EXPECT_EQ(per_page % 8, 0u) << "refills of 8 use pages up exactly";
   std::vector<void*> blocks;
   for (uint32_t i = 0; i < 6 * per_page; ++i) {
     blocks.push_back(h->Allocate(size));
     EXPECT_NE(blocks.back(), nullptr);
   }
-  EXPECT_EQ(h->cache(k).n, 0u) << "six pages handed out whole, nothing cached";
+  EXPECT_EQ(h->cache(k).n(), 0u) << "six pages handed out whole, nothing cached";
   for (uint32_t i = 0; i < 5; ++i) h->Free(blocks[i * per_page]);  // one block of pages 1-5
   h->FlushCaches();
   EXPECT_EQ(h->partial(k).size(), 5u) << "five pages with one free block each";
@@ -164,7 +164,7 @@ uint32_t CachedAfterARefillFromFivePartialPages(size_t size, size_t* partial_lef
   const uint64_t refills = MF2_STATS ? h->stats().Get(HeapStats::k_cache_refills) : 0;
   void* p = h->Allocate(size);
   EXPECT_NE(p, nullptr);
-  const uint32_t cached = h->cache(k).n;
+  const uint32_t cached = h->cache(k).n();
   *partial_left = h->partial(k).size();
   // The pages a top-up moved past are detached, and another heap may adopt a detached page at
   // once; the block handed out comes from the page left active, which stays this heap's.
@@ -228,14 +228,14 @@ TEST(CacheTest, ARefillCollectsTheActivePagesRemoteFreesBeforeCarvingItsTail) {
   ASSERT_EQ(page->remote().Peek().count(), 200u);
   const uint32_t carved = page->carved();
   ASSERT_LT(carved, page->capacity());
-  const uint32_t cap = owner->cache(k).cap;
+  const uint32_t cap = owner->cache(k).cap();
   ASSERT_GT(page->capacity(), Heap::kTopUpMaxBlocks);
   ASSERT_EQ(cap, Heap::kCacheSlots) << "64 KiB of 64-byte blocks: a full-depth cache";
   const uint32_t local_before = page->local_count();
   const uint64_t drain_hits =
       MF2_STATS ? owner->stats().Get(HeapStats::k_active_drain_hit) : 0;
   // Empty the cache, then one slow path.
-  const uint32_t cached = owner->cache(k).n;
+  const uint32_t cached = owner->cache(k).n();
   blocks.clear();
   for (uint32_t i = 0; i < cached + 1; ++i) blocks.push_back(owner->Allocate(kSmall));
   EXPECT_EQ(page->carved(), carved) << "the refill carved new blocks before reusing freed ones";
@@ -245,7 +245,7 @@ TEST(CacheTest, ARefillCollectsTheActivePagesRemoteFreesBeforeCarvingItsTail) {
   }
   EXPECT_EQ(page->remote().Peek().count(), 0u) << "the remote frees were collected";
   EXPECT_EQ(PageOf(blocks.back()), page);
-  EXPECT_EQ(owner->cache(k).n, cap - 1) << "a whole cache of them, one handed out";
+  EXPECT_EQ(owner->cache(k).n(), cap - 1) << "a whole cache of them, one handed out";
   EXPECT_EQ(page->local_count(), local_before + 200 - cap) << "the rest on the page's list";
   owner->CheckInvariants(true);
   HeapRegistry::Global().CheckAll(true);
@@ -263,7 +263,7 @@ TEST(CacheTest, AClasssFirstRefillsCarveLittleThenDouble) {
   constexpr size_t kSize = 1024;
   const uint32_t k = SizeToClass(kSize);
   ASSERT_EQ(ClassInfo(k).size, kSize);
-  ASSERT_EQ(h->cache(k).cap, Heap::kCacheSlots) << "64 KiB of 1 KiB blocks, at most kCacheSlots";
+  ASSERT_EQ(h->cache(k).cap(), Heap::kCacheSlots) << "64 KiB of 1 KiB blocks, at most kCacheSlots";
   std::vector<void*> blocks{h->Allocate(kSize)};
   ASSERT_NE(blocks.back(), nullptr);
   Page* page = h->active_page(k);
@@ -294,7 +294,7 @@ TEST(CacheTest, DryRunsOfTheCarvingSlowStartDoNotGrowTheCache) {
   Heap* h = heaps.Acquire();
   constexpr size_t kSize = 16 * 1024;
   const uint32_t k = SizeToClass(kSize);
-  ASSERT_EQ(h->cache(k).cap, 4u) << "64 KiB of 16 KiB blocks";
+  ASSERT_EQ(h->cache(k).cap(), 4u) << "64 KiB of 16 KiB blocks";
   std::vector<void*> blocks;
   // Slow paths 1 (grows to 8, carves 1 of 4 wanted), 2 (carves 2), then the cache, then 3
   // (carves 4: no longer cut short).
@@ -302,11 +302,11 @@ TEST(CacheTest, DryRunsOfTheCarvingSlowStartDoNotGrowTheCache) {
     blocks.push_back(h->Allocate(kSize));
     ASSERT_NE(blocks.back(), nullptr);
   }
-  EXPECT_EQ(h->cache(k).cap, 8u) << "slow paths 2 and 3 found the cache dry because of the "
+  EXPECT_EQ(h->cache(k).cap(), 8u) << "slow paths 2 and 3 found the cache dry because of the "
                                     "carving limit, not because it is too shallow";
   // The next dry run is a real one: the cache grows again.
   for (int i = 0; i < 4; ++i) blocks.push_back(h->Allocate(kSize));
-  EXPECT_EQ(h->cache(k).cap, 16u);
+  EXPECT_EQ(h->cache(k).cap(), 16u);
   h->CheckInvariants(true);
   HeapRegistry::Global().CheckAll(true);
   for (void* p : blocks) h->Free(p);
@@ -322,7 +322,7 @@ size_t ExpectNoGrowth(void (*set)(Policy*), uint32_t cap) {
   const uint32_t k = SizeToClass(kMid);
   const size_t initial_bytes = CapBytes(*h);
   Churn(h, kMid, 16, 4);
-  EXPECT_EQ(h->cache(k).cap, cap);
+  EXPECT_EQ(h->cache(k).cap(), cap);
   EXPECT_EQ(CapBytes(*h), initial_bytes);
   if (MF2_STATS) EXPECT_EQ(h->stats().Get(HeapStats::k_cache_grows), 0u);
   h->CheckInvariants(true);
@@ -347,7 +347,7 @@ TEST(CacheTest, ANewHeapWritesNoCacheSlotsUntilItCaches) {
   Heap* h = HeapRegistry::Global().AcquireNewHeap(&heaps.source());
   ASSERT_NE(h, nullptr);
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-  const size_t mapped = sizeof(Heap) + sizeof(Heap::SlotStorage);
+  const size_t mapped = kHeapMappingBytes;
   const size_t fields = (sizeof(Heap) + page - 1) / page;  // the last one holds slots too
   const long made = ResidentPages(h, mapped);
   ASSERT_GE(made, 0) << "the heap and its slots are mapped";
@@ -357,7 +357,7 @@ TEST(CacheTest, ANewHeapWritesNoCacheSlotsUntilItCaches) {
       << "a new heap makes at most 16 KiB resident";
   void* p = h->Allocate(64);  // the refill caches blocks of one class
   ASSERT_NE(p, nullptr);
-  ASSERT_GT(h->cache(SizeToClass(64)).n, 0u);
+  ASSERT_GT(h->cache(SizeToClass(64)).n(), 0u);
   EXPECT_LE(ResidentPages(h, mapped), made + 1) << "one class's slots lie on one page";
   h->Free(p);
   h->CheckInvariants(true);
@@ -386,7 +386,7 @@ TEST(CacheTest, AHeapReleasedAmongManyIdleOnesReturnsItsSlotPages) {
     h->Free(p);
   }
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-  const char* slots = reinterpret_cast<const char*>(h->cache(0).slot);
+  const char* slots = reinterpret_cast<const char*>(h->cache(0).slots() - 1);
   const char* first = reinterpret_cast<const char*>(
       (reinterpret_cast<uintptr_t>(slots) + page - 1) & ~(page - 1));
   const size_t bytes = static_cast<size_t>(slots + sizeof(Heap::SlotStorage) - first);

@@ -21,7 +21,9 @@ std::atomic<Heap::FreeDetachedHook> Heap::free_detached_hook_for_testing{nullptr
 Heap::Heap(PageSource* source, HeapRegistry* registry, uint32_t id, SlotStorage* slots)
     : key_(CanaryKey()), source_(source), registry_(registry), id_(id) {
   FillDirect();
-  for (uint32_t k = 0; k < kNumClasses; ++k) cache_[k].slot = slots->slot[k];
+  for (uint32_t k = 0; k < kNumClasses; ++k) {
+    cache_[k].top = cache_[k].limit = &slots->slot[k][1];  // slot[k][0]: the null, never written
+  }
   ConfigureCaches();
 }
 
@@ -33,12 +35,12 @@ void Heap::ConfigureCaches() {
   remote_batch_ = std::min(GetPolicy().remote_batch, kRemoteBatch);
   cache_cap_bytes_ = 0;
   for (uint32_t k = 1; k < kNumClasses; ++k) {
-    MF2_CHECK(cache_[k].n == 0, "caches are configured empty");
+    MF2_CHECK(cache_[k].n() == 0, "caches are configured empty");
     const size_t fit = bytes / ClassInfo(k).size;
-    cache_[k].cap = bytes == 0 ? 0
-                               : static_cast<uint32_t>(std::min<size_t>(
-                                     kCacheSlots, std::max<size_t>(2, fit)));
-    cache_cap_bytes_ += size_t{cache_[k].cap} * ClassInfo(k).size;
+    cache_[k].set_cap(bytes == 0 ? 0
+                                 : static_cast<uint32_t>(std::min<size_t>(
+                                       kCacheSlots, std::max<size_t>(2, fit))));
+    cache_cap_bytes_ += size_t{cache_[k].cap()} * ClassInfo(k).size;
     carve_limit_[k] = static_cast<uint8_t>(
         std::clamp<size_t>(kFirstCarveBytes / ClassInfo(k).size, 1, kCacheSlots));
     carve_cut_[k] = false;
@@ -58,16 +60,17 @@ size_t Heap::CacheBudget() const {
 
 // Class k's cache overflowed or ran dry: a sign that its depth, not the pages, decides how
 // often this class takes the slow path. Double it while the heap's budget allows.
-void Heap::GrowCache(Magazine* m) {
-  if (m->cap == 0 || m->cap == kCacheSlots) return;
+inline void Heap::GrowCache(Magazine* m) {
+  const uint32_t old_cap = m->cap();
+  if (old_cap == 0 || old_cap == kCacheSlots) return;
   const size_t size = ClassInfo(ClassOf(m)).size;
-  const uint32_t cap = std::min(kCacheSlots, m->cap * 2);
-  const size_t more = size_t{cap - m->cap} * size;
+  const uint32_t cap = std::min(kCacheSlots, old_cap * 2);
+  const size_t more = size_t{cap - old_cap} * size;
   const size_t budget = CacheBudget();
   if (cache_cap_bytes_ + more > budget) return;
   cache_cap_bytes_ += more;
   cache_grow_budget_ = std::max(cache_grow_budget_, budget);  // for CheckInvariants
-  m->cap = cap;
+  m->set_cap(cap);
   MF2_STAT_INC(stats_, cache_grows);
 }
 
@@ -109,11 +112,11 @@ void* Heap::AllocateSlow(Magazine* m) noexcept {
   // collects several caches' worth at a time (producer-consumer: 262 -> 246 instructions per
   // operation). A mid-size cache is shallow (2-16 blocks) and the owner's own frees need its
   // room: filling it held 4% more peak RSS on Larson with 1-32 KiB blocks (bench/RESULTS.md).
-  const auto half_cache = [m] { return m->cap == 0 ? 1 : std::max<uint32_t>(1, m->cap / 2); };
+  const auto half_cache = [m] { return m->cap() == 0 ? 1 : std::max<uint32_t>(1, m->cap() / 2); };
   void* one[1];
-  void** out = m->cap == 0 ? one : m->slot;
+  void** out = m->cap() == 0 ? one : m->slots();
   const bool many_per_page = ClassInfo(k).capacity > kTopUpMaxBlocks;  // small classes
-  Refill refill{out, many_per_page ? std::max<uint32_t>(1, m->cap) : half_cache(), 0};
+  Refill refill{out, many_per_page ? std::max<uint32_t>(1, m->cap()) : half_cache(), 0};
   Page* page = FindPageUnderPressure(k, &refill);
   if (MF2_PREDICT_FALSE(page == nullptr)) return nullptr;
   uint32_t got = refill.got;  // 0 unless the search collected into the refill
@@ -165,7 +168,7 @@ void* Heap::AllocateSlow(Magazine* m) noexcept {
   MF2_STAT_INC(stats_, cache_refills);
   MF2_STAT_ADD(stats_, blocks_refilled, got);
   void* p = out[got - 1];
-  if (m->cap != 0) m->n = got - 1;
+  if (m->cap() != 0) m->set_n(got - 1);
   StoreCanary(p, 0);
   UnpoisonMemory(p, ClassInfo(k).size);
   MF2_EXPENSIVE_DCHECK((CheckInvariants(false), true), "heap invariants");
@@ -216,25 +219,27 @@ void* Heap::CachedBlockBad(Magazine* m, void* p) noexcept {
 // The class's cache is full: its older half goes back to the pages, then `p` is cached.
 void Heap::FreeToFullCache(Magazine* m, void* p) noexcept {
   const OpEnd end{this};  // tail-called by a fast path: ends its operation
-  if (m->cap == 0) {
+  if (m->cap() == 0) {
     // No cache: straight back to the page, as a block leaving a cache (ReturnBlock's canary).
     StoreCanary(p, InCacheCanary(p));
     return ReturnBlock(static_cast<Block*>(p));
   }
   GrowCache(m);
-  if (m->n < m->cap) {  // grown: room for p without a flush
-    m->slot[m->n++] = p;
+  if (m->top < m->limit) {  // grown: room for p without a flush
+    *m->top++ = p;
     StoreCanary(p, InCacheCanary(p));
     PoisonMemory(p, ClassInfo(ClassOf(m)).size);
     return;
   }
-  const uint32_t half = std::max<uint32_t>(1, m->cap / 2);
-  for (uint32_t i = 0; i < half; ++i) FlushOne(m->slot[i]);
-  m->n -= half;
-  for (uint32_t i = 0; i < m->n; ++i) m->slot[i] = m->slot[i + half];
+  const uint32_t half = std::max<uint32_t>(1, m->cap() / 2);
+  void** const slots = m->slots();
+  for (uint32_t i = 0; i < half; ++i) FlushOne(slots[i]);
+  const uint32_t left = m->n() - half;
+  for (uint32_t i = 0; i < left; ++i) slots[i] = slots[i + half];
+  m->set_n(left);
   MF2_STAT_INC(stats_, cache_flushes);
   MF2_STAT_ADD(stats_, blocks_flushed, half);
-  m->slot[m->n++] = p;
+  *m->top++ = p;
   StoreCanary(p, InCacheCanary(p));
   PoisonMemory(p, ClassInfo(ClassOf(m)).size);
 }
@@ -276,9 +281,10 @@ void Heap::IdleFlushInOp() {
   FlushRemoteChainsInOp();
   for (uint32_t k = 1; k < kNumClasses; ++k) {
     Magazine& m = cache_[k];
-    if (m.n == 0) continue;
-    for (uint32_t i = 0; i < m.n; ++i) {
-      void* p = m.slot[i];
+    const uint32_t n = m.n();
+    if (n == 0) continue;
+    for (uint32_t i = 0; i < n; ++i) {
+      void* p = m.slots()[i];
       Page* page = PageOf(p);
       // Where before owner (page.h): our own address as owner makes the kDetached we saw ours.
       const bool detached = page->where_acquire() == Page::Where::kDetached;
@@ -289,8 +295,8 @@ void Heap::IdleFlushInOp() {
       }
     }
     MF2_STAT_INC(stats_, cache_flushes);
-    MF2_STAT_ADD(stats_, blocks_flushed, m.n);
-    m.n = 0;
+    MF2_STAT_ADD(stats_, blocks_flushed, n);
+    m.set_n(0);
   }
   ReleaseEmptyActivePages(/*collect_first=*/true);  // a flagged one is collected below
   // The pending queue: a detached page that is not whole yet is given back as it is (still
@@ -323,11 +329,12 @@ void Heap::FlushCachesInOp() {
   FlushRemoteChainsInOp();
   for (uint32_t k = 1; k < kNumClasses; ++k) {
     Magazine& m = cache_[k];
-    if (m.n == 0) continue;
-    for (uint32_t i = 0; i < m.n; ++i) FlushOne(m.slot[i]);
+    const uint32_t n = m.n();
+    if (n == 0) continue;
+    for (uint32_t i = 0; i < n; ++i) FlushOne(m.slots()[i]);
     MF2_STAT_INC(stats_, cache_flushes);
-    MF2_STAT_ADD(stats_, blocks_flushed, m.n);
-    m.n = 0;
+    MF2_STAT_ADD(stats_, blocks_flushed, n);
+    m.set_n(0);
   }
 }
 

@@ -95,8 +95,9 @@
 // count and the sweep handshake.
 //
 // Invariants (CheckInvariants):
-//   caches: 0 <= n <= cap <= kCacheSlots for every class; slot == the class's array of the
-//     heap's SlotStorage, kSlotStride apart (nullptr and cap == 0 in a sentinel);
+//   caches: 0 <= n() <= cap() <= kCacheSlots for every class; slots() == the class's array of
+//     the heap's SlotStorage past its first word, kSlotStride apart, that word null (no_slots_
+//     + 1 and cap() == 0 in a sentinel);
 //     1 <= carve_limit_[k] <= kCacheSlots
 //     (but 0 in a sentinel, which never refills); cache_cap_bytes_ == sum of cap * size
 //     >= cache_initial_bytes_ (caps only grow), and <= cache_grow_budget_ (the initial capacity,
@@ -148,32 +149,49 @@ class HeapRegistry;
 
 class Heap {
  public:
-  // A class's cache: a LIFO array of free blocks (canary kInCache), slot[0..n), top at n - 1.
+  // A class's cache: a LIFO array of free blocks (canary kInCache), slots()[0..n()), the newest
+  // at top[-1]. The word below slots() (the array's first, in its SlotStorage) is never written:
+  // the memory is created zero, so the fast path's pop reads top[-1] and takes a null for "empty",
+  // with no count to load and test, and the push compares top with limit (pointers rather than
+  // a count and a capacity: one instruction fewer on each side).
   static constexpr uint32_t kCacheSlots = 61;
+  static constexpr uint32_t kSlotStride = 64;
+  static_assert(kCacheSlots + 1 < kSlotStride, "a class's slots and the null below them fit its "
+                "stride, with top (at most slots() + kCacheSlots) inside it");
+  // A sentinel's arrays: every class's, empty and of capacity 0, never written.
+  alignas(kSlotStride * sizeof(void*)) static inline void* no_slots_[kSlotStride] = {};
   struct Magazine {
-    uint32_t n = 0;
-    uint32_t cap = 0;  // 0: caching off for the class (every free returns to the page)
+    // One past the newest cached block: slots() + n().
+    void** top = no_slots_ + 1;
+    // slots() + cap(); cap() == 0: caching off for the class (every free returns to the page).
+    void** limit = no_slots_ + 1;
     // The class's block-start test (size_class.h: its kClassDiv entry), copied here when the
-    // heap is made and constant after: free reads it on the line whose `n` it reads anyway,
+    // heap is made and constant after: free reads it on the line whose `top` it reads anyway,
     // where the shared table cost it three instructions to form the entry's address. Class 0's
     // (0, 0) passes no offset (a slice that serves no class).
     ClassDiv div = {0, 0};
-    // The class's array in the heap's SlotStorage, constant after the heap is made; nullptr in
-    // a sentinel, whose caps are 0 (nothing is ever cached there). A pointer, not slots inline:
-    // a heap's caches are written only where its thread caches, and one more load from the line
-    // that holds `n` is all it costs (see SlotStorage).
-    void** slot = nullptr;
+
+    // The class's array in the heap's SlotStorage (aligned to its stride, so found from `top`),
+    // past its null first word; no_slots_ + 1 in a sentinel.
+    void** slots() const {
+      return reinterpret_cast<void**>(reinterpret_cast<uintptr_t>(top) &
+                                      ~uintptr_t{kSlotStride * sizeof(void*) - 1}) +
+             1;
+    }
+    uint32_t n() const { return static_cast<uint32_t>(top - slots()); }
+    uint32_t cap() const { return static_cast<uint32_t>(limit - slots()); }
+    void set_n(uint32_t n) { top = slots() + n; }
+    void set_cap(uint32_t cap) { limit = slots() + cap; }
   };
   static_assert(sizeof(Magazine) == 32, "a power of two: the class index scales by a shift");
   static_assert(64 % sizeof(Magazine) == 0, "a magazine never straddles a cache line");
-  // Where the caches' blocks are: kCacheSlots per class, each class's array on its own cache
-  // lines. It is mapped with the heap and follows it (HeapRegistry::AcquireNewHeap), created
-  // without being written: a thread that caches blocks of a few classes makes a few of its pages
-  // resident, not all 40 KiB (bench/many_threads.cc: a heap whose caches were inline made 48 KiB
-  // resident when it was made, as its constructor wrote them).
-  static constexpr uint32_t kSlotStride = 64;
-  static_assert(kCacheSlots <= kSlotStride, "a class's slots fit its stride");
-  struct SlotStorage {
+  // Where the caches' blocks are: kSlotStride words per class (the null word, then up to
+  // kCacheSlots blocks), each class's array on its own cache lines. It is mapped with the heap and
+  // follows it (HeapRegistry::AcquireNewHeap), created without being written: a thread that
+  // caches blocks of a few classes makes a few of its pages resident, not all 40 KiB
+  // (bench/many_threads.cc: a heap whose caches were inline made 48 KiB resident when it was
+  // made, as its constructor wrote them).
+  struct alignas(kSlotStride * sizeof(void*)) SlotStorage {
     void* slot[kNumClasses][kSlotStride];  // no initialiser: created without a write
   };
 
@@ -247,10 +265,10 @@ class Heap {
     if (MF2_PREDICT_FALSE(!BeginOp())) return Out::AllocateParked(size, this);
     Magazine* m = MagazineFor(size);
     if (MF2_PREDICT_FALSE(m == nullptr)) return Out::AllocateLarge(size, this);
-    const uint32_t n = m->n;
-    if (MF2_PREDICT_FALSE(n == 0)) return Out::AllocateSlow(m, this);
-    void* p = m->slot[n - 1];
-    m->n = n - 1;
+    void** const top = m->top;
+    void* p = top[-1];  // null: the cache is empty (the null word below its slots)
+    if (MF2_PREDICT_FALSE(p == nullptr)) return Out::AllocateSlow(m, this);
+    m->top = top - 1;
     // (canary ^ p) against key_: the key is compared from memory, one instruction fewer.
     if (MF2_PREDICT_FALSE((LoadCanary(p) ^ reinterpret_cast<uintptr_t>(p)) != key_)) {
       // Not the kInCache canary: freed twice, or written to.
@@ -268,12 +286,12 @@ class Heap {
   MF2_ALWAYS_INLINE void* AllocateOrTailCall(size_t size) {
     if (MF2_PREDICT_FALSE(!BeginOp())) return kSlow(size);  // parked: Allocate waits
     Magazine* m = MagazineFor(size);
-    const uint32_t n = m != nullptr ? m->n : 0;  // large sizes go the slow way
-    if (MF2_PREDICT_TRUE(n != 0)) {
-      void* p = m->slot[n - 1];
+    void** const top = m != nullptr ? m->top : no_slots_ + 1;  // large sizes go the slow way
+    void* p = top[-1];  // null: the cache is empty
+    if (MF2_PREDICT_TRUE(p != nullptr)) {
       // The canary before the pop: a bad block stays cached for Allocate to find and report.
       if (MF2_PREDICT_TRUE((LoadCanary(p) ^ reinterpret_cast<uintptr_t>(p)) == key_)) {
-        m->n = n - 1;
+        m->top = top - 1;
         return TakeCached(m, p);
       }
     }
@@ -306,10 +324,10 @@ class Heap {
     if (MF2_PREDICT_FALSE((LoadCanary(p) ^ canary) < kNumBlockStates)) {
       return Out::ReportDoubleFree(p, this, call);
     }
-    const uint32_t n = m->n;
-    if (MF2_PREDICT_FALSE(n >= m->cap)) return Out::FreeToFullCache(p, this, m);
-    m->slot[n] = p;
-    m->n = n + 1;
+    void** const top = m->top;
+    if (MF2_PREDICT_FALSE(top >= m->limit)) return Out::FreeToFullCache(p, this, m);
+    *top = p;
+    m->top = top + 1;
     StoreCanary(p, canary);
 #ifdef MF2_ASAN
     PoisonMemory(p, ClassInfo(ClassOf(m)).size);
@@ -698,7 +716,9 @@ class Heap {
   void FlushOne(void* p);
   void ConfigureCaches();
   size_t CacheBudget() const;
-  void GrowCache(Magazine* m);
+  // Inline into the two slow paths that call it (heap.cc): out of line, its frame was set up
+  // before the early return that most calls take.
+  MF2_ALWAYS_INLINE void GrowCache(Magazine* m);
   // The refill AllocateSlow is about to make, passed down its search for a page: when that is
   // the active page with remote frees (CollectActive), up to `want` of them go straight into
   // `out` (Page::CollectRemote), `got` of them, instead of onto the page's list and off it again.
@@ -871,12 +891,21 @@ struct HeapLayout {
                 "idle reclamation's line: whole count, sweep flags, the observers' probe and the "
                 "last idle flush's epoch");
   static_assert(offsetof(Heap, xpending_) % kLine == 0, "the pending queue's head on its own line");
-  static_assert(sizeof(Heap) % alignof(Heap::SlotStorage) == 0,
-                "a SlotStorage mapped right after its heap is aligned");
   static_assert(sizeof(Heap) <= 2 * 4096,
                 "a heap's own fields take at most two pages (docs/design.md, per-thread caches)");
 };
 #pragma GCC diagnostic pop
+
+// Where a heap's SlotStorage starts in the page-aligned mapping that holds both
+// (HeapRegistry::AcquireNewHeap): the first offset past the heap aligned for it, so that a
+// Magazine finds its array from `top` (Magazine::slots()).
+inline constexpr size_t kHeapSlotsOffset =
+    (sizeof(Heap) + alignof(Heap::SlotStorage) - 1) & ~(alignof(Heap::SlotStorage) - 1);
+inline constexpr size_t kHeapMappingBytes = kHeapSlotsOffset + sizeof(Heap::SlotStorage);
+static_assert(alignof(Heap::SlotStorage) == Heap::kSlotStride * sizeof(void*) &&
+                  kHeapSlotsOffset % alignof(Heap::SlotStorage) == 0 &&
+                  4096 % alignof(Heap::SlotStorage) == 0,
+              "each class's array in a mapped SlotStorage is aligned to its stride");
 
 }  // namespace mf2
 

@@ -92,10 +92,12 @@ void Heap::Abandon() {
 void Heap::ReleaseSlotPages() {
   MF2_CHECK(!is_sentinel(), "ReleaseSlotPages: a sentinel has no slots");
   for (uint32_t k = 0; k < kNumClasses; ++k) {
-    MF2_CHECK(cache_[k].n == 0, "ReleaseSlotPages: every cache is empty");
+    MF2_CHECK(cache_[k].n() == 0, "ReleaseSlotPages: every cache is empty");
   }
   const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  const uintptr_t start = reinterpret_cast<uintptr_t>(cache_[0].slot);
+  // Class 0's array, the storage's first (its null word included: zero again after this, as
+  // every null word must be).
+  const uintptr_t start = reinterpret_cast<uintptr_t>(cache_[0].slots() - 1);
   const uintptr_t first = (start + page - 1) & ~(page - 1);
   // The mapping ends at the page boundary after the storage (mmap maps whole pages).
   const uintptr_t end = (start + sizeof(SlotStorage) + page - 1) & ~(page - 1);

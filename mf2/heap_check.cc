@@ -49,22 +49,27 @@ void Heap::CheckInvariants(bool quiescent) const {
                                          reinterpret_cast<const char*>(this),
               "direct_[i]: the offset of cache_[DirectClass(i)]");
   }
-  MF2_CHECK(cache_[0].n == 0 && cache_[0].cap == 0 && cache_[0].div.limit == 0,
+  MF2_CHECK(cache_[0].n() == 0 && cache_[0].cap() == 0 && cache_[0].div.limit == 0,
             "class 0's cache holds nothing and its block-start test passes no offset");
+  // The storage: class 0's array (which starts it) less its null word.
+  void* const* const storage = cache_[0].slots() - 1;
   for (uint32_t k = 0; k < kNumClasses; ++k) {
-    MF2_CHECK(is_sentinel() ? cache_[k].slot == nullptr && cache_[k].cap == 0
-                            : cache_[k].slot == cache_[0].slot + size_t{k} * kSlotStride &&
-                                  cache_[k].slot != nullptr,
-              "slot: the class's array of the heap's SlotStorage (none in a sentinel)");
+    const Magazine& m = cache_[k];
+    MF2_CHECK(is_sentinel() ? m.slots() == no_slots_ + 1 && m.cap() == 0
+                            : m.slots() == storage + size_t{k} * kSlotStride + 1 &&
+                                  storage != no_slots_,
+              "slots(): the class's array of the heap's SlotStorage, past its first word "
+              "(no_slots_ in a sentinel)");
+    MF2_CHECK(m.slots()[-1] == nullptr, "the word below a cache's slots is null (never written)");
   }
   for (uint32_t k = 1; k < kNumClasses; ++k) {
     const Magazine& m = cache_[k];
-    MF2_CHECK(m.n <= m.cap && m.cap <= kCacheSlots, "0 <= n <= cap <= kCacheSlots");
+    MF2_CHECK(m.top <= m.limit && m.cap() <= kCacheSlots, "0 <= n() <= cap() <= kCacheSlots");
     MF2_CHECK(m.div.mul == kClassDiv.div[k].mul && m.div.limit == kClassDiv.div[k].limit,
               "a cache's block-start test is its class's");
-    MF2_CHECK(!abandoned() || m.n == 0, "an abandoned heap caches nothing");
-    for (uint32_t i = 0; i < m.n; ++i) {
-      const void* b = m.slot[i];
+    MF2_CHECK(!abandoned() || m.n() == 0, "an abandoned heap caches nothing");
+    for (uint32_t i = 0; i < m.n(); ++i) {
+      const void* b = m.slots()[i];
       const Page* d = PageOf(b);
       MF2_CHECK(d != nullptr && d->IsBlockStart(reinterpret_cast<uintptr_t>(b)) &&
                     d->size_class() == k,
@@ -143,7 +148,9 @@ void Heap::CheckInvariants(bool quiescent) const {
     MF2_CHECK(n == chain.count && last == chain.tail, "a remote chain's count and tail");
   }
   size_t cap_bytes = 0;
-  for (uint32_t k = 1; k < kNumClasses; ++k) cap_bytes += size_t{cache_[k].cap} * ClassInfo(k).size;
+  for (uint32_t k = 1; k < kNumClasses; ++k) {
+    cap_bytes += size_t{cache_[k].cap()} * ClassInfo(k).size;
+  }
   MF2_CHECK(cap_bytes == cache_cap_bytes_, "cache_cap_bytes_ == sum of cap * size");
   MF2_CHECK(cache_cap_bytes_ >= cache_initial_bytes_, "caches only grow after ConfigureCaches");
   MF2_CHECK(cache_cap_bytes_ <= cache_grow_budget_, "caches grew within CacheBudget()");
@@ -183,14 +190,16 @@ class CachedSnapshot {
   void Take(Heap* const* heaps, uint32_t n) {
     size_t total = 0;
     for (uint32_t i = 0; i < n; ++i) {
-      for (uint32_t k = 1; k < kNumClasses; ++k) total += heaps[i]->cache(k).n;
+      for (uint32_t k = 1; k < kNumClasses; ++k) total += heaps[i]->cache(k).n();
     }
     Reserve(total);
     size_ = 0;
     for (uint32_t i = 0; i < n; ++i) {
       for (uint32_t k = 1; k < kNumClasses; ++k) {
         const Heap::Magazine& m = heaps[i]->cache(k);
-        for (uint32_t j = 0; j < m.n; ++j) buf_[size_++] = reinterpret_cast<uintptr_t>(m.slot[j]);
+        for (uint32_t j = 0; j < m.n(); ++j) {
+          buf_[size_++] = reinterpret_cast<uintptr_t>(m.slots()[j]);
+        }
       }
     }
     std::sort(buf_, buf_ + size_);  // in place: no allocation
@@ -300,7 +309,7 @@ void HeapRegistry::ForEachCachedBlock(void (*fn)(void* block, const Heap* heap, 
   for (Heap* h = all_; h != nullptr; h = h->all_next) {
     for (uint32_t k = 1; k < kNumClasses; ++k) {
       const Heap::Magazine& m = h->cache(k);
-      for (uint32_t j = 0; j < m.n; ++j) fn(m.slot[j], h, arg);
+      for (uint32_t j = 0; j < m.n(); ++j) fn(m.slots()[j], h, arg);
     }
     // Remote frees a heap holds back are in its hands too (counted in their pages' used()).
     // (At most count of them, each a block start of the chain's page: a block freed twice

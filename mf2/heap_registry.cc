@@ -53,10 +53,10 @@ Heap* HeapRegistry::AcquireNewHeap(PageSource* source) {
   // Heaps come straight from the OS (never from malloc, which may be us) and are never freed.
   // Its cache slots follow each heap in the same mapping. They are created by default-
   // initialisation, which writes nothing: their pages become resident only where the heap caches.
-  void* mem = mmap(nullptr, sizeof(Heap) + sizeof(Heap::SlotStorage), PROT_READ | PROT_WRITE,
+  void* mem = mmap(nullptr, kHeapMappingBytes, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (mem == MAP_FAILED) return nullptr;
-  auto* slots = new (static_cast<char*>(mem) + sizeof(Heap)) Heap::SlotStorage;
+  auto* slots = new (static_cast<char*>(mem) + kHeapSlotsOffset) Heap::SlotStorage;
   MutexLock lock(&mu_);
   Heap* h = new (mem) Heap(source, this, heap_count_++, slots);
   MF2_CHECK(h->TryClaim(), "a new heap is unclaimed");

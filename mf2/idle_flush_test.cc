@@ -58,7 +58,7 @@ TEST_F(IdleFlushTest, AParkerReturnsAnIdleOwnersCachedBlocksAndTheirPages) {
     blocks.push_back(p);
   }
   // The refills put some of the pages' blocks in the cache too (unhanded, pinning their pages).
-  const uint32_t refilled = owner->cache(kClass).n;
+  const uint32_t refilled = owner->cache(kClass).n();
   std::vector<void*> cached;
   for (void* p : blocks) {
     if (cached.empty() || PageOf(cached.back()) != PageOf(p)) {
@@ -68,17 +68,17 @@ TEST_F(IdleFlushTest, AParkerReturnsAnIdleOwnersCachedBlocksAndTheirPages) {
       freer->Free(p);  // remote: onto the page's stack
     }
   }
-  ASSERT_EQ(owner->cache(kClass).n, refilled + cached.size());
+  ASSERT_EQ(owner->cache(kClass).n(), refilled + cached.size());
   const size_t outstanding = heaps.source().outstanding();
   ASSERT_GE(owner->page_count(), pages.size());
 
   // What existed before: a sweep of the idle owner finds no page that came back whole.
   parker->ReclaimIdleOwner_mt(owner);
   EXPECT_EQ(heaps.source().outstanding(), outstanding) << "cached blocks pin their pages";
-  EXPECT_EQ(owner->cache(kClass).n, refilled + cached.size());
+  EXPECT_EQ(owner->cache(kClass).n(), refilled + cached.size());
 
   EXPECT_TRUE(parker->FlushIdleOwner_mt(owner));
-  EXPECT_EQ(owner->cache(kClass).n, 0u) << "the parker returned the cached blocks";
+  EXPECT_EQ(owner->cache(kClass).n(), 0u) << "the parker returned the cached blocks";
   // The full pages had their last blocks pushed onto their remote stacks (they stayed detached)
   // and came back whole: collected with the queue and released, as was the active page.
   EXPECT_EQ(owner->page_count(), 0u) << "every page the owner had is back";
@@ -113,7 +113,7 @@ TEST_F(IdleFlushTest, AnOwnerInsideAnOperationIsNeverParked) {
   void* kept = g_owner->Allocate(kSize);
   void* p = g_owner->Allocate(kSize);
   g_owner->Free(p);  // cached
-  const uint32_t cached = g_owner->cache(kClass).n;
+  const uint32_t cached = g_owner->cache(kClass).n();
   ASSERT_GT(cached, 0u);
   const ErrorHandler previous = SetErrorHandler(&ParkFromInsideTheOperation);
   g_owner->Free(static_cast<char*>(kept) + 16);  // interior pointer: reported inside Free
@@ -122,9 +122,9 @@ TEST_F(IdleFlushTest, AnOwnerInsideAnOperationIsNeverParked) {
   EXPECT_EQ(g_reports, 2);
   EXPECT_TRUE(g_busy_inside);
   EXPECT_FALSE(g_parked_inside) << "a parker acted inside the owner's operation";
-  EXPECT_EQ(g_owner->cache(kClass).n, cached) << "the cache was left alone";
+  EXPECT_EQ(g_owner->cache(kClass).n(), cached) << "the cache was left alone";
   EXPECT_TRUE(g_parker->FlushIdleOwner_mt(g_owner)) << "between operations it may";
-  EXPECT_EQ(g_owner->cache(kClass).n, 0u);
+  EXPECT_EQ(g_owner->cache(kClass).n(), 0u);
   g_owner->Free(kept);
   HeapRegistry::Global().CheckAll(/*quiescent=*/true);
 }
@@ -211,7 +211,7 @@ TEST_F(IdleFlushTest, ABusyOwnerIsTriedAgainAWholeThresholdLater) {
   EXPECT_FALSE(g_long_flushed) << "flushed inside the owner's operation";
   EXPECT_EQ(g_idle_in_ns, uint64_t{1'000'000}) << "a busy owner is tried again a whole threshold later";
   EXPECT_TRUE(g_parker->FlushLongIdleOwner_mt(g_owner, &idle_in_ns)) << "between operations";
-  EXPECT_EQ(g_owner->cache(kClass).n, 0u);
+  EXPECT_EQ(g_owner->cache(kClass).n(), 0u);
   g_owner->Free(kept);
   HeapRegistry::Global().CheckAll(/*quiescent=*/true);
 }
@@ -250,7 +250,7 @@ TEST_F(IdleFlushTest, ALongIdleOwnerGivesBackItsPagesAndSlotPagesOnce) {
   ASSERT_GE(pages, 8u);
   EXPECT_TRUE(owner->IdleFlushOwed_mt());
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-  const uintptr_t slots = reinterpret_cast<uintptr_t>(owner->cache(0).slot);
+  const uintptr_t slots = reinterpret_cast<uintptr_t>(owner->cache(0).slots() - 1);
   const uintptr_t first = (slots + page - 1) & ~(page - 1);
   const size_t bytes = slots + sizeof(Heap::SlotStorage) - first;
   ASSERT_GE(ResidentPages(reinterpret_cast<void*>(first), bytes), 2);
@@ -268,7 +268,7 @@ TEST_F(IdleFlushTest, ALongIdleOwnerGivesBackItsPagesAndSlotPagesOnce) {
   EXPECT_TRUE(parker->FlushLongIdleOwner_mt(owner, &idle_in_ns));
   EXPECT_EQ(owner->page_count(), 1u) << "every page but kept's held only free blocks";
   EXPECT_LT(heaps.source().outstanding(), outstanding);
-  for (uint32_t k = 0; k < kNumClasses; ++k) EXPECT_EQ(owner->cache(k).n, 0u);
+  for (uint32_t k = 0; k < kNumClasses; ++k) EXPECT_EQ(owner->cache(k).n(), 0u);
   EXPECT_EQ(ResidentPages(reinterpret_cast<void*>(first), bytes), 0) << "slot pages kept";
   EXPECT_FALSE(owner->IdleFlushOwed_mt()) << "flushed: owed nothing until its next slow path";
   EXPECT_TRUE(parker->FlushLongIdleOwner_mt(owner, &idle_in_ns)) << "nothing to do";
@@ -279,14 +279,14 @@ TEST_F(IdleFlushTest, ALongIdleOwnerGivesBackItsPagesAndSlotPagesOnce) {
   ASSERT_NE(p, nullptr);
   owner->Free(p);
   EXPECT_TRUE(owner->IdleFlushOwed_mt());
-  EXPECT_GT(owner->cache(kClass).n, 0u);
+  EXPECT_GT(owner->cache(kClass).n(), 0u);
   HeapRegistry::Global().CheckAll(/*quiescent=*/true);
   // Idle since it was first seen with its new slow-path epoch, not before.
   FirstSightThenWait(parker, owner, 2000);
-  EXPECT_GT(owner->cache(kClass).n, 0u) << "not flushed";
+  EXPECT_GT(owner->cache(kClass).n(), 0u) << "not flushed";
   EXPECT_TRUE(parker->FlushLongIdleOwner_mt(owner, &idle_in_ns));
   EXPECT_EQ(owner->page_count(), 1u);
-  EXPECT_EQ(owner->cache(kClass).n, 0u);
+  EXPECT_EQ(owner->cache(kClass).n(), 0u);
   owner->Free(kept);
   HeapRegistry::Global().CheckAll(/*quiescent=*/true);
 }

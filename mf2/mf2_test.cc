@@ -128,14 +128,14 @@ TEST(Api, ThreadIdleGivesBackWhatTheThreadHolds) {
     for (void* p : theirs) Free(p);
     Heap* h = ThreadHeap();
     size_t cached = 0;
-    for (uint32_t k = 1; k < kNumClasses; ++k) cached += h->cache(k).n;
+    for (uint32_t k = 1; k < kNumClasses; ++k) cached += h->cache(k).n();
     uint32_t held = 0;
     for (uint32_t i = 0; i < Heap::kRemoteSlots; ++i) held += h->remote_chain(i).count;
     ASSERT_GT(cached, 0u);
     ASSERT_GT(h->page_count(), 0u);
     mf2_thread_idle();
     cached = 0;
-    for (uint32_t k = 1; k < kNumClasses; ++k) cached += h->cache(k).n;
+    for (uint32_t k = 1; k < kNumClasses; ++k) cached += h->cache(k).n();
     EXPECT_EQ(cached, 0u) << "blocks left in the caches";
     held = 0;
     for (uint32_t i = 0; i < Heap::kRemoteSlots; ++i) held += h->remote_chain(i).count;

@@ -77,7 +77,7 @@ void Record(const ErrorReport& report) { g_reports->push_back(report.kind); }
 // new of its class finds the canary broken, leaves the block where it is and goes the slow way,
 // whose Allocate reports it and hands out another block.
 TEST(NewDeleteTest, CorruptCachedBlockIsReportedNotReused) {
-  if (ThreadHeap()->cache(SizeToClass(64)).cap == 0) GTEST_SKIP() << "caches are off";
+  if (ThreadHeap()->cache(SizeToClass(64)).cap() == 0) GTEST_SKIP() << "caches are off";
   std::vector<ErrorKind> reports;
   g_reports = &reports;
   const ErrorHandler previous = SetErrorHandler(&Record);

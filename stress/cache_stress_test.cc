@@ -119,7 +119,7 @@ void Worker(Shared& s, int slot, uint64_t generation) {
   for (size_t i = keep; i < pool.size(); ++i) FreeBlock(s, heap, pool[i]);
   pool.resize(keep);
   uint32_t cached = 0;
-  for (uint32_t k = 1; k < kNumClasses; ++k) cached += heap->cache(k).n;
+  for (uint32_t k = 1; k < kNumClasses; ++k) cached += heap->cache(k).n();
   if (cached > 0) s.released_with_full_cache.fetch_add(1, std::memory_order_relaxed);
   {
     std::lock_guard<std::mutex> lock(s.orphans_mu);

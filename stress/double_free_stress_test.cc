@@ -95,7 +95,7 @@ class SequentialDoubleFree : public ::testing::Test {
   void SetUp() override {
     a_ = heaps_.Acquire();
     b_ = heaps_.Acquire();
-    ASSERT_GT(a_->cache(kClass).cap, 0u) << "caches on (the default policy)";
+    ASSERT_GT(a_->cache(kClass).cap(), 0u) << "caches on (the default policy)";
   }
   testing::TestHeaps heaps_;
   Heap* a_ = nullptr;  // the owner
@@ -105,13 +105,13 @@ class SequentialDoubleFree : public ::testing::Test {
 
 TEST_F(SequentialDoubleFree, OwnerFreesACachedBlockTwice) {
   void* p = a_->Allocate(kSize);
-  const uint32_t n = a_->cache(kClass).n;
+  const uint32_t n = a_->cache(kClass).n();
   a_->Free(p);
-  ASSERT_EQ(a_->cache(kClass).n, n + 1) << "the first free puts p in the owner's cache";
-  ASSERT_EQ(a_->cache(kClass).slot[n], p);
+  ASSERT_EQ(a_->cache(kClass).n(), n + 1) << "the first free puts p in the owner's cache";
+  ASSERT_EQ(a_->cache(kClass).slots()[n], p);
   a_->Free(p);
   ExpectOneDoubleFree(reports_, p, "owner, owner (cached)");
-  EXPECT_EQ(a_->cache(kClass).n, n + 1) << "nothing absorbed: p is cached once";
+  EXPECT_EQ(a_->cache(kClass).n(), n + 1) << "nothing absorbed: p is cached once";
   ExpectHandedOutOnce(a_, p, heaps_.source());
 }
 
@@ -139,12 +139,12 @@ TEST_F(SequentialDoubleFree, OwnerThenRemote) {
 
 TEST_F(SequentialDoubleFree, RemoteThenOwner) {
   void* p = a_->Allocate(kSize);
-  const uint32_t n = a_->cache(kClass).n;
+  const uint32_t n = a_->cache(kClass).n();
   b_->Free(p);
   b_->FlushRemoteChains();  // b pushes what it held back (as a slow path does)
   a_->Free(p);
   ExpectOneDoubleFree(reports_, p, "remote, owner");
-  EXPECT_EQ(a_->cache(kClass).n, n) << "not cached";
+  EXPECT_EQ(a_->cache(kClass).n(), n) << "not cached";
   ExpectHandedOutOnce(a_, p, heaps_.source());
 }
 
@@ -152,7 +152,7 @@ TEST_F(SequentialDoubleFree, AfterAFlushToThePage) {
   void* p = a_->Allocate(kSize);
   a_->Free(p);
   a_->FlushCaches();
-  ASSERT_EQ(a_->cache(kClass).n, 0u);
+  ASSERT_EQ(a_->cache(kClass).n(), 0u);
   a_->Free(p);
   ExpectOneDoubleFree(reports_, p, "owner, flush, owner");
   b_->Free(p);
@@ -232,7 +232,7 @@ RoundTotals RunConcurrentRounds(Freers mode) {
     for (uint32_t i = 0; i < kBlocksPerRound; ++i) order[i] = i;
     stress::Rng rng(static_cast<uint64_t>(id) + 7);
     if (id == 0) {
-      EXPECT_GE(heap->cache(kClass).cap, kBlocksPerRound) << "no flush while copies race";
+      EXPECT_GE(heap->cache(kClass).cap(), kBlocksPerRound) << "no flush while copies race";
     }
     for (uint64_t r = 0; r < kRounds; ++r) {
       // A: the owner allocates and stamps the round's blocks (its cache holds no copy of any).

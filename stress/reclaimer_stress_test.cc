@@ -174,7 +174,7 @@ TEST(ReclaimerStress, AllFreedAtOnceRightAfterTheLastAllocation) {
     // the parker's writes; the producer has not run an operation since).
     if (AsymmetricFenceHeavy()) {
       for (uint32_t k = 1; k < kNumClasses; ++k) {
-        EXPECT_EQ(producer.heap()->cache(k).n, 0u) << "class " << k << " still cached";
+        EXPECT_EQ(producer.heap()->cache(k).n(), 0u) << "class " << k << " still cached";
       }
     }
     producer.Exit();
