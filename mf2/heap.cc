@@ -1057,9 +1057,11 @@ void* Heap::Out::AllocateParked(size_t size, Heap* h) noexcept { return h->Alloc
 void* Heap::Out::AllocateLarge(size_t size, Heap* h) noexcept {
   return h->AllocateLarge(size, kMinAlign);
 }
-void* Heap::Out::AllocateSlow(Magazine* m, Heap* h) noexcept { return h->AllocateSlow(m); }
-void* Heap::Out::CachedBlockBad(Magazine* m, Heap* h, void* p) noexcept {
-  return h->CachedBlockBad(m, p);
+void* Heap::Out::AllocateSlow(uint32_t cache_offset, Heap* h) noexcept {
+  return h->AllocateSlow(h->CacheAt(cache_offset));
+}
+void* Heap::Out::CachedBlockBad(uint32_t cache_offset, Heap* h, void* p) noexcept {
+  return h->CachedBlockBad(h->CacheAt(cache_offset), p);
 }
 void Heap::Out::FreeParked(void* p, Heap* h, const char* call) noexcept {
   h->FreeParked(p, call);
@@ -1076,8 +1078,8 @@ void Heap::Out::FreeRemote(void* p, Heap* h, Page* page, const char* call) noexc
 void Heap::Out::ReportDoubleFree(void* p, Heap* h, const char* call) noexcept {
   h->ReportDoubleFree(p, call);
 }
-void Heap::Out::FreeToFullCache(void* p, Heap* h, Magazine* m) noexcept {
-  h->FreeToFullCache(m, p);
+void Heap::Out::FreeToFullCache(void* p, Heap* h, uint32_t cache_offset) noexcept {
+  h->FreeToFullCache(h->CacheAt(cache_offset), p);
 }
 
 }  // namespace mf2

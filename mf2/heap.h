@@ -183,7 +183,7 @@ class Heap {
     void set_n(uint32_t n) { top = slots() + n; }
     void set_cap(uint32_t cap) { limit = slots() + cap; }
   };
-  static_assert(sizeof(Magazine) == 32, "a power of two: the class index scales by a shift");
+  static_assert(sizeof(Magazine) == kMagazineBytes, "Slice::cache_offset counts in magazines");
   static_assert(64 % sizeof(Magazine) == 0, "a magazine never straddles a cache line");
   // Where the caches' blocks are: kSlotStride words per class (the null word, then up to
   // kCacheSlots blocks), each class's array on its own cache lines. It is mapped with the heap and
@@ -263,16 +263,17 @@ class Heap {
   // nullptr with errno = ENOMEM when memory is exhausted or `size` is absurd.
   MF2_ALWAYS_INLINE void* Allocate(size_t size) {
     if (MF2_PREDICT_FALSE(!BeginOp())) return Out::AllocateParked(size, this);
-    Magazine* m = MagazineFor(size);
-    if (MF2_PREDICT_FALSE(m == nullptr)) return Out::AllocateLarge(size, this);
+    const uint32_t offset = CacheOffsetFor(size);
+    if (MF2_PREDICT_FALSE(offset == kNoCache)) return Out::AllocateLarge(size, this);
+    Magazine* m = CacheAt(offset);
     void** const top = m->top;
     void* p = top[-1];  // null: the cache is empty (the null word below its slots)
-    if (MF2_PREDICT_FALSE(p == nullptr)) return Out::AllocateSlow(m, this);
+    if (MF2_PREDICT_FALSE(p == nullptr)) return Out::AllocateSlow(offset, this);
     m->top = top - 1;
     // (canary ^ p) against key_: the key is compared from memory, one instruction fewer.
     if (MF2_PREDICT_FALSE((LoadCanary(p) ^ reinterpret_cast<uintptr_t>(p)) != key_)) {
       // Not the kInCache canary: freed twice, or written to.
-      return Out::CachedBlockBad(m, this, p);
+      return Out::CachedBlockBad(offset, this, p);
     }
     return TakeCached(m, p);
   }
@@ -285,8 +286,10 @@ class Heap {
   template <void* (*kSlow)(size_t)>
   MF2_ALWAYS_INLINE void* AllocateOrTailCall(size_t size) {
     if (MF2_PREDICT_FALSE(!BeginOp())) return kSlow(size);  // parked: Allocate waits
-    Magazine* m = MagazineFor(size);
-    void** const top = m != nullptr ? m->top : no_slots_ + 1;  // large sizes go the slow way
+    const uint32_t offset = CacheOffsetFor(size);
+    Magazine* m = CacheAt(offset);
+    // Large sizes go the slow way.
+    void** const top = offset != kNoCache ? m->top : no_slots_ + 1;
     void* p = top[-1];  // null: the cache is empty
     if (MF2_PREDICT_TRUE(p != nullptr)) {
       // The canary before the pop: a bad block stays cached for Allocate to find and report.
@@ -311,8 +314,8 @@ class Heap {
     }
     const Slice* s = SliceOfCovered(a, segment);  // two loads: the map's byte, the Slice's line
     // The class's cache, also for a remote free: its first line holds the block-start test.
-    Magazine* m = &cache_[s->size_class];
-    MF2_IN_REGISTER(m);  // formed once; else the compiler re-adds the heap and offset per use
+    const uint32_t offset = s->cache_offset;
+    Magazine* m = CacheAt(offset);
     if (MF2_PREDICT_FALSE(!m->div.IsBlockOffset(SpanOffset(a, s)))) {
       return Out::ReportBadFree(p, this, call);
     }
@@ -325,7 +328,7 @@ class Heap {
       return Out::ReportDoubleFree(p, this, call);
     }
     void** const top = m->top;
-    if (MF2_PREDICT_FALSE(top >= m->limit)) return Out::FreeToFullCache(p, this, m);
+    if (MF2_PREDICT_FALSE(top >= m->limit)) return Out::FreeToFullCache(p, this, offset);
     *top = p;
     m->top = top + 1;
     StoreCanary(p, canary);
@@ -594,22 +597,21 @@ class Heap {
     static_assert(kInCache == 0, "Canary(p, s) == InCacheCanary(p) ^ s");
     return reinterpret_cast<uintptr_t>(p) ^ key_;
   }
-  // The cache of `size`'s class (one load from direct_); nullptr above the largest class.
-  MF2_ALWAYS_INLINE Magazine* MagazineFor(size_t size) {
-    if (MF2_PREDICT_TRUE(size <= kSmallMax)) {
-      return DirectMagazine((size + kMinAlign - 1) / kMinAlign);
-    }
+  // The offset in this heap of `size`'s class's cache (one load from direct_); kNoCache above
+  // the largest class. An offset, not a pointer: the fast paths address the cache with it and
+  // the heap, and pass it as it is to their ways out (Out), where a pointer formed once for both
+  // cost an instruction.
+  static constexpr uint32_t kNoCache = ~uint32_t{0};
+  MF2_ALWAYS_INLINE uint32_t CacheOffsetFor(size_t size) const {
+    if (MF2_PREDICT_TRUE(size <= kSmallMax)) return direct_[(size + kMinAlign - 1) / kMinAlign];
     if (MF2_PREDICT_TRUE(size <= kMaxClassSize)) {
-      return DirectMagazine(kMidBase + (size + kMidStep - 1) / kMidStep);
+      return direct_[kMidBase + (size + kMidStep - 1) / kMidStep];
     }
-    return nullptr;
+    return kNoCache;
   }
-  // The cache direct_[i] names. Never null; saying so spares the fast paths a test of the
-  // pointer formed.
-  MF2_ALWAYS_INLINE Magazine* DirectMagazine(size_t i) {
-    Magazine* m = reinterpret_cast<Magazine*>(reinterpret_cast<char*>(this) + direct_[i]);
-    if (m == nullptr) __builtin_unreachable();
-    return m;
+  // The cache at `offset` in this heap (what direct_ and Slice::cache_offset hold).
+  MF2_ALWAYS_INLINE Magazine* CacheAt(uint32_t offset) {
+    return reinterpret_cast<Magazine*>(reinterpret_cast<char*>(this) + offset);
   }
   // The fast paths' last step: `p`, popped from `m` with its kInCache canary checked, is handed
   // out (canary cleared) and the operation ends.
@@ -661,18 +663,19 @@ class Heap {
   // The fast paths' ways out, tail-called with the entry point's own argument (the size or the
   // pointer) first and the heap second: that argument stays in the register it arrived in, where
   // a member's `this` in its place would move it aside (one instruction on every malloc and every
-  // free). Each runs the member of its name (heap.cc).
+  // free). A class's cache goes as its offset in the heap (CacheOffsetFor). Each runs the member
+  // of its name (heap.cc).
   struct Out {
     MF2_NOINLINE static void* AllocateParked(size_t size, Heap* h) noexcept;
     MF2_NOINLINE static void* AllocateLarge(size_t size, Heap* h) noexcept;
-    MF2_NOINLINE static void* AllocateSlow(Magazine* m, Heap* h) noexcept;
-    MF2_NOINLINE static void* CachedBlockBad(Magazine* m, Heap* h, void* p) noexcept;
+    MF2_NOINLINE static void* AllocateSlow(uint32_t cache_offset, Heap* h) noexcept;
+    MF2_NOINLINE static void* CachedBlockBad(uint32_t cache_offset, Heap* h, void* p) noexcept;
     MF2_NOINLINE static void FreeParked(void* p, Heap* h, const char* call) noexcept;
     MF2_NOINLINE static void FreeUnusual(void* p, Heap* h, const char* call) noexcept;
     MF2_NOINLINE static void ReportBadFree(void* p, Heap* h, const char* call) noexcept;
     MF2_NOINLINE static void FreeRemote(void* p, Heap* h, Page* page, const char* call) noexcept;
     MF2_NOINLINE static void ReportDoubleFree(void* p, Heap* h, const char* call) noexcept;
-    MF2_NOINLINE static void FreeToFullCache(void* p, Heap* h, Magazine* m) noexcept;
+    MF2_NOINLINE static void FreeToFullCache(void* p, Heap* h, uint32_t cache_offset) noexcept;
   };
   MF2_NOINLINE void WaitUnparked();
   MF2_NOINLINE void* AllocateParked(size_t size) noexcept;

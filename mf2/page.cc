@@ -45,7 +45,7 @@ void Page::MakeSpan(uint32_t slices, char* start, Slice* slice, uint8_t index) {
   for (uint32_t i = 0; i < slices; ++i) {
     slice[i].head_slice = index;
     slice[i].in_span = i << kSliceShift;
-    slice[i].size_class = 0;
+    slice[i].set_class(0);
     slice[i].xowner.store(nullptr, std::memory_order_relaxed);  // Relaxed: no reader yet
   }
 }
@@ -54,7 +54,7 @@ void Page::UnmakeSpan() {
   for (uint32_t i = 0; i < span_slices; ++i) {
     slice_[i].head_slice = 0;
     slice_[i].in_span = 0;
-    slice_[i].size_class = 0;
+    slice_[i].set_class(0);
   }
   span_slices = 0;
 }
@@ -79,7 +79,7 @@ void Page::InitForClass(uint32_t size_class, Heap* owner) {
   prev = next = nullptr;
   SetOwner(owner);
   for (uint32_t i = 0; i < span_slices; ++i) {
-    slice_[i].size_class = static_cast<uint8_t>(size_class);
+    slice_[i].set_class(size_class);
   }
   PoisonMemory(start_, size_t{capacity_} * info.size);
 }
@@ -90,7 +90,7 @@ void Page::Retire() {
             "a page is never released while flagged, queued or holding remote blocks");
   MF2_CHECK(where() == Where::kNowhere, "unlink before release");
   PoisonMemory(start_, size_t{capacity_} * block_size_);
-  for (uint32_t i = 0; i < span_slices; ++i) slice_[i].size_class = 0;
+  for (uint32_t i = 0; i < span_slices; ++i) slice_[i].set_class(0);
   size_class_ = 0;
   block_size_ = 0;
   capacity_ = 0;
@@ -246,6 +246,7 @@ void Page::CheckInvariants(bool quiescent) const {
   for (uint32_t i = 0; i < span_slices; ++i) {
     const Slice& s = slice_[i];
     MF2_CHECK(s.head() == index && s.in_span == i << kSliceShift && s.size_class == size_class_ &&
+                  s.cache_offset == size_class_ * kMagazineBytes &&
                   s.xowner.load(std::memory_order_relaxed) == owner_relaxed(),
               "every slice of the span names the span's head, its place in it, class and owner");
   }
