@@ -287,11 +287,11 @@ class Heap {
   MF2_ALWAYS_INLINE void* AllocateOrTailCall(size_t size) {
     if (MF2_PREDICT_FALSE(!BeginOp())) return kSlow(size);  // parked: Allocate waits
     const uint32_t offset = CacheOffsetFor(size);
-    Magazine* m = CacheAt(offset);
-    // Large sizes go the slow way.
-    void** const top = offset != kNoCache ? m->top : no_slots_ + 1;
+    // Large sizes go the slow way: an empty array's null (no cache is formed for kNoCache).
+    void** const top = offset != kNoCache ? CacheAt(offset)->top : no_slots_ + 1;
     void* p = top[-1];  // null: the cache is empty
     if (MF2_PREDICT_TRUE(p != nullptr)) {
+      Magazine* m = CacheAt(offset);  // p is not null: offset names a cache
       // The canary before the pop: a bad block stays cached for Allocate to find and report.
       if (MF2_PREDICT_TRUE((LoadCanary(p) ^ reinterpret_cast<uintptr_t>(p)) == key_)) {
         m->top = top - 1;
