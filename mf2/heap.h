@@ -22,12 +22,13 @@
 //   every other field is the claim holder's alone. Pages follow the same rule (page.h).
 //
 // ---- Map of the algorithm ----------------------------------------------------------------
-// Allocate (owner):    class k from the size (a byte table up to 1 KiB); pop the top of the
-//                      class's cache (a LIFO array of free blocks, the "magazine"): the block
-//                      freed last is handed out first, cache-warm. No atomics, no locks.
-// Free (any thread):   the 16-byte Slice of p by a mask and an index (segment.h); one multiply
-//                      proves p is a block start (page.h); word 1 of the block holds no canary
-//                      (else a double free, reported here whichever thread frees; block.h).
+// Allocate (owner):    the class's cache from the size (direct_: a table of its offset in the
+//                      heap); pop its top (a LIFO array of free blocks, the "magazine"): the
+//                      block freed last is handed out first, cache-warm. No atomics, no locks.
+// Free (any thread):   the 16-byte Slice of p from p's segment number and an index (segment.h),
+//                      which names the class's cache; one multiply proves p is a block start
+//                      (page.h); word 1 of the block holds no canary (else a double free,
+//                      reported here whichever thread frees; block.h).
 //   owner == this heap: push on the class's cache. No atomics.
 //   otherwise (_mt):    push on the page's remote stack (one CAS: block, count, flag). The
 //                       thread that turns in_remote_pending 0->1 pushes the page once on the
@@ -767,11 +768,11 @@ class Heap {
   // On the fast paths' first line: a parker writes it only to park an idle owner.
   std::atomic<uint32_t> xpark_{kUnparked};
   std::atomic<uint8_t> xbusy_{0};
-  // The address of each request size's cache: direct_[(size + 15) / 16] for size <= kSmallMax,
+  // Where each request size's cache is: direct_[(size + 15) / 16] for size <= kSmallMax,
   // direct_[kMidBase + (size + kMidStep - 1) / kMidStep] above (the mid indexes start at
-  // kMidFirst), up to kMaxClassSize. Pointers (4.5 KiB) rather than class bytes: the fast path
-  // loads its cache's address, where a class byte cost a shift and two adds more on every
-  // mid-size allocation.
+  // kMidFirst), up to kMaxClassSize. The cache's offset in the heap rather than its class: the
+  // fast path addresses the cache with it directly, where a class byte cost a shift and two
+  // adds more on every mid-size allocation.
   static constexpr uint32_t kSmallEntries = kSmallMax / kMinAlign + 1;
   static constexpr uint32_t kMidFirst = kSmallMax / kMidStep + 1;
   static constexpr uint32_t kMidBase = kSmallEntries - kMidFirst;
