@@ -578,10 +578,13 @@ MF2_FUZZ_NO_COVERAGE inline void VerifyStamp(const void* p, size_t usable, uint6
   });
 }
 
+// Nanoseconds in a millisecond, for the decay targets' clocks and periods.
+inline constexpr uint64_t kMs = 1'000'000;
+
 // The two targets of the caches' decay (page_source_fuzz, large_fuzz) move a virtual clock on
 // by (step % 64) units of 1 us, 1 ms, 10 ms or 100 ms (step >> 6): their TIME op.
 inline uint64_t TimeStepNs(uint8_t step) {
-  constexpr uint64_t kUnits[] = {1'000, 1'000'000, 10'000'000, 100'000'000};
+  constexpr uint64_t kUnits[] = {1'000, kMs, 10 * kMs, 100 * kMs};
   return (step % 64) * kUnits[step >> 6];
 }
 

@@ -63,7 +63,6 @@ constexpr int kNumOps = 8;
 constexpr int kMaxOps = 256;
 constexpr size_t kMaxHeld = 48;
 constexpr size_t kPage = 4096;
-constexpr uint64_t kMs = 1'000'000;
 constexpr size_t kMiB = size_t{1} << 20;
 constexpr size_t kAlignments[] = {16, kPage, 64 * 1024, kMiB};
 constexpr size_t kCacheBounds[] = {0, kMiB, 4 * kMiB, 16 * kMiB, 64 * kMiB};

@@ -68,7 +68,6 @@ enum class Op : uint8_t {
 constexpr int kNumOps = 8;
 constexpr int kMaxOps = 512;
 constexpr size_t kMaxHeld = 256;  // at most 128 MiB of address space, a few pages resident
-constexpr uint64_t kMs = 1'000'000;
 constexpr uint64_t kWholePeriods[] = {0, 50 * kMs, 1000 * kMs, 5000 * kMs};
 constexpr uint64_t kShortPeriods[] = {0, 5 * kMs, 20 * kMs, 2000 * kMs};
 // IDLE's bound on Decay calls: the short tier stops within its reserve, so a cache left alone

@@ -386,7 +386,7 @@ TEST(CacheTest, AHeapReleasedAmongManyIdleOnesReturnsItsSlotPages) {
     h->Free(p);
   }
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-  const char* slots = reinterpret_cast<const char*>(h->cache(0).slots() - 1);
+  const char* slots = static_cast<const char*>(h->slot_storage());
   const char* first = reinterpret_cast<const char*>(
       (reinterpret_cast<uintptr_t>(slots) + page - 1) & ~(page - 1));
   const size_t bytes = static_cast<size_t>(slots + sizeof(Heap::SlotStorage) - first);

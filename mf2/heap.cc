@@ -956,7 +956,7 @@ void Heap::FreeUnusual(void* p, const char* call) noexcept {
 void Heap::ReportBadFree(void* p, const char* call) noexcept {
   const OpEnd end{this};  // tail-called by a fast path: ends its operation
   const Slice* slice = SliceOf(reinterpret_cast<uintptr_t>(p));
-  if (slice != nullptr && slice->size_class != 0) {
+  if (slice != nullptr && slice->size_class() != 0) {
     internal::ReportError(ErrorKind::kNotABlock, call, p,
                           "interior pointer: inside a block, not its start (or in a span's "
                           "unused tail)");
@@ -990,7 +990,7 @@ void Heap::ReportDoubleFree(void* p, const char* call) noexcept {
 size_t Heap::UsableSize(const void* p, const char* call) {
   const uintptr_t a = reinterpret_cast<uintptr_t>(p);
   if (const Slice* s = SliceOf(a)) {
-    if (!IsBlockOffset(SpanOffset(a, s), s->size_class)) {
+    if (!IsBlockOffset(SpanOffset(a, s), s->size_class())) {
       internal::ReportError(ErrorKind::kNotABlock, call, p,
                             "not the start of a block (an interior pointer, or MF2 memory that "
                             "holds no block)");
@@ -1001,7 +1001,7 @@ size_t Heap::UsableSize(const void* p, const char* call) {
                             "the block was freed before (its free-block canary is in place)");
       return 0;
     }
-    return ClassInfo(s->size_class).size;
+    return ClassInfo(s->size_class()).size;
   }
   if (size_t n = LargeUsableSize(p)) return n;
   LargeReportMisuse(p, call, LargeAccess::kUse);

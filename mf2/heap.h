@@ -565,6 +565,9 @@ class Heap {
   Page* active_page(uint32_t k) const { return active_[k]; }
   const PageList& partial(uint32_t k) const { return partial_[k]; }
   const Magazine& cache(uint32_t k) const { return cache_[k]; }
+  // The first byte of the heap's SlotStorage: class 0's array, null word included (no_slots_ in
+  // a sentinel).
+  const void* slot_storage() const { return cache_[0].slots() - 1; }
   const RemoteChain& remote_chain(uint32_t i) const { return remote_[i]; }
   // Whether the heap holds remote frees back (any thread; a hint, see xholds_remote_).
   bool holds_remote_mt() const { return xholds_remote_.load(std::memory_order_relaxed); }

@@ -95,9 +95,8 @@ void Heap::ReleaseSlotPages() {
     MF2_CHECK(cache_[k].n() == 0, "ReleaseSlotPages: every cache is empty");
   }
   const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  // Class 0's array, the storage's first (its null word included: zero again after this, as
-  // every null word must be).
-  const uintptr_t start = reinterpret_cast<uintptr_t>(cache_[0].slots() - 1);
+  // The null words included: zero again after this, as they must be.
+  const uintptr_t start = reinterpret_cast<uintptr_t>(slot_storage());
   const uintptr_t first = (start + page - 1) & ~(page - 1);
   // The mapping ends at the page boundary after the storage (mmap maps whole pages).
   const uintptr_t end = (start + sizeof(SlotStorage) + page - 1) & ~(page - 1);

@@ -51,8 +51,7 @@ void Heap::CheckInvariants(bool quiescent) const {
   }
   MF2_CHECK(cache_[0].n() == 0 && cache_[0].cap() == 0 && cache_[0].div.limit == 0,
             "class 0's cache holds nothing and its block-start test passes no offset");
-  // The storage: class 0's array (which starts it) less its null word.
-  void* const* const storage = cache_[0].slots() - 1;
+  void* const* const storage = static_cast<void* const*>(slot_storage());
   for (uint32_t k = 0; k < kNumClasses; ++k) {
     const Magazine& m = cache_[k];
     MF2_CHECK(is_sentinel() ? m.slots() == no_slots_ + 1 && m.cap() == 0

@@ -250,7 +250,7 @@ TEST_F(IdleFlushTest, ALongIdleOwnerGivesBackItsPagesAndSlotPagesOnce) {
   ASSERT_GE(pages, 8u);
   EXPECT_TRUE(owner->IdleFlushOwed_mt());
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-  const uintptr_t slots = reinterpret_cast<uintptr_t>(owner->cache(0).slots() - 1);
+  const uintptr_t slots = reinterpret_cast<uintptr_t>(owner->slot_storage());
   const uintptr_t first = (slots + page - 1) & ~(page - 1);
   const size_t bytes = slots + sizeof(Heap::SlotStorage) - first;
   ASSERT_GE(ResidentPages(reinterpret_cast<void*>(first), bytes), 2);

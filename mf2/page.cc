@@ -245,8 +245,8 @@ void Page::CheckInvariants(bool quiescent) const {
   const uint32_t index = slice_[0].head();
   for (uint32_t i = 0; i < span_slices; ++i) {
     const Slice& s = slice_[i];
-    MF2_CHECK(s.head() == index && s.in_span == i << kSliceShift && s.size_class == size_class_ &&
-                  s.cache_offset == size_class_ * kMagazineBytes &&
+    MF2_CHECK(s.head() == index && s.in_span == i << kSliceShift &&
+                  s.size_class() == size_class_ &&
                   s.xowner.load(std::memory_order_relaxed) == owner_relaxed(),
               "every slice of the span names the span's head, its place in it, class and owner");
   }

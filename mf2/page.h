@@ -75,25 +75,22 @@ inline constexpr uint32_t kMagazineBytes = 32;
 // (the class at InitForClass/Retire, xowner at SetOwner).
 struct alignas(16) Slice {
   std::atomic<Heap*> xowner{nullptr};  // the span's owner; changes only under its flag
-  uint8_t size_class = 0;  // the span's class; 0 when no span serving a class covers the slice
   // Index of the span's first slice in its segment; 0 when in no span.
   uint8_t head_slice = 0;
-  // size_class * kMagazineBytes: where free finds the class's cache in a heap, one add (an
-  // address operand) from the heap, where the class itself cost a shift and an add.
+  // The span's class times kMagazineBytes: where free finds the class's cache in a heap, one
+  // add (an address operand) from the heap, where the class itself cost a shift and an add.
+  // 0 when no span serving a class covers the slice. The class is derived from it.
   uint16_t cache_offset = 0;
   // This slice's first byte as an offset into its span ((slice - head_slice) << kSliceShift), so
   // that free finds a block's offset in its span as its offset in the slice plus this: a
   // zero-extending move and an add from memory (SpanOffset); 0 when in no span.
   uint32_t in_span = 0;
   uint32_t head() const { return head_slice; }
-  void set_class(uint32_t k) {
-    size_class = static_cast<uint8_t>(k);
-    cache_offset = static_cast<uint16_t>(k * kMagazineBytes);
-  }
+  uint32_t size_class() const { return cache_offset / kMagazineBytes; }
+  void set_class(uint32_t k) { cache_offset = static_cast<uint16_t>(k * kMagazineBytes); }
 };
 static_assert(offsetof(Slice, in_span) + sizeof(uint32_t) <= 16, "the Slice's fields fit it");
-static_assert(kNumClasses <= 256 && kNumClasses * kMagazineBytes <= 65536,
-              "a class fits size_class and its cache's offset fits cache_offset");
+static_assert(kNumClasses * kMagazineBytes <= 65536, "a class's cache offset fits cache_offset");
 static_assert(sizeof(Slice) == 16, "four slices per cache line");
 
 // Whether offset `off` from a span's first byte is the start of one of its blocks of class k

@@ -376,9 +376,8 @@ void OsPageSource::CheckInvariants() {
         MF2_CHECK(!p->in_use(), "free slice with a page in use");
         const Slice& free_slice = s->slices()[i];
         MF2_CHECK(free_slice.head_slice == 0 && free_slice.in_span == 0 &&
-                      free_slice.size_class == 0 && free_slice.cache_offset == 0,
-                  "a free slice is in no span (head_slice, in_span, size_class and "
-                  "cache_offset 0)");
+                      free_slice.cache_offset == 0,
+                  "a free slice is in no span (head_slice, in_span and cache_offset 0)");
         ++i;
         continue;
       }

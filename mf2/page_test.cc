@@ -137,7 +137,7 @@ TEST_F(PageTest, BlockStartsAreRecognisedOnEverySliceAndNothingElse) {
     const Slice* slice = SliceOf(a);
     ASSERT_NE(slice, nullptr);
     const bool expected = (a - start) % size == 0 && (a - start) / size < head_->capacity();
-    ASSERT_EQ(IsBlockOffset(SpanOffset(a, slice), slice->size_class), expected) << a - start;
+    ASSERT_EQ(IsBlockOffset(SpanOffset(a, slice), slice->size_class()), expected) << a - start;
     ASSERT_EQ(IsBlockStart(a), expected) << a - start;
     ASSERT_EQ(head_->IsBlockStart(a), expected) << a - start;
     ASSERT_EQ(PageOf(reinterpret_cast<void*>(a)), head_);

@@ -202,7 +202,7 @@ struct RoundPages {
 };
 long ResidentSlotPages(const Heap* heap) {
   const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  const uintptr_t slots = reinterpret_cast<uintptr_t>(heap->cache(0).slots() - 1);
+  const uintptr_t slots = reinterpret_cast<uintptr_t>(heap->slot_storage());
   const uintptr_t first = (slots + page - 1) & ~(page - 1);
   return testing::ResidentPages(reinterpret_cast<const void*>(first),
                                 slots + sizeof(Heap::SlotStorage) - first);

@@ -165,7 +165,7 @@ MF2_ALWAYS_INLINE Page* SpanPage(uintptr_t a, const Slice* s) {
 // Whether `a` is the start of a block of a span serving a class. Any thread.
 inline bool IsBlockStart(uintptr_t a) {
   const Slice* s = SliceOf(a);
-  return s != nullptr && IsBlockOffset(SpanOffset(a, s), s->size_class);
+  return s != nullptr && IsBlockOffset(SpanOffset(a, s), s->size_class());
 }
 
 // The span head descriptor for `p`, or nullptr when p is not inside a span of an MF2 segment
