@@ -5,6 +5,7 @@ callgrind (valgrind --tool=callgrind): deterministic, and it needs no hardware c
     bazel build -c opt //bench:all //mf2:libmf2_malloc.so
     python3 bench/count_workload_instructions.py [--allocators glibc,mimalloc,...] [--threads 1,2]
         [--only REGEX] [--reps N] [--larson-seconds S] [--timed-seconds S] [--quick] [--out DIR]
+        [--cache-sim [--d1 SIZE,ASSOC,LINE] [--ll SIZE,ASSOC,LINE]]
 
 The workloads and the allocators are bench/run_h2h.py's (imported, not copied): the same program
 arguments, the same names, `--allocator NAME=/path/lib.so` for any other preload library, MF2 found
@@ -31,8 +32,20 @@ Method
     small. Rows with T>1 count instructions of a serialised run: locks never contend and spinning
     or yielding loops run differently from a real run on several cores; read them with care.
 
+  * --cache-sim adds callgrind's cache simulation (`--cache-sim=yes`): data reads and writes that
+    miss a simulated first-level cache (--d1, default 32 KiB, 8-way, 64-byte lines: this VM's L1d
+    per core) and a simulated last level (--ll, default 1 MiB, 16-way: this VM's L2 per core, so
+    an "LL miss" is a trip to the shared L3 or to memory), per operation, for the whole process
+    and for the allocator's own code (the cost callgrind charges to the preloaded library's
+    functions themselves; glibc's allocator shares its library with the rest of libc, so its
+    row has no such columns). Deterministic like the instruction count, and what this VM's
+    missing hardware counters would show: a load that misses holds the instructions after it,
+    a store that misses waits in the store buffer. The threads run one at a time on one
+    simulated core, so a T>1 row has no cache line moving between cores.
+
 Output: the Markdown table (rows: workloads, columns: allocators) on stdout, and results.md and
-runs.csv (one row per run) in --out (default bench/results/<timestamp>-instructions).
+runs.csv (one row per run) in --out (default bench/results/<timestamp>-instructions); with
+--cache-sim, a second table of the misses per operation.
 """
 
 import argparse
@@ -97,6 +110,108 @@ def parse_instructions(valgrind_stderr, callgrind_out):
     return int(m.group(1)) if m else None
 
 
+# The data-cache events of a --cache-sim run (callgrind's names) and the columns they become.
+MISS_EVENTS = (("D1mr", "d1_rd"), ("D1mw", "d1_wr"), ("DLmr", "ll_rd"), ("DLmw", "ll_wr"))
+CACHE_RE = re.compile(r"^\d+,\d+,\d+$")
+
+
+def parse_event_totals(callgrind_out):
+    """{event: total} from the output file's `events:` line and its `totals:` (else `summary:`)
+    line; {} when either is missing."""
+    ev = re.search(r"^events:\s*(.+)$", callgrind_out or "", re.M)
+    tot = (re.search(r"^totals:\s*(.+)$", callgrind_out or "", re.M) or
+           re.search(r"^summary:\s*(.+)$", callgrind_out or "", re.M))
+    if not ev or not tot:
+        return {}
+    names, values = ev.group(1).split(), [int(v) for v in tot.group(1).split()]
+    return {n: (values[i] if i < len(values) else 0) for i, n in enumerate(names)}
+
+
+# The C and C++ allocation entry points, by the names callgrind gives them (demangled): an
+# allocator may keep them outside the sections valgrind maps to its library (tcmalloc's
+# `google_malloc` section shows up as object `???`), so they count as the allocator's wherever
+# they are.
+ENTRY_POINT_RE = re.compile(
+    r"^(?:malloc|free|cfree|calloc|realloc|reallocarray|posix_memalign|aligned_alloc|memalign|"
+    r"valloc|pvalloc|malloc_usable_size|tc_\w+|operator (?:new|delete)(?:\[\])?\(.*)$")
+
+
+def self_costs(callgrind_out, library):
+    """({object file: {event: self cost}}, {event: self cost of the allocator}): what callgrind
+    charged to the functions of each object (shared library or program) themselves, their
+    callees excluded; the allocator's is that of `library`'s functions and of the entry points
+    (ENTRY_POINT_RE) in any object ({} without a library).
+
+    The format (valgrind's docs/callgrind-format): `ob=` names the object of the functions that
+    follow, `fn=` the function, each as `(id) name` the first time and `(id)` after (`cob=` and
+    `cfn=`, a call's callee, share the ids); a cost line is the `positions:` fields then one
+    number per event (missing trailing ones are zero); the cost line after a `calls=` line is the
+    call's inclusive cost, charged to the callee, not to the caller's own code."""
+    wanted = {library, os.path.realpath(library)} if library is not None else set()
+    positions = 1
+    events = []
+    names = {"ob": {}, "fn": {}}
+    current = {"ob": None, "fn": None}
+    costs = {}
+    allocator = {}
+    skip_next = False
+    mine = False
+    for line in (callgrind_out or "").splitlines():
+        if not line:
+            continue
+        head = line[0]
+        if head.isdigit() or head in "+-*":
+            if skip_next:
+                skip_next = False
+                continue
+            if current["ob"] is None or not events:
+                continue
+            fields = [int(v) for v in line.split()[positions:]]
+            obj = costs.setdefault(current["ob"], dict.fromkeys(events, 0))
+            for name, value in zip(events, fields):
+                obj[name] += value
+            if mine:
+                for name, value in zip(events, fields):
+                    allocator[name] = allocator.get(name, 0) + value
+            continue
+        key, _, value = line.partition("=")
+        if key == "calls":
+            skip_next = True
+            continue
+        space = {"ob": "ob", "cob": "ob", "fn": "fn", "cfn": "fn"}.get(key)
+        if space is not None:
+            m = re.match(r"\((\d+)\)\s*(.*)$", value)
+            if m and m.group(2):
+                names[space][m.group(1)] = m.group(2)
+            if key in ("ob", "fn"):
+                current[key] = names[space].get(m.group(1), m.group(1)) if m else value.strip()
+                obj_name = current["ob"] or ""
+                mine = bool(wanted) and (obj_name in wanted or
+                                         os.path.realpath(obj_name) in wanted or
+                                         bool(ENTRY_POINT_RE.match(current["fn"] or "")))
+        elif line.startswith("positions:"):
+            positions = len(line.split(":", 1)[1].split())
+        elif line.startswith("events:"):
+            events = line.split(":", 1)[1].split()
+    if wanted:
+        allocator = {ev: allocator.get(ev, 0) for ev in events}
+    return costs, allocator
+
+
+def misses_per_op(callgrind_out, operations, library):
+    """The MISS_EVENTS columns per operation for the whole process, and `lib_`-prefixed for the
+    allocator's own code (self_costs; None without a preloaded `library`); {} without cache
+    events."""
+    totals = parse_event_totals(callgrind_out)
+    if not operations or any(ev not in totals for ev, _ in MISS_EVENTS):
+        return {}
+    out = {col: totals[ev] / operations for ev, col in MISS_EVENTS}
+    if library is not None:
+        _, mine = self_costs(callgrind_out, library)
+        out.update({"lib_" + col: mine.get(ev, 0) / operations for ev, col in MISS_EVENTS})
+    return out
+
+
 def parse_operations(program, stdout):
     """(operations, source) from a benchmark's stdout; (None, reason) when they are missing."""
     line_re, _ = OPERATIONS.get(program, (None, None))
@@ -141,8 +256,9 @@ def strip_copy(path, tmp_dir):
     return copy
 
 
-def run_counted(cmd, preload, mf2_env, timeout_s, out_file):
-    """Runs cmd under callgrind; returns (status, stdout, stderr, callgrind output text)."""
+def run_counted(cmd, preload, mf2_env, timeout_s, out_file, valgrind_args=()):
+    """Runs cmd under callgrind (with `valgrind_args` after the tool's own options); returns
+    (status, stdout, stderr, callgrind output text)."""
     env = dict(os.environ)
     for key in ("LD_PRELOAD", "MF2_STATS", "MF2_STATS_FILE") + h2h.MF2_ENV_KEYS:
         env.pop(key, None)
@@ -151,7 +267,8 @@ def run_counted(cmd, preload, mf2_env, timeout_s, out_file):
     if mf2_env is not None:
         env["MF2_STATS"] = "1"
         env.update(mf2_env)
-    full = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out_file] + cmd
+    full = (["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out_file] +
+            list(valgrind_args) + cmd)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(full, stdout=out, stderr=err, env=env, start_new_session=True)
         try:
@@ -202,6 +319,38 @@ def summarize(rows, labels, names):
     return summary
 
 
+MISS_COLUMNS = [col for _, col in MISS_EVENTS] + ["lib_" + col for _, col in MISS_EVENTS]
+
+
+def summarize_misses(rows, labels, names):
+    """{(label, allocator): {column: median per operation or None}} over the runs that have it."""
+    summary = {}
+    for label in labels:
+        for name in names:
+            mine = [r for r in rows if r["workload"] == label and r["allocator"] == name]
+            summary[(label, name)] = {}
+            for col in MISS_COLUMNS:
+                values = [r[col] for r in mine if r.get(col) is not None]
+                summary[(label, name)][col] = statistics.median(values) if values else None
+    return summary
+
+
+def misses_table(summary, labels, names):
+    """Rows: workload and allocator; columns: the misses per operation, whole process, then of
+    the allocator's own code."""
+    head = ["D1 read", "D1 write", "LL read", "LL write", "allocator D1 read", "allocator LL read",
+            "allocator LL write"]
+    cols = ["d1_rd", "d1_wr", "ll_rd", "ll_wr", "lib_d1_rd", "lib_ll_rd", "lib_ll_wr"]
+    lines = ["| workload | allocator | " + " | ".join(head) + " |",
+             "| --- | --- |" + " ---: |" * len(head)]
+    for label in labels:
+        for name in names:
+            cell = summary[(label, name)]
+            lines.append("| %s | %s | %s |" % (label, name, " | ".join(
+                "" if cell[c] is None else "%.3f" % cell[c] for c in cols)))
+    return "\n".join(lines) + "\n"
+
+
 def markdown_table(summary, labels, names):
     lines = ["| workload | " + " | ".join(names) + " |",
              "| --- |" + " ---: |" * len(names)]
@@ -212,7 +361,8 @@ def markdown_table(summary, labels, names):
 
 
 CSV_FIELDS = ["rep", "workload", "threads", "allocator", "status", "instructions", "operations",
-              "operations_from", "ir_per_op", "slow_allocs", "wall_s", "command"]
+              "operations_from", "ir_per_op", "slow_allocs"] + MISS_COLUMNS + ["wall_s",
+                                                                                 "command"]
 
 
 def build_parser():
@@ -244,6 +394,14 @@ def build_parser():
                              "quick 1; e.g. 10)")
     parser.add_argument("--out", help="results folder (default bench/results/<timestamp>-"
                                       "instructions)")
+    parser.add_argument("--cache-sim", action="store_true",
+                        help="also simulate the data caches and report misses per operation")
+    parser.add_argument("--d1", default="32768,8,64", metavar="SIZE,ASSOC,LINE",
+                        help="simulated first-level data cache (default: this VM's L1d, "
+                             "32768,8,64)")
+    parser.add_argument("--ll", default="1048576,16,64", metavar="SIZE,ASSOC,LINE",
+                        help="simulated last-level cache (default: this VM's L2 per core, "
+                             "1048576,16,64)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     return parser
 
@@ -257,6 +415,12 @@ def main(argv=None):
         value = getattr(opts, flag)
         if value is not None and value <= 0:
             parser.error("--%s must be > 0, got %g" % (flag.replace("_", "-"), value))
+    for flag in ("d1", "ll"):
+        if not CACHE_RE.match(getattr(opts, flag)):
+            parser.error("--%s wants SIZE,ASSOC,LINE in bytes, e.g. 32768,8,64, got %r"
+                         % (flag, getattr(opts, flag)))
+    valgrind_args = (["--cache-sim=yes", "--D1=" + opts.d1, "--I1=" + opts.d1,
+                      "--LL=" + opts.ll] if opts.cache_sim else [])
     if opts.threads is not None and any(t < 1 for t in opts.threads):
         parser.error("--threads wants thread counts >= 1, got %s" % opts.threads)
     bin_dir = opts.bin_dir or os.path.join(opts.workspace, "bazel-out", "k8-opt", "bin", "bench")
@@ -315,7 +479,7 @@ def main(argv=None):
                     # Callgrind is 20-100x slower than a native run; fixed work scales with it.
                     status, stdout, stderr, callgrind = run_counted(
                         cmd, libs[name], mf2_env, 200 * wl.expected_s + 120,
-                        os.path.join(tmp, "callgrind.out"))
+                        os.path.join(tmp, "callgrind.out"), valgrind_args)
                     wall = time.monotonic() - start
                     ir = parse_instructions(stderr, callgrind)
                     ops, source = parse_operations(wl.program, stdout)
@@ -330,16 +494,26 @@ def main(argv=None):
                         "operations": ops, "operations_from": source,
                         "ir_per_op": ir / ops if status == "ok" else None,
                         "slow_allocs": slow, "wall_s": "%.1f" % wall,
+                        **dict.fromkeys(MISS_COLUMNS),
                         "command": "".join("%s=%s " % kv for kv in sorted(
                             (mf2_env or {}).items())) +
                         ("LD_PRELOAD=%s " % path if path else "") + "valgrind --tool=callgrind " +
-                        " ".join([wl.program] + wl.args),
+                        " ".join(valgrind_args + [wl.program] + wl.args),
                     }
+                    if status == "ok" and opts.cache_sim:
+                        misses = misses_per_op(callgrind, ops, libs[name])
+                        if not misses:
+                            status = row["status"] = "no cache events"
+                            row["ir_per_op"] = None
+                        row.update(misses)
                     writer.writerow(row)
                     csv_file.flush()
                     rows.append(row)
                     if status == "ok":
                         shown = "%.1f instructions/op (%d / %d)" % (row["ir_per_op"], ir, ops)
+                        if opts.cache_sim:
+                            shown += ", misses/op D1 %.3f rd %.3f wr, LL %.3f rd %.3f wr" % (
+                                row["d1_rd"], row["d1_wr"], row["ll_rd"], row["ll_wr"])
                     else:
                         tail = (stderr.strip().splitlines() or [""])[-1]
                         shown = "FAILED (%s) %s" % (status, tail[:160])
@@ -365,7 +539,14 @@ def main(argv=None):
     for (label, name), (_, _, runs, ok) in failed:
         text.append("- **%s under %s: %d of %d runs failed (runs.csv)**" % (label, name,
                                                                              runs - ok, runs))
-    text += ["", markdown_table(summary, labels, names), "### Operations and command lines", ""]
+    text += ["", markdown_table(summary, labels, names)]
+    if opts.cache_sim:
+        text += ["### Data-cache misses per operation (simulated: D1 %s, LL %s)" % (opts.d1,
+                                                                                    opts.ll), "",
+                 "Whole process, then the allocator's own functions (callgrind's self cost of the "
+                 "preloaded library). Medians over the runs, per operation.", "",
+                 misses_table(summarize_misses(rows, labels, names), labels, names)]
+    text += ["### Operations and command lines", ""]
     for wl in workloads:
         text.append("- %s: `%s`; operations: %s" % (wl.label, " ".join([wl.program] + wl.args),
                                                     OPERATIONS[wl.program][1]))

@@ -107,6 +107,84 @@ class Parsing(unittest.TestCase):
         self.assertIn("| w T=1 | 120 (slow 2.00%) | 50.0 |", table)
 
 
+# A callgrind output file of a --cache-sim run, cut down: two objects, name compression, a
+# relative position, a call whose inclusive cost belongs to the callee, a short cost line.
+CACHE_OUT = """# callgrind format
+version: 1
+positions: line
+events: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw
+summary: 1000 300 100 1 40 20 1 8 6
+
+ob=(1) /tmp/x/lib.so
+fl=(1) ???
+fn=(1) free
+0 10 5 2 0 3 1 0 2 1
++1 4 1 1 0 1
+cob=(2) /usr/bin/prog
+cfn=(2) helper
+calls=1 0
+0 500 200 90 1 30 18 1 6 5
+ob=(2)
+fn=(2) helper
+0 100 30 10 0 4 2 0 1 1
+ob=(1)
+fn=(3) malloc
+-1 6 2 0 0 2 0 0 1 0
+
+totals: 1000 300 100 1 40 20 1 8 6
+"""
+
+
+class CacheSim(unittest.TestCase):
+    def test_event_totals(self):
+        totals = cwi.parse_event_totals(CACHE_OUT)
+        self.assertEqual((totals["Ir"], totals["D1mr"], totals["DLmw"]), (1000, 40, 6))
+        self.assertEqual(cwi.parse_event_totals("events: Ir\n"), {})
+        # Trailing events left out of the totals line are zero.
+        self.assertEqual(cwi.parse_event_totals("events: Ir Dr\ntotals: 5\n"), {"Ir": 5, "Dr": 0})
+
+    def test_self_costs_leave_calls_to_the_callee(self):
+        costs, mine = cwi.self_costs(CACHE_OUT, "/tmp/x/lib.so")
+        # free's two lines and malloc's; not the 500 of the call into helper.
+        self.assertEqual(costs["/tmp/x/lib.so"]["Ir"], 20)
+        self.assertEqual(costs["/tmp/x/lib.so"]["D1mr"], 6)
+        self.assertEqual(costs["/tmp/x/lib.so"]["DLmr"], 3)
+        self.assertEqual(costs["/tmp/x/lib.so"]["DLmw"], 1)
+        self.assertEqual(costs["/usr/bin/prog"]["Ir"], 100)
+        self.assertEqual(mine["Ir"], 20)
+        self.assertEqual(cwi.self_costs(CACHE_OUT, None)[1], {})
+
+    def test_entry_points_count_wherever_they_are(self):
+        # tcmalloc's malloc and free live in a section valgrind maps to no object (`???`).
+        out = CACHE_OUT.replace("fn=(2) helper\n0 100", "fn=(4) free\n0 100")
+        out = out.replace("ob=(2)\n", "ob=(5) ???\n")
+        self.assertEqual(cwi.self_costs(out, "/tmp/x/lib.so")[1]["Ir"], 120)
+        for name in ["malloc", "free", "tc_malloc", "operator delete[](void*)",
+                     "operator new(unsigned long)", "posix_memalign"]:
+            self.assertTrue(cwi.ENTRY_POINT_RE.match(name), name)
+        for name in ["helper", "mallocx_like", "operator+"]:
+            self.assertFalse(cwi.ENTRY_POINT_RE.match(name), name)
+
+    def test_misses_per_op(self):
+        m = cwi.misses_per_op(CACHE_OUT, 10, "/tmp/x/lib.so")
+        self.assertEqual((m["d1_rd"], m["d1_wr"], m["ll_rd"], m["ll_wr"]), (4.0, 2.0, 0.8, 0.6))
+        self.assertEqual((m["lib_d1_rd"], m["lib_ll_rd"], m["lib_ll_wr"]), (0.6, 0.3, 0.1))
+        # No preload library (glibc): whole-process columns only.
+        self.assertNotIn("lib_d1_rd", cwi.misses_per_op(CACHE_OUT, 10, None))
+        # A run without the cache simulation has no such events.
+        self.assertEqual(cwi.misses_per_op("events: Ir\ntotals: 5\n", 10, None), {})
+
+    def test_misses_table(self):
+        rows = [dict({"workload": "w T=1", "allocator": "a"}, **dict.fromkeys(cwi.MISS_COLUMNS)),
+                dict({"workload": "w T=1", "allocator": "a"},
+                     **dict.fromkeys(cwi.MISS_COLUMNS, 0.5)),
+                dict({"workload": "w T=1", "allocator": "a"},
+                     **dict.fromkeys(cwi.MISS_COLUMNS, 1.5))]
+        s = cwi.summarize_misses(rows, ["w T=1"], ["a"])
+        self.assertEqual(s[("w T=1", "a")]["ll_rd"], 1.0)
+        self.assertIn("| w T=1 | a | 1.000 | 1.000 |", cwi.misses_table(s, ["w T=1"], ["a"]))
+
+
 # Fake tools: `objcopy --strip-debug IN OUT` copies; `valgrind --tool=callgrind
 # --callgrind-out-file=F prog args` runs prog and writes a totals line that says whether it saw
 # LD_PRELOAD (so the test sees the preload reach the program's environment).
@@ -117,8 +195,14 @@ FAKE_VALGRIND = """#!/bin/sh
 [ "$1" = --tool=callgrind ] || exit 9
 out=${2#--callgrind-out-file=}
 shift 2
+sim=no
+while [ "${1#--}" != "$1" ]; do [ "$1" = --cache-sim=yes ] && sim=yes; shift; done
 "$@" || exit $?
-if [ -n "$LD_PRELOAD" ]; then echo "totals: 5000000" > "$out"; else
+if [ $sim = yes ]; then
+  printf 'positions: line\\nevents: Ir D1mr D1mw DLmr DLmw\\nob=(1) %s\\nfn=(1) free\\n' \\
+    "$LD_PRELOAD" > "$out"
+  printf '0 1000 500 0 100\\ntotals: 3000000 20000 5000 1000 300\\n' >> "$out"
+elif [ -n "$LD_PRELOAD" ]; then echo "totals: 5000000" > "$out"; else
   echo "==1== Collected : 2000000" >&2; fi
 """
 FAKE_LARSON = """#!/bin/sh
@@ -164,10 +248,49 @@ class FakeRun(unittest.TestCase):
         with open(os.path.join(out, "results.md")) as f:
             self.assertEqual(f.read(), res.stdout)
 
+    def test_cache_sim_run(self):
+        tmp = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
+        tools, bins = os.path.join(tmp, "tools"), os.path.join(tmp, "bin")
+        os.mkdir(tools)
+        os.mkdir(bins)
+        for path, text in [(os.path.join(tools, "objcopy"), FAKE_OBJCOPY),
+                           (os.path.join(tools, "valgrind"), FAKE_VALGRIND),
+                           (os.path.join(bins, "larson"), FAKE_LARSON)]:
+            with open(path, "w") as f:
+                f.write(text)
+            os.chmod(path, stat.S_IRWXU)
+        lib = os.path.join(tmp, "libother.so")
+        with open(lib, "wb") as f:
+            f.write(b"\0")
+        out = os.path.join(tmp, "out")
+        env = dict(os.environ, PATH=tools + os.pathsep + os.environ.get("PATH", ""))
+        res = subprocess.run(
+            [sys.executable, os.path.join(HERE, "count_workload_instructions.py"), "--bin-dir",
+             bins, "--workspace", tmp, "--only", "larson-classic T=1", "--allocators", "glibc",
+             "--allocator", "other=" + lib, "--out", out, "--cache-sim"],
+            capture_output=True, text=True, env=env)
+        self.assertEqual(res.returncode, 0, res.stderr)
+        with open(os.path.join(out, "runs.csv")) as f:
+            rows = {r["allocator"]: r for r in csv.DictReader(f)}
+        # 10,000 operations: 20,000 D1 read misses are 2 a operation; the library's own 1,000
+        # instructions carry 500 of them, and 100 of the LL read misses.
+        self.assertEqual((rows["other"]["ir_per_op"], rows["other"]["d1_rd"],
+                          rows["other"]["lib_d1_rd"], rows["other"]["lib_ll_rd"],
+                          rows["other"]["lib_ll_wr"]),
+                         ("300.0", "2.0", "0.05", "0.01", "0.0"))
+        self.assertEqual(rows["glibc"]["lib_d1_rd"], "")
+        self.assertIn("--cache-sim=yes --D1=32768,8,64 --I1=32768,8,64 --LL=1048576,16,64",
+                      rows["glibc"]["command"])
+        self.assertIn("| larson-classic T=1 | other | 2.000 | 0.500 | 0.100 | 0.030 | 0.050 | "
+                      "0.010 | 0.000 |", res.stdout)
+        self.assertIn("| larson-classic T=1 | glibc | 2.000 | 0.500 | 0.100 | 0.030 |  |  |  |",
+                      res.stdout)
+
     def test_bad_values_are_errors(self):
         for args, message in [(["--reps", "0"], "--reps must be >= 1"),
                               (["--larson-seconds", "0"], "--larson-seconds must be > 0"),
                               (["--threads", "0"], "--threads wants thread counts >= 1"),
+                              (["--ll", "1MiB"], "--ll wants SIZE,ASSOC,LINE"),
                               (["--allocators", "nosuch"], "unknown allocator nosuch")]:
             res = subprocess.run([sys.executable,
                                   os.path.join(HERE, "count_workload_instructions.py")] + args,
