@@ -67,6 +67,10 @@ class ABSL_LOCKABLE Mutex {
     }
     pthread_mutex_unlock(&mu_);
   }
+  // Takes the lock if it is free. For tests that ask whether a lock is held (outside fork).
+  bool TryLock() ABSL_EXCLUSIVE_TRYLOCK_FUNCTION(true) {
+    return pthread_mutex_trylock(&mu_) == 0;
+  }
   // After fork() in the child, where the parent's holder no longer exists.
   void ResetAfterFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     // Relaxed: the child has one thread.

@@ -115,7 +115,8 @@ class alignas(256) Page {
  public:
   // Set by the page source under its lock (span bookkeeping).
   uint8_t span_slices = 0;  // span length in slices; 0 when this descriptor heads no span
-  bool cached = false;      // a free span kept resident in the page source's cache
+  bool cached = false;      // a free span the page source holds: in its cache, or returning
+  bool returning = false;   // a free span whose memory is on its way back to the OS
 
   // ---- Line 1: the owner's (head only) ----
  private:
@@ -325,7 +326,8 @@ static_assert(alignof(Page) == 256, "descriptors start on cache lines, at a powe
 #pragma GCC diagnostic ignored "-Winvalid-offsetof"
 struct PageLayout {
   static constexpr size_t kLine = 64;
-  static_assert(offsetof(Page, span_slices) < kLine && offsetof(Page, cached) < kLine,
+  static_assert(offsetof(Page, span_slices) < kLine && offsetof(Page, cached) < kLine &&
+                    offsetof(Page, returning) < kLine,
                 "line 0: the span's fields (the page source's)");
   static_assert(offsetof(Page, local_free_) == kLine && offsetof(Page, next) < 2 * kLine,
                 "line 1: the owner's fields, from the free list to the partial-list links");

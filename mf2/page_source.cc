@@ -40,6 +40,8 @@ MF2_CONSTINIT StaticObject<OsPageSource> g_os_source;
 
 OsPageSource& OsPageSource::Global() { return g_os_source.value; }
 
+std::atomic<OsPageSource::ReturnHook> OsPageSource::return_hook_for_testing{nullptr};
+
 void OsPageSource::Unlink(Segment* s) {
   if (s->prev != nullptr) {
     s->prev->next = s->next;
@@ -168,12 +170,70 @@ Page* OsPageSource::AllocateSpan(uint32_t slices) {
   return head;
 }
 
-void OsPageSource::ReturnSpanToSegment(Page* head) {
+void OsPageSource::Retire(Page* head, Page** batch) {
+  head->cached = true;
+  head->returning = true;
+  head->next = *batch;
+  *batch = head;
+  returning_bytes_ += head->span_slices * kSliceSize;
+}
+
+void OsPageSource::ReturnToOs(Page* batch) {
+  if (batch == nullptr) return;
+  // No other thread reads or writes a retired span's fields but under the lock, and then only
+  // reads them (CheckInvariants, ForEachSpanInUse): this thread may read them without it.
+  for (Page* p = batch; p != nullptr; p = p->next) {
+    // Relaxed: a test sets the hook before the frees it watches, on the same thread.
+    if (ReturnHook hook = return_hook_for_testing.load(std::memory_order_relaxed)) hook(this, p);
+    Segment* s = SegmentOf(p);
+    madvise(s->slice_start(s->slice_index(p)), p->span_slices * kSliceSize, MADV_DONTNEED);
+  }
+  MutexLock lock(&mu_);
+  while (batch != nullptr) {
+    Page* p = batch;
+    batch = p->next;
+    FreeReturned(p);
+  }
+}
+
+void OsPageSource::ReturnToOsLocked(Page* batch) {
+  while (batch != nullptr) {
+    Page* p = batch;
+    batch = p->next;
+    Segment* s = SegmentOf(p);
+    madvise(s->slice_start(s->slice_index(p)), p->span_slices * kSliceSize, MADV_DONTNEED);
+    FreeReturned(p);
+  }
+}
+
+void OsPageSource::FinishReturnsLocked() {
+  Page* batch = nullptr;
+  for (Segment* s = segments_; s != nullptr; s = s->next) {
+    for (uint32_t i = 1; i < kSlicesPerSegment;) {
+      Page* p = &s->pages[i];
+      if ((s->used_slices >> i) & 1 && p->span_slices > 0) {
+        if (p->returning) {  // relinked: its returner's batch list is gone with the returner
+          p->next = batch;
+          batch = p;
+        }
+        i += p->span_slices;
+      } else {
+        ++i;
+      }
+    }
+  }
+  ReturnToOsLocked(batch);
+}
+
+void OsPageSource::FreeReturned(Page* head) {
   Segment* s = SegmentOf(head);
   uint32_t first = s->slice_index(head);
   uint32_t slices = head->span_slices;
-  madvise(s->slice_start(first), slices * kSliceSize, MADV_DONTNEED);
+  returning_bytes_ -= slices * kSliceSize;
   ++spans_returned_;
+  head->next = nullptr;
+  head->cached = false;
+  head->returning = false;
   head->UnmakeSpan();
   const bool was_full = s->used_slices == ~uint64_t{0};
   s->used_slices &= ~RunMask(first, slices);
@@ -205,7 +265,10 @@ void OsPageSource::UnmapSegment(Segment* s) {
 void OsPageSource::FreeSpan(Page* head) {
   MF2_CHECK(!head->in_use() && head->span_slices > 0, "FreeSpan of a span still in use");
   uint32_t slices = head->span_slices;
-  if (FreeSpanLocked(head, slices)) {
+  Page* batch = nullptr;
+  const bool notify = FreeSpanLocked(head, slices, &batch);
+  ReturnToOs(batch);
+  if (notify) {
     // The cache has something to decay again (it was empty), or it went past its reserve with
     // the short tier stopped: a reclaimer asleep for good, or for the whole period, must look
     // (after the unlock; it is woken for this, never started).
@@ -213,16 +276,16 @@ void OsPageSource::FreeSpan(Page* head) {
   }
 }
 
-bool OsPageSource::FreeSpanLocked(Page* head, uint32_t slices) {
+bool OsPageSource::FreeSpanLocked(Page* head, uint32_t slices, Page** batch) {
   MutexLock lock(&mu_);
   in_use_bytes_ -= slices * kSliceSize;
   NoteSpanBytes(-static_cast<int64_t>(slices * kSliceSize));
   // The bound may have been lowered since spans were cached: trim to it first.
   cache_bound_ = GetPolicy().page_cache_bytes;
-  TrimCacheTo(cache_bound_);
+  TrimCacheTo(cache_bound_, batch);
   bool first = false;
   if (cached_bytes_ + slices * kSliceSize > cache_bound_) {
-    ReturnSpanToSegment(head);  // the reserve shrank: the cache may exceed it now
+    Retire(head, batch);  // the reserve shrank: the cache may exceed it now
   } else {
     head->cached = true;
     head->next = cache_[slices];
@@ -246,73 +309,96 @@ bool OsPageSource::ExcessUnscheduled() const {
          cached_bytes_ > CacheReserve();
 }
 
-void OsPageSource::TrimCacheTo(size_t keep) {
+uint32_t OsPageSource::TrimCacheTo(size_t keep, Page** batch) {
+  uint32_t retired = 0;
   for (uint32_t n = kMaxSlicesPerSpan; n >= 1 && cached_bytes_ > keep; --n) {
     while (cache_[n] != nullptr && cached_bytes_ > keep) {
       Page* victim = cache_[n];
       cache_[n] = victim->next;
-      victim->next = nullptr;
-      victim->cached = false;
       cached_bytes_ -= n * kSliceSize;
-      ReturnSpanToSegment(victim);
+      Retire(victim, batch);
+      ++retired;
     }
   }
   CacheLowered();
+  return retired;
 }
 
 uint64_t OsPageSource::Decay(uint64_t now_ns) {
   const Policy& policy = GetPolicy();
   const uint64_t period = policy.page_cache_decay_ns;
   const uint64_t excess_period = ShortPeriod(policy);
-  MutexLock lock(&mu_);
-  if (period == 0) return 0;
-  const uint64_t returned = spans_returned_;
-  if (decay_.Due(now_ns)) {
-    // What stayed cached the whole period: nobody needed it.
-    TrimCacheTo(cached_bytes_ - decay_.Unused(cached_bytes_));
-    decay_.Restart(now_ns, period, cached_bytes_);
-  }
-  // Second, so that a cache the whole period emptied schedules no short one either.
-  if (excess_period != 0 && excess_decay_.Due(now_ns)) {
-    // What stayed cached the whole short period, as far as the cache holds more than its
-    // reserve. (TrimCacheTo returns whole spans, so the cache may end a span below it.) A
-    // stopped clock is due and releases nothing: this starts its period.
-    const size_t reserve = CacheReserve();
-    if (cached_bytes_ > reserve) {
-      const size_t unused = excess_decay_.Unused(cached_bytes_);
-      TrimCacheTo(cached_bytes_ - std::min(unused, cached_bytes_ - reserve));
+  Page* batch = nullptr;
+  uint64_t wait = 0;
+  {
+    MutexLock lock(&mu_);
+    if (period == 0) return 0;
+    uint32_t retired = 0;
+    if (decay_.Due(now_ns)) {
+      // What stayed cached the whole period: nobody needed it.
+      retired += TrimCacheTo(cached_bytes_ - decay_.Unused(cached_bytes_), &batch);
+      decay_.Restart(now_ns, period, cached_bytes_);
     }
-    // Within the reserve nothing is left for the short tier: it stops, and the reclaimer
-    // sleeps for the whole period, until FreeSpan takes the cache past the reserve again
-    // (ExcessUnscheduled) and wakes it to start a short period.
-    if (cached_bytes_ > reserve) {
-      excess_decay_.Restart(now_ns, excess_period, cached_bytes_);
-    } else {
-      excess_decay_.Stop();
+    // Second, so that a cache the whole period emptied schedules no short one either.
+    if (excess_period != 0 && excess_decay_.Due(now_ns)) {
+      // What stayed cached the whole short period, as far as the cache holds more than its
+      // reserve. (TrimCacheTo retires whole spans, so the cache may end a span below it.) A
+      // stopped clock is due and releases nothing: this starts its period.
+      const size_t reserve = CacheReserve();
+      if (cached_bytes_ > reserve) {
+        const size_t unused = excess_decay_.Unused(cached_bytes_);
+        retired += TrimCacheTo(cached_bytes_ - std::min(unused, cached_bytes_ - reserve),
+                               &batch);
+      }
+      // Within the reserve nothing is left for the short tier: it stops, and the reclaimer
+      // sleeps for the whole period, until FreeSpan takes the cache past the reserve again
+      // (ExcessUnscheduled) and wakes it to start a short period.
+      if (cached_bytes_ > reserve) {
+        excess_decay_.Restart(now_ns, excess_period, cached_bytes_);
+      } else {
+        excess_decay_.Stop();
+      }
     }
+    spans_decayed_ += retired;
+    wait = EarlierWait(decay_.NextIn(now_ns),
+                       excess_period != 0 ? excess_decay_.NextIn(now_ns) : 0);
   }
-  spans_decayed_ += spans_returned_ - returned;
-  return EarlierWait(decay_.NextIn(now_ns),
-                     excess_period != 0 ? excess_decay_.NextIn(now_ns) : 0);
+  ReturnToOs(batch);
+  return wait;
 }
 
 void OsPageSource::ReleaseCache() {
-  MutexLock lock(&mu_);
-  ReleaseLocked(/*keep_retained=*/true);
+  Page* batch = nullptr;
+  {
+    MutexLock lock(&mu_);
+    TrimCacheTo(0, &batch);
+  }
+  ReturnToOs(batch);
 }
 
 void OsPageSource::ReleaseUnderPressure() {
+  Page* batch = nullptr;
   {
     MutexLock lock(&mu_);
     ++pressure_events_;
-    ReleaseLocked(/*keep_retained=*/false);
+    TrimCacheTo(0, &batch);
+  }
+  ReturnToOs(batch);
+  {
+    MutexLock lock(&mu_);
+    UnmapEmptySegments();
   }
   LargeReleaseCache();
 }
 
 void OsPageSource::ReleaseLocked(bool keep_retained) {
-  TrimCacheTo(0);
-  if (keep_retained) return;
+  Page* batch = nullptr;
+  TrimCacheTo(0, &batch);
+  ReturnToOsLocked(batch);
+  if (!keep_retained) UnmapEmptySegments();
+}
+
+void OsPageSource::UnmapEmptySegments() {
   for (Segment* s = segments_; s != nullptr;) {
     Segment* next = s->next;
     if (s->used_slices == kHeaderBit) UnmapSegment(s);
@@ -351,7 +437,8 @@ void OsPageSource::CheckInvariants() {
   size_t cached = 0;
   for (uint32_t n = 1; n <= kMaxSlicesPerSpan; ++n) {
     for (Page* p = cache_[n]; p != nullptr; p = p->next) {
-      MF2_CHECK(p->cached && p->span_slices == n && !p->in_use(), "cache list corrupt");
+      MF2_CHECK(p->cached && !p->returning && p->span_slices == n && !p->in_use(),
+                "cache list corrupt");
       cached += n * kSliceSize;
     }
   }
@@ -359,6 +446,7 @@ void OsPageSource::CheckInvariants() {
   MF2_CHECK(cached_bytes_ <= cache_bound_, "cache within the bound last enforced");
   uint32_t empty = 0;
   size_t spans_bytes = 0;
+  size_t returning = 0;
   bool seen_full = false;
   for (Segment* s = segments_; s != nullptr; s = s->next) {
     MF2_CHECK(s->next != nullptr || s == segments_tail_, "segment list tail");
@@ -384,6 +472,9 @@ void OsPageSource::CheckInvariants() {
       uint32_t n = p->span_slices;
       MF2_CHECK(n >= 1 && n <= kMaxSlicesPerSpan && i + n <= kSlicesPerSegment,
                 "span head with bad length");
+      MF2_CHECK(!p->returning || (p->cached && !p->in_use()),
+                "a returning span is the page source's, not a heap's");
+      if (p->returning) returning += n * kSliceSize;
       for (uint32_t j = 0; j < n; ++j) {
         MF2_CHECK(s->slices()[i + j].head_slice == i &&
                       s->slices()[i + j].in_span == j << kSliceShift &&
@@ -396,7 +487,9 @@ void OsPageSource::CheckInvariants() {
     }
   }
   MF2_CHECK(empty == empty_segments_, "empty segment count");
-  MF2_CHECK(spans_bytes == in_use_bytes_ + cached_bytes_, "span bytes == in use + cached");
+  MF2_CHECK(spans_bytes == in_use_bytes_ + cached_bytes_ + returning_bytes_,
+            "span bytes == in use + cached + returning");
+  MF2_CHECK(returning == returning_bytes_, "returning_bytes_ == sum of returning spans");
 }
 
 }  // namespace mf2

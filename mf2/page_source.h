@@ -25,10 +25,17 @@
 //     again wakes the reclaimer, whose next Decay starts a short period. So the reclaimer wakes
 //     every 20 ms only while there is an excess to watch, not whenever a span is cached.
 // One mutex guards it all: spans are taken and returned only on slow paths, never per
-// allocation.
+// allocation. The madvise that returns a span's memory runs after the lock is dropped: the span
+// is retired under the lock (out of the cache, its slices still marked used, so nothing carves
+// them), its memory returned without it, and its slices freed under it again (ReturnToOs). A
+// madvise of a few hundred KiB takes tens of microseconds, and a decay may return a thousand
+// spans at once: under the lock, every other thread's span allocation and free waited for all
+// of them. Only the last resort before an allocation fails (AllocateSpan under memory
+// pressure) returns memory under the lock.
 #ifndef MF2_PAGE_SOURCE_H_
 #define MF2_PAGE_SOURCE_H_
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
@@ -80,10 +87,25 @@ class OsPageSource final : public PageSource {
   // Span bookkeeping checks: masks, back-offsets and cache lists agree.
   void CheckInvariants();
 
-  // fork(): hold the lock across fork so the child's copy is consistent.
+  // fork(): hold the lock across fork so the child's copy is consistent. A span another thread
+  // was returning (ReturnToOs, without the lock) has no thread to finish it in the child: the
+  // child returns it, before it re-initialises the lock (the data are still its own then).
   void PrepareFork() ABSL_NO_THREAD_SAFETY_ANALYSIS { mu_.Lock(); }
   void ParentAfterFork() ABSL_NO_THREAD_SAFETY_ANALYSIS { mu_.Unlock(); }
-  void ChildAfterFork() { mu_.ResetAfterFork(); }
+  void ChildAfterFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    FinishReturnsLocked();
+    mu_.ResetAfterFork();
+  }
+
+  // Tests: called before each span's memory goes back to the OS outside the lock; and whether
+  // the lock is free right now (from such a hook: it must be).
+  using ReturnHook = void (*)(OsPageSource* source, Page* span);
+  static std::atomic<ReturnHook> return_hook_for_testing;
+  bool LockFreeForTesting() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    if (!mu_.TryLock()) return false;
+    mu_.Unlock();
+    return true;
+  }
 
   // The process-wide source used by thread heaps.
   static OsPageSource& Global();
@@ -92,22 +114,38 @@ class OsPageSource final : public PageSource {
   Segment* MapSegment() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Page* CarveSpan(Segment* s, uint32_t first, uint32_t slices) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Page* CarveFromSegments(uint32_t slices, bool exhaustive) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Returns every cached span to the OS under the lock, and unmaps every empty segment unless
+  // `keep_retained` (then MaybeUnmap's bound holds).
   void ReleaseLocked(bool keep_retained) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void UnmapEmptySegments() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // FreeSpan under the lock; true when the reclaimer must look: the span made the cache
   // non-empty, or the cache is past its reserve with the short decay stopped.
-  bool FreeSpanLocked(Page* head, uint32_t slices);
+  bool FreeSpanLocked(Page* head, uint32_t slices, Page** batch);
   // Whether the cache holds more than its reserve while the short decay is on but stopped (no
   // short period runs: Decay stops it once the cache is within its reserve).
   bool ExcessUnscheduled() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Returns cached spans to the OS, longest first, until at most `keep` bytes stay cached.
-  void TrimCacheTo(size_t keep) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Retires cached spans onto `batch` (Retire), longest first, until at most `keep` bytes stay
+  // cached. Returns how many it retired.
+  uint32_t TrimCacheTo(size_t keep, Page** batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A free span leaves the page source's use for the OS: onto `batch` (linked through
+  // Page::next), still `cached` (ForEachSpanInUse does not count it as a heap's) and
+  // `returning`, its slices still marked used.
+  void Retire(Page* head, Page** batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Returns the memory of the spans of `batch` to the OS without the lock, then frees their
+  // slices under it.
+  void ReturnToOs(Page* batch) ABSL_LOCKS_EXCLUDED(mu_);
+  // The same under the lock (memory pressure: the caller retries a carve at once).
+  void ReturnToOsLocked(Page* batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Every span still `returning` (the child of a fork: its returner was another thread).
+  void FinishReturnsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A returned span's slices are free again in its segment (which may be unmapped).
+  void FreeReturned(Page* head) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The cache shrank (a span taken or returned to the OS): both decay clocks note its level.
   void CacheLowered() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     decay_.Lowered(cached_bytes_);
     excess_decay_.Lowered(cached_bytes_);
   }
   void UnmapSegment(Segment* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void ReturnSpanToSegment(Page* head) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MaybeUnmap(Segment* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Unlink(Segment* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PushFront(Segment* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -121,6 +159,7 @@ class OsPageSource final : public PageSource {
   // Cached free spans by length, linked through Page::next.
   Page* cache_[kMaxSlicesPerSpan + 1] ABSL_GUARDED_BY(mu_) = {};
   size_t cached_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t returning_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // retired spans not yet freed (ReturnToOs)
   // Cached bytes the short decay leaves: an eighth of the spans in use.
   size_t CacheReserve() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return in_use_bytes_ / 8; }
   DecayClock decay_ ABSL_GUARDED_BY(mu_);         // the whole cache's decay schedule (Decay)

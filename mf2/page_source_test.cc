@@ -3,6 +3,7 @@
 #include "mf2/page_source.h"
 
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <set>
@@ -96,6 +97,110 @@ TEST_F(PageSourceTest, LoweringTheCacheBoundTrimsTheCacheOnTheNextFree) {
   source_.AddTo(&st);
   EXPECT_LE(st.bytes_cached_spans, kSliceSize);
   source_.CheckInvariants();
+}
+
+// What ReturnHook saw: every span on its way back to the OS, and whether the lock was free.
+struct ReturnsSeen {
+  int calls = 0;
+  int with_lock_free = 0;
+  int invariants_checked = 0;
+};
+ReturnsSeen g_returns;
+
+void CountReturn(OsPageSource* source, Page* span) {
+  ++g_returns.calls;
+  if (!source->LockFreeForTesting()) return;
+  ++g_returns.with_lock_free;
+  // Meanwhile the span is the page source's, not a heap's, and the books balance.
+  EXPECT_TRUE(span->returning && span->cached && span->span_slices > 0);
+  source->CheckInvariants();
+  ++g_returns.invariants_checked;
+}
+
+// A madvise takes tens of microseconds and a decay may return a thousand spans: the lock that
+// every span allocation and free takes is not held meanwhile (page_source.h).
+TEST_F(PageSourceTest, MemoryGoesBackToTheOsWithoutTheLock) {
+  std::vector<Page*> spans;
+  for (int i = 0; i < 8; ++i) spans.push_back(source_.AllocateSpan(1));
+  g_returns = {};
+  OsPageSource::return_hook_for_testing.store(&CountReturn, std::memory_order_relaxed);
+  for (Page* p : spans) source_.FreeSpan(p);  // four cached, four beyond the bound returned
+  const ReturnsSeen by_free = g_returns;
+  source_.ReleaseCache();  // and the four cached
+  OsPageSource::return_hook_for_testing.store(nullptr, std::memory_order_relaxed);
+  EXPECT_EQ(by_free.calls, 4);
+  EXPECT_EQ(g_returns.calls, 8);
+  EXPECT_EQ(g_returns.with_lock_free, 8) << "madvise ran under the page source's lock";
+  EXPECT_EQ(g_returns.invariants_checked, 8);
+  Stats st;
+  source_.AddTo(&st);
+  EXPECT_EQ(st.spans_returned_to_os, 8u);
+  EXPECT_EQ(st.bytes_cached_spans, 0u);
+  EXPECT_EQ(st.bytes_in_use_spans, 0u);
+  source_.CheckInvariants();
+}
+
+// The decay returns what it trims the same way.
+TEST_F(PageSourceTest, TheDecayReturnsMemoryWithoutTheLock) {
+  testing::ScopedPolicy decay([](Policy* p) {
+    p->page_cache_decay_ns = 1'000'000'000;
+    p->page_cache_excess_decay_ns = 0;
+  });
+  std::vector<Page*> spans;
+  for (int i = 0; i < 3; ++i) spans.push_back(source_.AllocateSpan(2));
+  for (Page* p : spans) source_.FreeSpan(p);  // two cached (the bound is 4 slices), one returned
+  g_returns = {};
+  OsPageSource::return_hook_for_testing.store(&CountReturn, std::memory_order_relaxed);
+  const uint64_t t0 = 1'000'000'000'000;
+  source_.Decay(t0);                  // starts the period
+  source_.Decay(t0 + 2'000'000'000);  // nothing was taken: all of it goes
+  OsPageSource::return_hook_for_testing.store(nullptr, std::memory_order_relaxed);
+  EXPECT_GT(g_returns.calls, 0);
+  EXPECT_EQ(g_returns.with_lock_free, g_returns.calls) << "madvise ran under the lock";
+  Stats st;
+  source_.AddTo(&st);
+  EXPECT_EQ(st.bytes_cached_spans, 0u);
+  EXPECT_EQ(st.spans_decayed, static_cast<uint64_t>(g_returns.calls));
+  source_.CheckInvariants();
+}
+
+// fork() while another thread returns a span without the lock: the child has no such thread,
+// so ChildAfterFork returns the span itself (fork.cc calls it on the global source).
+Page* g_forked_span = nullptr;
+int g_child_status = -1;
+
+void ForkWhileReturning(OsPageSource* source, Page* span) {
+  if (g_forked_span != nullptr) return;  // the first span only
+  g_forked_span = span;
+  source->PrepareFork();
+  const pid_t pid = fork();
+  if (pid == 0) {
+    source->ChildAfterFork();
+    Stats st;
+    source->AddTo(&st);
+    source->CheckInvariants();  // aborts the child if the books do not balance
+    // The span's slices are free again and its memory back with the OS.
+    _exit(!span->returning && span->span_slices == 0 && st.spans_returned_to_os == 1 ? 0 : 1);
+  }
+  source->ParentAfterFork();
+  ASSERT_GT(pid, 0);
+  ASSERT_EQ(waitpid(pid, &g_child_status, 0), pid);
+}
+
+TEST_F(PageSourceTest, AForkChildReturnsTheSpansOtherThreadsWereReturning) {
+  std::vector<Page*> spans;
+  for (int i = 0; i < 5; ++i) spans.push_back(source_.AllocateSpan(1));
+  g_forked_span = nullptr;
+  OsPageSource::return_hook_for_testing.store(&ForkWhileReturning, std::memory_order_relaxed);
+  for (Page* p : spans) source_.FreeSpan(p);  // the fifth goes beyond the bound: returned
+  OsPageSource::return_hook_for_testing.store(nullptr, std::memory_order_relaxed);
+  ASSERT_NE(g_forked_span, nullptr);
+  ASSERT_TRUE(WIFEXITED(g_child_status)) << "the child died: " << g_child_status;
+  EXPECT_EQ(WEXITSTATUS(g_child_status), 0);
+  source_.CheckInvariants();  // and the parent finished its own return
+  Stats st;
+  source_.AddTo(&st);
+  EXPECT_EQ(st.spans_returned_to_os, 1u);
 }
 
 size_t CachedBytes(OsPageSource* source) {
