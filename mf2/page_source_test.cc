@@ -172,6 +172,8 @@ int g_child_status = -1;
 void ForkWhileReturning(OsPageSource* source, Page* span) {
   if (g_forked_span != nullptr) return;  // the first span only
   g_forked_span = span;
+  // PrepareFork takes the lock: were it held here, that would never return.
+  ASSERT_TRUE(source->LockFreeForTesting()) << "madvise ran under the page source's lock";
   source->PrepareFork();
   const pid_t pid = fork();
   if (pid == 0) {
