@@ -28,7 +28,7 @@
 // allocation. The madvise that returns a span's memory runs after the lock is dropped: the span
 // is retired under the lock (out of the cache, its slices still marked used, so nothing carves
 // them), its memory returned without it, and its slices freed under it again (ReturnToOs). A
-// madvise of a few hundred KiB takes tens of microseconds, and a decay may return a thousand
+// madvise of a few hundred KiB takes tens of microseconds, and a decay may return hundreds of
 // spans at once: under the lock, every other thread's span allocation and free waited for all
 // of them. Only the last resort before an allocation fails (AllocateSpan under memory
 // pressure) returns memory under the lock.
