@@ -215,7 +215,9 @@ exit 0
 
 
 class FakeRun(unittest.TestCase):
-    def test_run(self):
+    def run_with_fakes(self, lib_name, lib_bytes, args):
+        """Runs the tool on larson-classic T=1 with the fake tools first on PATH and a preload
+        library `lib_name` holding `lib_bytes`; returns (result, runs.csv rows, output dir)."""
         tmp = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
         tools, bins = os.path.join(tmp, "tools"), os.path.join(tmp, "bin")
         os.mkdir(tools)
@@ -226,20 +228,23 @@ class FakeRun(unittest.TestCase):
             with open(path, "w") as f:
                 f.write(text)
             os.chmod(path, stat.S_IRWXU)
-        # Holds the string MF2's library exports, so it counts as an MF2 build (MF2_STATS=1).
-        lib = os.path.join(tmp, "libfake.so")
+        lib = os.path.join(tmp, lib_name + ".so")
         with open(lib, "wb") as f:
-            f.write(b"\0mf2_malloc\0")
+            f.write(lib_bytes)
         out = os.path.join(tmp, "out")
         env = dict(os.environ, PATH=tools + os.pathsep + os.environ.get("PATH", ""))
         res = subprocess.run(
             [sys.executable, os.path.join(HERE, "count_workload_instructions.py"), "--bin-dir",
-             bins, "--workspace", tmp, "--only", "larson-classic T=1", "--reps", "2",
-             "--allocators", "glibc", "--allocator", "fake=" + lib, "--out", out],
+             bins, "--workspace", tmp, "--only", "larson-classic T=1", "--allocators", "glibc",
+             "--allocator", "%s=%s" % (lib_name, lib), "--out", out] + args,
             capture_output=True, text=True, env=env)
         self.assertEqual(res.returncode, 0, res.stderr)
         with open(os.path.join(out, "runs.csv")) as f:
-            rows = list(csv.DictReader(f))
+            return res, list(csv.DictReader(f)), out
+
+    def test_run(self):
+        # Holds the string MF2's library exports, so it counts as an MF2 build (MF2_STATS=1).
+        res, rows, out = self.run_with_fakes("fake", b"\0mf2_malloc\0", ["--reps", "2"])
         self.assertEqual(sorted((r["allocator"], r["rep"], r["status"], r["ir_per_op"],
                                  r["slow_allocs"]) for r in rows),
                          [("fake", "1", "ok", "500.0", "250"), ("fake", "2", "ok", "500.0", "250"),
@@ -249,29 +254,8 @@ class FakeRun(unittest.TestCase):
             self.assertEqual(f.read(), res.stdout)
 
     def test_cache_sim_run(self):
-        tmp = tempfile.mkdtemp(dir=os.environ.get("TEST_TMPDIR"))
-        tools, bins = os.path.join(tmp, "tools"), os.path.join(tmp, "bin")
-        os.mkdir(tools)
-        os.mkdir(bins)
-        for path, text in [(os.path.join(tools, "objcopy"), FAKE_OBJCOPY),
-                           (os.path.join(tools, "valgrind"), FAKE_VALGRIND),
-                           (os.path.join(bins, "larson"), FAKE_LARSON)]:
-            with open(path, "w") as f:
-                f.write(text)
-            os.chmod(path, stat.S_IRWXU)
-        lib = os.path.join(tmp, "libother.so")
-        with open(lib, "wb") as f:
-            f.write(b"\0")
-        out = os.path.join(tmp, "out")
-        env = dict(os.environ, PATH=tools + os.pathsep + os.environ.get("PATH", ""))
-        res = subprocess.run(
-            [sys.executable, os.path.join(HERE, "count_workload_instructions.py"), "--bin-dir",
-             bins, "--workspace", tmp, "--only", "larson-classic T=1", "--allocators", "glibc",
-             "--allocator", "other=" + lib, "--out", out, "--cache-sim"],
-            capture_output=True, text=True, env=env)
-        self.assertEqual(res.returncode, 0, res.stderr)
-        with open(os.path.join(out, "runs.csv")) as f:
-            rows = {r["allocator"]: r for r in csv.DictReader(f)}
+        res, listed, _ = self.run_with_fakes("other", b"\0", ["--cache-sim"])
+        rows = {r["allocator"]: r for r in listed}
         # 10,000 operations: 20,000 D1 read misses are 2 a operation; the library's own 1,000
         # instructions carry 500 of them, and 100 of the LL read misses.
         self.assertEqual((rows["other"]["ir_per_op"], rows["other"]["d1_rd"],
