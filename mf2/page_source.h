@@ -31,7 +31,9 @@
 // madvise of a few hundred KiB takes tens of microseconds, and a decay may return hundreds of
 // spans at once: under the lock, every other thread's span allocation and free waited for all
 // of them. Only the last resort before an allocation fails (AllocateSpan under memory
-// pressure) returns memory under the lock.
+// pressure) returns memory under the lock; spans another thread is returning at that moment
+// are not free yet, and such an allocation may fail where it would have waited for them before
+// (the heap flushes and retries once more before it reports ENOMEM).
 #ifndef MF2_PAGE_SOURCE_H_
 #define MF2_PAGE_SOURCE_H_
 
