@@ -136,43 +136,33 @@ ENTRY_POINT_RE = re.compile(
     r"valloc|pvalloc|malloc_usable_size|tc_\w+|operator (?:new|delete)(?:\[\])?\(.*)$")
 
 
-def self_costs(callgrind_out, library):
-    """({object file: {event: self cost}}, {event: self cost of the allocator}): what callgrind
-    charged to the functions of each object (shared library or program) themselves, their
-    callees excluded; the allocator's is that of `library`'s functions and of the entry points
-    (ENTRY_POINT_RE) in any object ({} without a library).
+def allocator_self_cost(callgrind_out, library):
+    """{event: cost} that callgrind charged to the allocator's own code: to the functions of the
+    object `library` themselves (their callees excluded) and to the entry points (ENTRY_POINT_RE)
+    in any object.
 
     The format (valgrind's docs/callgrind-format): `ob=` names the object of the functions that
     follow, `fn=` the function, each as `(id) name` the first time and `(id)` after (`cob=` and
     `cfn=`, a call's callee, share the ids); a cost line is the `positions:` fields then one
     number per event (missing trailing ones are zero); the cost line after a `calls=` line is the
     call's inclusive cost, charged to the callee, not to the caller's own code."""
-    wanted = {library, os.path.realpath(library)} if library is not None else set()
+    wanted = {library, os.path.realpath(library)}
     positions = 1
     events = []
     names = {"ob": {}, "fn": {}}
-    current = {"ob": None, "fn": None}
-    costs = {}
-    allocator = {}
+    current = {"ob": "", "fn": ""}
+    cost = {}
     skip_next = False
     mine = False
     for line in (callgrind_out or "").splitlines():
         if not line:
             continue
-        head = line[0]
-        if head.isdigit() or head in "+-*":
+        if line[0].isdigit() or line[0] in "+-*":
             if skip_next:
                 skip_next = False
-                continue
-            if current["ob"] is None or not events:
-                continue
-            fields = [int(v) for v in line.split()[positions:]]
-            obj = costs.setdefault(current["ob"], dict.fromkeys(events, 0))
-            for name, value in zip(events, fields):
-                obj[name] += value
-            if mine:
-                for name, value in zip(events, fields):
-                    allocator[name] = allocator.get(name, 0) + value
+            elif mine:
+                for name, value in zip(events, line.split()[positions:]):
+                    cost[name] = cost.get(name, 0) + int(value)
             continue
         key, _, value = line.partition("=")
         if key == "calls":
@@ -185,17 +175,13 @@ def self_costs(callgrind_out, library):
                 names[space][m.group(1)] = m.group(2)
             if key in ("ob", "fn"):
                 current[key] = names[space].get(m.group(1), m.group(1)) if m else value.strip()
-                obj_name = current["ob"] or ""
-                mine = bool(wanted) and (obj_name in wanted or
-                                         os.path.realpath(obj_name) in wanted or
-                                         bool(ENTRY_POINT_RE.match(current["fn"] or "")))
+                mine = (current["ob"] in wanted or os.path.realpath(current["ob"]) in wanted or
+                        bool(ENTRY_POINT_RE.match(current["fn"])))
         elif line.startswith("positions:"):
             positions = len(line.split(":", 1)[1].split())
         elif line.startswith("events:"):
             events = line.split(":", 1)[1].split()
-    if wanted:
-        allocator = {ev: allocator.get(ev, 0) for ev in events}
-    return costs, allocator
+    return {ev: cost.get(ev, 0) for ev in events}
 
 
 def misses_per_op(callgrind_out, operations, library):
@@ -207,7 +193,7 @@ def misses_per_op(callgrind_out, operations, library):
         return {}
     out = {col: totals[ev] / operations for ev, col in MISS_EVENTS}
     if library is not None:
-        _, mine = self_costs(callgrind_out, library)
+        mine = allocator_self_cost(callgrind_out, library)
         out.update({"lib_" + col: mine.get(ev, 0) / operations for ev, col in MISS_EVENTS})
     return out
 

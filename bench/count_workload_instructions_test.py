@@ -143,22 +143,18 @@ class CacheSim(unittest.TestCase):
         # Trailing events left out of the totals line are zero.
         self.assertEqual(cwi.parse_event_totals("events: Ir Dr\ntotals: 5\n"), {"Ir": 5, "Dr": 0})
 
-    def test_self_costs_leave_calls_to_the_callee(self):
-        costs, mine = cwi.self_costs(CACHE_OUT, "/tmp/x/lib.so")
-        # free's two lines and malloc's; not the 500 of the call into helper.
-        self.assertEqual(costs["/tmp/x/lib.so"]["Ir"], 20)
-        self.assertEqual(costs["/tmp/x/lib.so"]["D1mr"], 6)
-        self.assertEqual(costs["/tmp/x/lib.so"]["DLmr"], 3)
-        self.assertEqual(costs["/tmp/x/lib.so"]["DLmw"], 1)
-        self.assertEqual(costs["/usr/bin/prog"]["Ir"], 100)
-        self.assertEqual(mine["Ir"], 20)
-        self.assertEqual(cwi.self_costs(CACHE_OUT, None)[1], {})
+    def test_self_cost_leaves_calls_to_the_callee(self):
+        mine = cwi.allocator_self_cost(CACHE_OUT, "/tmp/x/lib.so")
+        # free's two lines and malloc's; not the 500 of the call into helper, nor helper's 100.
+        self.assertEqual((mine["Ir"], mine["D1mr"], mine["DLmr"], mine["DLmw"]), (20, 6, 3, 1))
+        # The program's own function helper, and the library's entry points free and malloc.
+        self.assertEqual(cwi.allocator_self_cost(CACHE_OUT, "/usr/bin/prog")["Ir"], 120)
 
     def test_entry_points_count_wherever_they_are(self):
         # tcmalloc's malloc and free live in a section valgrind maps to no object (`???`).
         out = CACHE_OUT.replace("fn=(2) helper\n0 100", "fn=(4) free\n0 100")
         out = out.replace("ob=(2)\n", "ob=(5) ???\n")
-        self.assertEqual(cwi.self_costs(out, "/tmp/x/lib.so")[1]["Ir"], 120)
+        self.assertEqual(cwi.allocator_self_cost(out, "/tmp/x/lib.so")["Ir"], 120)
         for name in ["malloc", "free", "tc_malloc", "operator delete[](void*)",
                      "operator new(unsigned long)", "posix_memalign"]:
             self.assertTrue(cwi.ENTRY_POINT_RE.match(name), name)

@@ -115,8 +115,10 @@ class alignas(256) Page {
  public:
   // Set by the page source under its lock (span bookkeeping).
   uint8_t span_slices = 0;  // span length in slices; 0 when this descriptor heads no span
-  bool cached = false;      // a free span the page source holds: in its cache, or returning
-  bool returning = false;   // a free span whose memory is on its way back to the OS
+  // Who holds a span: a heap (it was carved or taken from the cache for one), the page source's
+  // cache, or no one while its memory goes back to the OS (OsPageSource::ReturnToOs).
+  enum class Hold : uint8_t { kHeap, kCache, kReturning };
+  Hold hold = Hold::kHeap;
 
   // ---- Line 1: the owner's (head only) ----
  private:
@@ -326,8 +328,7 @@ static_assert(alignof(Page) == 256, "descriptors start on cache lines, at a powe
 #pragma GCC diagnostic ignored "-Winvalid-offsetof"
 struct PageLayout {
   static constexpr size_t kLine = 64;
-  static_assert(offsetof(Page, span_slices) < kLine && offsetof(Page, cached) < kLine &&
-                    offsetof(Page, returning) < kLine,
+  static_assert(offsetof(Page, span_slices) < kLine && offsetof(Page, hold) < kLine,
                 "line 0: the span's fields (the page source's)");
   static_assert(offsetof(Page, local_free_) == kLine && offsetof(Page, next) < 2 * kLine,
                 "line 1: the owner's fields, from the free list to the partial-list links");

@@ -142,7 +142,7 @@ Page* OsPageSource::AllocateSpan(uint32_t slices) {
   if (head != nullptr) {
     cache_[slices] = head->next;
     head->next = nullptr;
-    head->cached = false;
+    head->hold = Page::Hold::kHeap;
     cached_bytes_ -= slices * kSliceSize;
     CacheLowered();
   } else {
@@ -170,9 +170,14 @@ Page* OsPageSource::AllocateSpan(uint32_t slices) {
   return head;
 }
 
+// madvise(MADV_DONTNEED) of the span's bytes: the next touch faults in a zero page.
+void OsPageSource::ReturnMemory(Page* head) {
+  Segment* s = SegmentOf(head);
+  madvise(s->slice_start(s->slice_index(head)), head->span_slices * kSliceSize, MADV_DONTNEED);
+}
+
 void OsPageSource::Retire(Page* head, Page** batch) {
-  head->cached = true;
-  head->returning = true;
+  head->hold = Page::Hold::kReturning;
   head->next = *batch;
   *batch = head;
   returning_bytes_ += head->span_slices * kSliceSize;
@@ -185,8 +190,7 @@ void OsPageSource::ReturnToOs(Page* batch) {
   for (Page* p = batch; p != nullptr; p = p->next) {
     // Relaxed: a test sets the hook before the frees it watches, on the same thread.
     if (ReturnHook hook = return_hook_for_testing.load(std::memory_order_relaxed)) hook(this, p);
-    Segment* s = SegmentOf(p);
-    madvise(s->slice_start(s->slice_index(p)), p->span_slices * kSliceSize, MADV_DONTNEED);
+    ReturnMemory(p);
   }
   MutexLock lock(&mu_);
   while (batch != nullptr) {
@@ -200,28 +204,19 @@ void OsPageSource::ReturnToOsLocked(Page* batch) {
   while (batch != nullptr) {
     Page* p = batch;
     batch = p->next;
-    Segment* s = SegmentOf(p);
-    madvise(s->slice_start(s->slice_index(p)), p->span_slices * kSliceSize, MADV_DONTNEED);
+    ReturnMemory(p);
     FreeReturned(p);
   }
 }
 
 void OsPageSource::FinishReturnsLocked() {
   Page* batch = nullptr;
-  for (Segment* s = segments_; s != nullptr; s = s->next) {
-    for (uint32_t i = 1; i < kSlicesPerSegment;) {
-      Page* p = &s->pages[i];
-      if ((s->used_slices >> i) & 1 && p->span_slices > 0) {
-        if (p->returning) {  // relinked: its returner's batch list is gone with the returner
-          p->next = batch;
-          batch = p;
-        }
-        i += p->span_slices;
-      } else {
-        ++i;
-      }
+  ForEachSpanHead([&batch](Page* p) {
+    if (p->hold == Page::Hold::kReturning) {  // relinked: its returner's list is gone with it
+      p->next = batch;
+      batch = p;
     }
-  }
+  });
   ReturnToOsLocked(batch);
 }
 
@@ -232,8 +227,7 @@ void OsPageSource::FreeReturned(Page* head) {
   returning_bytes_ -= slices * kSliceSize;
   ++spans_returned_;
   head->next = nullptr;
-  head->cached = false;
-  head->returning = false;
+  head->hold = Page::Hold::kHeap;  // the next carve hands it to a heap
   head->UnmakeSpan();
   const bool was_full = s->used_slices == ~uint64_t{0};
   s->used_slices &= ~RunMask(first, slices);
@@ -287,7 +281,7 @@ bool OsPageSource::FreeSpanLocked(Page* head, uint32_t slices, Page** batch) {
   if (cached_bytes_ + slices * kSliceSize > cache_bound_) {
     Retire(head, batch);  // the reserve shrank: the cache may exceed it now
   } else {
-    head->cached = true;
+    head->hold = Page::Hold::kCache;
     head->next = cache_[slices];
     cache_[slices] = head;
     first = cached_bytes_ == 0;
@@ -417,13 +411,13 @@ void OsPageSource::AddTo(Stats* st) {
   st->spans_decayed += spans_decayed_;
 }
 
-void OsPageSource::ForEachSpanInUse(void (*fn)(Page*, void*), void* arg) {
-  MutexLock lock(&mu_);
+template <typename Fn>
+void OsPageSource::ForEachSpanHead(Fn fn) {
   for (Segment* s = segments_; s != nullptr; s = s->next) {
     for (uint32_t i = 1; i < kSlicesPerSegment;) {
       Page* p = &s->pages[i];
       if ((s->used_slices >> i) & 1 && p->span_slices > 0) {
-        if (!p->cached) fn(p, arg);
+        fn(p);
         i += p->span_slices;
       } else {
         ++i;
@@ -432,12 +426,19 @@ void OsPageSource::ForEachSpanInUse(void (*fn)(Page*, void*), void* arg) {
   }
 }
 
+void OsPageSource::ForEachSpanInUse(void (*fn)(Page*, void*), void* arg) {
+  MutexLock lock(&mu_);
+  ForEachSpanHead([fn, arg](Page* p) {
+    if (p->hold == Page::Hold::kHeap) fn(p, arg);
+  });
+}
+
 void OsPageSource::CheckInvariants() {
   MutexLock lock(&mu_);
   size_t cached = 0;
   for (uint32_t n = 1; n <= kMaxSlicesPerSpan; ++n) {
     for (Page* p = cache_[n]; p != nullptr; p = p->next) {
-      MF2_CHECK(p->cached && !p->returning && p->span_slices == n && !p->in_use(),
+      MF2_CHECK(p->hold == Page::Hold::kCache && p->span_slices == n && !p->in_use(),
                 "cache list corrupt");
       cached += n * kSliceSize;
     }
@@ -472,9 +473,9 @@ void OsPageSource::CheckInvariants() {
       uint32_t n = p->span_slices;
       MF2_CHECK(n >= 1 && n <= kMaxSlicesPerSpan && i + n <= kSlicesPerSegment,
                 "span head with bad length");
-      MF2_CHECK(!p->returning || (p->cached && !p->in_use()),
-                "a returning span is the page source's, not a heap's");
-      if (p->returning) returning += n * kSliceSize;
+      const bool is_returning = p->hold == Page::Hold::kReturning;
+      MF2_CHECK(!is_returning || !p->in_use(), "a returning span is no heap's page");
+      if (is_returning) returning += n * kSliceSize;
       for (uint32_t j = 0; j < n; ++j) {
         MF2_CHECK(s->slices()[i + j].head_slice == i &&
                       s->slices()[i + j].in_span == j << kSliceShift &&

@@ -130,16 +130,21 @@ class OsPageSource final : public PageSource {
   // cached. Returns how many it retired.
   uint32_t TrimCacheTo(size_t keep, Page** batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A free span leaves the page source's use for the OS: onto `batch` (linked through
-  // Page::next), still `cached` (ForEachSpanInUse does not count it as a heap's) and
-  // `returning`, its slices still marked used.
+  // Page::next), held by no one (Page::Hold::kReturning: ForEachSpanInUse does not count it as
+  // a heap's), its slices still marked used.
   void Retire(Page* head, Page** batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Returns the memory of the spans of `batch` to the OS without the lock, then frees their
   // slices under it.
   void ReturnToOs(Page* batch) ABSL_LOCKS_EXCLUDED(mu_);
   // The same under the lock (memory pressure: the caller retries a carve at once).
   void ReturnToOsLocked(Page* batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Every span still `returning` (the child of a fork: its returner was another thread).
+  // Every span still kReturning (the child of a fork: its returner was another thread).
   void FinishReturnsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The span's memory back to the OS; the span's fields are only read.
+  static void ReturnMemory(Page* head);
+  // Calls fn(head) for the head of every span in the segments, in use, cached or returning.
+  template <typename Fn>
+  void ForEachSpanHead(Fn fn) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A returned span's slices are free again in its segment (which may be unmapped).
   void FreeReturned(Page* head) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The cache shrank (a span taken or returned to the OS): both decay clocks note its level.

@@ -112,7 +112,7 @@ void CountReturn(OsPageSource* source, Page* span) {
   if (!source->LockFreeForTesting()) return;
   ++g_returns.with_lock_free;
   // Meanwhile the span is the page source's, not a heap's, and the books balance.
-  EXPECT_TRUE(span->returning && span->cached && span->span_slices > 0);
+  EXPECT_TRUE(span->hold == Page::Hold::kReturning && span->span_slices > 0);
   source->CheckInvariants();
   ++g_returns.invariants_checked;
 }
@@ -182,7 +182,10 @@ void ForkWhileReturning(OsPageSource* source, Page* span) {
     source->AddTo(&st);
     source->CheckInvariants();  // aborts the child if the books do not balance
     // The span's slices are free again and its memory back with the OS.
-    _exit(!span->returning && span->span_slices == 0 && st.spans_returned_to_os == 1 ? 0 : 1);
+    _exit(span->hold != Page::Hold::kReturning && span->span_slices == 0 &&
+                  st.spans_returned_to_os == 1
+              ? 0
+              : 1);
   }
   source->ParentAfterFork();
   ASSERT_GT(pid, 0);
