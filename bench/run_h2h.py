@@ -236,8 +236,11 @@ def make_workloads(opts):
     # rounds (same work per round, more thread generations) so process start-up is not the noise.
     churn = [2, 50, 25] if quick else [2, 50, 100]
     w.append(Workload("thread-churn", 2, "thread_churn", churn, 0.25 if quick else 0.8, "allocs"))
-    w.append(Workload("producer-consumer", 4, "producer_consumer", [4, timed_s, 16, 256],
-                      timed_s + 0.05, "frees"))
+    # Two stages, one per CPU here: every message is freed on the other CPU, and neither stage
+    # shares its CPU; then the usual four, two per CPU.
+    for t in (2, 4):
+        w.append(Workload("producer-consumer", t, "producer_consumer", [t, timed_s, 16, 256],
+                          timed_s + 0.05, "frees"))
     if opts.only:
         pattern = re.compile(opts.only)
         w = [x for x in w if pattern.search(x.label)]
@@ -449,6 +452,78 @@ def run_one(cmd, preload, mf2_env, timeout_s):
     # and exits with the same status, so proc.returncode is the program's.
     return parse_run(stdout, stderr, proc.returncode, timed_out, wall, others, time_rss,
                      mf2_env is not None)
+
+
+PROBE_PROGRAM = "core_latency"
+
+
+def probe_roundtrip(bin_dir):
+    """The cross-CPU round trip in ns that core_latency measures now, or None when the program is
+    missing, fails or finds fewer than two CPUs."""
+    path = os.path.join(bin_dir, PROBE_PROGRAM)
+    if not os.access(path, os.X_OK):
+        return None
+    try:
+        res = subprocess.run([path], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    m = re.search(r"^roundtrip_ns = ([0-9.]+)$", res.stdout, re.M)
+    return float(m.group(1)) if res.returncode == 0 and m else None
+
+
+# Two states of the machine, by the round trip before each run: told apart only when the sorted
+# round trips have a gap of at least this factor between two neighbours.
+MODE_GAP = 2.0
+
+
+def latency_split(values):
+    """The round trip (ns) that separates the two states of the machine seen in `values`: the
+    geometric middle of the widest gap between neighbours in sorted order, if that gap is at least
+    MODE_GAP (ratio of the larger to the smaller); else None (one state)."""
+    xs = sorted(v for v in values if v is not None and v > 0)
+    best = None
+    for a, b in zip(xs, xs[1:]):
+        if b / a >= MODE_GAP and (best is None or b / a > best[1] / best[0]):
+            best = (a, b)
+    return None if best is None else (best[0] * best[1]) ** 0.5
+
+
+def latency_table(rows, workloads, names):
+    """results.md's section on the machine's state during the runs (the round trip core_latency
+    measured before each): the split, and each allocator's median throughput in each state.
+    Empty when no run was probed."""
+    probed = [r for r in rows if r.get("roundtrip_ns") is not None]
+    if not probed:
+        return ""
+    values = [r["roundtrip_ns"] for r in probed]
+    split = latency_split(values)
+    lines = ["", "### Cross-CPU round trip before each run (`%s`)" % PROBE_PROGRAM, ""]
+    xs = sorted(values)
+    lines.append("Round trip over %d runs: median %.0f ns (%.0f-%.0f)." % (
+        len(xs), statistics.median(xs), xs[0], xs[-1]))
+    if split is None:
+        lines.append("One state of the machine throughout (no gap of %gx between round trips)."
+                     % MODE_GAP)
+        return "\n".join(lines) + "\n"
+    near = sum(1 for v in values if v < split)
+    lines.append("Two states of the machine: near (round trip below %.0f ns, %d runs) and far "
+                 "(%d runs). Median throughput per second in each (runs):"
+                 % (split, near, len(values) - near))
+    lines += ["", "| workload | state | " + " | ".join(names) + " |",
+              "|---|---|" + "---|" * len(names)]
+    for wl in workloads:
+        mine = [r for r in probed if r["workload"] == wl.label]
+        if not mine:
+            continue
+        for state, test in (("near", lambda v: v < split), ("far", lambda v: v >= split)):
+            cells = []
+            for name in names:
+                got = [r["throughput"] for r in mine if r["allocator"] == name and
+                       test(r["roundtrip_ns"]) and r.get("throughput")]
+                cells.append("%s (%d)" % (fmt_rate(statistics.median(got)), len(got)) if got
+                             else "-")
+            lines.append("| %s | %s | %s |" % (wl.label, state, " | ".join(cells)))
+    return "\n".join(lines) + "\n"
 
 
 def fmt_rate(value):
@@ -843,7 +918,7 @@ def print_plan(p, opts):
 
 RUNS_CSV_FIELDS = ["rep", "workload", "threads", "allocator", "status", "throughput", "unit",
                    "peak_rss_kib", "program_peak_rss_kib", "elapsed_s", "wall_s", "others_cpu",
-                   "thread_generations", "mf2_reuse", "mf2_new_pages", "mf2_stats", "command"]
+                   "roundtrip_ns", "thread_generations", "mf2_reuse", "mf2_new_pages", "mf2_stats", "command"]
 
 
 def progress_line(n, total_runs, wl, name, rep, res):
@@ -860,8 +935,8 @@ def progress_line(n, total_runs, wl, name, rep, res):
     return "[%d/%d] %s %s rep %d ... %s" % (n, total_runs, wl.label, name, rep, shown)
 
 
-def csv_row(rep, wl, name, path, cmd, res):
-    """The runs.csv row of one run."""
+def csv_row(rep, wl, name, path, cmd, res, roundtrip_ns=None):
+    """The runs.csv row of one run (`roundtrip_ns`: core_latency's just before it, if probed)."""
     return {
         "rep": rep, "workload": wl.label, "threads": wl.threads,
         "allocator": name, "status": res.status,
@@ -870,6 +945,7 @@ def csv_row(rep, wl, name, path, cmd, res):
         "program_peak_rss_kib": res.program_rss_kib,
         "elapsed_s": res.elapsed_s, "wall_s": "%.3f" % res.wall_s,
         "others_cpu": None if res.others_cpu is None else "%.3f" % res.others_cpu,
+        "roundtrip_ns": None if roundtrip_ns is None else "%.0f" % roundtrip_ns,
         "thread_generations": res.generations,
         "mf2_reuse": res.mf2_reuse, "mf2_new_pages": res.mf2_new_pages,
         "mf2_stats": res.mf2_raw,
@@ -928,10 +1004,13 @@ def run(p, opts):
                     n += 1
                     cmd = wl.command(opts.bin_dir)
                     mf2_env = MF2_VARIANTS.get(name, {}) if is_mf2(name) else None
+                    # Where the host has put the CPUs just now (core_latency.cc): it decides
+                    # how fast threads hand each other memory (xmalloc-test T=1 has two threads).
+                    roundtrip = probe_roundtrip(opts.bin_dir)
                     res = run_one(cmd, preload[name], mf2_env, 3 * wl.expected_s + 20)
                     print(progress_line(n, p.total_runs, wl, name, rep, res), file=sys.stderr,
                           flush=True)
-                    row = csv_row(rep, wl, name, path, cmd, res)
+                    row = csv_row(rep, wl, name, path, cmd, res, roundtrip)
                     writer.writerow(row)
                     raw_file.flush()
                     if is_mf2(name) or res.status != "ok":
@@ -944,7 +1023,8 @@ def run(p, opts):
                             log.write("$ %s\nstatus: %s\n--- stdout\n%s--- stderr\n%s" % (
                                 row["command"], res.status, res.stdout, res.stderr))
                     rows.append(dict(row, rss_kib=res.rss_kib, throughput=res.throughput,
-                                     others_cpu=res.others_cpu, mf2_raw=res.mf2_raw))
+                                     others_cpu=res.others_cpu, mf2_raw=res.mf2_raw,
+                                     roundtrip_ns=roundtrip))
     if copies is not None:
         shutil.rmtree(copies)
     return Measured(out_dir=out_dir, stamp=stamp, rows=rows, busy_start=busy_start, load=load,
@@ -991,6 +1071,7 @@ def report(p, opts, m):
     tables = markdown_tables(summary, workloads, names, baseline)
     if opts.paired_base is not None:
         tables += paired_table(m.out_dir, workloads, names, opts.paired_base)
+    tables += latency_table(m.rows, workloads, names)
     header = [
         "# Head-to-head results %s" % m.stamp,
         "",

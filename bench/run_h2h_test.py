@@ -332,5 +332,72 @@ class TinyRun(TempDirTest):
             self.assertIn("title 'fake'", gp)
 
 
+class MachineState(TempDirTest):
+    """The cross-CPU round trip probed before each run (core_latency)."""
+
+    def test_latency_split(self):
+        # Two clusters: the split is the geometric middle of the widest gap.
+        split = run_h2h.latency_split([55, 330, 52, 60, 325, None])
+        self.assertAlmostEqual(split, (60 * 325) ** 0.5)
+        # One cluster, or gaps below MODE_GAP: no split.
+        self.assertIsNone(run_h2h.latency_split([50, 60, 99]))
+        self.assertIsNone(run_h2h.latency_split([]))
+        self.assertIsNone(run_h2h.latency_split([55]))
+
+    def test_latency_table(self):
+        wl = run_h2h.Workload("pc", 2, "producer_consumer", [], 1, "frees")
+        rows = [dict(workload="pc T=2", allocator=a, throughput=t, roundtrip_ns=ns)
+                for a, t, ns in [("x", 30e6, 55), ("x", 6e6, 330), ("x", 7e6, 340),
+                                 ("y", 20e6, 60), ("y", 5e6, 320)]]
+        md = run_h2h.latency_table(rows, [wl], ["x", "y"])
+        self.assertIn("Two states of the machine: near (round trip below 139 ns, 2 runs) and "
+                      "far (3 runs)", md)
+        self.assertIn("| pc T=2 | near | 30.00M (1) | 20.00M (1) |", md)
+        self.assertIn("| pc T=2 | far | 6.50M (2) | 5.00M (1) |", md)
+        one = run_h2h.latency_table(rows[:1] + rows[3:4], [wl], ["x", "y"])
+        self.assertIn("One state of the machine throughout", one)
+        self.assertEqual(run_h2h.latency_table([dict(rows[0], roundtrip_ns=None)], [wl], ["x"]),
+                         "")
+
+    def test_probe(self):
+        self.assertIsNone(run_h2h.probe_roundtrip(self.dir), "no program: no probe")
+        self.write("core_latency", b"#!/bin/sh\necho roundtrip_ns = 57\n", 0o755)
+        self.assertEqual(run_h2h.probe_roundtrip(self.dir), 57.0)
+        self.write("core_latency", b"#!/bin/sh\necho roundtrip_ns = none\n", 0o755)
+        self.assertIsNone(run_h2h.probe_roundtrip(self.dir), "one CPU: nothing to compare")
+        self.write("core_latency", b"#!/bin/sh\necho roundtrip_ns = 57\nexit 1\n", 0o755)
+        self.assertIsNone(run_h2h.probe_roundtrip(self.dir), "a failed probe is no probe")
+
+    def test_a_run_probes_before_each_run(self):
+        bin_dir = os.path.join(self.dir, "bin")
+        os.mkdir(bin_dir)
+        for program in ["larson", "xmalloc_test", "cache_scratch", "thread_churn",
+                        "producer_consumer"]:
+            with open(os.path.join(bin_dir, program), "w") as f:
+                f.write(FAKE_PROGRAM)
+            os.chmod(os.path.join(bin_dir, program), 0o755)
+        probe_log = os.path.join(self.dir, "probes")
+        with open(os.path.join(bin_dir, "core_latency"), "w") as f:
+            f.write("#!/bin/sh\necho x >> %s\necho roundtrip_ns = 61\n" % probe_log)
+        os.chmod(os.path.join(bin_dir, "core_latency"), 0o755)
+        out = os.path.join(self.dir, "out")
+        res = subprocess.run(
+            [sys.executable, os.path.join(HERE, "run_h2h.py"), "--bin-dir", bin_dir,
+             "--workspace", self.dir, "--quick", "--reps", "1", "--only", "larson-classic",
+             "--allocators", "glibc", "--out", out],
+            capture_output=True, text=True)
+        self.assertEqual(res.returncode, 0, res.stderr)
+        with open(os.path.join(out, "runs.csv")) as f:
+            rows = {r["workload"]: r for r in csv.DictReader(f)}
+        self.assertEqual(rows["larson-classic T=1"]["roundtrip_ns"], "61")
+        self.assertEqual(rows["larson-classic T=2"]["roundtrip_ns"], "61")
+        with open(probe_log) as f:
+            self.assertEqual(len(f.read().split()), 2, "one probe per run")
+        with open(os.path.join(out, "results.md")) as f:
+            md = f.read()
+        self.assertIn("Round trip over 2 runs: median 61 ns (61-61).", md)
+        self.assertIn("One state of the machine throughout", md)
+
+
 if __name__ == "__main__":
     unittest.main()
