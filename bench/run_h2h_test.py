@@ -263,10 +263,9 @@ echo "peak_rss_kib = 2048"
 """
 
 
-class TinyRun(TempDirTest):
-    """A whole run over fake benchmark programs, with a custom allocator: the files it writes."""
-
-    def test_run(self):
+class FakeProgramsTest(TempDirTest):
+    def fake_programs(self):
+        """A bin/ folder in which every benchmark program the runner runs is FAKE_PROGRAM."""
         bin_dir = os.path.join(self.dir, "bin")
         os.mkdir(bin_dir)
         for program in ["larson", "xmalloc_test", "cache_scratch", "thread_churn",
@@ -274,6 +273,14 @@ class TinyRun(TempDirTest):
             with open(os.path.join(bin_dir, program), "w") as f:
                 f.write(FAKE_PROGRAM)
             os.chmod(os.path.join(bin_dir, program), 0o755)
+        return bin_dir
+
+
+class TinyRun(FakeProgramsTest):
+    """A whole run over fake benchmark programs, with a custom allocator: the files it writes."""
+
+    def test_run(self):
+        bin_dir = self.fake_programs()
         # Not a real library: the dynamic loader says so on stderr and runs the program anyway.
         lib = self.write("fake.so", b"not an ELF file")
         out = os.path.join(self.dir, "out")
@@ -332,7 +339,7 @@ class TinyRun(TempDirTest):
             self.assertIn("title 'fake'", gp)
 
 
-class MachineState(TempDirTest):
+class MachineState(FakeProgramsTest):
     """The cross-CPU round trip probed before each run (core_latency)."""
 
     def test_latency_split(self):
@@ -369,13 +376,7 @@ class MachineState(TempDirTest):
         self.assertIsNone(run_h2h.probe_roundtrip(self.dir), "a failed probe is no probe")
 
     def test_a_run_probes_before_each_run(self):
-        bin_dir = os.path.join(self.dir, "bin")
-        os.mkdir(bin_dir)
-        for program in ["larson", "xmalloc_test", "cache_scratch", "thread_churn",
-                        "producer_consumer"]:
-            with open(os.path.join(bin_dir, program), "w") as f:
-                f.write(FAKE_PROGRAM)
-            os.chmod(os.path.join(bin_dir, program), 0o755)
+        bin_dir = self.fake_programs()
         probe_log = os.path.join(self.dir, "probes")
         with open(os.path.join(bin_dir, "core_latency"), "w") as f:
             f.write("#!/bin/sh\necho x >> %s\necho roundtrip_ns = 61\n" % probe_log)
