@@ -1,6 +1,6 @@
 // fork(): no MF2 lock may be held by another thread at the moment of fork, or the child would
-// inherit it locked forever. Lock order: the idle flush (Heap::IdleFlushMutex), policy
-// (OptionSet), registry, page source, large table.
+// inherit it locked forever. Lock order: the background reclaimer's pass (reclaimer::PassMutex),
+// the idle flush (Heap::IdleFlushMutex), policy (OptionSet), registry, page source, large table.
 //
 // Other libraries' fork handlers may allocate. glibc runs prepare handlers in reverse order of
 // registration and parent/child handlers in order, so a library that registered before MF2
@@ -37,11 +37,14 @@ namespace {
 
 using mutex_internal::t_fork_phase;
 
-// The idle flush mutex is taken here and released in the after-fork handlers (the other locks
-// are taken and released inside their owners' functions, which say so to the analysis).
+// The reclaimer's pass and idle flush mutexes are taken here and released in the after-fork
+// handlers (the other locks are taken and released inside their owners' functions, which say so
+// to the analysis).
 void PrepareFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
   t_fork_phase = mutex_internal::kLocking;  // each lock below is marked as held for this fork
-  // First: a parker holds it while it acts as an idle owner (heap.h, "The idle flush"), and
+  // First: the reclaimer holds it for a whole pass, which takes every lock below.
+  reclaimer::PassMutex().Lock();
+  // Then: a parker holds it while it acts as an idle owner (heap.h, "The idle flush"), and
   // takes the locks below meanwhile.
   Heap::IdleFlushMutex().Lock();
   PolicyPrepareFork();
@@ -57,6 +60,7 @@ void ParentAfterFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
   HeapRegistry::Global().ParentAfterFork();
   PolicyParentAfterFork();
   Heap::IdleFlushMutex().Unlock();
+  reclaimer::PassMutex().Unlock();
   t_fork_phase = mutex_internal::kNotForking;
 }
 void ChildAfterFork() {
@@ -66,6 +70,7 @@ void ChildAfterFork() {
   HeapRegistry::Global().ChildAfterFork();
   PolicyChildAfterFork();
   Heap::IdleFlushMutex().ResetAfterFork();
+  reclaimer::PassMutex().ResetAfterFork();
   t_fork_phase = mutex_internal::kNotForking;
   ThreadHeapAfterForkInChild();
   reclaimer::AfterForkInChild();

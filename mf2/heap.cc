@@ -17,6 +17,7 @@
 namespace mf2 {
 
 std::atomic<Heap::FreeDetachedHook> Heap::free_detached_hook_for_testing{nullptr};
+std::atomic<Heap::SweepHook> Heap::sweep_hook_for_testing{nullptr};
 
 Heap::Heap(PageSource* source, HeapRegistry* registry, uint32_t id, SlotStorage* slots)
     : key_(CanaryKey()), source_(source), registry_(registry), id_(id) {

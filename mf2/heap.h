@@ -435,6 +435,11 @@ class Heap {
   // path, which already pays two atomic RMWs).
   using FreeDetachedHook = void (*)(Page* page);
   static std::atomic<FreeDetachedHook> free_detached_hook_for_testing;
+  // Tests only (mf2/reclaimer_test.cc): when set, a sweep of an owner's queue calls it once it
+  // has popped at least one page off the queue and before it handles them, the window in which
+  // those pages are flagged and on no queue. nullptr otherwise (one relaxed load per sweep).
+  using SweepHook = void (*)(Heap* sweeper, Heap* owner);
+  static std::atomic<SweepHook> sweep_hook_for_testing;
 
   // ---- Route P, cda and idle reclamation (any thread, about another heap) ----
   // Whether the owner has not entered its allocation slow path for `threshold_ns`, as observed

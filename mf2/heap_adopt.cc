@@ -54,7 +54,12 @@ static void SweepQueue(Heap* self, Heap* owner, PendingQueue* queue, Take take) 
   uint64_t classes[2] = {0, 0};  // classes of the counted pages given back
   // PopAll_mt, not PopAll: its seq_cst empty check closes the store-buffering shapes described
   // there (weak memory; issue 10, item 11).
-  for (Page* p = queue->PopAll_mt(); p != nullptr;) {
+  Page* p = queue->PopAll_mt();
+  // Relaxed: a test's hook, set before the sweeps it is about.
+  if (Heap::SweepHook hook = Heap::sweep_hook_for_testing.load(std::memory_order_relaxed)) {
+    if (p != nullptr) hook(self, owner);
+  }
+  while (p != nullptr) {
     Page* next = p->pending_next();  // hazard 5: the link before anything else
     if (!take(p)) {
       if (last == nullptr) {

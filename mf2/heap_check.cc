@@ -10,6 +10,7 @@
 #include "mf2/heap.h"
 #include "mf2/heap_registry.h"
 #include "mf2/page_source.h"
+#include "mf2/reclaimer.h"
 
 namespace mf2 {
 
@@ -270,6 +271,16 @@ void CheckOnePage(Page* page, void* arg) {
 }  // namespace
 
 void HeapRegistry::CheckAll(bool quiescent) {
+  if (quiescent) {
+    // No pass of the background reclaimer in flight either (reclaimer::PassMutex).
+    MutexLock pass(&reclaimer::PassMutex());
+    CheckAllHeaps(true);
+  } else {
+    CheckAllHeaps(false);
+  }
+}
+
+void HeapRegistry::CheckAllHeaps(bool quiescent) {
   // Large enough for every heap a test creates; static so the check does not allocate.
   static PageCheck pc;
   // No parker acts as a heap's owner while we read the heaps (heap.h, "The idle flush").

@@ -73,10 +73,11 @@ class HeapRegistry {
   // Heaps outside the registry whose counters CollectStats merges too (the sentinels of
   // thread_heap.h, whose remote frees count there). At most kMaxExtraStats; no allocation.
   void AddStatsSource(const Heap* heap);
-  // Checks every page and heap. The caller guarantees that no other thread is inside MF2 (all
-  // threads joined or parked). `quiescent`: in addition, no remote free is half done (the
-  // multi-actor fuzzer parks them between steps and passes false), so the cross-thread
-  // equations must hold exactly.
+  // Checks every page and heap. The caller guarantees that no other thread of its own is inside
+  // MF2 (all threads joined or parked). `quiescent`: in addition, no remote free is half done
+  // (the multi-actor fuzzer parks them between steps and passes false), so the cross-thread
+  // equations must hold exactly; the check then also waits for the background reclaimer's pass
+  // in flight, if any, and holds off the next one (reclaimer::PassMutex).
   void CheckAll(bool quiescent);
   // Calls fn(block, heap, arg) for every block in every registered heap's caches, under the
   // registry's lock (so `fn` must not call back into the registry). Same contract as CheckAll:
@@ -103,6 +104,8 @@ class HeapRegistry {
   static HeapRegistry& Global();
 
  private:
+  // CheckAll's work, once the reclaimer's passes are held off when `quiescent`.
+  void CheckAllHeaps(bool quiescent);
   Mutex mu_;
   Heap* all_ ABSL_GUARDED_BY(mu_) = nullptr;
   Heap* idle_ ABSL_GUARDED_BY(mu_) = nullptr;

@@ -124,7 +124,11 @@ void* Main(void*) {
     // the epochs those notifiers stored before (release sequence): this pass sees them owed.
     g_heaps_active.exchange(0, std::memory_order_seq_cst);
     uint64_t flush_wait_ns = 0;
-    const uint64_t wait_ns = Pass(self, &flush_wait_ns);
+    uint64_t wait_ns = 0;
+    {
+      MutexLock pass(&PassMutex());
+      wait_ns = Pass(self, &flush_wait_ns);
+    }
     // The decay of the page source's cache and of the large mappings' cache, each on its own
     // schedule (0: nothing cached, or decay off): wake for the earlier, or for an idle flush.
     const uint64_t now = NowNs();
@@ -238,6 +242,11 @@ bool Starved() {
 bool Available() {
   // Relaxed: a hint; a reclaimer that fails to start later leaves the next requests to freers.
   return GetPolicy().background_reclaim && g_state.load(std::memory_order_relaxed) != kFailed;
+}
+
+Mutex& PassMutex() {
+  static Mutex mu;
+  return mu;
 }
 
 void AfterForkInChild() {

@@ -63,6 +63,8 @@
 
 #include <cstdint>
 
+#include "mf2/mutex.h"
+
 namespace mf2 {
 namespace reclaimer {
 
@@ -102,6 +104,14 @@ bool Available();
 
 // fork(), in the child: the thread did not survive the fork; the next notification starts one.
 void AfterForkInChild();
+
+// Held by the thread for each pass (its sweeps and flushes, and the pages they hold popped off
+// a queue meanwhile) and by HeapRegistry::CheckAll(quiescent = true): a quiescent check asserts
+// that no MF2 work is in flight, and a pass is the one piece of such work that the thread
+// calling the check cannot stop by itself. Without it, a check made while a sweep held pages it
+// had popped off an owner's queue found them flagged and not queued, and failed (invariant 7).
+// Lock order: first, before the idle flush's (fork.cc).
+Mutex& PassMutex();
 
 // Tests and statistics: sweeps run, and whether the thread runs.
 uint64_t Passes();

@@ -83,6 +83,74 @@ TEST(Reclaimer, WithoutItThePagesStay) {
       << "the gap the reclaimer closes: no free comes after the producer goes idle";
 }
 
+// A quiescent invariant check waits for the reclaimer's pass in flight. A sweep holds the pages it
+// popped off an owner's queue (flagged, on no queue) until it has handled them; a check made in
+// that window took them for pages lost off their queue (invariant 7) and failed. That happened
+// once in CI, in mf2_test's Api.ThreadExitWithLiveBlocksLeaksNothing; here the window is held
+// open by a hook in the sweep, and the check must come after the sweep, not inside it.
+std::atomic<int> g_sweep_stage{0};  // 0: armed; 1: a sweep is in the window; 2: let it go on
+
+void HoldTheSweep(Heap*, Heap*) {
+  int armed = 0;
+  // acq_rel: the test thread's release (2) is seen by every later sweep; only the first waits.
+  if (!g_sweep_stage.compare_exchange_strong(armed, 1, std::memory_order_acq_rel)) return;
+  while (g_sweep_stage.load(std::memory_order_acquire) != 2) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+TEST(Reclaimer, AQuiescentCheckWaitsForTheSweepInFlight) {
+  testing::ScopedPolicy policy([](Policy* p) {
+    p->reclaim_after_ns = 20'000'000;  // the producer is idle 20 ms after its last slow path
+    p->reclaim_batch = 1 << 20;        // no free sweeps: only the background reclaimer does
+    p->background_reclaim = true;
+  });
+  WaitForTheReclaimerToSettle();
+  g_sweep_stage.store(0, std::memory_order_relaxed);
+  Heap::sweep_hook_for_testing.store(&HoldTheSweep, std::memory_order_relaxed);
+  std::vector<void*> blocks(kBlocks);
+  std::atomic<bool> produced{false}, done{false};
+  std::thread producer([&] {
+    for (void*& p : blocks) p = Allocate(kSize);
+    produced.store(true, std::memory_order_release);
+    while (!done.load(std::memory_order_acquire)) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));  // idle, alive
+    }
+  });
+  while (!produced.load(std::memory_order_acquire)) std::this_thread::yield();
+  // The first half of the producer's pages come back whole: the reclaimer sweeps its heap. Those
+  // of the second half get every other block back: queued, not whole, they are still on the queue
+  // after the idle flush that comes before the sweep (Heap::IdleFlushInOp), for the sweep to pop.
+  for (int i = 0; i < kBlocks; ++i) {
+    if (i < kBlocks / 2 || i % 2 == 0) Free(blocks[i]);
+  }
+  bool in_window = false;
+  for (int i = 0; i < 2000 && !in_window; ++i) {
+    in_window = g_sweep_stage.load(std::memory_order_acquire) == 1;
+    if (!in_window) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  std::atomic<bool> released_first{false};
+  std::thread releaser([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    released_first.store(true, std::memory_order_relaxed);
+    g_sweep_stage.store(2, std::memory_order_release);
+  });
+  if (in_window) {
+    // Before reclaimer::PassMutex this checked the popped pages in the middle of the sweep.
+    HeapRegistry::Global().CheckAll(true);
+    EXPECT_TRUE(released_first.load(std::memory_order_relaxed))
+        << "the check ran while the sweep held its popped pages";
+  }
+  releaser.join();
+  Heap::sweep_hook_for_testing.store(nullptr, std::memory_order_relaxed);
+  for (int i = kBlocks / 2 + 1; i < kBlocks; i += 2) Free(blocks[i]);
+  done.store(true, std::memory_order_release);
+  producer.join();
+  ASSERT_TRUE(in_window) << "no sweep of the idle producer's queue within 10 s";
+  WaitForTheReclaimerToSettle();
+  HeapRegistry::Global().CheckAll(true);
+}
+
 // With the reclaimer on, a freeing thread does not sweep even an owner it finds idle with a batch
 // of whole pages: the sweep and the madvise of what it releases are the reclaimer's work, off
 // the freeing thread's path (a consumer freed 3x slower when it swept: bench/RESULTS.md).
