@@ -359,6 +359,9 @@ void CountWhole(Page* page, void* arg) {
 
 void HeapRegistry::CheckWholeCounts() {
   static WholeCount wc;  // static: the check does not allocate
+  // As CheckAll(true): no pass of the background reclaimer in flight (its sweeps take whole
+  // pages off the counts).
+  MutexLock pass(&reclaimer::PassMutex());
   MutexLock park(&Heap::IdleFlushMutex());
   MutexLock lock(&mu_);
   wc.n = 0;

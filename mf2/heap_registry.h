@@ -85,7 +85,8 @@ class HeapRegistry {
   void ForEachCachedBlock(void (*fn)(void* block, const Heap* heap, void* arg), void* arg);
   // Single-threaded harnesses only (no remote free half done, no other thread in MF2): every
   // heap's whole_unswept_mt() equals the number of its pages that came back whole (all blocks
-  // on the remote stack). Not exact under real concurrency (see Heap::PushRemote_mt).
+  // on the remote stack). Not exact under real concurrency (see Heap::PushRemote_mt). Waits for
+  // the background reclaimer's pass in flight, as CheckAll(true) does.
   void CheckWholeCounts();
   // Heaps that exist, and how many are idle.
   uint32_t heap_count();
