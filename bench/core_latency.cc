@@ -67,6 +67,9 @@ int main(int argc, char** argv) {
   const int64_t total = per_batch * kBatches;
   // Round trip k: main stores 2k+1, the other thread answers 2k+2. Release/acquire, as a message
   // handed between threads is.
+  // Main pins itself first: a failure then returns before a thread exists that would have to be
+  // joined (returning with a joinable std::thread aborts).
+  if (!PinTo(cpus[0])) return 1;
   std::thread other([&] {
     if (!PinTo(cpus[1])) std::exit(1);
     for (int64_t i = 0; i < total; ++i) {
@@ -75,7 +78,6 @@ int main(int argc, char** argv) {
       g_ball.store(2 * i + 2, std::memory_order_release);
     }
   });
-  if (!PinTo(cpus[0])) return 1;
   double ns[kBatches];
   int64_t ball = 0;
   for (int b = 0; b < kBatches; ++b) {

@@ -56,9 +56,8 @@ static void SweepQueue(Heap* self, Heap* owner, PendingQueue* queue, Take take) 
   // there (weak memory; issue 10, item 11).
   Page* p = queue->PopAll_mt();
   // Relaxed: a test's hook, set before the sweeps it is about.
-  if (Heap::SweepHook hook = Heap::sweep_hook_for_testing.load(std::memory_order_relaxed)) {
-    if (p != nullptr) hook(self, owner);
-  }
+  Heap::SweepHook hook = Heap::sweep_hook_for_testing.load(std::memory_order_relaxed);
+  if (p != nullptr && hook != nullptr) hook(self, owner);
   while (p != nullptr) {
     Page* next = p->pending_next();  // hazard 5: the link before anything else
     if (!take(p)) {
