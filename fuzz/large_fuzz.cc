@@ -8,7 +8,9 @@
 //
 // Schedule: a sequence of ops, each an op byte (value % kNumOps; the values of enum class Op)
 // followed by its arguments:
-//   0 ALLOC    size align     LargeAllocate(SizeOf(size), 16, 4 KiB, 64 KiB or 1 MiB by align % 4)
+//   0 ALLOC    size align     LargeAllocate(SizeOf(size), 16, 4 KiB, 64 KiB or 1 MiB by align % 4),
+//                             asking whether the block is zeroed (as calloc does) unless bit 2
+//                             of align is set (then the cache may grow a shorter mapping)
 //   1 FREE     idx16          LargeFree of held block idx % held
 //   2 RESIZE   idx16 size     LargeResize of held block idx % held to SizeOf(size)
 //   3 USABLE   idx16          LargeUsableSize of a held block
@@ -27,7 +29,8 @@
 // zeroed reads as zeros; the words the harness wrote at both ends are intact when it is freed or
 // resized (a resize keeps the contents up to the smaller size); an aligned block never moves;
 // LargeUsableSize is what the allocation or resize said. A freed block is remembered as freed
-// (LargeDiagnose). A free adds to the cache only within its bound. Every LargeDecay: no wait with
+// (LargeDiagnose). A free adds to the cache only within its bound; an allocation aligned to at
+// most a page that does not ask for zeroes takes a mapping from the cache whenever it holds one. Every LargeDecay: no wait with
 // decay off, none longer than the longest period. IDLE, the decay's liveness: left alone, the
 // cache empties within a few periods and LargeDecay then schedules nothing. At the end of the
 // input every block is freed, the cache released, and the gauge back where it started.
@@ -126,11 +129,19 @@ class State {
 
   void OpAlloc(Reader& in) {
     const size_t size = SizeOf(in.Byte());
-    const size_t alignment = kAlignments[in.Byte() % 4];
+    const uint8_t align = in.Byte();
+    const size_t alignment = kAlignments[align % 4];
+    const bool ask_zeroed = (align & 4) == 0;
     if (held_.size() >= kMaxHeld) return;
     bool zeroed = false;
-    auto* p = static_cast<unsigned char*>(mf2::LargeAllocate(size, alignment, &zeroed));
+    const size_t cached_before = mf2::LargeCachedBytes();
+    auto* p = static_cast<unsigned char*>(
+        mf2::LargeAllocate(size, alignment, ask_zeroed ? &zeroed : nullptr));
     FUZZ_CHECK(p != nullptr, "LargeAllocate failed");
+    if (!ask_zeroed && alignment <= kPage && cached_before != 0) {
+      FUZZ_CHECK(mf2::LargeCachedBytes() < cached_before,
+                 "an allocation took nothing from a cache that held mappings");
+    }
     FUZZ_CHECK(reinterpret_cast<uintptr_t>(p) % alignment == 0, "a large block misaligned");
     const size_t usable = mf2::LargeUsableSize(p);
     FUZZ_CHECK(usable >= size && usable % kPage == 0, "a large block smaller than asked");

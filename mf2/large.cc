@@ -134,16 +134,54 @@ CachedMapping RemoveCached(int i) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_table.mu) {
   return m;
 }
 
-// The smallest cached mapping of at least `len` and at most twice that, removed from the cache;
-// {0, 0} if none.
-CachedMapping TakeCached(size_t len) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_table.mu) {
-  int best = -1;
+// Which cached mapping serves a request of `len` bytes, removed from the cache ({0, 0} if the
+// cache is empty, or `may_grow` is false and every mapping is shorter than `len`), in order of
+// preference:
+//   1. the shortest of `len`..2 x `len`: used whole, as it is;
+//   2. else the shortest longer one: its tail beyond `len` is unmapped (TrimOrGrow);
+//   3. else, if `may_grow`, the longest shorter one: mremap grows it to `len` (TrimOrGrow).
+// 2 and 3 reuse pages that are resident already instead of faulting in fresh ones while the
+// cached mapping stays resident beside them: freed large blocks of every size serve requests of
+// every size, so the cache turns over instead of holding what no request matches
+// (bench/RESULTS.md, "The large cache serves requests of any size").
+CachedMapping TakeCached(size_t len, bool may_grow) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_table.mu) {
+  int fit = -1;      // shortest of len..2 len
+  int longer = -1;   // shortest above 2 len
+  int shorter = -1;  // longest below len
   for (int i = 0; i < g_num_cached; ++i) {
     const size_t l = g_cached[i].len;
-    if (l >= len && l <= 2 * len && (best < 0 || l < g_cached[best].len)) best = i;
+    if (l >= len && l <= 2 * len) {
+      if (fit < 0 || l < g_cached[fit].len) fit = i;
+    } else if (l > 2 * len) {
+      if (longer < 0 || l < g_cached[longer].len) longer = i;
+    } else if (shorter < 0 || l > g_cached[shorter].len) {
+      shorter = i;
+    }
   }
+  const int best = fit >= 0 ? fit : longer >= 0 ? longer : may_grow ? shorter : -1;
   if (best < 0) return CachedMapping{0, 0};
   return RemoveCached(best);
+}
+
+// Makes the mapping `m`, just taken from the cache (so nobody else's), exactly `len` bytes long
+// when it is more than twice that (its tail unmapped) or shorter (grown by mremap, which may move
+// it). Returns the mapping to use, or {0, 0} when the kernel refused to grow it (then unmapped).
+// Not under the table lock: neither call touches an entry, and an address the kernel frees by
+// moving the mapping holds no live block.
+CachedMapping TrimOrGrow(CachedMapping m, size_t len) {
+  if (m.len > 2 * len) {
+    munmap(reinterpret_cast<void*>(m.base + len), m.len - len);
+    return CachedMapping{m.base, len};
+  }
+  if (m.len < len) {
+    void* r = mremap(reinterpret_cast<void*>(m.base), m.len, len, MREMAP_MAYMOVE);
+    if (r == MAP_FAILED) {
+      munmap(reinterpret_cast<void*>(m.base), m.len);
+      return CachedMapping{0, 0};
+    }
+    return CachedMapping{reinterpret_cast<uintptr_t>(r), len};
+  }
+  return m;
 }
 
 // Keeps [base, base + len) for reuse if it fits the bound; returns false if the caller must unmap.
@@ -232,15 +270,24 @@ void ReportDiagnosis(const LargeDiagnosis& d, const void* p, const char* call,
 // mapping or the table cannot grow.
 void* TryAllocate(size_t len, size_t alignment, bool* zeroed) {
   if (alignment <= kPage) {
-    MutexLock lock(&g_table.mu);
-    CachedMapping m = TakeCached(len);
+    // calloc (`zeroed` asked for) does not grow a cached mapping: it would clear the grown part,
+    // which a fresh mapping has clear without a page faulted in.
+    CachedMapping m;
+    {
+      MutexLock lock(&g_table.mu);
+      m = TakeCached(len, /*may_grow=*/zeroed == nullptr);
+    }
+    if (m.base != 0) m = TrimOrGrow(m, len);
     if (m.base != 0) {
+      MutexLock lock(&g_table.mu);
       // The whole mapping is usable and is unmapped whole.
       if (g_table.Insert(Entry{m.base, m.len, m.base, m.len, alignment})) {
         ForgetFreed(m.base, m.len);
         if (zeroed != nullptr) *zeroed = false;  // it held a freed block's data
         return reinterpret_cast<void*>(m.base);
       }
+    }
+    if (m.base != 0) {
       munmap(reinterpret_cast<void*>(m.base), m.len);
       return nullptr;
     }

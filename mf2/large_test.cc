@@ -9,7 +9,10 @@
 #include "gtest/gtest.h"
 #include "mf2/check.h"
 #include "mf2/mf2.hpp"
+#include "mf2/policy.h"
 #include "mf2/size_class.h"
+#include "mf2/testing/resident_pages.h"
+#include "mf2/testing/scoped_policy.h"
 #include "mf2/testing/scoped_reports.h"
 
 namespace mf2 {
@@ -143,6 +146,97 @@ TEST_F(LargeMisuseTest, OnlyTheLastFreedBlocksAreRemembered) {
         << i;
   }
   EXPECT_TRUE(reports_.empty());
+}
+
+// The cache of freed mappings serves requests of every size (large.cc, TakeCached): a request
+// far shorter than a cached mapping takes it with its tail unmapped, a request longer than every
+// cached mapping grows one, so freed memory that is resident serves the next request instead of
+// staying resident beside a fresh mapping. The decay is off: nothing leaves the cache by itself.
+class LargeCacheTest : public ::testing::Test {
+ protected:
+  void SetUp() override { LargeReleaseCache(); }
+  void TearDown() override { LargeReleaseCache(); }
+
+  // Blocks of `lens` bytes, all allocated and written whole (resident), then freed into the
+  // cache; their addresses.
+  static std::vector<uintptr_t> CacheAll(std::vector<size_t> lens) {
+    std::vector<uintptr_t> blocks;
+    for (size_t len : lens) {
+      void* p = LargeAllocate(len, kMinAlign);
+      EXPECT_NE(p, nullptr);
+      memset(p, 0xab, len);
+      blocks.push_back(reinterpret_cast<uintptr_t>(p));
+    }
+    for (uintptr_t p : blocks) EXPECT_TRUE(LargeFree(reinterpret_cast<void*>(p)));
+    return blocks;
+  }
+
+  testing::ScopedPolicy policy_{[](Policy* p) {
+    p->large_cache_bytes = size_t{64} << 20;
+    p->page_cache_decay_ns = 0;
+  }};
+  testing::ScopedReports capture_;
+};
+
+TEST_F(LargeCacheTest, AShortRequestTakesALongMappingWithoutItsTail) {
+  const uintptr_t base = CacheAll({4 * kLarge})[0];
+  ASSERT_EQ(LargeCachedBytes(), 4 * kLarge);
+  char* p = static_cast<char*>(LargeAllocate(kLarge / 2, kMinAlign));
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(p), base) << "the cached mapping's resident head";
+  EXPECT_EQ(LargeCachedBytes(), 0u);
+  EXPECT_EQ(LargeUsableSize(p), kLarge / 2) << "the rest went back to the OS";
+  EXPECT_EQ(testing::ResidentPages(p, kLarge / 2), static_cast<long>(kLarge / 2 / 4096))
+      << "its pages were reused, not faulted in";
+  EXPECT_EQ(testing::ResidentPages(p + kLarge / 2, 4096), -1) << "the tail is unmapped";
+  ASSERT_TRUE(LargeFree(p));
+  EXPECT_EQ(LargeCachedBytes(), kLarge / 2);
+  EXPECT_TRUE(capture_.reports().empty());
+}
+
+TEST_F(LargeCacheTest, ALongRequestGrowsTheLongestShorterMapping) {
+  const uintptr_t longest = CacheAll({kLarge / 4, kLarge})[1];
+  ASSERT_EQ(LargeCachedBytes(), kLarge + kLarge / 4);
+  char* p = static_cast<char*>(LargeAllocate(3 * kLarge, kMinAlign));
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(LargeCachedBytes(), kLarge / 4) << "the 1 MiB mapping was grown, the other kept";
+  EXPECT_EQ(LargeUsableSize(p), 3 * kLarge);
+  EXPECT_EQ(static_cast<unsigned char>(p[0]), 0xab) << "grown from the freed 1 MiB block";
+  EXPECT_EQ(static_cast<unsigned char>(p[kLarge - 1]), 0xab);
+  memset(p, 1, 3 * kLarge);  // all of it is the block's
+  if (reinterpret_cast<uintptr_t>(p) != longest) {
+    EXPECT_EQ(LargeDiagnose(reinterpret_cast<void*>(longest)).kind,
+              LargeDiagnosis::kFreedRecently)
+        << "moved by the kernel: the old address is a freed block's";
+  }
+  ASSERT_TRUE(LargeFree(p));
+  EXPECT_TRUE(capture_.reports().empty());
+}
+
+TEST_F(LargeCacheTest, ZeroedRequestsNeverGrowAMapping) {
+  CacheAll({kLarge});
+  bool zeroed = false;
+  char* p = static_cast<char*>(LargeAllocate(3 * kLarge, kMinAlign, &zeroed));
+  ASSERT_NE(p, nullptr);
+  EXPECT_TRUE(zeroed) << "a fresh mapping: nothing to clear";
+  EXPECT_EQ(LargeCachedBytes(), kLarge) << "the shorter mapping stays cached";
+  ASSERT_TRUE(LargeFree(p));
+  // A longer cached mapping serves it, trimmed, and is not known to be zero.
+  char* q = static_cast<char*>(LargeAllocate(kLarge / 4, kMinAlign, &zeroed));
+  ASSERT_NE(q, nullptr);
+  EXPECT_FALSE(zeroed);
+  EXPECT_EQ(LargeUsableSize(q), kLarge / 4);
+  ASSERT_TRUE(LargeFree(q));
+  EXPECT_TRUE(capture_.reports().empty());
+}
+
+TEST_F(LargeCacheTest, AlignedRequestsTakeNothingFromTheCache) {
+  CacheAll({4 * kLarge});
+  void* p = LargeAllocate(kLarge, kLarge);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % kLarge, 0u);
+  EXPECT_EQ(LargeCachedBytes(), 4 * kLarge);
+  ASSERT_TRUE(LargeFree(p));
 }
 
 }  // namespace
