@@ -134,16 +134,15 @@ CachedMapping RemoveCached(int i) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_table.mu) {
   return m;
 }
 
-// Which cached mapping serves a request of `len` bytes, removed from the cache ({0, 0} if the
-// cache is empty, or `may_grow` is false and every mapping is shorter than `len`), in order of
-// preference:
-//   1. the shortest of `len`..2 x `len`: used whole, as it is;
-//   2. else the shortest longer one: its tail beyond `len` is unmapped (TrimOrGrow);
-//   3. else, if `may_grow`, the longest shorter one: mremap grows it to `len` (TrimOrGrow).
+// What serves a request of `len` bytes from the cache, taken out of it ({0, 0} if the cache is
+// empty, or `may_grow` is false and every mapping is shorter than `len`), in order of preference:
+//   1. the shortest mapping of `len`..2 x `len`: used whole, as it is;
+//   2. else the first `len` bytes of the shortest longer one, whose rest stays cached where it
+//      is (a mapping's pages may be unmapped or remapped apart: the two are separate from now on);
+//   3. else, if `may_grow`, the longest shorter one, which the caller grows to `len` (Grow).
 // 2 and 3 reuse pages that are resident already instead of faulting in fresh ones while the
 // cached mapping stays resident beside them: freed large blocks of every size serve requests of
-// every size, so the cache turns over instead of holding what no request matches
-// (bench/RESULTS.md, "The large cache serves requests of any size").
+// every size (bench/RESULTS.md, "The large cache serves requests of any size").
 CachedMapping TakeCached(size_t len, bool may_grow) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_table.mu) {
   int fit = -1;      // shortest of len..2 len
   int longer = -1;   // shortest above 2 len
@@ -158,30 +157,31 @@ CachedMapping TakeCached(size_t len, bool may_grow) ABSL_EXCLUSIVE_LOCKS_REQUIRE
       shorter = i;
     }
   }
-  const int best = fit >= 0 ? fit : longer >= 0 ? longer : may_grow ? shorter : -1;
+  if (fit < 0 && longer >= 0) {
+    CachedMapping& m = g_cached[longer];  // the rest keeps its place (and age) in the cache
+    const CachedMapping head{m.base, len};
+    m.base += len;
+    m.len -= len;
+    g_cached_bytes -= len;
+    g_decay.Lowered(g_cached_bytes);
+    return head;
+  }
+  const int best = fit >= 0 ? fit : may_grow ? shorter : -1;
   if (best < 0) return CachedMapping{0, 0};
   return RemoveCached(best);
 }
 
-// Makes the mapping `m`, just taken from the cache (so nobody else's), exactly `len` bytes long
-// when it is more than twice that (its tail unmapped) or shorter (grown by mremap, which may move
-// it). Returns the mapping to use, or {0, 0} when the kernel refused to grow it (then unmapped).
-// Not under the table lock: neither call touches an entry, and an address the kernel frees by
-// moving the mapping holds no live block.
-CachedMapping TrimOrGrow(CachedMapping m, size_t len) {
-  if (m.len > 2 * len) {
-    munmap(reinterpret_cast<void*>(m.base + len), m.len - len);
-    return CachedMapping{m.base, len};
+// Grows `m`, taken from the cache (so nobody else's) to `len` bytes with mremap, which moves it
+// if the address space above is taken. Returns the mapping, or {0, 0} when the kernel refused
+// (then `m` is unmapped). Not under the table lock: no entry is touched, and an address the
+// kernel frees by moving the mapping holds no live block.
+CachedMapping Grow(CachedMapping m, size_t len) {
+  void* r = mremap(reinterpret_cast<void*>(m.base), m.len, len, MREMAP_MAYMOVE);
+  if (r == MAP_FAILED) {
+    munmap(reinterpret_cast<void*>(m.base), m.len);
+    return CachedMapping{0, 0};
   }
-  if (m.len < len) {
-    void* r = mremap(reinterpret_cast<void*>(m.base), m.len, len, MREMAP_MAYMOVE);
-    if (r == MAP_FAILED) {
-      munmap(reinterpret_cast<void*>(m.base), m.len);
-      return CachedMapping{0, 0};
-    }
-    return CachedMapping{reinterpret_cast<uintptr_t>(r), len};
-  }
-  return m;
+  return CachedMapping{reinterpret_cast<uintptr_t>(r), len};
 }
 
 // Keeps [base, base + len) for reuse if it fits the bound; returns false if the caller must unmap.
@@ -277,7 +277,7 @@ void* TryAllocate(size_t len, size_t alignment, bool* zeroed) {
       MutexLock lock(&g_table.mu);
       m = TakeCached(len, /*may_grow=*/zeroed == nullptr);
     }
-    if (m.base != 0) m = TrimOrGrow(m, len);
+    if (m.base != 0 && m.len < len) m = Grow(m, len);
     if (m.base != 0) {
       MutexLock lock(&g_table.mu);
       // The whole mapping is usable and is unmapped whole.

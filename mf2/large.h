@@ -3,11 +3,11 @@
 // rejects pointers MF2 never handed out. A lock guards the table: large allocations are rare
 // and pay for a system call when they miss the cache. Freed mappings are kept for reuse up to
 // Policy::large_cache_bytes (MF2_LARGE_CACHE_MB), at most 16 of them, each at most a quarter of
-// the bound. A request aligned to at most a page takes a cached mapping whenever there is one:
-// one of 1x..2x its size as it is, else a longer one with its tail unmapped, else (unless the
-// caller wants zeroed memory, which a fresh mapping gives without faulting a page in) a shorter
-// one grown by mremap; the resident pages of freed blocks serve the next request instead of
-// staying resident beside a fresh mapping.
+// the bound. A request aligned to at most a page takes from the cache whenever it holds a
+// mapping: one of 1x..2x its size as it is, else the head of a longer one (its rest stays
+// cached), else (unless the caller wants zeroed memory, which a fresh mapping gives without
+// faulting a page in) a shorter one grown by mremap. So the resident pages of freed blocks serve
+// the next request instead of staying resident beside a fresh mapping.
 //
 // realloc from a large size to a large size stays in the block's mapping: mremap grows it (in
 // place when the address space above is free, else the kernel moves the page tables; the data is

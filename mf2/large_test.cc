@@ -149,9 +149,10 @@ TEST_F(LargeMisuseTest, OnlyTheLastFreedBlocksAreRemembered) {
 }
 
 // The cache of freed mappings serves requests of every size (large.cc, TakeCached): a request
-// far shorter than a cached mapping takes it with its tail unmapped, a request longer than every
-// cached mapping grows one, so freed memory that is resident serves the next request instead of
-// staying resident beside a fresh mapping. The decay is off: nothing leaves the cache by itself.
+// far shorter than a cached mapping takes its head and leaves the rest cached, a request longer
+// than every cached mapping grows one, so freed memory that is resident serves the next request
+// instead of staying resident beside a fresh mapping. The decay is off: nothing leaves the cache
+// by itself.
 class LargeCacheTest : public ::testing::Test {
  protected:
   void SetUp() override { LargeReleaseCache(); }
@@ -178,19 +179,29 @@ class LargeCacheTest : public ::testing::Test {
   testing::ScopedReports capture_;
 };
 
-TEST_F(LargeCacheTest, AShortRequestTakesALongMappingWithoutItsTail) {
+TEST_F(LargeCacheTest, AShortRequestTakesTheHeadOfALongMapping) {
   const uintptr_t base = CacheAll({4 * kLarge})[0];
   ASSERT_EQ(LargeCachedBytes(), 4 * kLarge);
   char* p = static_cast<char*>(LargeAllocate(kLarge / 2, kMinAlign));
   ASSERT_NE(p, nullptr);
   EXPECT_EQ(reinterpret_cast<uintptr_t>(p), base) << "the cached mapping's resident head";
+  EXPECT_EQ(LargeUsableSize(p), kLarge / 2);
+  EXPECT_EQ(LargeCachedBytes(), 4 * kLarge - kLarge / 2) << "the rest stays cached";
+  EXPECT_EQ(testing::ResidentPages(p, 4 * kLarge), static_cast<long>(4 * kLarge / 4096))
+      << "all of it is reused, nothing faulted in or given back";
+  // The rest serves the next request, and a free caches the head apart from it.
+  char* q = static_cast<char*>(LargeAllocate(2 * kLarge, kMinAlign));
+  EXPECT_EQ(q, p + kLarge / 2);
+  EXPECT_EQ(LargeUsableSize(q), 4 * kLarge - kLarge / 2) << "within 2x: used whole";
   EXPECT_EQ(LargeCachedBytes(), 0u);
-  EXPECT_EQ(LargeUsableSize(p), kLarge / 2) << "the rest went back to the OS";
-  EXPECT_EQ(testing::ResidentPages(p, kLarge / 2), static_cast<long>(kLarge / 2 / 4096))
-      << "its pages were reused, not faulted in";
-  EXPECT_EQ(testing::ResidentPages(p + kLarge / 2, 4096), -1) << "the tail is unmapped";
   ASSERT_TRUE(LargeFree(p));
   EXPECT_EQ(LargeCachedBytes(), kLarge / 2);
+  memset(q, 1, LargeUsableSize(q));  // still the block's, whole
+  ASSERT_TRUE(LargeFree(q));
+  EXPECT_EQ(LargeCachedBytes(), 4 * kLarge);
+  LargeReleaseCache();
+  EXPECT_EQ(testing::ResidentPages(p, 4096), -1) << "each piece is unmapped on its own";
+  EXPECT_EQ(testing::ResidentPages(q, 4096), -1);
   EXPECT_TRUE(capture_.reports().empty());
 }
 
@@ -221,7 +232,7 @@ TEST_F(LargeCacheTest, ZeroedRequestsNeverGrowAMapping) {
   EXPECT_TRUE(zeroed) << "a fresh mapping: nothing to clear";
   EXPECT_EQ(LargeCachedBytes(), kLarge) << "the shorter mapping stays cached";
   ASSERT_TRUE(LargeFree(p));
-  // A longer cached mapping serves it, trimmed, and is not known to be zero.
+  // The head of a longer cached mapping serves it, and is not known to be zero.
   char* q = static_cast<char*>(LargeAllocate(kLarge / 4, kMinAlign, &zeroed));
   ASSERT_NE(q, nullptr);
   EXPECT_FALSE(zeroed);
