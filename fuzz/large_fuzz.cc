@@ -23,17 +23,19 @@
 //                             the next decay is due, until it says none is
 // SizeOf(b): 64 KiB + 1 shifted left by b % 8 (64 KiB .. 8 MiB), plus (b >> 3) pages.
 //
-// Oracles, after every op: the live count is the held blocks' count, and the footprint gauge
-// (mf2_stats bytes_large_live) is their usable bytes (a large block's mapping is its usable
-// size). Every block: aligned as asked, its usable size at least the request; a block said to be
-// zeroed reads as zeros; the words the harness wrote at both ends are intact when it is freed or
-// resized (a resize keeps the contents up to the smaller size); an aligned block never moves;
-// LargeUsableSize is what the allocation or resize said. A freed block is remembered as freed
-// (LargeDiagnose). A free adds to the cache only within its bound; an allocation aligned to at
-// most a page that does not ask for zeroes takes a mapping from the cache whenever it holds one. Every LargeDecay: no wait with
-// decay off, none longer than the longest period. IDLE, the decay's liveness: left alone, the
-// cache empties within a few periods and LargeDecay then schedules nothing. At the end of the
-// input every block is freed, the cache released, and the gauge back where it started.
+// Oracles, after every op: LargeCheckInvariants (the table's counts, every block the whole of its
+// mapping, the cache's bytes, no page both cached and live or cached twice); the live count is
+// the held blocks' count, and the footprint gauge (mf2_stats bytes_large_live) is their usable
+// bytes (a large block's mapping is its usable size). Every block: aligned as asked, its usable
+// size at least the request; a block said to be zeroed reads as zeros; the words the harness
+// wrote at both ends are intact when it is freed or resized (a resize keeps the contents up to
+// the smaller size); an aligned block never moves; LargeUsableSize is what the allocation or
+// resize said. A freed block is remembered as freed (LargeDiagnose). A free adds to the cache
+// only within its bound; an allocation aligned to at most a page that does not ask for zeroes
+// takes a mapping from the cache whenever it holds one. Every LargeDecay: no wait with decay off,
+// none longer than the longest period. IDLE, the decay's liveness: left alone, the cache empties
+// within a few periods and LargeDecay then schedules nothing. At the end of the input every
+// block is freed, the cache released, and the gauge back where it started.
 #include "fuzz/fuzz_std.h"  // first: the standard library without coverage
 
 #include <cstddef>
@@ -118,6 +120,7 @@ class State {
   }
 
   void CheckAfterStep(bool /*full*/) {
+    mf2::LargeCheckInvariants();
     FUZZ_CHECK(mf2::LargeLiveCount() == held_.size(), "the live count is not the held blocks'");
     FUZZ_CHECK(Gauge() == gauge_at_start_ + held_bytes_,
                "the footprint gauge is not the held blocks' usable bytes");

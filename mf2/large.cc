@@ -72,6 +72,26 @@ class LargeTable {
     --live_;
   }
   size_t live() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return live_; }
+  // Calls f(entry) for every live entry (checks only).
+  template <typename F>
+  void ForEachLive(F f) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    for (size_t i = 0; i < cap_; ++i) {
+      if (slots_[i].user > 1) f(slots_[i]);
+    }
+  }
+  // The counts' invariants: a power-of-two capacity at most half full (live entries and
+  // tombstones), live_ the number of live entries, each found again from its address.
+  void CheckInvariants() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    MF2_CHECK(cap_ == 0 || (cap_ & (cap_ - 1)) == 0, "large table: capacity not a power of two");
+    MF2_CHECK(used_ * 2 <= cap_ && live_ <= used_, "large table: counts out of bounds");
+    size_t live = 0;
+    size_t used = 0;
+    for (size_t i = 0; i < cap_; ++i) {
+      used += slots_[i].user != 0;
+      live += slots_[i].user > 1;
+    }
+    MF2_CHECK(live == live_ && used == used_, "large table: counts do not match the slots");
+  }
 
   Mutex mu;
 
@@ -483,6 +503,40 @@ uint64_t LargeDecay(uint64_t now_ns) {
   // Outside the lock: the mappings belong to no entry and to the cache no more.
   for (int i = 0; i < n; ++i) munmap(reinterpret_cast<void*>(doomed[i].base), doomed[i].len);
   return due;
+}
+
+void LargeCheckInvariants() {
+  MutexLock lock(&g_table.mu);
+  g_table.CheckInvariants();
+  // Every live block is the whole of its page-aligned mapping (Entry).
+  g_table.ForEachLive([](const Entry& e) {
+    MF2_CHECK(e.map_base % kPage == 0 && e.map_len % kPage == 0 && e.map_len != 0,
+              "large table: a mapping not page-aligned");
+    MF2_CHECK(e.user == e.map_base && e.size == e.map_len,
+              "large table: a block is not the whole of its mapping");
+    MF2_CHECK(e.user % e.alignment == 0, "large table: a block not aligned as asked");
+  });
+  // The cache: within its count, its bytes the sum of its mappings', each page-aligned, no two
+  // sharing a page, and none sharing a page with a live block's mapping (a page handed out
+  // twice: TakeCached splits mappings).
+  MF2_CHECK(g_num_cached >= 0 && g_num_cached <= kMaxCached, "large cache: count out of bounds");
+  size_t bytes = 0;
+  for (int i = 0; i < g_num_cached; ++i) {
+    const CachedMapping& c = g_cached[i];
+    MF2_CHECK(c.base % kPage == 0 && c.len % kPage == 0 && c.len != 0,
+              "large cache: a mapping not page-aligned");
+    bytes += c.len;
+    for (int j = 0; j < i; ++j) {
+      const CachedMapping& d = g_cached[j];
+      MF2_CHECK(c.base + c.len <= d.base || d.base + d.len <= c.base,
+                "large cache: two cached mappings overlap");
+    }
+    g_table.ForEachLive([&c](const Entry& e) {
+      MF2_CHECK(c.base + c.len <= e.map_base || e.map_base + e.map_len <= c.base,
+                "large cache: a cached mapping overlaps a live block's");
+    });
+  }
+  MF2_CHECK(bytes == g_cached_bytes, "large cache: the cached bytes are not the mappings' sum");
 }
 
 size_t LargeCachedBytes() {

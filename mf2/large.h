@@ -82,6 +82,11 @@ void LargeForgetFreedRange(const void* start, size_t len);
 // Number of live large allocations, and bytes of freed mappings kept for reuse (tests).
 size_t LargeLiveCount();
 size_t LargeCachedBytes();
+// Checks (MF2_CHECK) the invariants of the table and the cache stated in large.cc: the table's
+// counts, every live block the whole of its mapping, the cached bytes their mappings' sum, no two
+// of the cached mappings and live blocks' mappings sharing a page. O(table capacity x cached
+// mappings): tests and fuzzers only.
+void LargeCheckInvariants();
 // Unmaps every cached mapping (tests; before the retry when the OS refuses a mapping).
 void LargeReleaseCache();
 // The cache's decay, called by the background reclaimer with the page source's (same period,

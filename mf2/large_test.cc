@@ -156,7 +156,10 @@ TEST_F(LargeMisuseTest, OnlyTheLastFreedBlocksAreRemembered) {
 class LargeCacheTest : public ::testing::Test {
  protected:
   void SetUp() override { LargeReleaseCache(); }
-  void TearDown() override { LargeReleaseCache(); }
+  void TearDown() override {
+    LargeCheckInvariants();
+    LargeReleaseCache();
+  }
 
   // Blocks of `lens` bytes, all allocated and written whole (resident), then freed into the
   // cache; their addresses.
