@@ -82,6 +82,8 @@ void LargeForgetFreedRange(const void* start, size_t len);
 // Number of live large allocations, and bytes of freed mappings kept for reuse (tests).
 size_t LargeLiveCount();
 size_t LargeCachedBytes();
+// Slots in the table of live blocks (tests: it grows with the live blocks, not with the frees).
+size_t LargeTableCapacity();
 // Checks (MF2_CHECK) the invariants of the table and the cache stated in large.cc: the table's
 // counts, every live block the whole of its mapping, the cached bytes their mappings' sum, no two
 // of the cached mappings and live blocks' mappings sharing a page. O(table capacity x cached

@@ -253,5 +253,29 @@ TEST_F(LargeCacheTest, AlignedRequestsTakeNothingFromTheCache) {
   ASSERT_TRUE(LargeFree(p));
 }
 
+// The table of live large blocks grows with the blocks that are live at once, not with how many
+// were ever freed. A free leaves a tombstone; when tombstones filled half the table it doubled,
+// so with blocks at ever new addresses the capacity (and the time of each rehash, under the
+// table's lock) grew with the frees: 16384 slots here, for 64 live blocks.
+TEST(LargeTable, ItsCapacityFollowsTheLiveBlocksNotTheFrees) {
+  LargeReleaseCache();
+  testing::ScopedPolicy no_cache([](Policy* p) { p->large_cache_bytes = 0; });
+  constexpr int kLive = 64;
+  void* live[kLive] = {};
+  uint64_t x = 88172645463325252ull;
+  for (int i = 0; i < 50000; ++i) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    void*& slot = live[x % kLive];
+    if (slot != nullptr) ASSERT_TRUE(LargeFree(slot));
+    slot = LargeAllocate(kMaxClassSize + 1 + (x >> 32) % (1 << 20), kMinAlign);
+    ASSERT_NE(slot, nullptr);
+  }
+  EXPECT_LE(LargeTableCapacity(), size_t{1024}) << kLive << " blocks live at most";
+  for (void* p : live) ASSERT_TRUE(LargeFree(p));
+  LargeCheckInvariants();
+}
+
 }  // namespace
 }  // namespace mf2
