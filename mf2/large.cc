@@ -89,7 +89,12 @@ class LargeTable {
     size_t used = 0;
     for (size_t i = 0; i < cap_; ++i) {
       used += slots_[i].user != 0;
-      live += slots_[i].user > 1;
+      if (slots_[i].user <= 1) continue;
+      ++live;
+      // Find's probe from the entry's hash reaches it before an empty slot.
+      size_t j = Hash(slots_[i].user) & (cap_ - 1);
+      while (j != i && slots_[j].user != 0) j = (j + 1) & (cap_ - 1);
+      MF2_CHECK(j == i, "large table: a live entry its address does not find");
     }
     MF2_CHECK(live == live_ && used == used_, "large table: counts do not match the slots");
   }
