@@ -296,6 +296,22 @@ void ReportDiagnosis(const LargeDiagnosis& d, const void* p, const char* call,
   }
 }
 
+// Records the mapping [base, base + len), which nobody else holds, as a live block and returns
+// it; `*zeroed` (if asked) says whether it is `fresh` (zero). If the table cannot grow, unmaps it
+// and returns nullptr.
+void* HandOut(uintptr_t base, size_t len, size_t alignment, bool fresh, bool* zeroed) {
+  {
+    MutexLock lock(&g_table.mu);
+    if (g_table.Insert(Entry{base, len, base, len, alignment})) {
+      ForgetFreed(base, len);
+      if (zeroed != nullptr) *zeroed = fresh;
+      return reinterpret_cast<void*>(base);
+    }
+  }
+  munmap(reinterpret_cast<void*>(base), len);
+  return nullptr;
+}
+
 // One attempt: a cached mapping, else a fresh one. nullptr (errno not set) if the OS refuses the
 // mapping or the table cannot grow.
 void* TryAllocate(size_t len, size_t alignment, bool* zeroed) {
@@ -308,19 +324,8 @@ void* TryAllocate(size_t len, size_t alignment, bool* zeroed) {
       m = TakeCached(len, /*may_grow=*/zeroed == nullptr);
     }
     if (m.base != 0 && m.len < len) m = Grow(m, len);
-    if (m.base != 0) {
-      MutexLock lock(&g_table.mu);
-      // The whole mapping is usable and is unmapped whole.
-      if (g_table.Insert(Entry{m.base, m.len, m.base, m.len, alignment})) {
-        ForgetFreed(m.base, m.len);
-        if (zeroed != nullptr) *zeroed = false;  // it held a freed block's data
-        return reinterpret_cast<void*>(m.base);
-      }
-    }
-    if (m.base != 0) {
-      munmap(reinterpret_cast<void*>(m.base), m.len);
-      return nullptr;
-    }
+    // The whole mapping is usable and is unmapped whole; it held a freed block's data.
+    if (m.base != 0) return HandOut(m.base, m.len, alignment, /*fresh=*/false, zeroed);
   }
   size_t extra = alignment > kPage ? alignment - kPage : 0;
   void* raw = mmap(nullptr, len + extra, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
@@ -333,16 +338,8 @@ void* TryAllocate(size_t len, size_t alignment, bool* zeroed) {
   if (user > base) munmap(raw, user - base);
   uintptr_t end = base + len + extra;
   if (end > user + len) munmap(reinterpret_cast<void*>(user + len), end - (user + len));
-  {
-    MutexLock lock(&g_table.mu);
-    if (g_table.Insert(Entry{user, len, user, len, alignment})) {
-      ForgetFreed(user, len);
-      if (zeroed != nullptr) *zeroed = true;  // fresh anonymous memory: the kernel's zero pages
-      return reinterpret_cast<void*>(user);
-    }
-  }
-  munmap(reinterpret_cast<void*>(user), len);
-  return nullptr;
+  // Fresh anonymous memory: the kernel's zero pages.
+  return HandOut(user, len, alignment, /*fresh=*/true, zeroed);
 }
 
 // Grows the live block at `user` to `new_len` bytes with mremap. The table lock is held across
@@ -518,17 +515,11 @@ uint64_t LargeDecay(uint64_t now_ns) {
 void LargeCheckInvariants() {
   MutexLock lock(&g_table.mu);
   g_table.CheckInvariants();
-  // Every live block is the whole of its page-aligned mapping (Entry).
-  g_table.ForEachLive([](const Entry& e) {
-    MF2_CHECK(e.map_base % kPage == 0 && e.map_len % kPage == 0 && e.map_len != 0,
-              "large table: a mapping not page-aligned");
-    MF2_CHECK(e.user == e.map_base && e.size == e.map_len,
-              "large table: a block is not the whole of its mapping");
-    MF2_CHECK(e.user % e.alignment == 0, "large table: a block not aligned as asked");
-  });
+  const auto disjoint = [](uintptr_t a, size_t a_len, uintptr_t b, size_t b_len) {
+    return a + a_len <= b || b + b_len <= a;
+  };
   // The cache: within its count, its bytes the sum of its mappings', each page-aligned, no two
-  // sharing a page, and none sharing a page with a live block's mapping (a page handed out
-  // twice: TakeCached splits mappings).
+  // sharing a page.
   MF2_CHECK(g_num_cached >= 0 && g_num_cached <= kMaxCached, "large cache: count out of bounds");
   size_t bytes = 0;
   for (int i = 0; i < g_num_cached; ++i) {
@@ -537,16 +528,21 @@ void LargeCheckInvariants() {
               "large cache: a mapping not page-aligned");
     bytes += c.len;
     for (int j = 0; j < i; ++j) {
-      const CachedMapping& d = g_cached[j];
-      MF2_CHECK(c.base + c.len <= d.base || d.base + d.len <= c.base,
+      MF2_CHECK(disjoint(c.base, c.len, g_cached[j].base, g_cached[j].len),
                 "large cache: two cached mappings overlap");
     }
   }
   MF2_CHECK(bytes == g_cached_bytes, "large cache: the cached bytes are not the mappings' sum");
-  g_table.ForEachLive([](const Entry& e) ABSL_NO_THREAD_SAFETY_ANALYSIS {  // under the lock
+  // Every live block is the whole of its page-aligned mapping (Entry), and no cached mapping
+  // shares a page with one (a page handed out twice: TakeCached splits mappings).
+  g_table.ForEachLive([&disjoint](const Entry& e) ABSL_NO_THREAD_SAFETY_ANALYSIS {  // locked
+    MF2_CHECK(e.map_base % kPage == 0 && e.map_len % kPage == 0 && e.map_len != 0,
+              "large table: a mapping not page-aligned");
+    MF2_CHECK(e.user == e.map_base && e.size == e.map_len,
+              "large table: a block is not the whole of its mapping");
+    MF2_CHECK(e.user % e.alignment == 0, "large table: a block not aligned as asked");
     for (int i = 0; i < g_num_cached; ++i) {
-      const CachedMapping& c = g_cached[i];
-      MF2_CHECK(c.base + c.len <= e.map_base || e.map_base + e.map_len <= c.base,
+      MF2_CHECK(disjoint(g_cached[i].base, g_cached[i].len, e.map_base, e.map_len),
                 "large cache: a cached mapping overlaps a live block's");
     }
   });
