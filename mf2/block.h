@@ -1,10 +1,17 @@
-// A block's two allocator words while it is free, and the sanitizer hooks for block memory.
+// A block's allocator words while it is free, and the sanitizer hooks for block memory.
 //
 // Every block is at least 16 bytes. While MF2 holds a block (on a page's free list, on a remote
 // stack, or in a thread's cache) it uses the block's first two words:
 //   word 0  the link of the list it is on (page free lists and remote stacks; unused in caches)
 //   word 1  a canary: Canary(address, where) = address ^ key ^ where, with `key` a secret random
 //           per process and `where` one of the BlockState values below.
+// and, in blocks of at least kHintBlockBytes on a remote chain (not in hardened builds), a third:
+//   word 2  a prefetch hint: the block kHintDistance links further down its chain, written by the
+//           thread that pushes the chain (Heap::PushChain), null for the chain's last blocks.
+//           The owner's collection (Page::CollectRemote) prefetches it, so that the blocks of a
+//           chain, which the freeing thread's CPU wrote last, are fetched several at a time
+//           instead of one link after another. Never followed: a stale or overwritten hint
+//           costs a wasted prefetch, which cannot fault (nothing else checks or trusts it).
 // A block handed out to the program has word 1 cleared, so a canary in word 1 means "free" and
 // says where it went. Every transition checks the canary it expects and writes the next one:
 //   free by the owner        expects no canary        writes kInCache    (thread cache)
@@ -19,7 +26,7 @@
 // A program's own data matches a canary with probability 2^-64 per free (the key is secret).
 //
 // Under AddressSanitizer every block MF2 holds is poisoned, so a use-after-free of an MF2 block
-// is caught by ASan exactly like one of a malloc block. The allocator reaches the two words of a
+// is caught by ASan exactly like one of a malloc block. The allocator reaches its words of a
 // poisoned block only through the accessors below, which are not instrumented. The canary word is
 // a relaxed atomic: a racing double free of the same block (a program bug) must stay defined
 // behaviour for the allocator, and TSan must see it as such.
@@ -92,6 +99,41 @@ __attribute__((no_sanitize("address"))) inline Block* LoadNext(const Block* b) {
 __attribute__((no_sanitize("address"))) inline void StoreNext(Block* b, Block* next) {
   __atomic_store_n(&b->next, next, __ATOMIC_RELAXED);
 }
+
+// Word 2 as a prefetch hint (header comment). Blocks of 16 bytes have no word 2 of their own (it
+// is the next block's word 0), so only blocks of kHintBlockBytes or more carry one. The hint is
+// looked ahead kHintDistance links: the owner's walk of a chain does about 15 instructions a
+// block, and on producer-consumer T=4 a distance of 4 collected faster than 2 or 8
+// (bench/RESULTS.md, "Remote chains carry prefetch hints").
+inline constexpr size_t kHintBlockBytes = 3 * sizeof(void*);
+inline constexpr uint32_t kHintDistance = 4;
+static_assert((kHintDistance & (kHintDistance - 1)) == 0, "a window indexed by a mask");
+// Hardened builds (MF2_HARDENED) write no hints: they encode every link a freed block holds
+// (page.h, StoreLink), and a hint would leave a plain heap address there for a use-after-free
+// read to find.
+constexpr bool CarriesHint(size_t block_size) {
+#if defined(MF2_HARDENED) && MF2_HARDENED
+  (void)block_size;
+  return false;
+#else
+  return block_size >= kHintBlockBytes;
+#endif
+}
+
+// Relaxed atomics, as the link's: a racing double free may make two threads write it, and no
+// ordering is published through a hint (the remote stack's CAS orders the legitimate accesses).
+__attribute__((no_sanitize("address"))) inline const Block* LoadHint(const Block* b) {
+  return __atomic_load_n(
+      reinterpret_cast<const Block* const*>(reinterpret_cast<const char*>(b) + sizeof(Block)),
+      __ATOMIC_RELAXED);
+}
+__attribute__((no_sanitize("address"))) inline void StoreHint(Block* b, const Block* hint) {
+  __atomic_store_n(reinterpret_cast<const Block**>(reinterpret_cast<char*>(b) + sizeof(Block)),
+                   hint, __ATOMIC_RELAXED);
+}
+// Starts fetching `b`'s first line for writing (the collection writes each block's words). A
+// prefetch never faults, whatever the address.
+inline void PrefetchForWrite(const void* b) { __builtin_prefetch(b, 1, 3); }
 
 // Relaxed atomic accesses (see the header comment): no ordering is published through the canary;
 // the lists and the program's own synchronisation order every legitimate access.

@@ -204,7 +204,8 @@ class Heap {
  public:
   // Remote frees held back: blocks freed by this heap's thread into pages of other heaps, linked
   // per page (canary kOnRemote, counted in their page's used()) and pushed onto the page's remote
-  // stack with one CAS once kRemoteBatch of them wait, when another page needs the slot, at this
+  // stack, each with a prefetch hint for the owner's walk (block.h), with one CAS once
+  // kRemoteBatch of them wait, when another page needs the slot, at this
   // heap's flush or exit, when the background reclaimer flushes the heap idle, or, all of them,
   // at every kSlowPathsPerRemoteFlush-th allocation slow path that finds some held (a chain must
   // outlive a few cache refills to grow: pushed at every slow path, chains of a consumer that

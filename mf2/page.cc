@@ -195,8 +195,12 @@ uint32_t Page::CollectRemote(RemoteWord taken, void** out, uint32_t max) {
     }
     return true;
   };
+  // The blocks' hints (block.h), prefetched as each block is reached: the loads of the links
+  // then find their lines on the way, several in flight at once.
+  const bool hinted = CarriesHint(block_size_);
   Block* b = taken.head();
   for (; b != nullptr && moved < max && well_formed(b); ++moved) {
+    if (hinted) PrefetchForWrite(LoadHint(b));
     Block* next_block = LoadNext(b);
     StoreCanary(b, reinterpret_cast<uintptr_t>(b) ^ key ^ kInCache);
     out[moved] = b;
@@ -205,6 +209,7 @@ uint32_t Page::CollectRemote(RemoteWord taken, void** out, uint32_t max) {
   const uint32_t handed = moved;  // still counted in used_: handed out, now to a cache
   Block* local = local_free_;
   for (; b != nullptr && bad == nullptr && well_formed(b); ++moved) {
+    if (hinted) PrefetchForWrite(LoadHint(b));
     Block* next_block = LoadNext(b);
     StoreLink(b, local, key);
     StoreCanary(b, reinterpret_cast<uintptr_t>(b) ^ key ^ kOnPage);

@@ -258,7 +258,8 @@ class alignas(256) Page {
   // Moves the blocks of a taken remote stack to the local free list after validating each one
   // (inside the carved part of the span, a block start, canary kOnRemote, at most `count` of
   // them). A list that is not well formed is reported and cut at the first bad node, never
-  // absorbed. Returns blocks moved. The first `max` of them go to `out` instead, as PopBatch
+  // absorbed. Each block's prefetch hint (block.h) is prefetched as the walk reaches it, never
+  // followed. Returns blocks moved. The first `max` of them go to `out` instead, as PopBatch
   // hands blocks out (canary kInCache, still counted in used()): a refill that collects the
   // page it is about to pop from writes each of those blocks once, not twice
   // (min(returned, max) are in `out`).

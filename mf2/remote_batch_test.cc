@@ -4,6 +4,7 @@
 // Heap::kSlowPathsPerRemoteFlush slow paths, its flush or its exit. Explicit heaps play the
 // threads, except in the exit test; caches are off so every free reaches the heap's page logic.
 #include <cstdint>
+#include <cstring>
 #include <set>
 #include <string>
 #include <thread>
@@ -321,6 +322,87 @@ TEST_F(RemoteBatchTest, AHeldBlockHandedOutAndFreedAgainByTheSameThreadGoesOutOn
   FlushReportingOneDoubleFree(freer, blocks[2], "the block in the chain twice is reported once");
   EXPECT_EQ(OnStack(blocks[0]), 3u) << "blocks 2, 4 and 3 went out, each once";
   EndScenario(&heaps, owner, freer, {blocks[0], blocks[1]});  // out of reach, never reused
+}
+
+
+// Prefetch hints (block.h, word 2): a pushed chain's blocks name the block kHintDistance links
+// further down, the last kHintDistance name none.
+TEST_F(RemoteBatchTest, APushedChainNamesTheBlockFourLinksAhead) {
+  if (!CarriesHint(kSize)) GTEST_SKIP() << "hardened builds write no hints (block.h)";
+  ScopedPolicy policy([](Policy* p) { UseBatches(p, 32); });
+  TestHeaps heaps;
+  Heap* owner = heaps.Acquire();
+  Heap* freer = heaps.Acquire();
+  std::vector<void*> blocks = BlocksOfOnePage(owner, 10);
+  for (void* p : blocks) StoreHint(static_cast<Block*>(p), static_cast<Block*>(blocks[0]));
+  for (void* p : blocks) freer->Free(p);
+  freer->FlushRemoteChains();
+  ASSERT_EQ(OnStack(blocks[0]), 10u);
+  // The chain runs newest first: blocks[9] -> blocks[8] -> ... -> blocks[0].
+  static_assert(kHintDistance == 4, "the expectations below");
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    const Block* want = i >= 4 ? static_cast<Block*>(blocks[i - 4]) : nullptr;
+    EXPECT_EQ(LoadHint(static_cast<Block*>(blocks[i])), want) << "block " << i;
+  }
+  HeapRegistry::Global().CheckAll(false);
+  heaps.Release(freer);
+  heaps.Release(owner);
+  EXPECT_EQ(heaps.source().outstanding(), 0u);
+}
+
+// A 16-byte block has no word 2 of its own: it is the next block's first word, which the program
+// may be using. Pushing a chain of every other block of a page leaves the blocks between intact.
+TEST_F(RemoteBatchTest, SixteenByteBlocksCarryNoHint) {
+  ScopedPolicy policy([](Policy* p) { UseBatches(p, 32); });
+  TestHeaps heaps;
+  Heap* owner = heaps.Acquire();
+  Heap* freer = heaps.Acquire();
+  std::vector<char*> blocks;
+  for (int i = 0; i < 20; ++i) blocks.push_back(static_cast<char*>(owner->Allocate(16)));
+  for (int i = 1; i < 20; ++i) ASSERT_EQ(blocks[i], blocks[i - 1] + 16) << "carved in order";
+  for (char* b : blocks) memset(b, 0x5a, 16);
+  for (int i = 0; i < 20; i += 2) freer->Free(blocks[i]);
+  freer->FlushRemoteChains();
+  ASSERT_EQ(OnStack(blocks[0]), 10u);
+  for (int i = 1; i < 20; i += 2) {
+    for (int j = 0; j < 16; ++j) {
+      ASSERT_EQ(blocks[i][j], 0x5a) << "live block " << i << ", byte " << j;
+    }
+  }
+  for (int i = 1; i < 20; i += 2) owner->Free(blocks[i]);
+  HeapRegistry::Global().CheckAll(false);
+  heaps.Release(freer);
+  heaps.Release(owner);
+  EXPECT_EQ(heaps.source().outstanding(), 0u);
+}
+
+// A hint is only prefetched, never followed: with every hint of a pushed chain overwritten (a
+// use-after-free write would do that), the owner still collects the chain by its links, whole.
+TEST_F(RemoteBatchTest, TheOwnerCollectsAChainWhateverItsHintsSay) {
+  ScopedPolicy policy([](Policy* p) { UseBatches(p, 32); });
+  TestHeaps heaps;
+  Heap* owner = heaps.Acquire();
+  Heap* freer = heaps.Acquire();
+  const uint32_t capacity = ClassInfo(kClass).capacity;
+  std::vector<void*> all = BlocksOfOnePage(owner, capacity);  // the page is full
+  std::set<void*> freed(all.begin(), all.begin() + 12);
+  for (void* p : freed) freer->Free(p);
+  freer->FlushRemoteChains();
+  ASSERT_EQ(OnStack(all[0]), 12u);
+  const Block* junk[] = {nullptr, reinterpret_cast<Block*>(uintptr_t{8}),
+                         static_cast<Block*>(all[capacity - 1]),
+                         reinterpret_cast<Block*>(~uintptr_t{0} - 63)};
+  int i = 0;
+  for (void* p : freed) StoreHint(static_cast<Block*>(p), junk[i++ % 4]);
+  // The page is full, so the owner's next allocations come from its remote stack.
+  std::set<void*> again;
+  for (int n = 0; n < 12; ++n) again.insert(owner->Allocate(kSize));
+  EXPECT_EQ(again, freed);
+  owner->CheckInvariants(true);
+  for (void* p : all) owner->Free(p);
+  heaps.Release(freer);
+  heaps.Release(owner);
+  EXPECT_EQ(heaps.source().outstanding(), 0u);
 }
 
 }  // namespace

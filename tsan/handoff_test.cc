@@ -28,33 +28,37 @@ namespace {
 constexpr size_t kSize = 2048;  // 32 blocks per page: pages fill and are reused quickly
 const uint64_t kBlocks = stress::Scaled(60000);
 
-// Layout of a block in flight: [0, 16) belongs to MF2 once freed (the link and the canary,
-// mf2/block.h); the owner writes `tag` at 16; the freer, the last user before the free, writes
-// tag + 1 at 24 and a fill derived from it over the rest. When the owner gets the block back
-// from MF2 it reads all of that.
+// Layout of a block in flight: [0, kOwned) belongs to MF2 once freed (the link, the canary and,
+// on a remote chain, the prefetch hint: mf2/block.h); the owner writes `tag` at kOwned; the
+// freer, the last user before the free, writes tag + 1 at kOwned + 8 and a fill derived from it
+// over the rest. When the owner gets the block back from MF2 it reads all of that.
+constexpr size_t kOwned = kHintBlockBytes;
+constexpr size_t kTagAt = kOwned;
+constexpr size_t kMineAt = kOwned + 8;
+constexpr size_t kFillAt = kOwned + 16;
 void OwnerWrite(void* p, uint64_t tag) {
   std::memset(p, 0x5a, kSize);
-  std::memcpy(static_cast<char*>(p) + 16, &tag, sizeof(tag));
+  std::memcpy(static_cast<char*>(p) + kTagAt, &tag, sizeof(tag));
 }
 bool FreerCheckAndWrite(void* p) {
   uint64_t tag;
-  std::memcpy(&tag, static_cast<char*>(p) + 16, sizeof(tag));
+  std::memcpy(&tag, static_cast<char*>(p) + kTagAt, sizeof(tag));
   const char* c = static_cast<const char*>(p);
-  for (size_t i = 24; i < kSize; ++i) {
+  for (size_t i = kMineAt; i < kSize; ++i) {
     if (c[i] != 0x5a) return false;
   }
   const uint64_t mine = tag + 1;
-  std::memcpy(static_cast<char*>(p) + 24, &mine, sizeof(mine));
-  std::memset(static_cast<char*>(p) + 32, static_cast<int>(mine & 0xff), kSize - 32);
+  std::memcpy(static_cast<char*>(p) + kMineAt, &mine, sizeof(mine));
+  std::memset(static_cast<char*>(p) + kFillAt, static_cast<int>(mine & 0xff), kSize - kFillAt);
   return true;
 }
 bool OwnerCheckReturned(const void* p) {
   uint64_t tag, mine;
-  std::memcpy(&tag, static_cast<const char*>(p) + 16, sizeof(tag));
-  std::memcpy(&mine, static_cast<const char*>(p) + 24, sizeof(mine));
+  std::memcpy(&tag, static_cast<const char*>(p) + kTagAt, sizeof(tag));
+  std::memcpy(&mine, static_cast<const char*>(p) + kMineAt, sizeof(mine));
   if (mine != tag + 1) return false;
   const unsigned char* c = static_cast<const unsigned char*>(p);
-  for (size_t i = 32; i < kSize; ++i) {
+  for (size_t i = kFillAt; i < kSize; ++i) {
     if (c[i] != (mine & 0xff)) return false;
   }
   return true;
