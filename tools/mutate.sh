@@ -98,7 +98,9 @@ for patch in "${patches[@]}"; do
     echo "[mutate] $name ($cfg): bazel test ${flags[*]} $tests" >&2
     # shellcheck disable=SC2086
     (cd "$scratch" && bazel test "${flags[@]}" $tests) >"$log" 2>&1
-    failed=$(grep -Eo '^//[^ ]+ +(FAILED|TIMEOUT)' "$log" | awk '{print $1}' | sed 's#^//##' |
+    # "FAILED in" / "TIMEOUT in": a test that ran and failed. Not "FAILED TO BUILD": a mutant
+    # that does not compile is broken, not caught.
+    failed=$(grep -Eo '^//[^ ]+ +(FAILED|TIMEOUT) in ' "$log" | awk '{print $1}' | sed 's#^//##' |
       tr '\n' ' ')
     if [ -n "$failed" ]; then
       verdicts+=("$cfg: ${failed% }")
