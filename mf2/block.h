@@ -7,7 +7,8 @@
 //           per process and `where` one of the BlockState values below.
 // and, in blocks of at least kHintBlockBytes on a remote chain (not in hardened builds), a third:
 //   word 2  a prefetch hint: the block kHintDistance links further down its chain, written by the
-//           thread that pushes the chain (Heap::PushChain), null for the chain's last blocks.
+//           freeing thread as the block joins the chain it holds back (Heap::Link), null for the
+//           chain's last blocks.
 //           The owner's collection (Page::CollectRemote) prefetches it, so that the blocks of a
 //           chain, which the freeing thread's CPU wrote last, are fetched several at a time
 //           instead of one link after another. Never followed: a stale or overwritten hint

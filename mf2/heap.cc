@@ -727,9 +727,7 @@ void Heap::FreeRemote(Page* page, void* p, const char* call) noexcept {
                        (seen ^ in_cache) >= kNumBlockStates &&
                        CasCanary(b, seen, in_cache ^ kOnRemote))) {
     PoisonMemory(b, page->block_size());
-    StoreNext(b, chain->head);
-    chain->head = b;
-    ++chain->count;
+    Link(chain, b);
     EndOp();  // tail-called by a fast path: ends its operation
     return;
   }
@@ -768,13 +766,14 @@ void Heap::HoldRemote(Page* page, Block* b) {
   if (chain->page != page) {
     if (chain->count != 0) PushChain(chain);
     chain->page = page;
+    chain->hinted = CarriesHint(page->block_size());
+    for (Block*& slot : chain->behind) slot = nullptr;
     if (held_slots_ == 0) xholds_remote_.store(true, std::memory_order_relaxed);
     held_slots_ |= uint32_t{1} << (chain - remote_);
   }
-  StoreNext(b, chain->head);
-  chain->head = b;
   if (chain->tail == nullptr) chain->tail = b;
-  if (++chain->count >= remote_batch_) PushChain(chain);
+  Link(chain, b);
+  if (chain->count >= remote_batch_) PushChain(chain);
 }
 
 void Heap::FlushRemoteChainsInOp() {
@@ -860,32 +859,13 @@ void Heap::RebuildChain(RemoteChain* chain) {
   chain->count = count;
 }
 
-namespace {
-// Word 2 of each of a chain's `count` blocks (of at least kHintBlockBytes) becomes the block
-// kHintDistance links further down, null for the last kHintDistance (block.h). Runs on an intact
-// chain just before its push: the pusher wrote every one of these blocks moments ago, so the
-// walk and its stores stay in its cache.
-void WriteHints(Block* head, uint32_t count) {
-  Block* window[kHintDistance] = {};
-  uint32_t i = 0;
-  for (Block* b = head; b != nullptr && i < count; b = LoadNext(b), ++i) {
-    Block*& behind = window[i & (kHintDistance - 1)];  // the block kHintDistance links back
-    if (behind != nullptr) StoreHint(behind, b);
-    behind = b;
-  }
-  for (Block* b : window) {
-    if (b != nullptr) StoreHint(b, nullptr);
-  }
-}
-}  // namespace
-
 // One CAS for the whole chain, then what a single remote free does after its push. A block whose
 // canary is no longer kOnRemote was freed again by its owner while we held it (the owner's store
 // came after our compare-exchange: a concurrent double free): it is reported and left out, and
 // the rest of the chain goes on (the collection would otherwise cut the list there).
 //
 // The walk that rebuilds the chain runs only when ChainIntact, a read-only walk, finds something
-// wrong: the common case writes no block but its prefetch hints (WriteHints).
+// wrong: the common case writes no block.
 void Heap::PushChain(RemoteChain* chain) {
   if (MF2_PREDICT_FALSE(!ChainIntact(*chain))) RebuildChain(chain);
   if (chain->count == 0) {
@@ -894,7 +874,6 @@ void Heap::PushChain(RemoteChain* chain) {
     return;
   }
   Page* page = chain->page;
-  if (CarriesHint(page->block_size())) WriteHints(chain->head, chain->count);
   // Read before the push: afterwards the page may be collected and released at once.
   Heap* owner = page->owner_relaxed();
   const uint32_t capacity = page->capacity();

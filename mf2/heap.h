@@ -226,12 +226,20 @@ class Heap {
   // most this many blocks per page: the mid sizes, from 1 KiB (AllocateSlow).
   static constexpr uint32_t kTopUpMaxBlocks = 64;
   static constexpr uint32_t kRemoteBatch = 32;
+  // A chain of `page`'s blocks, newest first. When the page's blocks carry prefetch hints
+  // (`hinted`, block.h), each block's hint, written as it joins, is the block kHintDistance links
+  // further down (null among the chain's first kHintDistance), and behind[] holds the chain's
+  // newest min(count, kHintDistance) blocks, the one that joined as the i-th (from 0) at
+  // behind[i % kHintDistance]. Invariants (CheckInvariants, on chains no racing free touched).
   struct RemoteChain {
     Page* page = nullptr;
     Block* head = nullptr;
     Block* tail = nullptr;
     uint32_t count = 0;
+    bool hinted = false;  // CarriesHint(page->block_size()), set when the chain takes its page
+    Block* behind[kHintDistance] = {};
   };
+  static_assert(sizeof(RemoteChain) == 64, "a chain is one cache line");
 
   // A heap that owns nothing, for threads that have none (thread_heap.h): every cache is empty
   // with capacity 0, so an allocation calls `on_allocate(class)` and a free goes the remote way
@@ -712,6 +720,20 @@ class Heap {
   }
   void ReturnRemote(Page* page, Block* b, uint64_t seen, const char* call);
   void HoldRemote(Page* page, Block* b);
+  // `b` (canary kOnRemote, this heap's since its compare-exchange a moment ago) joins `chain` as
+  // its new head, with its prefetch hint: the block that joined kHintDistance blocks before it
+  // (RemoteChain). Written here rather than when the chain is pushed, so that no block is
+  // written long after the check that made it ours, and no second walk of the chain is needed.
+  MF2_ALWAYS_INLINE static void Link(RemoteChain* chain, Block* b) {
+    StoreNext(b, chain->head);
+    if (chain->hinted) {
+      Block*& behind = chain->behind[chain->count & (kHintDistance - 1)];
+      StoreHint(b, behind);
+      behind = b;
+    }
+    chain->head = b;
+    ++chain->count;
+  }
   void PushChain(RemoteChain* chain);
   bool ChainIntact(const RemoteChain& chain) const;
   void ReleaseSlot(RemoteChain* chain);

@@ -128,7 +128,10 @@ void Heap::CheckInvariants(bool quiescent) const {
               "a remote chain's count matches its list, at most kRemoteBatch");
     MF2_CHECK(chain.count == 0 || (!abandoned() && !is_sentinel() && !helper_),
               "an abandoned, sentinel or helper heap holds no remote free");
+    MF2_CHECK(chain.page == nullptr || chain.hinted == CarriesHint(chain.page->block_size()),
+              "a chain's blocks carry hints exactly when its page's blocks are long enough");
     uint32_t n = 0;
+    bool any_raced = false;
     const Block* last = nullptr;
     const Block* seen[kRemoteBatch + 1];
     for (const Block* b = chain.head; b != nullptr && n <= kRemoteBatch; b = LoadNext(b)) {
@@ -143,9 +146,20 @@ void Heap::CheckInvariants(bool quiescent) const {
       last = b;
       ++n;
       if (raced) {
+        any_raced = true;
         last = chain.tail;
         n = chain.count;
         break;
+      }
+    }
+    // The hints and behind[] (RemoteChain): block i from the head joined as the (count-1-i)-th.
+    for (uint32_t i = 0; chain.hinted && !any_raced && i < n; ++i) {
+      const Block* ahead = i + kHintDistance < n ? seen[i + kHintDistance] : nullptr;
+      MF2_CHECK(LoadHint(seen[i]) == ahead,
+                "a held block's hint is the block kHintDistance links further down, or null");
+      if (i < kHintDistance) {
+        MF2_CHECK(chain.behind[(chain.count - 1 - i) % kHintDistance] == seen[i],
+                  "a chain's behind[] holds its newest blocks by the order they joined");
       }
     }
     MF2_CHECK(n == chain.count && last == chain.tail, "a remote chain's count and tail");
