@@ -12,7 +12,9 @@
 //           The owner's collection (Page::CollectRemote) prefetches it, so that the blocks of a
 //           chain, which the freeing thread's CPU wrote last, are fetched several at a time
 //           instead of one link after another. Never followed: a stale or overwritten hint
-//           costs a wasted prefetch, which cannot fault (nothing else checks or trusts it).
+//           costs a wasted prefetch, which cannot fault (nothing else checks or trusts it). A
+//           block pushed on its own (Heap::ReturnRemote) keeps what the program left in word 2,
+//           which the collection prefetches the same way.
 // A block handed out to the program has word 1 cleared, so a canary in word 1 means "free" and
 // says where it went. Every transition checks the canary it expects and writes the next one:
 //   free by the owner        expects no canary        writes kInCache    (thread cache)
