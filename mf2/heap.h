@@ -204,10 +204,10 @@ class Heap {
  public:
   // Remote frees held back: blocks freed by this heap's thread into pages of other heaps, linked
   // per page (canary kOnRemote, counted in their page's used()) and pushed onto the page's remote
-  // stack, each with a prefetch hint for the owner's walk (block.h), with one CAS once
-  // kRemoteBatch of them wait, when another page needs the slot, at this
-  // heap's flush or exit, when the background reclaimer flushes the heap idle, or, all of them,
-  // at every kSlowPathsPerRemoteFlush-th allocation slow path that finds some held (a chain must
+  // stack (each with a prefetch hint for the owner's walk, block.h) with one CAS once
+  // kRemoteBatch of them wait, when another page needs the slot, at this heap's flush or exit,
+  // when the background reclaimer flushes the heap idle, or, all of them, at every
+  // kSlowPathsPerRemoteFlush-th allocation slow path that finds some held (a chain must
   // outlive a few cache refills to grow: pushed at every slow path, chains of a consumer that
   // also allocates held 1.8 blocks on average on bench/producer_consumer.cc). Owner only.
   // 16 slots: a thread typically frees into one page per size class of each thread it takes
@@ -239,7 +239,6 @@ class Heap {
     bool hinted = false;  // CarriesHint(page->block_size()), set when the chain takes its page
     Block* behind[kHintDistance] = {};
   };
-  static_assert(sizeof(RemoteChain) == 64, "a chain is one cache line");
 
   // A heap that owns nothing, for threads that have none (thread_heap.h): every cache is empty
   // with capacity 0, so an allocation calls `on_allocate(class)` and a free goes the remote way
@@ -833,7 +832,7 @@ class Heap {
   const SentinelAllocate sentinel_allocate_ = nullptr;
   const SentinelRemoteFree sentinel_remote_free_ = nullptr;
   bool helper_ = false;
-  RemoteChain remote_[kRemoteSlots];
+  alignas(64) RemoteChain remote_[kRemoteSlots];
   uint32_t held_slots_ = 0;  // bit i: remote_[i] holds a block (owner only)
   // held_slots_ != 0, for the background reclaimer, which flushes the held frees of idle heaps
   // (reclaimer.cc). Written by the owner when that changes; relaxed everywhere: a hint for which
@@ -915,6 +914,8 @@ struct HeapLayout {
                 "the fast paths' first accesses (key, park state, busy flag, cache offsets) on "
                 "one line");
   static_assert(offsetof(Heap, cache_) == 0, "free adds no offset to a class's cache");
+  static_assert(offsetof(Heap, remote_) % kLine == 0 && sizeof(Heap::RemoteChain) == kLine,
+                "each held remote chain on a line of its own (a remote free touches one)");
   static_assert(offsetof(Heap, xslow_epoch_) % kLine == 0 &&
                     offsetof(Heap, xpage_bytes_) / kLine == offsetof(Heap, xslow_epoch_) / kLine,
                 "the gates' line: slow-path epoch, partial mask and page counts together");
