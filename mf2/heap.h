@@ -236,7 +236,9 @@ class Heap {
     Block* head = nullptr;
     Block* tail = nullptr;
     uint32_t count = 0;
-    bool hinted = false;  // CarriesHint(page->block_size()), set when the chain takes its page
+    // CarriesHint(page->block_size()), set when the chain takes its page: kept here because the
+    // remote free's fast path would otherwise read the page's first line for it.
+    bool hinted = false;
     Block* behind[kHintDistance] = {};
   };
 

@@ -345,9 +345,7 @@ TEST_F(RemoteBatchTest, APushedChainNamesTheBlockFourLinksAhead) {
     EXPECT_EQ(LoadHint(static_cast<Block*>(blocks[i])), want) << "block " << i;
   }
   HeapRegistry::Global().CheckAll(false);
-  heaps.Release(freer);
-  heaps.Release(owner);
-  EXPECT_EQ(heaps.source().outstanding(), 0u);
+  EndScenario(&heaps, owner, freer, {});
 }
 
 // A 16-byte block has no word 2 of its own: it is the next block's first word, which the program
@@ -371,9 +369,7 @@ TEST_F(RemoteBatchTest, SixteenByteBlocksCarryNoHint) {
   }
   for (int i = 1; i < 20; i += 2) owner->Free(blocks[i]);
   HeapRegistry::Global().CheckAll(false);
-  heaps.Release(freer);
-  heaps.Release(owner);
-  EXPECT_EQ(heaps.source().outstanding(), 0u);
+  EndScenario(&heaps, owner, freer, {});
 }
 
 // A hint is only prefetched, never followed: with every hint of a pushed chain overwritten (a
@@ -400,9 +396,7 @@ TEST_F(RemoteBatchTest, TheOwnerCollectsAChainWhateverItsHintsSay) {
   EXPECT_EQ(again, freed);
   owner->CheckInvariants(true);
   for (void* p : all) owner->Free(p);
-  heaps.Release(freer);
-  heaps.Release(owner);
-  EXPECT_EQ(heaps.source().outstanding(), 0u);
+  EndScenario(&heaps, owner, freer, {});
 }
 
 }  // namespace
