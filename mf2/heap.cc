@@ -180,7 +180,7 @@ void* Heap::AllocateSlow(Magazine* m) noexcept {
 // claim released, so its thread has handed it back. Relaxed loads: hints, the registry claims
 // the heap under its lock. After kMoveChecks counted slow paths without it, the thread stays.
 bool Heap::MoveDue(bool counts) {
-  if (move_to_->abandoned() && !move_to_->claimed_relaxed()) return true;
+  if (move_to_->handed_back_relaxed()) return true;
   if (counts && --move_checks_ == 0) move_to_ = nullptr;
   return false;
 }

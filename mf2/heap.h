@@ -562,6 +562,10 @@ class Heap {
   bool abandoned() const { return xabandoned_.load(std::memory_order_relaxed); }
   // Whether someone holds the claim (relaxed: a hint; TryClaim decides).
   bool claimed_relaxed() const { return xclaim_.load(std::memory_order_relaxed) != 0; }
+  // Whether its thread has handed it back (abandoned, claim released) and nobody has taken it
+  // since. Relaxed loads: a hint for a thread waiting to take it; the registry claims it under
+  // its lock (HeapRegistry::AcquireHeap), so a stale answer costs a wait, never a wrong heap.
+  bool handed_back_relaxed() const { return abandoned() && !claimed_relaxed(); }
   // seq_cst: for the push-then-check hand-off with an exiting owner (PendingQueue::Push_mt).
   bool abandoned_seq_cst() const { return xabandoned_.load(std::memory_order_seq_cst); }
   // A sentinel heap owns nothing (thread_heap.h).

@@ -10,6 +10,7 @@
 // The preloaded-malloc side of these items (real programs, glibc's thread teardown, hostile
 // writes) is //mf2:lifecycle_preload_test.
 #include <pthread.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -394,6 +395,91 @@ TEST(Successor, TheCarvingSlowStartDoesNotCloseTheMoveWindow) {
     EXPECT_GT(slow_paths, uint64_t{Heap::kMoveChecks}) << "the premise: the window's length";
   }
   EXPECT_EQ(after, a.heap) << "the thread did not move to its predecessor's heap";
+  HeapRegistry::Global().CheckAll(true);
+}
+
+// A predecessor that is exiting on the successor's CPU: the successor's first allocation finds
+// its heap still claimed, yields (MF2_SUCCESSOR_YIELDS, thread_heap.cc), the predecessor runs,
+// exits and hands the heap back, and the successor takes that heap instead of another. Both
+// threads are pinned to one CPU, so the predecessor runs only when the successor yields (or is
+// preempted in the few instructions between letting it go and allocating): without the yields
+// the successor took another heap every time, and filled it beside the predecessor's, which it
+// was freeing (larson-classic's peak RSS, bench/RESULTS.md). Other processes on that CPU may
+// take the yielded time instead of the predecessor, so the scenario gets up to five rounds.
+enum class SuccessorRound { kTookPredecessorsHeap, kTookAnother, kCannotPin };
+
+SuccessorRound RunSuccessorRound() {
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(sched_getcpu(), &one);
+  std::atomic<int> step{0};
+  std::vector<void*> blocks;
+  Heap* predecessor_heap = nullptr;
+  std::thread a([&] {
+    if (sched_setaffinity(0, sizeof(one), &one) != 0) {
+      step.store(-1, std::memory_order_release);
+      return;
+    }
+    for (int i = 0; i < 100; ++i) blocks.push_back(Allocate(64));
+    predecessor_heap = ThreadHeap();
+    step.store(1, std::memory_order_release);
+    while (step.load(std::memory_order_acquire) < 2) std::this_thread::yield();
+    // Returns: the thread exits and hands its heap back.
+  });
+  int seen;
+  while ((seen = step.load(std::memory_order_acquire)) == 0) std::this_thread::yield();
+  if (seen < 0) {
+    a.join();
+    return SuccessorRound::kCannotPin;
+  }
+  Heap* successor_heap = nullptr;
+  bool pinned = false;
+  std::thread b([&] {
+    pinned = sched_setaffinity(0, sizeof(one), &one) == 0;
+    Free(blocks[0]);  // no heap yet: the predecessor's heap is noted
+    // The predecessor may exit now, but on this CPU it runs only when this thread yields.
+    step.store(2, std::memory_order_release);
+    void* p = Allocate(64);
+    successor_heap = ThreadHeap();
+    for (int i = 1; i < 100; ++i) Free(blocks[i]);
+    Free(p);
+    successor_heap->CheckInvariants(true);
+  });
+  b.join();
+  a.join();
+  EXPECT_TRUE(pinned);
+  return successor_heap == predecessor_heap ? SuccessorRound::kTookPredecessorsHeap
+                                            : SuccessorRound::kTookAnother;
+}
+
+TEST(Successor, AThreadYieldsToAnExitingPredecessorAndTakesItsHeap) {
+  testing::ScopedPolicy policy([](Policy* p) { p->background_reclaim = false; });
+  SuccessorRound last = SuccessorRound::kTookAnother;
+  for (int round = 0; round < 5; ++round) {
+    last = RunSuccessorRound();
+    if (last != SuccessorRound::kTookAnother) break;
+  }
+  if (last == SuccessorRound::kCannotPin) GTEST_SKIP() << "cannot pin a thread to one CPU";
+  EXPECT_EQ(last, SuccessorRound::kTookPredecessorsHeap)
+      << "in five rounds the successor always took another heap, not its exiting predecessor's";
+  HeapRegistry::Global().CheckAll(true);
+}
+
+// MF2_SUCCESSOR_YIELDS=0: the successor never gives up the CPU in its first allocation, and takes
+// another heap while its predecessor still holds its own.
+TEST(Successor, WithoutYieldsASuccessorTakesAnotherHeap) {
+  testing::ScopedPolicy policy([](Policy* p) {
+    p->background_reclaim = false;
+    p->successor_yields = 0;
+  });
+  SuccessorRound last = SuccessorRound::kTookPredecessorsHeap;
+  for (int round = 0; round < 5; ++round) {
+    last = RunSuccessorRound();
+    if (last != SuccessorRound::kTookPredecessorsHeap) break;
+  }
+  if (last == SuccessorRound::kCannotPin) GTEST_SKIP() << "cannot pin a thread to one CPU";
+  EXPECT_EQ(last, SuccessorRound::kTookAnother)
+      << "in five rounds the successor always found its predecessor's heap handed back";
   HeapRegistry::Global().CheckAll(true);
 }
 

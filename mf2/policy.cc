@@ -153,6 +153,11 @@ constexpr OptionLine kOptions[] = {
     // At most Heap::kRemoteBatch; 1 pushes every remote free at once.
     MF2_OPTION("MF2_REMOTE_BATCH", kCount, remote_batch, "", 1, 1, 32,
                "remote frees a thread holds back per page before pushing them with one CAS"),
+    // thread_heap.cc, TakeHeap: the successor of an exiting thread takes its heap; 0 for a
+    // process whose new threads must never give up the CPU in their first allocation.
+    MF2_OPTION("MF2_SUCCESSOR_YIELDS", kCount, successor_yields, "", 1, 0, 16,
+               "times a new thread that freed before its first allocation yields the CPU while "
+               "the heap of its first freed block is still in use (0: never)"),
     MF2_OPTION("MF2_ON_ERROR", kOnError, on_error, "", 1, 0, 1,
                "on misuse (double free, foreign pointer...): abort, or report and ignore the call"),
     MF2_OPTION("MF2_STATS", kBool, stats_at_exit, "", 1, 0, 1,

@@ -71,6 +71,7 @@ struct Policy {
   size_t cache_class_bytes = size_t{64} << 10;
   size_t cache_heap_bytes = size_t{1} << 20;
   uint32_t remote_batch = 32;
+  uint32_t successor_yields = 2;
   OnError on_error = OnError::kAbort;
   bool stats_at_exit = false;
   bool verbose = false;

@@ -3,6 +3,7 @@
 #include "mf2/thread_heap.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -11,6 +12,7 @@
 
 #include "mf2/heap_registry.h"
 #include "mf2/page_source.h"
+#include "mf2/policy.h"
 #include "mf2/reclaimer.h"
 
 namespace mf2 {
@@ -82,15 +84,28 @@ void UnbindHeap(Heap* heap) {
 // Takes a heap for the calling thread (which has none) and arms its exit hook; nullptr when no
 // heap can be had. When no heap is idle, the heaps of threads that exited without handing theirs
 // back are released first (a thread whose first allocation came in its last key destructor round
-// never ran ThreadExit). The heap of the first block the thread freed is taken when it is idle;
-// when it is still claimed (its thread has not finished exiting), the thread takes another and
-// moves at one of its next slow paths (Heap::SetMoveTo).
+// never ran ThreadExit). The heap of the first block the thread freed is taken when it is idle.
+// When it is still claimed, its thread is often exiting: a worker that starts its successor and
+// returns (Larson; a thread per task). The new thread then yields the CPU up to
+// MF2_SUCCESSOR_YIELDS times (2: on larson-classic with four workers on two CPUs, one yield
+// found the predecessor's heap handed back for half the new threads, two for 96%), so that on a
+// busy machine the exiting thread runs and hands its heap back. Without that, the successor
+// fills a second heap beside the one whose blocks it frees, and the process holds both for the
+// successor's lifetime (bench/RESULTS.md). If the heap is still claimed after that (its thread
+// lives on), the thread takes another and moves at one of its next slow paths should the heap
+// be handed back (Heap::SetMoveTo). A thread pays the yields once, at its first allocation, and
+// only if it freed first; on an idle CPU a yield returns at once (bench/first_free_start.cc).
 Heap* TakeHeap() {
   pthread_once(&g_key_once, &InitOnce);
   HeapRegistry& registry = HeapRegistry::Global();
   if (registry.idle_count() == 0) registry.ReclaimExitedThreadHeaps(nullptr, kExitChecks);
   Heap* preferred = t_first_freed_owner;
   t_first_freed_owner = nullptr;
+  const uint32_t yields = preferred != nullptr ? GetPolicy().successor_yields : 0;
+  for (uint32_t i = 0; i < yields; ++i) {
+    if (preferred->handed_back_relaxed()) break;
+    sched_yield();
+  }
   Heap* heap = registry.AcquireHeap(&OsPageSource::Global(), preferred);
   if (heap == nullptr) return nullptr;
   if (preferred != nullptr && heap != preferred) heap->SetMoveTo(preferred, &MoveToHeap);
