@@ -405,7 +405,7 @@ TEST(Successor, TheCarvingSlowStartDoesNotCloseTheMoveWindow) {
 // preempted in the few instructions between letting it go and allocating): without the yields
 // the successor took another heap every time, and filled it beside the predecessor's, which it
 // was freeing (larson-classic's peak RSS, bench/RESULTS.md). Other processes on that CPU may
-// take the yielded time instead of the predecessor, so the scenario gets up to five rounds.
+// take the yielded time instead of the predecessor, so the tests run up to five rounds.
 enum class SuccessorRound { kTookPredecessorsHeap, kTookAnother, kCannotPin };
 
 SuccessorRound RunSuccessorRound() {
@@ -452,15 +452,19 @@ SuccessorRound RunSuccessorRound() {
                                             : SuccessorRound::kTookAnother;
 }
 
+// Up to five rounds (each can be spoiled by a preemption or another process): the first outcome
+// other than `usual`, or `usual` if all five gave it.
+SuccessorRound FirstRoundOtherThan(SuccessorRound usual) {
+  SuccessorRound last = usual;
+  for (int round = 0; round < 5 && last == usual; ++round) last = RunSuccessorRound();
+  return last;
+}
+
 TEST(Successor, AThreadYieldsToAnExitingPredecessorAndTakesItsHeap) {
   testing::ScopedPolicy policy([](Policy* p) { p->background_reclaim = false; });
-  SuccessorRound last = SuccessorRound::kTookAnother;
-  for (int round = 0; round < 5; ++round) {
-    last = RunSuccessorRound();
-    if (last != SuccessorRound::kTookAnother) break;
-  }
-  if (last == SuccessorRound::kCannotPin) GTEST_SKIP() << "cannot pin a thread to one CPU";
-  EXPECT_EQ(last, SuccessorRound::kTookPredecessorsHeap)
+  const SuccessorRound got = FirstRoundOtherThan(SuccessorRound::kTookAnother);
+  if (got == SuccessorRound::kCannotPin) GTEST_SKIP() << "cannot pin a thread to one CPU";
+  EXPECT_EQ(got, SuccessorRound::kTookPredecessorsHeap)
       << "in five rounds the successor always took another heap, not its exiting predecessor's";
   HeapRegistry::Global().CheckAll(true);
 }
@@ -472,13 +476,9 @@ TEST(Successor, WithoutYieldsASuccessorTakesAnotherHeap) {
     p->background_reclaim = false;
     p->successor_yields = 0;
   });
-  SuccessorRound last = SuccessorRound::kTookPredecessorsHeap;
-  for (int round = 0; round < 5; ++round) {
-    last = RunSuccessorRound();
-    if (last != SuccessorRound::kTookPredecessorsHeap) break;
-  }
-  if (last == SuccessorRound::kCannotPin) GTEST_SKIP() << "cannot pin a thread to one CPU";
-  EXPECT_EQ(last, SuccessorRound::kTookAnother)
+  const SuccessorRound got = FirstRoundOtherThan(SuccessorRound::kTookPredecessorsHeap);
+  if (got == SuccessorRound::kCannotPin) GTEST_SKIP() << "cannot pin a thread to one CPU";
+  EXPECT_EQ(got, SuccessorRound::kTookAnother)
       << "in five rounds the successor always found its predecessor's heap handed back";
   HeapRegistry::Global().CheckAll(true);
 }
