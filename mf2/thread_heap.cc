@@ -87,14 +87,15 @@ void UnbindHeap(Heap* heap) {
 // never ran ThreadExit). The heap of the first block the thread freed is taken when it is idle.
 // When it is still claimed, its thread is often exiting: a worker that starts its successor and
 // returns (Larson; a thread per task). The new thread then yields the CPU up to
-// MF2_SUCCESSOR_YIELDS times (2: on larson-classic with four workers on two CPUs, one yield
-// found the predecessor's heap handed back for half the new threads, two for 96%), so that on a
-// busy machine the exiting thread runs and hands its heap back. Without that, the successor
-// fills a second heap beside the one whose blocks it frees, and the process holds both for the
-// successor's lifetime (bench/RESULTS.md). If the heap is still claimed after that (its thread
-// lives on), the thread takes another and moves at one of its next slow paths should the heap
-// be handed back (Heap::SetMoveTo). A thread pays the yields once, at its first allocation, and
-// only if it freed first; on an idle CPU a yield returns at once (bench/first_free_start.cc).
+// MF2_SUCCESSOR_YIELDS times (2: on larson-classic with four workers on two CPUs, 55% of new
+// threads found the predecessor's heap handed back without a yield, 53-62% after one, 96% after
+// two), so that on a busy machine the exiting thread runs and hands its heap back. Without
+// that, the successor fills a second heap beside the one whose blocks it frees, and the process
+// holds both for the successor's lifetime (bench/RESULTS.md). If the heap is still claimed
+// after that (its thread lives on), the thread takes another and moves at one of its next slow
+// paths should the heap be handed back (Heap::SetMoveTo). A thread pays the yields once, at its
+// first allocation, and only if it freed first; on an idle CPU a yield returns at once
+// (bench/first_free_start.cc).
 Heap* TakeHeap() {
   pthread_once(&g_key_once, &InitOnce);
   HeapRegistry& registry = HeapRegistry::Global();
