@@ -298,26 +298,35 @@ TEST(Successor, AWantedIdleHeapIsLeftForTheThreadThatWantsIt) {
 }
 
 // A thread that allocates 100 blocks of 64 bytes and keeps its heap until HandBack() lets it
-// exit (hand its heap back): the predecessor of the Successor tests.
+// exit (hand its heap back): the predecessor of the Successor tests. With `pin`, it first binds
+// itself to those CPUs; `pinned` says whether that worked (if not, it allocates nothing and only
+// waits to be let go).
 class Predecessor {
  public:
-  Predecessor()
-      : thread_([this] {
-          for (int i = 0; i < 100; ++i) blocks.push_back(Allocate(64));
-          heap = ThreadHeap();
+  explicit Predecessor(const cpu_set_t* pin = nullptr)
+      : thread_([this, pin] {
+          pinned = pin == nullptr || sched_setaffinity(0, sizeof(*pin), pin) == 0;
+          if (pinned) {
+            for (int i = 0; i < 100; ++i) blocks.push_back(Allocate(64));
+            heap = ThreadHeap();
+          }
           step_.store(1, std::memory_order_release);
           WaitFor(2);
         }) {
     WaitFor(1);
   }
+  // Lets the thread exit, without waiting for it (from any thread).
+  void LetGo() { step_.store(2, std::memory_order_release); }
   // Lets the thread exit and joins it (from any thread).
   void HandBack() {
-    step_.store(2, std::memory_order_release);
+    LetGo();
     thread_.join();
   }
+  void Join() { thread_.join(); }
 
   std::vector<void*> blocks;
   Heap* heap = nullptr;
+  bool pinned = false;
 
  private:
   void WaitFor(int s) {
@@ -412,44 +421,29 @@ SuccessorRound RunSuccessorRound() {
   cpu_set_t one;
   CPU_ZERO(&one);
   CPU_SET(sched_getcpu(), &one);
-  std::atomic<int> step{0};
-  std::vector<void*> blocks;
-  Heap* predecessor_heap = nullptr;
-  std::thread a([&] {
-    if (sched_setaffinity(0, sizeof(one), &one) != 0) {
-      step.store(-1, std::memory_order_release);
-      return;
-    }
-    for (int i = 0; i < 100; ++i) blocks.push_back(Allocate(64));
-    predecessor_heap = ThreadHeap();
-    step.store(1, std::memory_order_release);
-    while (step.load(std::memory_order_acquire) < 2) std::this_thread::yield();
-    // Returns: the thread exits and hands its heap back.
-  });
-  int seen;
-  while ((seen = step.load(std::memory_order_acquire)) == 0) std::this_thread::yield();
-  if (seen < 0) {
-    a.join();
+  Predecessor a(&one);
+  if (!a.pinned) {
+    a.HandBack();
     return SuccessorRound::kCannotPin;
   }
   Heap* successor_heap = nullptr;
   bool pinned = false;
   std::thread b([&] {
     pinned = sched_setaffinity(0, sizeof(one), &one) == 0;
-    Free(blocks[0]);  // no heap yet: the predecessor's heap is noted
+    Free(a.blocks[0]);  // no heap yet: the predecessor's heap is noted
     // The predecessor may exit now, but on this CPU it runs only when this thread yields.
-    step.store(2, std::memory_order_release);
+    a.LetGo();
     void* p = Allocate(64);
     successor_heap = ThreadHeap();
-    for (int i = 1; i < 100; ++i) Free(blocks[i]);
+    for (int i = 1; i < 100; ++i) Free(a.blocks[i]);
     Free(p);
     successor_heap->CheckInvariants(true);
   });
   b.join();
-  a.join();
+  a.Join();
   EXPECT_TRUE(pinned);
-  return successor_heap == predecessor_heap ? SuccessorRound::kTookPredecessorsHeap
-                                            : SuccessorRound::kTookAnother;
+  return successor_heap == a.heap ? SuccessorRound::kTookPredecessorsHeap
+                                  : SuccessorRound::kTookAnother;
 }
 
 // Up to five rounds (each can be spoiled by a preemption or another process): the first outcome
