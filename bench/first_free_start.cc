@@ -62,6 +62,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   const int64_t blocks = static_cast<int64_t>(threads) * g_frees;
+  // One slot more, so that `frees` = 0 does not ask for malloc(0).
   g_blocks = static_cast<void**>(mf2_bench::CheckedMalloc((blocks + 1) * sizeof(void*)));
   for (int64_t i = 0; i < blocks; ++i) g_blocks[i] = mf2_bench::CheckedMalloc(64);
   g_latency = static_cast<double*>(mf2_bench::CheckedMalloc(threads * sizeof(double)));
