@@ -28,8 +28,8 @@ Method
     system-wide busy time from /proc/stat minus the benchmark's own CPU time). Warnings go to
     stderr, results.md and the chart.
   * MF2 runs (and custom libraries that export mf2_malloc) get MF2_STATS=1; the stderr lines
-    starting with `mf2_stats:` are kept, and the reuse-rate and new-pages fields are reported (n/a
-    when absent).
+    starting with `mf2_stats:` are kept, and the reuse-rate and new-pages fields are reported, with
+    the slow paths, cache refills and cache flushes per 100 operations (n/a when absent).
 
 Output: bench/results/<timestamp>/ with runs.csv (one row per run), summary.csv, results.md,
 chart.png (gnuplot: throughput relative to the baseline with min-max error bars, and peak RSS
@@ -323,6 +323,28 @@ def parse_mf2_stats(stderr_text):
             pick("new_pages", "new_page"))
 
 
+# MF2 counters of the key=value line reported per operation in the stats table: (field, label).
+PER_OP_COUNTERS = (("slow_allocs", "slow paths"), ("cache_refills", "cache refills"),
+                   ("cache_flushes", "cache flushes"))
+
+
+def mf2_counters_per_op(raw, throughput, elapsed_s):
+    """{field: count / operations} for PER_OP_COUNTERS found in MF2's key=value line `raw`, the
+    operations being throughput x elapsed_s; {} when either is unknown or zero."""
+    try:
+        ops = float(throughput) * float(elapsed_s)
+    except (TypeError, ValueError):
+        return {}
+    if not raw or ops <= 0:
+        return {}
+    out = {}
+    for key, _ in PER_OP_COUNTERS:
+        m = re.search(r"\b%s=(\d+)" % key, raw)
+        if m:
+            out[key] = int(m.group(1)) / ops
+    return out
+
+
 TIME = "/usr/bin/time"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -570,6 +592,7 @@ def summarize(rows, workloads, allocators, baseline):
                 "mf2_raw": None,
                 "mf2_adoptions": None,
                 "mf2_reclaimed": None,
+                "mf2_per_op": {},
             }
             stats = [r for r in ok if r.get("mf2_raw")]
             if stats:
@@ -582,6 +605,8 @@ def summarize(rows, workloads, allocators, baseline):
                 s["mf2_adoptions"] = m.group(1) if m else None
                 m = re.search(r"pages_reclaimed=(\d+)", pick["mf2_raw"])
                 s["mf2_reclaimed"] = m.group(1) if m else None
+                s["mf2_per_op"] = mf2_counters_per_op(pick["mf2_raw"], pick["throughput"],
+                                                      pick.get("elapsed_s"))
             summary[(wl.label, name)] = s
         base = summary.get((wl.label, baseline))
         for name in allocators:
@@ -637,14 +662,23 @@ def markdown_tables(summary, workloads, allocators, baseline):
         lines.append("### MF2 stats (MF2_STATS=1, run nearest the median)")
         lines.append("")
         lines.append("| workload | variant | reuse rate | new pages | adoptions "
-                     "| pages reclaimed |")
-        lines.append("|---|---|---|---|---|---|")
+                     "| pages reclaimed | %s |" % " | ".join(
+                         "%s per 100 ops" % label for _, label in PER_OP_COUNTERS))
+        lines.append("|---|---|---|---|---|---|%s" % ("---|" * len(PER_OP_COUNTERS)))
         for wl in workloads:
             for name in mf2_names:
                 s = summary[(wl.label, name)]
-                lines.append("| %s | %s | %s | %s | %s | %s |" % (
+                per_op = s.get("mf2_per_op") or {}
+                lines.append("| %s | %s | %s | %s | %s | %s | %s |" % (
                     wl.label, name, s["mf2_reuse"] or "n/a", s["mf2_new_pages"] or "n/a",
-                    s["mf2_adoptions"] or "n/a", s["mf2_reclaimed"] or "n/a"))
+                    s["mf2_adoptions"] or "n/a", s["mf2_reclaimed"] or "n/a",
+                    " | ".join("n/a" if per_op.get(key) is None else "%.3f" % (100 * per_op[key])
+                               for key, _ in PER_OP_COUNTERS)))
+        lines.append("")
+        lines.append("Per 100 ops: the counter over the operations of that run (throughput x "
+                     "elapsed); every workload makes about one allocation per operation, so "
+                     "slow paths per 100 ops is about the share of allocations that missed the "
+                     "thread's cache.")
         lines.append("")
     return "\n".join(lines)
 

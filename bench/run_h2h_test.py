@@ -158,6 +158,27 @@ class Parsing(unittest.TestCase):
         self.assertIsNone(run_h2h.chart_warning(rows[:3], 0.0))
 
 
+    def test_mf2_counters_per_operation(self):
+        raw = ("route=route_s reuse_rate=0.9 new_pages=7 page_reuses=5 adoptions=2 "
+               "pages_reclaimed=3 slow_allocs=500 cache_refills=400 cache_flushes=100 pid=42")
+        self.assertEqual(run_h2h.mf2_counters_per_op(raw, 1000.0, "10"),
+                         {"slow_allocs": 0.05, "cache_refills": 0.04, "cache_flushes": 0.01})
+        self.assertEqual(run_h2h.mf2_counters_per_op(raw, 1000.0, None), {}, "no elapsed time")
+        self.assertEqual(run_h2h.mf2_counters_per_op(raw, 0.0, 1.0), {})
+        self.assertEqual(run_h2h.mf2_counters_per_op("route=route_s pid=1", 10.0, 1.0), {},
+                         "an older MF2 without the counters in its key=value line")
+        wl = run_h2h.Workload("w", 1, "prog", [], 1, "ops")
+        rows = [{"workload": "w T=1", "allocator": "mf2", "status": "ok", "throughput": tp,
+                 "elapsed_s": 10.0, "rss_kib": 1, "others_cpu": 0, "mf2_raw": raw + str(tp),
+                 "mf2_reuse": "0.9", "mf2_new_pages": "7"} for tp in (900.0, 1000.0, 1200.0)]
+        s = run_h2h.summarize(rows, [wl], ["mf2"], "mf2")
+        table = run_h2h.markdown_tables(s, [wl], ["mf2"], "mf2")
+        self.assertIn("| pages reclaimed | slow paths per 100 ops | cache refills per 100 ops "
+                      "| cache flushes per 100 ops |", table)
+        # The run nearest the median (1000 ops/s for 10 s): 500, 400 and 100 in 10,000 ops.
+        self.assertIn("| w T=1 | mf2 | 0.9 | 7 | 2 | 3 | 5.000 | 4.000 | 1.000 |", table)
+
+
 class RunResults(unittest.TestCase):
     """parse_run: a finished process's output and exit status as a RunResult."""
 

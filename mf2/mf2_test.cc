@@ -551,6 +551,14 @@ TEST(Stats, ReportNamesTheProcessAndEveryCounterInColumns) {
   const std::string& kv = lines.back();
   EXPECT_EQ(kv.rfind("mf2_stats: route=", 0), 0u) << kv;
   EXPECT_NE(kv.find(" reuse_rate="), std::string::npos);
+  // The counters a benchmark divides by its operations (bench/run_h2h.py's MF2 stats table).
+  for (const auto& [name, value] : {std::make_pair("slow_allocs", s.slow_allocs),
+                                    std::make_pair("cache_refills", s.cache_refills),
+                                    std::make_pair("cache_flushes", s.cache_flushes)}) {
+    EXPECT_NE(kv.find(std::string(" ") + name + "=" + std::to_string(value) + " "),
+              std::string::npos)
+        << name << " in " << kv;
+  }
   EXPECT_NE(kv.find(" bytes_committed=" + std::to_string(s.bytes_committed) + " "),
             std::string::npos)
       << kv;

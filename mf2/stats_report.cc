@@ -187,13 +187,17 @@ void WriteKeyValues(int fd, const Stats& s, const Resident& resident) {
   };
   WriteLine(fd,
             "mf2_stats: route=%s reuse_rate=%.4f new_pages=%llu page_reuses=%llu adoptions=%llu "
-            "pages_reclaimed=%llu segments_mapped=%llu spans_returned_to_os=%llu "
+            "pages_reclaimed=%llu slow_allocs=%llu cache_refills=%llu cache_flushes=%llu "
+            "segments_mapped=%llu spans_returned_to_os=%llu "
             "bytes_in_use=%s bytes_in_use_peak=%s bytes_committed=%s bytes_reserved=%s "
             "resident_bytes=%llu resident_peak_bytes=%llu pid=%d\n",
             RouteName(CurrentRoute()), s.reuse_rate(), static_cast<unsigned long long>(s.new_pages),
             static_cast<unsigned long long>(s.page_reuses),
             static_cast<unsigned long long>(s.adopt_allowed),
             static_cast<unsigned long long>(s.pages_reclaimed),
+            static_cast<unsigned long long>(s.slow_allocs),
+            static_cast<unsigned long long>(s.cache_refills),
+            static_cast<unsigned long long>(s.cache_flushes),
             static_cast<unsigned long long>(s.segments_mapped),
             static_cast<unsigned long long>(s.spans_returned_to_os),
             number(s.bytes_in_use, large_known, in_use),
