@@ -283,6 +283,11 @@ GENERATIONS_RE = re.compile(r"^thread_generations\s*=\s*(\d+)", re.M)
 STATS_FIELD_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_.-]*)\s*[=:]\s*([^\s,;]+)")
 
 
+def key_values(text):
+    """{lower-case name: value string} of the `name=value` (or `name: value`) fields in `text`."""
+    return {key.lower().replace("-", "_"): value for key, value in STATS_FIELD_RE.findall(text)}
+
+
 def mf2_stats_fields(stderr_text):
     """Returns (fields, summary, lines) from the `mf2_stats:` lines: {lower-case name: value
     string}, the key=value line or None, and every line's text after the prefix.
@@ -297,11 +302,10 @@ def mf2_stats_fields(stderr_text):
             continue
         body = line[len("mf2_stats:"):].strip()
         lines.append(body)
-        pairs = STATS_FIELD_RE.findall(body)
+        pairs = key_values(body)
         if pairs and "=" in body:
             summary = body
-            for key, value in pairs:
-                fields[key.lower().replace("-", "_")] = value
+            fields.update(pairs)
         else:
             words = body.split()
             if len(words) >= 2 and words[1].isdigit():  # a counter line, not a memory line
@@ -328,21 +332,24 @@ PER_OP_COUNTERS = (("slow_allocs", "slow paths"), ("cache_refills", "cache refil
                    ("cache_flushes", "cache flushes"))
 
 
-def mf2_counters_per_op(raw, throughput, elapsed_s):
-    """{field: count / operations} for PER_OP_COUNTERS found in MF2's key=value line `raw`, the
-    operations being throughput x elapsed_s; {} when either is unknown or zero."""
+def count_field(fields, key):
+    """The count `fields` (key_values()) holds under `key` as a string of digits, else None."""
+    value = fields.get(key)
+    return value if value is not None and value.isdigit() else None
+
+
+def mf2_counters_per_op(fields, throughput, elapsed_s):
+    """{field: count / operations} for the PER_OP_COUNTERS that MF2's key=value fields hold
+    (key_values()), the operations being throughput x elapsed_s; {} when either is unknown or
+    zero."""
     try:
         ops = float(throughput) * float(elapsed_s)
     except (TypeError, ValueError):
         return {}
-    if not raw or ops <= 0:
+    if ops <= 0:
         return {}
-    out = {}
-    for key, _ in PER_OP_COUNTERS:
-        m = re.search(r"\b%s=(\d+)" % key, raw)
-        if m:
-            out[key] = int(m.group(1)) / ops
-    return out
+    counts = {key: count_field(fields, key) for key, _ in PER_OP_COUNTERS}
+    return {key: int(count) / ops for key, count in counts.items() if count is not None}
 
 
 TIME = "/usr/bin/time"
@@ -601,11 +608,10 @@ def summarize(rows, workloads, allocators, baseline):
                 s["mf2_reuse"] = pick["mf2_reuse"]
                 s["mf2_new_pages"] = pick["mf2_new_pages"]
                 s["mf2_raw"] = pick["mf2_raw"]
-                m = re.search(r"adoptions=(\d+)", pick["mf2_raw"])
-                s["mf2_adoptions"] = m.group(1) if m else None
-                m = re.search(r"pages_reclaimed=(\d+)", pick["mf2_raw"])
-                s["mf2_reclaimed"] = m.group(1) if m else None
-                s["mf2_per_op"] = mf2_counters_per_op(pick["mf2_raw"], pick["throughput"],
+                fields = key_values(pick["mf2_raw"])
+                s["mf2_adoptions"] = count_field(fields, "adoptions")
+                s["mf2_reclaimed"] = count_field(fields, "pages_reclaimed")
+                s["mf2_per_op"] = mf2_counters_per_op(fields, pick["throughput"],
                                                       pick.get("elapsed_s"))
             summary[(wl.label, name)] = s
         base = summary.get((wl.label, baseline))
@@ -668,7 +674,7 @@ def markdown_tables(summary, workloads, allocators, baseline):
         for wl in workloads:
             for name in mf2_names:
                 s = summary[(wl.label, name)]
-                per_op = s.get("mf2_per_op") or {}
+                per_op = s["mf2_per_op"]
                 lines.append("| %s | %s | %s | %s | %s | %s | %s |" % (
                     wl.label, name, s["mf2_reuse"] or "n/a", s["mf2_new_pages"] or "n/a",
                     s["mf2_adoptions"] or "n/a", s["mf2_reclaimed"] or "n/a",

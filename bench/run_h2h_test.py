@@ -157,15 +157,16 @@ class Parsing(unittest.TestCase):
                          "1 of 7 runs shared the CPUs (see results.md)")
         self.assertIsNone(run_h2h.chart_warning(rows[:3], 0.0))
 
-
     def test_mf2_counters_per_operation(self):
         raw = ("route=route_s reuse_rate=0.9 new_pages=7 page_reuses=5 adoptions=2 "
                "pages_reclaimed=3 slow_allocs=500 cache_refills=400 cache_flushes=100 pid=42")
-        self.assertEqual(run_h2h.mf2_counters_per_op(raw, 1000.0, "10"),
+        fields = run_h2h.key_values(raw)
+        self.assertEqual(run_h2h.mf2_counters_per_op(fields, 1000.0, "10"),
                          {"slow_allocs": 0.05, "cache_refills": 0.04, "cache_flushes": 0.01})
-        self.assertEqual(run_h2h.mf2_counters_per_op(raw, 1000.0, None), {}, "no elapsed time")
-        self.assertEqual(run_h2h.mf2_counters_per_op(raw, 0.0, 1.0), {})
-        self.assertEqual(run_h2h.mf2_counters_per_op("route=route_s pid=1", 10.0, 1.0), {},
+        self.assertEqual(run_h2h.mf2_counters_per_op(fields, 1000.0, None), {}, "no elapsed time")
+        self.assertEqual(run_h2h.mf2_counters_per_op(fields, 0.0, 1.0), {})
+        self.assertEqual(run_h2h.mf2_counters_per_op(run_h2h.key_values("route=route_s pid=1"),
+                                                     10.0, 1.0), {},
                          "an older MF2 without the counters in its key=value line")
         wl = run_h2h.Workload("w", 1, "prog", [], 1, "ops")
         rows = [{"workload": "w T=1", "allocator": "mf2", "status": "ok", "throughput": tp,
